@@ -1,0 +1,4 @@
+"""`rsneo` commands: data."""
+
+from rsneo.cli.app import app  # noqa: F401
+

@@ -1,0 +1,4 @@
+"""`rsneo` commands: products."""
+
+from rsneo.cli.app import app  # noqa: F401
+

@@ -1,0 +1,4 @@
+"""`rsneo` commands: train."""
+
+from rsneo.cli.app import app  # noqa: F401
+
