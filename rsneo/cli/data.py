@@ -1,4 +1,181 @@
-"""`rsneo` commands: data."""
+"""`rsneo` commands for data: `sensors` (the band registry), `info` (what a raster holds), `prepare` (shards).
 
-from rsneo.cli.app import app  # noqa: F401
+Heavy modules are imported inside the commands so `rsneo --help` stays fast.
+"""
 
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rsneo.cli.app import app
+
+
+@app.command("sensors")
+def sensors_command(
+    name: Annotated[str | None, typer.Argument(help="Show one sensor's bands in full.")] = None,
+    add: Annotated[
+        list[Path] | None, typer.Option("--add", help="Also load this sensor YAML file (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List the known sensors and their bands (built-in, RSNEO_SENSORS folders, and --add YAML files)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rsneo.sensors import get_sensor, list_sensors, register_sensor
+
+    for path in add or []:
+        register_sensor(path)
+    sensors = [get_sensor(name)] if name else list_sensors()
+    if as_json:
+        out = [
+            {
+                "name": s.name,
+                "title": s.title,
+                "units": s.units,
+                "groups": {g: list(m) for g, m in s.groups.items()},
+                "bands": [
+                    {
+                        "name": b.name,
+                        "aliases": list(b.aliases),
+                        "common_name": b.common_name,
+                        "wavelength_um": b.wavelength,
+                        "resolution_m": b.resolution,
+                        "group": b.group,
+                        "mean": b.mean,
+                        "std": b.std,
+                    }
+                    for b in s.bands
+                ],
+            }
+            for s in sensors
+        ]
+        typer.echo(json.dumps(out, indent=1))
+        return
+    console = Console()
+    if name:
+        sensor = sensors[0]
+        table = Table(title=f"{sensor.name}: {sensor.title} ({sensor.units})")
+        for col in (
+            "band",
+            "aliases",
+            "common name",
+            "wavelength um",
+            "resolution m",
+            "group",
+            "mean",
+            "std",
+        ):
+            table.add_column(col)
+        for b in sensor.bands:
+            res = "-" if b.resolution is None else f"{b.resolution:g}"
+            table.add_row(
+                b.name, ",".join(b.aliases), b.common_name, f"{b.wavelength:g}", res, b.group,
+                f"{b.mean:g}", f"{b.std:g}",
+            )  # fmt: skip
+        console.print(table)
+        return
+    table = Table(title="sensors")
+    for col in ("name", "title", "bands", "groups"):
+        table.add_column(col)
+    for s in sensors:
+        groups = "  ".join(f"{g}={'+'.join(m)}" for g, m in s.groups.items())
+        table.add_row(s.name, s.title, " ".join(s.band_names), groups)
+    console.print(table)
+
+
+def _split(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+@app.command("info")
+def info_command(
+    rasters: Annotated[list[Path], typer.Argument(help="Raster files, band folders or STAC item JSONs.")],
+    sensor: Annotated[str | None, typer.Option(help="Sensor name when the metadata does not say.")] = None,
+    bands: Annotated[
+        str | None, typer.Option(help="Comma-separated band names of the file's bands, in file order.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Describe rasters: sensor, bands, wavelengths, CRS, resolution, size, date, nodata, band statistics.
+
+    Statistics come from a read of at most 1024 pixels a side (GDAL overviews where the file has them).
+    """
+    import warnings
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from rsneo.io.describe import describe_raster
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reports = [describe_raster(path, sensor=sensor, bands=_split(bands)) for path in rasters]
+    notes = sorted({str(w.message) for w in caught if "georeference" in str(w.message)})
+    if as_json:
+        typer.echo(json.dumps(reports, indent=1))
+        return
+    console = Console()
+    for note in notes:
+        console.print(f"[yellow]warning:[/] {note}", highlight=False)
+    for rep in reports:
+        console.print(
+            f"[bold]{rep['path']}[/]\n  sensor {rep['sensor']}  crs {rep['crs'] or 'none (pixel units)'}  "
+            f"resolution {rep['resolution'][0]:g} x {rep['resolution'][1]:g}  size {rep['width']} x "
+            f"{rep['height']}  date {rep['date'] or 'unknown'}  dtype {rep['dtype']}  "
+            f"nodata {100 * rep['nodata_fraction']:.2f}%",
+            highlight=False,
+        )
+        table = Table(show_edge=False)
+        for col in ("band", "common name", "wavelength um", "min", "max", "mean", "std"):
+            table.add_column(col)
+        for b in rep["bands"]:
+            stats = [f"{b[k]:.4g}" if b[k] is not None else "-" for k in ("min", "max", "mean", "std")]
+            table.add_row(b["name"], b["common_name"], f"{b['wavelength_um']:g}", *stats)
+        console.print(table)
+
+
+@app.command("prepare")
+def prepare_command(
+    recipe: Annotated[str, typer.Argument(help="sen1floods11, bigearthnet, timeseries or captions.")],
+    source: Annotated[Path, typer.Argument(help="The archive folder (or captions JSON).")],
+    out: Annotated[Path, typer.Argument(help="Shard folder to write (resumes if it holds finished shards).")],
+    tile: Annotated[int, typer.Option(help="Tile size in pixels (a multiple of 32 suits the model).")] = 256,
+    items_per_shard: Annotated[
+        int | None, typer.Option(help="Source items (chips, patches, series) per shard; default per recipe.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    sensor: Annotated[str | None, typer.Option(help="Sensor of the rasters (timeseries).")] = None,
+    bands: Annotated[str | None, typer.Option(help="Comma-separated band names in file order.")] = None,
+) -> None:
+    """Turn an archive into streaming shards (WebDataset tars) with per-band statistics and a manifest.
+
+    Re-running into the same folder keeps finished shards and makes only the missing ones.
+    """
+    from rsneo.data.recipes import RECIPES
+    from rsneo.data.shards import prepare_shards
+    from rsneo.errors import InputError
+
+    if recipe not in RECIPES:
+        raise InputError(f"unknown recipe {recipe!r}: expected one of {', '.join(RECIPES)}")
+    if not source.exists():
+        raise InputError(f"{source}: source archive not found")
+    if tile <= 0:
+        raise InputError(f"--tile: expected a positive number of pixels, got {tile}")
+    chosen = RECIPES[recipe]
+    items = chosen.items(source, tile, sensor=sensor, bands=_split(bands))
+    for item in items:  # headers only: bad input fails before anything is written
+        chosen.check(item)
+    manifest = prepare_shards(
+        items,
+        chosen.load,
+        out,
+        items_per_shard or chosen.items_per_shard,
+        workers=workers,
+        info={"recipe": recipe, "source": str(source), "tile": tile},
+    )
+    typer.echo(f"{out}: {manifest['num_samples']} samples in {len(manifest['shards'])} shards")

@@ -1,4 +1,188 @@
-"""`rsneo` commands: products."""
+"""`rsneo` commands for products: `segment` (classes as words), `change` (dates of one place), `ask`
+(questions).
 
-from rsneo.cli.app import app  # noqa: F401
+Heavy modules are imported inside the commands so `rsneo --help` stays fast.
+"""
 
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rsneo.cli.app import app, err_console
+
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model", help="Model folder (config, weights, tokenizer, heads). Default: the bundled model."
+    ),
+]
+SensorOption = Annotated[
+    str | None,
+    typer.Option("--sensor", help="Sensor name when the raster's metadata does not tell (rsneo sensors)."),
+]
+WindowOption = Annotated[int, typer.Option("--window", help="Window size in pixels (a multiple of 32).")]
+OverlapOption = Annotated[int, typer.Option("--overlap", help="Overlap between windows in pixels.")]
+BatchOption = Annotated[int, typer.Option("--batch", help="Windows per model call.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
+
+
+@contextlib.contextmanager
+def _reported_warnings() -> Iterator[None]:
+    """Show warnings meant for the user (pixel units, ...) as one line each on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, UserWarning) and w.filename.find("rsneo") >= 0:
+                    err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+
+
+@contextlib.contextmanager
+def _output_folder(out: Path) -> Iterator[Path]:
+    """The output folder; if this command created it and fails, it is removed again (nothing left behind)."""
+    out = Path(out)
+    existed = out.exists()
+    try:
+        yield out
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _plan(window: int, overlap: int, batch: int):
+    from rsneo.errors import InputError
+    from rsneo.predict.sliding_window import WindowPlan
+
+    if window <= 0 or window % 32:
+        raise InputError(f"--window: expected a positive multiple of 32 pixels, got {window}")
+    if not 0 <= overlap < window:
+        raise InputError(f"--overlap: expected 0 <= overlap < window ({window}), got {overlap}")
+    if batch < 1:
+        raise InputError(f"--batch: expected at least 1, got {batch}")
+    return WindowPlan(window, overlap, batch)
+
+
+def _system(model: Path | None, device: str):
+    from rsneo.heads.system import load_system
+
+    system = load_system(model, device=device)
+    return system
+
+
+@app.command("segment")
+def segment_command(
+    raster: Annotated[Path, typer.Argument(help="The raster to segment (GeoTIFF or anything GDAL reads).")],
+    classes: Annotated[str, typer.Option("--classes", help='Class names as words: "water,forest,built-up".')],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created if needed).")],
+    model: ModelOption = None,
+    sensor: SensorOption = None,
+    none_threshold: Annotated[
+        float | None, typer.Option("--none-threshold", help='Cosine below which a pixel is "none of these".')
+    ] = None,
+    window: WindowOption = 256,
+    overlap: OverlapOption = 32,
+    batch: BatchOption = 4,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Open-vocabulary segmentation: a COG with class names and colours, polygons, a QML style, a QGIS
+    project.
+
+    Class names are free text; names never seen in training work without retraining. An interrupted run
+    started again with the same options continues where it stopped.
+    """
+    from rsneo.predict.segment import parse_classes, segment_raster
+
+    names = parse_classes(classes)
+    plan = _plan(window, overlap, batch)
+    with _output_folder(out), _reported_warnings():
+        system = _system(model, device)
+        result = segment_raster(
+            system,
+            raster,
+            names,
+            out,
+            plan=plan,
+            sensor=sensor,
+            none_threshold=none_threshold,
+            show_progress=True,
+        )
+    typer.echo(f"class map: {result.cog}")
+    typer.echo(f"polygons:  {result.gpkg}")
+    typer.echo(f"style:     {result.qml}")
+    typer.echo(f"project:   {result.qgz}")
+    for name, area in result.areas.items():
+        typer.echo(f"  {name}: {area:,.2f} {result.area_unit}")
+
+
+@app.command("change")
+def change_command(
+    rasters: Annotated[
+        list[Path], typer.Argument(help="BEFORE AFTER [MORE...]: dates of one place, oldest first.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created if needed).")],
+    classes: Annotated[
+        str | None,
+        typer.Option("--classes", help='Class names for from-to change: "water,vegetation,built-up".'),
+    ] = None,
+    model: ModelOption = None,
+    sensor: SensorOption = None,
+    window: WindowOption = 256,
+    overlap: OverlapOption = 32,
+    batch: BatchOption = 2,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Change between the first and last date: change map COG, polygons, from-to table, QGIS project, HTML
+    report.
+
+    Later dates are reprojected onto the first one's grid when they differ. Images without georeference (PNG
+    pairs) are compared pixel by pixel, with areas in pixels and a warning.
+    """
+    from rsneo.predict.change import detect_change
+    from rsneo.predict.segment import parse_classes
+
+    names = parse_classes(classes) if classes is not None else None
+    plan = _plan(window, overlap, batch)
+    with _output_folder(out), _reported_warnings():
+        system = _system(model, device)
+        result = detect_change(
+            system, rasters, out, class_names=names, plan=plan, sensor=sensor, show_progress=True
+        )
+    unit = "pixels" if result.area_unit == "px" else "ha"
+    share = 100 * result.changed_area / max(result.compared_area, 1e-12)
+    typer.echo(
+        f"changed: {result.changed_area:,.2f} {unit} of {result.compared_area:,.2f} {unit} ({share:.2f} %)"
+    )
+    typer.echo(f"change map: {result.cog}")
+    typer.echo(f"polygons:   {result.gpkg}")
+    typer.echo(f"table:      {result.table}")
+    typer.echo(f"project:    {result.qgz}")
+    typer.echo(f"report:     {result.report}")
+
+
+@app.command("ask")
+def ask_command(
+    rasters: Annotated[
+        list[Path], typer.Argument(help="One raster, or several dates of one place, oldest first.")
+    ],
+    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    model: ModelOption = None,
+    sensor: SensorOption = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest answer in tokens.")] = 64,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Ask a question about a raster, or one question over a time series of rasters."""
+    from rsneo.predict.ask import ask_rasters
+
+    with _reported_warnings():
+        system = _system(model, device)
+        answer = ask_rasters(system, rasters, question, sensor=sensor, max_new_tokens=max_tokens)
+    typer.echo(answer)

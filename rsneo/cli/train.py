@@ -1,4 +1,54 @@
-"""`rsneo` commands: train."""
+"""`rsneo` commands: train, export."""
 
-from rsneo.cli.app import app  # noqa: F401
+from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rsneo.cli.app import app
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Examples: rsneo train experiment=smoke out_dir=runs/smoke | rsneo train model=demo data=sen1floods11 "
+    "trainer.max_steps=500 | rsneo train experiment=smoke resume=runs/smoke/checkpoints/last.ckpt",
+)
+def train(
+    ctx: typer.Context,
+    show: Annotated[bool, typer.Option("--show", help="Print the composed config and exit.")] = False,
+) -> None:
+    """Train with Hydra overrides KEY=VALUE (groups: model, data, stage, trainer, objectives, experiment).
+
+    Writes OUT_DIR/metrics.csv, OUT_DIR/checkpoints/last.ckpt, TensorBoard logs and OUT_DIR/loss_curve.png.
+    """
+    from omegaconf import OmegaConf
+
+    from rsneo.errors import InputError
+    from rsneo.train.config import load_config
+
+    bad = [a for a in ctx.args if "=" not in a]
+    if bad:
+        raise InputError(f"rsneo train: expected KEY=VALUE overrides, got {bad}")
+    cfg = load_config(ctx.args)
+    if show:
+        typer.echo(OmegaConf.to_yaml(cfg))
+        return
+    from rsneo.train.run import train as run_training
+
+    run = run_training(cfg)
+    typer.echo(f"trained {run.trainer.global_step} steps; outputs in {run.out_dir}")
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Lightning checkpoint written by `rsneo train` (.ckpt).")],
+    folder: Annotated[Path, typer.Argument(help="Folder to write (from_pretrained layout).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty FOLDER.")] = False,
+) -> None:
+    """Export a training checkpoint to a model folder: backbone, heads and tokenizer (safetensors, no pickle)."""
+    from rsneo.train.export import export_checkpoint
+
+    out = export_checkpoint(checkpoint, folder, overwrite)
+    typer.echo(f"exported {checkpoint} to {out}")

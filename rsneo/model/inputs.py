@@ -1,8 +1,11 @@
 """What the backbone consumes: the one contract between data/, model/, train/ and heads/.
 
-A batch is a set of packed rows. Each row holds one or more documents (text with images inside `<img>`...`</img>`).
-An image block is one acquisition (frame); it may hold several band groups, each an `ImageInput`, whose tokens sit
-one after another between `<img>` and `</img>`. `images` lists every band group of the batch in the order in which
+A batch is a set of packed rows. Each row holds one or more documents (text with images inside
+`<img>`...`</img>`).
+An image block is one acquisition (frame); it may hold several band groups, each an `ImageInput`, whose
+tokens sit
+one after another between `<img>` and `</img>`. `images` lists every band group of the batch in the order in
+which
 their `<IMG_CONTEXT>` tokens appear (row by row, left to right).
 """
 
@@ -18,8 +21,10 @@ from torch import Tensor
 class ImageInput:
     """One band group of one frame, normalised, ready for the spectral patch embedding.
 
-    `wavelengths` are central wavelengths in micrometres (radar bands carry the radar wavelength, C-band 55465 um,
-    and are told apart by `band_keys`). `band_keys` are STAC `eo:common_name`s (`coastal`, `blue`, `green`, `red`,
+    `wavelengths` are central wavelengths in micrometres (radar bands carry the radar wavelength, C-band
+    55465 um,
+    and are told apart by `band_keys`). `band_keys` are STAC `eo:common_name`s (`coastal`, `blue`, `green`,
+    `red`,
     `rededge`, `nir`, `nir08`, `nir09`, `cirrus`, `swir16`, `swir22`, `pan`, `lwir`...) or SAR polarisations
     (`vv`, `vh`, `hh`, `hv`); "" for a band the model has no name for.
     """
@@ -45,9 +50,12 @@ class ModelInputs:
     """A packed batch.
 
     `positions` are Native-RoPE indexes T, H, W, S (float, so T may be spaced by dates and S is a spectral
-    coordinate). `doc_ids` number the documents of a row (-1 = padding). `block_ids` mark bidirectional blocks:
-    image tokens with the same non-negative id in the same document see each other in both directions; everything
-    else is causal inside its document. The mask policy (`frame` or `scene`) is expressed only through `block_ids`.
+    coordinate). `doc_ids` number the documents of a row (-1 = padding). `block_ids` mark bidirectional
+    blocks:
+    image tokens with the same non-negative id in the same document see each other in both directions;
+    everything
+    else is causal inside its document. The mask policy (`frame` or `scene`) is expressed only through
+    `block_ids`.
     """
 
     input_ids: Tensor  # (batch, tokens) long

@@ -1,0 +1,126 @@
+"""The model card's numbers: the bundled model against simple baselines on data it never trained on.
+
+Water: the right half of the Sen1Floods11 chip (columns 256-511; `experiment=demo` trains on the left half
+only), segmented with the classes "water, land" through `rsneo segment`'s code path, scored as water IoU
+against the hand labels, next to MNDWI > 0 and MNDWI > Otsu's threshold.
+Change: the Taizhou Landsat-7 pair (never trained on), mapped through `rsneo change`'s code path, scored on
+the sparse reference (change.bmp / unchanged.bmp) next to change-vector analysis with Otsu's threshold.
+
+Usage: python benchmarks/model_card.py [--model rsneo/assets/model] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from rsneo import baselines
+from rsneo.demo import BUNDLED_MODEL, bundled_samples
+
+HELD_OUT = Window(col_off=256, row_off=0, width=256, height=512)  # right half of the 512 x 512 chip
+WATER_CLASSES = ["water", "land"]
+
+
+def crop(src_path: Path, window: Window, dst_path: Path) -> Path:
+    """Write `window` of a raster with its georeference, band names and tags (so its sensor is known)."""
+    with rasterio.open(src_path) as src:
+        data = src.read(window=window)
+        profile = src.profile | {"width": window.width, "height": window.height}
+        profile["transform"] = src.window_transform(window)
+        with rasterio.open(dst_path, "w", **profile) as dst:
+            dst.write(data)
+            dst.update_tags(**src.tags())
+            for i, name in enumerate(src.descriptions, start=1):
+                if name:
+                    dst.set_band_description(i, name)
+    return dst_path
+
+
+def read_band_file(path: Path, window: Window | None = None) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            return src.read(window=window)
+
+
+def water_scores(system, workdir: Path) -> dict[str, float]:
+    from rsneo.predict.segment import segment_raster
+
+    samples = bundled_samples()
+    s2 = read_band_file(samples.sentinel2, HELD_OUT)  # (13, 512, 256)
+    label = read_band_file(samples.water_label, HELD_OUT)[0]  # (512, 256)
+    valid, water = label != -1, label == 1
+    index = baselines.mndwi(s2[2], s2[11])  # B3 green, B11 swir16
+    scores = {
+        "MNDWI > 0": baselines.iou(index > 0, water, valid),
+        "MNDWI > Otsu": baselines.iou(index > baselines.otsu_threshold(index[valid]), water, valid),
+    }
+    if system is not None:
+        held_out = crop(samples.sentinel2, HELD_OUT, workdir / "held_out_S2.tif")
+        outputs = segment_raster(system, held_out, WATER_CLASSES, workdir / "segment")
+        predicted = read_band_file(outputs.cog)[0] == WATER_CLASSES.index("water")
+        scores["rsneo"] = baselines.iou(predicted, water, valid)
+    return scores
+
+
+def change_scores(system, workdir: Path) -> dict[str, dict[str, float]]:
+    from rsneo.predict.change import detect_change
+
+    samples = bundled_samples()
+    before, after = read_band_file(samples.landsat_before), read_band_file(samples.landsat_after)
+    changed = read_band_file(samples.changed_reference)[0] > 0
+    unchanged = read_band_file(samples.unchanged_reference)[0] > 0
+    scores = {"CVA + Otsu": baselines.binary_scores(baselines.cva_otsu(before, after), changed, unchanged)}
+    if system is not None:
+        outputs = detect_change(system, [samples.landsat_before, samples.landsat_after], workdir / "change")
+        predicted = read_band_file(outputs.cog)[0] == 1  # 0 no change, 1 change, 255 no data
+        scores["rsneo"] = baselines.binary_scores(predicted, changed, unchanged)
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="model folder (default: bundled)")
+    parser.add_argument("--baselines-only", action="store_true", help="skip the model")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    args = parser.parse_args()
+    system = None
+    if not args.baselines_only:
+        from rsneo.heads.system import load_system
+
+        system = load_system(args.model)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        water = water_scores(system, Path(tmp))
+        change = change_scores(system, Path(tmp))
+    print(f"model: {'none' if system is None else args.model}")
+    print("water IoU, Sen1Floods11 Spain_7370579 right half (held out), hand labels:")
+    for name, value in water.items():
+        print(f"  {name:14s} {value:.3f}")
+    print("change, Taizhou Landsat-7 2000/2003, sparse reference (4,227 changed / 17,163 unchanged px):")
+    print(
+        f"  {'method':14s} "
+        + " ".join(f"{k:>9s}" for k in ("accuracy", "kappa", "precision", "recall", "f1"))
+    )
+    for name, s in change.items():
+        print(
+            f"  {name:14s} "
+            + " ".join(f"{s[k]:9.3f}" for k in ("accuracy", "kappa", "precision", "recall", "f1"))
+        )
+    print(f"({time.perf_counter() - start:.1f} s)")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"model": str(args.model), "water_iou": water, "change": change}, indent=1)
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""TorchGeo datasets for the project's data, so TorchGeo samplers and a TorchGeo user's own data plug in.
+
+- `SensorRaster`: a `RasterDataset` over a folder of GeoTIFFs (or COGs) of one registered sensor; samples
+  carry the band names, wavelengths and common names. Use it with `RandomGeoSampler` / `GridGeoSampler`.
+- `Sen1Floods11Chips`, `BigEarthNetChips`: `NonGeoDataset`s over chip folders in those archives' layouts.
+- `sample_scene`: any of these samples (or any TorchGeo sample with an `image`) as a scene DataArray, so
+  `rsneo.data.frames.scene_frames` turns it into model frames.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from affine import Affine
+from torchgeo.datasets import NonGeoDataset, RasterDataset
+
+from rsneo.errors import InputError
+from rsneo.io.grid import Grid
+from rsneo.io.read import open_source
+from rsneo.io.scene import read_scene, to_scene
+from rsneo.sensors import Sensor, get_sensor
+
+
+class SensorRaster(RasterDataset):
+    """GeoTIFFs of one sensor under `paths`, band order given by `file_bands` (default: the sensor's).
+
+    `bands` selects and orders bands (sensor names or aliases). `filename_regex` may hold a `date` group
+    (`date_format`) so a time series is indexed by date, as in TorchGeo.
+    """
+
+    filename_glob = "*.tif"
+
+    def __init__(
+        self,
+        paths: str | Path | list[str | Path],
+        sensor: str | Sensor,
+        file_bands: list[str] | None = None,
+        bands: list[str] | None = None,
+        filename_regex: str = ".*",
+        date_format: str = "%Y%m%d",
+        crs: Any = None,
+        res: float | None = None,
+        transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        cache: bool = True,
+    ) -> None:
+        self.sensor = get_sensor(sensor)
+        self.all_bands = tuple(self.sensor.band(b).name for b in file_bands or self.sensor.band_names)
+        self.filename_regex = filename_regex
+        self.date_format = date_format
+        chosen = [self.sensor.band(b).name for b in bands] if bands else list(self.all_bands)
+        missing = [b for b in chosen if b not in self.all_bands]
+        if missing:
+            raise InputError(f"SensorRaster: bands {missing} are not among the files' bands {self.all_bands}")
+        super().__init__(paths, crs=crs, res=res, bands=chosen, transforms=None, cache=cache)
+        self.user_transforms = transforms
+
+    def __getitem__(self, query: Any) -> dict[str, Any]:
+        sample = super().__getitem__(query)
+        band_objs = [self.sensor.band(b) for b in self.bands]
+        sample["sensor"] = self.sensor.name
+        sample["bands"] = [b.name for b in band_objs]
+        sample["wavelengths"] = torch.tensor([b.wavelength for b in band_objs], dtype=torch.float32)
+        sample["band_keys"] = tuple(b.common_name for b in band_objs)
+        return self.user_transforms(sample) if self.user_transforms else sample
+
+
+class Sen1Floods11Chips(NonGeoDataset):
+    """Sen1Floods11 hand-labelled chips: `S2/*_S2Hand.tif`, `S1/*_S1Hand.tif`, `Labels/*_LabelHand.tif`.
+
+    Sample: `image` (13, H, W) Sentinel-2 L1C stored values (NaN = nodata), `image_s1` (2, H, W) dB, `mask`
+    (H, W) long with -1 = no data, 0 = not water, 1 = water; `stem`, `sensor`, `bands`, `wavelengths`.
+    """
+
+    classes = ("not water", "water")
+
+    def __init__(self, root: str | Path, transforms: Callable | None = None) -> None:
+        self.root = Path(root)
+        self.stems = sorted(
+            p.name.removesuffix("_S2Hand.tif") for p in (self.root / "S2").glob("*_S2Hand.tif")
+        )
+        if not self.stems:
+            raise InputError(f"{self.root}: expected S2/*_S2Hand.tif chips (Sen1Floods11 layout), found none")
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        stem = self.stems[index]
+        s2 = read_scene(self.root / "S2" / f"{stem}_S2Hand.tif", sensor="sentinel2_l1c")
+        sample: dict[str, Any] = {"stem": stem, **_scene_fields(s2)}
+        s1_path = self.root / "S1" / f"{stem}_S1Hand.tif"
+        if s1_path.exists():
+            sample["image_s1"] = torch.from_numpy(read_scene(s1_path, sensor="sentinel1_grd").values[0])
+        label_path = self.root / "Labels" / f"{stem}_LabelHand.tif"
+        if label_path.exists():
+            from rsneo.io.scene import grid_of, read_mask
+
+            label = read_mask(label_path, grid_of(s2))
+            sample["mask"] = torch.from_numpy(np.nan_to_num(label, nan=-1).astype(np.int64))
+        return self.transforms(sample) if self.transforms else sample
+
+
+class BigEarthNetChips(NonGeoDataset):
+    """BigEarthNet patches: one folder of one-band GeoTIFFs per patch with `*_labels_metadata.json`.
+
+    Sample: `image` (bands, 120, 120) on the 10 m grid (20/60 m bands bilinear), `labels` (CORINE names),
+    `label` multi-hot over `classes` (all label names seen under `root`, sorted), `date`, band metadata.
+    """
+
+    def __init__(self, root: str | Path, transforms: Callable | None = None) -> None:
+        self.root = Path(root)
+        self.folders = sorted(p for p in self.root.iterdir() if p.is_dir() and any(p.glob("*.tif")))
+        if not self.folders:
+            raise InputError(f"{self.root}: expected BigEarthNet patch folders of band GeoTIFFs, found none")
+        self.meta = [self._labels(f) for f in self.folders]
+        self.classes = tuple(sorted({label for labels in self.meta for label in labels}))
+        self.transforms = transforms
+
+    @staticmethod
+    def _labels(folder: Path) -> list[str]:
+        meta = next(folder.glob("*_labels_metadata.json"), None)
+        return json.loads(meta.read_text())["labels"] if meta else []
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        scene = read_scene(self.folders[index])
+        labels = self.meta[index]
+        multi_hot = torch.zeros(len(self.classes))
+        multi_hot[[self.classes.index(label) for label in labels]] = 1
+        sample = {
+            "patch": self.folders[index].name,
+            "labels": labels,
+            "label": multi_hot,
+            **_scene_fields(scene),
+        }
+        return self.transforms(sample) if self.transforms else sample
+
+
+def _scene_fields(scene: xr.DataArray) -> dict[str, Any]:
+    date = scene["time"].values[0]
+    return {
+        "image": torch.from_numpy(scene.values[0]),  # (bands, y, x) stored units, NaN = nodata
+        "sensor": scene.attrs["sensor"],
+        "bands": [str(b) for b in scene["band"].values],
+        "wavelengths": torch.tensor(scene["wavelength"].values, dtype=torch.float32),
+        "band_keys": tuple(str(k) for k in scene["common_name"].values),
+        "date": None if np.isnat(date) else str(date.astype("datetime64[D]")),
+        "crs": scene.attrs["crs"],
+        "transform": scene.attrs["transform"],
+    }
+
+
+def sample_scene(sample: dict[str, Any]) -> xr.DataArray:
+    """A dataset sample (`image`, `sensor`, `bands`; TorchGeo `bounds`/`crs` when present) as a scene."""
+    sensor = get_sensor(sample["sensor"])
+    image = sample["image"].numpy().astype(np.float32)  # (bands, y, x)
+    height, width = image.shape[-2:]
+    date = np.datetime64(sample["date"], "D") if sample.get("date") else None
+    if "bounds" in sample and not isinstance(sample.get("transform"), tuple):  # TorchGeo GeoSlice query
+        x, y = sample["bounds"][0], sample["bounds"][1]
+        res_x, res_y = (x.stop - x.start) / width, (y.stop - y.start) / height
+        transform = Affine(res_x, 0, x.start, 0, -res_y, y.stop)
+        crs = sample["crs"]
+        if len(sample["bounds"]) > 2 and sample["bounds"][2].start is not None:
+            date = np.datetime64(sample["bounds"][2].start.date(), "D")
+    else:
+        from rasterio.crs import CRS
+
+        transform = Affine(*sample.get("transform", Affine.identity()))
+        crs = CRS.from_wkt(sample["crs"]) if sample.get("crs") else None
+    bands = [sensor.band(b) for b in sample["bands"]]
+    return to_scene(image[None], sensor, bands, Grid(crs, transform, width, height), [date])
+
+
+def source_bands(path: str | Path, sensor: str | None = None) -> list[str]:
+    """The band names of one file of an archive (to pass as `SensorRaster(file_bands=...)`)."""
+    return [b.name for b in open_source(path, sensor).bands]

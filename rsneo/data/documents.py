@@ -1,0 +1,94 @@
+"""Documents: text and frames interleaved into token ids, with which tokens the language-model loss learns.
+
+A frame becomes `<img>` + one `<IMG_CONTEXT>` per 32x32 pixels of each band group + `</img>`, as in NEO. Text
+parts are tokenised without special tokens; `Prompt` text (questions, class prompts, date captions) carries no
+loss, plain text and `Answer` text do. Positions and block ids are not computed here: `rsneo.model.positions`
+is the one implementation of the index rule, applied when documents are packed (`rsneo.data.packing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rsneo.data.frames import Frame
+from rsneo.data.tokenizer import ImageTokenIds, image_token_ids
+from rsneo.model.inputs import ImageInput
+
+
+class Prompt(str):
+    """Text the model reads but is not trained to produce (a question, a class prompt, a date caption)."""
+
+
+class Answer(str):
+    """Text the model is trained to produce (explicitly; plain `str` parts are trained on too by default)."""
+
+
+@dataclass
+class Document:
+    """One document: token ids, its band groups in token order, which tokens are language-model targets."""
+
+    ids: list[int] = field(default_factory=list)
+    groups: list[ImageInput] = field(default_factory=list)
+    learn: list[bool] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class DocumentBuilder:
+    """Appends text and `<img>` frames to a `Document` with the tokenizer's ids."""
+
+    def __init__(self, tokenizer: Any, tokens: ImageTokenIds | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.tokens = tokens or image_token_ids(tokenizer)
+        self.doc = Document()
+
+    def text(self, text: str, learn: bool) -> DocumentBuilder:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        self.doc.ids += ids
+        self.doc.learn += [learn] * len(ids)
+        return self
+
+    def frame(self, groups: Sequence[ImageInput]) -> DocumentBuilder:
+        n = sum(g.num_tokens for g in groups)
+        self.doc.ids += [self.tokens.start] + [self.tokens.context] * n + [self.tokens.end]
+        self.doc.learn += [False] * (n + 2)
+        self.doc.groups += list(groups)
+        return self
+
+    def end(self, eos: bool = True) -> Document:
+        """The finished document; `eos` appends the end-of-text token (learned, so generation stops)."""
+        if eos and self.tokenizer.eos_token_id is not None:
+            self.doc.ids.append(self.tokenizer.eos_token_id)
+            self.doc.learn.append(True)
+        return self.doc
+
+
+def build_document(
+    parts: Sequence[str | Frame | Sequence[ImageInput]],
+    tokenizer: Any,
+    learn_text: bool = True,
+    eos: bool = True,
+) -> Document:
+    """Interleave text and frames into one document.
+
+    `parts`: `str` (learned when `learn_text`), `Prompt` (never learned), `Answer` (always learned), `Frame`
+    (its caption, as a prompt, then its `<img>` block) or a list of band groups (one `<img>` block).
+    """
+    builder = DocumentBuilder(tokenizer)
+    for part in parts:
+        if isinstance(part, Prompt):
+            builder.text(part, learn=False)
+        elif isinstance(part, Answer):
+            builder.text(part, learn=True)
+        elif isinstance(part, str):
+            builder.text(part, learn=learn_text)
+        elif isinstance(part, Frame):
+            if part.caption:
+                builder.text(part.caption, learn=False)
+            builder.frame(part.groups)
+        else:
+            builder.frame(list(part))
+    return builder.end(eos)

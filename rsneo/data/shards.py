@@ -1,0 +1,321 @@
+"""Streaming shards: writing them (parallel, resumable, atomic) and reading them back.
+
+A shard is a WebDataset-style tar: per sample `<key>.json` (metadata: sensor, bands, dates, CRS, transform,
+labels, captions) and `<key>.<array>.npy` (float32 arrays, NaN = nodata; `image` is (time, band, y, x)).
+Next to each `shard-NNNNN.tar` a `shard-NNNNN.json` records its samples and per-band sums; it is written
+after the tar and marks the shard done, so an interrupted run redoes only unfinished shards. Every file is
+written under a temporary name in the destination folder and renamed when complete. `manifest.json` (with
+`format_version`) is written last, with per-band mean/std over the whole archive.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from rsneo.errors import InputError
+
+FORMAT = "rsneo-shards"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Sample:
+    """One training sample: named arrays plus JSON metadata (`meta["arrays"][name]` describes each array)."""
+
+    key: str
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and a rename (never half-written)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; shards are shared files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0  # reproducible shards
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _band_sums(sample: Sample) -> dict[str, list[list[float]]]:
+    """Per array with bands (axis -3): [count, sum, sum of squares] per band over finite values."""
+    out = {}
+    for name, array in sample.arrays.items():
+        if array.ndim < 3 or not np.issubdtype(array.dtype, np.floating):
+            continue
+        values = np.moveaxis(array, -3, 0).reshape(array.shape[-3], -1).astype(np.float64)  # (bands, n)
+        ok = np.isfinite(values)
+        v = np.where(ok, values, 0.0)
+        out[name] = [ok.sum(1).tolist(), v.sum(1).tolist(), (v * v).sum(1).tolist()]
+    return out
+
+
+def write_shard(path: Path, samples: Sequence[Sample]) -> dict[str, Any]:
+    """Write one shard tar and its record atomically; returns the record."""
+    buffer = io.BytesIO()
+    sums: dict[str, np.ndarray] = {}
+    bands: dict[str, list[str]] = {}
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for sample in samples:
+            if "." in sample.key:
+                raise ValueError(f"sample key {sample.key!r} must not contain dots (WebDataset keys)")
+            _add(tar, f"{sample.key}.json", json.dumps(sample.meta).encode())
+            for name, array in sample.arrays.items():
+                npy = io.BytesIO()
+                np.save(npy, np.ascontiguousarray(array), allow_pickle=False)
+                _add(tar, f"{sample.key}.{name}.npy", npy.getvalue())
+            for name, s in _band_sums(sample).items():
+                sums[name] = sums.get(name, 0) + np.array(s)
+                bands.setdefault(name, sample.meta.get("arrays", {}).get(name, {}).get("bands", []))
+    atomic_write(path, buffer.getvalue())
+    record = {
+        "shard": path.name,
+        "samples": len(samples),
+        "keys": [s.key for s in samples],
+        "sums": {k: {"bands": bands[k], "count_sum_sumsq": v.tolist()} for k, v in sums.items()},
+    }
+    atomic_write(path.with_suffix(".json"), json.dumps(record).encode())
+    return record
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest of a shard folder, refusing folders of another format version."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise InputError(
+            f"{folder}: expected a shard folder with {MANIFEST} (run `rsneo prepare`), found none"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            f"{folder}: shard folder of format {manifest.get('format')!r} version "
+            f"{manifest.get('format_version')}; expected {FORMAT!r} version {FORMAT_VERSION} "
+            "(re-run `rsneo prepare` with this rsneo)"
+        )
+    return manifest
+
+
+def merged_statistics(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, list]]:
+    """Per array: band names, valid pixel counts, mean and std over every shard."""
+    totals: dict[str, np.ndarray] = {}
+    bands: dict[str, list[str]] = {}
+    for record in records:
+        for name, entry in record["sums"].items():
+            totals[name] = totals.get(name, 0) + np.array(entry["count_sum_sumsq"], dtype=np.float64)
+            bands[name] = entry["bands"]
+    out = {}
+    for name, (count, total, sumsq) in totals.items():
+        n = np.maximum(count, 1)
+        mean = total / n
+        std = np.sqrt(np.maximum(sumsq / n - mean**2, 0.0))
+        out[name] = {
+            "bands": bands[name],
+            "count": count.tolist(),
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+        }
+    return out
+
+
+def _run_job(job: tuple[Path, Callable[[Any], list[Sample]], list[Any]]) -> dict[str, Any]:
+    path, load, items = job
+    samples = [s for item in items for s in load(item)]
+    return write_shard(path, samples)
+
+
+def prepare_shards(
+    items: Sequence[Any],
+    load: Callable[[Any], list[Sample]],
+    out: str | Path,
+    items_per_shard: int,
+    workers: int = 1,
+    info: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Turn `items` into shards under `out`: `load(item)` gives an item's samples (a picklable function).
+
+    Items are split into shards in order, so a re-run maps the same items to the same shards; shards whose
+    record exists are kept. Runs `workers` processes. Returns the manifest.
+    """
+    out = Path(out)
+    if (out / MANIFEST).exists():
+        read_manifest(out)  # refuses another version's folder before touching it
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):  # a crashed run's partial files
+        stale.unlink()
+    chunks = [list(items[i : i + items_per_shard]) for i in range(0, len(items), items_per_shard)]
+    paths = [out / f"shard-{i:05d}.tar" for i in range(len(chunks))]
+    records: dict[int, dict[str, Any]] = {}
+    for i, path in enumerate(paths):
+        record_path = path.with_suffix(".json")
+        if path.exists() and record_path.exists():
+            records[i] = json.loads(record_path.read_text())
+    todo = [i for i in range(len(chunks)) if i not in records]
+    try:
+        with _progress(progress, len(chunks), len(records)) as advance:
+            if workers > 1 and len(todo) > 1:
+                with ProcessPoolExecutor(max_workers=workers) as pool:
+                    jobs = [(paths[i], load, chunks[i]) for i in todo]
+                    for i, record in zip(todo, pool.map(_run_job, jobs), strict=True):
+                        records[i] = record
+                        advance()
+            else:
+                for i in todo:
+                    records[i] = _run_job((paths[i], load, chunks[i]))
+                    advance()
+    except BaseException:
+        if created and not records:
+            for leftover in out.iterdir():
+                leftover.unlink()
+            out.rmdir()
+        raise
+    ordered = [records[i] for i in range(len(chunks))]
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **(info or {}),
+        "num_samples": sum(r["samples"] for r in ordered),
+        "shards": [{"name": r["shard"], "samples": r["samples"]} for r in ordered],
+        "statistics": merged_statistics(ordered),
+    }
+    atomic_write(out / MANIFEST, json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+class _progress:
+    """A rich progress bar over shards (or nothing); usable as `with _progress(...) as advance`."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self.enabled, self.total, self.done = enabled, total, done
+
+    def __enter__(self) -> Callable[[], None]:
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import Progress
+
+        self.bar = Progress(transient=False)
+        self.bar.start()
+        task = self.bar.add_task("shards", total=self.total, completed=self.done)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def iter_shard(path: Path) -> Iterator[dict[str, Any]]:
+    """Samples of one shard tar, in order: `{"key", "meta", <array name>: tensor}`."""
+    current: dict[str, Any] = {}
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                key, _, rest = member.name.partition(".")
+                if current and current["key"] != key:
+                    yield current
+                    current = {}
+                current.setdefault("key", key)
+                data = tar.extractfile(member).read()
+                if rest == "json":
+                    current["meta"] = json.loads(data)
+                elif rest.endswith(".npy"):
+                    current[rest.removesuffix(".npy")] = torch.from_numpy(np.load(io.BytesIO(data)))
+    except (tarfile.TarError, EOFError, ValueError) as exc:
+        raise InputError(f"{path}: shard is truncated or corrupt ({exc}); re-run `rsneo prepare`") from None
+    if current:
+        yield current
+
+
+class ShardDataset(IterableDataset):
+    """Streams a prepared shard folder; shards are split across DDP ranks and DataLoader workers.
+
+    `shuffle` permutes shard order per epoch (`set_epoch`) and samples within a `buffer`.
+    """
+
+    def __init__(self, folder: str | Path, shuffle: bool = False, seed: int = 0, buffer: int = 64) -> None:
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        self.shards = [self.folder / s["name"] for s in self.manifest["shards"]]
+        missing = [p.name for p in self.shards if not p.is_file()]
+        if missing:
+            raise InputError(f"{self.folder}: manifest lists shards {missing} that are missing")
+        self.shuffle, self.seed, self.buffer, self.epoch = shuffle, seed, buffer, 0
+
+    def __len__(self) -> int:
+        return int(self.manifest["num_samples"])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _my_shards(self) -> list[Path]:
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        worker = get_worker_info()
+        wid, wnum = (worker.id, worker.num_workers) if worker else (0, 1)
+        order = list(range(len(self.shards)))
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(len(order), generator=gen).tolist()
+        return [self.shards[i] for i in order[rank * wnum + wid :: world * wnum]]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        rng = np.random.default_rng(self.seed + self.epoch)
+        pool: list[dict[str, Any]] = []
+        for path in self._my_shards():
+            for sample in iter_shard(path):
+                if not self.shuffle:
+                    yield sample
+                    continue
+                pool.append(sample)
+                if len(pool) >= self.buffer:
+                    yield pool.pop(int(rng.integers(len(pool))))
+        while pool:
+            yield pool.pop(int(rng.integers(len(pool))))
+
+
+def shard_scene(sample: dict[str, Any], name: str = "image") -> Any:
+    """A streamed sample's array `name` as a scene DataArray (time, band, y, x), ready for `scene_frames`."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from rsneo.io.grid import Grid
+    from rsneo.io.scene import to_scene
+    from rsneo.sensors import get_sensor
+
+    info = sample["meta"]["arrays"][name]
+    sensor = get_sensor(info["sensor"])
+    data = sample[name].numpy()  # (time, band, y, x)
+    crs = CRS.from_wkt(info["crs"]) if info["crs"] else None
+    grid = Grid(crs, Affine(*info["transform"]), data.shape[-1], data.shape[-2])
+    dates = [None if d is None else np.datetime64(d, "D") for d in info["dates"]]
+    return to_scene(data, sensor, [sensor.band(b) for b in info["bands"]], grid, dates)

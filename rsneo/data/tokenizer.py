@@ -1,0 +1,100 @@
+"""Text tokenizer: Qwen3-style byte-level BPE with NEO's image tokens, trained offline or loaded.
+
+The bundled and test models cannot download Qwen3's tokenizer, so `train_tokenizer` builds a small one of the
+same shape (byte-level BPE, `<|endoftext|>`, `<|im_start|>`, `<|im_end|>`) from any text. A real Qwen3
+tokenizer saved to a folder loads through the same `load_tokenizer`, which makes sure the image tokens exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import transformers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from rsneo.errors import InputError
+
+ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+TEXT_SPECIALS = (ENDOFTEXT, IM_START, IM_END)
+IMAGE_SPECIALS = (IMG_START, IMG_END, IMG_CONTEXT)
+
+
+@dataclass(frozen=True)
+class ImageTokenIds:
+    """NEO's image token ids: `<img>` opens a frame, `</img>` closes it, `<IMG_CONTEXT>` is one token."""
+
+    start: int
+    end: int
+    context: int
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE of `vocab_size` ids (specials included) on `texts`, offline.
+
+    Every byte is in the base alphabet, so any string encodes and decodes back exactly.
+    """
+    minimum = 256 + len(TEXT_SPECIALS) + len(IMAGE_SPECIALS)
+    if vocab_size < minimum:
+        raise InputError(
+            f"tokenizer vocab_size: expected at least {minimum} (256 bytes + specials), got {vocab_size}"
+        )
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[*TEXT_SPECIALS, *IMAGE_SPECIALS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator(texts, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token=ENDOFTEXT, pad_token=ENDOFTEXT, clean_up_tokenization_spaces=False
+    )
+    add_image_tokens(tokenizer)
+    return tokenizer
+
+
+def add_image_tokens(tokenizer: PreTrainedTokenizerFast) -> ImageTokenIds:
+    """Make sure `<img>`, `</img>`, `<IMG_CONTEXT>` are single special tokens; adding twice changes nothing.
+
+    Returns their ids. A model whose embedding is smaller than `len(tokenizer)` must be resized by the caller.
+    """
+    wanted = [
+        t for t in (*TEXT_SPECIALS, *IMAGE_SPECIALS) if t in tokenizer.get_vocab() or t in IMAGE_SPECIALS
+    ]
+    missing = [t for t in wanted if t not in tokenizer.all_special_tokens]
+    if missing:
+        # transformers 5 calls the extra specials `extra_special_tokens`, 4.x `additional_special_tokens`
+        key = (
+            "extra_special_tokens"
+            if int(transformers.__version__.split(".")[0]) >= 5
+            else "additional_special_tokens"
+        )
+        extras = [t for t in tokenizer.all_special_tokens if t not in tokenizer.special_tokens_map.values()]
+        tokens = [AddedToken(t, special=True, normalized=False) for t in dict.fromkeys([*extras, *missing])]
+        tokenizer.add_special_tokens({key: tokens})
+    return image_token_ids(tokenizer)
+
+
+def image_token_ids(tokenizer: PreTrainedTokenizerFast) -> ImageTokenIds:
+    """The image token ids of a tokenizer that has them (see `add_image_tokens`)."""
+    vocab = tokenizer.get_vocab()
+    absent = [t for t in IMAGE_SPECIALS if t not in vocab]
+    if absent:
+        raise InputError(f"tokenizer: expected image tokens {list(IMAGE_SPECIALS)}, missing {absent}")
+    return ImageTokenIds(start=vocab[IMG_START], end=vocab[IMG_END], context=vocab[IMG_CONTEXT])
+
+
+def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerFast:
+    """Load a tokenizer saved by `save_pretrained` (ours or Qwen3's) from a folder, with image tokens."""
+    folder = Path(folder)
+    if not (folder / "tokenizer.json").is_file():
+        raise InputError(f"{folder}: expected a tokenizer folder with tokenizer.json, found none")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+    add_image_tokens(tokenizer)
+    return tokenizer

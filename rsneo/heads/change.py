@@ -1,0 +1,78 @@
+"""Change head: per-location features of two frames of one scene (seen together with the `scene` mask) ->
+change.
+
+Each frame's image tokens (last and early layer) are decoded to full-resolution embeddings with the same light
+decoder as segmentation; the change logit is a scaled cosine distance between the two dates' embeddings,
+shifted by a learned threshold, plus a small learned correction from their difference and product. The "no
+change" logit is 0, so `softmax` gives P(change) = sigmoid(change logit). Untrained, it is a plain
+feature-distance detector.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rsneo.heads.segmentation import IGNORE, ImageFeatures, PixelDecoder
+
+CHANGE_NAMES = ("no change", "change")
+
+
+@dataclass
+class ChangeHeadConfig:
+    """Sizes of the change head; saved in heads.json."""
+
+    hidden_size: int
+    dim: int = 32
+    decoder_channels: int = 32
+    stem_channels: int = 16
+    early_layer: int = 1
+    init_scale: float = 200.0
+    init_threshold: float = 0.01  # cosine distance above which a pixel counts as changed before training
+
+
+class ChangeHead(nn.Module):
+    """Two frames' features -> (no change, change) logits at full resolution."""
+
+    def __init__(self, config: ChangeHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.decoder = PixelDecoder(
+            config.hidden_size, config.decoder_channels, config.stem_channels, config.dim
+        )
+        self.correction = nn.Conv2d(2 * config.dim, 1, 1)
+        nn.init.zeros_(self.correction.weight)
+        nn.init.zeros_(self.correction.bias)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(config.init_scale)))
+        self.threshold = nn.Parameter(torch.tensor(config.init_threshold))
+
+    def embeddings(self, features: ImageFeatures, frame: int) -> Tensor:
+        """(B, dim, H, W) unit vectors of one frame."""
+        out = self.decoder(
+            features.last[:, frame], features.early[:, frame], features.pixels[:, frame], features.wavelengths
+        )
+        return F.normalize(out, dim=1)
+
+    def forward(self, features: ImageFeatures, before: int = 0, after: int = -1) -> Tensor:
+        """Logits (B, 2, H, W): channel 0 "no change" (always 0), channel 1 "change"."""
+        frames = features.last.shape[1]
+        a = self.embeddings(features, before % frames)  # (B, dim, H, W)
+        b = self.embeddings(features, after % frames)
+        distance = 1.0 - (a * b).sum(1, keepdim=True)  # (B, 1, H, W), 0 = identical
+        change = self.log_scale.exp() * (distance - self.threshold) + self.correction(
+            torch.cat([a - b, a * b], 1)
+        )
+        return torch.cat([torch.zeros_like(change), change], dim=1)
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Cross-entropy; labels (B, H, W): 0 unchanged, 1 changed, -1 unknown (ignored)."""
+        labels = labels.long().clone()
+        labels[(labels < 0) | (labels > 1)] = IGNORE
+        return F.cross_entropy(logits, labels, ignore_index=IGNORE)
+
+    def to_json(self) -> dict:
+        return asdict(self.config)

@@ -1,0 +1,60 @@
+"""Questions, captions and change summaries through the language head (greedy, with the key/value cache).
+
+A prompt is one document: a chat turn holding every frame (`<img>` ... `</img>`, one per date, optionally
+preceded by its date), then the question. All frames of a scene see each other (`scene` mask), so one question
+covers a time series. The images are encoded once; `RSNeoForCausalLM.generate` caches their keys and values.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rsneo.data.tokenizer import IM_END, IM_START
+from rsneo.model.inputs import ImageInput, ModelInputs
+
+CAPTION_QUESTION = "Describe this image."
+CHANGE_QUESTION = "Describe the changes between these images."
+
+
+def question_document(
+    frames: list[list[ImageInput]],
+    question: str,
+    tokenizer,
+    config,
+    dates: list[str | None] | None = None,
+    policy: str = "scene",
+) -> ModelInputs:
+    """One prompt document (batch 1): a user turn with the frames and the question, then the assistant's."""
+    from rsneo.model.positions import ImageTokens, pack_documents
+
+    ids_of = ImageTokens.of(config)
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids: list[int] = encode(f"{IM_START}user\n")
+    groups: list[ImageInput] = []
+    for i, frame in enumerate(frames):
+        date = dates[i] if dates else None
+        if date:
+            ids += encode(f"{date}: ")
+        ids += (
+            [ids_of.start] + [ids_of.context] * sum(g.num_tokens for g in frame) + [ids_of.end] + encode("\n")
+        )
+        groups += frame
+    ids += encode(f"{question.strip()}{IM_END}\n{IM_START}assistant\n")
+    return pack_documents([[(torch.tensor(ids), groups)]], config, policy)
+
+
+@torch.inference_mode()
+def generate_answer(
+    model,
+    tokenizer,
+    frames: list[list[ImageInput]],
+    question: str,
+    dates: list[str | None] | None = None,
+    max_new_tokens: int = 64,
+) -> str:
+    """The model's answer to `question` about `frames` (one or more dates), decoded without special tokens."""
+    device = next(model.parameters()).device
+    inputs = question_document(frames, question, tokenizer, model.config, dates).to(device)
+    eos = tokenizer.convert_tokens_to_ids(IM_END)
+    new = model.generate(inputs, max_new_tokens=max_new_tokens, eos_token_id=eos)  # (1, new tokens)
+    return tokenizer.decode(new[0].tolist(), skip_special_tokens=True).strip()

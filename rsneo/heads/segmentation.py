@@ -1,0 +1,238 @@
+"""Label-as-text segmentation: classes are words, pixels are matched to them by scaled cosine similarity.
+
+Class vectors: each class name is put in a prompt (`prompt_template`), run through the backbone as text, and
+the last token's final hidden state is pooled (the head noun of an English class name comes last, so "open
+water" and "water" land close) and projected. Pixel features: the image tokens' last and early-layer hidden
+states (one per 32x32 pixels) go through a light decoder (1x1 conv, x4 upsampling conv, full-resolution fusion
+with a wavelength-conditioned per-pixel stem, so edges are sharp for any band set). Logits are `scale *
+cos(pixel, class)`. A class never seen in training only needs its prompt encoded; "none of these" is a fixed
+extra logit `scale * none_threshold`, so a pixel whose best cosine stays below the threshold belongs to no
+class.
+
+Training API (used by rsneo/train for the segmentation objective)::
+
+    head = SegmentationHead(SegmentationHeadConfig(hidden_size=config.hidden_size))
+    classes = encode_class_prompts(model, tokenizer, ["water", "land"], head.config)  # (K, hidden)
+    feats = image_features(model, inputs, head.config.early_layer)                      # ImageFeatures
+    logits = head(feats, classes)                                                     # (B, K, H, W)
+    loss = head.loss(logits, labels)                # labels (B, H, W) long, -1 (or >= K) = ignored
+    probs = head.probabilities(logits)              # (B, K + 1, H, W), last = "none of these"
+
+`inputs` is a `ModelInputs` of one-frame image documents (`image_documents` builds one per window).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rsneo.model.inputs import ImageInput, ModelInputs
+
+IGNORE = -1
+
+
+@dataclass
+class SegmentationHeadConfig:
+    """Sizes of the segmentation head; saved in heads.json."""
+
+    hidden_size: int
+    dim: int = 64  # shared embedding width of pixels and classes
+    decoder_channels: int = 48
+    stem_channels: int = 16  # per-pixel wavelength-conditioned stem
+    early_layer: int = 1  # hidden_states index of the early, less abstract features (0 = embeddings)
+    prompt_template: str = "a satellite image of {}"
+    none_threshold: float = 0.0  # cosine below which a pixel is "none of these"
+    init_scale: float = 10.0
+
+
+class SpectralStem(nn.Module):
+    """Per-pixel features from any band set: a 1x1 conv whose kernel per band comes from its wavelength
+    (DOFA-like)."""
+
+    def __init__(self, channels: int, frequencies: int = 8) -> None:
+        super().__init__()
+        self.register_buffer("freqs", 2.0 ** torch.arange(frequencies, dtype=torch.float32), persistent=False)
+        self.kernel = nn.Sequential(nn.Linear(2 * frequencies + 1, 64), nn.GELU(), nn.Linear(64, channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, pixels: Tensor, wavelengths: Tensor) -> Tensor:
+        # pixels (B, bands, H, W), wavelengths (bands,) micrometres -> (B, channels, H, W)
+        x = torch.log(wavelengths.float().clamp(min=1e-3)).unsqueeze(-1) * self.freqs  # (bands, F)
+        code = torch.cat([torch.sin(x), torch.cos(x), x[:, :1] / self.freqs[0]], dim=-1)  # (bands, 2F+1)
+        weight = self.kernel(code) / math.sqrt(pixels.shape[1])  # (bands, channels)
+        return F.gelu(torch.einsum("bchw,cd->bdhw", pixels, weight) + self.bias[:, None, None])
+
+
+@dataclass
+class ImageFeatures:
+    """What the heads need from one backbone pass over image documents (one frame each, or several frames)."""
+
+    last: Tensor  # (B, frames, hidden, rows, cols) final hidden state at each 32x32 location
+    early: Tensor  # (B, frames, hidden, rows, cols) hidden state of the early layer
+    pixels: Tensor  # (B, frames, bands, H, W) the normalised pixels of each frame
+    wavelengths: Tensor  # (bands,) micrometres
+
+
+class PixelDecoder(nn.Module):
+    """Token grid (1/32) -> full-resolution pixel embeddings, guided by the per-pixel stem."""
+
+    def __init__(self, hidden_size: int, channels: int, stem_channels: int, dim: int) -> None:
+        super().__init__()
+        self.tokens = nn.Conv2d(2 * hidden_size, channels, 1)
+        self.up = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GELU())
+        self.stem = SpectralStem(stem_channels)
+        self.fuse = nn.Sequential(
+            nn.Conv2d(channels + stem_channels, channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(channels, dim, 1),
+        )
+
+    def forward(self, last: Tensor, early: Tensor, pixels: Tensor, wavelengths: Tensor) -> Tensor:
+        # last, early (N, hidden, rows, cols); pixels (N, bands, H, W) -> (N, dim, H, W)
+        x = self.tokens(torch.cat([last, early], dim=1))  # (N, c, rows, cols)
+        x = self.up(F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False))  # (N, c, 4r, 4c)
+        x = F.interpolate(x, size=pixels.shape[-2:], mode="bilinear", align_corners=False)  # (N, c, H, W)
+        return self.fuse(torch.cat([x, self.stem(pixels, wavelengths)], dim=1))
+
+
+class SegmentationHead(nn.Module):
+    """Scaled-cosine matching of decoded pixel features against class-prompt vectors."""
+
+    def __init__(self, config: SegmentationHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.decoder = PixelDecoder(
+            config.hidden_size, config.decoder_channels, config.stem_channels, config.dim
+        )
+        self.class_proj = nn.Sequential(
+            nn.Linear(config.hidden_size, config.hidden_size),
+            nn.GELU(),
+            nn.Linear(config.hidden_size, config.dim),
+        )
+        self.log_scale = nn.Parameter(torch.tensor(math.log(config.init_scale)))
+
+    @property
+    def scale(self) -> Tensor:
+        return self.log_scale.exp().clamp(max=100.0)
+
+    def class_embeddings(self, class_vectors: Tensor) -> Tensor:
+        """(K, hidden) pooled prompt states -> (K, dim) unit vectors."""
+        return F.normalize(self.class_proj(class_vectors), dim=-1)
+
+    def pixel_embeddings(self, features: ImageFeatures, frame: int = 0) -> Tensor:
+        """(B, dim, H, W) unit pixel vectors of one frame."""
+        out = self.decoder(
+            features.last[:, frame], features.early[:, frame], features.pixels[:, frame], features.wavelengths
+        )
+        return F.normalize(out, dim=1)
+
+    def forward(self, features: ImageFeatures, class_vectors: Tensor, frame: int = 0) -> Tensor:
+        """Logits (B, K, H, W) = scale * cosine(pixel, class)."""
+        pixels = self.pixel_embeddings(features, frame)  # (B, dim, H, W)
+        classes = self.class_embeddings(class_vectors)  # (K, dim)
+        return self.scale * torch.einsum("bdhw,kd->bkhw", pixels, classes)
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Cross-entropy over the given classes; labels (B, H, W), -1 or any value >= K is ignored."""
+        labels = labels.long().clone()
+        labels[(labels < 0) | (labels >= logits.shape[1])] = IGNORE
+        return F.cross_entropy(logits, labels, ignore_index=IGNORE)
+
+    def probabilities(self, logits: Tensor, none_threshold: float | None = None) -> Tensor:
+        """(B, K + 1, H, W) softmax; the last channel, "none of these", has the logit scale * threshold."""
+        threshold = self.config.none_threshold if none_threshold is None else none_threshold
+        none = (self.scale * threshold).expand_as(logits[:, :1])
+        return torch.cat([logits, none], dim=1).softmax(dim=1)
+
+    def to_json(self) -> dict:
+        return asdict(self.config)
+
+
+# ---- backbone glue: prompts and image documents -> hidden states
+# ----------------------------------------------
+
+
+def backbone_states(model: nn.Module, inputs: ModelInputs) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """Last hidden state (B, L, hidden) and all hidden states from `model.backbone(...,
+    output_hidden_states=True)`."""
+    out = model.backbone(inputs, output_hidden_states=True)
+    if isinstance(out, tuple):
+        return out[0], tuple(out[1])
+    return out.last_hidden_state, tuple(out.hidden_states)
+
+
+def encode_class_prompts(
+    model: nn.Module, tokenizer, names: list[str], config: SegmentationHeadConfig
+) -> Tensor:
+    """(K, hidden): each class prompt's last-token final hidden state."""
+    from rsneo.model.positions import text_positions
+
+    device = next(model.parameters()).device
+    prompts = [config.prompt_template.format(name.strip()) for name in names]
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    width = max(len(ids) for ids in encoded)
+    ids = torch.zeros(len(encoded), width, dtype=torch.long)
+    last = torch.tensor([len(e) - 1 for e in encoded])
+    for i, e in enumerate(encoded):
+        ids[i, : len(e)] = torch.tensor(e)  # right padding: causal attention keeps it out of earlier tokens
+    hidden, _ = backbone_states(model, text_positions(ids.to(device)))  # (K, L, hidden)
+    return hidden[torch.arange(len(encoded), device=device), last.to(device)]
+
+
+def image_documents(frames: list[list[list[ImageInput]]], tokens, policy: str = "frame") -> ModelInputs:
+    """One document per sample: each frame is `<img>` + its band groups' tokens + `</img>`.
+
+    `frames[b][t]` are the band groups of frame t of sample b. `tokens` gives the image token ids (an
+    `RSNeoConfig`). With `policy="scene"` all frames of a sample see each other.
+    """
+    from rsneo.model.positions import ImageTokens, pack_documents
+
+    ids_of = ImageTokens.of(tokens)
+    rows = []
+    for sample in frames:
+        ids: list[int] = []
+        groups: list[ImageInput] = []
+        for frame in sample:
+            ids += [ids_of.start] + [ids_of.context] * sum(g.num_tokens for g in frame) + [ids_of.end]
+            groups += frame
+        rows.append([(torch.tensor(ids), groups)])
+    return pack_documents(rows, tokens, policy)
+
+
+def image_features(
+    model: nn.Module,
+    inputs: ModelInputs,
+    early_layer: int,
+    frames: int = 1,
+) -> ImageFeatures:
+    """Per-location features of every frame of every sample in `inputs` (built by `image_documents`).
+
+    All frames share one grid and one band set. Several band groups of a frame are averaged per location.
+    """
+    last, hidden_states = backbone_states(model, inputs)
+    early = hidden_states[early_layer]
+    context = inputs.input_ids == model.config.img_context_token_id  # (B, L)
+    device = last.device
+    batch = inputs.input_ids.shape[0]
+    groups_per_sample = len(inputs.images) // batch
+    groups_per_frame = groups_per_sample // frames
+    rows, cols = inputs.images[0].grid
+    per_group = rows * cols
+
+    def gather(states: Tensor) -> Tensor:
+        # (B, L, hidden) -> (B, frames, hidden, rows, cols)
+        picked = states[context].view(batch, frames, groups_per_frame, per_group, -1).mean(2)
+        return picked.view(batch, frames, rows, cols, -1).permute(0, 1, 4, 2, 3)
+
+    groups = inputs.images
+    frame_pixels = [
+        torch.cat([g.pixels for g in groups[i : i + groups_per_frame]])  # (bands, H, W)
+        for i in range(0, len(groups), groups_per_frame)
+    ]
+    pixels = torch.stack(frame_pixels).view(batch, frames, *frame_pixels[0].shape)  # (B, frames, bands, H, W)
+    wavelengths = torch.cat([g.wavelengths for g in inputs.images[:groups_per_frame]])
+    return ImageFeatures(gather(last), gather(early), pixels.to(device), wavelengths.to(device))

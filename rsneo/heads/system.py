@@ -1,0 +1,164 @@
+"""A model folder as the commands use it: backbone + language head, tokenizer, and the task heads.
+
+Folder layout: the model's `config.json` + safetensors weights (`RSNeoForCausalLM.save_pretrained`), the
+tokenizer files (`tokenizer.json`, ...), and `heads.safetensors` + `heads.json` for the segmentation and
+change heads. Heads are optional: a folder without them gets freshly initialised heads (and the commands say
+so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rsneo.errors import InputError
+from rsneo.heads.change import ChangeHead, ChangeHeadConfig
+from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
+
+HEADS_WEIGHTS = "heads.safetensors"
+HEADS_JSON = "heads.json"
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "model"
+
+
+@dataclass
+class System:
+    """Everything a product command needs to run the model."""
+
+    model: nn.Module  # RSNeoForCausalLM
+    tokenizer: object  # transformers PreTrainedTokenizerFast with NEO's image tokens
+    segmentation: SegmentationHead
+    change: ChangeHead
+    folder: Path | None = None
+    trained_heads: tuple[str, ...] = field(default_factory=tuple)  # heads loaded from heads.safetensors
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def eval(self) -> System:
+        for module in (self.model, self.segmentation, self.change):
+            module.eval()
+        return self
+
+
+def save_heads(folder: Path, segmentation: SegmentationHead | None, change: ChangeHead | None) -> None:
+    """Write `heads.safetensors` (tensors only) and `heads.json` (head configs) into `folder`, atomically."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors, configs = {}, {}
+    for name, head in (("segmentation", segmentation), ("change", change)):
+        if head is None:
+            continue
+        configs[name] = head.to_json()
+        tensors.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()})
+    tmp_weights, tmp_json = folder / f".{HEADS_WEIGHTS}.partial", folder / f".{HEADS_JSON}.partial"
+    save_file(tensors, str(tmp_weights))
+    tmp_json.write_text(json.dumps(configs, indent=1))
+    os.replace(tmp_weights, folder / HEADS_WEIGHTS)
+    os.replace(tmp_json, folder / HEADS_JSON)
+
+
+def load_heads(folder: Path, hidden_size: int) -> tuple[SegmentationHead, ChangeHead, tuple[str, ...]]:
+    """Heads from `folder` (safetensors, never pickle); heads absent there are freshly initialised."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    configs, tensors = {}, {}
+    if (folder / HEADS_JSON).is_file():
+        try:
+            configs = json.loads((folder / HEADS_JSON).read_text())
+            tensors = load_file(str(folder / HEADS_WEIGHTS))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{folder / HEADS_WEIGHTS}: cannot read the heads ({exc})") from None
+    seg = SegmentationHead(
+        SegmentationHeadConfig(**configs.get("segmentation", {"hidden_size": hidden_size}))
+    )
+    change = ChangeHead(ChangeHeadConfig(**configs.get("change", {"hidden_size": hidden_size})))
+    loaded = []
+    for name, head in (("segmentation", seg), ("change", change)):
+        if name not in configs:
+            continue
+        prefix = f"{name}."
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        missing, unexpected = head.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise InputError(
+                f"{folder / HEADS_WEIGHTS}: {name} head does not match heads.json "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
+        loaded.append(name)
+    return seg, change, tuple(loaded)
+
+
+def load_system(folder: Path | str | None = None, device: str | torch.device = "cpu") -> System:
+    """Load model, tokenizer and heads from `folder` (default: the bundled model in rsneo/assets/model)."""
+    from rsneo.data.tokenizer import load_tokenizer
+    from rsneo.model.causal_lm import RSNeoForCausalLM
+
+    folder = Path(folder) if folder is not None else BUNDLED_MODEL
+    if not (folder / "config.json").is_file():
+        raise InputError(
+            f"{folder}: expected a model folder with config.json, model weights and tokenizer files, "
+            "found none "
+            "(pass --model FOLDER)"
+        )
+    model = RSNeoForCausalLM.from_pretrained(folder, device=device)
+    tokenizer = load_tokenizer(folder)
+    seg, change, loaded = load_heads(folder, model.config.hidden_size)
+    system = System(model, tokenizer, seg.to(device), change.to(device), folder, loaded)
+    return system.eval()
+
+
+def random_system(
+    folder: Path | None = None,
+    texts: list[str] | None = None,
+    preset: str = "tiny",
+    seed: int = 0,
+) -> System:
+    """A randomly initialised system (tiny by default) with a tokenizer trained on `texts`; saved to `folder`.
+
+    For tests and benchmarks, where no trained weights may be downloaded.
+    """
+    from rsneo.data.tokenizer import image_token_ids, train_tokenizer
+    from rsneo.model.causal_lm import RSNeoForCausalLM
+    from rsneo.model.config import RSNeoConfig
+
+    torch.manual_seed(seed)
+    texts = texts or ["a satellite image of water, forest, built-up land, fields and roads. What changed?"]
+    tokenizer = train_tokenizer(texts, vocab_size=512)
+    ids = image_token_ids(tokenizer)
+    config = RSNeoConfig.from_preset(
+        preset,
+        vocab_size=max(RSNeoConfig.from_preset(preset).vocab_size, len(tokenizer)),
+        img_start_token_id=ids.start,
+        img_end_token_id=ids.end,
+        img_context_token_id=ids.context,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = RSNeoForCausalLM(config)
+    seg = SegmentationHead(SegmentationHeadConfig(hidden_size=config.hidden_size))
+    change = ChangeHead(ChangeHeadConfig(hidden_size=config.hidden_size))
+    system = System(model, tokenizer, seg, change, folder)
+    if folder is not None:
+        save_system(system, folder)
+    return system.eval()
+
+
+def save_system(system: System, folder: Path) -> None:
+    """Write model, tokenizer and heads to `folder` in the layout `load_system` reads."""
+    folder = Path(folder)
+    system.model.save_pretrained(folder)
+    system.tokenizer.save_pretrained(str(folder))
+    save_heads(folder, system.segmentation, system.change)
+    system.folder = folder

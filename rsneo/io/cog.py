@@ -1,0 +1,243 @@
+"""Writing class maps as Cloud-Optimised GeoTIFFs, block by block, complete or absent.
+
+A `CogBlockWriter` streams blocks into a hidden tiled GeoTIFF in the destination folder (so memory stays flat
+and an interrupted run can reopen it), then `finish()` turns it into a COG with rio-cogeo (overviews, class
+names as band metadata, a colour table) and renames it into place. Until the rename nothing carries the final
+name.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from rsneo.errors import InputError
+
+NODATA_CLASS = 255  # class value for pixels with no valid input ("none of these" gets its own class)
+GDAL_ENV = {
+    "GDAL_CACHEMAX": 64,
+    "GDAL_TIFF_INTERNAL_MASK": True,
+}  # MB: keep GDAL's block cache small and fixed
+
+# Colours users expect for common land-cover words; anything else gets an evenly spaced hue.
+KNOWN_COLORS: dict[str, tuple[int, int, int]] = {
+    "water": (31, 120, 230),
+    "flood": (0, 190, 255),
+    "forest": (20, 120, 40),
+    "tree": (30, 140, 50),
+    "grass": (140, 200, 80),
+    "crop": (230, 200, 70),
+    "cultivated": (230, 200, 70),
+    "field": (220, 190, 90),
+    "built": (210, 40, 40),
+    "urban": (210, 40, 40),
+    "building": (200, 30, 60),
+    "road": (120, 120, 120),
+    "bare": (180, 150, 110),
+    "sand": (230, 210, 150),
+    "snow": (240, 240, 250),
+    "ice": (200, 230, 250),
+    "cloud": (250, 250, 250),
+    "shrub": (160, 130, 60),
+    "wetland": (80, 160, 160),
+    "no change": (40, 40, 40),
+    "change": (255, 60, 30),
+    "none of these": (0, 0, 0),
+}
+
+
+@dataclass(frozen=True)
+class ClassLegend:
+    """Class values 0..n-1 with names and RGB colours, shared by the COG, GeoPackage, QML and report."""
+
+    names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+
+    @classmethod
+    def from_names(cls, names: list[str] | tuple[str, ...]) -> ClassLegend:
+        """Pick colours: a known colour when the name contains a known word, else a distinct hue."""
+        names = tuple(n.strip() for n in names)
+        if not names or any(not n for n in names):
+            raise InputError(f"class list: expected one or more non-empty class names, got {list(names)!r}")
+        if len(names) >= NODATA_CLASS:
+            raise InputError(f"class list: expected at most {NODATA_CLASS - 1} classes, got {len(names)}")
+        colors = []
+        for i, name in enumerate(names):
+            lower = name.lower()
+            known = next((c for word, c in KNOWN_COLORS.items() if lower == word), None)
+            known = known or next((c for word, c in KNOWN_COLORS.items() if word in lower), None)
+            if known is None or known in colors:
+                r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.9)
+                known = (int(r * 255), int(g * 255), int(b * 255))
+            colors.append(known)
+        return cls(names, tuple(colors))
+
+    def hex(self, index: int) -> str:
+        r, g, b = self.colors[index]
+        return f"#{r:02x}{g:02x}{b:02x}"
+
+    def colormap(self) -> dict[int, tuple[int, int, int, int]]:
+        """GDAL colour table: classes opaque, the nodata value transparent."""
+        table = {i: (*c, 255) for i, c in enumerate(self.colors)}
+        table[NODATA_CLASS] = (0, 0, 0, 0)
+        return table
+
+
+def open_raster(path: Path, mode: str = "r", **profile) -> rasterio.io.DatasetReaderBase:
+    """rasterio.open without the warnings pixel-unit images (PNG pairs) raise; failures name the file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        try:
+            return rasterio.open(path, mode, **profile)
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputError(f"{path}: cannot open it as a raster ({exc})") from None
+
+
+def hidden_path(path: Path, suffix: str) -> Path:
+    """A temporary name next to `path`, in the same folder so the final rename is atomic."""
+    return path.with_name(f".{path.name}.{suffix}")
+
+
+def check_writable(folder: Path) -> Path:
+    """Create `folder` if needed and prove we can write there, before any long work starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".rsneo-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(
+            f"output folder {folder}: expected a folder rsneo can write to, got {exc.strerror or exc}"
+        ) from None
+    return folder
+
+
+class CogBlockWriter:
+    """Stream class blocks (and an optional confidence band) into a COG at `path`.
+
+    Band 1: class values (uint8, 0..n-1, `NODATA_CLASS` for no data) with a colour table and the class names
+    as band metadata. Band 2 (when `confidence`): the winning class probability in percent (uint8 0..100).
+    With `resume=True` an existing partial file from an interrupted run is reopened instead of recreated.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        width: int,
+        height: int,
+        crs: rasterio.crs.CRS | None,
+        transform: rasterio.Affine,
+        legend: ClassLegend,
+        confidence: bool = False,
+        resume: bool = False,
+        blocksize: int = 256,
+    ) -> None:
+        self.path = Path(path)
+        self.partial = hidden_path(self.path, "partial.tif")
+        self.legend = legend
+        self.confidence = confidence
+        if resume and self.partial.exists():
+            with rasterio.Env(**GDAL_ENV):
+                self._dst = open_raster(self.partial, "r+")
+            return
+        profile = dict(
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=2 if confidence else 1,
+            dtype="uint8",
+            crs=crs,
+            transform=transform,
+            nodata=NODATA_CLASS,
+            tiled=True,
+            blockxsize=blocksize,
+            blockysize=blocksize,
+            compress="deflate",
+        )
+        with rasterio.Env(**GDAL_ENV):
+            self._dst = open_raster(self.partial, "w", **profile)
+        self._dst.write_colormap(1, legend.colormap())
+        self._dst.update_tags(class_names=json.dumps(list(legend.names)), rsneo_product="class map")
+        self._dst.set_band_description(1, "class")
+        self._dst.update_tags(
+            1,
+            class_names=json.dumps(list(legend.names)),
+            class_colors=json.dumps([legend.hex(i) for i in range(len(legend.names))]),
+            **{f"class_{i}": name for i, name in enumerate(legend.names)},
+        )
+        if confidence:
+            self._dst.set_band_description(2, "confidence_percent")
+
+    def write(self, window: Window, classes: np.ndarray, confidence: np.ndarray | None = None) -> None:
+        """Write one block: `classes` (rows, cols) uint8, `confidence` (rows, cols) uint8 percent."""
+        if self.confidence and confidence is None:
+            raise ValueError("this writer has a confidence band; pass `confidence` with every block")
+        with rasterio.Env(**GDAL_ENV):
+            self._dst.write(classes.astype(np.uint8, copy=False), 1, window=window)
+            if self.confidence:
+                self._dst.write(confidence.astype(np.uint8, copy=False), 2, window=window)
+
+    def flush(self) -> None:
+        """Make the blocks written so far durable, so a resumed run can trust them."""
+        with rasterio.Env(**GDAL_ENV):
+            self._dst.close()
+            self._dst = open_raster(self.partial, "r+")
+
+    def finish(self) -> Path:
+        """Convert to a COG (deflate, tiled, overviews by mode), rename into place, return the path."""
+        from rio_cogeo.cogeo import cog_translate
+        from rio_cogeo.profiles import cog_profiles
+
+        self.close()
+        staging = hidden_path(self.path, "cog.tif")
+        try:
+            profile = cog_profiles.get("deflate")
+            profile.update(blockxsize=256, blockysize=256)
+            with warnings.catch_warnings():  # pixel-unit class maps have no CRS on purpose
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                cog_translate(
+                    str(self.partial),
+                    str(staging),
+                    profile,
+                    overview_resampling="mode",
+                    overview_level=None,
+                    in_memory=False,
+                    quiet=True,
+                    config=GDAL_ENV,
+                    use_cog_driver=False,
+                    forward_band_tags=True,
+                )
+            os.replace(staging, self.path)
+        finally:
+            staging.unlink(missing_ok=True)
+        self.partial.unlink(missing_ok=True)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and remove the partial file (used when an error makes the output meaningless)."""
+        self.close()
+        self.partial.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Close without finishing: the partial file stays for a resumed run."""
+        if not self._dst.closed:
+            with rasterio.Env(**GDAL_ENV):
+                self._dst.close()
+
+
+def read_legend(path: Path) -> ClassLegend:
+    """Class names and colours back from a COG written by `CogBlockWriter`."""
+    with open_raster(path) as src:
+        names = json.loads(src.tags(1).get("class_names", "[]"))
+        cmap = src.colormap(1)
+    return ClassLegend(tuple(names), tuple(tuple(cmap[i][:3]) for i in range(len(names))))

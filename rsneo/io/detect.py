@@ -1,0 +1,126 @@
+"""What a raster is: its sensor, which sensor band each of its bands is, and its acquisition date.
+
+The sensor is read from metadata where possible (product names in the file name, ENVI `sensor type`, band
+descriptions that only one sensor's band names explain, RGB colour interpretation); otherwise the user says
+(`sensor=` / `--sensor`), and an ambiguous raster gets an error that says what to pass.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+
+from rsneo.errors import InputError
+from rsneo.sensors import Band, Sensor, get_sensor, list_sensors
+
+# Product naming conventions (ESA, USGS, USDA) -> sensor.
+NAME_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"MSIL2A|_L2A_", "sentinel2_l2a"),
+    (r"MSIL1C|_L1C_", "sentinel2_l1c"),
+    (r"(^|_)S1[ABCD]_|_GRD[HM]?_", "sentinel1_grd"),
+    (r"^m_\d{7}_", "naip"),
+    (r"^L[CO]0[89]_", "landsat8_oli"),
+    (r"^LE07_", "landsat7_etm"),
+    (r"^LT0[45]_", "landsat5_tm"),
+)
+ENVI_SENSORS: tuple[tuple[str, str], ...] = (
+    ("ETM", "landsat7_etm"),
+    ("OLI", "landsat8_oli"),
+    ("TM", "landsat5_tm"),
+)
+WAVELENGTH_TOLERANCE_UM = 0.05
+_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])(?!\d)")
+_YEAR = re.compile(r"^((?:19|20)\d{2})(?!\d)")
+
+
+def _resolves(sensor: Sensor, names: list[str]) -> bool:
+    known = {n.lower() for b in sensor.bands for n in b.names()}
+    return all(n and n.lower() in known for n in names)
+
+
+def detect_sensor(
+    path: Path,
+    src: rasterio.DatasetReader,
+    band_names: list[str],
+    given: str | Sensor | None,
+    band_count: int,
+) -> Sensor:
+    """The sensor of a raster: `given` if set, else from its metadata; an InputError says what to pass."""
+    if given is not None:
+        return get_sensor(given)
+    for pattern, name in NAME_PATTERNS:
+        if re.search(pattern, path.name, re.IGNORECASE):
+            return get_sensor(name)
+    envi = src.tags(ns="ENVI").get("sensor_type", "") if "ENVI" in src.tag_namespaces() else ""
+    for key, name in ENVI_SENSORS:
+        if key in envi.upper():
+            return get_sensor(name)
+    if band_names and all(band_names):
+        fits = [s for s in list_sensors() if _resolves(s, band_names)]
+        exact = [s for s in fits if len(s.bands) == band_count]
+        if len(fits) == 1 or len(exact) == 1:
+            return (exact or fits)[0]
+    rgb = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    if band_count == 3 and (tuple(src.colorinterp) == rgb or src.driver in ("PNG", "JPEG")):
+        return get_sensor("rgb")
+    same_count = [s.name for s in list_sensors() if len(s.bands) == band_count] or ["none"]
+    raise InputError(
+        f"{path}: cannot tell which sensor made this raster ({band_count} bands, {src.dtypes[0]}, "
+        f"no sensor or band names in its metadata); pass --sensor NAME (sensors with {band_count} "
+        f"bands: {', '.join(same_count)}), and --bands NAME,... if they are not that sensor's bands in order"
+    )
+
+
+def assign_bands(
+    path: Path,
+    sensor: Sensor,
+    band_names: list[str],
+    given: list[str] | None,
+    wavelengths: list[float] | None,
+    band_count: int,
+) -> list[Band]:
+    """Which sensor band each of the raster's bands is, in file order."""
+    if given is not None:
+        if len(given) != band_count:
+            raise InputError(
+                f"{path}: --bands names {len(given)} bands ({','.join(given)}) "
+                f"but the raster has {band_count}"
+            )
+        return [sensor.band(n) for n in given]
+    if band_names and _resolves(sensor, band_names):
+        return [sensor.band(n) for n in band_names]
+    if wavelengths:
+        matched = []
+        for wl in wavelengths:
+            band = min(sensor.bands, key=lambda b: abs(b.wavelength - wl))
+            if abs(band.wavelength - wl) > WAVELENGTH_TOLERANCE_UM or band in matched:
+                break
+            matched.append(band)
+        if len(matched) == band_count:
+            return matched
+    if band_count == len(sensor.bands):
+        return list(sensor.bands)
+    raise InputError(
+        f"{path}: has {band_count} bands but sensor {sensor.name} has {len(sensor.bands)} "
+        f"({','.join(sensor.band_names)}); pass --bands with the {band_count} band names in file order"
+    )
+
+
+def folder_band_name(file: Path) -> str:
+    """Band name of a one-band file in a band folder: the last `_` part of its stem (`..._B8A.tif` -> B8A)."""
+    return file.stem.rsplit("_", 1)[-1]
+
+
+def acquisition_date(path: Path, src: rasterio.DatasetReader | None = None) -> np.datetime64 | None:
+    """Acquisition date from the name (`20170613`, `2017-06-13`; a leading year `1985.tif` -> 1985-01-01)."""
+    match = _DATE.search(path.name)
+    if match:
+        return np.datetime64("-".join(match.groups()), "D")
+    match = _YEAR.match(path.stem)
+    if match:
+        return np.datetime64(f"{match.group(1)}-01-01", "D")
+    return None

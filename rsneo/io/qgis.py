@@ -1,0 +1,260 @@
+"""QGIS styles (QML) and projects (.qgz) written as plain XML, so no QGIS install is needed to make them.
+
+The project opens the input raster (RGB-like band choice, stretched), the class map COG with a paletted
+renderer (class names and colours) and the class polygons with a categorised renderer. Paths inside the
+project are relative to the project file for the outputs beside it, absolute for the input. Tests open the
+result with QGIS itself.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import numpy as np
+import pyproj
+import rasterio
+
+from rsneo.io.cog import ClassLegend, hidden_path, open_raster
+
+QGIS_VERSION = "3.22.0-Białowieża"  # the format version we write; later QGIS versions read it
+DOCTYPE = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+
+
+@dataclass(frozen=True)
+class RasterDisplay:
+    """How to show an input raster: three bands (1-based) with display ranges, or one grey band."""
+
+    bands: tuple[int, ...]
+    ranges: tuple[tuple[float, float], ...]
+
+
+def raster_display(path: Path, rgb: tuple[int, int, int] | None = None, sample: int = 512) -> RasterDisplay:
+    """Choose bands and a 2-98 % stretch from a decimated read (so this stays cheap on large rasters)."""
+    with open_raster(path) as src:
+        bands = rgb or ((1, 2, 3) if src.count >= 3 else (1,))
+        scale = max(1, max(src.width, src.height) // sample)
+        shape = (max(1, src.height // scale), max(1, src.width // scale))
+        data = src.read(list(bands), out_shape=(len(bands), *shape), masked=True)
+    ranges = []
+    for band in data:
+        values = band.compressed()
+        if values.size == 0:
+            ranges.append((0.0, 1.0))
+            continue
+        lo, hi = np.percentile(values, [2, 98])
+        ranges.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
+    return RasterDisplay(tuple(bands), tuple(ranges))
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    node = ET.SubElement(parent, tag, {k: str(v) for k, v in attrs.items()})
+    if text is not None:
+        node.text = text
+    return node
+
+
+def _srs(parent: ET.Element, crs: rasterio.crs.CRS | None) -> None:
+    ref = _sub(parent, "spatialrefsys")
+    if crs is None:
+        return
+    _sub(ref, "wkt", crs.to_wkt(version="WKT2_2019"))
+    with warnings.catch_warnings():  # PROJ strings are lossy; QGIS reads the WKT first, proj4 is a fallback
+        warnings.simplefilter("ignore")
+        _sub(ref, "proj4", pyproj.CRS.from_wkt(crs.to_wkt()).to_proj4() or "")
+    epsg = crs.to_epsg()
+    if epsg:
+        _sub(ref, "srid", str(epsg))
+        _sub(ref, "authid", f"EPSG:{epsg}")
+    _sub(ref, "geographicflag", "true" if crs.is_geographic else "false")
+
+
+def _palette_renderer(parent: ET.Element, legend: ClassLegend) -> ET.Element:
+    renderer = _sub(parent, "rasterrenderer", type="paletted", band="1", opacity="1", alphaBand="-1")
+    palette = _sub(renderer, "colorPalette")
+    for i, name in enumerate(legend.names):
+        _sub(palette, "paletteEntry", value=str(i), color=legend.hex(i), alpha="255", label=name)
+    return renderer
+
+
+def qml_document(legend: ClassLegend) -> str:
+    """A QGIS raster style: paletted renderer on band 1 with the class names and colours."""
+    root = ET.Element("qgis", version=QGIS_VERSION, styleCategories="AllStyleCategories")
+    _palette_renderer(_sub(root, "pipe"), legend)
+    ET.indent(root)
+    return DOCTYPE + ET.tostring(root, encoding="unicode")
+
+
+def write_qml(path: Path, legend: ClassLegend) -> Path:
+    """Write the style next to the COG with the same stem, where QGIS picks it up as the layer's default."""
+    path = Path(path)
+    partial = hidden_path(path, "partial")
+    partial.write_text(qml_document(legend), encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def _input_renderer(parent: ET.Element, display: RasterDisplay) -> None:
+    if len(display.bands) >= 3:
+        renderer = _sub(
+            parent,
+            "rasterrenderer",
+            type="multibandcolor",
+            opacity="1",
+            alphaBand="-1",
+            redBand=str(display.bands[0]),
+            greenBand=str(display.bands[1]),
+            blueBand=str(display.bands[2]),
+        )
+        for colour, (lo, hi) in zip(("red", "green", "blue"), display.ranges, strict=False):
+            enhance = _sub(renderer, f"{colour}ContrastEnhancement")
+            _sub(enhance, "minValue", repr(lo))
+            _sub(enhance, "maxValue", repr(hi))
+            _sub(enhance, "algorithm", "StretchToMinimumMaximum")
+    else:
+        renderer = _sub(
+            parent,
+            "rasterrenderer",
+            type="singlebandgray",
+            opacity="1",
+            alphaBand="-1",
+            grayBand=str(display.bands[0]),
+            gradient="BlackToWhite",
+        )
+        enhance = _sub(renderer, "contrastEnhancement")
+        _sub(enhance, "minValue", repr(display.ranges[0][0]))
+        _sub(enhance, "maxValue", repr(display.ranges[0][1]))
+        _sub(enhance, "algorithm", "StretchToMinimumMaximum")
+
+
+def _vector_renderer(parent: ET.Element, legend: ClassLegend, field: str = "class_name") -> None:
+    renderer = _sub(
+        parent, "renderer-v2", type="categorizedSymbol", attr=field, forceraster="0", symbollevels="0"
+    )
+    categories = _sub(renderer, "categories")
+    symbols = _sub(renderer, "symbols")
+    for i, name in enumerate(legend.names):
+        _sub(categories, "category", render="true", symbol=str(i), value=name, label=name)
+        symbol = _sub(
+            symbols, "symbol", name=str(i), type="fill", alpha="0.6", clip_to_extent="1", force_rhr="0"
+        )
+        layer = _sub(symbol, "layer", **{"class": "SimpleFill", "pass": "0", "locked": "0", "enabled": "1"})
+        r, g, b = legend.colors[i]
+        for key, value in (
+            ("color", f"{r},{g},{b},255"),
+            ("outline_color", f"{r},{g},{b},255"),
+            ("outline_width", "0.26"),
+            ("outline_width_unit", "MM"),
+            ("style", "solid"),
+            ("outline_style", "solid"),
+        ):
+            _sub(layer, "prop", k=key, v=value)
+
+
+@dataclass(frozen=True)
+class ProjectLayer:
+    """One layer of a project: a raster (input or class map) or the class polygons of a GeoPackage."""
+
+    name: str
+    source: str  # as written in the project: "./pred.tif", "/abs/in.tif", "./pred.gpkg|layername=classes"
+    kind: str  # "input", "classes" (raster), "polygons" (vector)
+    legend: ClassLegend | None = None
+    display: RasterDisplay | None = None
+
+
+def qgs_document(layers: list[ProjectLayer], crs: rasterio.crs.CRS | None, title: str) -> str:
+    """The .qgs XML: layer tree (first on top), map layers with renderers, project CRS, relative paths."""
+    root = ET.Element("qgis", projectname=title, version=QGIS_VERSION)
+    _sub(root, "homePath", path="")
+    _sub(root, "title", title)
+    _srs(_sub(root, "projectCrs"), crs)
+    tree = _sub(root, "layer-tree-group")
+    project_layers = _sub(root, "projectlayers")
+    order = _sub(root, "layerorder")
+    for layer in layers:
+        layer_id = f"{layer.kind}_{uuid.uuid4().hex}"
+        provider = "ogr" if layer.kind == "polygons" else "gdal"
+        _sub(
+            tree,
+            "layer-tree-layer",
+            id=layer_id,
+            name=layer.name,
+            source=layer.source,
+            providerKey=provider,
+            checked="Qt::Checked",
+            expanded="1",
+        )
+        _sub(order, "layer", id=layer_id)
+        kind = "vector" if layer.kind == "polygons" else "raster"
+        attrs = {"type": kind}
+        if kind == "vector":
+            attrs.update(geometry="Polygon", wkbType="MultiPolygon")
+        node = _sub(project_layers, "maplayer", **attrs)
+        _sub(node, "id", layer_id)
+        _sub(node, "datasource", layer.source)
+        _sub(node, "layername", layer.name)
+        _srs(_sub(node, "srs"), crs)
+        _sub(node, "provider", provider, **({"encoding": "UTF-8"} if kind == "vector" else {}))
+        if layer.kind == "polygons":
+            _vector_renderer(node, layer.legend)
+            _sub(node, "layerOpacity", "1")
+        else:
+            pipe = _sub(node, "pipe")
+            if layer.kind == "classes":
+                _palette_renderer(pipe, layer.legend)
+            else:
+                _input_renderer(pipe, layer.display)
+    properties = _sub(root, "properties")
+    _sub(_sub(properties, "Paths"), "Absolute", "false", type="bool")
+    # QGIS only reads <projectCrs> when this flag is set
+    _sub(_sub(properties, "SpatialRefSys"), "ProjectionsEnabled", "1" if crs else "0", type="int")
+    ET.indent(root)
+    return DOCTYPE + ET.tostring(root, encoding="unicode")
+
+
+def write_qgz(
+    path: Path,
+    *,
+    inputs: list[Path] = (),
+    class_maps: list[tuple[Path, ClassLegend]],
+    polygons: list[tuple[Path, ClassLegend]] = (),
+    crs: rasterio.crs.CRS | None,
+    title: str = "rsneo",
+) -> Path:
+    """Write a .qgz (a zip holding one .qgs) that opens the inputs and the styled predictions (on top).
+
+    Outputs in the project's folder are referenced relatively, so the folder can be moved as a whole.
+    """
+    path = Path(path)
+    folder = path.parent.resolve()
+
+    def source(p: Path) -> str:
+        p = Path(p).resolve()
+        return f"./{p.relative_to(folder).as_posix()}" if p.is_relative_to(folder) else p.as_posix()
+
+    layers: list[ProjectLayer] = []
+    for gpkg, legend in polygons:
+        layers.append(
+            ProjectLayer(
+                f"{Path(gpkg).stem} polygons", f"{source(gpkg)}|layername=classes", "polygons", legend
+            )
+        )
+    for cog, legend in class_maps:
+        layers.append(ProjectLayer(Path(cog).stem, source(cog), "classes", legend))
+    for raster in inputs:
+        layers.append(
+            ProjectLayer(Path(raster).name, source(raster), "input", display=raster_display(raster))
+        )
+    partial = hidden_path(path, "partial.qgz")
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(f"{path.stem}.qgs", qgs_document(layers, crs, title))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,246 @@
+"""Open any raster GDAL reads (or a folder of one-band files) as a `RasterSource`, and read windows of it.
+
+Reading uses rasterio directly: a window that lies on the file's own grid is a plain windowed `read`;
+anything else (another resolution, a shifted or reprojected grid) goes through a `WarpedVRT` restricted to the
+requested window, so only the blocks under the window are decoded. Values stay in the sensor's stored units,
+as float32 with NaN wherever the file says nodata (or has no data: outside its extent).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from rsneo.errors import InputError
+from rsneo.io.detect import acquisition_date, assign_bands, detect_sensor, folder_band_name
+from rsneo.io.grid import Grid
+from rsneo.sensors import Band, Sensor
+
+RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".png", ".img", ".vrt", ".jpg", ".jpeg"}
+
+
+class PixelUnitsWarning(UserWarning):
+    """The raster has no georeference; coordinates are pixel columns and rows."""
+
+
+@dataclass(frozen=True)
+class BandFile:
+    """Where one band lives: a file and its 1-based band index."""
+
+    path: str
+    index: int
+
+
+@dataclass
+class RasterSource:
+    """One acquisition: which sensor bands it holds, where each is stored, its date and its working grid.
+
+    `grid` is the finest band's grid (mixed-resolution folders are resampled onto it).
+    """
+
+    path: str
+    sensor: Sensor
+    bands: list[Band]
+    files: list[BandFile]
+    grid: Grid
+    date: np.datetime64 | None
+    dtype: str
+    nodata: float | None
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.grid.crs is not None
+
+
+_HANDLES: dict[tuple[int, str], rasterio.DatasetReader] = {}
+
+
+@contextmanager
+def gdal_errors(path: str, action: str = "read") -> Iterator[None]:
+    """Turn GDAL failures on `path` into an InputError naming the file (truncated, corrupt, not a raster)."""
+    try:
+        yield
+    except RasterioError as exc:
+        raise InputError(
+            f"{path}: cannot {action} it as a raster; the file may be truncated or corrupt (GDAL: {exc})"
+        ) from None
+
+
+def open_dataset(path: str) -> rasterio.DatasetReader:
+    """An open dataset for `path`, cached per process (workers each open their own; headers read once)."""
+    key = (os.getpid(), path)
+    if key not in _HANDLES:
+        if not Path(path).exists():
+            raise InputError(f"{path}: file not found")
+        with gdal_errors(path, "open"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            _HANDLES[key] = rasterio.open(path)
+    return _HANDLES[key]
+
+
+def close_datasets() -> None:
+    """Close every cached dataset of this process (tests, long-running servers)."""
+    for key in [k for k in _HANDLES if k[0] == os.getpid()]:
+        _HANDLES.pop(key).close()
+
+
+def dataset_grid(src: rasterio.DatasetReader) -> Grid:
+    """The grid of an open dataset; no CRS and an identity transform mean pixel units."""
+    georef = src.crs is not None and not (src.transform == Affine.identity() and not src.gcps[0])
+    return Grid(src.crs if georef else None, src.transform, src.width, src.height)
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in RASTER_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: expected raster files (one band each) in this folder, found none")
+    return files
+
+
+def open_source(
+    path: str | Path,
+    sensor: str | Sensor | None = None,
+    bands: list[str] | None = None,
+) -> RasterSource:
+    """Open a raster file, a folder of one-band files (BigEarthNet) or a STAC item JSON as one acquisition.
+
+    The sensor comes from the metadata when it can, else from `sensor`; `bands` names the file's bands in
+    file order when the metadata does not.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        from rsneo.io.stac import open_stac_item
+
+        return open_stac_item(path, sensor=sensor, bands=bands)
+    if path.is_dir():
+        files = _folder_files(path)
+        datasets = [open_dataset(str(f)) for f in files]
+        names = [folder_band_name(f) for f in files]
+        sensor_obj = detect_sensor(path, datasets[0], names, sensor, band_count=len(files))
+        band_objs = assign_bands(path, sensor_obj, names, bands, None, len(files))
+        band_files = [BandFile(str(f), 1) for f in files]
+        if bands is None:  # files sort by name; put the bands in the sensor's order
+            order = sorted(range(len(files)), key=lambda i: sensor_obj.band_names.index(band_objs[i].name))
+            band_objs, band_files = [band_objs[i] for i in order], [band_files[i] for i in order]
+        finest = min(range(len(files)), key=lambda i: datasets[i].res[0])
+        first = datasets[finest]
+    else:
+        first = open_dataset(str(path))
+        descriptions = [d or "" for d in first.descriptions]
+        wavelengths = _envi_wavelengths(first)
+        sensor_obj = detect_sensor(path, first, descriptions, sensor, band_count=first.count)
+        band_objs = assign_bands(path, sensor_obj, descriptions, bands, wavelengths, first.count)
+        band_files = [BandFile(str(path), i + 1) for i in range(first.count)]
+    grid = dataset_grid(first)
+    if grid.crs is None:
+        warnings.warn(
+            f"{path} has no georeference: using pixel units (x, y are column and row)",
+            PixelUnitsWarning,
+            stacklevel=2,
+        )
+    return RasterSource(
+        path=str(path),
+        sensor=sensor_obj,
+        bands=band_objs,
+        files=band_files,
+        grid=grid,
+        date=acquisition_date(path, first),
+        dtype=first.dtypes[0],
+        nodata=first.nodata,
+    )
+
+
+def _envi_wavelengths(src: rasterio.DatasetReader) -> list[float] | None:
+    """Per-band central wavelengths (micrometres) where the format records them (ENVI headers)."""
+    values = [src.tags(i + 1).get("wavelength") for i in range(src.count)]
+    if not all(values):
+        return None
+    unit = (src.tags().get("wavelength_units") or "micrometers").lower()
+    scale = 1e-3 if unit.startswith("nano") else 1.0
+    return [float(v) * scale for v in values]
+
+
+def select_bands(source: RasterSource, names: list[str] | None) -> RasterSource:
+    """The same acquisition restricted to the named bands (sensor band names or aliases), in that order."""
+    if names is None:
+        return source
+    wanted = [source.sensor.band(n) for n in names]
+    have = {b.name: i for i, b in enumerate(source.bands)}
+    missing = [b.name for b in wanted if b.name not in have]
+    if missing:
+        raise InputError(f"{source.path}: bands {missing} are not in this raster; it holds {list(have)}")
+    idx = [have[b.name] for b in wanted]
+    return RasterSource(
+        source.path, source.sensor, wanted, [source.files[i] for i in idx], source.grid, source.date,
+        source.dtype, source.nodata,
+    )  # fmt: skip
+
+
+def read_band(
+    band_file: BandFile,
+    grid: Grid,
+    resampling: Resampling = Resampling.bilinear,
+    source_path: str | None = None,
+) -> np.ndarray:
+    """One band resampled onto `grid`: (height, width) float32, NaN where nodata or outside the file."""
+    src = open_dataset(band_file.path)
+    file_grid = dataset_grid(src)
+    name = source_path or band_file.path
+    if (file_grid.crs is None) != (grid.crs is None):
+        raise InputError(
+            f"{band_file.path}: has no CRS while the scene grid has one (or the reverse); "
+            "expected every date and band to be georeferenced to reproject them onto one grid"
+        )
+    window = grid.aligned_window_in(file_grid) if grid.crs is not None else None
+    if grid.crs is None:
+        if (file_grid.width, file_grid.height) != (
+            grid.width,
+            grid.height,
+        ) and grid.transform == Affine.identity():
+            raise InputError(
+                f"{band_file.path}: has no georeference and is {file_grid.width}x{file_grid.height} pixels; "
+                f"expected {grid.width}x{grid.height} to stack it with the others"
+            )
+        window = Window(grid.transform.c, grid.transform.f, grid.width, grid.height)
+    with gdal_errors(name):
+        if window is not None and file_grid.contains_window(window):
+            data = src.read(band_file.index, window=window, masked=True)  # (height, width)
+            return data.astype(np.float32).filled(np.nan)
+        if grid.crs is None:
+            raise InputError(f"{band_file.path}: window {window} lies outside the image")
+        with WarpedVRT(
+            src,
+            crs=grid.crs,
+            transform=grid.transform,
+            width=grid.width,
+            height=grid.height,
+            resampling=resampling,
+            nodata=np.nan,
+            dtype="float32",
+        ) as vrt:
+            return vrt.read(band_file.index)  # (height, width)
+
+
+def read_source(
+    source: RasterSource,
+    grid: Grid | None = None,
+    resampling: Resampling = Resampling.bilinear,
+) -> np.ndarray:
+    """All bands of `source` on `grid` (default: its own grid): (bands, height, width) float32 with NaN."""
+    grid = grid or source.grid
+    out = np.empty((len(source.files), grid.height, grid.width), np.float32)
+    for i, band_file in enumerate(source.files):
+        out[i] = read_band(band_file, grid, resampling, source.path)
+    return out

@@ -1,0 +1,159 @@
+"""The rsneo backbone: word + spectral patch embeddings, pre-buffer and post-LLM native layers, final norm.
+
+Heads call `backbone(inputs, output_hidden_states=True)` and read `last_hidden_state` (batch, tokens, hidden)
+and
+`hidden_states` (embeddings output, then each layer's output; the last one before the final norm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rsneo.errors import InputError
+from rsneo.model.attention import AttentionMask, NativeAttention, RMSNorm
+from rsneo.model.config import RSNeoConfig
+from rsneo.model.inputs import ModelInputs
+from rsneo.model.masks import BACKENDS, dense_mask, flash_available, flash_plan, flex_block_mask
+from rsneo.model.patch_embed import SpectralPatchEmbedding
+from rsneo.model.rope import NativeRopeTables
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: RSNeoConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class NativeLayer(nn.Module):
+    """One NEO primitive: pre-norm native attention and pre-norm SwiGLU, each with a residual."""
+
+    def __init__(self, config: RSNeoConfig) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = NativeAttention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = SwiGLU(config)
+
+    def forward(
+        self,
+        x: Tensor,
+        rope: NativeRopeTables,
+        mask: AttentionMask,
+        cache: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        attn, present = self.self_attn(self.input_layernorm(x), rope, mask, cache)
+        x = x + attn
+        return x + self.mlp(self.post_attention_layernorm(x)), present
+
+
+@dataclass
+class KVCache:
+    """Keys/values of every layer plus the doc/block ids of the cached tokens (for the mask of new tokens)."""
+
+    layers: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    doc_ids: Tensor | None = None  # (batch, cached tokens)
+    block_ids: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.doc_ids is None else self.doc_ids.shape[1]
+
+
+@dataclass
+class BackboneOutput:
+    last_hidden_state: Tensor  # (batch, tokens, hidden), after the final norm
+    hidden_states: tuple[Tensor, ...] | None = None  # embeddings, then each layer's output
+    cache: KVCache | None = None
+
+
+class RSNeoBackbone(nn.Module):
+    def __init__(self, config: RSNeoConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.vision = SpectralPatchEmbedding(config)
+        self.layers = nn.ModuleList(NativeLayer(config) for _ in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    @property
+    def prebuffer_layers(self) -> list[NativeLayer]:
+        return list(self.layers[: self.config.prebuffer_layers])
+
+    @property
+    def post_layers(self) -> list[NativeLayer]:
+        return list(self.layers[self.config.prebuffer_layers :])
+
+    def embed(self, inputs: ModelInputs, image_embeds: Tensor | None = None) -> Tensor:
+        """Word embeddings, `<IMG_CONTEXT>` positions replaced by patch embeddings (batch, tokens, hidden)."""
+        x = self.embed_tokens(inputs.input_ids)
+        slots = inputs.input_ids == self.config.img_context_token_id
+        n_slots = int(slots.sum())
+        if image_embeds is None and n_slots:
+            image_embeds = self.vision(inputs.images)
+        n_embeds = 0 if image_embeds is None else image_embeds.shape[0]
+        if n_slots != n_embeds:
+            raise InputError(
+                f"inputs: {n_slots} <IMG_CONTEXT> tokens but the band groups give {n_embeds} image tokens"
+            )
+        if n_slots:
+            x = x.masked_scatter(slots[..., None], image_embeds.to(x.dtype))
+        return x
+
+    def attention_mask(
+        self, inputs: ModelInputs, backend: str, cache: KVCache | None = None
+    ) -> AttentionMask:
+        """Build the mask once for all layers; `auto` picks flash / flex on CUDA and dense SDPA on CPU."""
+        if backend not in BACKENDS:
+            raise InputError(f"attention backend: expected one of {BACKENDS}, got {backend!r}")
+        doc, block = inputs.doc_ids, inputs.block_ids
+        if cache is not None and cache.length:
+            k_doc, k_block = torch.cat((cache.doc_ids, doc), 1), torch.cat((cache.block_ids, block), 1)
+            return AttentionMask("sdpa", dense=dense_mask(doc, block, k_doc, k_block, cache.length))
+        if backend in ("auto", "flash"):
+            plan = flash_plan(doc, block, self.config.qk_dim)
+            if plan is not None and (backend == "flash" or flash_available()):
+                return AttentionMask("flash", flash=plan)
+            backend = ("flex" if doc.is_cuda else "sdpa") if backend == "auto" else "sdpa"
+        if backend == "flex":
+            return AttentionMask("flex", block_mask=flex_block_mask(doc, block))
+        return AttentionMask("sdpa", dense=dense_mask(doc, block, doc, block))
+
+    def forward(
+        self,
+        inputs: ModelInputs,
+        output_hidden_states: bool = False,
+        attn_backend: str = "auto",
+        cache: KVCache | None = None,
+        image_embeds: Tensor | None = None,
+    ) -> BackboneOutput:
+        """Run the stack. With `cache`, `inputs` are the new tokens only and the cache grows in place."""
+        cfg = self.config
+        x = self.embed(inputs, image_embeds)
+        rope = NativeRopeTables.build(
+            inputs.positions.to(x.device), cfg.head_dim, cfg.spectral_head_dim,
+            cfg.rope_theta, cfg.rope_theta_hw, cfg.rope_theta_s,
+        )  # fmt: skip
+        mask = self.attention_mask(inputs, attn_backend, cache)
+        hidden = [x] if output_hidden_states else None
+        presents = []
+        for i, layer in enumerate(self.layers):
+            past = cache.layers[i] if cache is not None and cache.length else None
+            x, present = layer(x, rope, mask, past)
+            presents.append(present)
+            if hidden is not None:
+                hidden.append(x)
+        if cache is not None:
+            cache.layers = presents
+            grow = lambda old, new: new if old is None else torch.cat((old, new), 1)
+            cache.doc_ids = grow(cache.doc_ids, inputs.doc_ids)
+            cache.block_ids = grow(cache.block_ids, inputs.block_ids)
+        return BackboneOutput(self.norm(x), tuple(hidden) if hidden is not None else None, cache)

@@ -1,0 +1,125 @@
+"""`RSNeoForCausalLM`: the backbone plus the language-model head, checkpoint I/O and generation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rsneo.errors import InputError
+from rsneo.model.backbone import BackboneOutput, KVCache, RSNeoBackbone
+from rsneo.model.config import RSNeoConfig
+from rsneo.model.inputs import ModelInputs
+from rsneo.model.positions import text_positions
+
+# Parameter-name patterns of the native position projections (H/W from NEO, S new); see `parameter_groups`.
+NATIVE_POSITION_PARAMS = ("_proj_hw.", "_proj_s.", "_norm_h.", "_norm_w.", "_norm_s.")
+
+
+@dataclass
+class CausalLMOutput:
+    logits: Tensor  # (batch, tokens, vocab)
+    loss: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    last_hidden_state: Tensor | None = None
+    cache: KVCache | None = None
+
+
+class RSNeoForCausalLM(nn.Module):
+    def __init__(self, config: RSNeoConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = RSNeoBackbone(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.backbone.embed_tokens.weight
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Qwen3-style: normal(0, initializer_range) for linear and embedding weights, k_proj_s at 0."""
+        if self.lm_head.weight.is_meta:
+            return
+        std = self.config.initializer_range
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear | nn.Embedding) and not name.startswith("backbone.vision"):
+                nn.init.normal_(module.weight, std=std)
+        for layer in self.backbone.layers:
+            if self.config.spectral_head_dim:
+                nn.init.zeros_(layer.self_attn.k_proj_s.weight)
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        """Parameter names by role, for freezing per stage (stage 1: vision + prebuffer + native_positions).
+
+        vision: the spectral patch embedding; prebuffer: all of the first `prebuffer_layers` layers;
+        native_positions: q/k_proj_hw, q/k_proj_s and their QK-norms in the post-LLM layers; post_llm: the
+        rest of
+        the post-LLM layers; language: word embeddings, final norm, LM head.
+        """
+        groups: dict[str, list[str]] = {
+            k: [] for k in ("vision", "prebuffer", "native_positions", "post_llm", "language")
+        }
+        for name, _ in self.named_parameters():
+            if name.startswith("backbone.vision."):
+                groups["vision"].append(name)
+            elif name.startswith("backbone.layers."):
+                index = int(name.split(".")[2])
+                if index < self.config.prebuffer_layers:
+                    groups["prebuffer"].append(name)
+                elif any(p in name for p in NATIVE_POSITION_PARAMS):
+                    groups["native_positions"].append(name)
+                else:
+                    groups["post_llm"].append(name)
+            else:
+                groups["language"].append(name)
+        return groups
+
+    def forward(
+        self,
+        inputs: ModelInputs | None = None,
+        *,
+        input_ids: Tensor | None = None,
+        output_hidden_states: bool = False,
+        attn_backend: str = "auto",
+        cache: KVCache | None = None,
+        image_embeds: Tensor | None = None,
+    ) -> CausalLMOutput:
+        """`model(inputs)` for a packed `ModelInputs`, or `model(input_ids=...)` (batch, tokens) for text."""
+        if inputs is None:
+            if input_ids is None:
+                raise InputError("model: give either ModelInputs or input_ids")
+            if bool((input_ids == self.config.img_context_token_id).any()):
+                raise InputError("model(input_ids=...): text only; images need ModelInputs with band groups")
+            inputs = text_positions(input_ids)
+        out: BackboneOutput = self.backbone(
+            inputs, output_hidden_states=output_hidden_states, attn_backend=attn_backend, cache=cache,
+            image_embeds=image_embeds,
+        )  # fmt: skip
+        logits = self.lm_head(out.last_hidden_state)
+        loss = None
+        if inputs.labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), inputs.labels.flatten(), ignore_index=-100)
+        return CausalLMOutput(logits, loss, out.hidden_states, out.last_hidden_state, out.cache)
+
+    def generate(self, inputs: ModelInputs | Tensor, max_new_tokens: int = 32, **kwargs: Any) -> Tensor:
+        """Greedy generation with a KV cache; see `rsneo.model.generate.generate`."""
+        from rsneo.model.generate import generate
+
+        return generate(self, inputs, max_new_tokens, **kwargs)
+
+    def save_pretrained(self, folder: str | Path, max_shard_bytes: int = 2 * 1024**3) -> None:
+        from rsneo.model.checkpoint import save_pretrained
+
+        save_pretrained(self, folder, max_shard_bytes)
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> RSNeoForCausalLM:
+        from rsneo.model.checkpoint import load_pretrained
+
+        return load_pretrained(folder, device, dtype)

@@ -1,0 +1,134 @@
+"""rsneo checkpoint folders: `config.json`, safetensors shards and `model.safetensors.index.json`.
+
+Loading builds the model on the meta device and assigns each shard's tensors as it is read, so a checkpoint
+never
+needs twice its size in memory. Missing, unexpected or misshapen tensors raise one `InputError` naming the
+tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from rsneo.errors import InputError
+from rsneo.model.config import RSNeoConfig
+
+INDEX = "model.safetensors.index.json"
+CONFIG = "config.json"
+
+
+def _shard_name(i: int, n: int) -> str:
+    return "model.safetensors" if n == 1 else f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+
+
+def write_shards(folder: str | Path, config: RSNeoConfig, shards: Iterable[dict[str, Tensor]]) -> None:
+    """Write each dict as one shard (temporary names, renamed when all are written), an index, the config."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    temps: list[tuple[Path, list[str]]] = []
+    for i, tensors in enumerate(shards):
+        if not tensors:
+            continue
+        tmp = folder / f".tmp-{os.getpid()}-{i}.safetensors"
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
+        temps.append((tmp, list(tensors)))
+    n = len(temps)
+    weight_map: dict[str, str] = {}
+    for stale in [*folder.glob("model*.safetensors"), folder / INDEX]:
+        stale.unlink(missing_ok=True)
+    for i, (tmp, keys) in enumerate(temps):
+        name = _shard_name(i, n)
+        tmp.rename(folder / name)
+        weight_map |= dict.fromkeys(keys, name)
+    if n > 1:
+        index = {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}
+        (folder / (INDEX + ".tmp")).write_text(json.dumps(index, indent=1))
+        (folder / (INDEX + ".tmp")).rename(folder / INDEX)
+    config.save(folder / (CONFIG + ".tmp"))
+    (folder / (CONFIG + ".tmp")).rename(folder / CONFIG)
+
+
+def _chunks(state: dict[str, Tensor], max_bytes: int) -> Iterator[dict[str, Tensor]]:
+    chunk: dict[str, Tensor] = {}
+    size = 0
+    for key, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if chunk and size + nbytes > max_bytes:
+            yield chunk
+            chunk, size = {}, 0
+        chunk[key] = tensor
+        size += nbytes
+    if chunk:
+        yield chunk
+
+
+def saved_state(model: torch.nn.Module) -> dict[str, Tensor]:
+    """The state dict that goes to disk: a tied LM head is not stored twice."""
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    return state
+
+
+def save_pretrained(model: torch.nn.Module, folder: str | Path, max_shard_bytes: int = 2 * 1024**3) -> None:
+    write_shards(folder, model.config, _chunks(saved_state(model), max_shard_bytes))
+
+
+def _shard_files(folder: Path) -> list[Path]:
+    index = folder / INDEX
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [folder / n for n in names]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise InputError(f"{folder}: the index lists shard {missing[0]}, which is not in the folder")
+        return files
+    if (folder / "model.safetensors").is_file():
+        return [folder / "model.safetensors"]
+    raise InputError(f"{folder}: expected model.safetensors or {INDEX}, found neither")
+
+
+def load_pretrained(
+    folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+):  # -> RSNeoForCausalLM
+    from rsneo.model.causal_lm import RSNeoForCausalLM
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: expected an rsneo model folder, found no such folder")
+    config = RSNeoConfig.load(folder / CONFIG)
+    with torch.device("meta"):
+        model = RSNeoForCausalLM(config)
+    expected = saved_state(model)
+    shapes = {k: tuple(v.shape) for k, v in expected.items()}
+    seen: set[str] = set()
+    for shard in _shard_files(folder):
+        part: dict[str, Tensor] = {}
+        with safe_open(str(shard), framework="pt", device=str(device)) as f:
+            for key in f.keys():  # noqa: SIM118
+                if key not in shapes:
+                    raise InputError(f"{shard}: unexpected tensor {key!r} (not part of this rsneo config)")
+                found = tuple(f.get_slice(key).get_shape())
+                if found != shapes[key]:
+                    raise InputError(
+                        f"{shard}: tensor {key!r} has shape {list(found)}, expected {list(shapes[key])}"
+                    )
+                t = f.get_tensor(key)
+                part[key] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+        model.load_state_dict(part, strict=False, assign=True)
+        seen |= set(part)
+    missing = [k for k in shapes if k not in seen]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"{folder}: tensor {missing[0]!r} is missing from the checkpoint{more}")
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.backbone.embed_tokens.weight
+    return model.eval()

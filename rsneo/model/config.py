@@ -1,0 +1,215 @@
+"""`RSNeoConfig`: every number that shapes the backbone, with named presets (litgpt style).
+
+Layer counting follows NEO's golden config: `num_layers` is the whole stack, of which the first
+`prebuffer_layers` are the pre-buffer and the rest the post-LLM (the base LLM's layers, shifted).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from rsneo.errors import InputError
+
+# Anchor wavelengths (micrometres) of the spectral kernel generator: NEO's blue/green/red first, then the
+# rest of the
+# optical and thermal range. Kernels are interpolated in log-wavelength between neighbouring anchors.
+DEFAULT_SPECTRAL_ANCHORS_UM: tuple[float, ...] = (
+    0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.945, 1.375, 1.61, 2.19, 11.0,
+)  # fmt: skip
+
+
+@dataclass
+class RSNeoConfig:
+    """Sizes, rotary bases and special token ids of an rsneo backbone."""
+
+    name: str = "custom"
+    vocab_size: int = 512
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_layers: int = 3  # total, pre-buffer included
+    prebuffer_layers: int = 1
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    head_dim: int = 16
+    spectral_head_dim: int = 8  # S channels per head (even); 0 switches the S axis off
+    rope_theta: float = 1_000_000.0  # T axis: the LLM's own base
+    rope_theta_hw: float = 10_000.0  # H and W axes
+    rope_theta_s: float = 10_000.0  # S axis
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = False
+    # vision: NEO's patch embedding layer (16-pixel conv + GELU + 2D rotary, then a 2x2 merge to 32-pixel
+    # tokens)
+    vision_hidden_size: int = 32
+    patch_size: int = 16
+    merge_size: int = 2
+    rope_theta_vision: float = 10_000.0
+    spectral_anchors_um: tuple[float, ...] = DEFAULT_SPECTRAL_ANCHORS_UM
+    reference_band_count: int = 3  # the kernel sum is scaled by reference_band_count / bands (1 for RGB)
+    # special tokens
+    img_start_token_id: int = 500
+    img_end_token_id: int = 501
+    img_context_token_id: int = 502
+    eos_token_id: int | None = None
+    # positions
+    date_spacing: float | None = None  # T units per day between frames; None = consecutive frames
+    mask_policy: str = "frame"  # "frame" or "scene"
+    initializer_range: float = 0.02
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.spectral_anchors_um = tuple(float(a) for a in self.spectral_anchors_um)
+        if not 0 <= self.prebuffer_layers <= self.num_layers:
+            raise InputError(
+                f"config: prebuffer_layers must be in [0, num_layers={self.num_layers}], "
+                f"got {self.prebuffer_layers}"
+            )
+        if self.num_heads % self.num_kv_heads:
+            raise InputError(f"config: num_heads {self.num_heads} is not a multiple of num_kv_heads")
+        if self.head_dim % 4 or self.spectral_head_dim % 2:
+            raise InputError("config: head_dim must be a multiple of 4 and spectral_head_dim even")
+        if self.mask_policy not in ("frame", "scene"):
+            raise InputError(f"config: mask_policy must be 'frame' or 'scene', got {self.mask_policy!r}")
+        if list(self.spectral_anchors_um) != sorted(set(self.spectral_anchors_um)):
+            raise InputError("config: spectral_anchors_um must be strictly increasing")
+
+    @property
+    def post_layers(self) -> int:
+        return self.num_layers - self.prebuffer_layers
+
+    @property
+    def qk_dim(self) -> int:
+        """Per-head query/key width: [T | H | W | S] = 2 x head_dim + spectral_head_dim."""
+        return 2 * self.head_dim + self.spectral_head_dim
+
+    # ---- presets and (de)serialisation
+    # -------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> RSNeoConfig:
+        if preset not in PRESETS:
+            raise InputError(f"config preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+        return replace(PRESETS[preset], **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["spectral_anchors_um"] = list(self.spectral_anchors_um)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RSNeoConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"config: unknown keys {unknown}")
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> RSNeoConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: expected an rsneo config.json, found none")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    @classmethod
+    def from_neo_json(cls, neo: dict[str, Any], **overrides: Any) -> RSNeoConfig:
+        """Translate a NEO release config (`llm_config` + `vision_config`, as the golden one) to ours."""
+        llm, vis = neo["llm_config"], neo["vision_config"]
+        merge = round(1 / vis.get("downsample_ratio", 0.5))
+        cfg = cls(
+            name=overrides.pop("name", "neo"),
+            vocab_size=llm["vocab_size"],
+            hidden_size=llm["hidden_size"],
+            intermediate_size=llm["intermediate_size"],
+            num_layers=llm["num_hidden_layers"],
+            prebuffer_layers=llm["extra_num_layers"],
+            num_heads=llm["num_attention_heads"],
+            num_kv_heads=llm["num_key_value_heads"],
+            head_dim=llm["head_dim"],
+            spectral_head_dim=llm["head_dim"] // 2,
+            rope_theta=llm["rope_theta"],
+            rope_theta_hw=llm["rope_theta_hw"],
+            rms_norm_eps=llm["rms_norm_eps"],
+            tie_word_embeddings=llm.get("tie_word_embeddings", False),
+            vision_hidden_size=vis["hidden_size"],
+            patch_size=vis["patch_size"],
+            merge_size=merge,
+            rope_theta_vision=vis["rope_theta_vision"],
+            img_start_token_id=neo["img_start_token_id"],
+            img_end_token_id=neo["img_end_token_id"],
+            img_context_token_id=neo["img_context_token_id"],
+        )
+        return replace(cfg, **overrides)
+
+
+def _golden_tiny() -> RSNeoConfig:
+    """The golden NEO config (../shared/golden/neo_tiny_config.json), with the S axis added."""
+    return RSNeoConfig(name="tiny")  # the dataclass defaults are exactly the golden numbers
+
+
+PRESETS: dict[str, RSNeoConfig] = {
+    "tiny": _golden_tiny(),
+    # ~9.8M parameters, ~39 MB in fp32 with embeddings: the bundled demo size
+    "demo": RSNeoConfig(
+        name="demo",
+        vocab_size=8192,
+        hidden_size=256,
+        intermediate_size=768,
+        num_layers=6,
+        prebuffer_layers=2,
+        num_heads=8,
+        num_kv_heads=4,
+        head_dim=32,
+        spectral_head_dim=16,
+        vision_hidden_size=128,
+        tie_word_embeddings=True,
+        img_start_token_id=8189,
+        img_end_token_id=8190,
+        img_context_token_id=8191,
+    ),
+    # NEO-2.2B: Qwen3-1.7B (28 layers) behind a 12-layer pre-buffer (NEO's VLMTrainKit recipe:
+    # --extra_num_layers 12)
+    "neo-2.2b": RSNeoConfig(
+        name="neo-2.2b",
+        vocab_size=151936,
+        hidden_size=2048,
+        intermediate_size=6144,
+        num_layers=28 + 12,
+        prebuffer_layers=12,
+        num_heads=16,
+        num_kv_heads=8,
+        head_dim=128,
+        spectral_head_dim=64,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=True,
+        vision_hidden_size=1024,
+        img_start_token_id=151669,
+        img_end_token_id=151670,
+        img_context_token_id=151671,
+        eos_token_id=151645,
+    ),
+    # NEO-9B: Qwen3-8B (36 layers) behind a 6-layer pre-buffer
+    "neo-9b": RSNeoConfig(
+        name="neo-9b",
+        vocab_size=151936,
+        hidden_size=4096,
+        intermediate_size=12288,
+        num_layers=36 + 6,
+        prebuffer_layers=6,
+        num_heads=32,
+        num_kv_heads=8,
+        head_dim=128,
+        spectral_head_dim=64,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=False,
+        vision_hidden_size=1024,
+        img_start_token_id=151669,
+        img_end_token_id=151670,
+        img_context_token_id=151671,
+        eos_token_id=151645,
+    ),
+}

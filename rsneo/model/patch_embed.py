@@ -1,0 +1,133 @@
+"""Spectral patch embedding: NEO's patch embedding layer for any set of bands with known wavelengths.
+
+NEO's first layer is Conv2d(3 -> vision hidden, 16, stride 16) + GELU + 2D rotary, then Conv2d(vision hidden
+->
+LLM hidden, 2, stride 2). Here the first convolution's kernel is assembled per band (in the spirit of DOFA's
+wavelength-conditioned dynamic weights):
+
+    kernel(band) = generator(wavelength) + correction[band key]          # (vision hidden, 16, 16)
+    generator(wavelength) = linear interpolation, in log-wavelength, between learned anchor kernels
+                            (one anchor per polarisation for radar)
+    group kernel = stack over the group's bands * reference_band_count / bands
+
+so any subset or order of bands works, and a band the model never saw gets the kernel of its spectral
+neighbours.
+Initialised from NEO (`load_neo`), the anchors at 0.665/0.56/0.49 um hold NEO's R/G/B kernels and corrections
+are
+zero, so an RGB group reproduces NEO's `vision_embeds` bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rsneo.errors import InputError
+from rsneo.model.config import RSNeoConfig
+from rsneo.model.inputs import ImageInput
+from rsneo.model.rope import patch_rope_2d
+from rsneo.model.spectral import KNOWN_BAND_KEYS, SAR_KEYS, is_radar
+
+NEO_RGB_UM = (0.665, 0.56, 0.49)  # NEO's channel order is R, G, B
+
+
+class SpectralPatchEmbedding(nn.Module):
+    def __init__(self, config: RSNeoConfig) -> None:
+        super().__init__()
+        self.config = config
+        v, p = config.vision_hidden_size, config.patch_size
+        self.anchors = nn.Parameter(torch.empty(len(config.spectral_anchors_um), v, p, p))
+        self.sar_kernels = nn.Parameter(torch.empty(len(SAR_KEYS), v, p, p))
+        self.corrections = nn.Parameter(torch.zeros(len(KNOWN_BAND_KEYS), v, p, p))
+        self.patch_bias = nn.Parameter(torch.zeros(v))
+        self.dense = nn.Conv2d(v, config.hidden_size, config.merge_size, config.merge_size)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.anchors.is_meta:
+            return
+        std = self.config.initializer_range
+        for p in (self.anchors, self.sar_kernels, self.dense.weight):
+            nn.init.normal_(p, std=std)
+        for p in (self.corrections, self.patch_bias, self.dense.bias):
+            nn.init.zeros_(p)
+
+    @torch.no_grad()
+    def load_neo(self, patch_weight: Tensor, patch_bias: Tensor) -> None:
+        """Take NEO's Conv2d(3 -> vision hidden) as the R, G, B anchors; other anchors start at their mean."""
+        if patch_weight.shape[1] != 3:
+            raise InputError(
+                f"NEO patch_embedding.weight: expected 3 input channels, found {patch_weight.shape[1]}"
+            )
+        mean = patch_weight.mean(dim=1)
+        self.anchors.copy_(mean.expand_as(self.anchors))
+        self.sar_kernels.copy_(mean.expand_as(self.sar_kernels))
+        anchors = list(self.config.spectral_anchors_um)
+        for channel, wavelength in enumerate(NEO_RGB_UM):
+            if wavelength not in anchors:
+                raise InputError(
+                    f"config spectral_anchors_um: NEO needs an anchor at {wavelength} um, found none"
+                )
+            self.anchors[anchors.index(wavelength)] = patch_weight[:, channel]
+        self.corrections.zero_()
+        self.patch_bias.copy_(patch_bias)
+
+    def band_kernels(self, wavelengths: Tensor, band_keys: Sequence[str]) -> Tensor:
+        """First-convolution kernel (vision hidden, bands, 16, 16) for bands in the given order."""
+        if len(band_keys) != len(wavelengths):
+            raise InputError(
+                f"band group: {len(wavelengths)} wavelengths but {len(band_keys)} band keys; "
+                "give one key per band"
+            )
+        log_anchor = torch.tensor(self.config.spectral_anchors_um, dtype=torch.float32).log()
+        wl = wavelengths.detach().to("cpu", torch.float32)
+        kernels = []
+        for i, key in enumerate(band_keys):
+            if is_radar(float(wl[i]), key):
+                if key not in SAR_KEYS:
+                    raise InputError(
+                        f"band {i}: radar wavelength {float(wl[i])} um needs a polarisation key, "
+                        f"found {key!r}"
+                    )
+                kernel = self.sar_kernels[SAR_KEYS.index(key)]
+            else:
+                if not float(wl[i]) > 0:
+                    raise InputError(
+                        f"band {i} ({key!r}): expected a positive wavelength in um, found {float(wl[i])}"
+                    )
+                x = wl[i].log()
+                left = int(torch.searchsorted(log_anchor, x, right=True)) - 1
+                left = min(max(left, 0), len(log_anchor) - 2)
+                t = float(
+                    ((x - log_anchor[left]) / (log_anchor[left + 1] - log_anchor[left])).clamp(0.0, 1.0)
+                )
+                # exact at an anchor: (1 - 0) * A + 0 * B == A, bit for bit
+                kernel = (1.0 - t) * self.anchors[left] + t * self.anchors[left + 1]
+            if key in KNOWN_BAND_KEYS:
+                kernel = kernel + self.corrections[KNOWN_BAND_KEYS.index(key)]
+            kernels.append(kernel)
+        return torch.stack(kernels, dim=1) * (self.config.reference_band_count / len(kernels))
+
+    def embed_group(self, image: ImageInput) -> Tensor:
+        """One band group (bands, H, W) -> tokens (H/32 * W/32, hidden), row-major."""
+        bands, height, width = image.pixels.shape
+        step = self.config.patch_size * self.config.merge_size
+        if height % step or width % step:
+            raise InputError(
+                f"image: height and width must be multiples of {step} pixels, found {height}x{width}"
+            )
+        kernel = self.band_kernels(image.wavelengths, image.band_keys).to(self.anchors.dtype)
+        pixels = image.pixels.to(device=self.anchors.device, dtype=self.anchors.dtype)
+        patches = F.gelu(F.conv2d(pixels[None], kernel, self.patch_bias, stride=self.config.patch_size))[0]
+        patches = patch_rope_2d(patches, self.config.rope_theta_vision)  # (vision hidden, H/16, W/16)
+        tokens = self.dense(patches[None])[0]  # (hidden, H/32, W/32)
+        return tokens.flatten(1).transpose(0, 1)
+
+    def forward(self, images: Sequence[ImageInput]) -> Tensor:
+        """All band groups of a batch -> (total image tokens, hidden), in `images` order."""
+        if not images:
+            return self.anchors.new_zeros(0, self.config.hidden_size)
+        return torch.cat([self.embed_group(im) for im in images], dim=0)

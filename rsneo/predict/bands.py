@@ -1,0 +1,120 @@
+"""From a raster's bands to the model's band groups: wavelengths, STAC names, grouping and normalisation.
+
+The sensor and the identity of each band come from the data reader (`rsneo.io.read.open_source`). Values are
+standardised with statistics of the raster itself (a decimated read of its valid pixels), not the sensor's
+archive statistics: product inputs arrive in many units (reflectance x 10000, DN, 8-bit stretches of the same
+sensor, as the Taizhou Landsat pair), and per-raster statistics also cancel most radiometric differences
+between the dates of a change pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rsneo.io.cog import open_raster
+from rsneo.model.inputs import ImageInput
+
+
+@dataclass(frozen=True)
+class BandLayout:
+    """How the bands of one raster (file order) become normalised band groups."""
+
+    sensor: str
+    band_names: tuple[str, ...]
+    wavelengths: tuple[float, ...]  # micrometres, file order
+    keys: tuple[str, ...]  # STAC common names / polarisations, file order
+    groups: tuple[tuple[int, ...], ...]  # file-order band indices of each group
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    date: str | None = None  # acquisition date (YYYY-MM-DD) when the reader found one
+
+    def rgb_bands(self) -> list[int]:
+        """File-order indices of red, green, blue when present (for pictures), else the first band(s)."""
+        keys = list(self.keys)
+        if all(k in keys for k in ("red", "green", "blue")):
+            return [keys.index(k) for k in ("red", "green", "blue")]
+        return list(range(min(3, len(keys))))
+
+    def images(self, pixels: np.ndarray, valid: np.ndarray, time: float | None = None) -> list[ImageInput]:
+        """(bands, H, W) raw values and (H, W) valid mask -> one `ImageInput` per band group (invalid pixels
+        0)."""
+        mean = np.asarray(self.mean, np.float32)[:, None, None]
+        std = np.asarray(self.std, np.float32)[:, None, None]
+        x = np.where(valid[None], (pixels - mean) / std, 0.0).astype(np.float32)  # (bands, H, W)
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        out = []
+        for group in self.groups:
+            idx = list(group)
+            out.append(
+                ImageInput(
+                    pixels=torch.from_numpy(x[idx]),
+                    wavelengths=torch.tensor([self.wavelengths[i] for i in idx], dtype=torch.float32),
+                    band_keys=tuple(self.keys[i] for i in idx),
+                    time=time,
+                )
+            )
+        return out
+
+
+def raster_statistics(path: Path, sample: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and std (bands,) of the valid pixels of a decimated read (at most `sample` pixels a
+    side)."""
+    with open_raster(path) as src:
+        scale = max(1, max(src.width, src.height) // sample)
+        shape = (max(1, src.height // scale), max(1, src.width // scale))
+        data = src.read(out_shape=(src.count, *shape)).astype(np.float64)  # (bands, h, w)
+        valid = src.dataset_mask(out_shape=shape) > 0
+    values = data[:, valid]  # (bands, n)
+    if values.shape[1] == 0:
+        return np.zeros(src.count), np.ones(src.count)
+    values = np.where(np.isfinite(values), values, np.nan)
+    mean = np.nanmean(values, axis=1)
+    std = np.nanstd(values, axis=1)
+    return mean, np.where(std > 1e-6, std, 1.0)
+
+
+def band_layout(path: Path, sensor: str | None = None) -> BandLayout:
+    """Identify the bands of a raster file (sensor from metadata or `sensor`) and measure its statistics."""
+    import warnings
+
+    from rsneo.io.read import PixelUnitsWarning, open_source
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PixelUnitsWarning)  # the commands warn about pixel units themselves
+        source = open_source(path, sensor=sensor)
+    bands = list(source.bands)
+    index = {b.name: i for i, b in enumerate(bands)}
+    groups = tuple(
+        tuple(index[b.name] for b in members) for members in source.sensor.groups_for(bands).values()
+    )
+    mean, std = raster_statistics(path)
+    return BandLayout(
+        sensor=source.sensor.name,
+        band_names=tuple(b.name for b in bands),
+        wavelengths=tuple(b.wavelength for b in bands),
+        keys=tuple(b.common_name for b in bands),
+        groups=groups,
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+        date=None if source.date is None else str(source.date.astype("datetime64[D]")),
+    )
+
+
+def overview_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(height, width) of a reduced read: longest side <= `max_side`, multiples of 32, aspect kept."""
+    scale = min(1.0, max_side / max(width, height))
+    to32 = lambda n: max(32, int(round(n * scale / 32)) * 32)
+    return to32(height), to32(width)
+
+
+def read_overview(dataset, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A whole open dataset (or WarpedVRT) resampled to `shape`: pixels (bands, h, w), valid (h, w)."""
+    from rasterio.enums import Resampling
+
+    pixels = dataset.read(out_shape=(dataset.count, *shape), resampling=Resampling.average).astype(np.float32)
+    valid = dataset.dataset_mask(out_shape=shape) > 0
+    return pixels, valid

@@ -1,0 +1,386 @@
+"""`rsneo change`: dates of one place -> change map COG, polygons, from-to table, QGIS project and HTML
+report.
+
+The first raster's grid is the reference; later dates are reprojected onto it (WarpedVRT, read window by
+window) when their grid differs. All dates of a window form one scene document (`scene` mask), the change head
+compares the first and the last date, and label-as-text segmentation on those two dates gives from-to classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+
+from rsneo.errors import InputError
+from rsneo.heads.change import CHANGE_NAMES
+from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
+from rsneo.heads.system import System
+from rsneo.io.cog import ClassLegend, check_writable, hidden_path, open_raster
+from rsneo.predict.bands import BandLayout, band_layout, overview_size, read_overview
+from rsneo.predict.segment import NONE_OF_THESE, parse_classes
+from rsneo.predict.sliding_window import (
+    RasterWindows,
+    WindowPlan,
+    discard_partial,
+    predict_raster,
+    run_signature,
+)
+
+MAX_FROM_TO_CLASSES = (
+    15  # (classes + "none of these")^2 + 1 class values must fit in uint8 below the nodata value
+)
+
+
+class PixelUnitsWarning(UserWarning):
+    """The inputs carry no georeference: outputs are in pixel units, areas in pixels."""
+
+
+def _georeferenced(src: rasterio.DatasetReader) -> bool:
+    return src.crs is not None and src.transform != rasterio.Affine.identity()
+
+
+@contextlib.contextmanager
+def aligned_datasets(paths: list[Path], layouts: list[BandLayout]):
+    """Open the dates on the first one's grid; yields (datasets, crs or None, transform, pixel_units)."""
+    first = layouts[0]
+    for path, layout in zip(paths[1:], layouts[1:], strict=True):
+        if layout.sensor != first.sensor or layout.band_names != first.band_names:
+            raise InputError(
+                f"{path}: sensor {layout.sensor} with bands {list(layout.band_names)} differs from "
+                f"{paths[0]} "
+                f"(sensor {first.sensor}, bands {list(first.band_names)}); change detection needs every date "
+                "from the same sensor with the same bands"
+            )
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(open_raster(p)) for p in paths]
+        ref = sources[0]
+        georef = [_georeferenced(s) for s in sources]
+        if not any(georef):
+            for path, src in zip(paths[1:], sources[1:], strict=True):
+                if (src.width, src.height) != (ref.width, ref.height):
+                    raise InputError(
+                        f"{path}: has no georeference and is {src.width}x{src.height} pixels; expected "
+                        f"{ref.width}x{ref.height} like {paths[0]} to compare them pixel by pixel"
+                    )
+            warnings.warn(
+                f"{paths[0]} and the other dates have no georeference: comparing pixel by pixel, "
+                "areas are in pixels",
+                PixelUnitsWarning,
+                stacklevel=3,
+            )
+            yield sources, None, rasterio.Affine.identity(), True
+            return
+        if not all(georef):
+            bad = paths[georef.index(False)] if georef[0] else paths[0]
+            raise InputError(
+                f"{bad}: has no georeference while the other dates have one; "
+                "expected all dates georeferenced "
+                "(or none, for same-size image pairs)"
+            )
+        datasets = [ref]
+        for path, src in zip(paths[1:], sources[1:], strict=True):
+            left, bottom, right, top = transform_bounds(src.crs, ref.crs, *src.bounds, densify_pts=21)
+            r = ref.bounds
+            if not (left < r.right and r.left < right and bottom < r.top and r.bottom < top):
+                raise InputError(
+                    f"{path} ({src.crs.to_string()}) does not overlap {paths[0]} ({ref.crs.to_string()}); "
+                    "expected rasters of the same place"
+                )
+            if (src.crs, src.transform, src.width, src.height) == (
+                ref.crs,
+                ref.transform,
+                ref.width,
+                ref.height,
+            ):
+                datasets.append(src)
+            else:
+                datasets.append(
+                    stack.enter_context(
+                        WarpedVRT(
+                            src,
+                            crs=ref.crs,
+                            transform=ref.transform,
+                            width=ref.width,
+                            height=ref.height,
+                            resampling=Resampling.bilinear,
+                            add_alpha=src.nodata is None and not src.mask_flag_enums,
+                        )
+                    )
+                )
+        yield datasets, ref.crs, ref.transform, False
+
+
+def change_legend(class_names: list[str] | None) -> ClassLegend:
+    """ "no change" + "change", or "no change" + one "A → B" class per pair of (classes + none of these)."""
+    if not class_names:
+        return ClassLegend.from_names(list(CHANGE_NAMES))
+    names = [*class_names, NONE_OF_THESE]
+    pairs = [f"{a} → {b}" for a in names for b in names]
+    legend = ClassLegend.from_names([CHANGE_NAMES[0], *pairs])
+    return legend
+
+
+class ChangePredictor:
+    """The `predict_fn` for change: (batch, dates, bands, S, S) -> [P(no change), P(change), seg first, seg
+    last]."""
+
+    def __init__(self, system: System, layouts: list[BandLayout], class_names: list[str] | None) -> None:
+        self.system, self.layouts = system, layouts
+        self.class_vectors = None
+        if class_names:
+            with torch.inference_mode():
+                self.class_vectors = encode_class_prompts(
+                    system.model, system.tokenizer, class_names, system.segmentation.config
+                )
+
+    @torch.inference_mode()
+    def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        system, dates = self.system, pixels.shape[1]
+        frames = [
+            [layout.images(sample[t], v) for t, layout in enumerate(self.layouts)]
+            for sample, v in zip(pixels, valid, strict=True)
+        ]
+        inputs = image_documents(frames, system.config, policy="scene").to(system.device)
+        features = image_features(system.model, inputs, system.change.config.early_layer, frames=dates)
+        out = [system.change(features, 0, dates - 1).softmax(1)]  # (B, 2, S, S)
+        if self.class_vectors is not None:
+            seg = system.segmentation
+            if seg.config.early_layer != system.change.config.early_layer:
+                features = image_features(system.model, inputs, seg.config.early_layer, frames=dates)
+            for frame in (0, dates - 1):
+                out.append(seg.probabilities(seg(features, self.class_vectors, frame)))  # (B, K + 1, S, S)
+        return torch.cat(out, 1).float().cpu().numpy()
+
+
+def from_to_classifier(n_classes: int | None):
+    """Blended channels -> class values: 0 no change; 1 change, or 1 + from * n + to with from-to classes."""
+
+    def classify(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        changed = probs[1] >= 0.5
+        confidence = np.where(changed, probs[1], probs[0])
+        if not n_classes:
+            return changed.astype(np.uint8), confidence
+        before = probs[2 : 2 + n_classes].argmax(0)
+        after = probs[2 + n_classes : 2 + 2 * n_classes].argmax(0)
+        return np.where(changed, 1 + before * n_classes + after, 0).astype(np.uint8), confidence
+
+    return classify
+
+
+@dataclass
+class ChangeOutputs:
+    cog: Path
+    gpkg: Path
+    qml: Path
+    qgz: Path
+    table: Path
+    report: Path
+    changed_area: float
+    compared_area: float
+    area_unit: str
+    summary: str
+
+
+def detect_change(
+    system: System,
+    rasters: list[Path],
+    out_dir: Path,
+    *,
+    class_names: list[str] | None = None,
+    plan: WindowPlan = WindowPlan(),
+    sensor: str | None = None,
+    show_progress: bool = False,
+    max_new_tokens: int = 64,
+) -> ChangeOutputs:
+    """Compare the first and last of `rasters` (two or more dates of one place); write every output to
+    `out_dir`."""
+    from rsneo.io.qgis import write_qgz, write_qml
+    from rsneo.io.vector import class_areas, write_class_polygons
+
+    rasters = [Path(r) for r in rasters]
+    if len(rasters) < 2:
+        raise InputError(f"change: expected two or more rasters (dates of one place), got {len(rasters)}")
+    for raster in rasters:
+        if not raster.exists():
+            raise InputError(f"{raster}: file not found")
+    if class_names is not None:
+        class_names = parse_classes(class_names)
+        if len(class_names) + 1 > MAX_FROM_TO_CLASSES:
+            raise InputError(
+                f"--classes: at most {MAX_FROM_TO_CLASSES - 1} classes for from-to change, "
+                f"got {len(class_names)}"
+            )
+    out_dir = check_writable(Path(out_dir))
+    layouts = [band_layout(r, sensor) for r in rasters]
+    legend = change_legend(class_names)
+    n_classes = len(class_names) + 1 if class_names else None
+    cog, gpkg = out_dir / "change.tif", out_dir / "change.gpkg"
+    qml, qgz = out_dir / "change.qml", out_dir / "change.qgz"
+    table, report = out_dir / "change_table.csv", out_dir / "change_report.html"
+    signature = run_signature(
+        rasters=[(str(r.resolve()), r.stat().st_size, r.stat().st_mtime) for r in rasters],
+        classes=class_names,
+        model=str(system.folder),
+        heads=system.trained_heads,
+        plan=plan,
+    )
+    with aligned_datasets(rasters, layouts) as (datasets, crs, transform, pixel_units):
+        predictor = ChangePredictor(system, layouts, class_names)
+        predict_raster(
+            RasterWindows(datasets, stack=True),
+            predictor,
+            cog,
+            legend=legend,
+            crs=crs,
+            transform=transform,
+            plan=plan,
+            signature=signature,
+            show_progress=show_progress,
+            classify=from_to_classifier(n_classes),
+        )
+        try:
+            unit = "px" if pixel_units else "ha"
+            write_class_polygons(cog, gpkg, legend, skip=(0,))
+            write_qml(qml, legend)
+            write_qgz(
+                qgz,
+                inputs=rasters[::-1],
+                class_maps=[(cog, legend)],
+                polygons=[(gpkg, legend)],
+                crs=crs,
+                title="rsneo change",
+            )
+            areas = class_areas(cog, legend)
+            compared = areas.pop("")
+            changed = compared - areas.pop(CHANGE_NAMES[0])
+            rows = [(name, area) for name, area in areas.items() if area > 0]
+            _write_table(table, rows, compared, unit)
+            summary = _write_change_report(
+                report,
+                system,
+                rasters,
+                layouts,
+                datasets,
+                cog,
+                legend,
+                rows,
+                changed,
+                compared,
+                unit,
+                pixel_units,
+                max_new_tokens,
+            )
+        except BaseException:
+            for path in (cog, gpkg, qml, qgz, table, report):
+                path.unlink(missing_ok=True)
+            discard_partial(cog)
+            raise
+    return ChangeOutputs(cog, gpkg, qml, qgz, table, report, changed, compared, unit, summary)
+
+
+def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, unit: str) -> None:
+    partial = hidden_path(path, "partial.csv")
+    with partial.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["from", "to", f"area_{unit}", "percent_of_compared"])
+        for name, area in rows:
+            before, _, after = name.partition(" → ")
+            writer.writerow(
+                [before, after, f"{area:.4f}", f"{100 * area / max(compared, 1e-12):.3f}"]
+            )
+    os.replace(partial, path)
+
+
+def _fmt(value: float, unit: str) -> str:
+    return f"{value:,.0f} pixels" if unit == "px" else f"{value:,.2f} ha"
+
+
+def _write_change_report(
+    path: Path,
+    system: System,
+    rasters: list[Path],
+    layouts: list[BandLayout],
+    datasets: list,
+    cog: Path,
+    legend: ClassLegend,
+    rows: list[tuple[str, float]],
+    changed: float,
+    compared: float,
+    unit: str,
+    pixel_units: bool,
+    max_new_tokens: int,
+) -> str:
+    """Pictures of the first and last date and of the change map, measured numbers, generated summary."""
+    from rsneo.heads.generation import CHANGE_QUESTION, generate_answer
+    from rsneo.io.report import ChangeReport, ReportImage, png_data_uri, stretch_rgb, write_report
+
+    ref = datasets[0]
+    shape = overview_size(ref.width, ref.height, 512)
+    views = [read_overview(ds, shape) for ds in datasets]  # [(pixels (bands, h, w), valid (h, w))]
+    images = []
+    for index in (0, len(rasters) - 1):
+        pixels, valid = views[index]
+        label = "before" if index == 0 else "after"
+        date = f" ({layouts[index].date})" if layouts[index].date else ""
+        rgb = stretch_rgb(pixels[layouts[index].rgb_bands()], valid)
+        images.append(ReportImage(f"{label}: {rasters[index].name}{date}", png_data_uri(rgb)))
+    with open_raster(cog) as src:
+        classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)  # (h, w)
+    lut = np.zeros((256, 3), np.uint8)
+    for i, colour in enumerate(legend.colors):
+        lut[i] = colour
+    lut[0] = (40, 40, 40)
+    images.append(
+        ReportImage("change map (dark grey: no change, black: no data)", png_data_uri(lut[classes]))
+    )
+
+    frames = [layout.images(p, v) for layout, (p, v) in zip(layouts, views, strict=True)]
+    summary = generate_answer(
+        system.model, system.tokenizer, frames, CHANGE_QUESTION, [lay.date for lay in layouts], max_new_tokens
+    )
+    share = 100 * changed / max(compared, 1e-12)
+    measured = [
+        f"Compared area: {_fmt(compared, unit)} (valid on every date).",
+        f"Changed area: {_fmt(changed, unit)}, {share:.2f} % of the compared area.",
+        f"Dates: {', '.join((lay.date or r.name) for lay, r in zip(layouts, rasters, strict=True))}; "
+        f"the change map compares the first and the last.",
+    ]
+    measured += [f"{name}: {_fmt(area, unit)}" for name, area in sorted(rows, key=lambda r: -r[1])[:10]]
+    notes = []
+    if pixel_units:
+        notes.append("The inputs have no georeference: areas are in pixels, not hectares.")
+    if "change" not in system.trained_heads:
+        notes.append(
+            "The change head was not trained in this model folder: the map is a plain feature distance."
+        )
+    header = ["from", "to", "area (px)" if unit == "px" else "area (ha)", "% of compared"]
+    table_rows = []
+    for name, area in rows:
+        before, _, after = name.partition(" → ")
+        table_rows.append(
+            [before, after, _fmt(area, unit).split()[0], f"{100 * area / max(compared, 1e-12):.2f}"]
+        )
+    report = ChangeReport(
+        title=f"Change between {rasters[0].name} and {rasters[-1].name}",
+        inputs=[str(r) for r in rasters],
+        model=str(system.folder or "an untrained model"),
+        images=images,
+        measured=measured,
+        generated=summary,
+        table_header=header,
+        table_rows=table_rows,
+        notes=notes,
+    )
+    write_report(path, report)
+    return summary

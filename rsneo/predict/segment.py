@@ -1,0 +1,149 @@
+"""`rsneo segment`: open-vocabulary segmentation of a raster into a COG, polygons, QGIS style and project."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rsneo.errors import InputError
+from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
+from rsneo.heads.system import System
+from rsneo.io.cog import ClassLegend, check_writable, open_raster
+from rsneo.predict.bands import BandLayout, band_layout
+from rsneo.predict.sliding_window import (
+    RasterWindows,
+    WindowPlan,
+    discard_partial,
+    predict_raster,
+    run_signature,
+)
+
+NONE_OF_THESE = "none of these"
+
+
+def parse_classes(text: str | list[str]) -> list[str]:
+    """ "water, forest,built-up" -> ["water", "forest", "built-up"]; an empty list is an InputError."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)]
+    names = [n for n in names if n]
+    if not names:
+        raise InputError(f"--classes: expected a comma-separated list of class names, got {text!r}")
+    if len(set(n.lower() for n in names)) != len(names):
+        raise InputError(f"--classes: class names must differ, got {names}")
+    return names
+
+
+class SegmentationPredictor:
+    """The `predict_fn` of the sliding-window engine: windows -> class probabilities plus "none of these"."""
+
+    def __init__(
+        self, system: System, layout: BandLayout, class_names: list[str], none_threshold: float | None = None
+    ) -> None:
+        self.system, self.layout, self.none_threshold = system, layout, none_threshold
+        with torch.inference_mode():
+            self.class_vectors = encode_class_prompts(
+                system.model, system.tokenizer, class_names, system.segmentation.config
+            )  # (K, hidden)
+
+    @torch.inference_mode()
+    def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        # pixels (B, bands, S, S), valid (B, S, S) -> (B, K + 1, S, S)
+        head = self.system.segmentation
+        frames = [[self.layout.images(p, v)] for p, v in zip(pixels, valid, strict=True)]
+        inputs = image_documents(frames, self.system.config).to(self.system.device)
+        features = image_features(self.system.model, inputs, head.config.early_layer)
+        probs = head.probabilities(head(features, self.class_vectors), self.none_threshold)
+        return probs.float().cpu().numpy()
+
+
+@dataclass
+class SegmentOutputs:
+    cog: Path
+    gpkg: Path
+    qml: Path
+    qgz: Path
+    areas: dict[str, float]  # class name -> hectares (or pixels without a CRS)
+    area_unit: str
+
+
+def segment_raster(
+    system: System,
+    raster: Path,
+    class_names: list[str],
+    out_dir: Path,
+    *,
+    plan: WindowPlan = WindowPlan(),
+    sensor: str | None = None,
+    none_threshold: float | None = None,
+    confidence: bool = True,
+    show_progress: bool = False,
+    stop_after_rows: int | None = None,
+) -> SegmentOutputs | None:
+    """Segment `raster` into `out_dir`: `<stem>_classes.tif` (COG), `.gpkg`, `.qml` and `<stem>.qgz`.
+
+    Resumes an interrupted run with the same settings. Returns None only when `stop_after_rows` stopped it
+    early.
+    """
+    from rsneo.io.qgis import write_qgz, write_qml
+    from rsneo.io.vector import write_class_polygons
+
+    raster = Path(raster)
+    class_names = parse_classes(class_names)
+    if not raster.exists():
+        raise InputError(f"{raster}: file not found")
+    out_dir = check_writable(Path(out_dir))
+    layout = band_layout(raster, sensor)
+    legend = ClassLegend.from_names([*class_names, NONE_OF_THESE])
+    stem = raster.stem
+    cog = out_dir / f"{stem}_classes.tif"
+    signature = run_signature(
+        raster=str(raster.resolve()),
+        size=raster.stat().st_size,
+        mtime=raster.stat().st_mtime,
+        classes=class_names,
+        model=str(system.folder),
+        heads=system.trained_heads,
+        plan=plan,
+        none=none_threshold,
+        conf=confidence,
+    )
+    predictor = SegmentationPredictor(system, layout, class_names, none_threshold)
+    with open_raster(raster) as src:
+        crs = src.crs
+        result = predict_raster(
+            RasterWindows([src]),
+            predictor,
+            cog,
+            legend=legend,
+            crs=crs,
+            transform=src.transform,
+            plan=plan,
+            signature=signature,
+            confidence=confidence,
+            show_progress=show_progress,
+            stop_after_rows=stop_after_rows,
+        )
+    if result is None:
+        return None
+    gpkg = out_dir / f"{stem}_classes.gpkg"
+    qml = out_dir / f"{stem}_classes.qml"
+    qgz = out_dir / f"{stem}.qgz"
+    try:
+        areas = write_class_polygons(cog, gpkg, legend)
+        write_qml(qml, legend)
+        write_qgz(
+            qgz,
+            inputs=[raster],
+            class_maps=[(cog, legend)],
+            polygons=[(gpkg, legend)],
+            crs=crs,
+            title=f"rsneo segment {raster.name}",
+        )
+    except BaseException:
+        for path in (cog, gpkg, qml, qgz):
+            path.unlink(missing_ok=True)
+        discard_partial(cog)
+        raise
+    return SegmentOutputs(cog, gpkg, qml, qgz, areas, "ha" if crs is not None else "px")

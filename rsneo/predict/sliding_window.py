@@ -1,0 +1,269 @@
+"""Sliding-window inference over rasters of any size, with flat memory and resumable output.
+
+window source -> batches of overlapping windows -> `predict_fn` -> blended accumulation (overlap weights) ->
+finished rows of blocks -> `CogBlockWriter`. Windows are processed one window row at a time; the accumulator
+holds one window row's height for the raster's width, and only the overlap rows are carried to the next window
+row, so memory does not grow with the raster's height and only by a strip with its width. After every window
+row the finished strip, the carried overlap and a progress record are made durable: an interrupted run started
+again with the same settings continues at the next window row. The final COG appears only when everything is
+done (`CogBlockWriter.finish`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, hidden_path
+
+# (batch, ..., window, window) pixels, (batch, window, window) valid -> (batch, channels, window, window)
+# probabilities
+PredictFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# blended (channels, rows, cols) probabilities -> class values (rows, cols) uint8 and confidence (rows, cols)
+# in [0, 1]
+ClassifyFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def argmax_classes(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The default decoding: the most probable channel and its probability."""
+    return probs.argmax(0).astype(np.uint8), probs.max(0)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Square windows of `size` pixels overlapping by `overlap`; `batch_size` windows per model call."""
+
+    size: int = 256
+    overlap: int = 32
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap < self.size:
+            raise ValueError(
+                f"window overlap must be in [0, size), got overlap={self.overlap} size={self.size}"
+            )
+
+    @property
+    def stride(self) -> int:
+        return self.size - self.overlap
+
+    def starts(self, length: int) -> list[int]:
+        """Window offsets along one axis covering [0, length); the last window is flush with the end."""
+        if length <= self.size:
+            return [0]
+        starts = list(range(0, length - self.size + 1, self.stride))
+        if starts[-1] + self.size < length:
+            starts.append(length - self.size)
+        return starts
+
+
+def blend_weights(size: int, overlap: int) -> np.ndarray:
+    """(size, size) weights: 1 in the middle, ramping down linearly over the overlap so seams blend."""
+    ramp = np.ones(size, np.float32)
+    if overlap > 0:
+        edge = (np.arange(overlap, dtype=np.float32) + 1.0) / (overlap + 1.0)
+        ramp[:overlap] = edge
+        ramp[size - overlap :] = np.minimum(ramp[size - overlap :], edge[::-1])
+    return np.outer(ramp, ramp)
+
+
+class RasterWindows:
+    """Reads square windows (padded past the raster's edge) and their valid mask from one or more aligned
+    rasters.
+
+    With several rasters (the dates of a change pair) a window is (dates, bands, size, size); pixels are valid
+    when valid on every date. `datasets` may be rasterio datasets or WarpedVRTs already on one grid.
+    """
+
+    def __init__(self, datasets: list[rasterio.io.DatasetReaderBase], stack: bool = False) -> None:
+        self.datasets = datasets
+        self.stack = stack or len(datasets) > 1
+        self.width, self.height = datasets[0].width, datasets[0].height
+
+    def read(self, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels (bands, size, size) or (dates, bands, size, size) float32 and valid (size, size) bool."""
+        h, w = min(size, self.height - row), min(size, self.width - col)
+        window = Window(col, row, w, h)
+        frames, valid = [], np.zeros((size, size), bool)
+        valid[:h, :w] = True
+        for ds in self.datasets:
+            data = np.zeros((ds.count, size, size), np.float32)
+            data[:, :h, :w] = ds.read(window=window).astype(np.float32)
+            valid[:h, :w] &= ds.dataset_mask(window=window) > 0
+            frames.append(data)
+        pixels = np.stack(frames) if self.stack else frames[0]
+        return pixels, valid
+
+
+@dataclass
+class Progress:
+    """What has been finished, stored beside the output; `signature` ties it to one input and setting."""
+
+    signature: str
+    rows_done: int = 0
+
+
+def run_signature(**settings: object) -> str:
+    """A short hash of everything that changes the output (input paths and sizes, classes, model, window
+    plan)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _windows_of_row(row: int, cols: list[int], plan: WindowPlan) -> Iterator[list[tuple[int, int]]]:
+    for i in range(0, len(cols), plan.batch_size):
+        yield [(row, c) for c in cols[i : i + plan.batch_size]]
+
+
+def predict_raster(
+    source: RasterWindows,
+    predict_fn: PredictFn,
+    out_path: Path,
+    *,
+    legend: ClassLegend,
+    crs: rasterio.crs.CRS | None,
+    transform: rasterio.Affine,
+    plan: WindowPlan = WindowPlan(),
+    signature: str = "",
+    confidence: bool = True,
+    show_progress: bool = False,
+    stop_after_rows: int | None = None,
+    classify: ClassifyFn = argmax_classes,
+) -> Path | None:
+    """Classify `source` window by window into a COG at `out_path` (argmax class, optional confidence band).
+
+    `classify` turns blended probabilities into class values (default: argmax). Pixels invalid in the input
+    get `NODATA_CLASS`. Returns the COG path, or None when `stop_after_rows` (used to simulate an
+    interruption) stopped the run early; the partial state then stays for a resumed call.
+    """
+    out_path = Path(out_path)
+    progress_path = hidden_path(out_path, "progress.json")
+    rows, cols = plan.starts(source.height), plan.starts(source.width)
+    progress = Progress(signature)
+    if progress_path.exists():
+        saved = Progress(**json.loads(progress_path.read_text()))
+        if saved.signature == signature:
+            progress = saved
+    resume = progress.rows_done > 0
+    writer = CogBlockWriter(
+        out_path,
+        width=source.width,
+        height=source.height,
+        crs=crs,
+        transform=transform,
+        legend=legend,
+        confidence=confidence,
+        resume=resume,
+    )
+    if not resume:  # stale partial state from another setting: start clean
+        _clear_carries(out_path)
+    weights = blend_weights(plan.size, plan.overlap)
+    width = max(source.width, plan.size)
+    acc: np.ndarray | None = None  # (classes, size, width) weighted probability sums for rows [top, top+size)
+    norm = np.zeros((plan.size, width), np.float32)  # (size, width) weight sums
+    if resume:
+        with np.load(_carry_path(out_path, progress.rows_done), allow_pickle=False) as carry:
+            kept = carry["norm"].shape[0]  # only the carried overlap rows were saved
+            acc = np.zeros((carry["acc"].shape[0], plan.size, width), np.float32)
+            acc[:, :kept], norm[:kept] = carry["acc"], carry["norm"]
+
+    bar = _progress_bar(show_progress, len(rows) * len(cols), progress.rows_done * len(cols))
+    try:
+        for index in range(progress.rows_done, len(rows)):
+            top = rows[index]
+            valid_strip = np.zeros((plan.size, width), bool)
+            for batch in _windows_of_row(top, cols, plan):
+                reads = [source.read(r, c, plan.size) for r, c in batch]
+                pixels = np.stack([p for p, _ in reads])  # (batch, ..., size, size)
+                valid = np.stack([v for _, v in reads])  # (batch, size, size)
+                probs = np.asarray(predict_fn(pixels, valid), np.float32)  # (batch, classes, size, size)
+                if acc is None:
+                    acc = np.zeros((probs.shape[1], plan.size, width), np.float32)
+                for (_, c), p, v in zip(batch, probs, valid, strict=True):
+                    acc[:, :, c : c + plan.size] += p * weights
+                    norm[:, c : c + plan.size] += weights
+                    valid_strip[:, c : c + plan.size] |= v
+                if bar is not None:
+                    bar[0].advance(bar[1], len(batch))
+            # rows [top, next_top) are final: no later window row reaches them
+            next_top = rows[index + 1] if index + 1 < len(rows) else source.height
+            done = next_top - top
+            probs = acc[:, :done, : source.width] / np.maximum(norm[:done, : source.width], 1e-12)
+            classes, best = classify(probs)  # (done, width)
+            conf = np.clip(np.round(best * 100.0), 0, 100).astype(np.uint8)
+            invalid = ~valid_strip[:done, : source.width]
+            classes[invalid] = NODATA_CLASS
+            conf[invalid] = 0
+            writer.write(Window(0, top, source.width, done), classes, conf if confidence else None)
+            # carry the overlap rows [next_top, top+size) to the next window row
+            acc = np.concatenate([acc[:, done:], np.zeros_like(acc[:, :done])], axis=1)
+            norm = np.concatenate([norm[done:], np.zeros_like(norm[:done])], axis=0)
+            writer.flush()
+            _save_carry(out_path, index + 1, acc[:, : plan.size - done], norm[: plan.size - done])
+            _write_atomic(progress_path, json.dumps(asdict(Progress(signature, index + 1))))
+            _clear_carries(out_path, keep=index + 1)
+            if stop_after_rows is not None and index + 1 - progress.rows_done >= stop_after_rows:
+                writer.close()
+                return None
+        result = writer.finish()
+    except BaseException:
+        writer.close()
+        raise
+    finally:
+        if bar is not None:
+            bar[0].stop()
+    progress_path.unlink(missing_ok=True)
+    _clear_carries(out_path)
+    return result
+
+
+def discard_partial(out_path: Path) -> None:
+    """Remove every trace of an unfinished run for `out_path` (partial COG, progress, carries)."""
+    out_path = Path(out_path)
+    for suffix in ("partial.tif", "cog.tif", "progress.json", "progress.json.tmp"):
+        hidden_path(out_path, suffix).unlink(missing_ok=True)
+    _clear_carries(out_path)
+
+
+def _carry_path(out_path: Path, rows_done: int) -> Path:
+    return hidden_path(out_path, f"carry{rows_done}.npz")
+
+
+def _save_carry(out_path: Path, rows_done: int, acc: np.ndarray, norm: np.ndarray) -> None:
+    final = _carry_path(out_path, rows_done)
+    tmp = final.with_name(final.name + ".tmp.npz")
+    np.savez(tmp, acc=acc, norm=norm)
+    os.replace(tmp, final)
+
+
+def _clear_carries(out_path: Path, keep: int | None = None) -> None:
+    for path in out_path.parent.glob(f".{out_path.name}.carry*.npz"):
+        if keep is None or path != _carry_path(out_path, keep):
+            path.unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _progress_bar(show: bool, total: int, completed: int):
+    if not show:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("windows"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    )
+    task = bar.add_task("windows", total=total, completed=completed)
+    bar.start()
+    return bar, task

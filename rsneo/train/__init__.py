@@ -1,0 +1,1 @@
+"""Training: Hydra configs to a Lightning run; objectives, freezing per stage, checkpoints and export."""

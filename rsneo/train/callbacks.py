@@ -1,0 +1,65 @@
+"""Run outputs beside the checkpoints: the loss-curve PNG written when a run ends."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import lightning as L
+
+
+def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Columns of a Lightning `metrics.csv` as (step, value) series, empty cells skipped."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            step = int(float(row.get("step") or 0))
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in ("", None):
+                    continue
+                series.setdefault(key, []).append((step, float(value)))
+    return series
+
+
+def plot_loss_curves(metrics_csv: Path, png: Path) -> Path:
+    """Plot every `*loss*` column of `metrics_csv` against the step into `png` (temp file, then rename)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {k: v for k, v in read_metrics(metrics_csv).items() if "loss" in k}
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for key, points in sorted(series.items()):
+        steps, values = zip(*points, strict=True)
+        ax.plot(steps, values, label=key, marker="." if len(points) < 30 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log" if all(v > 0 for p in series.values() for _, v in p) and series else "linear")
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+    ax.set_title(metrics_csv.parent.name)
+    fig.tight_layout()
+    tmp = png.with_name(f".{png.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, png)
+    return png
+
+
+class LossCurve(L.Callback):
+    """Writes `loss_curve.png` from the CSV logger's `metrics.csv` when training ends (rank 0 only)."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            logger.save()  # flush buffered rows before reading them back
+        metrics = self.out_dir / "metrics.csv"
+        if metrics.is_file():
+            plot_loss_curves(metrics, self.out_dir / "loss_curve.png")

@@ -1,0 +1,58 @@
+"""Lightning checkpoints that load with `torch.load(weights_only=True)`.
+
+A checkpoint holds only tensors and plain types: the module's state dict, optimizer and scheduler states, the loop
+counters, and, under `rsneo`, the run's config as plain dicts (`OmegaConf.to_container`), the model config dict and
+the tokenizer files as strings. No `save_hyperparameters` (it would pickle an OmegaConf object), no callables in
+scheduler states (the warm-up/cosine lambda is a plain function, so `LambdaLR` stores nothing for it). So resuming
+(`Trainer.fit(ckpt_path=..., weights_only=True)`) and `rsneo export` never unpickle arbitrary objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rsneo.errors import InputError
+
+RSNEO_KEY = "rsneo"
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a Lightning checkpoint safely (tensors and plain types only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: expected a Lightning checkpoint file (.ckpt), found none")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling refused or not a torch file
+        raise InputError(
+            f"{path}: cannot be read as a safe checkpoint (tensors and plain types only): {exc}"
+        ) from exc
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise InputError(f"{path}: expected a Lightning checkpoint with a 'state_dict', found another file")
+    if RSNEO_KEY not in checkpoint:
+        raise InputError(f"{path}: expected an rsneo training checkpoint (key '{RSNEO_KEY}'), found none")
+    return checkpoint
+
+
+def submodule_state(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries under `prefix.` with the prefix removed (e.g. the backbone inside the LightningModule)."""
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in state_dict.items() if k.startswith(prefix + ".")}
+
+
+def tokenizer_files(tokenizer: Any) -> dict[str, str]:
+    """A tokenizer's `save_pretrained` files as {name: text}, to travel inside a checkpoint as plain strings."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer.save_pretrained(folder)
+        return {p.name: p.read_text() for p in Path(folder).iterdir() if p.is_file()}
+
+
+def write_tokenizer_files(files: dict[str, str], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)

@@ -1,0 +1,284 @@
+"""Training documents from the sample archives: image frames, label sentences, captions and labelled chips.
+
+Each source turns one archive layout under `data_root` into `Document`s (token ids, band groups, which tokens the
+language-model loss learns) and, where masks exist, `LabelledChip`s for the segmentation objective. Rasters are
+read with `rsneo.io.scene.read_scene` and cut into tiles of `tile` pixels (a multiple of 32).
+
+Sources: `sen1floods11` (Sentinel-2 groups + Sentinel-1 VV/VH in one frame; water-share sentence; water masks),
+`bigearthnet` (Sentinel-2 L2A + Sentinel-1; multi-label sentence), `timeseries` (Landsat composites over Pucallpa,
+one frame per date, date-spaced), `taizhou` (two Landsat-7 dates; change-statistics sentence), `captions`
+(RSICD scenes with their captions).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from rsneo.errors import InputError
+from rsneo.model.inputs import ImageInput
+from rsneo.model.positions import ImageTokens
+from rsneo.sensors import get_sensor
+from rsneo.train.sentences import change_sentence, class_share_sentence, scene_labels_sentence
+
+EPOCH = np.datetime64("1970-01-01", "D")
+WATER_CLASSES = ("land", "water")  # Sen1Floods11 label values 0 and 1
+
+
+@dataclass
+class Document:
+    """One document: token ids, its band groups in token order, and which tokens are language-model targets."""
+
+    ids: list[int] = field(default_factory=list)
+    groups: list[ImageInput] = field(default_factory=list)
+    learn: list[bool] = field(default_factory=list)
+
+
+@dataclass
+class LabelledChip:
+    """One frame's band groups with a per-pixel class map for label-as-text segmentation."""
+
+    groups: list[ImageInput]
+    labels: torch.Tensor  # (height, width) long, -1 = unlabelled
+    class_names: tuple[str, ...]
+
+
+@dataclass
+class Sample:
+    document: Document
+    chip: LabelledChip | None = None
+
+
+class DocumentBuilder:
+    """Appends text and `<img>` frames to a `Document` with the tokenizer's ids."""
+
+    def __init__(self, tokenizer, tokens: ImageTokens) -> None:
+        self.tokenizer, self.tokens, self.doc = tokenizer, tokens, Document()
+
+    def text(self, text: str, learn: bool) -> DocumentBuilder:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        self.doc.ids += ids
+        self.doc.learn += [learn] * len(ids)
+        return self
+
+    def frame(self, groups: list[ImageInput]) -> DocumentBuilder:
+        n = sum(g.num_tokens for g in groups)
+        self.doc.ids += [self.tokens.start] + [self.tokens.context] * n + [self.tokens.end]
+        self.doc.learn += [False] * (n + 2)
+        self.doc.groups += groups
+        return self
+
+    def end(self) -> Document:
+        eos = self.tokenizer.eos_token_id
+        if eos is not None:
+            self.doc.ids.append(eos)
+            self.doc.learn.append(True)
+        return self.doc
+
+
+# ---- scenes to band groups ------------------------------------------------------------------------------------
+
+
+def normalised(scene: xr.DataArray) -> np.ndarray:
+    """(time, band, y, x) float32 standardised per band; NaN (nodata) -> 0, the mean.
+
+    Stored units use the sensor's statistics; 8-bit composites of sensors whose statistics are in other units
+    (reflectance x 10000) are standardised with their own per-band statistics instead.
+    """
+    values = scene.values.astype(np.float32)
+    sensor = get_sensor(scene.attrs["sensor"])
+    if scene.attrs.get("dtype") == "uint8" and sensor.name != "rgb":
+        mean = np.nanmean(values, axis=(0, 2, 3), keepdims=True)
+        std = np.nanstd(values, axis=(0, 2, 3), keepdims=True) + 1e-6
+    else:
+        bands = [sensor.band(str(b)) for b in scene["band"].values]
+        mean = np.array([b.mean for b in bands], dtype=np.float32)[None, :, None, None]
+        std = np.array([b.std for b in bands], dtype=np.float32)[None, :, None, None]
+    return np.nan_to_num((values - mean) / std, nan=0.0).astype(np.float32)
+
+
+def frame_groups(scene: xr.DataArray, values: np.ndarray, t: int, window: tuple[slice, slice]) -> list[ImageInput]:
+    """Band groups of date `t` of a scene (sensor's grouping) cut to `window` (rows, cols)."""
+    sensor = get_sensor(scene.attrs["sensor"])
+    bands = [sensor.band(str(b)) for b in scene["band"].values]
+    index = {b.name: i for i, b in enumerate(bands)}
+    date = scene["time"].values[t]
+    time = None if np.isnat(date) else float((date.astype("datetime64[D]") - EPOCH).astype(int))
+    out = []
+    for members in sensor.groups_for(bands).values():
+        rows = [index[b.name] for b in members]
+        pixels = torch.from_numpy(values[t, rows][:, window[0], window[1]].copy())  # (bands, tile, tile)
+        wavelengths = torch.tensor([b.wavelength for b in members], dtype=torch.float32)
+        out.append(ImageInput(pixels, wavelengths, tuple(b.common_name for b in members), time))
+    return out
+
+
+def tiles(height: int, width: int, tile: int) -> list[tuple[slice, slice]]:
+    """Non-overlapping `tile` x `tile` windows, row-major."""
+    if tile % 32:
+        raise InputError(f"data.tile: expected a multiple of 32 pixels, got {tile}")
+    return [
+        (slice(r, r + tile), slice(c, c + tile))
+        for r in range(0, height - tile + 1, tile)
+        for c in range(0, width - tile + 1, tile)
+    ]
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        raise InputError(f"{path}: expected this sample file or folder under data_root, found none")
+    return path
+
+
+# ---- sources ----------------------------------------------------------------------------------------------------
+
+
+def sen1floods11(root: Path, builder: Callable[[], DocumentBuilder], tile: int, split: str = "all") -> list[Sample]:
+    """Sen1Floods11 tiles. `split`: `train` = left half of each chip, `val` = right half, `all` = both."""
+    from rsneo.io.scene import read_scene
+
+    base = _require(root / "sen1floods11")
+    samples = []
+    for s2_path in sorted((base / "S2").glob("*_S2Hand.tif")):
+        stem = s2_path.name.replace("_S2Hand.tif", "")
+        s2 = read_scene(s2_path, sensor="sentinel2_l1c")
+        s1 = read_scene(_require(base / "S1" / f"{stem}_S1Hand.tif"), sensor="sentinel1_grd")
+        from rasterio import open as rio_open
+
+        with rio_open(_require(base / "Labels" / f"{stem}_LabelHand.tif")) as src:
+            labels = src.read(1).astype(np.int64)  # -1 nodata, 0 land, 1 water
+        v2, v1 = normalised(s2), normalised(s1)
+        half = labels.shape[1] // 2
+        for window in tiles(*labels.shape, tile):
+            left = window[1].stop <= half
+            right = window[1].start >= half
+            if (split == "train" and not left) or (split == "val" and not right):
+                continue
+            mask = labels[window]
+            if (mask < 0).mean() > 0.5:
+                continue
+            optical = frame_groups(s2, v2, 0, window)
+            radar = frame_groups(s1, v1, 0, window)
+            sentence = class_share_sentence(mask, dict(enumerate(WATER_CLASSES)), nodata=-1)
+            doc = builder().frame(optical + radar).text(sentence, learn=True).end()
+            chip = LabelledChip(optical, torch.from_numpy(mask.copy()), WATER_CLASSES)
+            samples.append(Sample(doc, chip))
+    return samples
+
+
+def bigearthnet(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> list[Sample]:
+    """BigEarthNet patches (120x120 at 10 m): the centre `tile` pixels (at most 96), with the label sentence."""
+    from rsneo.io.scene import read_scene
+
+    base = _require(root / "bigearthnet")
+    size = min(tile, 96)
+    samples = []
+    s1_by_tile = {p.name.split("_", 5)[-1]: p for p in (base / "BigEarthNet-S1-Example").iterdir() if p.is_dir()}
+    for folder in sorted((base / "BigEarthNet-S2-Example").iterdir()):
+        meta = next(folder.glob("*_labels_metadata.json"), None)
+        if meta is None:
+            continue
+        labels = json.loads(meta.read_text())["labels"]
+        s2 = read_scene(folder)
+        start = (s2.sizes["y"] - size) // 2
+        window = (slice(start, start + size), slice(start, start + size))
+        groups = frame_groups(s2, normalised(s2), 0, window)
+        key = "_".join(folder.name.split("_")[-2:])
+        s1_folder = next((p for name, p in s1_by_tile.items() if name.endswith(key)), None)
+        if s1_folder is not None:
+            s1 = read_scene(s1_folder, sensor="sentinel1_grd")
+            if s1.sizes["y"] >= start + size:
+                groups += frame_groups(s1, normalised(s1), 0, window)
+        doc = builder().frame(groups).text(scene_labels_sentence(labels), learn=True).end()
+        samples.append(Sample(doc))
+    return samples
+
+
+def timeseries(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> list[Sample]:
+    """Landsat composites over Pucallpa, 1985..2020: one frame per date with its year as text before it."""
+    from rsneo.io.scene import read_scene
+
+    base = _require(root / "timeseries" / "landsat_pucallpa")
+    paths = sorted(base.glob("*.tif"))
+    scene = read_scene(paths, sensor="landsat5_tm", bands=["B5", "B4", "B3", "B2"])
+    values = normalised(scene)
+    years = [str(np.datetime_as_string(t, unit="Y")) for t in scene["time"].values]
+    samples = []
+    for window in tiles(scene.sizes["y"], scene.sizes["x"], tile):
+        doc = builder()
+        for t, year in enumerate(years):
+            doc.text(f"{year}:", learn=False).frame(frame_groups(scene, values, t, window))
+        samples.append(Sample(doc.end()))
+    return samples
+
+
+def taizhou(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> list[Sample]:
+    """Two Landsat-7 dates over Taizhou with the share of changed reference pixels of each tile as text."""
+    from PIL import Image
+
+    from rsneo.io.scene import read_scene
+
+    base = _require(root / "landsat_change_taizhou")
+    scene = read_scene([base / "2000TM", base / "2003TM"])
+    values = normalised(scene)
+    changed = np.asarray(Image.open(_require(base / "change.bmp")).convert("L")) > 0
+    unchanged = np.asarray(Image.open(_require(base / "unchanged.bmp")).convert("L")) > 0
+    samples = []
+    for window in tiles(scene.sizes["y"], scene.sizes["x"], tile):
+        c, u = int(changed[window].sum()), int(unchanged[window].sum())
+        if c + u == 0:
+            continue
+        doc = builder()
+        for t, year in enumerate(("2000", "2003")):
+            doc.text(f"{year}:", learn=False).frame(frame_groups(scene, values, t, window))
+        samples.append(Sample(doc.text(change_sentence(c, u, "2000", "2003"), learn=True).end()))
+    return samples
+
+
+def captions(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> list[Sample]:
+    """RSICD scenes (RGB): the centre crop of `tile` pixels (at least 64) followed by each of its captions."""
+    from rsneo.io.scene import read_scene
+
+    base = _require(root / "text" / "rsicd_mini")
+    size = max(tile, 64)
+    samples = []
+    for entry in json.loads(_require(base / "manifest.json").read_text()):
+        scene = read_scene(base / entry["image"], sensor="rgb")
+        top, left = (scene.sizes["y"] - size) // 2, (scene.sizes["x"] - size) // 2
+        groups = frame_groups(scene, normalised(scene), 0, (slice(top, top + size), slice(left, left + size)))
+        for caption in dict.fromkeys(entry["captions"]):
+            samples.append(Sample(builder().frame(groups).text(caption.strip(), learn=True).end()))
+    return samples
+
+
+SOURCES: dict[str, Callable[..., list[Sample]]] = {
+    "sen1floods11": sen1floods11,
+    "bigearthnet": bigearthnet,
+    "timeseries": timeseries,
+    "taizhou": taizhou,
+    "captions": captions,
+}
+
+
+def corpus_texts(root: Path) -> list[str]:
+    """Texts to train a small tokenizer on when the run has none: captions and the sentence templates."""
+    texts = [
+        class_share_sentence(np.array([0, 1, 1]), dict(enumerate(WATER_CLASSES))),
+        change_sentence(1, 3, "2000", "2003"),
+        "Land cover: " + ", ".join(f"class {i}" for i in range(10)),
+    ]
+    manifest = root / "text" / "rsicd_mini" / "rsicd_all_captions_amfmn.json"
+    if manifest.is_file():
+        for entry in list(json.loads(manifest.read_text()).values())[:3000]:
+            texts += entry["captions"][:1]
+    for folder in sorted((root / "bigearthnet" / "BigEarthNet-S2-Example").glob("*")):
+        for meta in folder.glob("*_labels_metadata.json"):
+            texts.append(scene_labels_sentence(json.loads(meta.read_text())["labels"]))
+    texts += [f"{y}:" for y in range(1980, 2030)]
+    return texts

@@ -1,0 +1,139 @@
+"""Batches for Lightning: documents packed into `ModelInputs`, labelled chips into a segmentation batch.
+
+Order is a resumable stream: `StepSampler` draws a fresh seeded permutation per pass and can start at any sample,
+so a run resumed from step N sees exactly the batches an uninterrupted run sees (Lightning does not fast-forward
+plain dataloaders). Under DDP each rank takes its own interleaved share of every batch's samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from rsneo.errors import InputError
+from rsneo.model.positions import ImageTokens, pack_documents
+from rsneo.train.batch import SegmentationBatch, TrainBatch, next_token_labels
+from rsneo.train.corpus import SOURCES, DocumentBuilder, Sample
+
+
+class StepSampler(Sampler[int]):
+    """Sample indexes for `steps` batches of `batch_size` per rank, from seeded permutations, from `start` on.
+
+    The global stream is permutation after permutation of the dataset (seed + pass); rank r of w takes every
+    w-th item from position r, so ranks see different samples and together the same stream as one process.
+    """
+
+    def __init__(self, size: int, batch_size: int, steps: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.size, self.batch_size, self.steps = size, batch_size, steps
+        self.seed, self.rank, self.world = seed, rank, world
+        self.start_step = 0
+
+    def __len__(self) -> int:
+        # the whole run's length even when resuming: Lightning counts the restored batches of this epoch
+        return self.steps * self.batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        first = self.start_step * self.batch_size * self.world
+        last = self.steps * self.batch_size * self.world
+        for position in range(first + self.rank, last, self.world):
+            epoch, offset = divmod(position, self.size)
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
+            yield int(order[offset])
+
+
+class SampleList(Dataset):
+    def __init__(self, samples: Sequence[Sample]) -> None:
+        self.samples = list(samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.samples[index]
+
+
+def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy: str = "frame") -> TrainBatch:
+    """One document per row, right-padded; next-token labels on learned text; chips into one segmentation batch."""
+    rows = [[(torch.tensor(s.document.ids, dtype=torch.long), s.document.groups)] for s in samples]
+    inputs = pack_documents(rows, tokens, policy=policy, pad_id=pad_id)
+    learn = torch.zeros_like(inputs.input_ids, dtype=torch.bool)
+    for r, s in enumerate(samples):
+        learn[r, : len(s.document.learn)] = torch.tensor(s.document.learn, dtype=torch.bool)
+    inputs.labels = next_token_labels(inputs.input_ids, inputs.doc_ids, learn)
+    chips = [s.chip for s in samples if s.chip is not None]
+    segmentation = None
+    if chips:
+        from rsneo.heads.segmentation import image_documents
+
+        seg_inputs = image_documents([[c.groups] for c in chips], tokens)
+        labels = torch.stack([c.labels for c in chips])  # (chips, height, width)
+        segmentation = SegmentationBatch(seg_inputs, labels, chips[0].class_names)
+    return TrainBatch(inputs, segmentation)
+
+
+def build_samples(
+    sources: Sequence[str], root: Path, tokenizer: Any, tokens: ImageTokens, tile: int, **options: Any
+) -> list[Sample]:
+    """All samples of the named sources (see `rsneo.train.corpus.SOURCES`)."""
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise InputError(f"data.sources: expected names from {sorted(SOURCES)}, got {unknown}")
+    samples: list[Sample] = []
+    for name in sources:
+        extra = {k: v for k, v in options.items() if k == "split" and name == "sen1floods11"}
+        samples += SOURCES[name](root, lambda: DocumentBuilder(tokenizer, tokens), tile, **extra)
+    if not samples:
+        raise InputError(f"data.sources {list(sources)} under {root}: expected samples, found none")
+    return samples
+
+
+class RSNeoDataModule(L.LightningDataModule):
+    """Training batches from `data` config sources under `root`, as a resumable stream of `max_steps` batches."""
+
+    def __init__(
+        self, data: dict[str, Any], root: Path, tokenizer: Any, tokens: ImageTokens, max_steps: int, seed: int,
+        policy: str = "frame", num_workers: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.data, self.root, self.tokenizer, self.tokens = data, root, tokenizer, tokens
+        self.max_steps, self.seed, self.policy, self.num_workers = max_steps, seed, policy, num_workers
+        self.samples: list[Sample] | None = None
+        self.sampler: StepSampler | None = None
+        self.start_step = 0
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.samples is None:
+            split = self.data.get("split", "all")
+            self.samples = build_samples(
+                self.data["sources"], self.root, self.tokenizer, self.tokens, int(self.data["tile"]), split=split
+            )
+
+    def train_dataloader(self) -> DataLoader:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        world = self.trainer.world_size if self.trainer is not None else 1
+        self.sampler = StepSampler(
+            len(self.samples), int(self.data["batch_size"]), self.max_steps, self.seed, rank, world
+        )
+        self.sampler.start_step = self.start_step
+        pad = self.tokenizer.pad_token_id or 0
+        return DataLoader(
+            SampleList(self.samples),
+            batch_size=int(self.data["batch_size"]),
+            sampler=self.sampler,
+            collate_fn=partial(collate, tokens=self.tokens, pad_id=pad, policy=self.policy),
+            num_workers=self.num_workers,
+        )
+
+    # the position in the stream travels in the checkpoint (plain ints)
+    def state_dict(self) -> dict[str, int]:
+        step = self.trainer.global_step if self.trainer is not None else 0
+        return {"step": int(step)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.start_step = int(state["step"])

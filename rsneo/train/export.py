@@ -1,0 +1,51 @@
+"""`rsneo export CKPT DIR`: a training checkpoint to a `from_pretrained` folder (backbone + heads + tokenizer).
+
+The folder is what `RSNeoForCausalLM.from_pretrained` and `rsneo.heads.system.load_system` read: `config.json` and
+safetensors weights, the tokenizer files, and `heads.safetensors` + `heads.json` (the segmentation head when the
+run trained one). It is written under a temporary name beside DIR and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from rsneo.errors import InputError
+from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, submodule_state, write_tokenizer_files
+
+
+def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite: bool = False) -> Path:
+    """Write the model of a Lightning checkpoint to `folder`; returns the folder."""
+    from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
+    from rsneo.heads.system import save_heads
+    from rsneo.model.causal_lm import RSNeoForCausalLM
+    from rsneo.model.config import RSNeoConfig
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    folder = Path(folder).expanduser().resolve()
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise InputError(f"{folder}: expected an empty or new folder to export into, found files (use --overwrite)")
+    meta = checkpoint[RSNEO_KEY]
+    state = checkpoint["state_dict"]
+    model = RSNeoForCausalLM(RSNeoConfig.from_dict(meta["model_config"]))
+    missing, unexpected = model.load_state_dict(submodule_state(state, "model"), strict=False)
+    if missing or unexpected:
+        raise InputError(
+            f"{checkpoint_path}: its weights do not match its model config "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    segmentation = None
+    if meta.get("seg_head_config"):
+        segmentation = SegmentationHead(SegmentationHeadConfig(**meta["seg_head_config"]))
+        segmentation.load_state_dict(submodule_state(state, "seg_head"))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.partial{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    write_tokenizer_files(meta["tokenizer_files"], tmp)
+    save_heads(tmp, segmentation, None)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder

@@ -1,0 +1,34 @@
+"""The text and segmentation objectives, and the one backbone pass that the image and text objectives share.
+
+Masked band-group reconstruction lives in `rsneo.train.masking`; label-as-text segmentation is the products
+head (`rsneo.heads.segmentation`), called here, not re-implemented.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rsneo.model.inputs import ModelInputs
+from rsneo.train.batch import SegmentationBatch
+
+
+def backbone_forward(model: nn.Module, inputs: ModelInputs) -> tuple[Tensor, Tensor]:
+    """One pass: last hidden state (batch, tokens, hidden) and logits (batch, tokens, vocab)."""
+    out = model(inputs)
+    return out.last_hidden_state, out.logits
+
+
+def language_model_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy over tokens with a target; `labels` are already next-token targets (-100 = none)."""
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+
+def segmentation_loss(head: nn.Module, model: nn.Module, tokenizer, batch: SegmentationBatch) -> Tensor:
+    """Label-as-text segmentation loss: the products head on the chips' pixels against the class prompts."""
+    from rsneo.heads.segmentation import encode_class_prompts, image_features
+
+    classes = encode_class_prompts(model, tokenizer, list(batch.class_names), head.config)  # (K, hidden)
+    features = image_features(model, batch.inputs, head.config.early_layer)
+    logits = head(features, classes)  # (rows, K, H, W)
+    return head.loss(logits, batch.labels)

@@ -1,0 +1,188 @@
+"""`rsneo train`: from a composed config to a finished Lightning run in `out_dir`.
+
+Writes `out_dir/metrics.csv` (CSV logger), `out_dir/tensorboard/`, `out_dir/checkpoints/last.ckpt` (plus every
+`checkpoint_every_n_steps`), `out_dir/tokenizer/`, `out_dir/config.yaml` and `out_dir/loss_curve.png`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rsneo.errors import InputError
+from rsneo.model.positions import ImageTokens
+from rsneo.train.config import resolve_data_root
+from rsneo.train.datamodule import RSNeoDataModule
+from rsneo.train.module import RSNeoTraining
+
+
+@dataclass
+class TrainingRun:
+    """Everything a run is made of, built but not yet fitted (tests and benchmarks drive it step by step)."""
+
+    config: dict[str, Any]
+    tokenizer: Any
+    module: RSNeoTraining
+    datamodule: RSNeoDataModule
+    trainer: L.Trainer
+    out_dir: Path
+
+
+def build_tokenizer(cfg: dict[str, Any], root: Path, vocab_size: int):
+    """The run's tokenizer: the configured folder, or a small byte-level BPE trained offline on the corpus."""
+    from rsneo.data.tokenizer import load_tokenizer, train_tokenizer
+    from rsneo.train.corpus import corpus_texts
+
+    if cfg.get("tokenizer"):
+        return load_tokenizer(cfg["tokenizer"])
+    return train_tokenizer(corpus_texts(root), vocab_size - 8)
+
+
+def checkpoint_tokenizer(path: str | Path):
+    """The tokenizer stored in a training checkpoint (as plain text files)."""
+    import tempfile
+
+    from rsneo.data.tokenizer import load_tokenizer
+    from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, write_tokenizer_files
+
+    files = load_checkpoint(path)[RSNEO_KEY]["tokenizer_files"]
+    with tempfile.TemporaryDirectory() as folder:
+        write_tokenizer_files(files, Path(folder))
+        return load_tokenizer(folder)
+
+
+def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
+    """The backbone with a vocabulary that fits the tokenizer and its image token ids; from `init_from` if set."""
+    from rsneo.data.tokenizer import image_token_ids
+    from rsneo.model.causal_lm import RSNeoForCausalLM
+    from rsneo.model.config import RSNeoConfig
+
+    ids = image_token_ids(tokenizer)
+    if model_cfg.get("init_from"):
+        model = RSNeoForCausalLM.from_pretrained(model_cfg["init_from"])
+        if len(tokenizer) > model.config.vocab_size or model.config.img_context_token_id != ids.context:
+            raise InputError(
+                f"model.init_from {model_cfg['init_from']}: its vocabulary ({model.config.vocab_size}, "
+                f"<IMG_CONTEXT> = {model.config.img_context_token_id}) does not match the tokenizer "
+                f"({len(tokenizer)} tokens, <IMG_CONTEXT> = {ids.context}); pass its own tokenizer"
+            )
+        return model
+    preset = RSNeoConfig.from_preset(model_cfg["preset"])
+    config = RSNeoConfig.from_preset(
+        model_cfg["preset"],
+        **{
+            "vocab_size": max(preset.vocab_size, len(tokenizer)),
+            "img_start_token_id": ids.start,
+            "img_end_token_id": ids.end,
+            "img_context_token_id": ids.context,
+            "eos_token_id": tokenizer.eos_token_id,
+            **dict(model_cfg.get("overrides") or {}),
+        },
+    )
+    return RSNeoForCausalLM(config)
+
+
+def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torch.nn.Module | None:
+    if float(cfg["objectives"]["segmentation"]["weight"]) <= 0:
+        return None
+    from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
+
+    options = dict(cfg["objectives"]["segmentation"].get("head") or {})
+    return SegmentationHead(SegmentationHeadConfig(hidden_size=model.config.hidden_size, **options))
+
+
+def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any]) -> L.Trainer:
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from rsneo.train.callbacks import LossCurve
+    from rsneo.train.scale import build_strategy
+
+    t = cfg["trainer"]
+    loggers: list[Any] = [CSVLogger(save_dir=str(out_dir), name="", version="")]
+    if t.get("tensorboard", True):
+        loggers.append(TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", version="", default_hp_metric=False))
+    callbacks: list[Any] = [
+        ModelCheckpoint(
+            dirpath=str(out_dir / "checkpoints"),
+            filename="step{step:06d}",
+            auto_insert_metric_name=False,
+            every_n_train_steps=int(t["checkpoint_every_n_steps"]),
+            save_top_k=-1,
+            save_last=True,
+        ),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if t.get("progress_bar", True):
+        callbacks.append(RichProgressBar(leave=True))
+    if cfg.get("loss_curve", True):
+        callbacks.append(LossCurve(out_dir))
+    return L.Trainer(
+        accelerator=t["accelerator"],
+        devices=t["devices"],
+        num_nodes=int(t.get("num_nodes", 1)),
+        strategy=build_strategy(t, model_cfg),
+        precision=t["precision"],
+        max_steps=int(t.get("stop_at_step") or t["max_steps"]),
+        max_epochs=-1,
+        accumulate_grad_batches=int(t.get("accumulate_grad_batches", 1)),
+        gradient_clip_val=float(cfg["stage"].get("grad_clip") or 0) or None,
+        log_every_n_steps=int(t["log_every_n_steps"]),
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=loggers,
+        callbacks=callbacks,
+        enable_progress_bar=bool(t.get("progress_bar", True)),
+        enable_model_summary=False,
+        default_root_dir=str(out_dir),
+        deterministic=t["accelerator"] == "cpu",
+    )
+
+
+def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
+    """Tokenizer, model, objectives, data and trainer for a composed config."""
+    config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    L.seed_everything(int(config["seed"]), workers=True, verbose=False)
+    root = resolve_data_root(config["data_root"])
+    out_dir = Path(config["out_dir"]).expanduser().resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_cfg = config["model"]
+    from rsneo.model.config import RSNeoConfig
+
+    if config.get("resume"):  # the vocabulary the checkpoint was trained with travels inside it
+        tokenizer = checkpoint_tokenizer(config["resume"])
+    else:
+        tokenizer = build_tokenizer(config, root, RSNeoConfig.from_preset(model_cfg["preset"]).vocab_size)
+    model = build_model(model_cfg, tokenizer)
+    module = RSNeoTraining(model, config, tokenizer, build_segmentation_head(config, model))
+    datamodule = RSNeoDataModule(
+        config["data"], root, tokenizer, ImageTokens.of(model.config), int(config["trainer"]["max_steps"]),
+        int(config["seed"]), policy=model.config.mask_policy, num_workers=int(config["trainer"].get("num_workers", 0)),
+    )  # fmt: skip
+    trainer = build_trainer(config, out_dir, model_cfg)
+    return TrainingRun(config, tokenizer, module, datamodule, trainer, out_dir)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def train(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
+    """Build and fit a run; resumes from `cfg.resume` (a Lightning checkpoint) when set."""
+    run = build_run(cfg)
+    if run.trainer.is_global_zero:
+        write_text_atomic(run.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(run.config)))
+        run.tokenizer.save_pretrained(str(run.out_dir / "tokenizer"))
+    resume = run.config.get("resume")
+    if resume and not Path(resume).is_file():
+        raise InputError(f"resume: {resume}: expected a Lightning checkpoint file, found none")
+    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resume or None, weights_only=True)
+    return run

@@ -1,0 +1,86 @@
+"""COG writer: valid COG (rio-cogeo), the input's CRS and transform, class names, colours, overviews, atomic."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_validate
+
+from rsneo.errors import InputError
+from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, check_writable, read_legend
+
+
+@pytest.fixture(scope="module")
+def rgb(shared_data):
+    return shared_data / "rasters" / "RGB.byte.tif"
+
+
+def write_blocks(path, src, legend, confidence=True, rows=200):
+    """Classes = red band mod 3 (nodata where the input is), written in strips of `rows`."""
+    writer = CogBlockWriter(
+        path, width=src.width, height=src.height, crs=src.crs, transform=src.transform, legend=legend,
+        confidence=confidence,
+    )  # fmt: skip
+    red = src.read(1)
+    classes = (red % 3).astype(np.uint8)
+    classes[src.dataset_mask() == 0] = NODATA_CLASS
+    for top in range(0, src.height, rows):
+        h = min(rows, src.height - top)
+        window = Window(0, top, src.width, h)
+        writer.write(window, classes[top : top + h], np.full((h, src.width), 70, np.uint8) if confidence else None)
+    return writer, classes
+
+
+def test_cog_is_valid_and_keeps_georeference_classes_and_colours(rgb, tmp_path):
+    legend = ClassLegend.from_names(["water", "forest", "built-up"])
+    with rasterio.open(rgb) as src:
+        writer, classes = write_blocks(tmp_path / "classes.tif", src, legend)
+        assert not (tmp_path / "classes.tif").exists()  # nothing under the final name until finish
+        path = writer.finish()
+        crs, transform = src.crs, src.transform
+    valid, errors, _ = cog_validate(str(path))
+    assert valid, errors
+    with rasterio.open(path) as out:
+        assert out.crs == crs and out.transform == transform
+        assert out.count == 2 and out.descriptions == ("class", "confidence_percent")
+        assert json.loads(out.tags(1)["class_names"]) == ["water", "forest", "built-up"]
+        assert out.colormap(1)[0][:3] == legend.colors[0] == (31, 120, 230)  # water is blue
+        assert out.colormap(1)[NODATA_CLASS][3] == 0
+        assert out.nodata == NODATA_CLASS
+        assert out.overviews(1)  # overviews exist
+        np.testing.assert_array_equal(out.read(1), classes)
+        assert (out.read(2) == 70).all()
+    assert read_legend(path) == legend
+    assert [p.name for p in tmp_path.iterdir()] == ["classes.tif"]  # temporary files are gone
+
+
+def test_abort_leaves_nothing(rgb, tmp_path):
+    legend = ClassLegend.from_names(["a", "b", "c"])
+    with rasterio.open(rgb) as src:
+        writer, _ = write_blocks(tmp_path / "x.tif", src, legend, confidence=False)
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_legend_rejects_empty_class_list():
+    with pytest.raises(InputError, match="expected one or more non-empty class names"):
+        ClassLegend.from_names([])
+    with pytest.raises(InputError, match="non-empty"):
+        ClassLegend.from_names(["water", " "])
+
+
+def test_legend_colours_are_distinct_for_unknown_names():
+    legend = ClassLegend.from_names(["alpha", "beta", "gamma", "delta", "forest"])
+    assert len(set(legend.colors)) == 5
+    assert legend.colors[4] == (20, 120, 40)
+
+
+def test_check_writable_names_the_folder(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match=r"output folder .*a_file/out: expected a folder rsneo can write to"):
+        check_writable(blocker / "out")

@@ -1,0 +1,72 @@
+"""Class polygons and areas: geodesic hectares in a geographic CRS, planar in a projected one, pixels without."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Geod
+from rasterio.windows import Window
+from shapely.geometry import box
+
+from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter
+from rsneo.io.vector import class_areas, write_class_polygons
+
+
+def label_cog(label_path, out):
+    """The Sen1Floods11 hand label (EPSG:4326) as a class map: 0 land, 1 water, -1 no data."""
+    legend = ClassLegend.from_names(["land", "water"])
+    with rasterio.open(label_path) as src:
+        label = src.read(1)
+        classes = np.where(label < 0, NODATA_CLASS, label).astype(np.uint8)
+        writer = CogBlockWriter(
+            out, width=src.width, height=src.height, crs=src.crs, transform=src.transform, legend=legend
+        )
+        writer.write(Window(0, 0, src.width, src.height), classes)
+        return writer.finish(), legend, classes, src.transform, src.crs
+
+
+def test_geodesic_areas_match_pyproj_and_polygons(shared_data, tmp_path):
+    cog, legend, classes, transform, crs = label_cog(
+        shared_data / "sen1floods11" / "Labels" / "Spain_7370579_LabelHand.tif", tmp_path / "label.tif"
+    )
+    assert crs.is_geographic
+    areas = class_areas(cog)
+    # reference: geodesic area of each pixel row on WGS84, times the class's pixel count in that row
+    geod = Geod(ellps="WGS84")
+    expected = {"land": 0.0, "water": 0.0}
+    for row in range(classes.shape[0]):
+        x0, y0 = transform * (0, row)
+        x1, y1 = transform * (1, row + 1)
+        pixel_ha = abs(geod.geometry_area_perimeter(box(x0, min(y0, y1), x1, max(y0, y1)))[0]) / 1e4
+        for value, name in enumerate(("land", "water")):
+            expected[name] += (classes[row] == value).sum() * pixel_ha
+    for name in expected:
+        assert areas[name] == pytest.approx(expected[name], rel=1e-9)
+    totals = write_class_polygons(cog, tmp_path / "label.gpkg", strip_rows=200)
+    for name in expected:
+        assert totals[name] == pytest.approx(expected[name], rel=1e-6)
+    frame = gpd.read_file(tmp_path / "label.gpkg", layer="classes")
+    assert set(frame.columns) >= {"class_id", "class_name", "area_ha", "geometry"}
+    assert frame.crs == crs
+    assert set(frame.class_name) == {"land", "water"}
+    assert frame.groupby("class_name").area_ha.sum()["water"] == pytest.approx(expected["water"], rel=1e-6)
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_projected_areas_are_pixel_counts_times_pixel_area(shared_data, tmp_path):
+    legend = ClassLegend.from_names(["dark", "bright"])
+    with rasterio.open(shared_data / "rasters" / "RGB.byte.tif") as src:
+        red = src.read(1)
+        classes = np.where(src.dataset_mask() == 0, NODATA_CLASS, red > 100).astype(np.uint8)
+        writer = CogBlockWriter(
+            tmp_path / "c.tif", width=src.width, height=src.height, crs=src.crs, transform=src.transform,
+            legend=legend,
+        )  # fmt: skip
+        writer.write(Window(0, 0, src.width, src.height), classes)
+        cog = writer.finish()
+        pixel_ha = abs(src.transform.a * src.transform.e) / 1e4
+    areas = write_class_polygons(cog, tmp_path / "c.gpkg", skip=(0,))
+    assert set(areas) == {"bright"}
+    assert areas["bright"] == pytest.approx((classes == 1).sum() * pixel_ha, rel=1e-9)

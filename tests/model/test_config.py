@@ -1,0 +1,50 @@
+"""Config presets: the golden tiny one, a demo that fits the bundle, the published NEO sizes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rsneo.errors import InputError
+from rsneo.model import PRESETS, RSNeoConfig, RSNeoForCausalLM
+
+
+def test_tiny_preset_is_the_golden_config(golden_config):
+    assert RSNeoConfig.from_preset("tiny", name="neo") == golden_config
+
+
+def parameter_count(config: RSNeoConfig) -> int:
+    with torch.device("meta"):
+        model = RSNeoForCausalLM(config)
+    return sum(p.numel() for p in model.parameters())  # tied weights count once
+
+
+def test_demo_fits_45_mb_in_fp32():
+    cfg = RSNeoConfig.from_preset("demo")
+    assert cfg.vocab_size == 8192
+    assert parameter_count(cfg) * 4 < 45e6
+
+
+@pytest.mark.parametrize(
+    ("name", "llm_layers", "prebuffer", "billions"),
+    [("neo-2.2b", 28, 12, (2.2, 3.2)), ("neo-9b", 36, 6, (9.0, 11.0))],
+)
+def test_neo_sizes(name, llm_layers, prebuffer, billions):
+    """The Qwen3 base's layers behind NEO's pre-buffer; counts include every layer's H/W/S projections."""
+    cfg = RSNeoConfig.from_preset(name)
+    assert cfg.post_layers == llm_layers and cfg.prebuffer_layers == prebuffer
+    low, high = billions
+    assert low < parameter_count(cfg) / 1e9 < high
+
+
+def test_round_trip_and_errors(tmp_path):
+    cfg = RSNeoConfig.from_preset("demo", date_spacing=0.25)
+    cfg.save(tmp_path / "c.json")
+    assert RSNeoConfig.load(tmp_path / "c.json") == cfg
+    with pytest.raises(InputError, match="expected one of"):
+        RSNeoConfig.from_preset("neo-70b")
+    with pytest.raises(InputError, match="prebuffer_layers"):
+        RSNeoConfig(num_layers=2, prebuffer_layers=3)
+    with pytest.raises(InputError, match="unknown keys"):
+        RSNeoConfig.from_dict({"hidden": 3})
+    assert set(PRESETS) == {"tiny", "demo", "neo-2.2b", "neo-9b"}

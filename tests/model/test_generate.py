@@ -1,0 +1,70 @@
+"""Greedy generation with a key/value cache equals recomputing everything, and images are embedded once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rsneo.errors import InputError
+from rsneo.model import RSNeoConfig, RSNeoForCausalLM, pack_documents
+
+from .test_masks import multi_frame_multi_band_batch
+
+
+@pytest.fixture(scope="module")
+def model() -> RSNeoForCausalLM:
+    torch.manual_seed(0)
+    model = RSNeoForCausalLM(RSNeoConfig.from_preset("tiny")).eval()
+    with torch.no_grad():  # make the spectral keys live so the cache must carry all four axes
+        for layer in model.backbone.layers:
+            layer.self_attn.k_proj_s.weight.normal_(std=0.05)
+    return model
+
+
+def count_vision_calls(model):
+    calls = []
+    handle = model.backbone.vision.register_forward_hook(lambda *a: calls.append(1))
+    return calls, handle
+
+
+def test_cached_greedy_equals_uncached_on_a_mixed_prompt(model):
+    prompt = multi_frame_multi_band_batch(model.config, "scene")
+    # the last document must be the one continued: put the image document last
+    calls, handle = count_vision_calls(model)
+    cached = model.generate(prompt, max_new_tokens=12, use_cache=True)
+    assert len(calls) == 1  # the band groups were embedded once, for the prompt
+    uncached = model.generate(prompt, max_new_tokens=12, use_cache=False)
+    handle.remove()
+    assert cached.shape == (1, 12)
+    assert torch.equal(cached, uncached)
+
+
+def test_cached_equals_uncached_for_a_left_padded_batch(model):
+    cfg = model.config
+    s, e, c = cfg.img_start_token_id, cfg.img_end_token_id, cfg.img_context_token_id
+    from .conftest import rgb
+
+    doc_a = (torch.tensor([1, s, c, c, e, 5, 6]), [rgb(torch.randn(3, 32, 64))])
+    doc_b = (torch.tensor([9, 8, 7, 6]), [])
+    batch = pack_documents([[doc_a], [doc_b]], cfg)
+    # left-pad row 1 by rolling its padding to the front
+    pad = int((batch.doc_ids[1] < 0).sum())
+    for name in ("input_ids", "doc_ids", "block_ids"):
+        getattr(batch, name)[1] = getattr(batch, name)[1].roll(pad)
+    batch.positions[:, 1] = batch.positions[:, 1].roll(pad, dims=-1)
+    cached = model.generate(batch, max_new_tokens=8)
+    uncached = model.generate(batch, max_new_tokens=8, use_cache=False)
+    assert torch.equal(cached, uncached)
+
+
+def test_text_prompt_and_eos(model):
+    ids = torch.tensor([[11, 12, 13]])
+    first = model.generate(ids, max_new_tokens=3)
+    stopped = model.generate(ids, max_new_tokens=10, eos_token_id=int(first[0, 0]))
+    assert stopped.tolist() == [[int(first[0, 0])]]
+
+
+def test_right_padded_prompt_is_refused(model):
+    batch = pack_documents([[(torch.tensor([1, 2, 3]), [])], [(torch.tensor([4]), [])]], model.config)
+    with pytest.raises(InputError, match="left-pad"):
+        model.generate(batch, max_new_tokens=2)

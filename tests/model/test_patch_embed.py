@@ -1,0 +1,83 @@
+"""Spectral patch embedding: NEO's RGB exactly, order free, and unseen sensors land near their look-alikes."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from rsneo.model import ImageInput, RSNeoConfig
+from rsneo.model.patch_embed import SpectralPatchEmbedding
+from rsneo.model.rope import patch_rope_2d
+
+from .conftest import golden_inputs
+
+S2 = {  # Sentinel-2 common names and central wavelengths (um)
+    "coastal": 0.443, "blue": 0.49, "green": 0.56, "red": 0.665, "rededge": 0.705, "nir": 0.842,
+    "nir09": 0.945, "cirrus": 1.375, "swir16": 1.61, "swir22": 2.19,
+}  # fmt: skip
+LANDSAT7 = [0.485, 0.56, 0.66, 0.835, 1.65, 2.22]  # ETM+ bands 1-5 and 7
+
+
+def test_rgb_group_is_neo_patch_embedding_bit_for_bit(golden_dir, golden_cases, golden_config, golden_model):
+    w = load_file(str(golden_dir / "neo_tiny_weights.safetensors"))
+    p = "vision_model.embeddings."
+    inputs = golden_inputs(golden_cases, "packed", golden_config)
+    ours = golden_model.backbone.vision(inputs.images)
+    neo = []
+    for image in inputs.images:  # NEO's own layer: plain 3-channel conv + GELU + 2D rotary + 2x2 conv
+        x = F.gelu(
+            F.conv2d(
+                image.pixels[None], w[p + "patch_embedding.weight"], w[p + "patch_embedding.bias"], stride=16
+            )
+        )
+        x = patch_rope_2d(x[0], golden_config.rope_theta_vision)
+        x = F.conv2d(x[None], w[p + "dense_embedding.weight"], w[p + "dense_embedding.bias"], stride=2)
+        neo.append(x[0].flatten(1).T)
+    assert torch.equal(ours, torch.cat(neo))
+
+
+def trained_like_embedding() -> SpectralPatchEmbedding:
+    """A tiny embedding with random anchors and corrections, as after training."""
+    torch.manual_seed(0)
+    pel = SpectralPatchEmbedding(RSNeoConfig.from_preset("tiny"))
+    with torch.no_grad():
+        pel.anchors.normal_()
+        pel.corrections.normal_(std=0.05)
+        pel.patch_bias.normal_()
+    return pel
+
+
+def test_band_order_does_not_matter_when_wavelengths_travel_with_bands():
+    pel = trained_like_embedding()
+    keys = ("blue", "green", "red", "nir", "swir16")
+    wl = torch.tensor([S2[k] for k in keys])
+    pixels = torch.randn(5, 64, 96)
+    perm = torch.tensor([3, 0, 4, 2, 1])
+    a = pel([ImageInput(pixels, wl, keys)])
+    b = pel([ImageInput(pixels[perm], wl[perm], tuple(keys[i] for i in perm))])
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert a.shape == (6, 64)
+
+
+def test_unseen_sensor_runs_and_lands_near_its_look_alikes():
+    pel = trained_like_embedding()
+    with torch.no_grad():
+        s2_keys = list(S2)
+        s2_kernels = pel.band_kernels(torch.tensor([S2[k] for k in s2_keys]), s2_keys)  # (v, 10, p, p)
+        # Landsat-7 without band names: only wavelengths travel with it
+        l7 = pel.band_kernels(torch.tensor(LANDSAT7), [""] * 6)
+    expected = ["blue", "green", "red", "nir", "swir16", "swir22"]
+    for i, name in enumerate(expected):
+        dist = (s2_kernels - l7[:, i : i + 1]).flatten(2).norm(dim=(0, 2))
+        assert s2_keys[int(dist.argmin())] == name, (LANDSAT7[i], dist)
+    out = pel([ImageInput(torch.randn(6, 64, 64), torch.tensor(LANDSAT7), ("",) * 6)])
+    assert out.shape == (4, 64) and torch.isfinite(out).all()
+
+
+def test_sar_and_any_band_count_run():
+    pel = trained_like_embedding()
+    sar = ImageInput(torch.randn(2, 32, 32), torch.tensor([55465.0, 55465.0]), ("vv", "vh"))
+    single = ImageInput(torch.randn(1, 32, 64), torch.tensor([0.842]), ("nir",))
+    out = pel([sar, single])
+    assert out.shape == (3, 64)

@@ -1,0 +1,165 @@
+"""`rsneo prepare`: archives -> shards with statistics and a manifest; resumable, atomic; read back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from torch.utils.data import DataLoader
+
+from rsneo.cli import run_app
+from rsneo.data.frames import scene_frames
+from rsneo.data.recipes import RECIPES
+from rsneo.data.shards import ShardDataset, prepare_shards, read_manifest, shard_scene
+from rsneo.errors import InputError
+
+BEN = "bigearthnet/BigEarthNet-S2-Example"
+
+
+@pytest.fixture(scope="module")
+def ben_shards(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ben") / "shards"
+    argv = [
+        "prepare",
+        "bigearthnet",
+        str(shared_data / BEN),
+        str(out),
+        "--items-per-shard",
+        "2",
+        "--workers",
+        "2",
+    ]
+    assert run_app(argv) == 0
+    return out
+
+
+def test_bigearthnet_shards_hold_every_patch_with_labels_and_true_band_statistics(shared_data, ben_shards):
+    manifest = read_manifest(ben_shards)
+    assert manifest["format_version"] == 1 and manifest["num_samples"] == 6 and len(manifest["shards"]) == 3
+    samples = list(ShardDataset(ben_shards))
+    assert len(samples) == 6 and samples[0]["image"].shape == (1, 12, 120, 120)
+    first = sorted(p for p in (shared_data / BEN).iterdir() if p.is_dir())[0]
+    labels = json.loads(next(first.glob("*_labels_metadata.json")).read_text())["labels"]
+    assert samples[0]["meta"]["labels"] == labels
+    with rasterio.open(next(first.glob("*_B02.tif"))) as src:
+        np.testing.assert_array_equal(samples[0]["image"][0, 1].numpy(), src.read(1).astype(np.float32))
+    stats = manifest["statistics"]["image"]
+    b02 = np.concatenate([s["image"][0, 1].numpy().ravel() for s in samples]).astype(np.float64)
+    assert stats["bands"][1] == "B02"
+    assert stats["mean"][1] == pytest.approx(b02.mean(), rel=1e-9)
+    assert stats["std"][1] == pytest.approx(b02.std(), rel=1e-6)
+
+
+def test_streamed_samples_become_frames_and_split_across_workers(ben_shards):
+    sample = next(iter(ShardDataset(ben_shards)))
+    scene = shard_scene(sample)
+    assert scene.attrs["sensor"] == "sentinel2_l2a" and str(scene["time"].values[0])[:10] == "2017-06-13"
+    [frame] = scene_frames(scene)
+    assert frame.groups[0].band_keys == ("red", "green", "blue") and frame.groups[0].pixels.shape == (
+        3,
+        128,
+        128,
+    )
+    loader = DataLoader(ShardDataset(ben_shards), num_workers=2, batch_size=None)
+    keys = [s["key"] for s in loader]
+    assert sorted(keys) == sorted(s["key"] for s in ShardDataset(ben_shards))  # each sample once
+    shuffled = [s["key"] for s in ShardDataset(ben_shards, shuffle=True, seed=3, buffer=4)]
+    assert sorted(shuffled) == sorted(keys)
+
+
+def test_resume_keeps_finished_shards_and_redoes_only_the_missing_one(shared_data, tmp_path):
+    recipe = RECIPES["bigearthnet"]
+    items = recipe.items(shared_data / BEN, 256)
+    out = tmp_path / "shards"
+    prepare_shards(items, recipe.load, out, 2, progress=False)
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("shard-*")}
+    (out / "shard-00001.tar").unlink()  # an interrupted run: shard 1 never finished ...
+    (out / "shard-00001.json").unlink()
+    (out / ".shard-00001.tar.abc.tmp").write_bytes(b"half a shard")  # ... and left a partial file
+    (out / "manifest.json").unlink()
+    prepare_shards(items, recipe.load, out, 2, progress=False)
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("shard-*")}
+    for name in ("shard-00000.tar", "shard-00002.tar", "shard-00000.json"):
+        assert after[name] == before[name]  # untouched
+    assert after["shard-00001.tar"][1] == before["shard-00001.tar"][1]  # redone, byte for byte
+    assert not list(out.glob(".*.tmp")) and read_manifest(out)["num_samples"] == 6
+
+
+def test_sen1floods11_and_timeseries_recipes(shared_data, tmp_path):
+    assert (
+        run_app(
+            [
+                "prepare",
+                "sen1floods11",
+                str(shared_data / "sen1floods11"),
+                str(tmp_path / "s"),
+                "--tile",
+                "256",
+            ]
+        )
+        == 0
+    )
+    samples = list(ShardDataset(tmp_path / "s"))
+    assert len(samples) == 4 and samples[0]["image_s1"].shape == (1, 2, 256, 256)
+    assert samples[0]["mask"].dtype == torch.int16 and set(samples[0]["mask"].unique().tolist()) <= {-1, 0, 1}
+    argv = ["prepare", "timeseries", str(shared_data / "timeseries/landsat_pucallpa"), str(tmp_path / "t"),
+            "--sensor", "landsat5_tm", "--bands", "B5,B4,B3,B2", "--tile", "128"]  # fmt: skip
+    assert run_app(argv) == 0
+    sample = next(iter(ShardDataset(tmp_path / "t")))
+    assert sample["image"].shape == (8, 4, 128, 128)
+    assert sample["meta"]["arrays"]["image"]["dates"][-1] == "2020-01-01"
+
+
+def test_captions_recipe_keeps_the_captions(shared_data, tmp_path):
+    assert (
+        run_app(
+            [
+                "prepare",
+                "captions",
+                str(shared_data / "text/rsicd_mini"),
+                str(tmp_path / "c"),
+                "--tile",
+                "128",
+            ]
+        )
+        == 0
+    )
+    sample = next(iter(ShardDataset(tmp_path / "c")))
+    assert sample["image"].shape == (1, 3, 128, 128) and "airport" in sample["meta"]["captions"][0]
+
+
+def test_shard_folder_from_another_version_is_refused(ben_shards, tmp_path, shared_data, capsys):
+    old = tmp_path / "old"
+    old.mkdir()
+    manifest = read_manifest(ben_shards) | {"format_version": 0}
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        InputError, match=r"old: shard folder of format 'rsneo-shards' version 0; expected .* version 1"
+    ):
+        ShardDataset(old)
+    before = sorted(p.name for p in old.iterdir())
+    assert run_app(["prepare", "bigearthnet", str(shared_data / BEN), str(old)]) == 2
+    assert sorted(p.name for p in old.iterdir()) == before  # nothing written
+    assert "version 0" in capsys.readouterr().err
+
+
+def test_bad_input_in_prepare_leaves_no_output(shared_data, tmp_path):
+    argv = ["prepare", "timeseries", str(shared_data / "timeseries/landsat_pucallpa"), str(tmp_path / "out")]
+    assert run_app(argv) == 2  # ambiguous sensor: no --sensor
+    assert not (tmp_path / "out").exists()
+    assert run_app(["prepare", "nonsense", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_shard_is_named_when_read(ben_shards, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in ben_shards.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    tar = copy / "shard-00000.tar"
+    tar.write_bytes(tar.read_bytes()[:5000])
+    with pytest.raises(InputError, match=r"shard-00000.tar: shard is truncated or corrupt"):
+        list(ShardDataset(copy))

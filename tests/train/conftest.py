@@ -1,0 +1,43 @@
+"""Fixtures for the training tests: a tokenizer trained offline on the corpus texts, a tiny model, real samples."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from rsneo.model.positions import ImageTokens
+
+
+@pytest.fixture(scope="session")
+def tokenizer(shared_data: Path):
+    from rsneo.train.run import build_tokenizer
+
+    return build_tokenizer({}, shared_data, 512)
+
+
+@pytest.fixture(scope="session")
+def image_tokens(tokenizer) -> ImageTokens:
+    from rsneo.data.tokenizer import image_token_ids
+
+    return ImageTokens.of(image_token_ids(tokenizer))
+
+
+@pytest.fixture
+def tiny_model(tokenizer):
+    from rsneo.train.run import build_model
+
+    torch.manual_seed(0)
+    return build_model({"preset": "tiny", "overrides": {}}, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def flood_samples(shared_data: Path, tokenizer, image_tokens):
+    """Sen1Floods11 tiles of 64 pixels (S2 groups + S1 in one frame, a water sentence, the water mask)."""
+    from rsneo.train.corpus import DocumentBuilder, sen1floods11
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sen1floods11(shared_data, lambda: DocumentBuilder(tokenizer, image_tokens), 64)

@@ -1,0 +1,43 @@
+"""Exactly which parameters train in each stage (tiny model: 3 layers, the first is the pre-buffer)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rsneo.errors import InputError
+from rsneo.train.freezing import apply_stage, trainable_names
+from rsneo.train.config import load_config
+
+NEW_POSITION_PARTS = [
+    "q_proj_hw.weight", "k_proj_hw.weight", "q_proj_s.weight", "k_proj_s.weight",
+    "q_norm_h.weight", "q_norm_w.weight", "k_norm_h.weight", "k_norm_w.weight", "q_norm_s.weight", "k_norm_s.weight",
+]  # fmt: skip
+
+
+def test_stage_one_trains_patch_embedding_prebuffer_and_new_position_parts_only(tiny_model):
+    stage = load_config(["stage=stage1"]).stage
+    apply_stage(tiny_model, list(stage.trainable))
+    names = {n for n, _ in tiny_model.named_parameters()}
+    vision = {n for n in names if n.startswith("backbone.vision.")}
+    prebuffer = {n for n in names if n.startswith("backbone.layers.0.")}
+    positions = {f"backbone.layers.{i}.self_attn.{p}" for i in (1, 2) for p in NEW_POSITION_PARTS}
+    assert vision and len(prebuffer) == 21  # 8 projections (qkvo, hw, s), 8 QK-norms, 2 norms, 3 mlp
+    assert trainable_names(tiny_model) == vision | prebuffer | positions
+    frozen = names - trainable_names(tiny_model)
+    for expected in [
+        "backbone.embed_tokens.weight", "lm_head.weight", "backbone.norm.weight",
+        "backbone.layers.1.self_attn.q_proj.weight", "backbone.layers.2.self_attn.k_norm.weight",
+        "backbone.layers.2.mlp.down_proj.weight", "backbone.layers.1.input_layernorm.weight",
+    ]:  # fmt: skip
+        assert expected in frozen
+
+
+@pytest.mark.parametrize("stage", ["stage2", "stage3"])
+def test_later_stages_train_every_parameter(tiny_model, stage):
+    apply_stage(tiny_model, load_config([f"stage={stage}"]).stage.trainable)
+    assert trainable_names(tiny_model) == {n for n, _ in tiny_model.named_parameters()}
+
+
+def test_unknown_role_is_an_input_error(tiny_model):
+    with pytest.raises(InputError, match=r"stage.trainable: expected 'all' or roles from .* got \['encoder'\]"):
+        apply_stage(tiny_model, ["vision", "encoder"])

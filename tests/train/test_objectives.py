@@ -1,0 +1,63 @@
+"""Each objective: one optimisation step on a fixed batch lowers its loss (same batch, same hidden tokens)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from rsneo.train.config import load_config
+from rsneo.train.datamodule import collate
+from rsneo.train.objectives import language_model_loss
+from rsneo.train.run import build_segmentation_head
+from rsneo.train.sentences import class_share_sentence
+from rsneo.train.module import RSNeoTraining
+
+
+def training_module(model, tokenizer, objective: str, stage: str) -> RSNeoTraining:
+    cfg = OmegaConf.to_container(load_config(["experiment=smoke", f"stage={stage}"]), resolve=True)
+    for name in cfg["objectives"]:
+        cfg["objectives"][name]["weight"] = 1.0 if name == objective else 0.0
+    return RSNeoTraining(model, cfg, tokenizer, build_segmentation_head(cfg, model))
+
+
+@pytest.mark.parametrize(
+    ("objective", "stage"),
+    [("masked_bands", "stage1"), ("lm", "stage2"), ("segmentation", "stage1")],
+)
+def test_one_step_lowers_the_loss_on_a_fixed_batch(objective, stage, tiny_model, tokenizer, flood_samples, image_tokens):
+    torch.manual_seed(0)
+    module = training_module(tiny_model, tokenizer, objective, stage)
+    batch = collate(flood_samples[10:14], image_tokens, pad_id=tokenizer.pad_token_id)
+    optimizer = module.configure_optimizers()["optimizer"]  # the run's own AdamW, at its warm-up learning rate
+    before = module.losses(batch, torch.Generator().manual_seed(0))
+    assert set(before) == {objective}
+    optimizer.zero_grad()
+    before[objective].backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = module.losses(batch, torch.Generator().manual_seed(0))
+    assert after[objective] < before[objective]
+
+
+def test_language_model_loss_counts_only_labelled_tokens():
+    logits = torch.zeros(1, 3, 4)
+    logits[0, 0, 2] = 10.0
+    labels = torch.tensor([[2, -100, -100]])
+    assert language_model_loss(logits, labels) < 1e-3  # the two unlabelled positions are ignored
+    assert torch.isclose(language_model_loss(torch.zeros(1, 3, 4), labels), torch.log(torch.tensor(4.0)))
+
+
+def test_label_sentences_are_next_token_targets_of_the_text_only(flood_samples, image_tokens, tokenizer):
+    batch = collate(flood_samples[:2], image_tokens, pad_id=tokenizer.pad_token_id)
+    inputs = batch.inputs
+    row = inputs.input_ids[0]
+    targets = inputs.labels[0]
+    learned = (targets >= 0).nonzero().flatten()
+    end = int((row == image_tokens.end).nonzero()[0])
+    assert int(learned.min()) == end  # `</img>` predicts the first word; nothing inside the image is a target
+    assert torch.equal(targets[learned], row[learned + 1])
+    expected = class_share_sentence(flood_samples[0].chip.labels.numpy(), {0: "land", 1: "water"})
+    assert tokenizer.decode(row[learned + 1]) == expected + "<|endoftext|>"
+    assert batch.segmentation is not None and batch.segmentation.labels.shape == (2, 64, 64)
+    assert batch.segmentation.class_names == ("land", "water")

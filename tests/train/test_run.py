@@ -1,0 +1,88 @@
+"""End to end on the CPU: `rsneo train` writes its outputs, a resumed run equals an uninterrupted one, export loads."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from rsneo.cli import run_app
+
+FAST = ["trainer.progress_bar=false", "trainer.tensorboard=false", "data.tile=64"]
+
+
+def losses(metrics: Path) -> dict[int, float]:
+    with open(metrics, newline="") as handle:
+        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(handle) if r.get("train/loss")}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(shared_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("smoke")
+    code = run_app(["train", "experiment=smoke", f"out_dir={out}", f"data_root={shared_data}"])
+    assert code == 0
+    return out
+
+
+def test_smoke_experiment_writes_metrics_checkpoint_and_loss_curve(smoke_run):
+    assert sorted(losses(smoke_run / "metrics.csv")) == list(range(6))
+    assert (smoke_run / "checkpoints" / "last.ckpt").is_file()
+    assert (smoke_run / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (smoke_run / "tokenizer" / "tokenizer.json").is_file()
+    assert any((smoke_run / "tensorboard").iterdir())
+    header = (smoke_run / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ["train/masked_bands_loss", "train/lm_loss", "train/segmentation_loss", "train/loss"]:
+        assert column in header
+
+
+def test_checkpoint_holds_only_tensors_and_plain_types(smoke_run):
+    checkpoint = torch.load(smoke_run / "checkpoints" / "last.ckpt", weights_only=True)  # raises on any object
+    assert checkpoint["global_step"] == 6
+    assert checkpoint["rsneo"]["run_config"]["name"] == "smoke"
+    assert "tokenizer.json" in checkpoint["rsneo"]["tokenizer_files"]
+
+
+def test_export_writes_a_folder_that_from_pretrained_and_the_products_load(smoke_run, tmp_path):
+    from rsneo.heads.system import load_system
+    from rsneo.model.causal_lm import RSNeoForCausalLM
+
+    folder = tmp_path / "model"
+    assert run_app(["export", str(smoke_run / "checkpoints" / "last.ckpt"), str(folder)]) == 0
+    checkpoint = torch.load(smoke_run / "checkpoints" / "last.ckpt", weights_only=True)
+    model = RSNeoForCausalLM.from_pretrained(folder)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, checkpoint["state_dict"][f"model.{name}"]), name
+    system = load_system(folder)
+    assert system.trained_heads == ("segmentation",)
+    head_state = system.segmentation.state_dict()
+    for name, tensor in head_state.items():
+        assert torch.equal(tensor, checkpoint["state_dict"][f"seg_head.{name}"]), name
+    assert system.tokenizer.get_vocab() == system.tokenizer.get_vocab() and len(system.tokenizer) <= model.config.vocab_size
+    # a second export into the now non-empty folder needs --overwrite
+    assert run_app(["export", str(smoke_run / "checkpoints" / "last.ckpt"), str(folder)]) == 2
+
+
+def test_resumed_run_continues_exactly_like_an_uninterrupted_one(shared_data, tmp_path):
+    common = ["experiment=smoke", f"data_root={shared_data}", "trainer.max_steps=4", *FAST]
+    whole, first, second = tmp_path / "whole", tmp_path / "first", tmp_path / "second"
+    assert run_app(["train", *common, f"out_dir={whole}"]) == 0
+    assert run_app(["train", *common, f"out_dir={first}", "trainer.stop_at_step=2"]) == 0
+    resume = first / "checkpoints" / "last.ckpt"
+    assert torch.load(resume, weights_only=True)["global_step"] == 2
+    assert run_app(["train", *common, f"out_dir={second}", f"resume={resume}"]) == 0
+    uninterrupted, before, after = losses(whole / "metrics.csv"), losses(first / "metrics.csv"), losses(second / "metrics.csv")
+    assert sorted(before) == [0, 1] and sorted(after) == [2, 3]
+    for step, value in {**before, **after}.items():
+        assert value == pytest.approx(uninterrupted[step], rel=1e-5, abs=1e-6), step
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(second / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_bad_resume_path_and_bad_overrides_exit_with_2(tmp_path, shared_data):
+    assert run_app(["train", "experiment=smoke", f"resume={tmp_path / 'none.ckpt'}", f"data_root={shared_data}",
+                    f"out_dir={tmp_path / 'o'}"]) == 2  # fmt: skip
+    assert run_app(["train", "experiment=nope"]) == 2
+    assert run_app(["train", "notakeyvalue"]) == 2
