@@ -3,7 +3,7 @@
 Sources: the NAIP series in ../shared/data (10 COGs, 4 bands, ~934x724 each).
 - `rasterio loop`: the baseline, a plain rasterio windowed read per chip, one open dataset per file.
 - `rsneo read`: `rsneo.io.read.read_source` on a window of the same files (the scene reader's hot path).
-- `torchgeo random` / `torchgeo grid`: `SensorRaster` with `RandomGeoSampler` / `GridGeoSampler` in a DataLoader.
+- `torchgeo random` / `grid`: `SensorRaster` with `RandomGeoSampler` / `GridGeoSampler` in a DataLoader.
 - `shards in order` / `shards shuffled`: `ShardDataset` over the series prepared as 64-pixel tiles.
 Each configuration runs in its own process so its peak RSS (including DataLoader workers) is its own.
 
@@ -34,8 +34,9 @@ def _windows(n: int, size: int, seed: int = 0) -> list[tuple[Path, int, int]]:
 
     rng = np.random.default_rng(seed)
     files = sorted(NAIP.glob("*.tif"))
-    return [(files[rng.integers(len(files))], int(rng.integers(0, 700 - size)), int(rng.integers(0, 900 - size)))
-            for _ in range(n)]  # fmt: skip
+    picks = rng.integers(len(files), size=n)
+    rows, cols = rng.integers(0, 700 - size, size=n), rng.integers(0, 900 - size, size=n)
+    return [(files[f], int(r), int(c)) for f, r, c in zip(picks, rows, cols, strict=True)]
 
 
 def run_one(kind: str, chips: int, size: int, workers: int, shards: str) -> dict:
@@ -86,8 +87,8 @@ def run_one(kind: str, chips: int, size: int, workers: int, shards: str) -> dict
         from rsneo.data.shards import ShardDataset
 
         ds = ShardDataset(shards, shuffle=kind.endswith("shuffled"), buffer=64)
-        for _ in DataLoader(ds, batch_size=None, num_workers=workers):
-            count += 1
+        for sample in DataLoader(ds, batch_size=None, num_workers=workers):
+            count += sample["image"].shape[0]  # frames: one tile holds every date
             if count >= chips:
                 break
     seconds = time.perf_counter() - start
@@ -105,9 +106,11 @@ def main() -> None:
     if args.one:
         kind, workers = args.one.rsplit("|", 1)
         out = run_one(kind, args.chips, args.size, int(workers), args.shards)
-        self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        print(json.dumps(out | {"peak_mib": (self_kb + child_kb) / 1024}))
+        # VmHWM: this process's own peak (ru_maxrss would include the parent's at exec)
+        status = Path("/proc/self/status").read_text().splitlines()
+        hwm_kb = next(int(x.split()[1]) for x in status if x.startswith("VmHWM"))
+        child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if int(workers) else 0
+        print(json.dumps(out | {"peak_mib": hwm_kb / 1024, "worker_peak_mib": child_kb / 1024}))
         return
     with tempfile.TemporaryDirectory() as tmp:
         shards = Path(tmp) / "shards"
@@ -123,7 +126,7 @@ def main() -> None:
         configs = [("rasterio loop", 0), ("rsneo read", 0)]
         for kind in ("torchgeo random", "torchgeo grid", "shards in order", "shards shuffled"):
             configs += [(kind, w) for w in args.workers]
-        print(f"{'source':<18} {'workers':>7} {'chips':>6} {'chips/s':>9} {'peak MiB':>9}")
+        print(f"{'source':<18} {'workers':>7} {'chips':>6} {'chips/s':>9} {'peak MiB':>9} {'worker MiB':>10}")
         for kind, workers in configs:
             cmd = [sys.executable, __file__, "--one", f"{kind}|{workers}", "--chips", str(args.chips),
                    "--size", str(args.size), "--shards", str(shards)]  # fmt: skip
@@ -131,8 +134,11 @@ def main() -> None:
                 subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
             )
             rate = result["chips"] / result["seconds"]
-            print(f"{kind:<18} {workers:>7} {result['chips']:>6} {rate:>9.1f} {result['peak_mib']:>9.0f}")
-        print("shard samples are 10-date tiles (10 frames of 4x64x64 each); other rows are single-date chips")
+            print(
+                f"{kind:<18} {workers:>7} {result['chips']:>6} {rate:>9.1f} {result['peak_mib']:>9.0f} "
+                f"{result['worker_peak_mib']:>10.0f}"
+            )
+        print("chips: 4-band frames of size x size; a shard sample is a 10-date tile and counts 10 frames")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import rasterio
+from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,12 +53,14 @@ def crop_geotiff(src: Path, dst: Path, window: Window, band_names: tuple[str, ..
             "transform": ds.window_transform(window),
             "compress": "deflate",
             "tiled": False,
+            "photometric": "MINISBLACK",  # 4 bands are not RGBA: band 4 is green, not an alpha mask
         }
     dst.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(dst, "w", **profile) as out:
         out.write(data)
         for i, name in enumerate(band_names, start=1):
             out.set_band_description(i, name)
+        out.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * (len(band_names) - 1)
 
 
 def build(shared: Path, out: Path) -> None:

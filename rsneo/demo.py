@@ -8,7 +8,6 @@ the demo runs a small random model and says so on screen and in the picture.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +104,7 @@ def overview_figure(
     question: str,
     answer: str,
     model_note: str,
+    warn: bool = False,
 ) -> Path:
     """Write a 2 x 3 panel PNG of the demo (inputs, products, references) for the README; returns `path`."""
     import matplotlib
@@ -137,12 +137,10 @@ def overview_figure(
         if legend:
             handles = [Patch(facecolor=c, edgecolor="k", label=n) for n, c in legend]
             ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
-    fig.suptitle(
-        f"rsneo demo - {model_note}", fontsize=13, color="black" if "trained" in model_note else "red"
-    )
+    fig.suptitle(f"rsneo demo - {model_note}", fontsize=13, color="red" if warn else "black")
     shown = "".join(ch if ch.isprintable() else "?" for ch in answer)[:160]
     fig.text(0.5, 0.02, f"Q: {question}\nA: {shown}", ha="center", fontsize=11, wrap=True)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95), h_pad=2.5)
     tmp = path.with_name(f".{path.name}.partial")
     fig.savefig(tmp, format="png")
     plt.close(fig)
@@ -182,25 +180,11 @@ def demo_system(model: Path | None = None):
     folder = model if model is not None else BUNDLED_MODEL
     if model is not None or (folder / "config.json").is_file():
         system = load_system(folder)
-        card = folder / "model_card.json"
-        name = json.loads(card.read_text()).get("name", folder.name) if card.is_file() else folder.name
-        return system, True, f"trained model '{name}' ({folder})"
+        name = system.config.name
+        where = "the bundled model, see docs/model_card.md" if model is None else str(folder)
+        return system, True, f"model '{name}' ({where})"
     system = random_system(texts=[f"{c}. {DEMO_QUESTION}" for c in DEMO_CLASSES], preset="tiny")
     return system, False, "RANDOM UNTRAINED MODEL: no weights in rsneo/assets/model, outputs are meaningless"
-
-
-def answer_about(system, raster: Path, question: str, max_side: int = 256, max_new_tokens: int = 48) -> str:
-    """The language head's answer to `question` about one raster, read whole, at most `max_side` px a side."""
-    import rasterio
-
-    from rsneo.heads.generation import generate_answer
-    from rsneo.predict.bands import band_layout, overview_size, read_overview
-
-    layout = band_layout(raster)
-    with rasterio.open(raster) as src:
-        pixels, valid = read_overview(src, overview_size(src.width, src.height, max_side))
-    frames = [layout.images(pixels, valid)]
-    return generate_answer(system.model, system.tokenizer, frames, question, [layout.date], max_new_tokens)
 
 
 def run_demo(
@@ -215,11 +199,15 @@ def run_demo(
     """Run the three products on the bundled samples into `out`, then draw `out/overview.png`."""
     import time
 
+    from rsneo.errors import InputError
     from rsneo.io.cog import check_writable
+    from rsneo.predict.ask import ask_rasters
     from rsneo.predict.change import detect_change
     from rsneo.predict.segment import segment_raster
     from rsneo.predict.sliding_window import WindowPlan
 
+    if window < 64 or window % 32:
+        raise InputError(f"--window: expected a multiple of 32 pixels, at least 64, got {window}")
     out = check_writable(Path(out))
     samples = samples or bundled_samples()
     plan = WindowPlan(size=window, overlap=min(32, window // 4))
@@ -244,7 +232,7 @@ def run_demo(
     seconds["change"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    answer = answer_about(system, samples.sentinel2, question)
+    answer = ask_rasters(system, [samples.sentinel2], question, max_side=256, max_new_tokens=48)
     (out / "answer.txt").write_text(f"Q: {question}\nA: {answer}\n")
     seconds["question"] = time.perf_counter() - start
 
@@ -262,7 +250,7 @@ def run_demo(
         seconds=seconds,
     )
     result.overview = overview_figure(
-        out / "overview.png", samples, seg.cog, change.cog, question, answer, note
+        out / "overview.png", samples, seg.cog, change.cog, question, answer, note, warn=not trained
     )
     return result
 

@@ -26,6 +26,9 @@ SensorOption = Annotated[
     str | None,
     typer.Option("--sensor", help="Sensor name when the raster's metadata does not tell (rsneo sensors)."),
 ]
+BandsOption = Annotated[
+    str | None, typer.Option("--bands", help="The raster's band names in file order, e.g. B5,B4,B3,B2.")
+]
 WindowOption = Annotated[int, typer.Option("--window", help="Window size in pixels (a multiple of 32).")]
 OverlapOption = Annotated[int, typer.Option("--overlap", help="Overlap between windows in pixels.")]
 BatchOption = Annotated[int, typer.Option("--batch", help="Windows per model call.")]
@@ -71,6 +74,10 @@ def _plan(window: int, overlap: int, batch: int):
     return WindowPlan(window, overlap, batch)
 
 
+def _bands(text: str | None) -> list[str] | None:
+    return None if text is None else [b.strip() for b in text.split(",") if b.strip()]
+
+
 def _system(model: Path | None, device: str):
     from rsneo.heads.system import load_system
 
@@ -85,6 +92,7 @@ def segment_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder (created if needed).")],
     model: ModelOption = None,
     sensor: SensorOption = None,
+    bands: BandsOption = None,
     none_threshold: Annotated[
         float | None, typer.Option("--none-threshold", help='Cosine below which a pixel is "none of these".')
     ] = None,
@@ -135,6 +143,7 @@ def change_command(
     ] = None,
     model: ModelOption = None,
     sensor: SensorOption = None,
+    bands: BandsOption = None,
     window: WindowOption = 256,
     overlap: OverlapOption = 32,
     batch: BatchOption = 2,
@@ -176,7 +185,14 @@ def ask_command(
     question: Annotated[str, typer.Argument(help="The question, in quotes.")],
     model: ModelOption = None,
     sensor: SensorOption = None,
+    bands: BandsOption = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest answer in tokens.")] = 64,
+    max_side: Annotated[
+        int,
+        typer.Option(
+            "--max-side", help="Each raster is read whole, resampled to at most this many pixels a side."
+        ),
+    ] = 512,
     device: DeviceOption = "cpu",
 ) -> None:
     """Ask a question about a raster, or one question over a time series of rasters."""
@@ -184,5 +200,13 @@ def ask_command(
 
     with _reported_warnings():
         system = _system(model, device)
-        answer = ask_rasters(system, rasters, question, sensor=sensor, max_new_tokens=max_tokens)
+        answer = ask_rasters(
+            system,
+            rasters,
+            question,
+            sensor=sensor,
+            bands=_bands(bands),
+            max_side=max_side,
+            max_new_tokens=max_tokens,
+        )
     typer.echo(answer)

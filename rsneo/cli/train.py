@@ -12,8 +12,9 @@ from rsneo.cli.app import app
 
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    epilog="Examples: rsneo train experiment=smoke out_dir=runs/smoke | rsneo train model=demo data=sen1floods11 "
-    "trainer.max_steps=500 | rsneo train experiment=smoke resume=runs/smoke/checkpoints/last.ckpt",
+    epilog="Examples: rsneo train experiment=smoke out_dir=runs/smoke | "
+    "rsneo train model=demo data=sen1floods11 trainer.max_steps=500 | "
+    "rsneo train experiment=smoke resume=runs/smoke/checkpoints/last.ckpt",
 )
 def train(
     ctx: typer.Context,
@@ -21,7 +22,8 @@ def train(
 ) -> None:
     """Train with Hydra overrides KEY=VALUE (groups: model, data, stage, trainer, objectives, experiment).
 
-    Writes OUT_DIR/metrics.csv, OUT_DIR/checkpoints/last.ckpt, TensorBoard logs and OUT_DIR/loss_curve.png.
+    Writes OUT_DIR/metrics.csv, OUT_DIR/checkpoints/last.ckpt, TensorBoard logs and
+    OUT_DIR/loss_curve.png.
     """
     from omegaconf import OmegaConf
 
@@ -43,12 +45,23 @@ def train(
 
 @app.command()
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Lightning checkpoint written by `rsneo train` (.ckpt).")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Lightning checkpoint written by `rsneo train` (.ckpt).")
+    ],
     folder: Annotated[Path, typer.Argument(help="Folder to write (from_pretrained layout).")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty FOLDER.")] = False,
 ) -> None:
-    """Export a training checkpoint to a model folder: backbone, heads and tokenizer (safetensors, no pickle)."""
+    """Export a training checkpoint to a model folder: backbone, heads and tokenizer (safetensors, no
+    pickle)."""
     from rsneo.train.export import export_checkpoint
 
     out = export_checkpoint(checkpoint, folder, overwrite)
     typer.echo(f"exported {checkpoint} to {out}")
+
+
+if __name__ == "__main__":  # `python -m rsneo.cli.train KEY=VALUE ...`, for launchers such as torchrun
+    import sys
+
+    from rsneo.cli import run_app
+
+    sys.exit(run_app(["train", *sys.argv[1:]]))

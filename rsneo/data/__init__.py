@@ -1,0 +1,22 @@
+"""From scenes and text to packed model inputs, TorchGeo datasets, and prepared shards.
+
+Public API (what train, products and demo call):
+- Tokenizer (`rsneo.data.tokenizer`): `train_tokenizer(texts, vocab_size)`, `load_tokenizer(folder)`,
+  `add_image_tokens(tokenizer) -> ImageTokenIds` (idempotent), `image_token_ids(tokenizer)`.
+- Frames (`rsneo.data.frames`): `normalise(scene, stats=None)` (sensor statistics; NaN -> 0),
+  `frame_groups(scene, values, t, window=None, groups=None) -> list[ImageInput]` (the sensor's band groups,
+  padded to multiples of 32), `scene_frames(scene, window=None, stats=None, groups=None, captions=False)
+  -> list[Frame]` (one per date), `band_statistics(scene)`.
+- Documents (`rsneo.data.documents`): `Document(ids, groups, learn)`, `DocumentBuilder(tokenizer)
+  .text(s, learn).frame(groups).end()`, `build_document(parts, tokenizer)` with parts `str` / `Prompt` (no
+  loss) / `Answer` (loss) / `Frame` / list of `ImageInput`.
+- Packing (`rsneo.data.packing`): `pack_documents(docs, max_tokens, tokens, rows_per_batch=1, policy=...)
+  -> list[ModelInputs]` (first-fit rows), `collate(rows, tokens, pad_id, policy)` -> `ModelInputs` with
+  next-token `labels`, `next_token_labels(input_ids, doc_ids, learn)`, `unpack(inputs, context_id)`.
+  Positions and block ids come from `rsneo.model.positions` (the one implementation of the index rule).
+- TorchGeo (`rsneo.data.datasets`): `SensorRaster` (RasterDataset; use TorchGeo's samplers),
+  `Sen1Floods11Chips`, `BigEarthNetChips` (NonGeoDatasets), `sample_scene(sample)` -> scene.
+- Shards (`rsneo.data.shards`, `rsneo.data.recipes`, `rsneo prepare`): `prepare_shards(items, load, out,
+  items_per_shard, workers)`, `ShardDataset(folder, shuffle=False)` (streams; splits across ranks and
+  workers), `shard_scene(sample)`, `read_manifest(folder)` (refuses other format versions), `RECIPES`.
+"""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 import torch
 import xarray as xr
 from affine import Affine
@@ -31,7 +32,8 @@ class SensorRaster(RasterDataset):
     """GeoTIFFs of one sensor under `paths`, band order given by `file_bands` (default: the sensor's).
 
     `bands` selects and orders bands (sensor names or aliases). `filename_regex` may hold a `date` group
-    (`date_format`) so a time series is indexed by date, as in TorchGeo.
+    (`date_format`) so a time series is indexed by date, as in TorchGeo. Nodata (and gaps) are NaN in
+    `image`, as in scenes from `rsneo.io.scene.read_scene`.
     """
 
     filename_glob = "*.tif"
@@ -59,9 +61,13 @@ class SensorRaster(RasterDataset):
             raise InputError(f"SensorRaster: bands {missing} are not among the files' bands {self.all_bands}")
         super().__init__(paths, crs=crs, res=res, bands=chosen, transforms=None, cache=cache)
         self.user_transforms = transforms
+        with rasterio.open(self.index.iloc[0]["filepath"]) as src:
+            self.nodata = src.nodata  # TorchGeo fills gaps and nodata with it; samples carry NaN instead
 
     def __getitem__(self, query: Any) -> dict[str, Any]:
         sample = super().__getitem__(query)
+        if self.nodata is not None:
+            sample["image"][sample["image"] == self.nodata] = float("nan")  # as `read_scene` marks nodata
         band_objs = [self.sensor.band(b) for b in self.bands]
         sample["sensor"] = self.sensor.name
         sample["bands"] = [b.name for b in band_objs]

@@ -29,6 +29,7 @@ class ChangeHeadConfig:
     hidden_size: int
     dim: int = 32
     decoder_channels: int = 32
+    full_channels: int = 24
     stem_channels: int = 16
     early_layer: int = 1
     init_scale: float = 200.0
@@ -42,7 +43,11 @@ class ChangeHead(nn.Module):
         super().__init__()
         self.config = config
         self.decoder = PixelDecoder(
-            config.hidden_size, config.decoder_channels, config.stem_channels, config.dim
+            config.hidden_size,
+            config.decoder_channels,
+            config.stem_channels,
+            config.dim,
+            config.full_channels,
         )
         self.correction = nn.Conv2d(2 * config.dim, 1, 1)
         nn.init.zeros_(self.correction.weight)

@@ -40,8 +40,9 @@ class SegmentationHeadConfig:
     """Sizes of the segmentation head; saved in heads.json."""
 
     hidden_size: int
-    dim: int = 64  # shared embedding width of pixels and classes
-    decoder_channels: int = 48
+    dim: int = 32  # shared embedding width of pixels and classes
+    decoder_channels: int = 48  # at 1/8 resolution
+    full_channels: int = 24  # at full resolution
     stem_channels: int = 16  # per-pixel wavelength-conditioned stem
     early_layer: int = 1  # hidden_states index of the early, less abstract features (0 = embeddings)
     prompt_template: str = "a satellite image of {}"
@@ -78,25 +79,31 @@ class ImageFeatures:
 
 
 class PixelDecoder(nn.Module):
-    """Token grid (1/32) -> full-resolution pixel embeddings, guided by the per-pixel stem."""
+    """Token grid (1/32) -> full-resolution pixel embeddings, guided by the per-pixel stem.
 
-    def __init__(self, hidden_size: int, channels: int, stem_channels: int, dim: int) -> None:
+    Spatial context is mixed at 1/8 resolution (3x3 conv). The first full-resolution layer is linear in
+    [upsampled tokens, stem], and bilinear upsampling commutes with a 1x1 conv, so the token part is projected
+    before upsampling; at full resolution only two narrow per-pixel layers run, so large rasters stay cheap.
+    """
+
+    def __init__(
+        self, hidden_size: int, channels: int, stem_channels: int, dim: int, full_channels: int
+    ) -> None:
         super().__init__()
         self.tokens = nn.Conv2d(2 * hidden_size, channels, 1)
         self.up = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GELU())
+        self.to_full = nn.Conv2d(channels, full_channels, 1)
         self.stem = SpectralStem(stem_channels)
-        self.fuse = nn.Sequential(
-            nn.Conv2d(channels + stem_channels, channels, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(channels, dim, 1),
-        )
+        self.stem_to_full = nn.Conv2d(stem_channels, full_channels, 1, bias=False)
+        self.out = nn.Conv2d(full_channels, dim, 1)
 
     def forward(self, last: Tensor, early: Tensor, pixels: Tensor, wavelengths: Tensor) -> Tensor:
         # last, early (N, hidden, rows, cols); pixels (N, bands, H, W) -> (N, dim, H, W)
         x = self.tokens(torch.cat([last, early], dim=1))  # (N, c, rows, cols)
         x = self.up(F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False))  # (N, c, 4r, 4c)
-        x = F.interpolate(x, size=pixels.shape[-2:], mode="bilinear", align_corners=False)  # (N, c, H, W)
-        return self.fuse(torch.cat([x, self.stem(pixels, wavelengths)], dim=1))
+        x = self.to_full(x)  # (N, f, 4r, 4c): projected before upsampling, same result, 1/64 of the work
+        x = F.interpolate(x, size=pixels.shape[-2:], mode="bilinear", align_corners=False)  # (N, f, H, W)
+        return self.out(F.gelu(x + self.stem_to_full(self.stem(pixels, wavelengths))))  # (N, dim, H, W)
 
 
 class SegmentationHead(nn.Module):
@@ -106,7 +113,11 @@ class SegmentationHead(nn.Module):
         super().__init__()
         self.config = config
         self.decoder = PixelDecoder(
-            config.hidden_size, config.decoder_channels, config.stem_channels, config.dim
+            config.hidden_size,
+            config.decoder_channels,
+            config.stem_channels,
+            config.dim,
+            config.full_channels,
         )
         self.class_proj = nn.Sequential(
             nn.Linear(config.hidden_size, config.hidden_size),

@@ -1,0 +1,21 @@
+"""Raster input and output at the edges of rsneo.
+
+Reading (data area; what train, products and demo call):
+- `rsneo.io.scene.read_scene(paths, sensor=None, bands=None, subset=None, window=None, bounds=None,
+  resolution=None)` -> xarray DataArray (time, band, y, x), float32 in the sensor's stored units,
+  NaN = nodata; coords `time`, `band`, `wavelength` (um), `common_name`, `group`, `y`, `x`; attrs `sensor`,
+  `crs` (WKT, "" for pixel units), `transform`, `units`, `dtype`, `sources`. A list of paths is a series:
+  sorted by date and resampled/reprojected onto the first date's grid. Helpers: `grid_of(scene)`,
+  `bands_of(scene)`, `valid_mask(scene)`, `read_mask(path, grid)` (labels, nearest),
+  `to_scene(array, sensor, bands, grid, dates)`.
+- `rsneo.io.read.open_source(path, sensor=None, bands=None)` -> `RasterSource` (sensor, bands, band files,
+  grid, date) for a raster file, a folder of one-band files (BigEarthNet) or a local STAC item JSON;
+  `read_source(source, grid)` reads all bands onto any grid window; `PixelUnitsWarning` for images without
+  georeference. `rsneo.io.grid.Grid` (crs, transform, width, height; `.window()`, `.resampled()`).
+- `rsneo.io.describe.describe_raster(path)`: the facts `rsneo info` prints.
+- Sensor detection (`rsneo.io.detect`): product names in file names, ENVI `sensor type`, band descriptions,
+  RGB colour interpretation; otherwise `sensor=` is required and the error says so.
+All user-fixable problems raise `rsneo.errors.InputError` naming the file.
+
+Writing (products area): `cog.py` (Cloud-Optimised GeoTIFF), `vector.py` (GeoPackage), `qgis.py`, `report.py`.
+"""

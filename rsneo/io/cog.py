@@ -122,11 +122,12 @@ def check_writable(folder: Path) -> Path:
 
 
 class CogBlockWriter:
-    """Stream class blocks (and an optional confidence band) into a COG at `path`.
+    """Stream blocks of one uint8 band into a COG at `path`.
 
-    Band 1: class values (uint8, 0..n-1, `NODATA_CLASS` for no data) with a colour table and the class names
-    as band metadata. Band 2 (when `confidence`): the winning class probability in percent (uint8 0..100).
-    With `resume=True` an existing partial file from an interrupted run is reopened instead of recreated.
+    With a `legend`, a class map: values 0..n-1, `NODATA_CLASS` for no data, a colour table, the class names
+    as band metadata, overviews by mode. Without one, a plain band (e.g. confidence in percent 0..100, nodata
+    255) with averaged overviews. With `resume=True` an existing partial file from an interrupted run is
+    reopened instead of recreated.
     """
 
     def __init__(
@@ -137,15 +138,14 @@ class CogBlockWriter:
         height: int,
         crs: rasterio.crs.CRS | None,
         transform: rasterio.Affine,
-        legend: ClassLegend,
-        confidence: bool = False,
+        legend: ClassLegend | None,
+        description: str = "class",
         resume: bool = False,
         blocksize: int = 256,
     ) -> None:
         self.path = Path(path)
         self.partial = hidden_path(self.path, "partial.tif")
         self.legend = legend
-        self.confidence = confidence
         if resume and self.partial.exists():
             with rasterio.Env(**GDAL_ENV):
                 self._dst = open_raster(self.partial, "r+")
@@ -154,7 +154,7 @@ class CogBlockWriter:
             driver="GTiff",
             width=width,
             height=height,
-            count=2 if confidence else 1,
+            count=1,
             dtype="uint8",
             crs=crs,
             transform=transform,
@@ -166,26 +166,22 @@ class CogBlockWriter:
         )
         with rasterio.Env(**GDAL_ENV):
             self._dst = open_raster(self.partial, "w", **profile)
+        self._dst.set_band_description(1, description)
+        if legend is None:
+            return
         self._dst.write_colormap(1, legend.colormap())
-        self._dst.update_tags(class_names=json.dumps(list(legend.names)), rsneo_product="class map")
-        self._dst.set_band_description(1, "class")
+        self._dst.update_tags(class_names=json.dumps(list(legend.names), ensure_ascii=False), rsneo_product="class map")
         self._dst.update_tags(
             1,
-            class_names=json.dumps(list(legend.names)),
+            class_names=json.dumps(list(legend.names), ensure_ascii=False),
             class_colors=json.dumps([legend.hex(i) for i in range(len(legend.names))]),
             **{f"class_{i}": name for i, name in enumerate(legend.names)},
         )
-        if confidence:
-            self._dst.set_band_description(2, "confidence_percent")
 
-    def write(self, window: Window, classes: np.ndarray, confidence: np.ndarray | None = None) -> None:
-        """Write one block: `classes` (rows, cols) uint8, `confidence` (rows, cols) uint8 percent."""
-        if self.confidence and confidence is None:
-            raise ValueError("this writer has a confidence band; pass `confidence` with every block")
+    def write(self, window: Window, values: np.ndarray) -> None:
+        """Write one block of (rows, cols) uint8 values."""
         with rasterio.Env(**GDAL_ENV):
-            self._dst.write(classes.astype(np.uint8, copy=False), 1, window=window)
-            if self.confidence:
-                self._dst.write(confidence.astype(np.uint8, copy=False), 2, window=window)
+            self._dst.write(values.astype(np.uint8, copy=False), 1, window=window)
 
     def flush(self) -> None:
         """Make the blocks written so far durable, so a resumed run can trust them."""
@@ -194,7 +190,7 @@ class CogBlockWriter:
             self._dst = open_raster(self.partial, "r+")
 
     def finish(self) -> Path:
-        """Convert to a COG (deflate, tiled, overviews by mode), rename into place, return the path."""
+        """Convert to a COG (deflate, tiled, with overviews), rename into place, return the path."""
         from rio_cogeo.cogeo import cog_translate
         from rio_cogeo.profiles import cog_profiles
 
@@ -209,7 +205,7 @@ class CogBlockWriter:
                     str(self.partial),
                     str(staging),
                     profile,
-                    overview_resampling="mode",
+                    overview_resampling="mode" if self.legend is not None else "average",
                     overview_level=None,
                     in_memory=False,
                     quiet=True,

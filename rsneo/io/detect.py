@@ -35,6 +35,9 @@ ENVI_SENSORS: tuple[tuple[str, str], ...] = (
 WAVELENGTH_TOLERANCE_UM = 0.05
 _DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])(?!\d)")
 _YEAR = re.compile(r"^((?:19|20)\d{2})(?!\d)")
+# Pre-collection Landsat scene ids (L71119038_03820000317: sensor, path/row, then the date), as ENVI band
+# names of USGS products carry them.
+_LANDSAT_ID = re.compile(r"L[ETCMO]?[4-9]\d{6,7}_\d{3}((?:19|20)\d{2})(\d{2})(\d{2})")
 
 
 def _resolves(sensor: Sensor, names: list[str]) -> bool:
@@ -116,10 +119,15 @@ def folder_band_name(file: Path) -> str:
 
 
 def acquisition_date(path: Path, src: rasterio.DatasetReader | None = None) -> np.datetime64 | None:
-    """Acquisition date from the name (`20170613`, `2017-06-13`; a leading year `1985.tif` -> 1985-01-01)."""
+    """Acquisition date: from the name (`20170613`, `2017-06-13`), a Landsat scene id in an ENVI header, or a
+    leading year in the name (`1985.tif` -> 1985-01-01)."""
     match = _DATE.search(path.name)
     if match:
         return np.datetime64("-".join(match.groups()), "D")
+    if src is not None and "ENVI" in src.tag_namespaces():
+        match = _LANDSAT_ID.search(src.tags(ns="ENVI").get("band_names", ""))
+        if match:
+            return np.datetime64("-".join(match.groups()), "D")
     match = _YEAR.match(path.stem)
     if match:
         return np.datetime64(f"{match.group(1)}-01-01", "D")

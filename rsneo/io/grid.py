@@ -25,6 +25,10 @@ class Grid:
         return abs(self.transform.a), abs(self.transform.e)
 
     @property
+    def width_height(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in CRS units."""
         x0, y0 = self.transform @ (0, 0)

@@ -1,9 +1,9 @@
 """Open any raster GDAL reads (or a folder of one-band files) as a `RasterSource`, and read windows of it.
 
 Reading uses rasterio directly: a window that lies on the file's own grid is a plain windowed `read`;
-anything else (another resolution, a shifted or reprojected grid) goes through a `WarpedVRT` restricted to the
-requested window, so only the blocks under the window are decoded. Values stay in the sensor's stored units,
-as float32 with NaN wherever the file says nodata (or has no data: outside its extent).
+anything else (another resolution, a shifted or reprojected grid) is warped by GDAL straight into the
+requested window, so only the source blocks under the window are decoded. Values stay in the sensor's
+stored units, as float32 with NaN wherever the file says nodata (or has no data: outside its extent).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
-from rasterio.vrt import WarpedVRT
+from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from rsneo.errors import InputError
@@ -203,34 +203,29 @@ def read_band(
             f"{band_file.path}: has no CRS while the scene grid has one (or the reverse); "
             "expected every date and band to be georeferenced to reproject them onto one grid"
         )
-    window = grid.aligned_window_in(file_grid) if grid.crs is not None else None
-    if grid.crs is None:
-        if (file_grid.width, file_grid.height) != (
-            grid.width,
-            grid.height,
-        ) and grid.transform == Affine.identity():
-            raise InputError(
-                f"{band_file.path}: has no georeference and is {file_grid.width}x{file_grid.height} pixels; "
-                f"expected {grid.width}x{grid.height} to stack it with the others"
-            )
+    if grid.crs is None:  # pixel units: the grid is a window of the image itself
         window = Window(grid.transform.c, grid.transform.f, grid.width, grid.height)
+    else:
+        window = grid.aligned_window_in(file_grid)
     with gdal_errors(name):
         if window is not None and file_grid.contains_window(window):
             data = src.read(band_file.index, window=window, masked=True)  # (height, width)
             return data.astype(np.float32).filled(np.nan)
         if grid.crs is None:
             raise InputError(f"{band_file.path}: window {window} lies outside the image")
-        with WarpedVRT(
-            src,
-            crs=grid.crs,
-            transform=grid.transform,
-            width=grid.width,
-            height=grid.height,
+        # GDAL's warper reads only the source blocks under the destination window. (A WarpedVRT with NaN as
+        # nodata returns all-NaN when the CRS changes, so the warp writes into a NaN-filled array instead.)
+        out = np.full((grid.height, grid.width), np.nan, np.float32)  # (height, width)
+        reproject(
+            rasterio.band(src, band_file.index),
+            out,
+            src_nodata=src.nodata,
+            dst_transform=grid.transform,
+            dst_crs=grid.crs,
+            dst_nodata=np.nan,
             resampling=resampling,
-            nodata=np.nan,
-            dtype="float32",
-        ) as vrt:
-            return vrt.read(band_file.index)  # (height, width)
+        )
+        return out
 
 
 def read_source(

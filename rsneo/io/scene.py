@@ -47,6 +47,8 @@ def scene_grid(
     resolution: float | None = None,
 ) -> Grid:
     """The grid a scene is read onto: `first`'s grid, resampled, then cut to a pixel window or bounds."""
+    if first.grid.crs is None and resolution is not None:
+        raise InputError(f"{first.path}: has no CRS; expected one to resample to resolution {resolution}")
     grid = first.grid if resolution is None else first.grid.resampled(resolution)
     if bounds is not None:
         if grid.crs is None:
@@ -102,6 +104,11 @@ def read_scene(
             raise InputError(
                 f"{missing.path}: has no CRS; expected one to reproject the dates onto one grid "
                 f"({first.path} and {other.path})"
+            )
+        if grid.crs is None and other.grid.width_height != first.grid.width_height:
+            raise InputError(
+                f"{other.path}: has no georeference and is {other.grid.width}x{other.grid.height} pixels; "
+                f"expected {first.grid.width}x{first.grid.height} like {first.path} to stack them"
             )
         if not _overlaps(_bounds_in(other, grid.crs), grid.bounds):
             raise InputError(

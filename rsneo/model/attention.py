@@ -54,20 +54,41 @@ class AttentionMask:
 _compiled_flex: Any = None
 
 
-def flex_attention(q: Tensor, k: Tensor, v: Tensor, block_mask: Any, scale: float) -> Tensor:
-    """FlexAttention, compiled on CUDA (fused kernel), eager elsewhere."""
+def flex_needs_power_of_two() -> bool:
+    """Older FlexAttention (torch < 2.8 or so) rejects head dims that are not powers of two."""
+    from torch.nn.attention import flex_attention as module
+
+    return hasattr(module, "_supported_head_dim")
+
+
+def _pad_last(x: Tensor, width: int) -> Tensor:
+    return F.pad(x, (0, width - x.shape[-1])) if width > x.shape[-1] else x
+
+
+def flex_attention(
+    q: Tensor, k: Tensor, v: Tensor, block_mask: Any, scale: float, pad: bool | None = None
+) -> Tensor:
+    """FlexAttention, compiled on CUDA (fused kernel), eager elsewhere.
+
+    Where the installed version needs power-of-two head dims, q/k and v are zero-padded (scores and outputs
+    are unchanged: the extra channels multiply zeros) and the output is cut back.
+    """
     global _compiled_flex
     from torch.nn.attention.flex_attention import flex_attention as flex
 
+    dv = v.shape[-1]
+    if pad if pad is not None else flex_needs_power_of_two():
+        q, k = (_pad_last(t, max(16, 1 << (q.shape[-1] - 1).bit_length())) for t in (q, k))
+        v = _pad_last(v, max(16, 1 << (dv - 1).bit_length()))
     if q.is_cuda:
         if _compiled_flex is None:
             _compiled_flex = torch.compile(flex, dynamic=False)
-        return _compiled_flex(q, k, v, block_mask=block_mask, scale=scale)
+        return _compiled_flex(q, k, v, block_mask=block_mask, scale=scale)[..., :dv]
     import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
-        return flex(q, k, v, block_mask=block_mask, scale=scale)
+        return flex(q, k, v, block_mask=block_mask, scale=scale)[..., :dv]
 
 
 class NativeAttention(nn.Module):

@@ -111,7 +111,11 @@ class RSNeoBackbone(nn.Module):
     def attention_mask(
         self, inputs: ModelInputs, backend: str, cache: KVCache | None = None
     ) -> AttentionMask:
-        """Build the mask once for all layers; `auto` picks flash / flex on CUDA and dense SDPA on CPU."""
+        """Build the mask once for all layers; `auto` picks flash / flex on CUDA and dense SDPA on CPU.
+
+        `flash` falls back to SDPA when the mask is not document-blocked; `flex` on CPU with gradients does
+        to SDPA too (FlexAttention has no CPU backward).
+        """
         if backend not in BACKENDS:
             raise InputError(f"attention backend: expected one of {BACKENDS}, got {backend!r}")
         doc, block = inputs.doc_ids, inputs.block_ids
@@ -123,6 +127,8 @@ class RSNeoBackbone(nn.Module):
             if plan is not None and (backend == "flash" or flash_available()):
                 return AttentionMask("flash", flash=plan)
             backend = ("flex" if doc.is_cuda else "sdpa") if backend == "auto" else "sdpa"
+        if backend == "flex" and not doc.is_cuda and torch.is_grad_enabled():
+            backend = "sdpa"  # FlexAttention has no CPU backward; SDPA computes the same numbers
         if backend == "flex":
             return AttentionMask("flex", block_mask=flex_block_mask(doc, block))
         return AttentionMask("sdpa", dense=dense_mask(doc, block, doc, block))

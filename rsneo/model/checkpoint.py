@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -20,6 +21,9 @@ from torch import Tensor
 
 from rsneo.errors import InputError
 from rsneo.model.config import RSNeoConfig
+
+if TYPE_CHECKING:
+    from rsneo.model.causal_lm import RSNeoForCausalLM
 
 INDEX = "model.safetensors.index.json"
 CONFIG = "config.json"
@@ -98,7 +102,8 @@ def _shard_files(folder: Path) -> list[Path]:
 
 def load_pretrained(
     folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-):  # -> RSNeoForCausalLM
+) -> RSNeoForCausalLM:
+    """Build on the meta device, then assign the tensors of each shard, read straight to `device`."""
     from rsneo.model.causal_lm import RSNeoForCausalLM
 
     folder = Path(folder)

@@ -117,9 +117,24 @@ class RSNeoConfig:
 
     @classmethod
     def from_neo_json(cls, neo: dict[str, Any], **overrides: Any) -> RSNeoConfig:
-        """Translate a NEO release config (`llm_config` + `vision_config`, as the golden one) to ours."""
+        """Translate a NEO config (`llm_config` + `vision_config`: the golden one, NEOChatConfig) to ours.
+
+        NEO's release configs may leave the image token ids unset (NEO reads them from its tokenizer); then
+        the defaults stay until `convert neo` takes them from the tokenizer.
+        """
         llm, vis = neo["llm_config"], neo["vision_config"]
-        merge = round(1 / vis.get("downsample_ratio", 0.5))
+        if "extra_num_layers" not in llm:
+            raise InputError("NEO config: llm_config has no 'extra_num_layers' (the pre-buffer depth)")
+        heads = llm["num_attention_heads"]
+        head_dim = llm.get("head_dim") or llm["hidden_size"] // heads
+        theta = llm.get("rope_theta") or (llm.get("rope_parameters") or {}).get("rope_theta", 1_000_000.0)
+        ids = {
+            k: neo[k]
+            for k in ("img_start_token_id", "img_end_token_id", "img_context_token_id")
+            if neo.get(k) is not None
+        }
+        if "img_end_token_id" not in ids and "img_start_token_id" in ids:
+            ids["img_end_token_id"] = ids["img_start_token_id"] + 1  # NEO adds <img>, </img> in this order
         cfg = cls(
             name=overrides.pop("name", "neo"),
             vocab_size=llm["vocab_size"],
@@ -127,21 +142,19 @@ class RSNeoConfig:
             intermediate_size=llm["intermediate_size"],
             num_layers=llm["num_hidden_layers"],
             prebuffer_layers=llm["extra_num_layers"],
-            num_heads=llm["num_attention_heads"],
-            num_kv_heads=llm["num_key_value_heads"],
-            head_dim=llm["head_dim"],
-            spectral_head_dim=llm["head_dim"] // 2,
-            rope_theta=llm["rope_theta"],
-            rope_theta_hw=llm["rope_theta_hw"],
-            rms_norm_eps=llm["rms_norm_eps"],
-            tie_word_embeddings=llm.get("tie_word_embeddings", False),
-            vision_hidden_size=vis["hidden_size"],
-            patch_size=vis["patch_size"],
-            merge_size=merge,
-            rope_theta_vision=vis["rope_theta_vision"],
-            img_start_token_id=neo["img_start_token_id"],
-            img_end_token_id=neo["img_end_token_id"],
-            img_context_token_id=neo["img_context_token_id"],
+            num_heads=heads,
+            num_kv_heads=llm.get("num_key_value_heads", heads),
+            head_dim=head_dim,
+            spectral_head_dim=head_dim // 2,
+            rope_theta=float(theta),
+            rope_theta_hw=float(llm.get("rope_theta_hw", 10_000.0)),
+            rms_norm_eps=llm.get("rms_norm_eps", 1e-6),
+            tie_word_embeddings=bool(llm.get("tie_word_embeddings", False)),
+            vision_hidden_size=vis.get("hidden_size", 1024),
+            patch_size=vis.get("patch_size", 16),
+            merge_size=round(1 / vis.get("downsample_ratio", 0.5)),
+            rope_theta_vision=float(vis.get("rope_theta_vision", 10_000.0)),
+            **ids,
         )
         return replace(cfg, **overrides)
 
@@ -153,7 +166,7 @@ def _golden_tiny() -> RSNeoConfig:
 
 PRESETS: dict[str, RSNeoConfig] = {
     "tiny": _golden_tiny(),
-    # ~9.8M parameters, ~39 MB in fp32 with embeddings: the bundled demo size
+    # ~9.1M parameters, ~37 MB in fp32 with embeddings: the bundled demo size
     "demo": RSNeoConfig(
         name="demo",
         vocab_size=8192,
@@ -167,9 +180,11 @@ PRESETS: dict[str, RSNeoConfig] = {
         spectral_head_dim=16,
         vision_hidden_size=128,
         tie_word_embeddings=True,
-        img_start_token_id=8189,
-        img_end_token_id=8190,
-        img_context_token_id=8191,
+        # ids as `train_tokenizer` (rsneo.data.tokenizer) lays them out: 3 text specials, then the image ones
+        img_start_token_id=3,
+        img_end_token_id=4,
+        img_context_token_id=5,
+        eos_token_id=0,
     ),
     # NEO-2.2B: Qwen3-1.7B (28 layers) behind a 12-layer pre-buffer (NEO's VLMTrainKit recipe:
     # --extra_num_layers 12)
@@ -187,12 +202,13 @@ PRESETS: dict[str, RSNeoConfig] = {
         rope_theta=1_000_000.0,
         tie_word_embeddings=True,
         vision_hidden_size=1024,
+        rope_theta_vision=1000.0,
         img_start_token_id=151669,
         img_end_token_id=151670,
         img_context_token_id=151671,
         eos_token_id=151645,
     ),
-    # NEO-9B: Qwen3-8B (36 layers) behind a 6-layer pre-buffer
+    # NEO-9B: Qwen3-8B (36 layers) behind a 6-layer pre-buffer (scripts/8B_1PT.sh: 6 of 42 layers)
     "neo-9b": RSNeoConfig(
         name="neo-9b",
         vocab_size=151936,
@@ -207,6 +223,7 @@ PRESETS: dict[str, RSNeoConfig] = {
         rope_theta=1_000_000.0,
         tie_word_embeddings=False,
         vision_hidden_size=1024,
+        rope_theta_vision=1000.0,
         img_start_token_id=151669,
         img_end_token_id=151670,
         img_context_token_id=151671,

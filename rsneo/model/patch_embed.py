@@ -111,23 +111,51 @@ class SpectralPatchEmbedding(nn.Module):
             kernels.append(kernel)
         return torch.stack(kernels, dim=1) * (self.config.reference_band_count / len(kernels))
 
-    def embed_group(self, image: ImageInput) -> Tensor:
-        """One band group (bands, H, W) -> tokens (H/32 * W/32, hidden), row-major."""
-        bands, height, width = image.pixels.shape
+    def patch_grids(self, images: Sequence[ImageInput]) -> list[Tensor]:
+        """Groups of one band set and one size, batched: each -> rotated patches (vision, H/16, W/16)."""
+        first = images[0]
+        bands, height, width = first.pixels.shape
         step = self.config.patch_size * self.config.merge_size
         if height % step or width % step:
             raise InputError(
                 f"image: height and width must be multiples of {step} pixels, found {height}x{width}"
             )
-        kernel = self.band_kernels(image.wavelengths, image.band_keys).to(self.anchors.dtype)
-        pixels = image.pixels.to(device=self.anchors.device, dtype=self.anchors.dtype)
-        patches = F.gelu(F.conv2d(pixels[None], kernel, self.patch_bias, stride=self.config.patch_size))[0]
-        patches = patch_rope_2d(patches, self.config.rope_theta_vision)  # (vision hidden, H/16, W/16)
-        tokens = self.dense(patches[None])[0]  # (hidden, H/32, W/32)
-        return tokens.flatten(1).transpose(0, 1)
+        kernel = self.band_kernels(first.wavelengths, first.band_keys).to(self.anchors.dtype)
+        pixels = torch.stack([im.pixels for im in images]).to(
+            device=self.anchors.device, dtype=self.anchors.dtype
+        )
+        patches = F.gelu(F.conv2d(pixels, kernel, self.patch_bias, stride=self.config.patch_size))
+        return [patch_rope_2d(p, self.config.rope_theta_vision) for p in patches]
 
     def forward(self, images: Sequence[ImageInput]) -> Tensor:
-        """All band groups of a batch -> (total image tokens, hidden), in `images` order."""
+        """All band groups of a batch -> (total image tokens, hidden), in `images` order, row-major per group.
+
+        Groups that share a band set (wavelengths and keys) and a size run as one convolution with one kernel.
+        The 2x2 merge runs once over all groups zero-padded to the largest grid, channels-last, as NEO runs it
+        (the convolution's summation order, so the last bits of NEO's vision_embeds, depend on that layout).
+        """
         if not images:
             return self.anchors.new_zeros(0, self.config.hidden_size)
-        return torch.cat([self.embed_group(im) for im in images], dim=0)
+        buckets: dict[tuple, list[int]] = {}
+        for i, im in enumerate(images):
+            signature = (tuple(im.wavelengths.tolist()), tuple(im.band_keys), tuple(im.pixels.shape))
+            buckets.setdefault(signature, []).append(i)
+        grids: list[Tensor] = [self.anchors.new_zeros(0)] * len(images)
+        for indices in buckets.values():
+            for i, grid in zip(indices, self.patch_grids([images[i] for i in indices]), strict=True):
+                grids[i] = grid
+        rows = max(g.shape[1] for g in grids)
+        cols = max(g.shape[2] for g in grids)
+        padded = grids[0].new_zeros(len(grids), rows, cols, grids[0].shape[0])  # (groups, rows, cols, vision)
+        for i, g in enumerate(grids):
+            padded[i, : g.shape[1], : g.shape[2]] = g.permute(1, 2, 0)
+        merged = self.dense(padded.permute(0, 3, 1, 2)).permute(
+            0, 2, 3, 1
+        )  # (groups, rows/2, cols/2, hidden)
+        m = self.config.merge_size
+        return torch.cat(
+            [
+                merged[i, : g.shape[1] // m, : g.shape[2] // m].reshape(-1, merged.shape[-1])
+                for i, g in enumerate(grids)
+            ]
+        )

@@ -73,14 +73,18 @@ def document_positions(
     input_ids: Tensor,
     images: Sequence[ImageInput],
     tokens: Any,
-    policy: str = "frame",
+    policy: str | None = None,
     date_spacing: float | None = None,
 ) -> DocumentPositions:
     """Positions (4, L) and block ids (L,) of one document whose `<IMG_CONTEXT>` tokens `images` fill.
 
     `images` are the document's band groups in token order; a frame (`<img>` block) holds one or more groups,
-    assigned by token count. `tokens` gives the image token ids (`RSNeoConfig` or `ImageTokenIds`).
+    assigned by token count. `tokens` gives the image token ids (`RSNeoConfig` or `ImageTokenIds`); when it is
+    an `RSNeoConfig`, `policy` and `date_spacing` default to its `mask_policy` and `date_spacing` (0 = frames
+    consecutive).
     """
+    policy = policy if policy is not None else getattr(tokens, "mask_policy", "frame")
+    date_spacing = date_spacing if date_spacing is not None else getattr(tokens, "date_spacing", None)
     if policy not in MASK_POLICIES:
         raise InputError(f"mask policy: expected one of {MASK_POLICIES}, got {policy!r}")
     ids = ImageTokens.of(tokens)
@@ -167,11 +171,14 @@ def text_positions(input_ids: Tensor) -> ModelInputs:
 def pack_documents(
     rows: Sequence[Sequence[tuple[Tensor, Sequence[ImageInput]]]],
     tokens: Any,
-    policy: str = "frame",
+    policy: str | None = None,
     date_spacing: float | None = None,
     pad_id: int = 0,
 ) -> ModelInputs:
-    """Pack rows of documents `(input_ids (L,), band groups)` into one right-padded `ModelInputs` batch."""
+    """Pack rows of documents `(input_ids (L,), band groups)` into one right-padded `ModelInputs` batch.
+
+    `policy` / `date_spacing` as in `document_positions`.
+    """
     lengths = [sum(len(ids) for ids, _ in row) for row in rows]
     width = max(lengths)
     batch = len(rows)

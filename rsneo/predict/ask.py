@@ -17,6 +17,7 @@ def ask_rasters(
     question: str,
     *,
     sensor: str | None = None,
+    bands: list[str] | None = None,
     max_side: int = 512,
     max_new_tokens: int = 64,
 ) -> str:
@@ -30,7 +31,7 @@ def ask_rasters(
     for raster in map(Path, rasters):
         if not raster.exists():
             raise InputError(f"{raster}: file not found")
-        layout = band_layout(raster, sensor)
+        layout = band_layout(raster, sensor, bands)
         with open_raster(raster) as src:
             pixels, valid = read_overview(src, overview_size(src.width, src.height, max_side))
         frames.append(layout.images(pixels, valid))

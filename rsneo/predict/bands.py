@@ -77,15 +77,19 @@ def raster_statistics(path: Path, sample: int = 1024) -> tuple[np.ndarray, np.nd
     return mean, np.where(std > 1e-6, std, 1.0)
 
 
-def band_layout(path: Path, sensor: str | None = None) -> BandLayout:
-    """Identify the bands of a raster file (sensor from metadata or `sensor`) and measure its statistics."""
+def band_layout(path: Path, sensor: str | None = None, bands: list[str] | None = None) -> BandLayout:
+    """Identify the bands of a raster file and measure its statistics.
+
+    The sensor comes from the metadata or `sensor`; `bands` names the file's bands in order when they are not
+    the sensor's bands in its own order (both as `rsneo info` / the data reader take them).
+    """
     import warnings
 
     from rsneo.io.read import PixelUnitsWarning, open_source
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PixelUnitsWarning)  # the commands warn about pixel units themselves
-        source = open_source(path, sensor=sensor)
+        source = open_source(path, sensor=sensor, bands=bands)
     bands = list(source.bands)
     index = {b.name: i for i, b in enumerate(bands)}
     groups = tuple(

@@ -32,6 +32,7 @@ from rsneo.predict.segment import NONE_OF_THESE, parse_classes
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
+    confidence_path,
     discard_partial,
     predict_raster,
     run_signature,
@@ -200,6 +201,7 @@ def detect_change(
     class_names: list[str] | None = None,
     plan: WindowPlan = WindowPlan(),
     sensor: str | None = None,
+    bands: list[str] | None = None,
     show_progress: bool = False,
     max_new_tokens: int = 64,
 ) -> ChangeOutputs:
@@ -222,7 +224,7 @@ def detect_change(
                 f"got {len(class_names)}"
             )
     out_dir = check_writable(Path(out_dir))
-    layouts = [band_layout(r, sensor) for r in rasters]
+    layouts = [band_layout(r, sensor, bands) for r in rasters]
     legend = change_legend(class_names)
     n_classes = len(class_names) + 1 if class_names else None
     cog, gpkg = out_dir / "change.tif", out_dir / "change.gpkg"
@@ -282,7 +284,7 @@ def detect_change(
                 max_new_tokens,
             )
         except BaseException:
-            for path in (cog, gpkg, qml, qgz, table, report):
+            for path in (cog, confidence_path(cog), gpkg, qml, qgz, table, report):
                 path.unlink(missing_ok=True)
             discard_partial(cog)
             raise
@@ -296,9 +298,7 @@ def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, uni
         writer.writerow(["from", "to", f"area_{unit}", "percent_of_compared"])
         for name, area in rows:
             before, _, after = name.partition(" → ")
-            writer.writerow(
-                [before, after, f"{area:.4f}", f"{100 * area / max(compared, 1e-12):.3f}"]
-            )
+            writer.writerow([before, after, f"{area:.4f}", f"{100 * area / max(compared, 1e-12):.3f}"])
     os.replace(partial, path)
 
 

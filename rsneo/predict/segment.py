@@ -16,6 +16,7 @@ from rsneo.predict.bands import BandLayout, band_layout
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
+    confidence_path,
     discard_partial,
     predict_raster,
     run_signature,
@@ -64,6 +65,7 @@ class SegmentOutputs:
     gpkg: Path
     qml: Path
     qgz: Path
+    confidence: Path | None  # winning probability in percent, when asked for
     areas: dict[str, float]  # class name -> hectares (or pixels without a CRS)
     area_unit: str
 
@@ -76,6 +78,7 @@ def segment_raster(
     *,
     plan: WindowPlan = WindowPlan(),
     sensor: str | None = None,
+    bands: list[str] | None = None,
     none_threshold: float | None = None,
     confidence: bool = True,
     show_progress: bool = False,
@@ -94,7 +97,7 @@ def segment_raster(
     if not raster.exists():
         raise InputError(f"{raster}: file not found")
     out_dir = check_writable(Path(out_dir))
-    layout = band_layout(raster, sensor)
+    layout = band_layout(raster, sensor, bands)
     legend = ClassLegend.from_names([*class_names, NONE_OF_THESE])
     stem = raster.stem
     cog = out_dir / f"{stem}_classes.tif"
@@ -142,8 +145,16 @@ def segment_raster(
             title=f"rsneo segment {raster.name}",
         )
     except BaseException:
-        for path in (cog, gpkg, qml, qgz):
+        for path in (cog, confidence_path(cog), gpkg, qml, qgz):
             path.unlink(missing_ok=True)
         discard_partial(cog)
         raise
-    return SegmentOutputs(cog, gpkg, qml, qgz, areas, "ha" if crs is not None else "px")
+    return SegmentOutputs(
+        cog,
+        gpkg,
+        qml,
+        qgz,
+        confidence_path(cog) if confidence else None,
+        areas,
+        "ha" if crs is not None else "px",
+    )

@@ -146,23 +146,28 @@ def predict_raster(
     """
     out_path = Path(out_path)
     progress_path = hidden_path(out_path, "progress.json")
+    # what the engine itself knows also decides whether saved progress fits this run
+    signature = run_signature(
+        caller=signature, plan=plan, size=(source.width, source.height), legend=legend, confidence=confidence
+    )
     rows, cols = plan.starts(source.height), plan.starts(source.width)
     progress = Progress(signature)
     if progress_path.exists():
         saved = Progress(**json.loads(progress_path.read_text()))
         if saved.signature == signature:
             progress = saved
-    resume = progress.rows_done > 0
-    writer = CogBlockWriter(
-        out_path,
-        width=source.width,
-        height=source.height,
-        crs=crs,
-        transform=transform,
-        legend=legend,
-        confidence=confidence,
-        resume=resume,
-    )
+    partials = [hidden_path(out_path, "partial.tif")]
+    if confidence:
+        partials.append(hidden_path(confidence_path(out_path), "partial.tif"))
+    resume = progress.rows_done > 0 and all(p.exists() for p in partials)
+    if not resume:
+        progress = Progress(signature)
+    grid = dict(width=source.width, height=source.height, crs=crs, transform=transform, resume=resume)
+    writers = [CogBlockWriter(out_path, legend=legend, **grid)]
+    if confidence:
+        writers.append(
+            CogBlockWriter(confidence_path(out_path), legend=None, description="confidence_percent", **grid)
+        )
     if not resume:  # stale partial state from another setting: start clean
         _clear_carries(out_path)
     weights = blend_weights(plan.size, plan.overlap)
@@ -202,20 +207,27 @@ def predict_raster(
             invalid = ~valid_strip[:done, : source.width]
             classes[invalid] = NODATA_CLASS
             conf[invalid] = 0
-            writer.write(Window(0, top, source.width, done), classes, conf if confidence else None)
+            window = Window(0, top, source.width, done)
+            for writer, values in zip(writers, (classes, conf), strict=False):
+                writer.write(window, values)
             # carry the overlap rows [next_top, top+size) to the next window row
             acc = np.concatenate([acc[:, done:], np.zeros_like(acc[:, :done])], axis=1)
             norm = np.concatenate([norm[done:], np.zeros_like(norm[:done])], axis=0)
-            writer.flush()
+            for writer in writers:
+                writer.flush()
             _save_carry(out_path, index + 1, acc[:, : plan.size - done], norm[: plan.size - done])
             _write_atomic(progress_path, json.dumps(asdict(Progress(signature, index + 1))))
             _clear_carries(out_path, keep=index + 1)
             if stop_after_rows is not None and index + 1 - progress.rows_done >= stop_after_rows:
-                writer.close()
+                for writer in writers:
+                    writer.close()
                 return None
-        result = writer.finish()
+        for writer in writers[1:]:
+            writer.finish()
+        result = writers[0].finish()  # the class map last: its presence means everything is complete
     except BaseException:
-        writer.close()
+        for writer in writers:
+            writer.close()
         raise
     finally:
         if bar is not None:
@@ -225,11 +237,19 @@ def predict_raster(
     return result
 
 
+def confidence_path(out_path: Path) -> Path:
+    """Where the confidence COG of the class map `out_path` goes: `<stem>_confidence.tif` beside it."""
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}_confidence.tif")
+
+
 def discard_partial(out_path: Path) -> None:
-    """Remove every trace of an unfinished run for `out_path` (partial COG, progress, carries)."""
+    """Remove every trace of an unfinished run for `out_path` (partial COGs, progress, carries)."""
     out_path = Path(out_path)
     for suffix in ("partial.tif", "cog.tif", "progress.json", "progress.json.tmp"):
         hidden_path(out_path, suffix).unlink(missing_ok=True)
+    for suffix in ("partial.tif", "cog.tif"):
+        hidden_path(confidence_path(out_path), suffix).unlink(missing_ok=True)
     _clear_carries(out_path)
 
 

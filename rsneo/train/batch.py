@@ -27,7 +27,8 @@ class SegmentationBatch:
 
 @dataclass
 class TrainBatch:
-    """`inputs` feed masked band-group reconstruction and the LM loss; `segmentation`, when present, the head."""
+    """`inputs` feed masked band-group reconstruction and the LM loss; `segmentation`, when present, the
+    head."""
 
     inputs: ModelInputs
     segmentation: SegmentationBatch | None = None
@@ -35,13 +36,3 @@ class TrainBatch:
     def to(self, device: torch.device | str) -> TrainBatch:
         seg = self.segmentation.to(device) if self.segmentation is not None else None
         return TrainBatch(self.inputs.to(device), seg)
-
-
-def next_token_labels(input_ids: Tensor, doc_ids: Tensor, train_on: Tensor) -> Tensor:
-    """Next-token targets (batch, tokens): labels[t] = input_ids[t + 1] where token t + 1 is in the same document
-    and is a token to learn (`train_on`, e.g. text that is not a prompt), else -100."""
-    labels = torch.full_like(input_ids, -100)
-    same_doc = (doc_ids[:, 1:] == doc_ids[:, :-1]) & (doc_ids[:, 1:] >= 0)
-    keep = same_doc & train_on[:, 1:]
-    labels[:, :-1] = torch.where(keep, input_ids[:, 1:], labels[:, :-1])
-    return labels

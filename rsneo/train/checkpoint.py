@@ -1,9 +1,10 @@
 """Lightning checkpoints that load with `torch.load(weights_only=True)`.
 
-A checkpoint holds only tensors and plain types: the module's state dict, optimizer and scheduler states, the loop
-counters, and, under `rsneo`, the run's config as plain dicts (`OmegaConf.to_container`), the model config dict and
-the tokenizer files as strings. No `save_hyperparameters` (it would pickle an OmegaConf object), no callables in
-scheduler states (the warm-up/cosine lambda is a plain function, so `LambdaLR` stores nothing for it). So resuming
+A checkpoint holds only tensors and plain types: the module's state dict, optimizer and scheduler
+states, the loop counters, and, under `rsneo`, the run's config as plain dicts
+(`OmegaConf.to_container`), the model config dict and the tokenizer files as strings. No
+`save_hyperparameters` (it would pickle an OmegaConf object), no callables in scheduler states (the
+warm-up/cosine lambda is a plain function, so `LambdaLR` stores nothing for it). So resuming
 (`Trainer.fit(ckpt_path=..., weights_only=True)`) and `rsneo export` never unpickle arbitrary objects.
 """
 
@@ -44,7 +45,8 @@ def submodule_state(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[st
 
 
 def tokenizer_files(tokenizer: Any) -> dict[str, str]:
-    """A tokenizer's `save_pretrained` files as {name: text}, to travel inside a checkpoint as plain strings."""
+    """A tokenizer's `save_pretrained` files as {name: text}, to travel inside a checkpoint as plain
+    strings."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:

@@ -1,7 +1,7 @@
 """Compose the training config from the Hydra tree shipped inside the package (`rsneo/configs`).
 
-The Hydra compose API is used instead of `@hydra.main` so that `rsneo train` stays a Typer command, tests can build
-configs in-process, and Hydra never changes the working directory.
+The Hydra compose API is used instead of `@hydra.main` so that `rsneo train` stays a Typer command,
+tests can build configs in-process, and Hydra never changes the working directory.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = 
 
 
 def resolve_data_root(value: str) -> Path:
-    """The sample data folder: `value` as given, or relative to the working directory, or beside the repository."""
+    """The sample data folder: `value` as given, or relative to the working directory, or beside the
+    repository."""
     path = Path(value).expanduser()
     candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_DIR / path]
     for candidate in candidates:

@@ -1,43 +1,34 @@
 """Training documents from the sample archives: image frames, label sentences, captions and labelled chips.
 
-Each source turns one archive layout under `data_root` into `Document`s (token ids, band groups, which tokens the
-language-model loss learns) and, where masks exist, `LabelledChip`s for the segmentation objective. Rasters are
-read with `rsneo.io.scene.read_scene` and cut into tiles of `tile` pixels (a multiple of 32).
+Each source turns one archive layout under `data_root` into `Document`s (token ids, band groups, which
+tokens the language-model loss learns) and, where masks exist, `LabelledChip`s for the segmentation
+objective. Rasters are read with `rsneo.io.scene.read_scene` and cut into tiles of `tile` pixels (a
+multiple of 32).
 
-Sources: `sen1floods11` (Sentinel-2 groups + Sentinel-1 VV/VH in one frame; water-share sentence; water masks),
-`bigearthnet` (Sentinel-2 L2A + Sentinel-1; multi-label sentence), `timeseries` (Landsat composites over Pucallpa,
-one frame per date, date-spaced), `taizhou` (two Landsat-7 dates; change-statistics sentence), `captions`
-(RSICD scenes with their captions).
+Sources: `sen1floods11` (Sentinel-2 groups + Sentinel-1 VV/VH in one frame; water-share sentence; water
+masks), `bigearthnet` (Sentinel-2 L2A + Sentinel-1; multi-label sentence), `timeseries` (Landsat
+composites over Pucallpa, one frame per date, date-spaced), `taizhou` (two Landsat-7 dates;
+change-statistics sentence), `captions` (RSICD scenes with their captions).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import xarray as xr
 
+from rsneo.data.documents import Document, DocumentBuilder
+from rsneo.data.frames import frame_groups, normalise
+from rsneo.data.recipes import tiles
 from rsneo.errors import InputError
 from rsneo.model.inputs import ImageInput
-from rsneo.model.positions import ImageTokens
-from rsneo.sensors import get_sensor
 from rsneo.train.sentences import change_sentence, class_share_sentence, scene_labels_sentence
 
-EPOCH = np.datetime64("1970-01-01", "D")
 WATER_CLASSES = ("land", "water")  # Sen1Floods11 label values 0 and 1
-
-
-@dataclass
-class Document:
-    """One document: token ids, its band groups in token order, and which tokens are language-model targets."""
-
-    ids: list[int] = field(default_factory=list)
-    groups: list[ImageInput] = field(default_factory=list)
-    learn: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -47,6 +38,7 @@ class LabelledChip:
     groups: list[ImageInput]
     labels: torch.Tensor  # (height, width) long, -1 = unlabelled
     class_names: tuple[str, ...]
+    origin: tuple[int, int] = (0, 0)  # (row, col) of the chip's top-left pixel in its source raster
 
 
 @dataclass
@@ -55,91 +47,18 @@ class Sample:
     chip: LabelledChip | None = None
 
 
-class DocumentBuilder:
-    """Appends text and `<img>` frames to a `Document` with the tokenizer's ids."""
-
-    def __init__(self, tokenizer, tokens: ImageTokens) -> None:
-        self.tokenizer, self.tokens, self.doc = tokenizer, tokens, Document()
-
-    def text(self, text: str, learn: bool) -> DocumentBuilder:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        self.doc.ids += ids
-        self.doc.learn += [learn] * len(ids)
-        return self
-
-    def frame(self, groups: list[ImageInput]) -> DocumentBuilder:
-        n = sum(g.num_tokens for g in groups)
-        self.doc.ids += [self.tokens.start] + [self.tokens.context] * n + [self.tokens.end]
-        self.doc.learn += [False] * (n + 2)
-        self.doc.groups += groups
-        return self
-
-    def end(self) -> Document:
-        eos = self.tokenizer.eos_token_id
-        if eos is not None:
-            self.doc.ids.append(eos)
-            self.doc.learn.append(True)
-        return self.doc
-
-
-# ---- scenes to band groups ------------------------------------------------------------------------------------
-
-
-def normalised(scene: xr.DataArray) -> np.ndarray:
-    """(time, band, y, x) float32 standardised per band; NaN (nodata) -> 0, the mean.
-
-    Stored units use the sensor's statistics; 8-bit composites of sensors whose statistics are in other units
-    (reflectance x 10000) are standardised with their own per-band statistics instead.
-    """
-    values = scene.values.astype(np.float32)
-    sensor = get_sensor(scene.attrs["sensor"])
-    if scene.attrs.get("dtype") == "uint8" and sensor.name != "rgb":
-        mean = np.nanmean(values, axis=(0, 2, 3), keepdims=True)
-        std = np.nanstd(values, axis=(0, 2, 3), keepdims=True) + 1e-6
-    else:
-        bands = [sensor.band(str(b)) for b in scene["band"].values]
-        mean = np.array([b.mean for b in bands], dtype=np.float32)[None, :, None, None]
-        std = np.array([b.std for b in bands], dtype=np.float32)[None, :, None, None]
-    return np.nan_to_num((values - mean) / std, nan=0.0).astype(np.float32)
-
-
-def frame_groups(scene: xr.DataArray, values: np.ndarray, t: int, window: tuple[slice, slice]) -> list[ImageInput]:
-    """Band groups of date `t` of a scene (sensor's grouping) cut to `window` (rows, cols)."""
-    sensor = get_sensor(scene.attrs["sensor"])
-    bands = [sensor.band(str(b)) for b in scene["band"].values]
-    index = {b.name: i for i, b in enumerate(bands)}
-    date = scene["time"].values[t]
-    time = None if np.isnat(date) else float((date.astype("datetime64[D]") - EPOCH).astype(int))
-    out = []
-    for members in sensor.groups_for(bands).values():
-        rows = [index[b.name] for b in members]
-        pixels = torch.from_numpy(values[t, rows][:, window[0], window[1]].copy())  # (bands, tile, tile)
-        wavelengths = torch.tensor([b.wavelength for b in members], dtype=torch.float32)
-        out.append(ImageInput(pixels, wavelengths, tuple(b.common_name for b in members), time))
-    return out
-
-
-def tiles(height: int, width: int, tile: int) -> list[tuple[slice, slice]]:
-    """Non-overlapping `tile` x `tile` windows, row-major."""
-    if tile % 32:
-        raise InputError(f"data.tile: expected a multiple of 32 pixels, got {tile}")
-    return [
-        (slice(r, r + tile), slice(c, c + tile))
-        for r in range(0, height - tile + 1, tile)
-        for c in range(0, width - tile + 1, tile)
-    ]
-
-
 def _require(path: Path) -> Path:
     if not path.exists():
         raise InputError(f"{path}: expected this sample file or folder under data_root, found none")
     return path
 
 
-# ---- sources ----------------------------------------------------------------------------------------------------
+# ---- sources -----------------------------------------------------------------------------------------------
 
 
-def sen1floods11(root: Path, builder: Callable[[], DocumentBuilder], tile: int, split: str = "all") -> list[Sample]:
+def sen1floods11(
+    root: Path, builder: Callable[[], DocumentBuilder], tile: int, split: str = "all"
+) -> list[Sample]:
     """Sen1Floods11 tiles. `split`: `train` = left half of each chip, `val` = right half, `all` = both."""
     from rsneo.io.scene import read_scene
 
@@ -153,7 +72,7 @@ def sen1floods11(root: Path, builder: Callable[[], DocumentBuilder], tile: int, 
 
         with rio_open(_require(base / "Labels" / f"{stem}_LabelHand.tif")) as src:
             labels = src.read(1).astype(np.int64)  # -1 nodata, 0 land, 1 water
-        v2, v1 = normalised(s2), normalised(s1)
+        v2, v1 = normalise(s2), normalise(s1)
         half = labels.shape[1] // 2
         for window in tiles(*labels.shape, tile):
             left = window[1].stop <= half
@@ -167,19 +86,23 @@ def sen1floods11(root: Path, builder: Callable[[], DocumentBuilder], tile: int, 
             radar = frame_groups(s1, v1, 0, window)
             sentence = class_share_sentence(mask, dict(enumerate(WATER_CLASSES)), nodata=-1)
             doc = builder().frame(optical + radar).text(sentence, learn=True).end()
-            chip = LabelledChip(optical, torch.from_numpy(mask.copy()), WATER_CLASSES)
+            origin = (window[0].start, window[1].start)
+            chip = LabelledChip(optical, torch.from_numpy(mask.copy()), WATER_CLASSES, origin)
             samples.append(Sample(doc, chip))
     return samples
 
 
 def bigearthnet(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> list[Sample]:
-    """BigEarthNet patches (120x120 at 10 m): the centre `tile` pixels (at most 96), with the label sentence."""
+    """BigEarthNet patches (120x120 at 10 m): the centre `tile` pixels (at most 96), with the label
+    sentence."""
     from rsneo.io.scene import read_scene
 
     base = _require(root / "bigearthnet")
     size = min(tile, 96)
     samples = []
-    s1_by_tile = {p.name.split("_", 5)[-1]: p for p in (base / "BigEarthNet-S1-Example").iterdir() if p.is_dir()}
+    s1_by_tile = {
+        p.name.split("_", 5)[-1]: p for p in (base / "BigEarthNet-S1-Example").iterdir() if p.is_dir()
+    }
     for folder in sorted((base / "BigEarthNet-S2-Example").iterdir()):
         meta = next(folder.glob("*_labels_metadata.json"), None)
         if meta is None:
@@ -188,13 +111,13 @@ def bigearthnet(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -
         s2 = read_scene(folder)
         start = (s2.sizes["y"] - size) // 2
         window = (slice(start, start + size), slice(start, start + size))
-        groups = frame_groups(s2, normalised(s2), 0, window)
+        groups = frame_groups(s2, normalise(s2), 0, window)
         key = "_".join(folder.name.split("_")[-2:])
         s1_folder = next((p for name, p in s1_by_tile.items() if name.endswith(key)), None)
         if s1_folder is not None:
             s1 = read_scene(s1_folder, sensor="sentinel1_grd")
             if s1.sizes["y"] >= start + size:
-                groups += frame_groups(s1, normalised(s1), 0, window)
+                groups += frame_groups(s1, normalise(s1), 0, window)
         doc = builder().frame(groups).text(scene_labels_sentence(labels), learn=True).end()
         samples.append(Sample(doc))
     return samples
@@ -207,7 +130,7 @@ def timeseries(root: Path, builder: Callable[[], DocumentBuilder], tile: int) ->
     base = _require(root / "timeseries" / "landsat_pucallpa")
     paths = sorted(base.glob("*.tif"))
     scene = read_scene(paths, sensor="landsat5_tm", bands=["B5", "B4", "B3", "B2"])
-    values = normalised(scene)
+    values = normalise(scene)
     years = [str(np.datetime_as_string(t, unit="Y")) for t in scene["time"].values]
     samples = []
     for window in tiles(scene.sizes["y"], scene.sizes["x"], tile):
@@ -226,7 +149,7 @@ def taizhou(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> li
 
     base = _require(root / "landsat_change_taizhou")
     scene = read_scene([base / "2000TM", base / "2003TM"])
-    values = normalised(scene)
+    values = normalise(scene)
     changed = np.asarray(Image.open(_require(base / "change.bmp")).convert("L")) > 0
     unchanged = np.asarray(Image.open(_require(base / "unchanged.bmp")).convert("L")) > 0
     samples = []
@@ -251,7 +174,7 @@ def captions(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> l
     for entry in json.loads(_require(base / "manifest.json").read_text()):
         scene = read_scene(base / entry["image"], sensor="rgb")
         top, left = (scene.sizes["y"] - size) // 2, (scene.sizes["x"] - size) // 2
-        groups = frame_groups(scene, normalised(scene), 0, (slice(top, top + size), slice(left, left + size)))
+        groups = frame_groups(scene, normalise(scene), 0, (slice(top, top + size), slice(left, left + size)))
         for caption in dict.fromkeys(entry["captions"]):
             samples.append(Sample(builder().frame(groups).text(caption.strip(), learn=True).end()))
     return samples

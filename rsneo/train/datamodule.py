@@ -1,8 +1,9 @@
 """Batches for Lightning: documents packed into `ModelInputs`, labelled chips into a segmentation batch.
 
-Order is a resumable stream: `StepSampler` draws a fresh seeded permutation per pass and can start at any sample,
-so a run resumed from step N sees exactly the batches an uninterrupted run sees (Lightning does not fast-forward
-plain dataloaders). Under DDP each rank takes its own interleaved share of every batch's samples.
+Order is a resumable stream: `StepSampler` draws a fresh seeded permutation per pass and can start at
+any sample, so a run resumed from step N sees exactly the batches an uninterrupted run sees (Lightning
+does not fast-forward plain dataloaders). Under DDP each rank takes its own interleaved share of every
+batch's samples.
 """
 
 from __future__ import annotations
@@ -16,30 +17,35 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from rsneo.data.documents import DocumentBuilder
 from rsneo.errors import InputError
-from rsneo.model.positions import ImageTokens, pack_documents
-from rsneo.train.batch import SegmentationBatch, TrainBatch, next_token_labels
-from rsneo.train.corpus import SOURCES, DocumentBuilder, Sample
+from rsneo.model.positions import ImageTokens
+from rsneo.train.batch import SegmentationBatch, TrainBatch
+from rsneo.train.corpus import SOURCES, Sample
 
 
 class StepSampler(Sampler[int]):
-    """Sample indexes for `steps` batches of `batch_size` per rank, from seeded permutations, from `start` on.
+    """Sample indexes for `steps` batches of `batch_size` per rank, from seeded permutations, from
+    `start_batch` on.
 
-    The global stream is permutation after permutation of the dataset (seed + pass); rank r of w takes every
-    w-th item from position r, so ranks see different samples and together the same stream as one process.
+    The global stream is permutation after permutation of the dataset (seed + pass); rank r of w takes
+    every w-th item from position r, so ranks see different samples and together the same stream as one
+    process.
     """
 
-    def __init__(self, size: int, batch_size: int, steps: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, size: int, batch_size: int, steps: int, seed: int, rank: int = 0, world: int = 1
+    ) -> None:
         self.size, self.batch_size, self.steps = size, batch_size, steps
         self.seed, self.rank, self.world = seed, rank, world
-        self.start_step = 0
+        self.start_batch = 0
 
     def __len__(self) -> int:
         # the whole run's length even when resuming: Lightning counts the restored batches of this epoch
         return self.steps * self.batch_size
 
     def __iter__(self) -> Iterator[int]:
-        first = self.start_step * self.batch_size * self.world
+        first = self.start_batch * self.batch_size * self.world
         last = self.steps * self.batch_size * self.world
         for position in range(first + self.rank, last, self.world):
             epoch, offset = divmod(position, self.size)
@@ -59,13 +65,11 @@ class SampleList(Dataset):
 
 
 def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy: str = "frame") -> TrainBatch:
-    """One document per row, right-padded; next-token labels on learned text; chips into one segmentation batch."""
-    rows = [[(torch.tensor(s.document.ids, dtype=torch.long), s.document.groups)] for s in samples]
-    inputs = pack_documents(rows, tokens, policy=policy, pad_id=pad_id)
-    learn = torch.zeros_like(inputs.input_ids, dtype=torch.bool)
-    for r, s in enumerate(samples):
-        learn[r, : len(s.document.learn)] = torch.tensor(s.document.learn, dtype=torch.bool)
-    inputs.labels = next_token_labels(inputs.input_ids, inputs.doc_ids, learn)
+    """One document per row (`rsneo.data.packing.collate`: right-padded, next-token labels on learned text);
+    the samples' labelled chips become one segmentation batch of image documents."""
+    from rsneo.data.packing import collate as collate_rows
+
+    inputs = collate_rows([[s.document] for s in samples], tokens, pad_id, policy)
     chips = [s.chip for s in samples if s.chip is not None]
     segmentation = None
     if chips:
@@ -81,6 +85,8 @@ def build_samples(
     sources: Sequence[str], root: Path, tokenizer: Any, tokens: ImageTokens, tile: int, **options: Any
 ) -> list[Sample]:
     """All samples of the named sources (see `rsneo.train.corpus.SOURCES`)."""
+    if tile % 32:
+        raise InputError(f"data.tile: expected a multiple of 32 pixels, got {tile}")
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
         raise InputError(f"data.sources: expected names from {sorted(SOURCES)}, got {unknown}")
@@ -94,33 +100,39 @@ def build_samples(
 
 
 class RSNeoDataModule(L.LightningDataModule):
-    """Training batches from `data` config sources under `root`, as a resumable stream of `max_steps` batches."""
+    """Training batches from `data` config sources under `root`, as a resumable stream of `batches` batches
+    (max_steps x accumulate_grad_batches)."""
 
     def __init__(
-        self, data: dict[str, Any], root: Path, tokenizer: Any, tokens: ImageTokens, max_steps: int, seed: int,
+        self, data: dict[str, Any], root: Path, tokenizer: Any, tokens: ImageTokens, batches: int, seed: int,
         policy: str = "frame", num_workers: int = 0,
     ) -> None:  # fmt: skip
         super().__init__()
         self.data, self.root, self.tokenizer, self.tokens = data, root, tokenizer, tokens
-        self.max_steps, self.seed, self.policy, self.num_workers = max_steps, seed, policy, num_workers
+        self.batches, self.seed, self.policy, self.num_workers = batches, seed, policy, num_workers
         self.samples: list[Sample] | None = None
         self.sampler: StepSampler | None = None
-        self.start_step = 0
+        self.start_batch = 0
 
     def setup(self, stage: str | None = None) -> None:
         if self.samples is None:
             split = self.data.get("split", "all")
             self.samples = build_samples(
-                self.data["sources"], self.root, self.tokenizer, self.tokens, int(self.data["tile"]), split=split
+                self.data["sources"],
+                self.root,
+                self.tokenizer,
+                self.tokens,
+                int(self.data["tile"]),
+                split=split,
             )
 
     def train_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0
         world = self.trainer.world_size if self.trainer is not None else 1
         self.sampler = StepSampler(
-            len(self.samples), int(self.data["batch_size"]), self.max_steps, self.seed, rank, world
+            len(self.samples), int(self.data["batch_size"]), self.batches, self.seed, rank, world
         )
-        self.sampler.start_step = self.start_step
+        self.sampler.start_batch = self.start_batch
         pad = self.tokenizer.pad_token_id or 0
         return DataLoader(
             SampleList(self.samples),
@@ -130,10 +142,11 @@ class RSNeoDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
         )
 
-    # the position in the stream travels in the checkpoint (plain ints)
+    # the position in the stream travels in the checkpoint (plain ints): batches consumed per rank
     def state_dict(self) -> dict[str, int]:
-        step = self.trainer.global_step if self.trainer is not None else 0
-        return {"step": int(step)}
+        if self.trainer is None:
+            return {"batches": 0}
+        return {"batches": int(self.trainer.global_step * self.trainer.accumulate_grad_batches)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.start_step = int(state["step"])
+        self.start_batch = int(state["batches"])

@@ -1,8 +1,10 @@
-"""`rsneo export CKPT DIR`: a training checkpoint to a `from_pretrained` folder (backbone + heads + tokenizer).
+"""`rsneo export CKPT DIR`: a training checkpoint to a `from_pretrained` folder (backbone + heads +
+tokenizer).
 
-The folder is what `RSNeoForCausalLM.from_pretrained` and `rsneo.heads.system.load_system` read: `config.json` and
-safetensors weights, the tokenizer files, and `heads.safetensors` + `heads.json` (the segmentation head when the
-run trained one). It is written under a temporary name beside DIR and renamed when complete.
+The folder is what `RSNeoForCausalLM.from_pretrained` and `rsneo.heads.system.load_system` read:
+`config.json` and safetensors weights, the tokenizer files, and `heads.safetensors` + `heads.json` (the
+segmentation head when the run trained one). It is written under a temporary name beside DIR and renamed
+when complete.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite
     checkpoint = load_checkpoint(checkpoint_path)
     folder = Path(folder).expanduser().resolve()
     if folder.exists() and any(folder.iterdir()) and not overwrite:
-        raise InputError(f"{folder}: expected an empty or new folder to export into, found files (use --overwrite)")
+        raise InputError(
+            f"{folder}: expected an empty or new folder to export into, found files (use --overwrite)"
+        )
     meta = checkpoint[RSNEO_KEY]
     state = checkpoint["state_dict"]
     model = RSNeoForCausalLM(RSNeoConfig.from_dict(meta["model_config"]))

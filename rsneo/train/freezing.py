@@ -1,9 +1,10 @@
 """Which parameters train in each stage (NEO's recipe, extended with the S axis).
 
-The model names its parameter roles (`RSNeoForCausalLM.parameter_groups`: vision, prebuffer, native_positions,
-post_llm, language); a stage lists the roles that train. Stage 1 (NEO's pre-buffer stage) trains `vision`,
-`prebuffer` and `native_positions` (the new H/W/S projections and QK-norms inside the post-LLM layers), so the
-post-LLM and the language embeddings/head stay frozen; stages 2 and 3 train `all`.
+The model names its parameter roles (`RSNeoForCausalLM.parameter_groups`: vision, prebuffer,
+native_positions, post_llm, language); a stage lists the roles that train. Stage 1 (NEO's pre-buffer
+stage) trains `vision`, `prebuffer` and `native_positions` (the new H/W/S projections and QK-norms
+inside the post-LLM layers), so the post-LLM and the language embeddings/head stay frozen; stages 2 and
+3 train `all`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def stage_roles(trainable: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def apply_stage(model: nn.Module, trainable: str | Sequence[str]) -> set[str]:
-    """Set `requires_grad` on every parameter of `model` (an `RSNeoForCausalLM`); returns the trainable names."""
+    """Set `requires_grad` on every parameter of `model` (an `RSNeoForCausalLM`); returns the trainable
+    names."""
     roles = stage_roles(trainable)
     groups = model.parameter_groups()
     train = {name for role in roles for name in groups[role]}

@@ -1,10 +1,10 @@
 """Masked band-group reconstruction: hide band groups (or patches) of image tokens, predict their pixels.
 
-Unlabelled archives teach the model through this objective: with several band groups in a frame (RGB, red edge,
-NIR, SWIR, SAR), whole groups are hidden and must be predicted from the others and from earlier dates (cross-band
-and cross-sensor prediction); a frame with a single group hides a random share of its 32x32 patches instead.
-Hiding is done on the pixels (set to 0, the normalised mean), so it works with any backbone that reads
-`ModelInputs`; the decoder reads the hidden state of each hidden token.
+Unlabelled archives teach the model through this objective: with several band groups in a frame (RGB,
+red edge, NIR, SWIR, SAR), whole groups are hidden and must be predicted from the others and from
+earlier dates (cross-band and cross-sensor prediction); a frame with a single group hides a random share
+of its 32x32 patches instead. Hiding is done on the pixels (set to 0, the normalised mean), so it works
+with any backbone that reads `ModelInputs`; the decoder reads the hidden state of each hidden token.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ PATCH = 32  # pixels per token side
 
 @dataclass
 class TokenMask:
-    """Which tokens of each `ImageInput` are hidden: one (rows, cols) bool grid per image, in `images` order."""
+    """Which tokens of each `ImageInput` are hidden: one (rows, cols) bool grid per image, in `images`
+    order."""
 
     grids: list[Tensor]
 
@@ -42,7 +43,8 @@ def image_token_slots(inputs: ModelInputs, image_token_id: int) -> list[tuple[Te
 
 
 def frame_keys(inputs: ModelInputs, slots: list[tuple[Tensor, Tensor]]) -> list[tuple[int, int, float]]:
-    """A key per image naming its frame: (row, document, T). All band groups of one `<img>` block share a T."""
+    """A key per image naming its frame: (row, document, T). All band groups of one `<img>` block share a
+    T."""
     keys = []
     for row, col in slots:
         r, c = int(row[0]), int(col[0])
@@ -54,7 +56,8 @@ def choose_mask(
     inputs: ModelInputs, image_token_id: int, ratio: float, generator: torch.Generator
 ) -> TokenMask:
     """Hide about `ratio` of the band groups of each multi-group frame (at least one, never all); in a
-    single-group frame hide about `ratio` of its patches (at least one, never all when it has more than one)."""
+    single-group frame hide about `ratio` of its patches (at least one, never all when it has more than
+    one)."""
     slots = image_token_slots(inputs, image_token_id)
     keys = frame_keys(inputs, slots)
     frames: dict[tuple[int, int, float], list[int]] = {}
@@ -93,7 +96,8 @@ def patchify(pixels: Tensor) -> Tensor:
 
 
 def wavelength_features(wavelengths: Tensor, size: int = 16) -> Tensor:
-    """Sinusoidal features of log-wavelength (um): optical and radar bands land far apart. (bands,) -> (bands, size)."""
+    """Sinusoidal features of log-wavelength (um): optical and radar bands land far apart. (bands,) ->
+    (bands, size)."""
     freqs = torch.exp(torch.linspace(0.0, math.log(64.0), size // 2, device=wavelengths.device))
     angle = torch.log(wavelengths.float().clamp_min(1e-3))[:, None] * freqs[None]  # (bands, size/2)
     return torch.cat([angle.sin(), angle.cos()], dim=-1)
@@ -102,8 +106,8 @@ def wavelength_features(wavelengths: Tensor, size: int = 16) -> Tensor:
 class BandDecoder(nn.Module):
     """A small decoder from a token's hidden state to its 32x32 pixels, for any band, by wavelength.
 
-    The hidden state is normalised and modulated per band by a code of the band's wavelength (FiLM), then one
-    linear layer gives the patch: (tokens, hidden), (bands,) -> (tokens, bands, 32*32).
+    The hidden state is normalised and modulated per band by a code of the band's wavelength (FiLM),
+    then one linear layer gives the patch: (tokens, hidden), (bands,) -> (tokens, bands, 32*32).
     """
 
     def __init__(self, hidden_size: int, features: int = 16) -> None:
@@ -116,7 +120,9 @@ class BandDecoder(nn.Module):
         nn.init.zeros_(self.band_code.bias)
 
     def forward(self, hidden: Tensor, wavelengths: Tensor) -> Tensor:
-        code = self.band_code(wavelength_features(wavelengths, self.features).to(hidden.dtype))  # (bands, hidden)
+        code = self.band_code(
+            wavelength_features(wavelengths, self.features).to(hidden.dtype)
+        )  # (bands, hidden)
         z = self.norm(hidden)[:, None, :] * (1 + code[None])  # (tokens, bands, hidden)
         return self.to_pixels(z)  # (tokens, bands, 1024)
 
@@ -130,17 +136,21 @@ def masked_band_loss(
 ) -> Tensor:
     """Mean squared error between decoded and true (unmasked) normalised pixels over the hidden tokens.
 
-    `hidden` is (batch, tokens, hidden) from the masked input; `images` are the original, unmasked images.
+    `hidden` is (batch, tokens, hidden) from the masked input; `images` are the original, unmasked
+    images. The hidden tokens of all images are gathered in one indexing step (one scatter in the
+    backward pass).
     """
-    total = hidden.new_zeros(())
+    hides = [grid.reshape(-1).to(hidden.device) for grid in mask.grids]  # (tokens,) per image
+    rows = torch.cat([row[h] for (row, _), h in zip(slots, hides, strict=True)])
+    cols = torch.cat([col[h] for (_, col), h in zip(slots, hides, strict=True)])
+    states = hidden[rows, cols].split([int(h.sum()) for h in hides])  # per image (hidden tokens, hidden)
+    total = hidden.new_zeros((), dtype=torch.float32)
     count = 0
-    for image, grid, (row, col) in zip(images, mask.grids, slots, strict=True):
-        hide = grid.reshape(-1).to(hidden.device)  # (tokens,)
-        if not bool(hide.any()):
+    for image, hide, picked in zip(images, hides, states, strict=True):
+        if picked.shape[0] == 0:
             continue
-        states = hidden[row[hide], col[hide]]  # (hidden tokens, hidden)
-        target = patchify(image.pixels)[hide].to(states.dtype)  # (hidden tokens, bands, 1024)
-        pred = decoder(states, image.wavelengths)
+        target = patchify(image.pixels)[hide]  # (hidden tokens, bands, 1024)
+        pred = decoder(picked, image.wavelengths)
         total = total + F.mse_loss(pred.float(), target.float(), reduction="sum")
         count += target.numel()
     return total / max(count, 1)

@@ -1,9 +1,10 @@
 """The Lightning module: one backbone, the run's objectives, stage freezing, optimizer and schedule.
 
-A step: hide band groups of the batch's images, run the backbone once on the masked batch, and sum the weighted
-losses (masked band-group reconstruction on image tokens, language modelling on text with labels,
-label-as-text segmentation where masks exist). Every random choice of a step comes from a generator seeded by
-(seed, global step, rank), so a resumed run draws exactly what an uninterrupted one would.
+A step: hide band groups of the batch's images, run the backbone once on the masked batch, and sum the
+weighted losses (masked band-group reconstruction on image tokens, language modelling on text with
+labels, label-as-text segmentation where masks exist). Every random choice of a step comes from a
+generator seeded by (seed, global step, rank), so a resumed run draws exactly what an uninterrupted one
+would.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from rsneo.train.checkpoint import RSNEO_KEY, tokenizer_files
 from rsneo.train.freezing import apply_stage
 from rsneo.train.masking import BandDecoder, apply_mask, choose_mask, image_token_slots, masked_band_loss
 from rsneo.train.objectives import backbone_forward, language_model_loss, segmentation_loss
+from rsneo.train.scale import compile_layers, enable_activation_checkpointing
 from rsneo.train.schedule import build_optimizer
 
 
 class RSNeoTraining(L.LightningModule):
-    """Trains `model` (an `RSNeoForCausalLM`) with the objectives of `run_config` (the plain-dict run config)."""
+    """Trains `model` (an `RSNeoForCausalLM`) with the objectives of `run_config` (the plain-dict run
+    config)."""
 
     def __init__(
         self,
@@ -39,14 +42,18 @@ class RSNeoTraining(L.LightningModule):
         objectives = run_config["objectives"]
         self.weights = {name: float(spec["weight"]) for name, spec in objectives.items()}
         self.mask_ratio = float(objectives["masked_bands"].get("mask_ratio", 0.5))
-        self.band_decoder = BandDecoder(model.config.hidden_size) if self.weights["masked_bands"] > 0 else None
+        self.band_decoder = (
+            BandDecoder(model.config.hidden_size) if self.weights["masked_bands"] > 0 else None
+        )
         self.seg_head = seg_head if self.weights.get("segmentation", 0) > 0 else None
         stage = run_config["stage"]
         apply_stage(model, stage["trainable"])
-        if run_config["model"].get("activation_checkpointing") and hasattr(model, "gradient_checkpointing_enable"):
-            model.gradient_checkpointing_enable()
+        if run_config["model"].get("activation_checkpointing"):
+            enable_activation_checkpointing(model)
+        if run_config["model"].get("compile") and torch.cuda.is_available():
+            compile_layers(model)
 
-    # ---- one step ---------------------------------------------------------------------------------------------
+    # ---- one step ---------------------------------------------------------------------------------------
     def step_generator(self) -> torch.Generator:
         seed = int(self.run_config["seed"]) * 1_000_003 + self.global_step * 101 + self.global_rank
         return torch.Generator().manual_seed(seed)
@@ -66,14 +73,23 @@ class RSNeoTraining(L.LightningModule):
         if self.weights.get("lm", 0) > 0 and inputs.labels is not None and bool((inputs.labels >= 0).any()):
             out["lm"] = language_model_loss(logits, inputs.labels)
         if self.seg_head is not None and batch.segmentation is not None:
-            out["segmentation"] = segmentation_loss(self.seg_head, self.model, self.tokenizer, batch.segmentation)
+            out["segmentation"] = segmentation_loss(
+                self.seg_head, self.model, self.tokenizer, batch.segmentation
+            )
         return out
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
         losses = self.losses(batch, self.step_generator())
-        total = sum(self.weights[name] * value for name, value in losses.items())
-        if not losses:  # keep DDP in step: every rank must run a backward through the same graph
-            total = sum(p.sum() * 0.0 for p in self.parameters() if p.requires_grad)
+        total = sum(
+            (self.weights[name] * value for name, value in losses.items()),
+            torch.zeros((), device=self.device),
+        )
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # Every trainable parameter joins the graph (with weight 0), so that under DDP every rank
+            # reduces the
+            # same gradients even when its batch has no chip for the head or no radar band for the SAR
+            # kernels.
+            total = total + sum(p.sum() * 0.0 for p in self.parameters() if p.requires_grad)
         size = batch.inputs.input_ids.shape[0]
         for name, value in losses.items():
             self.log(f"train/{name}_loss", value.detach(), batch_size=size)
@@ -81,14 +97,7 @@ class RSNeoTraining(L.LightningModule):
         self.log("train/tokens", float((batch.inputs.doc_ids >= 0).sum()), reduce_fx="sum", batch_size=size)
         return total
 
-    def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:
-        generator = torch.Generator().manual_seed(int(self.run_config["seed"]) + batch_idx)
-        losses = self.losses(batch, generator)
-        size = batch.inputs.input_ids.shape[0]
-        for name, value in losses.items():
-            self.log(f"val/{name}_loss", value, batch_size=size, sync_dist=True)
-
-    # ---- optimisation -----------------------------------------------------------------------------------------
+    # ---- optimisation -----------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         stage = self.run_config["stage"]
         optimizer, scheduler = build_optimizer(
@@ -103,11 +112,13 @@ class RSNeoTraining(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        return batch.to(device) if isinstance(batch, TrainBatch) else super().transfer_batch_to_device(
-            batch, device, dataloader_idx
+        return (
+            batch.to(device)
+            if isinstance(batch, TrainBatch)
+            else super().transfer_batch_to_device(batch, device, dataloader_idx)
         )
 
-    # ---- checkpoints: plain types only (see rsneo.train.checkpoint) -------------------------------------------
+    # ---- checkpoints: plain types only (see rsneo.train.checkpoint) -------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[RSNEO_KEY] = {
             "run_config": self.run_config,

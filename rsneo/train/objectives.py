@@ -1,7 +1,8 @@
-"""The text and segmentation objectives, and the one backbone pass that the image and text objectives share.
+"""The text and segmentation objectives, and the one backbone pass that the image and text objectives
+share.
 
-Masked band-group reconstruction lives in `rsneo.train.masking`; label-as-text segmentation is the products
-head (`rsneo.heads.segmentation`), called here, not re-implemented.
+Masked band-group reconstruction lives in `rsneo.train.masking`; label-as-text segmentation is the
+products head (`rsneo.heads.segmentation`), called here, not re-implemented.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """`rsneo train`: from a composed config to a finished Lightning run in `out_dir`.
 
-Writes `out_dir/metrics.csv` (CSV logger), `out_dir/tensorboard/`, `out_dir/checkpoints/last.ckpt` (plus every
-`checkpoint_every_n_steps`), `out_dir/tokenizer/`, `out_dir/config.yaml` and `out_dir/loss_curve.png`.
+Writes `out_dir/metrics.csv` (CSV logger), `out_dir/tensorboard/`, `out_dir/checkpoints/last.ckpt` (plus
+every `checkpoint_every_n_steps`), `out_dir/tokenizer/`, `out_dir/config.yaml` and
+`out_dir/loss_curve.png`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from rsneo.train.config import resolve_data_root
 from rsneo.train.datamodule import RSNeoDataModule
 from rsneo.train.module import RSNeoTraining
 
+BUNDLED_TOKENIZER = Path(__file__).resolve().parents[1] / "assets" / "tokenizer"
+
 
 @dataclass
 class TrainingRun:
@@ -39,6 +42,8 @@ def build_tokenizer(cfg: dict[str, Any], root: Path, vocab_size: int):
     from rsneo.data.tokenizer import load_tokenizer, train_tokenizer
     from rsneo.train.corpus import corpus_texts
 
+    if cfg.get("tokenizer") == "bundled":
+        return load_tokenizer(BUNDLED_TOKENIZER)
     if cfg.get("tokenizer"):
         return load_tokenizer(cfg["tokenizer"])
     return train_tokenizer(corpus_texts(root), vocab_size - 8)
@@ -58,7 +63,8 @@ def checkpoint_tokenizer(path: str | Path):
 
 
 def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
-    """The backbone with a vocabulary that fits the tokenizer and its image token ids; from `init_from` if set."""
+    """The backbone with a vocabulary that fits the tokenizer and its image token ids; from `init_from` if
+    set."""
     from rsneo.data.tokenizer import image_token_ids
     from rsneo.model.causal_lm import RSNeoForCausalLM
     from rsneo.model.config import RSNeoConfig
@@ -107,7 +113,9 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
     t = cfg["trainer"]
     loggers: list[Any] = [CSVLogger(save_dir=str(out_dir), name="", version="")]
     if t.get("tensorboard", True):
-        loggers.append(TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", version="", default_hp_metric=False))
+        loggers.append(
+            TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", version="", default_hp_metric=False)
+        )
     callbacks: list[Any] = [
         ModelCheckpoint(
             dirpath=str(out_dir / "checkpoints"),
@@ -130,7 +138,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         strategy=build_strategy(t, model_cfg),
         precision=t["precision"],
         max_steps=int(t.get("stop_at_step") or t["max_steps"]),
-        max_epochs=-1,
+        max_epochs=1,  # the data stream is exactly max_steps optimizer steps long (see StepSampler)
         accumulate_grad_batches=int(t.get("accumulate_grad_batches", 1)),
         gradient_clip_val=float(cfg["stage"].get("grad_clip") or 0) or None,
         log_every_n_steps=int(t["log_every_n_steps"]),
@@ -142,6 +150,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         enable_model_summary=False,
         default_root_dir=str(out_dir),
         deterministic=t["accelerator"] == "cpu",
+        use_distributed_sampler=False,  # StepSampler gives each rank its own share of the stream
     )
 
 
@@ -162,8 +171,10 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     model = build_model(model_cfg, tokenizer)
     module = RSNeoTraining(model, config, tokenizer, build_segmentation_head(config, model))
     datamodule = RSNeoDataModule(
-        config["data"], root, tokenizer, ImageTokens.of(model.config), int(config["trainer"]["max_steps"]),
-        int(config["seed"]), policy=model.config.mask_policy, num_workers=int(config["trainer"].get("num_workers", 0)),
+        config["data"], root, tokenizer, ImageTokens.of(model.config),
+        int(config["trainer"]["max_steps"]) * int(config["trainer"].get("accumulate_grad_batches", 1)),
+        int(config["seed"]), policy=model.config.mask_policy,
+        num_workers=int(config["trainer"].get("num_workers", 0)),
     )  # fmt: skip
     trainer = build_trainer(config, out_dir, model_cfg)
     return TrainingRun(config, tokenizer, module, datamodule, trainer, out_dir)

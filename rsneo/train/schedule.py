@@ -28,8 +28,8 @@ def build_optimizer(
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW with decay on matrices only (norms, biases and 1-d gains are not decayed) and its schedule.
 
-    The schedule is a `functools.partial` of a module-level function, so `LambdaLR.state_dict` stores only
-    plain numbers and the checkpoint stays loadable with `weights_only=True`.
+    The schedule is a `functools.partial` of a module-level function, so `LambdaLR.state_dict` stores
+    only plain numbers and the checkpoint stays loadable with `weights_only=True`.
     """
     decay, no_decay = [], []
     for param in module.parameters():

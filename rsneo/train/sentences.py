@@ -1,7 +1,8 @@
 """Sentences made from labels, so that labelled archives also teach the language side.
 
-Class shares from a mask ("water covers 23% of the image."), multi-label scene classes, and change statistics.
-Numbers are rounded to whole percent so that the text is short and the same mask always gives the same words.
+Class shares from a mask ("water covers 23% of the image."), multi-label scene classes, and change
+statistics. Numbers are rounded to whole percent so that the text is short and the same mask always
+gives the same words.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import numpy as np
 def class_share_sentence(mask: np.ndarray, names: dict[int, str], nodata: int | None = -1) -> str:
     """Shares of the classes in `mask` over its valid pixels, largest first.
 
-    `names` maps class values to words, e.g. {0: "land", 1: "water"}; pixels equal to `nodata` are left out.
+    `names` maps class values to words, e.g. {0: "land", 1: "water"}; pixels equal to `nodata` are left
+    out.
     """
     valid = mask != nodata if nodata is not None else np.ones(mask.shape, dtype=bool)
     total = int(valid.sum())

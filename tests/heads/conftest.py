@@ -7,7 +7,7 @@ import pytest
 from rsneo.heads.system import load_system, random_system
 
 TOKENIZER_TEXTS = [
-    "a satellite image of water, land, open water, dry land, forest, vegetation, built-up areas and bare soil.",
+    "a satellite image of water, land, open water, dry land, forest, vegetation, built-up areas, bare soil.",
     "What changed between these images? Describe the changes. How much water is there?",
 ] * 4
 

@@ -48,7 +48,7 @@ def test_pair_that_does_not_overlap(shared_data, tmp_path):
     first = shared_data / "timeseries/naip_m4709963/m_4709963_se_14_1_20090818.tif"
     far = tmp_path / "m_4709963_se_14_1_20210101.tif"
     with rasterio.open(first) as src:
-        profile = src.profile | {"transform": src.transform * src.transform.translation(20_000, 0)}
+        profile = src.profile | {"transform": src.transform @ src.transform.translation(20_000, 0)}
         with rasterio.open(far, "w", **profile) as dst:
             dst.write(src.read())
     with pytest.raises(

@@ -1,4 +1,5 @@
-"""COG writer: valid COG (rio-cogeo), the input's CRS and transform, class names, colours, overviews, atomic."""
+"""COG writer: valid COG (rio-cogeo), the input's CRS and transform, class names, colours, overviews, atomic.
+"""
 
 from __future__ import annotations
 
@@ -19,19 +20,20 @@ def rgb(shared_data):
     return shared_data / "rasters" / "RGB.byte.tif"
 
 
-def write_blocks(path, src, legend, confidence=True, rows=200):
+def write_blocks(path, src, legend, rows=200):
     """Classes = red band mod 3 (nodata where the input is), written in strips of `rows`."""
     writer = CogBlockWriter(
-        path, width=src.width, height=src.height, crs=src.crs, transform=src.transform, legend=legend,
-        confidence=confidence,
-    )  # fmt: skip
+        path, width=src.width, height=src.height, crs=src.crs, transform=src.transform, legend=legend
+    )
     red = src.read(1)
     classes = (red % 3).astype(np.uint8)
     classes[src.dataset_mask() == 0] = NODATA_CLASS
     for top in range(0, src.height, rows):
         h = min(rows, src.height - top)
         window = Window(0, top, src.width, h)
-        writer.write(window, classes[top : top + h], np.full((h, src.width), 70, np.uint8) if confidence else None)
+        writer.write(window, classes[top : top + h])
+        if top == 0:
+            writer.flush()  # what the engine does after every strip
     return writer, classes
 
 
@@ -46,14 +48,13 @@ def test_cog_is_valid_and_keeps_georeference_classes_and_colours(rgb, tmp_path):
     assert valid, errors
     with rasterio.open(path) as out:
         assert out.crs == crs and out.transform == transform
-        assert out.count == 2 and out.descriptions == ("class", "confidence_percent")
+        assert out.count == 1 and out.descriptions == ("class",)
         assert json.loads(out.tags(1)["class_names"]) == ["water", "forest", "built-up"]
         assert out.colormap(1)[0][:3] == legend.colors[0] == (31, 120, 230)  # water is blue
         assert out.colormap(1)[NODATA_CLASS][3] == 0
         assert out.nodata == NODATA_CLASS
         assert out.overviews(1)  # overviews exist
         np.testing.assert_array_equal(out.read(1), classes)
-        assert (out.read(2) == 70).all()
     assert read_legend(path) == legend
     assert [p.name for p in tmp_path.iterdir()] == ["classes.tif"]  # temporary files are gone
 
@@ -61,9 +62,25 @@ def test_cog_is_valid_and_keeps_georeference_classes_and_colours(rgb, tmp_path):
 def test_abort_leaves_nothing(rgb, tmp_path):
     legend = ClassLegend.from_names(["a", "b", "c"])
     with rasterio.open(rgb) as src:
-        writer, _ = write_blocks(tmp_path / "x.tif", src, legend, confidence=False)
+        writer, _ = write_blocks(tmp_path / "x.tif", src, legend)
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plain_band_has_no_colour_table_and_averaged_overviews(rgb, tmp_path):
+    with rasterio.open(rgb) as src:
+        writer = CogBlockWriter(
+            tmp_path / "conf.tif", width=src.width, height=src.height, crs=src.crs, transform=src.transform,
+            legend=None, description="confidence_percent",
+        )  # fmt: skip
+        writer.write(Window(0, 0, src.width, src.height), np.full((src.height, src.width), 70, np.uint8))
+    path = writer.finish()
+    assert cog_validate(str(path))[0]
+    with rasterio.open(path) as out:
+        assert out.descriptions == ("confidence_percent",)
+        assert out.colorinterp[0].name == "gray"
+        assert (out.read(1) == 70).all()
+        assert (out.read(1, out_shape=(out.height // 4, out.width // 4)) == 70).all()
 
 
 def test_legend_rejects_empty_class_list():

@@ -1,4 +1,4 @@
-"""QGIS style and project: written without QGIS, then opened by QGIS itself (Debian's python3-qgis, headless)."""
+"""QGIS style and project: written without QGIS, then opened by QGIS itself (python3-qgis, headless)."""
 
 from __future__ import annotations
 
@@ -50,9 +50,11 @@ def qgis_available() -> bool:
 
 
 def open_in_qgis(project: Path) -> dict:
-    """Open `project` with QGIS in a subprocess (system python3, offscreen) and return its layer description."""
+    """Open `project` with QGIS in a subprocess (system python3, offscreen); describe its layers."""
     if not qgis_available():
-        pytest.skip(f"QGIS's python bindings are not importable from {SYSTEM_PYTHON} (apt install python3-qgis)")
+        pytest.skip(
+            f"QGIS's python bindings are not importable from {SYSTEM_PYTHON} (apt install python3-qgis)"
+        )
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": "/tmp"}
     done = subprocess.run(
         [SYSTEM_PYTHON, "-c", QGIS_PROBE, str(project)], capture_output=True, text=True, timeout=180, env=env
@@ -98,7 +100,11 @@ def test_qml_is_a_paletted_style_with_names_and_colours(tmp_path):
 def test_qgz_is_a_zip_with_one_qgs_and_relative_output_paths(shared_data, tmp_path):
     raster, cog, gpkg, legend, crs = make_outputs(shared_data, tmp_path)
     project = write_qgz(
-        tmp_path / "project.qgz", inputs=[raster], class_maps=[(cog, legend)], polygons=[(gpkg, legend)], crs=crs
+        tmp_path / "project.qgz",
+        inputs=[raster],
+        class_maps=[(cog, legend)],
+        polygons=[(gpkg, legend)],
+        crs=crs,
     )
     with zipfile.ZipFile(project) as archive:
         assert archive.namelist() == ["project.qgs"]
@@ -112,7 +118,11 @@ def test_qgz_is_a_zip_with_one_qgs_and_relative_output_paths(shared_data, tmp_pa
 def test_qgis_opens_the_project_with_valid_styled_layers(shared_data, tmp_path):
     raster, cog, gpkg, legend, crs = make_outputs(shared_data, tmp_path)
     project = write_qgz(
-        tmp_path / "project.qgz", inputs=[raster], class_maps=[(cog, legend)], polygons=[(gpkg, legend)], crs=crs
+        tmp_path / "project.qgz",
+        inputs=[raster],
+        class_maps=[(cog, legend)],
+        polygons=[(gpkg, legend)],
+        crs=crs,
     )
     seen = open_in_qgis(project)
     assert seen["read"] is True

@@ -59,6 +59,7 @@ def test_envi_landsat_pair_bands_matched_by_header_wavelengths(shared_data):
     assert source.sensor.name == "landsat7_etm"
     assert [b.name for b in source.bands] == ["B1", "B2", "B3", "B4", "B5", "B7"]
     assert source.grid.crs.to_epsg() == 32651 and source.grid.res == (30.0, 30.0)
+    assert source.date == np.datetime64("2003-02-06")  # from the Landsat scene id in the ENVI band names
 
 
 def test_png_without_georeference_warns_and_uses_pixel_units(shared_data):

@@ -1,4 +1,4 @@
-"""The HTML change report holds its images and states the measured numbers; generated text cannot inject HTML."""
+"""The HTML change report holds its images and states the numbers; generated text cannot inject HTML."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ def test_report_embeds_images_and_numbers(shared_data, tmp_path):
         title="Change test",
         inputs=["a.png", "b.png"],
         model="tiny",
-        images=[ReportImage("before", png_data_uri(rgb)), ReportImage("change map", png_data_uri(rgb[..., 0]))],
+        images=[
+            ReportImage("before", png_data_uri(rgb)),
+            ReportImage("change map", png_data_uri(rgb[..., 0])),
+        ],
         measured=["Changed area: 1,234 pixels, 1.88 % of the compared area."],
         generated="<script>alert(1)</script> buildings appeared",
         table_header=["from", "to", "area (px)", "% of compared"],

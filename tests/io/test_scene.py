@@ -67,3 +67,26 @@ def test_change_pair_of_pngs_stacks_in_pixel_units(shared_data):
         [shared_data / "levir_cd/A/test_2_0000_0000.png", shared_data / "levir_cd/B/test_2_0000_0000.png"]
     )
     assert scene.shape == (2, 3, 256, 256) and scene.attrs["crs"] == ""
+
+
+def test_a_date_in_another_crs_is_reprojected_onto_the_first_grid(shared_data, tmp_path):
+    from rasterio.warp import calculate_default_transform
+
+    first = sorted((shared_data / NAIP).glob("*.tif"))[0]
+    other = tmp_path / "m_4709963_se_14_1_20210101.tif"
+    with rasterio.open(first) as src:
+        transform, width, height = calculate_default_transform(
+            src.crs, "EPSG:4326", src.width, src.height, *src.bounds
+        )
+        profile = src.profile | {"crs": "EPSG:4326", "transform": transform, "width": width, "height": height}
+        profile.pop("blockxsize", None), profile.pop("blockysize", None), profile.pop("tiled", None)
+        with rasterio.open(other, "w", **profile) as dst:
+            for band in range(1, 5):
+                reproject(rasterio.band(src, band), rasterio.band(dst, band), resampling=Resampling.bilinear)
+    scene = read_scene([first, other], window=(300, 300, 64, 64))
+    assert scene.attrs["crs"] and "26914" in scene.attrs["crs"]
+    a, b = scene.values[0], scene.values[1]
+    both = ~np.isnan(a) & ~np.isnan(b)
+    assert both.mean() > 0.99
+    assert np.corrcoef(a[both], b[both])[0, 1] > 0.9  # the same ground, twice resampled
+    assert np.abs(a - b)[both].mean() < 10

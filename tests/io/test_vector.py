@@ -1,4 +1,4 @@
-"""Class polygons and areas: geodesic hectares in a geographic CRS, planar in a projected one, pixels without."""
+"""Class polygons and areas: geodesic hectares in a geographic CRS, planar in a projected one."""
 
 from __future__ import annotations
 

@@ -68,3 +68,13 @@ def test_misshapen_tensor_is_named(saved):
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(InputError, match="config.json"):
         RSNeoForCausalLM.from_pretrained(tmp_path)
+
+
+def test_load_in_another_dtype_and_missing_shard(saved):
+    model, folder = saved
+    half = RSNeoForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    assert torch.equal(half.backbone.norm.weight, model.backbone.norm.weight.to(torch.bfloat16))
+    next(folder.glob("model-00002-*.safetensors")).unlink()
+    with pytest.raises(InputError, match="model-00002-of-"):
+        RSNeoForCausalLM.from_pretrained(folder)

@@ -48,3 +48,31 @@ def test_round_trip_and_errors(tmp_path):
     with pytest.raises(InputError, match="unknown keys"):
         RSNeoConfig.from_dict({"hidden": 3})
     assert set(PRESETS) == {"tiny", "demo", "neo-2.2b", "neo-9b"}
+
+
+def test_neo_release_config_without_token_ids_or_head_dim():
+    neo = {
+        "llm_config": {
+            "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 40,
+            "extra_num_layers": 12, "num_attention_heads": 16, "num_key_value_heads": 8,
+            "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}, "tie_word_embeddings": True,
+        },
+        "vision_config": {"hidden_size": 1024, "rope_theta_vision": 1000.0},
+        "img_start_token_id": 151669,
+        "img_context_token_id": 151671,
+    }  # fmt: skip
+    cfg = RSNeoConfig.from_neo_json(neo)
+    assert (cfg.head_dim, cfg.rope_theta, cfg.prebuffer_layers, cfg.post_layers) == (128, 1e6, 12, 28)
+    assert (cfg.img_start_token_id, cfg.img_end_token_id, cfg.img_context_token_id) == (
+        151669,
+        151670,
+        151671,
+    )
+    preset = RSNeoConfig.from_preset("neo-2.2b")
+    assert (cfg.vision_hidden_size, cfg.rope_theta_vision) == (
+        preset.vision_hidden_size,
+        preset.rope_theta_vision,
+    )
+    del neo["llm_config"]["extra_num_layers"]
+    with pytest.raises(InputError, match="extra_num_layers"):
+        RSNeoConfig.from_neo_json(neo)

@@ -131,3 +131,26 @@ def test_auto_backend_on_cpu_is_sdpa_and_image_only_batches_may_use_flash():
     assert model.backbone.attention_mask(batch, "flash").backend == "sdpa"  # mask not document-blocked
     text = pack_documents([[(torch.tensor([1, 2, 3]), [])]], CFG)
     assert model.backbone.attention_mask(text, "flash").backend == "flash"
+
+
+def test_flex_on_cpu_with_gradients_falls_back_to_sdpa():
+    model = RSNeoForCausalLM(CFG)
+    batch = multi_frame_multi_band_batch(CFG, "frame")
+    assert model.backbone.attention_mask(batch, "flex").backend == "sdpa"
+    with torch.no_grad():
+        assert model.backbone.attention_mask(batch, "flex").backend == "flex"
+
+
+def test_flex_padding_to_power_of_two_head_dims_changes_nothing():
+    from rsneo.model.attention import flex_attention
+    from rsneo.model.masks import flex_block_mask
+
+    torch.manual_seed(0)
+    doc = torch.tensor([[0, 0, 0, 0, 1, 1, 1]])
+    block = torch.tensor([[-1, 0, 0, -1, -1, -1, -1]])
+    q, k, v = torch.randn(1, 2, 7, 40), torch.randn(1, 2, 7, 40), torch.randn(1, 2, 7, 24)
+    mask = flex_block_mask(doc, block)
+    plain = flex_attention(q, k, v, mask, 0.25, pad=False)
+    padded = flex_attention(q, k, v, mask, 0.25, pad=True)
+    assert padded.shape == plain.shape == (1, 2, 7, 24)
+    torch.testing.assert_close(padded, plain, rtol=0, atol=1e-6)

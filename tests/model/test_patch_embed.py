@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from rsneo.model import ImageInput, RSNeoConfig
 from rsneo.model.patch_embed import SpectralPatchEmbedding
-from rsneo.model.rope import patch_rope_2d
-
-from .conftest import golden_inputs
 
 S2 = {  # Sentinel-2 common names and central wavelengths (um)
     "coastal": 0.443, "blue": 0.49, "green": 0.56, "red": 0.665, "rededge": 0.705, "nir": 0.842,
@@ -19,22 +15,18 @@ S2 = {  # Sentinel-2 common names and central wavelengths (um)
 LANDSAT7 = [0.485, 0.56, 0.66, 0.835, 1.65, 2.22]  # ETM+ bands 1-5 and 7
 
 
-def test_rgb_group_is_neo_patch_embedding_bit_for_bit(golden_dir, golden_cases, golden_config, golden_model):
+def test_rgb_kernel_is_neo_patch_embedding_bit_for_bit(golden_dir, golden_model):
+    """With the (exact) golden vision_embeds test, this pins the NEO initialisation of the embedding."""
     w = load_file(str(golden_dir / "neo_tiny_weights.safetensors"))
-    p = "vision_model.embeddings."
-    inputs = golden_inputs(golden_cases, "packed", golden_config)
-    ours = golden_model.backbone.vision(inputs.images)
-    neo = []
-    for image in inputs.images:  # NEO's own layer: plain 3-channel conv + GELU + 2D rotary + 2x2 conv
-        x = F.gelu(
-            F.conv2d(
-                image.pixels[None], w[p + "patch_embedding.weight"], w[p + "patch_embedding.bias"], stride=16
-            )
-        )
-        x = patch_rope_2d(x[0], golden_config.rope_theta_vision)
-        x = F.conv2d(x[None], w[p + "dense_embedding.weight"], w[p + "dense_embedding.bias"], stride=2)
-        neo.append(x[0].flatten(1).T)
-    assert torch.equal(ours, torch.cat(neo))
+    kernel = golden_model.backbone.vision.band_kernels(
+        torch.tensor([0.665, 0.56, 0.49]), ("red", "green", "blue")
+    )
+    assert torch.equal(kernel, w["vision_model.embeddings.patch_embedding.weight"])
+    # the same bands in another order give the same kernels, reordered, still exactly
+    kernel_bgr = golden_model.backbone.vision.band_kernels(
+        torch.tensor([0.49, 0.56, 0.665]), ("blue", "green", "red")
+    )
+    assert torch.equal(kernel_bgr, kernel.flip(1))
 
 
 def trained_like_embedding() -> SpectralPatchEmbedding:
@@ -81,3 +73,13 @@ def test_sar_and_any_band_count_run():
     single = ImageInput(torch.randn(1, 32, 64), torch.tensor([0.842]), ("nir",))
     out = pel([sar, single])
     assert out.shape == (3, 64)
+
+
+def test_groups_sharing_a_band_set_are_batched_without_changing_results():
+    pel = trained_like_embedding()
+    wl, keys = torch.tensor([0.49, 0.56, 0.665, 0.842]), ("blue", "green", "red", "nir")
+    a, b = ImageInput(torch.randn(4, 64, 64), wl, keys), ImageInput(torch.randn(4, 64, 64), wl, keys)
+    other = ImageInput(torch.randn(2, 32, 32), torch.tensor([1.61, 2.19]), ("swir16", "swir22"))
+    together = pel([a, other, b])
+    apart = torch.cat([pel([a]), pel([other]), pel([b])])
+    torch.testing.assert_close(together, apart, rtol=0, atol=1e-5)

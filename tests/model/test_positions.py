@@ -88,3 +88,11 @@ def test_pack_documents_restarts_positions_and_pads():
     assert batch.doc_ids[1].tolist() == [0] * 3 + [-1] * 13
     assert batch.positions[0, 0, 3].item() == 0  # the second document restarts T
     assert len(batch.images) == 4
+
+
+def test_policy_and_date_spacing_default_from_the_config():
+    ids, groups = two_frame_document()
+    cfg = RSNeoConfig.from_preset("tiny", mask_policy="scene", date_spacing=0.5)
+    doc = document_positions(ids, groups, cfg)
+    assert doc.block_ids[8].item() == 0 and doc.positions[0, 8].item() == 11
+    assert document_positions(ids, groups, cfg, date_spacing=0.0).positions[0, 8].item() == 6

@@ -7,7 +7,13 @@ import pytest
 import rasterio
 
 from rsneo.io.cog import NODATA_CLASS, ClassLegend
-from rsneo.predict.sliding_window import RasterWindows, WindowPlan, blend_weights, predict_raster
+from rsneo.predict.sliding_window import (
+    RasterWindows,
+    WindowPlan,
+    blend_weights,
+    confidence_path,
+    predict_raster,
+)
 
 
 def brightness(pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -32,10 +38,10 @@ def run(rgb, out, plan=WindowPlan(128, 32, 3), **kwargs):
 def test_pointwise_model_gives_the_whole_raster_answer_and_keeps_nodata(rgb, tmp_path):
     # 791 x 718 pixels: windows do not divide it, the last row and column of windows are flush with the edge
     out = run(rgb, tmp_path / "a.tif")
-    with rasterio.open(rgb) as src, rasterio.open(out) as result:
+    with rasterio.open(rgb) as src, rasterio.open(out) as result, rasterio.open(confidence_path(out)) as conf:
         red = src.read(1).astype(np.float64) / 255.0
         valid = src.dataset_mask() > 0
-        classes, confidence = result.read(1), result.read(2)
+        classes, confidence = result.read(1), conf.read(1)
         assert result.crs == src.crs and result.transform == src.transform
     np.testing.assert_array_equal(classes[valid], np.where(red >= 0.5, 0, 1)[valid])
     assert (classes[~valid] == NODATA_CLASS).all()
@@ -50,12 +56,19 @@ def test_interrupted_run_resumes_to_the_same_output(rgb, tmp_path):
     assert run(rgb, folder / "a.tif", stop_after_rows=2) is None
     assert not (folder / "a.tif").exists()  # complete or absent
     hidden = sorted(p.name for p in folder.iterdir())
-    assert hidden == [".a.tif.carry2.npz", ".a.tif.partial.tif", ".a.tif.progress.json"]
+    assert hidden == [
+        ".a.tif.carry2.npz",
+        ".a.tif.partial.tif",
+        ".a.tif.progress.json",
+        ".a_confidence.tif.partial.tif",
+    ]
     assert run(rgb, folder / "a.tif", stop_after_rows=1) is None  # a second interruption
     resumed = run(rgb, folder / "a.tif")
     with rasterio.open(full) as a, rasterio.open(resumed) as b:
         np.testing.assert_array_equal(a.read(), b.read())
-    assert [p.name for p in folder.iterdir()] == ["a.tif"]
+    with rasterio.open(confidence_path(full)) as a, rasterio.open(confidence_path(resumed)) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "a_confidence.tif"]
 
 
 def test_progress_of_other_settings_is_not_reused(rgb, tmp_path):

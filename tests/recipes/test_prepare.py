@@ -70,12 +70,14 @@ def test_streamed_samples_become_frames_and_split_across_workers(ben_shards):
     assert sorted(shuffled) == sorted(keys)
 
 
-def test_resume_keeps_finished_shards_and_redoes_only_the_missing_one(shared_data, tmp_path):
+def test_resume_keeps_finished_shards_and_redoes_only_the_missing_one(shared_data, tmp_path, ben_shards):
     recipe = RECIPES["bigearthnet"]
     items = recipe.items(shared_data / BEN, 256)
     out = tmp_path / "shards"
     prepare_shards(items, recipe.load, out, 2, progress=False)
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("shard-*")}
+    for name in ("shard-00000.tar", "shard-00001.tar", "shard-00002.tar"):  # serial == 2 worker processes
+        assert before[name][1] == (ben_shards / name).read_bytes()
     (out / "shard-00001.tar").unlink()  # an interrupted run: shard 1 never finished ...
     (out / "shard-00001.json").unlink()
     (out / ".shard-00001.tar.abc.tmp").write_bytes(b"half a shard")  # ... and left a partial file

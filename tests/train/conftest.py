@@ -1,4 +1,5 @@
-"""Fixtures for the training tests: a tokenizer trained offline on the corpus texts, a tiny model, real samples."""
+"""Fixtures for the training tests: a tokenizer trained offline on the corpus texts, a tiny model, real
+samples."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def tiny_model(tokenizer):
 @pytest.fixture(scope="session")
 def flood_samples(shared_data: Path, tokenizer, image_tokens):
     """Sen1Floods11 tiles of 64 pixels (S2 groups + S1 in one frame, a water sentence, the water mask)."""
-    from rsneo.train.corpus import DocumentBuilder, sen1floods11
+    from rsneo.data.documents import DocumentBuilder
+    from rsneo.train.corpus import sen1floods11
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

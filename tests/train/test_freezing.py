@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from rsneo.errors import InputError
-from rsneo.train.freezing import apply_stage, trainable_names
 from rsneo.train.config import load_config
+from rsneo.train.freezing import apply_stage, trainable_names
 
 NEW_POSITION_PARTS = [
     "q_proj_hw.weight", "k_proj_hw.weight", "q_proj_s.weight", "k_proj_s.weight",
-    "q_norm_h.weight", "q_norm_w.weight", "k_norm_h.weight", "k_norm_w.weight", "q_norm_s.weight", "k_norm_s.weight",
+    "q_norm_h.weight", "q_norm_w.weight", "k_norm_h.weight", "k_norm_w.weight",
+    "q_norm_s.weight", "k_norm_s.weight",
 ]  # fmt: skip
 
 
@@ -39,5 +40,7 @@ def test_later_stages_train_every_parameter(tiny_model, stage):
 
 
 def test_unknown_role_is_an_input_error(tiny_model):
-    with pytest.raises(InputError, match=r"stage.trainable: expected 'all' or roles from .* got \['encoder'\]"):
+    with pytest.raises(
+        InputError, match=r"stage.trainable: expected 'all' or roles from .* got \['encoder'\]"
+    ):
         apply_stage(tiny_model, ["vision", "encoder"])

@@ -1,9 +1,12 @@
-"""Masked band-group reconstruction: what gets hidden, how pixels are hidden, and token order of the targets."""
+"""Masked band-group reconstruction: what gets hidden, how pixels are hidden, and token order of the
+targets."""
 
 from __future__ import annotations
 
 import torch
 
+from rsneo.data.documents import DocumentBuilder
+from rsneo.train.corpus import Sample
 from rsneo.train.datamodule import collate
 from rsneo.train.masking import (
     PATCH,
@@ -30,15 +33,10 @@ def test_multi_group_frames_hide_whole_groups_and_keep_at_least_one(flood_sample
         assert hidden.count(True) == 3  # round(0.5 * 6) groups hidden, the others seen
 
 
-def test_single_group_frames_hide_a_share_of_patches(flood_samples, image_tokens):
-    sample = flood_samples[0]
-    rgb = sample.document.groups[1]  # one band group alone in its frame
-    doc = type(sample.document)(
-        ids=[image_tokens.start] + [image_tokens.context] * rgb.num_tokens + [image_tokens.end],
-        groups=[rgb],
-        learn=[False] * (rgb.num_tokens + 2),
-    )
-    inputs = collate([type(sample)(doc)], image_tokens, pad_id=0).inputs
+def test_single_group_frames_hide_a_share_of_patches(flood_samples, tokenizer, image_tokens):
+    rgb = flood_samples[0].document.groups[1]  # one band group alone in its frame
+    doc = DocumentBuilder(tokenizer, image_tokens).frame([rgb]).end()
+    inputs = collate([Sample(doc)], image_tokens, pad_id=0).inputs
     mask = choose_mask(inputs, image_tokens.context, 0.5, torch.Generator().manual_seed(1))
     assert mask.grids[0].shape == (2, 2) and int(mask.grids[0].sum()) == 2
 

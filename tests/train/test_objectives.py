@@ -8,10 +8,10 @@ from omegaconf import OmegaConf
 
 from rsneo.train.config import load_config
 from rsneo.train.datamodule import collate
+from rsneo.train.module import RSNeoTraining
 from rsneo.train.objectives import language_model_loss
 from rsneo.train.run import build_segmentation_head
 from rsneo.train.sentences import class_share_sentence
-from rsneo.train.module import RSNeoTraining
 
 
 def training_module(model, tokenizer, objective: str, stage: str) -> RSNeoTraining:
@@ -25,11 +25,15 @@ def training_module(model, tokenizer, objective: str, stage: str) -> RSNeoTraini
     ("objective", "stage"),
     [("masked_bands", "stage1"), ("lm", "stage2"), ("segmentation", "stage1")],
 )
-def test_one_step_lowers_the_loss_on_a_fixed_batch(objective, stage, tiny_model, tokenizer, flood_samples, image_tokens):
+def test_one_step_lowers_the_loss_on_a_fixed_batch(
+    objective, stage, tiny_model, tokenizer, flood_samples, image_tokens
+):
     torch.manual_seed(0)
     module = training_module(tiny_model, tokenizer, objective, stage)
     batch = collate(flood_samples[10:14], image_tokens, pad_id=tokenizer.pad_token_id)
-    optimizer = module.configure_optimizers()["optimizer"]  # the run's own AdamW, at its warm-up learning rate
+    optimizer = module.configure_optimizers()[
+        "optimizer"
+    ]  # the run's own AdamW, at its warm-up learning rate
     before = module.losses(batch, torch.Generator().manual_seed(0))
     assert set(before) == {objective}
     optimizer.zero_grad()

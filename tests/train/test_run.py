@@ -1,4 +1,5 @@
-"""End to end on the CPU: `rsneo train` writes its outputs, a resumed run equals an uninterrupted one, export loads."""
+"""End to end on the CPU: `rsneo train` writes its outputs, a resumed run equals an uninterrupted one,
+export loads."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from rsneo.cli import run_app
 
-FAST = ["trainer.progress_bar=false", "trainer.tensorboard=false", "data.tile=64"]
+FAST = ["trainer.progress_bar=false", "trainer.tensorboard=false", "data=sen1floods11"]
 
 
 def losses(metrics: Path) -> dict[int, float]:
@@ -38,7 +39,9 @@ def test_smoke_experiment_writes_metrics_checkpoint_and_loss_curve(smoke_run):
 
 
 def test_checkpoint_holds_only_tensors_and_plain_types(smoke_run):
-    checkpoint = torch.load(smoke_run / "checkpoints" / "last.ckpt", weights_only=True)  # raises on any object
+    checkpoint = torch.load(
+        smoke_run / "checkpoints" / "last.ckpt", weights_only=True
+    )  # raises on any object
     assert checkpoint["global_step"] == 6
     assert checkpoint["rsneo"]["run_config"]["name"] == "smoke"
     assert "tokenizer.json" in checkpoint["rsneo"]["tokenizer_files"]
@@ -59,7 +62,10 @@ def test_export_writes_a_folder_that_from_pretrained_and_the_products_load(smoke
     head_state = system.segmentation.state_dict()
     for name, tensor in head_state.items():
         assert torch.equal(tensor, checkpoint["state_dict"][f"seg_head.{name}"]), name
-    assert system.tokenizer.get_vocab() == system.tokenizer.get_vocab() and len(system.tokenizer) <= model.config.vocab_size
+    assert (
+        system.tokenizer.get_vocab() == system.tokenizer.get_vocab()
+        and len(system.tokenizer) <= model.config.vocab_size
+    )
     # a second export into the now non-empty folder needs --overwrite
     assert run_app(["export", str(smoke_run / "checkpoints" / "last.ckpt"), str(folder)]) == 2
 
@@ -72,7 +78,11 @@ def test_resumed_run_continues_exactly_like_an_uninterrupted_one(shared_data, tm
     resume = first / "checkpoints" / "last.ckpt"
     assert torch.load(resume, weights_only=True)["global_step"] == 2
     assert run_app(["train", *common, f"out_dir={second}", f"resume={resume}"]) == 0
-    uninterrupted, before, after = losses(whole / "metrics.csv"), losses(first / "metrics.csv"), losses(second / "metrics.csv")
+    uninterrupted, before, after = (
+        losses(whole / "metrics.csv"),
+        losses(first / "metrics.csv"),
+        losses(second / "metrics.csv"),
+    )
     assert sorted(before) == [0, 1] and sorted(after) == [2, 3]
     for step, value in {**before, **after}.items():
         assert value == pytest.approx(uninterrupted[step], rel=1e-5, abs=1e-6), step
@@ -82,7 +92,14 @@ def test_resumed_run_continues_exactly_like_an_uninterrupted_one(shared_data, tm
 
 
 def test_bad_resume_path_and_bad_overrides_exit_with_2(tmp_path, shared_data):
-    assert run_app(["train", "experiment=smoke", f"resume={tmp_path / 'none.ckpt'}", f"data_root={shared_data}",
-                    f"out_dir={tmp_path / 'o'}"]) == 2  # fmt: skip
+    missing = tmp_path / "none.ckpt"
+    args = [
+        "train",
+        "experiment=smoke",
+        f"resume={missing}",
+        f"data_root={shared_data}",
+        f"out_dir={tmp_path}",
+    ]
+    assert run_app(args) == 2
     assert run_app(["train", "experiment=nope"]) == 2
     assert run_app(["train", "notakeyvalue"]) == 2

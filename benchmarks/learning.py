@@ -1,0 +1,175 @@
+"""Proof that training learns: a small model on Sen1Floods11, validation water IoU next to MNDWI baselines.
+
+The chip is split spatially: tiles of the left half train, tiles of the right half validate. The model
+trains with all objectives (label-as-text segmentation on "land"/"water", masked band groups,
+water-share sentences) through `rsneo train` (the same code path as the CLI), then segments the
+validation tiles. Baselines on the same pixels: MNDWI > 0 (Xu 2006) and MNDWI above Otsu's threshold.
+Prints a table and writes the run's metrics.csv and loss_curve.png under --out.
+
+    .venv/bin/python benchmarks/learning.py                    # ~10 min on 2 CPU cores
+    .venv/bin/python benchmarks/learning.py --steps 40         # a quick look
+    .venv/bin/python benchmarks/learning.py --throughput       # tokens/s (and MFU on a GPU) for --preset
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def water_baselines(s2_path: Path, chips) -> dict[str, float]:
+    """MNDWI water IoU over the validation chips' labelled pixels (threshold 0 and Otsu)."""
+    import rasterio
+
+    from rsneo.baselines import mndwi, otsu_threshold
+    from rsneo.train.evaluate import class_iou
+
+    with rasterio.open(s2_path) as src:  # 13 bands B1..B12 with B8A after B8: green = 3, swir16 = 12
+        green, swir = src.read(3).astype(np.float64), src.read(12).astype(np.float64)
+    index = mndwi(green, swir)
+    size = chips[0].labels.shape[0]
+    windows = [index[r : r + size, c : c + size] for r, c in (chip.origin for chip in chips)]
+    labelled = np.concatenate([w[chip.labels.numpy() >= 0] for w, chip in zip(windows, chips, strict=True)])
+    cut = otsu_threshold(labelled)
+    return {
+        "MNDWI > 0": class_iou([(w > 0).astype(int) for w in windows], chips, 1),
+        f"MNDWI > Otsu ({cut:.3f})": class_iou([(w > cut).astype(int) for w in windows], chips, 1),
+    }
+
+
+def learning(args: argparse.Namespace) -> None:
+    from rsneo.data.documents import DocumentBuilder
+    from rsneo.model.positions import ImageTokens
+    from rsneo.train.config import load_config
+    from rsneo.train.corpus import sen1floods11
+    from rsneo.train.evaluate import class_iou, predict_chips
+    from rsneo.train.run import train
+
+    overrides = [
+        f"model={args.preset}", "data=sen1floods11", "data.split=train", f"data.tile={args.tile}",
+        f"data.batch_size={args.batch_size}", "stage=stage2", f"stage.lr={args.lr}", "stage.warmup_steps=20",
+        "objectives=all", f"trainer.max_steps={args.steps}", f"trainer.checkpoint_every_n_steps={args.steps}",
+        "trainer.progress_bar=true", f"out_dir={args.out}", f"seed={args.seed}", "name=learning",
+    ]  # fmt: skip
+    if args.data_root:
+        overrides.append(f"data_root={args.data_root}")
+    cfg = load_config(overrides)
+    started = time.perf_counter()
+    run = train(cfg)
+    seconds = time.perf_counter() - started
+    module = run.module
+    root = run.datamodule.root
+    builder = lambda: DocumentBuilder(run.tokenizer, ImageTokens.of(module.model.config))  # noqa: E731
+    val_chips = [s.chip for s in sen1floods11(root, builder, args.tile, split="val")]
+    train_chips = [s.chip for s in run.datamodule.samples]
+    predicted = predict_chips(module.model, module.seg_head, run.tokenizer, val_chips)
+    scores = {"rsneo (trained, val half)": class_iou(predicted, val_chips, 1)}
+    scores["rsneo (trained, train half)"] = class_iou(
+        predict_chips(module.model, module.seg_head, run.tokenizer, train_chips), train_chips, 1
+    )
+    s2 = next((root / "sen1floods11" / "S2").glob("*_S2Hand.tif"))
+    scores.update(water_baselines(s2, val_chips))
+    params = sum(p.numel() for p in module.model.parameters())
+    print(
+        f"\nSen1Floods11 water IoU ({len(train_chips)} train tiles, "
+        f"{len(val_chips)} val tiles of {args.tile} px)"
+    )
+    print(f"model {args.preset} ({params / 1e6:.2f}M parameters), {args.steps} steps in {seconds:.0f} s")
+    for name, value in scores.items():
+        print(f"  {name:32s} {value:.3f}")
+    print(f"loss curve: {run.out_dir / 'loss_curve.png'}; metrics: {run.out_dir / 'metrics.csv'}")
+
+
+def throughput(args: argparse.Namespace) -> None:
+    """Training tokens/s of `--preset` on a synthetic packed batch (bf16 on CUDA), and MFU on a GPU."""
+    import torch
+
+    from rsneo.data.tokenizer import train_tokenizer
+    from rsneo.model.causal_lm import RSNeoForCausalLM
+    from rsneo.model.config import RSNeoConfig
+    from rsneo.model.inputs import ImageInput
+    from rsneo.model.positions import ImageTokens, pack_documents
+    from rsneo.train.objectives import language_model_loss
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    tokenizer = train_tokenizer(["a satellite image of water and land"], 300)
+    config = RSNeoConfig.from_preset(args.preset)
+    model = RSNeoForCausalLM(config).to(device)
+    params = sum(p.numel() for p in model.parameters())
+    tokens = ImageTokens.of(config)
+    grid = args.tile // 32
+    rows = []
+    for _ in range(args.batch_size):
+        groups = [
+            ImageInput(
+                torch.randn(3, args.tile, args.tile),
+                torch.tensor([0.665, 0.56, 0.49]),
+                ("red", "green", "blue"),
+            ),
+            ImageInput(torch.randn(2, args.tile, args.tile), torch.tensor([0.842, 1.61]), ("nir", "swir16")),
+        ]
+        text = tokenizer("a satellite image of water and land")["input_ids"] * 8
+        ids = [tokens.start] + [tokens.context] * (2 * grid * grid) + [tokens.end] + text
+        rows.append([(torch.tensor(ids), groups)])
+    inputs = pack_documents(rows, config).to(device)
+    inputs.labels = inputs.input_ids.roll(-1, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=cuda)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=cuda)
+    n_tokens = int(inputs.input_ids.numel())
+
+    def step() -> None:
+        with autocast:
+            loss = language_model_loss(model(inputs).logits, inputs.labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(2):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    per_step = (time.perf_counter() - started) / args.steps
+    rate = n_tokens / per_step
+    print(
+        f"{args.preset}: {params / 1e9:.3f}B parameters, {n_tokens} tokens/step, {per_step * 1e3:.1f} ms/step"
+    )
+    print(f"  {rate:,.0f} tokens/s on {torch.cuda.get_device_name() if cuda else 'CPU'}")
+    if cuda:
+        flops = 6 * params * rate  # forward + backward of a dense decoder, attention excluded
+        print(
+            f"  model FLOPs utilisation {flops / (args.peak_tflops * 1e12):.1%} "
+            f"of {args.peak_tflops} TFLOP/s bf16"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", default="tiny", help="model preset (tiny, demo, neo-2.2b, neo-9b)")
+    parser.add_argument("--steps", type=int, default=250)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--tile", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", default="runs/learning")
+    parser.add_argument("--throughput", action="store_true", help="measure training tokens/s instead")
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100 SXM: 989)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", module="rasterio")
+    (throughput if args.throughput else learning)(args)
+
+
+if __name__ == "__main__":
+    main()

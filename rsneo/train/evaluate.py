@@ -1,0 +1,46 @@
+"""Segment labelled chips with a training module's backbone and head, for validation and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from rsneo.model.positions import ImageTokens
+from rsneo.train.corpus import LabelledChip
+
+
+@torch.no_grad()
+def predict_chips(
+    model: nn.Module, head: nn.Module, tokenizer, chips: Sequence[LabelledChip], batch_size: int = 8
+) -> list[np.ndarray]:
+    """Class index per pixel (height, width) for each chip: argmax of the label-as-text logits over its
+    classes."""
+    from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
+
+    was_training = model.training, head.training
+    model.eval(), head.eval()
+    tokens = ImageTokens.of(model.config)
+    out: list[np.ndarray] = []
+    classes = encode_class_prompts(model, tokenizer, list(chips[0].class_names), head.config)  # (K, hidden)
+    for start in range(0, len(chips), batch_size):
+        part = chips[start : start + batch_size]
+        inputs = image_documents([[c.groups] for c in part], tokens)
+        logits = head(image_features(model, inputs, head.config.early_layer), classes)  # (B, K, H, W)
+        out += [m.numpy() for m in logits.argmax(1)]
+    model.train(was_training[0]), head.train(was_training[1])
+    return out
+
+
+def class_iou(predicted: Sequence[np.ndarray], chips: Sequence[LabelledChip], value: int) -> float:
+    """IoU of class `value` over the labelled pixels (label >= 0) of all chips together."""
+    inter = union = 0
+    for pred, chip in zip(predicted, chips, strict=True):
+        labels = chip.labels.numpy()
+        valid = labels >= 0
+        p, t = (pred == value) & valid, (labels == value) & valid
+        inter += int((p & t).sum())
+        union += int((p | t).sum())
+    return inter / union if union else float("nan")

@@ -1,0 +1,58 @@
+"""Change head: identical dates give no change; on the Taizhou Landsat pair the change score separates the
+reference changed and unchanged pixels even before training (a feature distance)."""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+import torch
+from PIL import Image
+
+from rsneo.heads.change import ChangeHead, ChangeHeadConfig
+from rsneo.heads.segmentation import image_documents, image_features
+from rsneo.predict.bands import band_layout
+
+
+def scene_features(system, layouts, pixels, size):
+    valid = np.ones((size, size), bool)
+    frames = [[layout.images(p[:, :size, :size], valid) for layout, p in zip(layouts, pixels, strict=True)]]
+    inputs = image_documents(frames, system.config, policy="scene")
+    assert inputs.block_ids[inputs.block_ids >= 0].unique().tolist() == [0]  # every frame in one block
+    return image_features(system.model, inputs, system.change.config.early_layer, frames=len(pixels))
+
+
+def test_identical_dates_show_no_change(tiny_system, shared_data):
+    path = shared_data / "landsat_change_taizhou" / "2000TM"
+    layout = band_layout(path)
+    with rasterio.open(path) as src:
+        pixels = src.read().astype(np.float32)
+    with torch.no_grad():
+        logits = tiny_system.change(scene_features(tiny_system, [layout, layout], [pixels, pixels], 128))
+    assert logits.shape == (1, 2, 128, 128)
+    assert (logits.softmax(1)[:, 1] < 0.5).all()
+
+
+def test_untrained_change_score_ranks_taizhou_reference_pixels(tiny_system, shared_data):
+    folder = shared_data / "landsat_change_taizhou"
+    layouts = [band_layout(folder / name) for name in ("2000TM", "2003TM")]
+    pixels = []
+    for name in ("2000TM", "2003TM"):
+        with rasterio.open(folder / name) as src:
+            pixels.append(src.read().astype(np.float32))
+    with torch.no_grad():
+        p_change = (
+            tiny_system.change(scene_features(tiny_system, layouts, pixels, 384)).softmax(1)[0, 1].numpy()
+        )
+    changed = np.asarray(Image.open(folder / "change.bmp"))[:384, :384] > 0
+    unchanged = np.asarray(Image.open(folder / "unchanged.bmp"))[:384, :384] > 0
+    recall = (p_change[changed] >= 0.5).mean()
+    specificity = (p_change[unchanged] < 0.5).mean()
+    assert (recall + specificity) / 2 > 0.85, (recall, specificity)
+
+
+def test_change_loss_ignores_unknown_pixels():
+    head = ChangeHead(ChangeHeadConfig(hidden_size=8))
+    logits = torch.randn(1, 2, 3, 3)
+    labels = torch.tensor([[[0, 1, -1], [1, 1, -1], [0, 0, -1]]])
+    expected = torch.nn.functional.cross_entropy(logits[..., :2], labels[..., :2])
+    torch.testing.assert_close(head.loss(logits, labels), expected)

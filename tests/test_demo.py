@@ -1,0 +1,88 @@
+"""`rsneo demo` end to end on the bundled samples: every product exists, is valid and is where it says."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from rio_cogeo.cogeo import cog_validate
+
+from rsneo.cli import run_app
+from rsneo.demo import DEMO_CLASSES, DEMO_QUESTION, bundled_samples, run_demo
+
+
+def flat(text: str) -> str:
+    """Text without whitespace: rich wraps long error lines wherever the terminal width says."""
+    return "".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory) -> Path:
+    """One run of the real command (the bundled model, or the random stand-in when none is bundled)."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    assert run_app(["demo", "--out", str(out)]) == 0
+    return out
+
+
+def test_segmentation_is_a_valid_cog_on_the_scene_grid_with_the_typed_classes(demo_out):
+    cog = demo_out / "segmentation" / "Spain_7370579_S2Hand_classes.tif"
+    assert cog_validate(str(cog))[0]
+    with rasterio.open(cog) as out, rasterio.open(bundled_samples().sentinel2) as scene:
+        assert (out.crs, out.transform, out.shape) == (scene.crs, scene.transform, scene.shape)
+        classes = out.read(1)
+    assert set(np.unique(classes)) <= set(range(len(DEMO_CLASSES) + 1))  # + "none of these"
+
+
+def test_segmentation_polygons_and_qgis_project_reference_the_outputs(demo_out):
+    polygons = gpd.read_file(demo_out / "segmentation" / "Spain_7370579_S2Hand_classes.gpkg")
+    assert len(polygons) > 0 and set(polygons["class_name"]) <= {*DEMO_CLASSES, "none of these"}
+    assert polygons.crs.to_epsg() == 4326
+    with zipfile.ZipFile(demo_out / "segmentation" / "Spain_7370579_S2Hand.qgz") as project:
+        qgs = next(project.read(n).decode() for n in project.namelist() if n.endswith(".qgs"))
+    assert "Spain_7370579_S2Hand_classes.tif" in qgs and "Spain_7370579_S2Hand_classes.gpkg" in qgs
+
+
+def test_change_map_covers_the_landsat_pair_and_has_a_report(demo_out):
+    with rasterio.open(demo_out / "change" / "change.tif") as cog:
+        assert (cog.crs.to_epsg(), cog.shape, cog.transform.a) == (32651, (400, 400), 30.0)
+        assert set(np.unique(cog.read(1))) <= {0, 1, 255}
+    report = (demo_out / "change" / "change_report.html").read_text()
+    assert "2000TM" in report and "2003TM" in report and "<img" in report
+
+
+def test_answer_and_overview_picture_are_written(demo_out):
+    answer = (demo_out / "answer.txt").read_text()
+    assert answer.startswith(f"Q: {DEMO_QUESTION}\nA: ")
+    with Image.open(demo_out / "overview.png") as picture:
+        assert picture.format == "PNG" and picture.size[0] > 800 and picture.size[1] > 600
+    assert not list(demo_out.rglob(".*partial*"))  # nothing half-written is left behind
+
+
+def test_demo_refuses_a_window_that_is_not_a_multiple_of_32(tmp_path, capsys):
+    assert run_app(["demo", "--out", str(tmp_path), "--window", "100"]) == 2
+    assert flat("--window: expected a multiple of 32 pixels, at least 64, got 100") in flat(
+        capsys.readouterr().err
+    )
+
+
+def test_demo_refuses_an_output_path_that_is_a_file(tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("")
+    assert run_app(["demo", "--out", str(target)]) == 2
+    assert flat(f"output folder {target}: expected a folder rsneo can write to") in flat(
+        capsys.readouterr().err
+    )
+
+
+def test_missing_samples_are_a_clear_error(tmp_path):
+    from rsneo.errors import InputError
+
+    with pytest.raises(InputError, match="bundled samples: expected .*Spain_7370579_S2Hand.tif"):
+        bundled_samples(tmp_path)
+    with pytest.raises(InputError, match="--window"):
+        run_demo(tmp_path, window=48)

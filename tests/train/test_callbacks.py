@@ -1,0 +1,17 @@
+"""Loss curves from a metrics.csv as Lightning's CSV logger writes it."""
+
+from __future__ import annotations
+
+from rsneo.train.callbacks import plot_loss_curves, read_metrics
+
+
+def test_loss_curve_png_from_sparse_metrics_rows(tmp_path):
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text(
+        "epoch,lr-AdamW/pg1,step,train/loss,train/lm_loss\n"
+        ",0.001,0,,\n0,,0,4.5,3.0\n,0.001,1,,\n0,,1,4.0,2.5\n"
+    )
+    series = read_metrics(metrics)
+    assert series["train/loss"] == [(0, 4.5), (1, 4.0)] and series["lr-AdamW/pg1"] == [(0, 0.001), (1, 0.001)]
+    png = plot_loss_curves(metrics, tmp_path / "loss_curve.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob(".*tmp*"))

@@ -1,0 +1,42 @@
+"""Scale options: activation checkpointing changes memory, not numbers or names; strategies from configs."""
+
+from __future__ import annotations
+
+import torch
+
+from rsneo.train.config import load_config
+from rsneo.train.datamodule import collate
+from rsneo.train.scale import build_strategy, enable_activation_checkpointing
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(tiny_model, flood_samples, image_tokens):
+    inputs = collate(flood_samples[:2], image_tokens, pad_id=0).inputs
+    names = [n for n, _ in tiny_model.named_parameters()]
+
+    def loss_and_grads():
+        tiny_model.zero_grad()
+        loss = tiny_model(inputs).loss
+        loss.backward()
+        return loss.detach(), {
+            n: p.grad.clone() for n, p in tiny_model.named_parameters() if p.grad is not None
+        }
+
+    plain_loss, plain_grads = loss_and_grads()
+    assert enable_activation_checkpointing(tiny_model) == tiny_model.config.num_layers
+    assert enable_activation_checkpointing(tiny_model) == 0  # already wrapped
+    loss, grads = loss_and_grads()
+    assert [n for n, _ in tiny_model.named_parameters()] == names
+    assert torch.allclose(loss, plain_loss, atol=1e-6)
+    assert grads.keys() == plain_grads.keys()
+    assert all(torch.allclose(grads[n], plain_grads[n], atol=1e-6) for n in grads)
+
+
+def test_strategies_built_from_trainer_configs():
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
+
+    ddp = load_config(["trainer=ddp", "trainer.accelerator=cpu"])
+    strategy = build_strategy(ddp.trainer, ddp.model)
+    assert isinstance(strategy, DDPStrategy) and strategy._process_group_backend == "gloo"
+    fsdp = load_config(["trainer=fsdp", "model=neo-2.2b"])
+    assert isinstance(build_strategy(fsdp.trainer, fsdp.model), FSDPStrategy)
+    assert build_strategy(load_config([]).trainer, {}) == "auto"
