@@ -78,10 +78,16 @@ def _bands(text: str | None) -> list[str] | None:
     return None if text is None else [b.strip() for b in text.split(",") if b.strip()]
 
 
-def _system(model: Path | None, device: str):
+def _system(model: Path | None, device: str, head: str | None = None):
+    """Load the model folder; say so when the head a command relies on was never trained there."""
     from rsneo.heads.system import load_system
 
     system = load_system(model, device=device)
+    if head is not None and head not in system.trained_heads:
+        err_console.print(
+            f"[yellow]warning:[/] {system.folder} has no trained {head} head; using a fresh one",
+            highlight=False,
+        )
     return system
 
 
@@ -112,7 +118,7 @@ def segment_command(
     names = parse_classes(classes)
     plan = _plan(window, overlap, batch)
     with _output_folder(out), _reported_warnings():
-        system = _system(model, device)
+        system = _system(model, device, "segmentation")
         result = segment_raster(
             system,
             raster,
@@ -120,6 +126,7 @@ def segment_command(
             out,
             plan=plan,
             sensor=sensor,
+            bands=_bands(bands),
             none_threshold=none_threshold,
             show_progress=True,
         )
@@ -161,10 +168,11 @@ def change_command(
     names = parse_classes(classes) if classes is not None else None
     plan = _plan(window, overlap, batch)
     with _output_folder(out), _reported_warnings():
-        system = _system(model, device)
+        system = _system(model, device, "change")
         result = detect_change(
-            system, rasters, out, class_names=names, plan=plan, sensor=sensor, show_progress=True
-        )
+            system, rasters, out, class_names=names, plan=plan, sensor=sensor, bands=_bands(bands),
+            show_progress=True,
+        )  # fmt: skip
     unit = "pixels" if result.area_unit == "px" else "ha"
     share = 100 * result.changed_area / max(result.compared_area, 1e-12)
     typer.echo(

@@ -65,6 +65,7 @@ class RasterSource:
 
 
 _HANDLES: dict[tuple[int, str], rasterio.DatasetReader] = {}
+MAX_OPEN = 256
 
 
 @contextmanager
@@ -79,15 +80,24 @@ def gdal_errors(path: str, action: str = "read") -> Iterator[None]:
 
 
 def open_dataset(path: str) -> rasterio.DatasetReader:
-    """An open dataset for `path`, cached per process (workers each open their own; headers read once)."""
+    """An open dataset for `path`, cached per process (workers each open their own; headers read once).
+
+    At most `MAX_OPEN` stay open; the least recently used is closed first (archives have many files).
+    """
     key = (os.getpid(), path)
-    if key not in _HANDLES:
-        if not Path(path).exists():
-            raise InputError(f"{path}: file not found")
-        with gdal_errors(path, "open"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            _HANDLES[key] = rasterio.open(path)
-    return _HANDLES[key]
+    if key in _HANDLES:
+        _HANDLES[key] = _HANDLES.pop(key)  # most recently used last
+        return _HANDLES[key]
+    if not Path(path).exists():
+        raise InputError(f"{path}: file not found")
+    with gdal_errors(path, "open"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        handle = rasterio.open(path)
+    while len(_HANDLES) >= MAX_OPEN:
+        oldest = next(iter(_HANDLES))
+        _HANDLES.pop(oldest).close()
+    _HANDLES[key] = handle
+    return handle
 
 
 def close_datasets() -> None:

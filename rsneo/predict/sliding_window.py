@@ -1,12 +1,13 @@
 """Sliding-window inference over rasters of any size, with flat memory and resumable output.
 
 window source -> batches of overlapping windows -> `predict_fn` -> blended accumulation (overlap weights) ->
-finished rows of blocks -> `CogBlockWriter`. Windows are processed one window row at a time; the accumulator
-holds one window row's height for the raster's width, and only the overlap rows are carried to the next window
-row, so memory does not grow with the raster's height and only by a strip with its width. After every window
-row the finished strip, the carried overlap and a progress record are made durable: an interrupted run started
-again with the same settings continues at the next window row. The final COG appears only when everything is
-done (`CogBlockWriter.finish`).
+finished blocks -> `CogBlockWriter`. Windows run one window row at a time, a batch of windows at a time, left
+to right. A block buffer holds only the columns of the current batch (C x size x batch width); columns no
+later window of the row reaches are written at once, and their lower `overlap` rows go to a carry (C x overlap
+x raster width) that the next window row starts from. So memory is flat in the raster's height and grows with
+its width only by that thin carry. After every window row the written blocks, the carry and a progress record
+are made durable: an interrupted run started again with the same settings continues at the next window row.
+The final COG appears only when everything is done (`CogBlockWriter.finish`).
 """
 
 from __future__ import annotations
@@ -56,13 +57,12 @@ class WindowPlan:
         return self.size - self.overlap
 
     def starts(self, length: int) -> list[int]:
-        """Window offsets along one axis covering [0, length); the last window is flush with the end."""
-        if length <= self.size:
-            return [0]
-        starts = list(range(0, length - self.size + 1, self.stride))
-        if starts[-1] + self.size < length:
-            starts.append(length - self.size)
-        return starts
+        """Window offsets along one axis covering [0, length), every `stride` pixels.
+
+        The stride stays regular (the last window may hang over the end, read as no data), so exactly
+        `overlap` rows are ever carried from one window row to the next.
+        """
+        return list(range(0, max(length - self.overlap, 1), self.stride))
 
 
 def blend_weights(size: int, overlap: int) -> np.ndarray:
@@ -170,52 +170,71 @@ def predict_raster(
         )
     if not resume:  # stale partial state from another setting: start clean
         _clear_carries(out_path)
-    weights = blend_weights(plan.size, plan.overlap)
-    width = max(source.width, plan.size)
-    acc: np.ndarray | None = None  # (classes, size, width) weighted probability sums for rows [top, top+size)
-    norm = np.zeros((plan.size, width), np.float32)  # (size, width) weight sums
+    size, stride = plan.size, plan.stride
+    weights = blend_weights(size, plan.overlap)
+    span = cols[-1] + size  # columns the windows cover (the last ones may hang over the raster's edge)
+    # Accumulator channels C: weighted probabilities (K), weight sum, valid count. `carry` holds what the
+    # previous window row added to the first `overlap` rows of this one, for every column: (C, overlap, span).
+    carry: np.ndarray | None = None
     if resume:
-        with np.load(_carry_path(out_path, progress.rows_done), allow_pickle=False) as carry:
-            kept = carry["norm"].shape[0]  # only the carried overlap rows were saved
-            acc = np.zeros((carry["acc"].shape[0], plan.size, width), np.float32)
-            acc[:, :kept], norm[:kept] = carry["acc"], carry["norm"]
+        with np.load(_carry_path(out_path, progress.rows_done), allow_pickle=False) as saved_carry:
+            carry = saved_carry["carry"]
+
+    def emit(block: np.ndarray, top: int, left: int, last_row: bool) -> None:
+        """Write the finished part of `block` (C, size, w): rows [top, top+stride) or to the raster's end."""
+        rows_done = source.height - top if last_row else stride
+        width = min(block.shape[2], source.width - left)
+        if carry is not None and not last_row:  # its lower overlap rows belong to the next window row
+            carry[:, :, left : left + block.shape[2]] = block[:, stride:]
+        if width <= 0:
+            return
+        final = block[:, :rows_done, :width]
+        probs = final[:-2] / np.maximum(final[-2], 1e-12)  # (K, rows, width)
+        classes, best = classify(probs)
+        conf = np.clip(np.round(best * 100.0), 0, 100).astype(np.uint8)
+        invalid = final[-1] <= 0
+        classes[invalid] = NODATA_CLASS
+        conf[invalid] = 0
+        window = Window(left, top, width, rows_done)
+        for writer, values in zip(writers, (classes, conf), strict=False):
+            writer.write(window, values)
 
     bar = _progress_bar(show_progress, len(rows) * len(cols), progress.rows_done * len(cols))
     try:
         for index in range(progress.rows_done, len(rows)):
-            top = rows[index]
-            valid_strip = np.zeros((plan.size, width), bool)
-            for batch in _windows_of_row(top, cols, plan):
-                reads = [source.read(r, c, plan.size) for r, c in batch]
+            top, last_row = rows[index], index + 1 == len(rows)
+            block: np.ndarray | None = None  # (C, size, w): columns [left, left + w) of this window row
+            left = 0
+            batches = list(_windows_of_row(top, cols, plan))
+            for number, batch in enumerate(batches):
+                reads = [source.read(r, c, size) for r, c in batch]
                 pixels = np.stack([p for p, _ in reads])  # (batch, ..., size, size)
                 valid = np.stack([v for _, v in reads])  # (batch, size, size)
-                probs = np.asarray(predict_fn(pixels, valid), np.float32)  # (batch, classes, size, size)
-                if acc is None:
-                    acc = np.zeros((probs.shape[1], plan.size, width), np.float32)
+                probs = np.asarray(predict_fn(pixels, valid), np.float32)  # (batch, K, size, size)
+                if carry is None:
+                    carry = np.zeros((probs.shape[1] + 2, plan.overlap, span), np.float32)
+                # grow the block to the batch's right edge; new columns start from the previous row's carry
+                end = batch[-1][1] + size
+                old = 0 if block is None else block.shape[2]
+                grown = np.zeros((carry.shape[0], size, end - left), np.float32)
+                if block is not None:
+                    grown[:, :, :old] = block
+                grown[:, : plan.overlap, old:] = carry[:, :, left + old : end]
+                block = grown
                 for (_, c), p, v in zip(batch, probs, valid, strict=True):
-                    acc[:, :, c : c + plan.size] += p * weights
-                    norm[:, c : c + plan.size] += weights
-                    valid_strip[:, c : c + plan.size] |= v
+                    x = c - left
+                    block[:-2, :, x : x + size] += p * weights
+                    block[-2, :, x : x + size] += weights
+                    block[-1, :, x : x + size] += v
+                # columns left of the next batch's first window are finished for this window row
+                right = batches[number + 1][0][1] if number + 1 < len(batches) else end
+                emit(block[:, :, : right - left], top, left, last_row)
+                block, left = block[:, :, right - left :], right
                 if bar is not None:
                     bar[0].advance(bar[1], len(batch))
-            # rows [top, next_top) are final: no later window row reaches them
-            next_top = rows[index + 1] if index + 1 < len(rows) else source.height
-            done = next_top - top
-            probs = acc[:, :done, : source.width] / np.maximum(norm[:done, : source.width], 1e-12)
-            classes, best = classify(probs)  # (done, width)
-            conf = np.clip(np.round(best * 100.0), 0, 100).astype(np.uint8)
-            invalid = ~valid_strip[:done, : source.width]
-            classes[invalid] = NODATA_CLASS
-            conf[invalid] = 0
-            window = Window(0, top, source.width, done)
-            for writer, values in zip(writers, (classes, conf), strict=False):
-                writer.write(window, values)
-            # carry the overlap rows [next_top, top+size) to the next window row
-            acc = np.concatenate([acc[:, done:], np.zeros_like(acc[:, :done])], axis=1)
-            norm = np.concatenate([norm[done:], np.zeros_like(norm[:done])], axis=0)
             for writer in writers:
                 writer.flush()
-            _save_carry(out_path, index + 1, acc[:, : plan.size - done], norm[: plan.size - done])
+            _save_carry(out_path, index + 1, carry)
             _write_atomic(progress_path, json.dumps(asdict(Progress(signature, index + 1))))
             _clear_carries(out_path, keep=index + 1)
             if stop_after_rows is not None and index + 1 - progress.rows_done >= stop_after_rows:
@@ -257,10 +276,10 @@ def _carry_path(out_path: Path, rows_done: int) -> Path:
     return hidden_path(out_path, f"carry{rows_done}.npz")
 
 
-def _save_carry(out_path: Path, rows_done: int, acc: np.ndarray, norm: np.ndarray) -> None:
+def _save_carry(out_path: Path, rows_done: int, carry: np.ndarray) -> None:
     final = _carry_path(out_path, rows_done)
     tmp = final.with_name(final.name + ".tmp.npz")
-    np.savez(tmp, acc=acc, norm=norm)
+    np.savez(tmp, carry=carry)
     os.replace(tmp, final)
 
 

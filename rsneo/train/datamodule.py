@@ -93,6 +93,7 @@ def build_samples(
     samples: list[Sample] = []
     for name in sources:
         extra = {k: v for k, v in options.items() if k == "split" and name == "sen1floods11"}
+        extra.update({k: v for k, v in options.items() if k == "path" and name == "shards"})
         samples += SOURCES[name](root, lambda: DocumentBuilder(tokenizer, tokens), tile, **extra)
     if not samples:
         raise InputError(f"data.sources {list(sources)} under {root}: expected samples, found none")

@@ -138,7 +138,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         strategy=build_strategy(t, model_cfg),
         precision=t["precision"],
         max_steps=int(t.get("stop_at_step") or t["max_steps"]),
-        max_epochs=1,  # the data stream is exactly max_steps optimizer steps long (see StepSampler)
+        max_epochs=-1,  # the run is bounded by max_steps (the data stream is exactly that long)
         accumulate_grad_batches=int(t.get("accumulate_grad_batches", 1)),
         gradient_clip_val=float(cfg["stage"].get("grad_clip") or 0) or None,
         log_every_n_steps=int(t["log_every_n_steps"]),

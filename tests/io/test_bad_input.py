@@ -81,3 +81,13 @@ def test_file_not_found(tmp_path):
     with pytest.raises(InputError, match=r"nothing.tif: file not found"):
         open_source(tmp_path / "nothing.tif")
     shutil.rmtree(tmp_path)
+
+
+def test_pixel_unit_images_of_different_sizes_do_not_stack(shared_data, tmp_path):
+    small = tmp_path / "small.png"
+    with rasterio.open(shared_data / "levir_cd/B/test_2_0000_0000.png") as src:
+        profile = {"driver": "PNG", "width": 128, "height": 128, "count": 3, "dtype": "uint8"}
+        with rasterio.open(small, "w", **profile) as dst:
+            dst.write(src.read(window=((0, 128), (0, 128))))
+    with pytest.raises(InputError, match=r"small.png: has no georeference and is 128x128 pixels; expected"):
+        read_scene([shared_data / "levir_cd/A/test_2_0000_0000.png", small], window=(0, 0, 64, 64))
