@@ -125,6 +125,7 @@ class RSNeoDataModule(L.LightningDataModule):
                 self.tokens,
                 int(self.data["tile"]),
                 split=split,
+                path=self.data.get("path"),
             )
 
     def train_dataloader(self) -> DataLoader:
