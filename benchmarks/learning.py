@@ -124,7 +124,7 @@ def throughput(args: argparse.Namespace) -> None:
 
     def step() -> None:
         with autocast:
-            loss = language_model_loss(model(inputs).logits, inputs.labels)
+            loss = language_model_loss(model.lm_head, model.backbone(inputs).last_hidden_state, inputs.labels)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

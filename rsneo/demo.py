@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-SAMPLES = ASSETS / "samples"
-BUNDLED_MODEL = ASSETS / "model"
+from rsneo.heads.system import BUNDLED_MODEL  # rsneo/assets/model
+
+SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
 
 # The bundled model was trained to tell these two apart (label-as-text); any other words may be typed too.
 DEMO_CLASSES = ("water", "land")
@@ -165,13 +165,6 @@ class DemoResult:
     overview: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
-    def files(self) -> list[Path]:
-        return [
-            *self.segmentation.values(),
-            *self.change.values(),
-            *([self.overview] if self.overview else []),
-        ]
-
 
 def demo_system(model: Path | None = None):
     """(System, trained, note): the given model folder, else the bundled one, else a tiny random model."""
@@ -233,7 +226,9 @@ def run_demo(
 
     start = time.perf_counter()
     answer = ask_rasters(system, [samples.sentinel2], question, max_side=256, max_new_tokens=48)
-    (out / "answer.txt").write_text(f"Q: {question}\nA: {answer}\n")
+    partial = out / ".answer.txt.partial"
+    partial.write_text(f"Q: {question}\nA: {answer}\n")
+    os.replace(partial, out / "answer.txt")
     seconds["question"] = time.perf_counter() - start
 
     result = DemoResult(

@@ -86,3 +86,22 @@ def test_missing_samples_are_a_clear_error(tmp_path):
         bundled_samples(tmp_path)
     with pytest.raises(InputError, match="--window"):
         run_demo(tmp_path, window=48)
+
+
+def test_bundled_model_beats_the_mndwi_baseline_on_held_out_water(tmp_path):
+    """The shipped weights load with today's code and map water better than MNDWI where never trained."""
+    from rsneo import baselines
+    from rsneo.heads.system import BUNDLED_MODEL, load_system
+    from rsneo.predict.segment import segment_raster
+
+    samples = bundled_samples()
+    outputs = segment_raster(load_system(BUNDLED_MODEL), samples.sentinel2, ["water", "land"], tmp_path)
+    with rasterio.open(outputs.cog) as cog, rasterio.open(samples.water_label) as lab:
+        water_map, label = cog.read(1)[:, 256:], lab.read(1)[:, 256:]  # the right half is held out
+    with rasterio.open(samples.sentinel2) as src:
+        green, swir = src.read(3)[:, 256:], src.read(12)[:, 256:]
+    valid, water = label != -1, label == 1
+    model_iou = baselines.iou(water_map == 0, water, valid)
+    mndwi_iou = baselines.iou(baselines.mndwi(green, swir) > 0, water, valid)
+    assert mndwi_iou == pytest.approx(0.651, abs=1e-3)
+    assert model_iou > 0.75 > mndwi_iou

@@ -107,11 +107,11 @@ def segment_command(
     batch: BatchOption = 4,
     device: DeviceOption = "cpu",
 ) -> None:
-    """Open-vocabulary segmentation: a COG with class names and colours, polygons, a QML style, a QGIS
-    project.
+    """Open-vocabulary segmentation: class-map COG, polygons, QML style and QGIS project.
 
-    Class names are free text; names never seen in training work without retraining. An interrupted run
-    started again with the same options continues where it stopped.
+    Class names are free text; names never seen in training work without retraining.
+
+    An interrupted run started again with the same options continues where it stopped.
     """
     from rsneo.predict.segment import parse_classes, segment_raster
 
@@ -156,11 +156,11 @@ def change_command(
     batch: BatchOption = 2,
     device: DeviceOption = "cpu",
 ) -> None:
-    """Change between the first and last date: change map COG, polygons, from-to table, QGIS project, HTML
-    report.
+    """Change between the first and last date: change-map COG, polygons, from-to table, HTML report.
 
-    Later dates are reprojected onto the first one's grid when they differ. Images without georeference (PNG
-    pairs) are compared pixel by pixel, with areas in pixels and a warning.
+    Later dates are reprojected onto the first one's grid when their grids differ.
+
+    Images without georeference (PNG pairs) are compared pixel by pixel: areas in pixels, with a warning.
     """
     from rsneo.predict.change import detect_change
     from rsneo.predict.segment import parse_classes

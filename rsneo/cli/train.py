@@ -9,10 +9,18 @@ import typer
 
 from rsneo.cli.app import app
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def config_groups() -> str:
+    """The config groups and their options, read from the shipped config folder (no Hydra import)."""
+    groups = sorted(p for p in CONFIG_DIR.iterdir() if p.is_dir())
+    return "; ".join(f"{g.name}=" + "|".join(sorted(f.stem for f in g.glob("*.yaml"))) for g in groups)
+
 
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    epilog="Examples: rsneo train experiment=smoke out_dir=runs/smoke | "
+    epilog=f"Config groups: {config_groups()}. Examples: rsneo train experiment=smoke out_dir=runs/smoke | "
     "rsneo train model=demo data=sen1floods11 trainer.max_steps=500 | "
     "rsneo train experiment=smoke resume=runs/smoke/checkpoints/last.ckpt",
 )
@@ -20,10 +28,10 @@ def train(
     ctx: typer.Context,
     show: Annotated[bool, typer.Option("--show", help="Print the composed config and exit.")] = False,
 ) -> None:
-    """Train with Hydra overrides KEY=VALUE (groups: model, data, stage, trainer, objectives, experiment).
+    """Train with Hydra overrides KEY=VALUE; any config value can be set, e.g. trainer.max_steps=50.
 
-    Writes OUT_DIR/metrics.csv, OUT_DIR/checkpoints/last.ckpt, TensorBoard logs and
-    OUT_DIR/loss_curve.png.
+    Writes OUT_DIR/metrics.csv, OUT_DIR/checkpoints/last.ckpt, TensorBoard logs and OUT_DIR/loss_curve.png.
+    See docs/training.md.
     """
     from omegaconf import OmegaConf
 

@@ -51,8 +51,7 @@ class SegmentationHeadConfig:
 
 
 class SpectralStem(nn.Module):
-    """Per-pixel features from any band set: a 1x1 conv whose kernel per band comes from its wavelength
-    (DOFA-like)."""
+    """Per-pixel features of any band set: a 1x1 conv with per-band kernels made from wavelengths (DOFA)."""
 
     def __init__(self, channels: int, frequencies: int = 8) -> None:
         super().__init__()
@@ -163,13 +162,11 @@ class SegmentationHead(nn.Module):
         return asdict(self.config)
 
 
-# ---- backbone glue: prompts and image documents -> hidden states
-# ----------------------------------------------
+# ---- backbone glue: prompts and image documents -> hidden states -------------------------------------------
 
 
 def backbone_states(model: nn.Module, inputs: ModelInputs) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """Last hidden state (B, L, hidden) and all hidden states from `model.backbone(...,
-    output_hidden_states=True)`."""
+    """Last hidden state (B, L, hidden) and all hidden states (embeddings, then every layer's output)."""
     out = model.backbone(inputs, output_hidden_states=True)
     if isinstance(out, tuple):
         return out[0], tuple(out[1])

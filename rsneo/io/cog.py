@@ -50,7 +50,8 @@ KNOWN_COLORS: dict[str, tuple[int, int, int]] = {
     "wetland": (80, 160, 160),
     "no change": (40, 40, 40),
     "change": (255, 60, 30),
-    "none of these": (0, 0, 0),
+    "none of these": (190, 190, 190),
+    "land": (205, 185, 135),  # last, so that "wetland", "grassland", "bareland" keep their own colours
 }
 
 
@@ -170,10 +171,11 @@ class CogBlockWriter:
         if legend is None:
             return
         self._dst.write_colormap(1, legend.colormap())
-        self._dst.update_tags(class_names=json.dumps(list(legend.names), ensure_ascii=False), rsneo_product="class map")
+        names = json.dumps(list(legend.names), ensure_ascii=False)
+        self._dst.update_tags(class_names=names, rsneo_product="class map")
         self._dst.update_tags(
             1,
-            class_names=json.dumps(list(legend.names), ensure_ascii=False),
+            class_names=names,
             class_colors=json.dumps([legend.hex(i) for i in range(len(legend.names))]),
             **{f"class_{i}": name for i, name in enumerate(legend.names)},
         )

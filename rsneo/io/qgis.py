@@ -221,6 +221,7 @@ def write_qgz(
     path: Path,
     *,
     inputs: list[Path] = (),
+    input_rgb: tuple[int, int, int] | None = None,
     class_maps: list[tuple[Path, ClassLegend]],
     polygons: list[tuple[Path, ClassLegend]] = (),
     crs: rasterio.crs.CRS | None,
@@ -229,6 +230,7 @@ def write_qgz(
     """Write a .qgz (a zip holding one .qgs) that opens the inputs and the styled predictions (on top).
 
     Outputs in the project's folder are referenced relatively, so the folder can be moved as a whole.
+    `input_rgb` picks the inputs' bands (1-based) shown as red, green, blue (default: the first three).
     """
     path = Path(path)
     folder = path.parent.resolve()
@@ -248,7 +250,9 @@ def write_qgz(
         layers.append(ProjectLayer(Path(cog).stem, source(cog), "classes", legend))
     for raster in inputs:
         layers.append(
-            ProjectLayer(Path(raster).name, source(raster), "input", display=raster_display(raster))
+            ProjectLayer(
+                Path(raster).name, source(raster), "input", display=raster_display(raster, input_rgb)
+            )
         )
     partial = hidden_path(path, "partial.qgz")
     try:
@@ -258,3 +262,70 @@ def write_qgz(
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+# ---- checking a project with QGIS itself (python3-qgis, run headless by the system python) ----------------
+
+QGIS_PYTHON = "/usr/bin/python3"
+_QGIS_PROBE = r"""
+import json, sys
+from qgis.core import QgsApplication, QgsProject
+app = QgsApplication([], False)
+app.initQgis()
+project = QgsProject.instance()
+out = {"read": project.read(sys.argv[1]), "crs": project.crs().authid(), "layers": []}
+for layer in project.mapLayers().values():
+    info = {"name": layer.name(), "valid": layer.isValid(), "crs": layer.crs().authid(), "classes": []}
+    renderer = layer.renderer()
+    info["renderer"] = renderer.type() if renderer else None
+    if info["renderer"] == "paletted":
+        info["classes"] = [[int(c.value), c.label, c.color.name()] for c in renderer.classes()]
+    elif info["renderer"] == "categorizedSymbol":
+        info["classes"] = [[c.value(), c.label(), c.symbol().color().name()] for c in renderer.categories()]
+    out["layers"].append(info)
+print("PROBE" + json.dumps(out))
+app.exitQgis()
+"""
+
+
+def qgis_available(python: str = QGIS_PYTHON) -> bool:
+    """Whether `python` can import QGIS's bindings (qgis.core)."""
+    import subprocess
+
+    if not Path(python).exists():
+        return False
+    try:
+        return (
+            subprocess.run([python, "-c", "import qgis.core"], capture_output=True, timeout=60).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def describe_with_qgis(project: Path, python: str = QGIS_PYTHON, timeout: float = 180) -> dict:
+    """Open `project` in QGIS (headless, in a subprocess) and describe it as QGIS sees it.
+
+    Returns {"read", "crs", "layers": [{"name", "valid", "crs", "renderer", "classes": [[value, label,
+    colour]]}]}. Raises InputError when QGIS cannot be run.
+    """
+    import json
+    import subprocess
+
+    from rsneo.errors import InputError
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": os.environ.get("TMPDIR", "/tmp")}
+    try:
+        done = subprocess.run(
+            [python, "-c", _QGIS_PROBE, str(project)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InputError(f"QGIS ({python}): could not open {project} ({exc})") from None
+    line = next((x for x in done.stdout.splitlines() if x.startswith("PROBE")), None)
+    if line is None:
+        raise InputError(f"QGIS ({python}): could not open {project}: {done.stderr.strip()[-500:]}")
+    return json.loads(line[len("PROBE") :])

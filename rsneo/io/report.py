@@ -61,6 +61,7 @@ class ChangeReport:
     table_header: list[str]
     table_rows: list[list[str]]
     notes: list[str] = field(default_factory=list)
+    legend: list[tuple[str, str]] = field(default_factory=list)  # (class name, "#rrggbb") shown in the map
 
 
 def render_report(report: ChangeReport) -> str:

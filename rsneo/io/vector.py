@@ -34,8 +34,7 @@ def area_function(crs: rasterio.crs.CRS | None):
 
 
 def row_pixel_areas(crs: rasterio.crs.CRS | None, transform: rasterio.Affine, rows: np.ndarray) -> np.ndarray:
-    """Area of one pixel in each of `rows` (hectares; 1 per pixel without a CRS). Geodesic for geographic
-    CRSs."""
+    """Area of one pixel in each of `rows`: hectares (geodesic for a geographic CRS), 1 without a CRS."""
     area_of = area_function(crs)
     if area_of is None:
         return np.ones(len(rows))

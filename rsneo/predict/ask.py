@@ -21,8 +21,7 @@ def ask_rasters(
     max_side: int = 512,
     max_new_tokens: int = 64,
 ) -> str:
-    """The answer to `question` about `rasters` (dates in the given order), each read whole at <= `max_side`
-    px."""
+    """The answer to `question` about `rasters` (dates in order), each read whole at <= `max_side` px."""
     if not question.strip():
         raise InputError("ask: expected a question, got an empty string")
     if not rasters:

@@ -1,10 +1,10 @@
 """From a raster's bands to the model's band groups: wavelengths, STAC names, grouping and normalisation.
 
-The sensor and the identity of each band come from the data reader (`rsneo.io.read.open_source`). Values are
-standardised with statistics of the raster itself (a decimated read of its valid pixels), not the sensor's
-archive statistics: product inputs arrive in many units (reflectance x 10000, DN, 8-bit stretches of the same
-sensor, as the Taizhou Landsat pair), and per-raster statistics also cancel most radiometric differences
-between the dates of a change pair.
+The sensor and the identity of each band come from the data reader (`rsneo.io.read.open_source`). Values in
+the sensor's stored units are standardised with the sensor's statistics, exactly as training standardises them
+(`rsneo.data.frames.normalise`); 8-bit stretches of a sensor stored in other units (as the Taizhou Landsat
+pair) use statistics of the raster itself (a decimated read of its valid pixels), which also cancel most
+radiometric differences between the dates of a change pair.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ class BandLayout:
         return list(range(min(3, len(keys))))
 
     def images(self, pixels: np.ndarray, valid: np.ndarray, time: float | None = None) -> list[ImageInput]:
-        """(bands, H, W) raw values and (H, W) valid mask -> one `ImageInput` per band group (invalid pixels
-        0)."""
+        """(bands, H, W) raw values, (H, W) valid mask -> one `ImageInput` per band group (invalid = 0)."""
         mean = np.asarray(self.mean, np.float32)[:, None, None]
         std = np.asarray(self.std, np.float32)[:, None, None]
         x = np.where(valid[None], (pixels - mean) / std, 0.0).astype(np.float32)  # (bands, H, W)
@@ -61,8 +60,7 @@ class BandLayout:
 
 
 def raster_statistics(path: Path, sample: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and std (bands,) of the valid pixels of a decimated read (at most `sample` pixels a
-    side)."""
+    """Per-band mean and std (bands,) of the valid pixels of a decimated read (<= `sample` px a side)."""
     with open_raster(path) as src:
         scale = max(1, max(src.width, src.height) // sample)
         shape = (max(1, src.height // scale), max(1, src.width // scale))
@@ -95,7 +93,12 @@ def band_layout(path: Path, sensor: str | None = None, bands: list[str] | None =
     groups = tuple(
         tuple(index[b.name] for b in members) for members in source.sensor.groups_for(bands).values()
     )
-    mean, std = raster_statistics(path)
+    with open_raster(path) as src:
+        dtype = src.dtypes[0]
+    if dtype == "uint8" and "uint8" not in source.sensor.units:
+        mean, std = raster_statistics(path)  # an 8-bit stretch: the sensor's statistics would not fit
+    else:  # the sensor's stored units: standardise as training does (rsneo.data.frames.normalise)
+        mean, std = np.array([b.mean for b in bands]), np.array([b.std for b in bands])
     return BandLayout(
         sensor=source.sensor.name,
         band_names=tuple(b.name for b in bands),
@@ -119,6 +122,11 @@ def read_overview(dataset, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     """A whole open dataset (or WarpedVRT) resampled to `shape`: pixels (bands, h, w), valid (h, w)."""
     from rasterio.enums import Resampling
 
-    pixels = dataset.read(out_shape=(dataset.count, *shape), resampling=Resampling.average).astype(np.float32)
+    from rsneo.predict.sliding_window import data_bands
+
+    bands = data_bands(dataset)
+    pixels = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average).astype(
+        np.float32
+    )
     valid = dataset.dataset_mask(out_shape=shape) > 0
     return pixels, valid

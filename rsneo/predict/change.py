@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
@@ -115,11 +115,16 @@ def aligned_datasets(paths: list[Path], layouts: list[BandLayout]):
                             width=ref.width,
                             height=ref.height,
                             resampling=Resampling.bilinear,
-                            add_alpha=src.nodata is None and not src.mask_flag_enums,
+                            add_alpha=_needs_alpha(src),
                         )
                     )
                 )
         yield datasets, ref.crs, ref.transform, False
+
+
+def _needs_alpha(src: rasterio.DatasetReader) -> bool:
+    """Whether a reprojected view needs an alpha band to tell "outside the source" from real zeros."""
+    return src.nodata is None and all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums)
 
 
 def change_legend(class_names: list[str] | None) -> ClassLegend:
@@ -133,8 +138,7 @@ def change_legend(class_names: list[str] | None) -> ClassLegend:
 
 
 class ChangePredictor:
-    """The `predict_fn` for change: (batch, dates, bands, S, S) -> [P(no change), P(change), seg first, seg
-    last]."""
+    """`predict_fn` for change: (B, dates, bands, S, S) -> [P(no change), P(change), seg first, seg last]."""
 
     def __init__(self, system: System, layouts: list[BandLayout], class_names: list[str] | None) -> None:
         self.system, self.layouts = system, layouts
@@ -205,8 +209,7 @@ def detect_change(
     show_progress: bool = False,
     max_new_tokens: int = 64,
 ) -> ChangeOutputs:
-    """Compare the first and last of `rasters` (two or more dates of one place); write every output to
-    `out_dir`."""
+    """Compare the first and last of `rasters` (dates of one place); write every output to `out_dir`."""
     from rsneo.io.qgis import write_qgz, write_qml
     from rsneo.io.vector import class_areas, write_class_polygons
 
@@ -258,6 +261,7 @@ def detect_change(
             write_qgz(
                 qgz,
                 inputs=rasters[::-1],
+                input_rgb=tuple(b + 1 for b in layouts[0].rgb_bands()),
                 class_maps=[(cog, legend)],
                 polygons=[(gpkg, legend)],
                 crs=crs,
@@ -327,14 +331,19 @@ def _write_change_report(
 
     ref = datasets[0]
     shape = overview_size(ref.width, ref.height, 512)
-    views = [read_overview(ds, shape) for ds in datasets]  # [(pixels (bands, h, w), valid (h, w))]
+    views = [read_overview(ds, shape) for ds in datasets]
+    # file names, with their folder when the dates share one name (LEVIR-CD's A/x.png and B/x.png)
+    plain = [r.name for r in rasters]
+    names = (
+        plain if len(set(plain)) == len(plain) else [f"{r.parent.name}/{r.name}" for r in rasters]
+    )  # [(pixels (bands, h, w), valid (h, w))]
     images = []
     for index in (0, len(rasters) - 1):
         pixels, valid = views[index]
         label = "before" if index == 0 else "after"
         date = f" ({layouts[index].date})" if layouts[index].date else ""
         rgb = stretch_rgb(pixels[layouts[index].rgb_bands()], valid)
-        images.append(ReportImage(f"{label}: {rasters[index].name}{date}", png_data_uri(rgb)))
+        images.append(ReportImage(f"{label}: {names[index]}{date}", png_data_uri(rgb)))
     with open_raster(cog) as src:
         classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)  # (h, w)
     lut = np.zeros((256, 3), np.uint8)
@@ -372,9 +381,10 @@ def _write_change_report(
             [before, after, _fmt(area, unit).split()[0], f"{100 * area / max(compared, 1e-12):.2f}"]
         )
     report = ChangeReport(
-        title=f"Change between {rasters[0].name} and {rasters[-1].name}",
+        title=f"Change between {names[0]} and {names[-1]}",
         inputs=[str(r) for r in rasters],
-        model=str(system.folder or "an untrained model"),
+        model=f"the model in {system.folder}" if system.folder else "an untrained model",
+        legend=[(name, legend.hex(legend.names.index(name))) for name, _ in rows],
         images=images,
         measured=measured,
         generated=summary,

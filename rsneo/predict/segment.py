@@ -139,6 +139,7 @@ def segment_raster(
         write_qgz(
             qgz,
             inputs=[raster],
+            input_rgb=tuple(b + 1 for b in layout.rgb_bands()),
             class_maps=[(cog, legend)],
             polygons=[(gpkg, legend)],
             crs=crs,

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, hidden_path
 
-# (batch, ..., window, window) pixels, (batch, window, window) valid -> (batch, channels, window, window)
-# probabilities
+ENGINE_VERSION = 2  # saved progress of another engine version is never resumed
+# pixels (batch, ..., size, size), valid (batch, size, size) -> probabilities (batch, channels, size, size)
 PredictFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-# blended (channels, rows, cols) probabilities -> class values (rows, cols) uint8 and confidence (rows, cols)
-# in [0, 1]
+# blended (channels, rows, cols) probabilities -> class values (rows, cols) uint8, confidence (rows, cols)
 ClassifyFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -75,9 +75,13 @@ def blend_weights(size: int, overlap: int) -> np.ndarray:
     return np.outer(ramp, ramp)
 
 
+def data_bands(dataset: rasterio.io.DatasetReaderBase) -> list[int]:
+    """1-based indexes of a dataset's data bands: an alpha band (of a WarpedVRT, say) is a mask, not data."""
+    return [i + 1 for i, interp in enumerate(dataset.colorinterp) if interp != ColorInterp.alpha]
+
+
 class RasterWindows:
-    """Reads square windows (padded past the raster's edge) and their valid mask from one or more aligned
-    rasters.
+    """Reads square windows (padded past the raster's edge) and their valid mask from aligned rasters.
 
     With several rasters (the dates of a change pair) a window is (dates, bands, size, size); pixels are valid
     when valid on every date. `datasets` may be rasterio datasets or WarpedVRTs already on one grid.
@@ -87,6 +91,7 @@ class RasterWindows:
         self.datasets = datasets
         self.stack = stack or len(datasets) > 1
         self.width, self.height = datasets[0].width, datasets[0].height
+        self.bands = [data_bands(ds) for ds in datasets]
 
     def read(self, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Pixels (bands, size, size) or (dates, bands, size, size) float32 and valid (size, size) bool."""
@@ -94,9 +99,9 @@ class RasterWindows:
         window = Window(col, row, w, h)
         frames, valid = [], np.zeros((size, size), bool)
         valid[:h, :w] = True
-        for ds in self.datasets:
-            data = np.zeros((ds.count, size, size), np.float32)
-            data[:, :h, :w] = ds.read(window=window).astype(np.float32)
+        for ds, bands in zip(self.datasets, self.bands, strict=True):
+            data = np.zeros((len(bands), size, size), np.float32)
+            data[:, :h, :w] = ds.read(bands, window=window).astype(np.float32)
             valid[:h, :w] &= ds.dataset_mask(window=window) > 0
             frames.append(data)
         pixels = np.stack(frames) if self.stack else frames[0]
@@ -112,8 +117,7 @@ class Progress:
 
 
 def run_signature(**settings: object) -> str:
-    """A short hash of everything that changes the output (input paths and sizes, classes, model, window
-    plan)."""
+    """A short hash of everything that changes the output (inputs, classes, model, window plan)."""
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -148,20 +152,17 @@ def predict_raster(
     progress_path = hidden_path(out_path, "progress.json")
     # what the engine itself knows also decides whether saved progress fits this run
     signature = run_signature(
-        caller=signature, plan=plan, size=(source.width, source.height), legend=legend, confidence=confidence
-    )
+        caller=signature, plan=plan, size=(source.width, source.height), legend=legend, confidence=confidence,
+        engine=ENGINE_VERSION,
+    )  # fmt: skip
     rows, cols = plan.starts(source.height), plan.starts(source.width)
-    progress = Progress(signature)
-    if progress_path.exists():
-        saved = Progress(**json.loads(progress_path.read_text()))
-        if saved.signature == signature:
-            progress = saved
-    partials = [hidden_path(out_path, "partial.tif")]
-    if confidence:
-        partials.append(hidden_path(confidence_path(out_path), "partial.tif"))
-    resume = progress.rows_done > 0 and all(p.exists() for p in partials)
-    if not resume:
-        progress = Progress(signature)
+    size, stride = plan.size, plan.stride
+    weights = blend_weights(size, plan.overlap)
+    span = cols[-1] + size  # columns the windows cover (the last ones may hang over the raster's edge)
+    # Accumulator channels C: weighted probabilities (K), weight sum, valid count. `carry` holds what the
+    # previous window row added to the first `overlap` rows of this one, for every column: (C, overlap, span).
+    progress, carry = _saved_state(out_path, signature, confidence)
+    resume = progress.rows_done > 0
     grid = dict(width=source.width, height=source.height, crs=crs, transform=transform, resume=resume)
     writers = [CogBlockWriter(out_path, legend=legend, **grid)]
     if confidence:
@@ -170,15 +171,6 @@ def predict_raster(
         )
     if not resume:  # stale partial state from another setting: start clean
         _clear_carries(out_path)
-    size, stride = plan.size, plan.stride
-    weights = blend_weights(size, plan.overlap)
-    span = cols[-1] + size  # columns the windows cover (the last ones may hang over the raster's edge)
-    # Accumulator channels C: weighted probabilities (K), weight sum, valid count. `carry` holds what the
-    # previous window row added to the first `overlap` rows of this one, for every column: (C, overlap, span).
-    carry: np.ndarray | None = None
-    if resume:
-        with np.load(_carry_path(out_path, progress.rows_done), allow_pickle=False) as saved_carry:
-            carry = saved_carry["carry"]
 
     def emit(block: np.ndarray, top: int, left: int, last_row: bool) -> None:
         """Write the finished part of `block` (C, size, w): rows [top, top+stride) or to the raster's end."""
@@ -254,6 +246,23 @@ def predict_raster(
     progress_path.unlink(missing_ok=True)
     _clear_carries(out_path)
     return result
+
+
+def _saved_state(out_path: Path, signature: str, confidence: bool) -> tuple[Progress, np.ndarray | None]:
+    """Progress and carry of an interrupted run with this signature; a fresh start if anything is missing."""
+    fresh = Progress(signature), None
+    progress_path = hidden_path(out_path, "progress.json")
+    partials = [hidden_path(out_path, "partial.tif")]
+    if confidence:
+        partials.append(hidden_path(confidence_path(out_path), "partial.tif"))
+    try:
+        saved = Progress(**json.loads(progress_path.read_text()))
+        if saved.signature != signature or saved.rows_done <= 0 or not all(p.exists() for p in partials):
+            return fresh
+        with np.load(_carry_path(out_path, saved.rows_done), allow_pickle=False) as archive:
+            return saved, archive["carry"]
+    except (OSError, ValueError, KeyError, TypeError):  # absent, truncated or from another version
+        return fresh
 
 
 def confidence_path(out_path: Path) -> Path:

@@ -4,7 +4,7 @@ A checkpoint holds only tensors and plain types: the module's state dict, optimi
 states, the loop counters, and, under `rsneo`, the run's config as plain dicts
 (`OmegaConf.to_container`), the model config dict and the tokenizer files as strings. No
 `save_hyperparameters` (it would pickle an OmegaConf object), no callables in scheduler states (the
-warm-up/cosine lambda is a plain function, so `LambdaLR` stores nothing for it). So resuming
+warm-up/cosine factor is a `partial` of a module function, so `LambdaLR` stores only numbers). So resuming
 (`Trainer.fit(ckpt_path=..., weights_only=True)`) and `rsneo export` never unpickle arbitrary objects.
 """
 

@@ -47,9 +47,12 @@ class StepSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         first = self.start_batch * self.batch_size * self.world
         last = self.steps * self.batch_size * self.world
+        epoch, order = -1, torch.empty(0, dtype=torch.long)
         for position in range(first + self.rank, last, self.world):
-            epoch, offset = divmod(position, self.size)
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
+            wanted, offset = divmod(position, self.size)
+            if wanted != epoch:  # one permutation per pass over the data
+                epoch = wanted
+                order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
             yield int(order[offset])
 
 
@@ -71,6 +74,10 @@ def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy:
 
     inputs = collate_rows([[s.document] for s in samples], tokens, pad_id, policy)
     chips = [s.chip for s in samples if s.chip is not None]
+    # one class vocabulary and chip size per segmentation batch; other chips sit out this batch's loss
+    chips = [
+        c for c in chips if c.class_names == chips[0].class_names and c.labels.shape == chips[0].labels.shape
+    ]
     segmentation = None
     if chips:
         from rsneo.heads.segmentation import image_documents
@@ -142,6 +149,13 @@ class RSNeoDataModule(L.LightningDataModule):
             sampler=self.sampler,
             collate_fn=partial(collate, tokens=self.tokens, pad_id=pad, policy=self.policy),
             num_workers=self.num_workers,
+        )
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return (
+            batch.to(device)
+            if isinstance(batch, TrainBatch)
+            else super().transfer_batch_to_device(batch, device, dataloader_idx)
         )
 
     # the position in the stream travels in the checkpoint (plain ints): batches consumed per rank

@@ -25,8 +25,7 @@ from rsneo.train.schedule import build_optimizer
 
 
 class RSNeoTraining(L.LightningModule):
-    """Trains `model` (an `RSNeoForCausalLM`) with the objectives of `run_config` (the plain-dict run
-    config)."""
+    """Trains `model` (an `RSNeoForCausalLM`) with the objectives of `run_config` (plain-dict config)."""
 
     def __init__(
         self,
@@ -65,13 +64,13 @@ class RSNeoTraining(L.LightningModule):
         use_masking = self.band_decoder is not None and len(inputs.images) > 0
         mask = choose_mask(inputs, context_id, self.mask_ratio, generator) if use_masking else None
         seen = apply_mask(inputs, mask) if mask is not None else inputs
-        hidden, logits = backbone_forward(self.model, seen)
+        hidden = backbone_forward(self.model, seen)  # (batch, tokens, hidden)
         out: dict[str, Tensor] = {}
         if mask is not None and mask.num_hidden > 0:
             slots = image_token_slots(inputs, context_id)
             out["masked_bands"] = masked_band_loss(hidden, inputs.images, mask, slots, self.band_decoder)
         if self.weights.get("lm", 0) > 0 and inputs.labels is not None and bool((inputs.labels >= 0).any()):
-            out["lm"] = language_model_loss(logits, inputs.labels)
+            out["lm"] = language_model_loss(self.model.lm_head, hidden, inputs.labels)
         if self.seg_head is not None and batch.segmentation is not None:
             out["segmentation"] = segmentation_loss(
                 self.seg_head, self.model, self.tokenizer, batch.segmentation
@@ -85,10 +84,8 @@ class RSNeoTraining(L.LightningModule):
             torch.zeros((), device=self.device),
         )
         if self._trainer is not None and self.trainer.world_size > 1:
-            # Every trainable parameter joins the graph (with weight 0), so that under DDP every rank
-            # reduces the
-            # same gradients even when its batch has no chip for the head or no radar band for the SAR
-            # kernels.
+            # Every trainable parameter joins the graph (with weight 0), so that under DDP every rank reduces
+            # the same gradients even when its batch has no chip for the head or no radar band.
             total = total + sum(p.sum() * 0.0 for p in self.parameters() if p.requires_grad)
         size = batch.inputs.input_ids.shape[0]
         for name, value in losses.items():
@@ -110,13 +107,6 @@ class RSNeoTraining(L.LightningModule):
             min_lr_ratio=float(stage["min_lr_ratio"]),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        return (
-            batch.to(device)
-            if isinstance(batch, TrainBatch)
-            else super().transfer_batch_to_device(batch, device, dataloader_idx)
-        )
 
     # ---- checkpoints: plain types only (see rsneo.train.checkpoint) -------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

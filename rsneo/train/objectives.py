@@ -14,15 +14,20 @@ from rsneo.model.inputs import ModelInputs
 from rsneo.train.batch import SegmentationBatch
 
 
-def backbone_forward(model: nn.Module, inputs: ModelInputs) -> tuple[Tensor, Tensor]:
-    """One pass: last hidden state (batch, tokens, hidden) and logits (batch, tokens, vocab)."""
-    out = model(inputs)
-    return out.last_hidden_state, out.logits
+def backbone_forward(model: nn.Module, inputs: ModelInputs) -> Tensor:
+    """One backbone pass: the last hidden state (batch, tokens, hidden), after the final norm."""
+    return model.backbone(inputs).last_hidden_state
 
 
-def language_model_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy over tokens with a target; `labels` are already next-token targets (-100 = none)."""
-    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+def language_model_loss(lm_head: nn.Module, hidden: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy over the tokens with a target; `labels` are next-token targets (-100 = none).
+
+    Logits are computed only where there is a target: with a 150k-word vocabulary the full (batch, tokens,
+    vocab) logits of an image-heavy batch would be most of the step's memory.
+    """
+    targets = labels >= 0  # (batch, tokens)
+    logits = lm_head(hidden[targets])  # (targets, vocab)
+    return F.cross_entropy(logits.float(), labels[targets])
 
 
 def segmentation_loss(head: nn.Module, model: nn.Module, tokenizer, batch: SegmentationBatch) -> Tensor:

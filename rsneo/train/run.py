@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rsneo.errors import InputError
 from rsneo.model.positions import ImageTokens
-from rsneo.train.config import resolve_data_root
+from rsneo.train.config import REPO_DIR, resolve_data_root
 from rsneo.train.datamodule import RSNeoDataModule
 from rsneo.train.module import RSNeoTraining
 
@@ -38,15 +38,22 @@ class TrainingRun:
 
 
 def build_tokenizer(cfg: dict[str, Any], root: Path, vocab_size: int):
-    """The run's tokenizer: the configured folder, or a small byte-level BPE trained offline on the corpus."""
+    """The run's tokenizer: `tokenizer` (a folder or `bundled`), else the `model.init_from` folder's, else a
+    small byte-level BPE trained offline on the corpus texts."""
     from rsneo.data.tokenizer import load_tokenizer, train_tokenizer
     from rsneo.train.corpus import corpus_texts
 
     if cfg.get("tokenizer") == "bundled":
         return load_tokenizer(BUNDLED_TOKENIZER)
     if cfg.get("tokenizer"):
-        return load_tokenizer(cfg["tokenizer"])
-    return train_tokenizer(corpus_texts(root), vocab_size - 8)
+        path = Path(cfg["tokenizer"]).expanduser()
+        if not path.is_absolute() and not path.exists() and (REPO_DIR / path).exists():
+            path = REPO_DIR / path  # a path relative to the repository, as the shipped configs write it
+        return load_tokenizer(path)
+    init_from = (cfg.get("model") or {}).get("init_from")
+    if init_from and (Path(init_from) / "tokenizer.json").is_file():
+        return load_tokenizer(init_from)  # the vocabulary the starting weights were trained with
+    return train_tokenizer(corpus_texts(root), vocab_size - 8)  # a few ids to spare below the model's size
 
 
 def checkpoint_tokenizer(path: str | Path):

@@ -1,5 +1,4 @@
-"""COG writer: valid COG (rio-cogeo), the input's CRS and transform, class names, colours, overviews, atomic.
-"""
+"""COG writer: a valid COG (rio-cogeo) with the input's CRS and transform, class names, colours, overviews."""
 
 from __future__ import annotations
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -15,53 +12,17 @@ import rasterio
 from rasterio.windows import Window
 
 from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter
-from rsneo.io.qgis import qml_document, write_qgz, write_qml
+from rsneo.io.qgis import QGIS_PYTHON, describe_with_qgis, qgis_available, qml_document, write_qgz, write_qml
 from rsneo.io.vector import write_class_polygons
-
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-# Runs inside QGIS's Python: open the project, describe every layer as JSON.
-QGIS_PROBE = r"""
-import json, sys
-from qgis.core import QgsApplication, QgsProject
-app = QgsApplication([], False)
-app.initQgis()
-project = QgsProject.instance()
-out = {"read": project.read(sys.argv[1]), "crs": project.crs().authid(), "layers": []}
-for layer in project.mapLayers().values():
-    info = {"name": layer.name(), "valid": layer.isValid(), "crs": layer.crs().authid(), "classes": []}
-    renderer = layer.renderer()
-    info["renderer"] = renderer.type() if renderer else None
-    if info["renderer"] == "paletted":
-        info["classes"] = [[int(c.value), c.label, c.color.name()] for c in renderer.classes()]
-    elif info["renderer"] == "categorizedSymbol":
-        info["classes"] = [[c.value(), c.label(), c.symbol().color().name()] for c in renderer.categories()]
-    out["layers"].append(info)
-print("PROBE" + json.dumps(out))
-app.exitQgis()
-"""
-
-
-def qgis_available() -> bool:
-    if not Path(SYSTEM_PYTHON).exists():
-        return False
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import qgis.core"], capture_output=True, timeout=60)
-    return probe.returncode == 0
 
 
 def open_in_qgis(project: Path) -> dict:
-    """Open `project` with QGIS in a subprocess (system python3, offscreen); describe its layers."""
+    """What QGIS itself sees in `project`; skips when Debian's python3-qgis is not installed."""
     if not qgis_available():
         pytest.skip(
-            f"QGIS's python bindings are not importable from {SYSTEM_PYTHON} (apt install python3-qgis)"
+            f"QGIS's python bindings are not importable from {QGIS_PYTHON} (apt install python3-qgis)"
         )
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": "/tmp"}
-    done = subprocess.run(
-        [SYSTEM_PYTHON, "-c", QGIS_PROBE, str(project)], capture_output=True, text=True, timeout=180, env=env
-    )
-    line = next((x for x in done.stdout.splitlines() if x.startswith("PROBE")), None)
-    assert line is not None, done.stdout + done.stderr
-    return json.loads(line[len("PROBE") :])
+    return describe_with_qgis(project)
 
 
 def make_outputs(shared_data: Path, folder: Path) -> tuple[Path, Path, Path, ClassLegend, rasterio.crs.CRS]:

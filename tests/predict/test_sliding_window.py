@@ -79,6 +79,15 @@ def test_progress_of_other_settings_is_not_reused(rgb, tmp_path):
         np.testing.assert_array_equal(a.read(), b.read())
 
 
+def test_damaged_saved_state_starts_over(rgb, tmp_path):
+    assert run(rgb, tmp_path / "a.tif", stop_after_rows=2) is None
+    (tmp_path / ".a.tif.carry2.npz").write_bytes(b"not an npz archive")
+    damaged = run(rgb, tmp_path / "a.tif")
+    fresh = run(rgb, tmp_path / "b.tif")
+    with rasterio.open(damaged) as a, rasterio.open(fresh) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
 def test_blend_weights_are_positive_symmetric_and_flat_inside():
     w = blend_weights(64, 16)
     assert w.shape == (64, 64) and (w > 0).all()

@@ -44,3 +44,17 @@ def test_unknown_role_is_an_input_error(tiny_model):
         InputError, match=r"stage.trainable: expected 'all' or roles from .* got \['encoder'\]"
     ):
         apply_stage(tiny_model, ["vision", "encoder"])
+
+
+def test_training_only_modules_always_train_beside_a_frozen_post_llm(tiny_model, tokenizer):
+    from omegaconf import OmegaConf
+
+    from rsneo.train.module import RSNeoTraining
+    from rsneo.train.run import build_segmentation_head
+
+    cfg = OmegaConf.to_container(load_config(["experiment=smoke", "stage=stage1"]), resolve=True)
+    module = RSNeoTraining(tiny_model, cfg, tokenizer, build_segmentation_head(cfg, tiny_model))
+    names = trainable_names(module)
+    extra = {n for n in names if not n.startswith("model.")}
+    assert extra == {n for n, _ in module.named_parameters() if n.startswith(("band_decoder.", "seg_head."))}
+    assert "model.lm_head.weight" not in names and "model.backbone.layers.0.mlp.up_proj.weight" in names

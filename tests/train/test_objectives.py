@@ -45,11 +45,14 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch(
 
 
 def test_language_model_loss_counts_only_labelled_tokens():
-    logits = torch.zeros(1, 3, 4)
-    logits[0, 0, 2] = 10.0
+    head = torch.nn.Linear(2, 4, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[0.0, 0.0], [0.0, 0.0], [10.0, 0.0], [0.0, 0.0]]))
+    hidden = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])  # (batch, tokens, hidden)
     labels = torch.tensor([[2, -100, -100]])
-    assert language_model_loss(logits, labels) < 1e-3  # the two unlabelled positions are ignored
-    assert torch.isclose(language_model_loss(torch.zeros(1, 3, 4), labels), torch.log(torch.tensor(4.0)))
+    assert language_model_loss(head, hidden, labels) < 1e-3  # the two unlabelled positions are ignored
+    labels = torch.tensor([[-100, 0, -100]])  # a token whose logits are all 0: log(4)
+    assert torch.isclose(language_model_loss(head, hidden, labels), torch.log(torch.tensor(4.0)))
 
 
 def test_label_sentences_are_next_token_targets_of_the_text_only(flood_samples, image_tokens, tokenizer):

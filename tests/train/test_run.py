@@ -103,3 +103,35 @@ def test_bad_resume_path_and_bad_overrides_exit_with_2(tmp_path, shared_data):
     assert run_app(args) == 2
     assert run_app(["train", "experiment=nope"]) == 2
     assert run_app(["train", "notakeyvalue"]) == 2
+
+
+def test_tokenizer_given_relative_to_the_repository_or_as_bundled_is_found(tmp_path, monkeypatch):
+    from rsneo.errors import InputError
+    from rsneo.train.run import BUNDLED_TOKENIZER, build_tokenizer
+
+    if not (BUNDLED_TOKENIZER / "tokenizer.json").is_file():
+        pytest.skip("no bundled tokenizer in rsneo/assets")
+    monkeypatch.chdir(tmp_path)
+    by_path = build_tokenizer({"tokenizer": "rsneo/assets/tokenizer"}, tmp_path, 512)
+    assert by_path.get_vocab() == build_tokenizer({"tokenizer": "bundled"}, tmp_path, 512).get_vocab()
+    with pytest.raises(InputError, match="nope: expected a tokenizer folder with tokenizer.json"):
+        build_tokenizer({"tokenizer": "nope"}, tmp_path, 512)
+
+
+def test_a_new_stage_starts_from_an_exported_folder_with_its_weights_and_tokenizer(
+    smoke_run, tmp_path, shared_data
+):
+    from rsneo.data.tokenizer import load_tokenizer
+    from rsneo.train.config import load_config
+    from rsneo.train.run import build_run
+
+    folder = tmp_path / "stage1"
+    assert run_app(["export", str(smoke_run / "checkpoints" / "last.ckpt"), str(folder)]) == 0
+    cfg = load_config(
+        ["experiment=smoke", "stage=stage2", f"model.init_from={folder}", f"out_dir={tmp_path}"]
+    )
+    run = build_run(cfg)
+    saved = torch.load(smoke_run / "checkpoints" / "last.ckpt", weights_only=True)
+    for name, tensor in run.module.model.state_dict().items():
+        assert torch.equal(tensor, saved["state_dict"][f"model.{name}"]), name
+    assert run.tokenizer.get_vocab() == load_tokenizer(smoke_run / "tokenizer").get_vocab()

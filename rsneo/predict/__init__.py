@@ -1,0 +1,1 @@
+"""Products over real rasters: sliding-window inference, `segment`, `change` (with its report) and `ask`."""

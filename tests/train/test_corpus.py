@@ -1,0 +1,72 @@
+"""Training documents from the sample archives and from prepared shards."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from rsneo.data.documents import DocumentBuilder
+from rsneo.errors import InputError
+from rsneo.train.corpus import bigearthnet, shards, taizhou, timeseries
+from rsneo.train.datamodule import build_samples
+
+
+@pytest.fixture
+def builder(tokenizer, image_tokens):
+    return lambda: DocumentBuilder(tokenizer, image_tokens)
+
+
+def test_time_series_documents_hold_one_frame_per_date_in_order(shared_data, builder, tokenizer):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        samples = timeseries(shared_data, builder, 64)
+    assert len(samples) == (377 // 64) * (697 // 64)
+    doc = samples[0].document
+    times = [g.time for g in doc.groups]
+    assert len(doc.groups) == 8 * 3 and times == sorted(times)  # SWIR, NIR, red+green groups per date
+    assert tokenizer.decode(doc.ids).startswith("1985:<img>")
+    assert not any(doc.learn[:-1])  # nothing to say about a time series but its end
+
+
+def test_bigearthnet_scenes_pair_sentinel2_with_sentinel1_and_say_their_labels(
+    shared_data, builder, tokenizer
+):
+    samples = bigearthnet(shared_data, builder, 64)
+    assert len(samples) == 6
+    keys = [g.band_keys for g in samples[0].document.groups]
+    assert ("vv", "vh") in keys and ("red", "green", "blue") in keys
+    text = tokenizer.decode(
+        [i for i, learn in zip(samples[0].document.ids, samples[0].document.learn, strict=True) if learn]
+    )
+    assert text.startswith("Land cover: non-irrigated arable land")
+
+
+def test_change_documents_state_the_changed_share_of_each_tile(shared_data, builder, tokenizer):
+    samples = taizhou(shared_data, builder, 64)
+    text = tokenizer.decode(samples[0].document.ids)
+    assert (
+        text.startswith("2000:<img>")
+        and "Between 2000 and 2003," in text
+        and "checked pixels changed." in text
+    )
+
+
+def test_prepared_shards_become_documents_and_labelled_chips(shared_data, builder, tmp_path, tokenizer):
+    from rsneo.data.recipes import RECIPES
+    from rsneo.data.shards import prepare_shards
+
+    recipe = RECIPES["sen1floods11"]
+    prepare_shards(recipe.items(shared_data / "sen1floods11", 64), recipe.load, tmp_path, 1, progress=False)
+    samples = shards(shared_data, builder, 64, str(tmp_path))
+    assert len(samples) == 64 and all(s.chip is not None for s in samples)
+    assert samples[0].chip.class_names == ("not water", "water")
+    assert len(samples[0].document.groups) == 6  # 5 Sentinel-2 groups + VV/VH in one frame
+    assert "water covers" in tokenizer.decode(samples[0].document.ids)
+
+
+def test_unknown_source_and_bad_tile_are_input_errors(shared_data, tokenizer, image_tokens):
+    with pytest.raises(InputError, match=r"data.sources: expected names from .* got \['modis'\]"):
+        build_samples(["modis"], shared_data, tokenizer, image_tokens, 64)
+    with pytest.raises(InputError, match="data.tile: expected a multiple of 32 pixels, got 50"):
+        build_samples(["sen1floods11"], shared_data, tokenizer, image_tokens, 50)
