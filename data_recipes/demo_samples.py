@@ -8,6 +8,10 @@ are never copied.
 Files are copied byte for byte, except the Pucallpa series, which is cut to a 256 x 256 window (same CRS and
 pixel size; the window's own transform) to keep the package small.
 
+The licence texts that ship with the shared data are copied into licenses/; the three that do not
+(Sen1Floods11 CC-BY-4.0 notice, BigEarthNet CDLA notice, ChangeDetectionRepository MIT licence) are kept
+in the repository by hand and left alone here.
+
 Usage: python data_recipes/demo_samples.py [--shared ../shared/data] [--out rsneo/assets/samples]
 """
 
