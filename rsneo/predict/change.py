@@ -9,6 +9,7 @@ compares the first and the last date, and label-as-text segmentation on those tw
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import os
 import warnings
@@ -23,7 +24,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
 from rsneo.errors import InputError
-from rsneo.heads.change import CHANGE_NAMES
+from rsneo.heads.change import CHANGE_NAMES, ChangeHead
 from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.io.cog import ClassLegend, check_writable, hidden_path, open_raster
@@ -137,11 +138,52 @@ def change_legend(class_names: list[str] | None) -> ClassLegend:
     return legend
 
 
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """The threshold that best splits `values` into two groups (Otsu: maximal between-class variance)."""
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(counts)  # pixels at or below each bin
+    total = weight[-1]
+    mean_low = np.cumsum(counts * centres) / np.maximum(weight, 1)
+    mean_all = (counts * centres).sum() / max(total, 1)
+    mean_high = (mean_all * total - mean_low * weight) / np.maximum(total - weight, 1)
+    between = weight * (total - weight) * (mean_low - mean_high) ** 2
+    return float(edges[int(np.argmax(between[:-1])) + 1])  # the upper edge of the last "low" bin
+
+
+@torch.inference_mode()
+def calibrated_change_head(
+    system: System, layouts: list[BandLayout], views: list[tuple[np.ndarray, np.ndarray]]
+) -> ChangeHead:
+    """A copy of an untrained change head whose threshold and scale fit this scene's feature distances.
+
+    An untrained head is a feature distance whose typical size depends on the backbone; its threshold is set
+    by Otsu's method on the distances of a reduced view of the whole scene, and its scale so that the 5th and
+    95th percentiles sit about 5 logits from it.
+    """
+    head = copy.deepcopy(system.change)
+    valid = np.logical_and.reduce([v for _, v in views])  # (h, w)
+    frames = [[layout.images(p, valid) for layout, (p, _) in zip(layouts, views, strict=True)]]
+    inputs = image_documents(frames, system.config, policy="scene").to(system.device)
+    features = image_features(system.model, inputs, head.config.early_layer, frames=len(views))
+    a, b = head.embeddings(features, 0), head.embeddings(features, len(views) - 1)
+    distance = (1.0 - (a * b).sum(1))[0].float().cpu().numpy()[valid]  # (valid pixels,)
+    if distance.size < 2:
+        return head
+    threshold = otsu_threshold(distance)
+    low, high = np.percentile(distance, [5, 95])
+    head.threshold.fill_(threshold)
+    head.log_scale.fill_(float(np.log(5.0 / max(high - threshold, threshold - low, 1e-6))))
+    return head
+
+
 class ChangePredictor:
     """`predict_fn` for change: (B, dates, bands, S, S) -> [P(no change), P(change), seg first, seg last]."""
 
-    def __init__(self, system: System, layouts: list[BandLayout], class_names: list[str] | None) -> None:
-        self.system, self.layouts = system, layouts
+    def __init__(
+        self, system: System, layouts: list[BandLayout], class_names: list[str] | None, head: ChangeHead
+    ) -> None:
+        self.system, self.layouts, self.head = system, layouts, head
         self.class_vectors = None
         if class_names:
             with torch.inference_mode():
@@ -157,11 +199,11 @@ class ChangePredictor:
             for sample, v in zip(pixels, valid, strict=True)
         ]
         inputs = image_documents(frames, system.config, policy="scene").to(system.device)
-        features = image_features(system.model, inputs, system.change.config.early_layer, frames=dates)
-        out = [system.change(features, 0, dates - 1).softmax(1)]  # (B, 2, S, S)
+        features = image_features(system.model, inputs, self.head.config.early_layer, frames=dates)
+        out = [self.head(features, 0, dates - 1).softmax(1)]  # (B, 2, S, S)
         if self.class_vectors is not None:
             seg = system.segmentation
-            if seg.config.early_layer != system.change.config.early_layer:
+            if seg.config.early_layer != self.head.config.early_layer:
                 features = image_features(system.model, inputs, seg.config.early_layer, frames=dates)
             for frame in (0, dates - 1):
                 out.append(seg.probabilities(seg(features, self.class_vectors, frame)))  # (B, K + 1, S, S)
@@ -241,7 +283,14 @@ def detect_change(
         plan=plan,
     )
     with aligned_datasets(rasters, layouts) as (datasets, crs, transform, pixel_units):
-        predictor = ChangePredictor(system, layouts, class_names)
+        head = system.change
+        views = None
+        if "change" not in system.trained_heads:
+            ref = datasets[0]
+            views = [read_overview(ds, overview_size(ref.width, ref.height, 512)) for ds in datasets]
+            head = calibrated_change_head(system, layouts, views)
+        calibration = (float(head.threshold), float(head.log_scale))
+        predictor = ChangePredictor(system, layouts, class_names, head)
         predict_raster(
             RasterWindows(datasets, stack=True),
             predictor,
@@ -250,7 +299,7 @@ def detect_change(
             crs=crs,
             transform=transform,
             plan=plan,
-            signature=signature,
+            signature=run_signature(caller=signature, calibration=calibration),
             show_progress=show_progress,
             classify=from_to_classifier(n_classes),
         )
@@ -371,7 +420,8 @@ def _write_change_report(
         notes.append("The inputs have no georeference: areas are in pixels, not hectares.")
     if "change" not in system.trained_heads:
         notes.append(
-            "The change head was not trained in this model folder: the map is a plain feature distance."
+            "The change head was not trained in this model folder: the map is a feature distance between the "
+            "dates, thresholded by Otsu's method on this pair."
         )
     header = ["from", "to", "area (px)" if unit == "px" else "area (ha)", "% of compared"]
     table_rows = []

@@ -9,6 +9,11 @@ Sources: `sen1floods11` (Sentinel-2 groups + Sentinel-1 VV/VH in one frame; wate
 masks), `bigearthnet` (Sentinel-2 L2A + Sentinel-1; multi-label sentence), `timeseries` (Landsat
 composites over Pucallpa, one frame per date, date-spaced), `taizhou` (two Landsat-7 dates;
 change-statistics sentence), `captions` (RSICD scenes with their captions).
+
+The first three also give change sources (Landsat-like band groups of each tile, and Pucallpa's real dates)
+for the simulated-change objective (`rsneo.train.change`), and with `qa=True` question/answer documents in
+`rsneo ask`'s chat layout (`chat_document`), the LM loss on the answer only: water share, land cover, and the
+changed share of a simulated pair. The Taizhou pair is never a change source (held out).
 """
 
 from __future__ import annotations
@@ -20,13 +25,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import xarray as xr
 
 from rsneo.data.documents import Document, DocumentBuilder
 from rsneo.data.frames import frame_groups, normalise
 from rsneo.data.recipes import tiles
+from rsneo.data.tokenizer import IM_END, IM_START
 from rsneo.errors import InputError
 from rsneo.model.inputs import ImageInput
-from rsneo.train.sentences import change_sentence, class_share_sentence, scene_labels_sentence
+from rsneo.train.batch import ChangeSource
+from rsneo.train.sentences import (
+    CHANGE_QUESTIONS,
+    LAND_COVER_QUESTIONS,
+    WATER_QUESTIONS,
+    change_answer,
+    change_sentence,
+    class_share_sentence,
+    flood_description,
+    land_cover_answer,
+    scene_labels_sentence,
+    water_answer,
+)
 
 WATER_CLASSES = ("land", "water")  # Sen1Floods11 label values 0 and 1
 
@@ -45,6 +64,69 @@ class LabelledChip:
 class Sample:
     document: Document
     chip: LabelledChip | None = None
+    change: ChangeSource | None = None  # dates of the tile for the simulated-change objective
+
+
+QA_SOURCES = ("sen1floods11", "bigearthnet", "timeseries")  # sources that can add question/answer documents
+
+
+def chat_document(
+    builder: DocumentBuilder,
+    frames: list[list[ImageInput]],
+    question: str,
+    answer: str,
+    dates: list[str | None] | None = None,
+) -> Document:
+    """A question about `frames` and its answer, in exactly the layout `rsneo ask` prompts with
+    (`rsneo.heads.generation.question_document`): only the answer and its `<|im_end|>` are learned, so the
+    model learns to answer and to stop, not to write questions."""
+    builder.text(f"{IM_START}user\n", learn=False)
+    for i, frame in enumerate(frames):
+        date = dates[i] if dates else None
+        if date:
+            builder.text(f"{date}: ", learn=False)
+        builder.frame(frame).text("\n", learn=False)
+    builder.text(f"{question.strip()}{IM_END}\n{IM_START}assistant\n", learn=False)
+    return builder.text(f"{answer}{IM_END}", learn=True).end(eos=False)
+
+
+def _date(scene: xr.DataArray, t: int) -> str | None:
+    value = scene["time"].values[t]
+    return None if np.isnat(value) else str(np.datetime_as_string(value, unit="D"))
+
+
+def change_source(scene: xr.DataArray, values: np.ndarray, window: tuple[slice, slice]) -> ChangeSource:
+    """Every date of a tile in Landsat-like band groups (`rsneo.train.change.LANDSAT_LIKE_GROUPS`)."""
+    from rsneo.train.change import LANDSAT_LIKE_GROUPS
+
+    family = next((k for k in LANDSAT_LIKE_GROUPS if str(scene.attrs["sensor"]).startswith(k)), None)
+    groups = LANDSAT_LIKE_GROUPS[family] if family else None
+    frames = [frame_groups(scene, values, t, window, groups) for t in range(scene.sizes["time"])]
+    return ChangeSource(frames, [_date(scene, t) for t in range(scene.sizes["time"])])
+
+
+def change_qa_samples(
+    sources: list[ChangeSource], builder: Callable[[], DocumentBuilder], seed: int
+) -> list[Sample]:
+    """One chat document per source: a simulated change pair (fixed by `seed` and the source's index), a
+    change question and the pair's changed share as the answer.
+
+    The pair is simulated from one date only: a real later date may hold real, unlabelled change, which
+    would make the stated share wrong."""
+    from rsneo.train.change import changed_percent, simulate_pair
+
+    samples = []
+    for i, source in enumerate(sources):
+        generator = torch.Generator().manual_seed(seed * 7919 + i)
+        donors = [torch.cat([g.pixels for g in s.frames[0]]) for s in sources
+                  if s is not source and s.signature == source.signature][:4]  # fmt: skip
+        t = i % len(source.frames)
+        one_date = ChangeSource([source.frames[t]], [source.dates[t]])
+        before, after, labels, dates = simulate_pair(one_date, generator, donors)
+        question = CHANGE_QUESTIONS[i % len(CHANGE_QUESTIONS)]
+        answer = change_answer(changed_percent(labels))
+        samples.append(Sample(chat_document(builder(), [before, after], question, answer, dates)))
+    return samples
 
 
 def _require(path: Path) -> Path:
@@ -57,13 +139,17 @@ def _require(path: Path) -> Path:
 
 
 def sen1floods11(
-    root: Path, builder: Callable[[], DocumentBuilder], tile: int, split: str = "all"
+    root: Path, builder: Callable[[], DocumentBuilder], tile: int, split: str = "all", qa: bool = False
 ) -> list[Sample]:
-    """Sen1Floods11 tiles. `split`: `train` = left half of each chip, `val` = right half, `all` = both."""
+    """Sen1Floods11 tiles. `split`: `train` = left half of each chip, `val` = right half, `all` = both.
+
+    `qa`: also a water-share question and a description request per tile, and a simulated change pair's
+    question, in the chat layout (the tile's chip and change source ride along)."""
     from rsneo.io.scene import read_scene
 
     base = _require(root / "sen1floods11")
-    samples = []
+    samples: list[Sample] = []
+    sources: list[ChangeSource] = []
     for s2_path in sorted((base / "S2").glob("*_S2Hand.tif")):
         stem = s2_path.name.replace("_S2Hand.tif", "")
         s2 = read_scene(s2_path, sensor="sentinel2_l1c")
@@ -88,18 +174,32 @@ def sen1floods11(
             doc = builder().frame(optical + radar).text(sentence, learn=True).end()
             origin = (window[0].start, window[1].start)
             chip = LabelledChip(optical, torch.from_numpy(mask.copy()), WATER_CLASSES, origin)
-            samples.append(Sample(doc, chip))
+            source = change_source(s2, v2, window)
+            samples.append(Sample(doc, chip, source))
+            if qa:
+                n, frame = len(sources), [optical + radar]
+                question = WATER_QUESTIONS[n % len(WATER_QUESTIONS)]
+                asked = chat_document(builder(), frame, question, water_answer(mask))
+                samples.append(Sample(asked, chip, source))
+                describe = chat_document(builder(), frame, LAND_COVER_QUESTIONS[1], flood_description(mask))
+                samples.append(Sample(describe, chip, source))
+            sources.append(source)
+    if qa:
+        samples += change_qa_samples(sources, builder, seed=1)
     return samples
 
 
-def bigearthnet(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> list[Sample]:
+def bigearthnet(
+    root: Path, builder: Callable[[], DocumentBuilder], tile: int, qa: bool = False
+) -> list[Sample]:
     """BigEarthNet patches (120x120 at 10 m): the centre `tile` pixels (at most 96), with the label
-    sentence."""
+    sentence; `qa`: also each land-cover question (chat layout) and a simulated change pair's question."""
     from rsneo.io.scene import read_scene
 
     base = _require(root / "bigearthnet")
     size = min(tile, 96)
-    samples = []
+    samples: list[Sample] = []
+    sources: list[ChangeSource] = []
     s1_by_tile = {
         p.name.split("_", 5)[-1]: p for p in (base / "BigEarthNet-S1-Example").iterdir() if p.is_dir()
     }
@@ -111,7 +211,9 @@ def bigearthnet(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -
         s2 = read_scene(folder)
         start = (s2.sizes["y"] - size) // 2
         window = (slice(start, start + size), slice(start, start + size))
-        groups = frame_groups(s2, normalise(s2), 0, window)
+        values = normalise(s2)
+        groups = frame_groups(s2, values, 0, window)
+        source = change_source(s2, values, window)
         key = "_".join(folder.name.split("_")[-2:])
         s1_folder = next((p for name, p in s1_by_tile.items() if name.endswith(key)), None)
         if s1_folder is not None:
@@ -119,12 +221,24 @@ def bigearthnet(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -
             if s1.sizes["y"] >= start + size:
                 groups += frame_groups(s1, normalise(s1), 0, window)
         doc = builder().frame(groups).text(scene_labels_sentence(labels), learn=True).end()
-        samples.append(Sample(doc))
+        samples.append(Sample(doc, None, source))
+        if qa:
+            for question in LAND_COVER_QUESTIONS:
+                qa_doc = chat_document(builder(), [groups], question, land_cover_answer(labels))
+                samples.append(Sample(qa_doc, None, source))
+        sources.append(source)
+    if qa:
+        samples += change_qa_samples(sources, builder, seed=2)
     return samples
 
 
-def timeseries(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> list[Sample]:
-    """Landsat composites over Pucallpa, 1985..2020: one frame per date with its year as text before it."""
+def timeseries(
+    root: Path, builder: Callable[[], DocumentBuilder], tile: int, qa: bool = False
+) -> list[Sample]:
+    """Landsat composites over Pucallpa, 1985..2020: one frame per date with its year as text before it.
+
+    Each tile's dates are also a change source (real date pairs, treated with care: see
+    `rsneo.train.change`); `qa`: also a simulated change pair's question per tile."""
     from rsneo.io.scene import read_scene
 
     base = _require(root / "timeseries" / "landsat_pucallpa")
@@ -137,7 +251,9 @@ def timeseries(root: Path, builder: Callable[[], DocumentBuilder], tile: int) ->
         doc = builder()
         for t, year in enumerate(years):
             doc.text(f"{year}:", learn=False).frame(frame_groups(scene, values, t, window))
-        samples.append(Sample(doc.end()))
+        samples.append(Sample(doc.end(), None, change_source(scene, values, window)))
+    if qa:
+        samples += change_qa_samples([s.change for s in samples if s.change is not None], builder, seed=3)
     return samples
 
 

@@ -21,7 +21,7 @@ from rsneo.data.documents import DocumentBuilder
 from rsneo.errors import InputError
 from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import SegmentationBatch, TrainBatch
-from rsneo.train.corpus import SOURCES, Sample
+from rsneo.train.corpus import QA_SOURCES, SOURCES, Sample
 
 
 class StepSampler(Sampler[int]):
@@ -69,7 +69,8 @@ class SampleList(Dataset):
 
 def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy: str = "frame") -> TrainBatch:
     """One document per row (`rsneo.data.packing.collate`: right-padded, next-token labels on learned text);
-    the samples' labelled chips become one segmentation batch of image documents."""
+    the samples' labelled chips become one segmentation batch of image documents; their change sources are
+    passed on (the module simulates the pairs with the step's generator)."""
     from rsneo.data.packing import collate as collate_rows
 
     inputs = collate_rows([[s.document] for s in samples], tokens, pad_id, policy)
@@ -85,7 +86,8 @@ def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy:
         seg_inputs = image_documents([[c.groups] for c in chips], tokens)
         labels = torch.stack([c.labels for c in chips])  # (chips, height, width)
         segmentation = SegmentationBatch(seg_inputs, labels, chips[0].class_names)
-    return TrainBatch(inputs, segmentation)
+    sources = [s.change for s in samples if s.change is not None]
+    return TrainBatch(inputs, segmentation, sources or None)
 
 
 def build_samples(
@@ -101,6 +103,8 @@ def build_samples(
     for name in sources:
         extra = {k: v for k, v in options.items() if k == "split" and name == "sen1floods11"}
         extra.update({k: v for k, v in options.items() if k == "path" and name == "shards"})
+        if options.get("qa") and name in QA_SOURCES:
+            extra["qa"] = True
         samples += SOURCES[name](root, lambda: DocumentBuilder(tokenizer, tokens), tile, **extra)
     if not samples:
         raise InputError(f"data.sources {list(sources)} under {root}: expected samples, found none")
@@ -133,6 +137,7 @@ class RSNeoDataModule(L.LightningDataModule):
                 int(self.data["tile"]),
                 split=split,
                 path=self.data.get("path"),
+                qa=bool(self.data.get("qa", False)),
             )
 
     def train_dataloader(self) -> DataLoader:

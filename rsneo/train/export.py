@@ -3,8 +3,8 @@ tokenizer).
 
 The folder is what `RSNeoForCausalLM.from_pretrained` and `rsneo.heads.system.load_system` read:
 `config.json` and safetensors weights, the tokenizer files, and `heads.safetensors` + `heads.json` (the
-segmentation head when the run trained one). It is written under a temporary name beside DIR and renamed
-when complete.
+segmentation and change heads when the run trained them). It is written under a temporary name beside DIR
+and renamed when complete.
 """
 
 from __future__ import annotations
@@ -43,12 +43,18 @@ def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite
     if meta.get("seg_head_config"):
         segmentation = SegmentationHead(SegmentationHeadConfig(**meta["seg_head_config"]))
         segmentation.load_state_dict(submodule_state(state, "seg_head"))
+    change = None
+    if meta.get("change_head_config"):
+        from rsneo.heads.change import ChangeHead, ChangeHeadConfig
+
+        change = ChangeHead(ChangeHeadConfig(**meta["change_head_config"]))
+        change.load_state_dict(submodule_state(state, "change_head"))
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.partial{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     write_tokenizer_files(meta["tokenizer_files"], tmp)
-    save_heads(tmp, segmentation, None)
+    save_heads(tmp, segmentation, change)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)

@@ -2,9 +2,9 @@
 
 A step: hide band groups of the batch's images, run the backbone once on the masked batch, and sum the
 weighted losses (masked band-group reconstruction on image tokens, language modelling on text with
-labels, label-as-text segmentation where masks exist). Every random choice of a step comes from a
-generator seeded by (seed, global step, rank), so a resumed run draws exactly what an uninterrupted one
-would.
+labels, label-as-text segmentation where masks exist, the change head on simulated change pairs). Every
+random choice of a step comes from a generator seeded by (seed, global step, rank), so a resumed run draws
+exactly what an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from rsneo.train.batch import TrainBatch
+from rsneo.train.change import change_batch, change_loss
 from rsneo.train.checkpoint import RSNEO_KEY, tokenizer_files
 from rsneo.train.freezing import apply_stage
 from rsneo.train.masking import BandDecoder, apply_mask, choose_mask, image_token_slots, masked_band_loss
@@ -33,6 +34,7 @@ class RSNeoTraining(L.LightningModule):
         run_config: dict[str, Any],
         tokenizer: Any,
         seg_head: nn.Module | None = None,
+        change_head: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -45,6 +47,9 @@ class RSNeoTraining(L.LightningModule):
             BandDecoder(model.config.hidden_size) if self.weights["masked_bands"] > 0 else None
         )
         self.seg_head = seg_head if self.weights.get("segmentation", 0) > 0 else None
+        self.change_head = change_head if self.weights.get("change", 0) > 0 else None
+        # several simulated pairs per source and step: pairs are cheap (two small frames, no text)
+        self.change_pairs = int((objectives.get("change") or {}).get("pairs_per_source", 1))
         stage = run_config["stage"]
         apply_stage(model, stage["trainable"])
         if run_config["model"].get("activation_checkpointing"):
@@ -75,6 +80,10 @@ class RSNeoTraining(L.LightningModule):
             out["segmentation"] = segmentation_loss(
                 self.seg_head, self.model, self.tokenizer, batch.segmentation
             )
+        if self.change_head is not None and batch.change:
+            pairs = change_batch(list(batch.change) * self.change_pairs, generator, self.model.config)
+            if pairs is not None:
+                out["change"] = change_loss(self.change_head, self.model, pairs.to(self.device))
         return out
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
@@ -115,4 +124,5 @@ class RSNeoTraining(L.LightningModule):
             "model_config": self.model.config.to_dict(),
             "tokenizer_files": tokenizer_files(self.tokenizer),
             "seg_head_config": self.seg_head.to_json() if self.seg_head is not None else None,
+            "change_head_config": self.change_head.to_json() if self.change_head is not None else None,
         }

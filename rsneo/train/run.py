@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rsneo.errors import InputError
 from rsneo.model.positions import ImageTokens
+from rsneo.train.change import build_change_head
 from rsneo.train.config import REPO_DIR, resolve_data_root
 from rsneo.train.datamodule import RSNeoDataModule
 from rsneo.train.module import RSNeoTraining
@@ -176,7 +177,9 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     else:
         tokenizer = build_tokenizer(config, root, RSNeoConfig.from_preset(model_cfg["preset"]).vocab_size)
     model = build_model(model_cfg, tokenizer)
-    module = RSNeoTraining(model, config, tokenizer, build_segmentation_head(config, model))
+    module = RSNeoTraining(
+        model, config, tokenizer, build_segmentation_head(config, model), build_change_head(config, model)
+    )
     datamodule = RSNeoDataModule(
         config["data"], root, tokenizer, ImageTokens.of(model.config),
         int(config["trainer"]["max_steps"]) * int(config["trainer"].get("accumulate_grad_batches", 1)),

@@ -58,10 +58,10 @@ def test_export_writes_a_folder_that_from_pretrained_and_the_products_load(smoke
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, checkpoint["state_dict"][f"model.{name}"]), name
     system = load_system(folder)
-    assert system.trained_heads == ("segmentation",)
-    head_state = system.segmentation.state_dict()
-    for name, tensor in head_state.items():
-        assert torch.equal(tensor, checkpoint["state_dict"][f"seg_head.{name}"]), name
+    assert system.trained_heads == ("segmentation", "change")  # smoke trains every objective
+    for head, prefix in ((system.segmentation, "seg_head"), (system.change, "change_head")):
+        for name, tensor in head.state_dict().items():
+            assert torch.equal(tensor, checkpoint["state_dict"][f"{prefix}.{name}"]), name
     assert (
         system.tokenizer.get_vocab() == system.tokenizer.get_vocab()
         and len(system.tokenizer) <= model.config.vocab_size

@@ -1,0 +1,104 @@
+"""The change objective: simulated pairs (labels where regions were pasted, nuisance never labelled change),
+one optimisation step lowers its loss on a fixed batch, and question/answer documents in `rsneo ask`'s
+layout."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import OmegaConf
+
+from rsneo.train.batch import ChangeSource
+from rsneo.train.change import build_change_head, change_batch, rms_difference, simulate_pair
+from rsneo.train.config import load_config
+from rsneo.train.datamodule import collate
+from rsneo.train.module import RSNeoTraining
+
+
+def change_module(model, tokenizer) -> RSNeoTraining:
+    cfg = OmegaConf.to_container(load_config(["experiment=smoke", "stage=stage2"]), resolve=True)
+    for name in cfg["objectives"]:
+        cfg["objectives"][name]["weight"] = 1.0 if name == "change" else 0.0
+    return RSNeoTraining(model, cfg, tokenizer, None, build_change_head(cfg, model))
+
+
+def test_one_step_lowers_the_change_loss_on_a_fixed_batch(tiny_model, tokenizer, flood_samples, image_tokens):
+    torch.manual_seed(0)
+    module = change_module(tiny_model, tokenizer)
+    batch = collate(flood_samples[10:14], image_tokens, pad_id=tokenizer.pad_token_id)
+    assert batch.change is not None and len(batch.change) == 4
+    optimizer = module.configure_optimizers()["optimizer"]
+    before = module.losses(batch, torch.Generator().manual_seed(0))  # same seed: the same simulated pairs
+    assert set(before) == {"change"}
+    optimizer.zero_grad()
+    before["change"].backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = module.losses(batch, torch.Generator().manual_seed(0))
+    assert after["change"] < before["change"]
+
+
+def test_simulated_pairs_label_pasted_differences_only(flood_samples):
+    source = flood_samples[5].change
+    donors = [torch.cat([g.pixels for g in s.change.frames[0]]) for s in flood_samples[6:9]]
+    seen_change = 0
+    for seed in range(12):
+        before, after, labels, _ = simulate_pair(source, torch.Generator().manual_seed(seed), donors)
+        again = simulate_pair(source, torch.Generator().manual_seed(seed), donors)
+        assert torch.equal(labels, again[2])  # reproducible from the step's generator
+        assert labels.shape == before[0].pixels.shape[-2:] and set(labels.unique().tolist()) <= {-1, 0, 1}
+        assert [g.band_keys for g in before] == [g.band_keys for g in after]
+        difference = rms_difference(
+            torch.cat([g.pixels for g in before]), torch.cat([g.pixels for g in after])
+        )
+        if (labels == 1).any() and (labels == 0).any():
+            assert difference[labels == 1].mean() > 2 * difference[labels == 0].mean()
+            seen_change += 1
+    assert seen_change > 3
+
+
+def test_change_sources_use_landsat_like_bands_and_never_the_held_out_pair(flood_samples):
+    frame = flood_samples[0].change.frames[0]
+    assert [g.band_keys for g in frame] == [("red", "green", "blue"), ("nir",), ("swir16", "swir22")]
+    demo = OmegaConf.to_container(load_config(["experiment=demo"]), resolve=True)
+    assert "taizhou" not in demo["data"]["sources"] and demo["data"]["split"] == "train"
+
+
+def test_a_real_second_date_marks_only_small_differences_unchanged(flood_samples):
+    frame = flood_samples[0].change.frames[0]
+    other = flood_samples[20].change.frames[0]  # a different place stands in for a changed later date
+    source = ChangeSource([frame, other], ["2000-01-01", "2005-01-01"])
+    for seed in range(8):
+        _, _, labels, dates = simulate_pair(source, torch.Generator().manual_seed(seed))
+        if None not in dates:  # the real later date was used (a simulated one has no date)
+            assert (labels == -1).float().mean() >= 0.5  # half or more of an unlabelled pair is not trusted
+
+
+def test_change_batch_packs_two_date_scene_documents(flood_samples, image_tokens):
+    batch = change_batch(
+        [s.change for s in flood_samples[:3]], torch.Generator().manual_seed(0), image_tokens
+    )
+    assert batch.labels.shape == (3, 64, 64)
+    assert len(batch.inputs.images) == 3 * 2 * 3  # rows x dates x band groups
+
+
+def test_chat_documents_match_the_ask_prompt_and_learn_the_answer_only(
+    tokenizer, image_tokens, flood_samples
+):
+    from rsneo.data.documents import DocumentBuilder
+    from rsneo.heads.generation import question_document
+    from rsneo.model.config import RSNeoConfig
+    from rsneo.train.corpus import chat_document
+
+    frames = [flood_samples[0].chip.groups, flood_samples[1].chip.groups]
+    dates = ["2019-09-18", None]
+    doc = chat_document(DocumentBuilder(tokenizer, image_tokens), frames, "What changed?", "Nothing.", dates)
+    config = RSNeoConfig.from_preset(
+        "tiny",
+        img_start_token_id=image_tokens.start,
+        img_end_token_id=image_tokens.end,
+        img_context_token_id=image_tokens.context,
+    )
+    prompt = question_document(frames, "What changed?", tokenizer, config, dates).input_ids[0].tolist()
+    assert doc.ids[: len(prompt)] == prompt
+    assert not any(doc.learn[: len(prompt)]) and all(doc.learn[len(prompt) :])
+    assert tokenizer.decode(doc.ids[len(prompt) :]) == "Nothing.<|im_end|>"
