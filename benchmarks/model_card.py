@@ -8,6 +8,8 @@ are printed too, and the held-out score through the training code's own evaluati
 (`rsneo.train.evaluate`: 64-pixel tiles standardised with the sensor's statistics, as in training).
 Change: the Taizhou Landsat-7 pair (never trained on), mapped through `rsneo change`'s code path, scored on
 the sparse reference (change.bmp / unchanged.bmp) next to change-vector analysis with Otsu's threshold.
+Answers: a few questions through `rsneo ask`'s code path (the held-out right half, the Taizhou pair), with the
+reference value beside each, so the card shows real answers rather than chosen ones.
 
 Usage: python benchmarks/model_card.py [--model rsneo/assets/model] [--json out.json]
 """
@@ -117,6 +119,35 @@ def change_scores(system, workdir: Path) -> dict[str, dict[str, float]]:
     return scores
 
 
+def answers(system, workdir: Path) -> list[dict[str, str]]:
+    """The model's answers to fixed questions on held-out data, with what the labels say."""
+    from rsneo.heads.generation import CAPTION_QUESTION, CHANGE_QUESTION
+    from rsneo.predict.ask import ask_rasters
+
+    samples = bundled_samples()
+    label = read_band_file(samples.water_label, HELD_OUT)[0]
+    water = 100 * float((label == 1).sum() / max(1, (label != -1).sum()))
+    alone = crop(samples.sentinel2, HELD_OUT, workdir / "held_out_S2_ask.tif")
+    pair = [samples.landsat_before, samples.landsat_after]
+    changed = read_band_file(samples.changed_reference)[0] > 0
+    unchanged = read_band_file(samples.unchanged_reference)[0] > 0
+    share = 100 * float(changed.sum() / max(1, changed.sum() + unchanged.sum()))
+    asked = [
+        ([alone], "How much of this image is water?", f"hand labels: {water:.0f}% water"),
+        ([alone], CAPTION_QUESTION, f"hand labels: {water:.0f}% water"),
+        (pair, CHANGE_QUESTION, f"sparse reference: {share:.0f}% of the checked pixels changed"),
+    ]
+    return [
+        {
+            "input": ", ".join(p.name for p in rasters),
+            "question": question,
+            "answer": ask_rasters(system, rasters, question, max_side=256, max_new_tokens=48),
+            "reference": reference,
+        }
+        for rasters, question, reference in asked
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="model folder (default: bundled)")
@@ -132,6 +163,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         water = water_scores(system, Path(tmp))
         change = change_scores(system, Path(tmp))
+        asked = answers(system, Path(tmp)) if system is not None else []
     print(f"model: {'none' if system is None else args.model}")
     print("water IoU, Sen1Floods11 Spain_7370579 right half (held out), hand labels:")
     for name, value in water.items():
@@ -146,11 +178,12 @@ def main() -> None:
             f"  {name:14s} "
             + " ".join(f"{s[k]:9.3f}" for k in ("accuracy", "kappa", "precision", "recall", "f1"))
         )
+    for item in asked:
+        print(f"ask {item['input']}: {item['question']!r} -> {item['answer']!r} ({item['reference']})")
     print(f"({time.perf_counter() - start:.1f} s)")
     if args.json:
-        args.json.write_text(
-            json.dumps({"model": str(args.model), "water_iou": water, "change": change}, indent=1)
-        )
+        numbers = {"model": str(args.model), "water_iou": water, "change": change, "answers": asked}
+        args.json.write_text(json.dumps(numbers, indent=1))
 
 
 if __name__ == "__main__":

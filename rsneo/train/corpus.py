@@ -177,7 +177,7 @@ def sen1floods11(
             source = change_source(s2, v2, window)
             samples.append(Sample(doc, chip, source))
             if qa:
-                n, frame = len(sources), [optical + radar]
+                n, frame = len(sources), [optical]  # as `rsneo ask` reads a Sentinel-2 file
                 question = WATER_QUESTIONS[n % len(WATER_QUESTIONS)]
                 asked = chat_document(builder(), frame, question, water_answer(mask))
                 samples.append(Sample(asked, chip, source))

@@ -43,6 +43,7 @@ def change_sentence(changed: int, unchanged: int, first: str, second: str) -> st
 # ---- question/answer pairs in `rsneo ask`'s chat layout (a fixed, small set of phrasings) ---------------
 
 WATER_QUESTIONS = (
+    "How much of the image is water?",  # rsneo.demo.DEMO_QUESTION
     "How much of this image is water?",
     "What share of this image is water?",
     "Is there water in this image?",

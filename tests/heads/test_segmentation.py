@@ -81,6 +81,18 @@ def test_class_vectors_do_not_depend_on_the_other_prompts(tiny_system):
     torch.testing.assert_close(alone[0], together[0], atol=1e-5, rtol=1e-5)
 
 
+def test_spectral_stem_does_not_care_about_band_order(shared_data):
+    from rsneo.heads.segmentation import SpectralStem
+
+    frames, _ = crops(shared_data, size=128)
+    pixels = torch.cat([g.pixels for g in frames[0][0]])[None]  # (1, 13, 128, 128)
+    wavelengths = torch.cat([g.wavelengths for g in frames[0][0]])
+    stem = SpectralStem(8)
+    order = torch.randperm(13, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(stem(pixels, wavelengths), stem(pixels[:, order], wavelengths[order]))
+
+
 def test_loss_ignores_unlabelled_pixels():
     head = SegmentationHead(SegmentationHeadConfig(hidden_size=8))
     logits = torch.randn(1, 2, 4, 4)

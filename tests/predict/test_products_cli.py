@@ -135,6 +135,19 @@ def test_change_reprojects_a_date_on_another_grid(tiny_model_dir, shared_data, t
     assert valid.mean() > 0.95  # the reprojected date covers the first one's grid except at its rim
 
 
+def test_change_over_three_dates_compares_first_and_last(tiny_model_dir, shared_data, tmp_path):
+    series = sorted((shared_data / "timeseries" / "landsat_pucallpa").glob("*.tif"))
+    dates = [series[0], series[3], series[-1]]  # 1985, 2000, 2020
+    out = tmp_path / "series"
+    argv = ["change", *map(str, dates), "--out", str(out), "--model", str(tiny_model_dir)]
+    assert run_app([*argv, "--sensor", "landsat5_tm", "--bands", "B5,B4,B3,B2", *SMALL]) == 0
+    html = (out / "change_report.html").read_text()
+    assert "Change between 1985.tif and 2020.tif" in html
+    assert "Dates: 1985-01-01, 2000-01-01, 2020-01-01" in html
+    with rasterio.open(out / "change.tif") as cog, rasterio.open(dates[0]) as first:
+        assert cog.crs == first.crs and cog.shape == first.shape
+
+
 def test_change_on_png_pairs_uses_pixel_units_with_a_warning(tiny_model_dir, shared_data, tmp_path, capsys):
     levir = shared_data / "levir_cd"
     out = tmp_path / "levir"

@@ -70,3 +70,21 @@ def test_unknown_source_and_bad_tile_are_input_errors(shared_data, tokenizer, im
         build_samples(["modis"], shared_data, tokenizer, image_tokens, 64)
     with pytest.raises(InputError, match="data.tile: expected a multiple of 32 pixels, got 50"):
         build_samples(["sen1floods11"], shared_data, tokenizer, image_tokens, 50)
+
+
+def test_qa_adds_chat_documents_with_answers_only_learned_and_taizhou_gives_no_change_source(
+    shared_data, builder, tokenizer
+):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = bigearthnet(shared_data, builder, 64)
+        asked = bigearthnet(shared_data, builder, 64, qa=True)
+        held_out = taizhou(shared_data, builder, 64)
+    assert len(asked) == len(plain) * 5  # label sentence, 3 land-cover questions, 1 change question each
+    chats = [s.document for s in asked if tokenizer.decode(s.document.ids[:1]) == "<|im_start|>"]
+    assert len(chats) == 4 * len(plain)
+    for doc in chats:
+        answer = tokenizer.decode([i for i, learn in zip(doc.ids, doc.learn, strict=True) if learn])
+        assert answer.startswith(("The scene shows", "About", "No change", "Less than")), answer
+        assert answer.endswith("<|im_end|>")
+    assert all(s.change is not None for s in plain) and all(s.change is None for s in held_out)

@@ -35,3 +35,16 @@ def test_scene_labels_and_change_statistics():
         change_sentence(4227, 17163, "2000", "2003")
         == "Between 2000 and 2003, 20% of the checked pixels changed."
     )
+
+
+def test_answers_state_shares_and_labels_in_short_sentences():
+    from rsneo.train.sentences import change_answer, flood_description, land_cover_answer, water_answer
+
+    mask = np.array([[1, 0, 0, 0], [0, 0, -1, -1]])
+    assert water_answer(mask) == "About 17% of this image is water."
+    assert water_answer(np.zeros((2, 2), int)) == "There is no water in this image."
+    assert flood_description(mask) == "The scene shows land and water. About 17% of this image is water."
+    assert land_cover_answer(["Pastures", "Water bodies"]) == "The scene shows pastures and water bodies."
+    assert change_answer(0.0) == "No change is visible between these images."
+    assert change_answer(0.2) == "Less than 1% of the area changed between these images."
+    assert change_answer(12.4) == "About 12% of the area changed between these images."
