@@ -25,3 +25,26 @@ def golden_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"NEO golden vectors not found at {path} (set RSNEO_SHARED)")
     return path
+
+
+TOKENIZER_TEXTS = [
+    "a satellite image of water, land, open water, dry land, forest, vegetation, built-up areas, bare soil.",
+    "What changed between these images? Describe the changes. How much water is there?",
+] * 4
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random rsneo system saved as a model folder (no weights can be downloaded in tests)."""
+    from rsneo.heads.system import random_system
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    random_system(folder, texts=TOKENIZER_TEXTS)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_system(tiny_model_dir):
+    from rsneo.heads.system import load_system
+
+    return load_system(tiny_model_dir)

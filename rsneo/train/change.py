@@ -2,8 +2,9 @@
 
 No redistributable dense change labels exist for the sample archives, so pairs are made: date 2 is date 1 (or
 a real later date of the same place) with nuisance differences that must NOT count as change (per-band gain
-and offset, noise, a one-pixel misregistration, per-date standardisation) plus regions pasted from another
-tile or another part of the tile (rotated), which must. Labels: pasted pixels that really differ = 1, the
+and offset, noise, a one-pixel misregistration, per-date standardisation) plus regions that must: pasted from
+another tile or another part of the tile (rotated), sometimes only partly blended in, or recoloured (the same
+texture with another spectrum). Labels: pasted pixels that really differ = 1, the
 rest = 0; pasted pixels that happen to look like what they cover, wrapped borders of a shift and, for real
 date pairs, pixels whose own spectral difference is large (a real change nobody labelled) are -1 (ignored).
 The Taizhou pair is never a source: it is the held-out change test.
@@ -114,11 +115,19 @@ def simulate_pair(
     pasted = torch.zeros(height, width, dtype=torch.bool)
     count = 0 if float(torch.rand((), generator=generator)) < 0.2 else _randint(generator, 1, 3)
     for _ in range(count):
-        donor = _donor_pixels(generator, donors, before)
         region = _region(generator, height, width)
-        dy, dx = _randint(generator, -height // 2, height // 2), _randint(generator, -width // 2, width // 2)
-        moved = torch.roll(donor, (dy, dx), dims=(1, 2))  # a different part of the donor
-        after = torch.where(region[None], moved, after)
+        kind = float(torch.rand((), generator=generator))
+        if kind < 0.3:  # the same ground, another spectrum (a field harvested or flooded, a roof replaced)
+            gain = _uniform(generator, 0.4, 1.6, (before.shape[0], 1, 1))
+            new = after * gain + _uniform(generator, -1.5, 1.5, (before.shape[0], 1, 1))
+        else:  # another place's content, sometimes only partly blended in (a subtler change)
+            donor = _donor_pixels(generator, donors, before)
+            dy = _randint(generator, -height // 2, height // 2)
+            dx = _randint(generator, -width // 2, width // 2)
+            moved = torch.roll(donor, (dy, dx), dims=(1, 2))  # a different part of the donor
+            alpha = 1.0 if kind < 0.8 else float(_uniform(generator, 0.4, 1.0))
+            new = alpha * moved + (1 - alpha) * after
+        after = torch.where(region[None], new, after)
         pasted |= region
     changed = pasted & (rms_difference(before, after) > CHANGED_DIFFERENCE)
     labels[pasted] = -1
