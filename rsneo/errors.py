@@ -1,7 +1,8 @@
 """User-facing errors.
 
-Anything a user can fix (a bad file, a wrong band list, an unwritable folder) raises `RSNeoError` with a message that
-names the file or band, says what was expected and what was found. The CLI prints it without a traceback and exits 2.
+Anything a user can fix (a bad file, a wrong band list, an unwritable folder) raises `RSNeoError` with a
+message that names the file or band, says what was expected and what was found. The CLI prints it without a
+traceback and exits 2.
 """
 
 from __future__ import annotations
