@@ -2,16 +2,16 @@
 
 No redistributable dense change labels exist for the sample archives, so pairs are made: date 2 is date 1 (or
 a real later date of the same place) with nuisance differences that must NOT count as change (per-band gain
-and offset, noise, a one-pixel misregistration, per-date standardisation) plus regions that must: pasted from
-another tile or another part of the tile (rotated), sometimes only partly blended in, or recoloured (the same
-texture with another spectrum). Labels: pasted pixels that really differ = 1, the
-rest = 0; pasted pixels that happen to look like what they cover, wrapped borders of a shift and, for real
-date pairs, pixels whose own spectral difference is large (a real change nobody labelled) are -1 (ignored).
-The Taizhou pair is never a source: it is the held-out change test.
+and offset, noise, a smooth haze-like field, a one-pixel misregistration, per-date standardisation) plus
+regions that must: pasted from another tile or another part of the tile (rotated), sometimes only partly
+blended in, or recoloured (the same texture with another spectrum). Labels: pasted pixels that really differ =
+1, the rest = 0; pasted pixels that happen to look like what they cover, wrapped borders of a shift and, for
+real date pairs, pixels whose own spectral difference is large (a real change nobody labelled) are -1
+(ignored). The Taizhou pair is never a source: it is the held-out change test.
 
-The two dates form one scene document (`scene` mask: the dates see each other), as `rsneo change` builds
-them (`rsneo.heads.segmentation.image_documents`), and the products' change head is trained on them.
-Every random choice comes from the step's seeded generator, so runs stay reproducible and resumable.
+The two dates form one scene document (`scene` mask: the dates see each other), as `rsneo change` builds them
+(`rsneo.heads.segmentation.image_documents`), and the products' change head is trained on them. Every random
+choice comes from the step's seeded generator, so runs stay reproducible and resumable.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsneo.model.inputs import ImageInput
@@ -30,7 +31,7 @@ from rsneo.train.batch import ChangeBatch, ChangeSource
 LANDSAT_LIKE_GROUPS = {
     "sentinel2": {"rgb": ["B04", "B03", "B02"], "nir": ["B08"], "swir": ["B11", "B12"]},
 }
-CHANGED_DIFFERENCE = 0.5  # RMS over bands (standardised units) above which a pasted pixel counts as changed
+CHANGED_DIFFERENCE = 0.6  # RMS over bands (standardised units) above which a pasted pixel counts as changed
 REAL_UNCHANGED = 0.6  # RMS difference under which a pixel of a real date pair is trusted as unchanged
 
 
@@ -118,8 +119,8 @@ def simulate_pair(
         region = _region(generator, height, width)
         kind = float(torch.rand((), generator=generator))
         if kind < 0.3:  # the same ground, another spectrum (a field harvested or flooded, a roof replaced)
-            gain = _uniform(generator, 0.4, 1.6, (before.shape[0], 1, 1))
-            new = after * gain + _uniform(generator, -1.5, 1.5, (before.shape[0], 1, 1))
+            gain = _uniform(generator, 0.5, 1.5, (before.shape[0], 1, 1))
+            new = after * gain + _uniform(generator, -1.0, 1.0, (before.shape[0], 1, 1))
         else:  # another place's content, sometimes only partly blended in (a subtler change)
             donor = _donor_pixels(generator, donors, before)
             dy = _randint(generator, -height // 2, height // 2)
@@ -137,6 +138,10 @@ def simulate_pair(
     gain, offset = _uniform(generator, 0.8, 1.2, (bands, 1, 1)), _uniform(generator, -0.3, 0.3, (bands, 1, 1))
     after = after * gain + offset
     after = after + _uniform(generator, 0.0, 0.1) * torch.randn(after.shape, generator=generator)
+    # a smooth field (haze, illumination, phenology drifting across the tile): large but gradual, not change
+    field = torch.randn((1, bands, 2, 2), generator=generator)
+    field = F.interpolate(field, size=(height, width), mode="bilinear", align_corners=True)[0]
+    after = after + _uniform(generator, 0.0, 0.2) * field
     before = before + _uniform(generator, 0.0, 0.05) * torch.randn(before.shape, generator=generator)
     if float(torch.rand((), generator=generator)) < 0.5:
         dy, dx = _randint(generator, -1, 1), _randint(generator, -1, 1)

@@ -184,8 +184,53 @@ def sen1floods11(
                 describe = chat_document(builder(), frame, LAND_COVER_QUESTIONS[1], flood_description(mask))
                 samples.append(Sample(describe, chip, source))
             sources.append(source)
+        if qa:
+            samples += water_overview_samples(s2, v2, labels, split, builder)
     if qa:
         samples += change_qa_samples(sources, builder, seed=1)
+    return samples
+
+
+def water_overview_samples(
+    scene: xr.DataArray,
+    values: np.ndarray,
+    labels: np.ndarray,
+    split: str,
+    builder: Callable[[], DocumentBuilder],
+) -> list[Sample]:
+    """Water questions about larger views of the split's half (128 px tiles, 256 px tiles and the whole half,
+    these two averaged down 2x, as `rsneo ask` reads a whole raster at a reduced size); the answer is the
+    share of the full-resolution labels."""
+    import torch.nn.functional as F
+
+    half = labels.shape[1] // 2
+    cols = {"train": (0, half), "val": (half, labels.shape[1])}.get(split, (0, labels.shape[1]))
+    height, width = labels.shape[0], cols[1] - cols[0]
+    views = [
+        ((r, r + 128), (c, c + 128), 1)
+        for r in range(0, height - 127, 128)
+        for c in range(0, width - 127, 128)
+    ]
+    views += [
+        ((r, r + 256), (c, c + 256), 2)
+        for r in range(0, height - 255, 256)
+        for c in range(0, width - 255, 256)
+    ]
+    views += [((0, height - height % 64), (0, width - width % 64), 2)]
+    samples = []
+    for i, (rows, (c0, c1), factor) in enumerate(views):
+        window = (slice(*rows), slice(cols[0] + c0, cols[0] + c1))
+        mask = labels[window]
+        if (mask < 0).mean() > 0.5:
+            continue
+        groups = frame_groups(scene, values, 0, window)
+        if factor > 1:
+            groups = [
+                ImageInput(F.avg_pool2d(g.pixels[None], factor)[0], g.wavelengths, g.band_keys, g.time)
+                for g in groups
+            ]
+        question = WATER_QUESTIONS[i % len(WATER_QUESTIONS)]
+        samples.append(Sample(chat_document(builder(), [groups], question, water_answer(mask))))
     return samples
 
 
