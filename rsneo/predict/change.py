@@ -289,7 +289,7 @@ def detect_change(
             ref = datasets[0]
             views = [read_overview(ds, overview_size(ref.width, ref.height, 512)) for ds in datasets]
             head = calibrated_change_head(system, layouts, views)
-        calibration = (float(head.threshold), float(head.log_scale))
+        calibration = (float(head.threshold.detach()), float(head.log_scale.detach()))
         predictor = ChangePredictor(system, layouts, class_names, head)
         predict_raster(
             RasterWindows(datasets, stack=True),
