@@ -9,11 +9,29 @@ from __future__ import annotations
 
 import torch
 
+from rsneo.data.documents import DocumentBuilder
 from rsneo.data.tokenizer import IM_END, IM_START
 from rsneo.model.inputs import ImageInput, ModelInputs
 
 CAPTION_QUESTION = "Describe this image."
 CHANGE_QUESTION = "Describe the changes between these images."
+
+
+def chat_prompt(
+    builder: DocumentBuilder,
+    frames: list[list[ImageInput]],
+    question: str,
+    dates: list[str | None] | None = None,
+) -> DocumentBuilder:
+    """Append the prompt layout of `rsneo ask` (never learned): a user turn with every frame (each optionally
+    preceded by its date) and the question, then the assistant's header. Training appends the answer to it."""
+    builder.text(f"{IM_START}user\n", learn=False)
+    for i, frame in enumerate(frames):
+        date = dates[i] if dates else None
+        if date:
+            builder.text(f"{date}: ", learn=False)
+        builder.frame(frame).text("\n", learn=False)
+    return builder.text(f"{question.strip()}{IM_END}\n{IM_START}assistant\n", learn=False)
 
 
 def question_document(
@@ -24,23 +42,12 @@ def question_document(
     dates: list[str | None] | None = None,
     policy: str = "scene",
 ) -> ModelInputs:
-    """One prompt document (batch 1): a user turn with the frames and the question, then the assistant's."""
+    """One prompt document (batch 1) in the `chat_prompt` layout, with the model's image token ids."""
     from rsneo.model.positions import ImageTokens, pack_documents
 
-    ids_of = ImageTokens.of(config)
-    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
-    ids: list[int] = encode(f"{IM_START}user\n")
-    groups: list[ImageInput] = []
-    for i, frame in enumerate(frames):
-        date = dates[i] if dates else None
-        if date:
-            ids += encode(f"{date}: ")
-        ids += (
-            [ids_of.start] + [ids_of.context] * sum(g.num_tokens for g in frame) + [ids_of.end] + encode("\n")
-        )
-        groups += frame
-    ids += encode(f"{question.strip()}{IM_END}\n{IM_START}assistant\n")
-    return pack_documents([[(torch.tensor(ids), groups)]], config, policy)
+    builder = DocumentBuilder(tokenizer, ImageTokens.of(config))  # the model's ids, not the tokenizer's guess
+    doc = chat_prompt(builder, frames, question, dates).end(eos=False)
+    return pack_documents([[(torch.tensor(doc.ids), doc.groups)]], config, policy)
 
 
 @torch.inference_mode()

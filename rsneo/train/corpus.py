@@ -30,8 +30,9 @@ import xarray as xr
 from rsneo.data.documents import Document, DocumentBuilder
 from rsneo.data.frames import frame_groups, normalise
 from rsneo.data.recipes import tiles
-from rsneo.data.tokenizer import IM_END, IM_START
+from rsneo.data.tokenizer import IM_END
 from rsneo.errors import InputError
+from rsneo.heads.generation import chat_prompt
 from rsneo.model.inputs import ImageInput
 from rsneo.train.batch import ChangeSource
 from rsneo.train.sentences import (
@@ -77,17 +78,9 @@ def chat_document(
     answer: str,
     dates: list[str | None] | None = None,
 ) -> Document:
-    """A question about `frames` and its answer, in exactly the layout `rsneo ask` prompts with
-    (`rsneo.heads.generation.question_document`): only the answer and its `<|im_end|>` are learned, so the
-    model learns to answer and to stop, not to write questions."""
-    builder.text(f"{IM_START}user\n", learn=False)
-    for i, frame in enumerate(frames):
-        date = dates[i] if dates else None
-        if date:
-            builder.text(f"{date}: ", learn=False)
-        builder.frame(frame).text("\n", learn=False)
-    builder.text(f"{question.strip()}{IM_END}\n{IM_START}assistant\n", learn=False)
-    return builder.text(f"{answer}{IM_END}", learn=True).end(eos=False)
+    """A question about `frames` and its answer in the prompt layout of `rsneo ask` (`chat_prompt`): only the
+    answer and its `<|im_end|>` are learned: the model learns to answer and to stop, not to ask."""
+    return chat_prompt(builder, frames, question, dates).text(f"{answer}{IM_END}", learn=True).end(eos=False)
 
 
 def _date(scene: xr.DataArray, t: int) -> str | None:
