@@ -133,11 +133,12 @@ def test_baselines_on_the_bundled_samples_give_the_model_card_numbers():
 
 
 def test_demo_experiment_holds_out_the_evaluation_data_and_uses_the_bundled_tokenizer():
-    from rsneo.train.config import REPO_DIR, load_config
+    from rsneo.train.config import load_config
+    from rsneo.train.run import BUNDLED_TOKENIZER
 
     cfg = load_config(["experiment=demo"])
     assert cfg.model.preset == "demo" and cfg.stage.trainable == "all"
     assert cfg.data.split == "train"  # Sen1Floods11: left half only; the right half scores the model card
     assert "taizhou" not in cfg.data.sources and "captions" not in cfg.data.sources
-    assert (REPO_DIR / cfg.tokenizer / "tokenizer.json").is_file()
+    assert cfg.tokenizer == "bundled" and (BUNDLED_TOKENIZER / "tokenizer.json").is_file()
     assert cfg.objectives.segmentation.weight > 0
