@@ -2,7 +2,7 @@
 
 Public API (what train, products and demo call):
 - Tokenizer (`rsneo.data.tokenizer`): `train_tokenizer(texts, vocab_size)`, `load_tokenizer(folder)`,
-  `add_image_tokens(tokenizer) -> ImageTokenIds` (idempotent), `image_token_ids(tokenizer)`.
+  `add_image_tokens(tokenizer) -> ImageTokens` (idempotent), `image_token_ids(tokenizer)`.
 - Frames (`rsneo.data.frames`): `normalise(scene, stats=None)` (sensor statistics; NaN -> 0),
   `frame_groups(scene, values, t, window=None, groups=None) -> list[ImageInput]` (the sensor's band groups,
   padded to multiples of 32), `scene_frames(scene, window=None, stats=None, groups=None, captions=False)

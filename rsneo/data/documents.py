@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsneo.data.frames import Frame
-from rsneo.data.tokenizer import ImageTokenIds, image_token_ids
-from rsneo.model.inputs import ImageInput
+from rsneo.data.tokenizer import image_token_ids
+from rsneo.model.inputs import ImageInput, ImageTokens
 
 
 class Prompt(str):
@@ -40,7 +40,7 @@ class Document:
 class DocumentBuilder:
     """Appends text and `<img>` frames to a `Document` with the tokenizer's ids."""
 
-    def __init__(self, tokenizer: Any, tokens: ImageTokenIds | None = None) -> None:
+    def __init__(self, tokenizer: Any, tokens: ImageTokens | None = None) -> None:
         self.tokenizer = tokenizer
         self.tokens = tokens or image_token_ids(tokenizer)
         self.doc = Document()

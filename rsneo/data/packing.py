@@ -58,7 +58,7 @@ def collate(
 ) -> ModelInputs:
     """Rows of documents -> one right-padded `ModelInputs` batch with next-token `labels`.
 
-    `tokens`: the image token ids (`ImageTokenIds` or an `RSNeoConfig`); `policy`: `frame` or `scene` mask.
+    `tokens`: the image token ids (`ImageTokens` or an `RSNeoConfig`); `policy`: `frame` or `scene` mask.
     """
     packed = [[(torch.tensor(d.ids, dtype=torch.long), d.groups) for d in row] for row in rows]
     inputs = pack_positions(packed, tokens, policy=policy, date_spacing=date_spacing, pad_id=pad_id)

@@ -8,7 +8,6 @@ tokenizer saved to a folder loads through the same `load_tokenizer`, which makes
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import transformers
@@ -16,20 +15,12 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 from transformers import PreTrainedTokenizerFast
 
 from rsneo.errors import InputError
+from rsneo.model.inputs import ImageTokens
 
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
 TEXT_SPECIALS = (ENDOFTEXT, IM_START, IM_END)
 IMAGE_SPECIALS = (IMG_START, IMG_END, IMG_CONTEXT)
-
-
-@dataclass(frozen=True)
-class ImageTokenIds:
-    """NEO's image token ids: `<img>` opens a frame, `</img>` closes it, `<IMG_CONTEXT>` is one token."""
-
-    start: int
-    end: int
-    context: int
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -59,7 +50,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     return tokenizer
 
 
-def add_image_tokens(tokenizer: PreTrainedTokenizerFast) -> ImageTokenIds:
+def add_image_tokens(tokenizer: PreTrainedTokenizerFast) -> ImageTokens:
     """Make sure `<img>`, `</img>`, `<IMG_CONTEXT>` are single special tokens; adding twice changes nothing.
 
     Returns their ids. A model whose embedding is smaller than `len(tokenizer)` must be resized by the caller.
@@ -81,13 +72,13 @@ def add_image_tokens(tokenizer: PreTrainedTokenizerFast) -> ImageTokenIds:
     return image_token_ids(tokenizer)
 
 
-def image_token_ids(tokenizer: PreTrainedTokenizerFast) -> ImageTokenIds:
+def image_token_ids(tokenizer: PreTrainedTokenizerFast) -> ImageTokens:
     """The image token ids of a tokenizer that has them (see `add_image_tokens`)."""
     vocab = tokenizer.get_vocab()
     absent = [t for t in IMAGE_SPECIALS if t not in vocab]
     if absent:
         raise InputError(f"tokenizer: expected image tokens {list(IMAGE_SPECIALS)}, missing {absent}")
-    return ImageTokenIds(start=vocab[IMG_START], end=vocab[IMG_END], context=vocab[IMG_CONTEXT])
+    return ImageTokens(start=vocab[IMG_START], end=vocab[IMG_END], context=vocab[IMG_CONTEXT])
 
 
 def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerFast:

@@ -12,9 +12,26 @@ their `<IMG_CONTEXT>` tokens appear (row by row, left to right).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class ImageTokens:
+    """NEO's image token ids: `<img>` opens a frame, `</img>` closes it, `<IMG_CONTEXT>` is one token."""
+
+    start: int
+    end: int
+    context: int
+
+    @classmethod
+    def of(cls, source: Any) -> ImageTokens:
+        """Read the ids from an `RSNeoConfig` or anything with `start`/`end`/`context`."""
+        if hasattr(source, "img_context_token_id"):
+            return cls(source.img_start_token_id, source.img_end_token_id, source.img_context_token_id)
+        return cls(source.start, source.end, source.context)
 
 
 @dataclass

@@ -20,7 +20,7 @@ Example (NEO golden `single` case: 3 text tokens, one 64x96 RGB image = 2x3 toke
     ids = torch.tensor([1, 2, 3, 500] + [502] * 6 + [501, 4, 5, 6, 7])
     rgb = ImageInput(pixels, wavelengths=torch.tensor([0.665, 0.56, 0.49]), band_keys=("red", "green",
     "blue"))
-    doc = document_positions(ids, [rgb], config)       # config: RSNeoConfig or ImageTokenIds
+    doc = document_positions(ids, [rgb], config)       # config: RSNeoConfig or ImageTokens
     doc.positions[0]  # T: 0 1 2 3 4 4 4 4 4 4 5 6 7 8 9
     doc.positions[1]  # H: 0 0 0 0 0 0 0 1 1 1 0 0 0 0 0
     doc.positions[2]  # W: 0 0 0 0 0 1 2 0 1 2 0 0 0 0 0
@@ -39,24 +39,10 @@ import torch
 from torch import Tensor
 
 from rsneo.errors import InputError
-from rsneo.model.inputs import ImageInput, ModelInputs
+from rsneo.model.inputs import ImageInput, ImageTokens, ModelInputs
 from rsneo.model.spectral import spectral_coordinate
 
 MASK_POLICIES = ("frame", "scene")
-
-
-@dataclass(frozen=True)
-class ImageTokens:
-    start: int
-    end: int
-    context: int
-
-    @classmethod
-    def of(cls, source: Any) -> ImageTokens:
-        """Read the ids from an `RSNeoConfig`, a tokenizer's `ImageTokenIds`, or an `ImageTokens`."""
-        if hasattr(source, "img_context_token_id"):
-            return cls(source.img_start_token_id, source.img_end_token_id, source.img_context_token_id)
-        return cls(source.start, source.end, source.context)
 
 
 @dataclass
@@ -79,7 +65,7 @@ def document_positions(
     """Positions (4, L) and block ids (L,) of one document whose `<IMG_CONTEXT>` tokens `images` fill.
 
     `images` are the document's band groups in token order; a frame (`<img>` block) holds one or more groups,
-    assigned by token count. `tokens` gives the image token ids (`RSNeoConfig` or `ImageTokenIds`); when it is
+    assigned by token count. `tokens` gives the image token ids (`RSNeoConfig` or `ImageTokens`); when it is
     an `RSNeoConfig`, `policy` and `date_spacing` default to its `mask_policy` and `date_spacing` (0 = frames
     consecutive).
     """
