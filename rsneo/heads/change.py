@@ -42,13 +42,7 @@ class ChangeHead(nn.Module):
     def __init__(self, config: ChangeHeadConfig) -> None:
         super().__init__()
         self.config = config
-        self.decoder = PixelDecoder(
-            config.hidden_size,
-            config.decoder_channels,
-            config.stem_channels,
-            config.dim,
-            config.full_channels,
-        )
+        self.decoder = PixelDecoder.from_config(config)
         self.correction = nn.Conv2d(2 * config.dim, 1, 1)
         nn.init.zeros_(self.correction.weight)
         nn.init.zeros_(self.correction.bias)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -96,6 +97,12 @@ class PixelDecoder(nn.Module):
         self.stem_to_full = nn.Conv2d(stem_channels, full_channels, 1, bias=False)
         self.out = nn.Conv2d(full_channels, dim, 1)
 
+    @classmethod
+    def from_config(cls, config: Any) -> PixelDecoder:
+        """From a segmentation or change head config (both carry the decoder's sizes under these names)."""
+        c = config
+        return cls(c.hidden_size, c.decoder_channels, c.stem_channels, c.dim, c.full_channels)
+
     def forward(self, last: Tensor, early: Tensor, pixels: Tensor, wavelengths: Tensor) -> Tensor:
         # last, early (N, hidden, rows, cols); pixels (N, bands, H, W) -> (N, dim, H, W)
         x = self.tokens(torch.cat([last, early], dim=1))  # (N, c, rows, cols)
@@ -111,13 +118,7 @@ class SegmentationHead(nn.Module):
     def __init__(self, config: SegmentationHeadConfig) -> None:
         super().__init__()
         self.config = config
-        self.decoder = PixelDecoder(
-            config.hidden_size,
-            config.decoder_channels,
-            config.stem_channels,
-            config.dim,
-            config.full_channels,
-        )
+        self.decoder = PixelDecoder.from_config(config)
         self.class_proj = nn.Sequential(
             nn.Linear(config.hidden_size, config.hidden_size),
             nn.GELU(),
