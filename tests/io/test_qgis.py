@@ -58,7 +58,8 @@ def test_qml_is_a_paletted_style_with_names_and_colours(tmp_path):
     assert qml_document(legend) == path.read_text()
 
 
-def test_qgz_is_a_zip_with_one_qgs_and_relative_output_paths(shared_data, tmp_path):
+def make_project(shared_data, tmp_path):
+    """The input raster, a .qgz holding it with a class map and its polygons, and the legend."""
     raster, cog, gpkg, legend, crs = make_outputs(shared_data, tmp_path)
     project = write_qgz(
         tmp_path / "project.qgz",
@@ -67,6 +68,11 @@ def test_qgz_is_a_zip_with_one_qgs_and_relative_output_paths(shared_data, tmp_pa
         polygons=[(gpkg, legend)],
         crs=crs,
     )
+    return raster, project, legend
+
+
+def test_qgz_is_a_zip_with_one_qgs_and_relative_output_paths(shared_data, tmp_path):
+    raster, project, legend = make_project(shared_data, tmp_path)
     with zipfile.ZipFile(project) as archive:
         assert archive.namelist() == ["project.qgs"]
         root = ET.fromstring(archive.read("project.qgs").decode().split("\n", 1)[1])
@@ -77,14 +83,7 @@ def test_qgz_is_a_zip_with_one_qgs_and_relative_output_paths(shared_data, tmp_pa
 
 @pytest.mark.qgis
 def test_qgis_opens_the_project_with_valid_styled_layers(shared_data, tmp_path):
-    raster, cog, gpkg, legend, crs = make_outputs(shared_data, tmp_path)
-    project = write_qgz(
-        tmp_path / "project.qgz",
-        inputs=[raster],
-        class_maps=[(cog, legend)],
-        polygons=[(gpkg, legend)],
-        crs=crs,
-    )
+    raster, project, legend = make_project(shared_data, tmp_path)
     seen = open_in_qgis(project)
     assert seen["read"] is True
     assert seen["crs"] == "EPSG:32618"
