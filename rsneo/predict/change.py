@@ -23,6 +23,7 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
+from rsneo.baselines import otsu_threshold
 from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, ChangeHead
 from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
@@ -136,19 +137,6 @@ def change_legend(class_names: list[str] | None) -> ClassLegend:
     pairs = [f"{a} → {b}" for a in names for b in names]
     legend = ClassLegend.from_names([CHANGE_NAMES[0], *pairs])
     return legend
-
-
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """The threshold that best splits `values` into two groups (Otsu: maximal between-class variance)."""
-    counts, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight = np.cumsum(counts)  # pixels at or below each bin
-    total = weight[-1]
-    mean_low = np.cumsum(counts * centres) / np.maximum(weight, 1)
-    mean_all = (counts * centres).sum() / max(total, 1)
-    mean_high = (mean_all * total - mean_low * weight) / np.maximum(total - weight, 1)
-    between = weight * (total - weight) * (mean_low - mean_high) ** 2
-    return float(edges[int(np.argmax(between[:-1])) + 1])  # the upper edge of the last "low" bin
 
 
 @torch.inference_mode()
