@@ -36,11 +36,10 @@ def predict_chips(
 
 def class_iou(predicted: Sequence[np.ndarray], chips: Sequence[LabelledChip], value: int) -> float:
     """IoU of class `value` over the labelled pixels (label >= 0) of all chips together."""
-    inter = union = 0
-    for pred, chip in zip(predicted, chips, strict=True):
-        labels = chip.labels.numpy()
-        valid = labels >= 0
-        p, t = (pred == value) & valid, (labels == value) & valid
-        inter += int((p & t).sum())
-        union += int((p | t).sum())
-    return inter / union if union else float("nan")
+    from rsneo.baselines import iou
+
+    pred = np.concatenate([np.asarray(p).ravel() for p in predicted])
+    labels = np.concatenate([chip.labels.numpy().ravel() for chip in chips])
+    if pred.shape != labels.shape:
+        raise ValueError(f"class_iou: {pred.size} predicted pixels for {labels.size} labelled ones")
+    return iou(pred == value, labels == value, labels >= 0)
