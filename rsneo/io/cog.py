@@ -92,6 +92,13 @@ def check_writable(folder: Path) -> Path:
     return folder
 
 
+def pixel_units_transform(transform: rasterio.Affine) -> rasterio.Affine:
+    """Where QGIS shows an ungeoreferenced image: column x, row -y (y 0 to -height), so outputs of a PNG
+    written with this transform land exactly on it rather than flipped beside it."""
+    t = transform
+    return rasterio.Affine(t.a, t.b, t.c, t.d, -t.e, -t.f) if t.e > 0 else t
+
+
 class CogBlockWriter:
     """Stream blocks of one uint8 band into a COG at `path`.
 
@@ -116,6 +123,8 @@ class CogBlockWriter:
     ) -> None:
         self.path = Path(path)
         self.partial = hidden_path(self.path, "partial.tif")
+        if crs is None:
+            transform = pixel_units_transform(transform)
         self.legend = legend
         if resume and self.partial.exists():
             with rasterio.Env(**GDAL_ENV):
