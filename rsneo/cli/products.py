@@ -106,10 +106,15 @@ def segment_command(
     overlap: OverlapOption = 32,
     batch: BatchOption = 4,
     device: DeviceOption = "cpu",
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse class names the model was not trained on (exit 2).")
+    ] = False,
 ) -> None:
     """Open-vocabulary segmentation: class-map COG, polygons, QML style and QGIS project.
 
-    Class names are free text; names never seen in training work without retraining.
+    Class names are free text, read by the model's text path. A name far from every class the model was
+    trained on (its folder's vocabulary.json) gives an arbitrary map: it is warned about and marked
+    "(untrained)" in the legend; --strict refuses it.
 
     An interrupted run started again with the same options continues where it stopped.
     """
@@ -129,6 +134,7 @@ def segment_command(
             bands=_bands(bands),
             none_threshold=none_threshold,
             show_progress=True,
+            strict=strict,
         )
     typer.echo(f"class map: {result.cog}")
     typer.echo(f"polygons:  {result.gpkg}")

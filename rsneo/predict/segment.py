@@ -11,6 +11,7 @@ import torch
 from rsneo.errors import InputError
 from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System
+from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.cog import ClassLegend, check_writable, open_raster
 from rsneo.predict.bands import BandLayout, band_layout
 from rsneo.predict.sliding_window import (
@@ -83,11 +84,13 @@ def segment_raster(
     confidence: bool = True,
     show_progress: bool = False,
     stop_after_rows: int | None = None,
+    strict: bool = False,
 ) -> SegmentOutputs | None:
     """Segment `raster` into `out_dir`: `<stem>_classes.tif` (COG), `.gpkg`, `.qml` and `<stem>.qgz`.
 
     Resumes an interrupted run with the same settings. Returns None only when `stop_after_rows` stopped it
-    early.
+    early. Names the model was not trained on are warned about and marked "(untrained)"; `strict` refuses
+    them.
     """
     from rsneo.io.qgis import write_qgz, write_qml
     from rsneo.io.vector import write_class_polygons
@@ -96,9 +99,10 @@ def segment_raster(
     class_names = parse_classes(class_names)
     if not raster.exists():
         raise InputError(f"{raster}: file not found")
+    untrained = untrained_classes(system, class_names, strict=strict)  # refused before anything is written
     out_dir = check_writable(Path(out_dir))
     layout = band_layout(raster, sensor, bands)
-    legend = ClassLegend.from_names([*class_names, NONE_OF_THESE])
+    legend = ClassLegend.from_names([*class_names, NONE_OF_THESE], untrained=untrained)
     stem = raster.stem
     cog = out_dir / f"{stem}_classes.tif"
     signature = run_signature(
