@@ -363,8 +363,14 @@ def _write_change_report(
     max_new_tokens: int,
 ) -> str:
     """Pictures of the first and last date and of the change map, measured numbers, generated summary."""
-    from rsneo.heads.generation import CHANGE_QUESTION, generate_answer
-    from rsneo.io.report import ChangeReport, ReportImage, png_data_uri, stretch_rgb, write_report
+    from rsneo.io.report import (
+        ChangeReport,
+        ReportImage,
+        change_summary,
+        png_data_uri,
+        stretch_rgb,
+        write_report,
+    )
 
     ref = datasets[0]
     shape = overview_size(ref.width, ref.height, 512)
@@ -391,10 +397,7 @@ def _write_change_report(
         ReportImage("change map (dark grey: no change, black: no data)", png_data_uri(lut[classes]))
     )
 
-    frames = [layout.images(p, v) for layout, (p, v) in zip(layouts, views, strict=True)]
-    summary = generate_answer(
-        system.model, system.tokenizer, frames, CHANGE_QUESTION, [lay.date for lay in layouts], max_new_tokens
-    )
+    summary = change_summary(changed, compared, unit, [lay.date for lay in layouts], rows)
     share = 100 * changed / max(compared, 1e-12)
     measured = [
         f"Compared area: {_fmt(compared, unit)} (valid on every date).",
