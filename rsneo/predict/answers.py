@@ -25,7 +25,8 @@ from rsneo.predict.bands import band_layout, overview_size, read_overview
 IMAGE_WORDS = r"(?:image|images|area|scene|picture|photo|tile|region|map|view)"
 CHANGE = re.compile(
     r"\b(chang\w*|differ\w*|new|appear\w*|disappear\w*|lost|loss|gain\w*|grew|grow\w*|shrank|shrink\w*|"
-    r"increas\w*|decreas\w*|expand\w*|removed|demolish\w*|since|before and after|between)\b"
+    r"increas\w*|decreas\w*|expand\w*|removed|demolish\w*|cleared|deforest\w*|since|before and after|"
+    r"between)\b"
 )
 DESCRIBE = re.compile(
     r"\b(describe|description|caption|summari[sz]e|what (?:is|can you see|do you see) (?:in|on)|"
