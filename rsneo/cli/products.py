@@ -91,6 +91,11 @@ def _system(model: Path | None, device: str, head: str | None = None):
     return system
 
 
+StrictOption = Annotated[
+    bool, typer.Option("--strict", help="Refuse class names the model was not trained on (exit 2).")
+]
+
+
 @app.command("segment")
 def segment_command(
     raster: Annotated[Path, typer.Argument(help="The raster to segment (GeoTIFF or anything GDAL reads).")],
@@ -106,9 +111,7 @@ def segment_command(
     overlap: OverlapOption = 32,
     batch: BatchOption = 4,
     device: DeviceOption = "cpu",
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Refuse class names the model was not trained on (exit 2).")
-    ] = False,
+    strict: StrictOption = False,
 ) -> None:
     """Open-vocabulary segmentation: class-map COG, polygons, QML style and QGIS project.
 
@@ -161,6 +164,7 @@ def change_command(
     overlap: OverlapOption = 32,
     batch: BatchOption = 2,
     device: DeviceOption = "cpu",
+    strict: StrictOption = False,
 ) -> None:
     """Change between the first and last date: change-map COG, polygons, from-to table, HTML report.
 
@@ -177,7 +181,7 @@ def change_command(
         system = _system(model, device, "change")
         result = detect_change(
             system, rasters, out, class_names=names, plan=plan, sensor=sensor, bands=_bands(bands),
-            show_progress=True,
+            show_progress=True, strict=strict,
         )  # fmt: skip
     unit = "pixels" if result.area_unit == "px" else "ha"
     share = 100 * result.changed_area / max(result.compared_area, 1e-12)

@@ -120,3 +120,18 @@ def test_segment_cli_marks_untrained_classes_and_strict_exits_2(shared_data, tmp
     root = ET.fromstring((out / "chip_classes.qml").read_text().split("\n", 1)[1])
     labels = [e.get("label") for e in root.iter("paletteEntry")]
     assert labels == ["water", "banana (untrained)", "none of these"]
+
+
+def test_change_marks_untrained_from_to_classes_and_strict_refuses_them(shared_data, tmp_path, capsys):
+    folder = shared_data / "landsat_change_taizhou"
+    pair = [str(folder / "2000TM"), str(folder / "2003TM")]
+    refused = tmp_path / "refused"
+    assert run_app(["change", *pair, "--classes", "water, urban area", "--out", str(refused), "--strict"]) == 2
+    assert '"urban area"' in " ".join(capsys.readouterr().err.split()) and not refused.exists()
+
+    from rsneo.predict.change import change_legend
+
+    legend = change_legend(["water", "urban area"], ("urban area",))
+    labels = [legend.label(i) for i in range(len(legend.names))]
+    assert "water → water" in labels and "water → urban area (untrained)" in labels
+    assert "none of these → urban area (untrained)" in labels and "water → none of these" in labels
