@@ -1,11 +1,11 @@
 """QGIS styles (QML) and projects (.qgz) written as plain XML, so no QGIS install is needed to make them.
 
 The project opens the input raster (RGB-like band choice, stretched), the class map COG with a paletted
-renderer (class names and colours, semi-transparent so the imagery shows through) and the class polygons
-as outlines in their class colours (categorised renderer). Classes the model was never trained on are
-labelled "(untrained)". Paths inside the
-project are relative to the project file for the outputs beside it, absolute for the input. Tests open the
-result with QGIS itself.
+renderer (class names and colours, semi-transparent so the imagery shows through; "no change" not drawn)
+and the class polygons as outlines in their class colours (categorised renderer). Classes the model was
+never trained on are labelled "(untrained)". Paths inside the project are relative to the project file for
+the outputs beside it, absolute for the input. Tests open the result with QGIS itself, and draw it
+(`render_with_qgis`) to check where layers land.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pyproj
 import rasterio
 
 from rsneo.io.cog import ClassLegend, hidden_path, open_raster
+from rsneo.io.palette import family_of
 
 QGIS_VERSION = "3.22.0-Białowieża"  # the format version we write; later QGIS versions read it
 PREDICTION_OPACITY = 0.6  # class maps over the imagery: colours readable, the image still visible beneath
@@ -82,8 +83,9 @@ def _palette_renderer(parent: ET.Element, legend: ClassLegend) -> ET.Element:
         parent, "rasterrenderer", type="paletted", band="1", opacity=str(PREDICTION_OPACITY), alphaBand="-1"
     )
     palette = _sub(renderer, "colorPalette")
-    for i in range(len(legend.names)):
-        _sub(palette, "paletteEntry", value=str(i), color=legend.hex(i), alpha="255", label=legend.label(i))
+    for i, name in enumerate(legend.names):
+        alpha = "0" if family_of(name) == "no change" else "255"  # a change map shows the change only
+        _sub(palette, "paletteEntry", value=str(i), color=legend.hex(i), alpha=alpha, label=legend.label(i))
     return renderer
 
 
@@ -347,14 +349,16 @@ def _run_qgis(script: str, args: list[str], python: str, timeout: float) -> dict
     """Run a QGIS script headless in a subprocess; it prints one line "PROBE" + JSON, returned parsed."""
     import json
     import subprocess
+    import tempfile
 
     from rsneo.errors import InputError
 
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": os.environ.get("TMPDIR", "/tmp")}
     try:
-        done = subprocess.run(
-            [python, "-c", script, *args], capture_output=True, text=True, timeout=timeout, env=env
-        )
+        with tempfile.TemporaryDirectory(prefix="rsneo-qgis-") as runtime:  # Qt wants a private (0700) one
+            env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": runtime}
+            done = subprocess.run(
+                [python, "-c", script, *args], capture_output=True, text=True, timeout=timeout, env=env
+            )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InputError(f"QGIS ({python}): could not open {args[0]} ({exc})") from None
     line = next((x for x in done.stdout.splitlines() if x.startswith("PROBE")), None)

@@ -126,7 +126,8 @@ def test_change_marks_untrained_from_to_classes_and_strict_refuses_them(shared_d
     folder = shared_data / "landsat_change_taizhou"
     pair = [str(folder / "2000TM"), str(folder / "2003TM")]
     refused = tmp_path / "refused"
-    assert run_app(["change", *pair, "--classes", "water, urban area", "--out", str(refused), "--strict"]) == 2
+    argv = ["change", *pair, "--classes", "water, urban area", "--out", str(refused), "--strict"]
+    assert run_app(argv) == 2
     assert '"urban area"' in " ".join(capsys.readouterr().err.split()) and not refused.exists()
 
     from rsneo.predict.change import change_legend

@@ -188,3 +188,39 @@ def test_outputs_of_an_ungeoreferenced_png_land_exactly_on_it_in_qgis(shared_dat
         expected = PREDICTION_OPACITY * np.array(legend.colors[value]) + under
         np.testing.assert_allclose(both[row, col], expected, atol=3)
     assert np.abs(both - image).mean() > 10  # and the predictions are really drawn over it
+
+
+@pytest.mark.qgis
+def test_change_outputs_of_a_png_pair_sit_on_the_images_in_qgis(tiny_system, shared_data, tmp_path):
+    """End to end: `rsneo change` on a LEVIR-CD PNG pair; QGIS draws the change map where its pixels are."""
+    import warnings
+
+    from rsneo.predict.change import detect_change
+
+    pair = [shared_data / "levir_cd" / d / "test_7_0256_0512.png" for d in ("A", "B")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = detect_change(tiny_system, pair, tmp_path / "out")
+    seen = open_in_qgis(out.qgz)
+    assert len(seen["layers"]) == 4 and all(layer["valid"] for layer in seen["layers"]), seen
+    rasters = [layer for layer in seen["layers"] if layer["renderer"] != "categorizedSymbol"]
+    for layer in rasters:  # the polygons' extent is that of the changed pixels only
+        assert layer["extent"] == pytest.approx([0, -256, 256, 0], abs=1e-6), layer
+    png = tmp_path / "change.png"
+    info = render_with_qgis(out.qgz, png, layers=["change"], extent_of=pair[0].name, size=256)
+    assert info["extent"] == pytest.approx([0, -256, 256, 0], abs=1e-6)
+    with rasterio.open(out.cog) as src:
+        changed = src.read(1) == 1  # (256, 256), row 0 at the top
+        legend_colour = np.array(src.colormap(1)[1][:3])
+    drawn = rendered(png)
+    expected = PREDICTION_OPACITY * legend_colour + (1 - PREDICTION_OPACITY) * 255
+    close = np.abs(drawn - expected).max(axis=-1) <= 3  # (256, 256): drawn in the change colour
+    assert 0.02 < changed.mean() < 0.98  # a map with both classes, so placement can be wrong
+    # pixel for pixel, QGIS draws the change colour exactly where the map says change (no flip, no shift)
+    assert (close == changed).mean() > 0.99
+
+
+def test_no_change_is_not_drawn_over_the_imagery():
+    legend = ClassLegend.from_names(["no change", "change"])
+    root = ET.fromstring(qml_document(legend).split("\n", 1)[1])
+    assert [e.get("alpha") for e in root.iter("paletteEntry")] == ["0", "255"]
