@@ -124,3 +124,12 @@ def test_change_summary_names_the_largest_real_transition():
     assert "water → land (3.0% of the area)" in text
     nothing = change_summary(0.0, 10.0, "px", [None, None])
     assert nothing == "The change map shows no change between the dates."
+
+
+def test_a_raster_larger_than_max_side_is_answered_from_an_overview_within_5_points(bundled, chip):
+    full = ask(bundled, [chip], "How much of this image is water?")
+    reduced = ask(bundled, [chip], "How much of this image is water?", max_side=64)  # 2x coarser pixels
+    assert reduced.value != pytest.approx(full.value, abs=1e-9)  # really another map
+    assert abs(reduced.value - full.value) <= 5.0
+    area = ask(bundled, [chip], "How large is the water area?", max_side=64)
+    assert area.kind == "area" and area.value == pytest.approx(reduced.value, abs=1e-9)
