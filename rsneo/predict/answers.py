@@ -33,8 +33,10 @@ DESCRIBE = re.compile(
     r"what does (?:this|the) \w+ show|what (?:land cover|kind of land)|what is (?:this|shown))\b"
 )
 SHARE = (
-    rf"(?:how much|what (?:percentage|percent|share|fraction|proportion|part|portion)) of (?:the |this )?"
-    rf"{IMAGE_WORDS} (?:is|are) (?:covered (?:by|with|in) |made up of |occupied by )?(?P<t>.+)",
+    rf"(?:how much|what (?:percentage|percent|share|fraction|proportion|part|portion))(?: of)? "
+    rf"(?:the |this )?{IMAGE_WORDS} (?:is|are) "
+    r"(?:covered (?:by|with|in) |made up of |occupied by )?(?P<t>.+)",
+    r"what is the (?P<t>.+?) (?:coverage|cover|share|percentage|fraction|proportion)$",
     rf"(?:what (?:percentage|percent|share|fraction|proportion|part|portion) of (?:the |this )?"
     rf"{IMAGE_WORDS} )(?:does |do )?(?P<t>.+?) (?:cover|occupy|take up|make up)",
     r"(?:what (?:percentage|percent|share|fraction|proportion)|how much) (?:of )?(?P<t>.+?) "
@@ -53,10 +55,12 @@ AREA = (
 PRESENCE = (
     r"^(?:is|are) there (?:any |some |a |an )?(?P<t>.+?)(?: in| on| visible)?(?: (?:the|this) \w+)?$",
     r"^(?:does|do) (?:the|this) \w+ (?:contain|show|have|include) (?:any |some |a |an )?(?P<t>.+)$",
+    r"^(?:is|are) (?:any |some )(?P<t>.+?) (?:visible|present|shown|there)$",
     r"^can you see (?:any |some |a |an )?(?P<t>.+)$",
 )
 TRAILING = re.compile(
     rf"\s+(?:in|on|of|within|across) (?:the |this |these )?{IMAGE_WORDS}$|\s+(?:area|areas|cover|coverage)$"
+    r"|\s+(?:here|there|in (?:hectares|ha|percent|pixels|square \w+))$"
 )
 PRESENT_SHARE = 0.5  # percent of the valid pixels above which a class counts as present
 

@@ -54,6 +54,20 @@ def chip(shared_data, tmp_path_factory) -> Path:
         ("How has the forest changed?", "change", "forest"),
         ("What is the capital of France?", "unsupported", None),
         ("asdf qwerty", "unsupported", None),
+        # phrasings written before the rules were extended to them (7 of these 12 were read right at first;
+        # the 5 others had been answered "cannot say", never with a wrong figure)
+        ("What is the water coverage?", "share", "water"),
+        ("How much area is covered by water?", "share", "water"),
+        ("Roughly what proportion of the scene is land?", "share", "land"),
+        ("Is any water visible?", "presence", "water"),
+        ("Can you see water here?", "presence", "water"),
+        ("How big is the flooded area?", "area", "flooded"),
+        ("What is the extent of water in hectares?", "area", "water"),
+        ("Has anything changed?", "change", None),
+        ("Which areas changed from 2000 to 2003?", "change", None),
+        ("Give me the percent of water.", "share", "water"),
+        ("Where is the water?", "unsupported", None),
+        ("How many buildings are there?", "unsupported", None),
     ],
 )
 def test_questions_are_read_as_their_kind_and_class(question, kind, target):
