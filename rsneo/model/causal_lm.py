@@ -41,7 +41,12 @@ class RSNeoForCausalLM(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Qwen3-style: normal(0, initializer_range) for linear and embedding weights, k_proj_s at 0."""
+        """Qwen3-style: normal(0, initializer_range) for linear and embedding weights; S key gate at 0.
+
+        The S axis is gated by its key norm weight (`k_norm_s`, see `rsneo.model.attention`): at zero the S
+        term of every score is exactly 0, and one optimiser step moves it by about the step size, like any
+        other new parameter (a zero `k_proj_s` under a unit-weight RMSNorm would jump to full size instead).
+        """
         if self.lm_head.weight.is_meta:
             return
         std = self.config.initializer_range
@@ -50,7 +55,7 @@ class RSNeoForCausalLM(nn.Module):
                 nn.init.normal_(module.weight, std=std)
         for layer in self.backbone.layers:
             if self.config.spectral_head_dim:
-                nn.init.zeros_(layer.self_attn.k_proj_s.weight)
+                nn.init.zeros_(layer.self_attn.k_norm_s.weight)
 
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by role, for freezing per stage (stage 1: vision + prebuffer + native_positions).

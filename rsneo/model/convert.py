@@ -3,8 +3,9 @@
 Both converters stream shard by shard (one source shard in memory at a time), so a 9B checkpoint converts in
 about one shard's worth of RAM. New tensors are initialised as NEO initialises them from a plain Qwen3:
 - `q_proj_hw` from `q_proj`: per head, head_dim in quarters [a, b, c, d] -> [a, c, a, c]; `k_proj_hw` zero;
-- `q_proj_s` from `q_proj` the same way (the first spectral_head_dim/2 channels of each rotary half);
-  `k_proj_s` zero, so the S axis adds exactly nothing until trained;
+- `q_proj_s` from `q_proj` the same way (the first spectral_head_dim/2 channels of each rotary half),
+  `k_proj_s` from `k_proj` likewise, and the S key norm weight (the S gate) at zero, so the S axis adds
+  exactly nothing at first and opens smoothly with training;
 - all new QK-norms at one; pre-buffer layers and the patch embedding freshly initialised (normal, std 0.02).
 """
 
@@ -53,7 +54,11 @@ def native_from_q(prefix: str, q_proj: Tensor, cfg: RSNeoConfig, with_hw: bool =
 
 
 def native_from_k(prefix: str, k_proj: Tensor, cfg: RSNeoConfig, with_hw: bool = True) -> dict[str, Tensor]:
-    """Zero key projections for H/W (and S), norms at one."""
+    """H/W key projections at zero with norms at one (NEO's start); S keys from k_proj, gated shut.
+
+    `k_proj_s` takes k_proj's rotary halves (as q_proj_s takes q_proj's) and its norm weight, the S gate,
+    starts at zero: the S term is exactly 0 and opens smoothly with training.
+    """
     out: dict[str, Tensor] = {}
     hd, sd, kv, d = cfg.head_dim, cfg.spectral_head_dim, cfg.num_kv_heads, k_proj.shape[1]
     if with_hw:
@@ -61,8 +66,8 @@ def native_from_k(prefix: str, k_proj: Tensor, cfg: RSNeoConfig, with_hw: bool =
         for n in ("k_norm_h", "k_norm_w"):
             out[f"{prefix}{n}.weight"] = torch.ones(hd // 2, dtype=k_proj.dtype)
     if sd:
-        out[f"{prefix}k_proj_s.weight"] = torch.zeros(kv * sd, d, dtype=k_proj.dtype)
-        out[f"{prefix}k_norm_s.weight"] = torch.ones(sd, dtype=k_proj.dtype)
+        out[f"{prefix}k_proj_s.weight"] = rotary_halves(k_proj, kv, hd, sd).clone()
+        out[f"{prefix}k_norm_s.weight"] = torch.zeros(sd, dtype=k_proj.dtype)
     return out
 
 
@@ -133,10 +138,10 @@ def fresh_tensors(cfg: RSNeoConfig, layers: range, vision: bool, dtype: torch.dt
     for index in layers:
         layer = NativeLayer(cfg)
         for name, p in layer.named_parameters():
-            if name.endswith("norm.weight") or "_norm" in name or name.endswith("layernorm.weight"):
+            if name.endswith("k_norm_s.weight"):
+                torch.nn.init.zeros_(p.data)  # the S gate (see `native_from_k`)
+            elif name.endswith("norm.weight") or "_norm" in name or name.endswith("layernorm.weight"):
                 torch.nn.init.ones_(p.data)
-            elif name.endswith("k_proj_s.weight"):
-                torch.nn.init.zeros_(p.data)
             else:
                 torch.nn.init.normal_(p.data, std=cfg.initializer_range)
             out[f"backbone.layers.{index}.{name}"] = p.data.to(dtype)
