@@ -59,7 +59,6 @@ class AttentionMask:
     flash: FlashPlan | None = None
 
 
-FLEX_BLOCK = 128  # FlexAttention's tile: BlockMasks and its kernels work on 128 x 128 blocks
 _compiled_flex: dict[Any, Any] = {}
 
 
@@ -75,7 +74,7 @@ def _pad_last(x: Tensor, width: int) -> Tensor:
 
 
 def flex_kernel(compiled: bool, backend: Any = "inductor") -> Any:
-    """FlexAttention, compiled once per backend with static shapes (lengths come padded to FLEX_BLOCK)."""
+    """FlexAttention, compiled once per backend with static shapes (lengths come padded to `FLEX_BLOCK`)."""
     from torch.nn.attention.flex_attention import flex_attention as flex
 
     if not compiled:
@@ -97,7 +96,7 @@ def flex_attention(
 ) -> Tensor:
     """FlexAttention, compiled on CUDA (fused kernel), eager elsewhere (unless `compiled`).
 
-    The block mask covers the row padded to a multiple of FLEX_BLOCK (see `flex_block_mask`); q, k, v are
+    The block mask covers the row padded to a multiple of `FLEX_BLOCK` (see `flex_block_mask`); q, k, v are
     zero-padded to that length here and the output is cut back, so the compiled kernel sees one length per
     128-token bucket instead of recompiling for every packed length. Where the installed version needs
     power-of-two head dims, q/k and v are zero-padded too (scores and outputs are unchanged: the extra
@@ -118,7 +117,7 @@ def flex_attention(
         return kernel(q, k, v, block_mask=block_mask, scale=scale)[..., :length, :dv]
 
 
-def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, causal: bool = False) -> Tensor:
+def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
     """SDPA with values zero-padded to the q/k width, cut back after.
 
     Fused kernels (flash on CPU and CUDA) need one head width for q, k and v; rsneo's values are head_dim
@@ -127,7 +126,7 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, cau
     """
     dv = v.shape[-1]
     v = _pad_last(v, q.shape[-1])
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, is_causal=causal)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     return out[..., :dv]
 
 

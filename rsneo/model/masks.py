@@ -20,6 +20,7 @@ from torch import Tensor
 
 BACKENDS = ("auto", "sdpa", "flex", "flash")
 FLASH_MAX_HEAD_DIM = 256
+FLEX_BLOCK = 128  # FlexAttention's tile: BlockMasks and its kernels work on 128 x 128 blocks
 
 
 def may_attend(
@@ -46,7 +47,7 @@ def dense_mask(q_doc: Tensor, q_block: Tensor, k_doc: Tensor, k_block: Tensor, q
     return allowed[:, None]
 
 
-def flex_block_mask(doc_ids: Tensor, block_ids: Tensor, multiple: int = 128) -> Any:
+def flex_block_mask(doc_ids: Tensor, block_ids: Tensor, multiple: int = FLEX_BLOCK) -> Any:
     """A FlexAttention BlockMask for self-attention over the whole batch (no cache), built once per batch.
 
     The row is padded to a multiple of `multiple` (FlexAttention's 128-token tile, as NEO pads its packed
