@@ -66,12 +66,17 @@ def test_names_sharing_a_trained_head_noun_match_and_paraphrases_do_not(bundled)
 
 
 def test_matching_agrees_in_bf16(bundled):
+    import dataclasses
+
     import torch
+
+    from rsneo.model.causal_lm import RSNeoForCausalLM
 
     names = ["open water", "lake", "dry land", "banana"]
     full = match_classes(bundled, names)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        low = match_classes(bundled, names)
+    half_model = RSNeoForCausalLM.from_pretrained(BUNDLED_MODEL, dtype=torch.bfloat16)
+    assert {p.dtype for p in half_model.parameters()} == {torch.bfloat16}
+    low = match_classes(dataclasses.replace(bundled, model=half_model), names)
     assert [m.trained for m in low] == [m.trained for m in full]
     for a, b in zip(full, low, strict=True):
         assert b.similarity == pytest.approx(a.similarity, abs=0.03)  # bf16 has ~3 significant digits
