@@ -35,6 +35,7 @@ def gdal_env() -> rasterio.Env:
     """The one place rsneo's GDAL settings are applied (a rasterio.Env of `GDAL_ENV`)."""
     return rasterio.Env(**GDAL_ENV)
 
+
 # Colours users expect for common land-cover words; anything else gets an evenly spaced hue.
 KNOWN_COLORS: dict[str, tuple[int, int, int]] = {
     "water": (31, 120, 230),

@@ -51,7 +51,7 @@ def class_areas(
 
 
 def area_unit(cog_path: Path) -> str:
-    """"ha" for a class map with a CRS, "px" (pixel counts) without one."""
+    """ "ha" for a class map with a CRS, "px" (pixel counts) without one."""
     with open_raster(cog_path) as src:
         return "px" if src.crs is None else "ha"
 
@@ -91,7 +91,7 @@ def _summed_table(weights: np.ndarray) -> np.ndarray:
 
 
 def _seam_owner(rings: list[np.ndarray], y: int, owner: np.ndarray, rid: int) -> None:
-    """Mark in `owner` the columns where the exterior ring runs along row edge `y` (the strip's top/bottom)."""
+    """Mark in `owner` the columns where the exterior ring runs along row edge `y` (strip top or bottom)."""
     ring = rings[0]
     on = (ring[:-1, 1] == y) & (ring[1:, 1] == y)
     for a, b in zip(ring[:-1, 0][on], ring[1:, 0][on], strict=True):
@@ -140,7 +140,8 @@ def _strip_pieces(block: np.ndarray, top: int, valid: np.ndarray) -> list[tuple[
     from rasterio.features import shapes
 
     out = []
-    for geom, value in shapes(block, mask=valid, transform=rasterio.Affine.translation(0, top), connectivity=4):
+    pixel_grid = rasterio.Affine.translation(0, top)
+    for geom, value in shapes(block, mask=valid, transform=pixel_grid, connectivity=4):
         rings = [np.rint(np.asarray(r)).astype(np.int64) for r in geom["coordinates"]]
         out.append((int(value), rings))
     return out
@@ -158,7 +159,7 @@ def write_class_polygons(
 
     Columns: class_id, class_name, area_ha and pixels (integer) with a CRS; class_id, class_name, area_px
     (integer) without one. One polygon per 4-connected region of a class, however many strips it spans.
-    `skip` lists class values to leave out (e.g. "no change"). Written to a hidden name, renamed when complete.
+    `skip` lists class values to leave out (e.g. "no change"). Written to a hidden name, renamed when done.
     """
     import geopandas as gpd
     import shapely

@@ -47,9 +47,7 @@ def water_map(path, out, crs: str | None):
     valid = (bands[0] > 0) & (bands[1] > 0)
     ndwi = (bands[0] - bands[1]) / np.maximum(bands[0] + bands[1], 1)
     classes = np.where(valid, np.where(ndwi > 0, 0, 1), NODATA_CLASS).astype(np.uint8)
-    writer = CogBlockWriter(
-        out, width=width, height=height, crs=dst_crs, transform=transform, legend=LEGEND
-    )
+    writer = CogBlockWriter(out, width=width, height=height, crs=dst_crs, transform=transform, legend=LEGEND)
     writer.write(Window(0, 0, width, height), classes)
     return writer.finish(), classes
 
@@ -96,15 +94,17 @@ def test_pixel_areas_match_geodesic_polygons(maps):
             to_lonlat = Transformer.from_crs(src.crs.to_wkt(), "EPSG:4326", always_xy=True)
             rows = np.broadcast_to(areas.rows(0, src.height), (src.height, src.width))
             for r, c in [(0, 0), (src.height // 2, src.width // 3), (src.height - 1, src.width - 1)]:
-                corners = [to_lonlat.transform(*(t @ p)) for p in [(c, r), (c + 1, r), (c + 1, r + 1), (c, r + 1)]]
+                square = [(c, r), (c + 1, r), (c + 1, r + 1), (c, r + 1)]
+                corners = [to_lonlat.transform(*(t @ p)) for p in square]
                 expected = abs(geod.geometry_area_perimeter(Polygon(corners))[0]) / 1e4
                 assert rows[r, c] == pytest.approx(expected, rel=1e-6), crs
 
 
 def test_polygons_are_merged_across_strip_seams(maps, tmp_path):
     cog, classes = maps["EPSG:32630"]
-    whole = gpd.read_file(write_class_polygons(cog, tmp_path / "a.gpkg") and tmp_path / "a.gpkg")
-    strips = gpd.read_file(write_class_polygons(cog, tmp_path / "b.gpkg", strip_rows=29) and tmp_path / "b.gpkg")
+    write_class_polygons(cog, tmp_path / "a.gpkg")
+    write_class_polygons(cog, tmp_path / "b.gpkg", strip_rows=29)
+    whole, strips = gpd.read_file(tmp_path / "a.gpkg"), gpd.read_file(tmp_path / "b.gpkg")
     assert len(whole) == len(strips)  # one polygon per region, however many seams cross it
     assert whole.pixels.sum() == strips.pixels.sum() == (classes != NODATA_CLASS).sum()
     key = ["class_id", "pixels"]
@@ -122,8 +122,8 @@ def test_raster_without_crs_counts_pixels(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         writer = CogBlockWriter(
-            tmp_path / "px.tif", width=50, height=40, crs=None, transform=rasterio.Affine(30, 0, 0, 0, -30, 0),
-            legend=LEGEND,
+            tmp_path / "px.tif", width=50, height=40, crs=None, legend=LEGEND,
+            transform=rasterio.Affine(30, 0, 0, 0, -30, 0),
         )  # fmt: skip
         writer.write(Window(0, 0, 50, 40), classes)
         cog = writer.finish()

@@ -69,7 +69,7 @@ def test_projected_areas_are_true_areas_not_planar(shared_data, tmp_path):
         pixel_ha = abs(src.transform.a * src.transform.e) / 1e4
     areas = write_class_polygons(cog, tmp_path / "c.gpkg", skip=(0,))
     assert set(areas) == {"bright"}
-    # UTM enlarges areas by k^2 ~ 1.0013 this far (~250-400 km) from the zone's central meridian: the true area
-    # is a little smaller than the planar one, by more than the 1e-9 of rounding and less than 0.3 %
+    # UTM enlarges areas by k^2 ~ 1.0013 this far (~250-400 km) from the zone's central meridian: the true
+    # area is a little smaller than the planar one, by more than the 1e-9 of rounding and less than 0.3 %
     planar = (classes == 1).sum() * pixel_ha
     assert planar * (1 - 3e-3) < areas["bright"] < planar * (1 - 1e-4)
