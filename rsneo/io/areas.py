@@ -23,12 +23,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from rsneo.io.read import PixelUnitsWarning
+
 SQ_M_PER_HA = 1e4
 COLUMN_STEP = 16  # columns between exact measurements on grids whose pixel area varies along a row
-
-
-class PixelUnitsWarning(UserWarning):
-    """A raster carries no CRS: outputs are in pixel units and areas are pixel counts."""
 
 
 def warn_pixel_units(path: Path | str) -> None:

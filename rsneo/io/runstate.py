@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import socket
 import warnings
@@ -81,6 +82,13 @@ def output_lock(folder: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             path.unlink()
         os.close(fd)
+
+
+def remove_temporaries(paths: list[Path]) -> None:
+    """Remove the hidden files (`.<name>.*`: partial files, progress, carries) kept beside each output."""
+    for path in map(Path, paths):
+        for hidden in path.parent.glob(f".{glob.escape(path.name)}.*"):
+            hidden.unlink(missing_ok=True)
 
 
 def _read_holder(fd: int) -> str:

@@ -134,7 +134,10 @@ def _mask_source(dataset: rasterio.io.DatasetReaderBase, bands: list[int]) -> st
         return "mask"
     if all(MaskFlags.all_valid in f for f in flags):
         return "all"
-    return [dataset.nodatavals[b - 1] if MaskFlags.nodata in f else None for b, f in zip(bands, flags, strict=True)]
+    return [
+        dataset.nodatavals[b - 1] if MaskFlags.nodata in f else None
+        for b, f in zip(bands, flags, strict=True)
+    ]
 
 
 def _window_valid(
@@ -235,8 +238,11 @@ def predict_raster(
     resume = progress.rows_done > 0
     writers = {
         name: CogBlockWriter(
-            path, legend=legend if name == "classes" else None,
-            description="class" if name == "classes" else "confidence_percent", resume=resume, **grid,
+            path,
+            legend=legend if name == "classes" else None,
+            description="class" if name == "classes" else "confidence_percent",
+            resume=resume,
+            **grid,
         )  # fmt: skip
         for name, path in outputs.items()
         if name not in progress.finished
