@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -400,9 +401,10 @@ def _check_state(
     carry = None
     if rows_done < len(rows):
         try:
-            with np.load(_carry_path(out_path, rows_done), allow_pickle=False) as archive:
+            # our own file handle: np.load leaves it open when the archive is damaged
+            with open(_carry_path(out_path, rows_done), "rb") as f, np.load(f, allow_pickle=False) as archive:
                 carry = archive["carry"]
-        except (OSError, ValueError, KeyError, EOFError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return "has an unreadable carry"
         if (
             carry.dtype != np.float32
