@@ -93,6 +93,8 @@ def _summed_table(weights: np.ndarray) -> np.ndarray:
 def _seam_owner(rings: list[np.ndarray], y: int, owner: np.ndarray, rid: int) -> None:
     """Mark in `owner` the columns where the exterior ring runs along row edge `y` (strip top or bottom)."""
     ring = rings[0]
+    if ring[0, 1] != y and not (ring[:, 1] == y).any():
+        return
     on = (ring[:-1, 1] == y) & (ring[1:, 1] == y)
     for a, b in zip(ring[:-1, 0][on], ring[1:, 0][on], strict=True):
         owner[min(a, b) : max(a, b)] = rid
@@ -163,7 +165,6 @@ def write_class_polygons(
     """
     import geopandas as gpd
     import shapely
-    from shapely.affinity import affine_transform
     from shapely.geometry import Polygon
 
     gpkg_path = Path(gpkg_path)
@@ -177,7 +178,11 @@ def write_class_polygons(
             areas = PixelAreas.of(src)
             unit = "area_ha" if areas.unit == "ha" else "area_px"
             t = src.transform
-            to_crs = [t.a, t.b, t.d, t.e, t.c, t.f]
+            matrix, offset = np.array([[t.a, t.d], [t.b, t.e]]), np.array([t.c, t.f])
+
+            def to_crs(xy: np.ndarray) -> np.ndarray:  # (n, 2) pixel coordinates -> the raster's CRS
+                return xy @ matrix + offset
+
             regions = _Regions()
             previous_bottom: np.ndarray | None = None  # region id per column of the last strip's bottom row
             previous_row: np.ndarray | None = None  # that row's class values
@@ -202,9 +207,12 @@ def write_class_polygons(
                         record.update(area_ha=region.area, pixels=region.pixels)
                     else:
                         record["area_px"] = region.pixels
-                    record["geometry"] = affine_transform(geom, to_crs)
+                    record["geometry"] = geom  # pixel coordinates until written
                     pending.append(record)
                 if pending and (last or len(pending) >= WRITE_BATCH):
+                    geoms = shapely.transform(np.array([r["geometry"] for r in pending]), to_crs)
+                    for record, geom in zip(pending, geoms, strict=True):
+                        record["geometry"] = geom
                     write(pending)
                     pending.clear()
 
