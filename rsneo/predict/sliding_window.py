@@ -129,12 +129,15 @@ class RasterWindows:
 
 
 def _mask_source(dataset: rasterio.io.DatasetReaderBase, bands: list[int]) -> str | list[float | None]:
-    """How validity is known: "all" valid, "mask" (a per-dataset mask or alpha band), or nodata per band."""
+    """How validity is known: "all" valid, "mask" (a per-dataset mask or alpha band), nodata per band, or
+    "dataset" (band masks of another kind: GDAL's dataset mask itself)."""
     flags = [dataset.mask_flag_enums[b - 1] for b in bands]
     if any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags):
         return "mask"
     if all(MaskFlags.all_valid in f for f in flags):
         return "all"
+    if not all(MaskFlags.nodata in f or MaskFlags.all_valid in f for f in flags):
+        return "dataset"
     return [
         dataset.nodatavals[b - 1] if MaskFlags.nodata in f else None
         for b, f in zip(bands, flags, strict=True)
@@ -149,6 +152,8 @@ def _window_valid(
         return True
     if mask == "mask":
         return dataset.read_masks(1, window=window) > 0
+    if mask == "dataset":
+        return dataset.dataset_mask(window=window) > 0
     valid = np.zeros(raw.shape[1:], bool)
     for values, nodata in zip(raw, mask, strict=True):
         if nodata is None:
