@@ -3,8 +3,8 @@
 A size x size class map is made from the Sen1Floods11 Sentinel-2 chip (water by NDWI > 0, land otherwise,
 tiled with mirrored copies so regions cross strip seams), written as a COG in its UTM zone, EPSG:4326,
 EPSG:3857 and EPSG:3035 (same pixel grid, only the CRS label and transform differ, so the work per pixel is
-what is compared). For each: `class_areas` (per-pixel areas + bincount) and `write_class_polygons` (regions merged
-across strips, exact areas from their outlines). Prints one line per CRS.
+what is compared). For each: `class_areas` (per-pixel areas + bincount) and `write_class_polygons` (regions
+merged across strips, exact areas from their outlines). Prints one line per CRS.
 
 Usage: .venv/bin/python benchmarks/areas.py [--size 4096]
 """

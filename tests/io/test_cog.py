@@ -103,7 +103,7 @@ def test_check_writable_names_the_folder(tmp_path):
 
 
 def test_gdal_block_cache_is_the_size_given_in_bytes(rgb, tmp_path):
-    """GDAL_CACHEMAX reaches GDAL in bytes (a bare 64 was 64 bytes: the cache off), during and after writes."""
+    """GDAL_CACHEMAX reaches GDAL in bytes (a bare 64 was 64 bytes: cache off), during and after writes."""
     from rasterio._env import get_gdal_config  # returns GDALGetCacheMax64(): the effective size
 
     from rsneo.io.cog import GDAL_CACHE_BYTES, gdal_env

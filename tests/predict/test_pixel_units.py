@@ -27,8 +27,8 @@ def test_segment_without_crs_counts_pixels_and_says_so(tiny_model_dir, shared_da
                 dst.write(pixels)
     valid = (pixels != 0).any(0).sum()
     out = tmp_path / "out"
-    argv = ["segment", str(raster), "--classes", "water,land", "--out", str(out), "--model", str(tiny_model_dir)]
-    assert run_app([*argv, "--window", "64", "--overlap", "16"]) == 0
+    argv = ["segment", str(raster), "--classes", "water,land", "--out", str(out)]
+    assert run_app([*argv, "--model", str(tiny_model_dir), "--window", "64", "--overlap", "16"]) == 0
     captured = capsys.readouterr()
     err = " ".join(captured.err.split())
     assert f"{raster}: has no CRS" in err and "areas are pixel counts" in err

@@ -327,3 +327,50 @@ def _wait_for(path: Path, child: subprocess.Popen, timeout: float = 120) -> None
         assert child.poll() is None, "the first writer stopped early"
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)
+
+
+def test_cli_says_in_one_line_that_damaged_state_was_discarded(tiny_model_dir, rgb, tmp_path, capsys):
+    raster = tmp_path / "crop.tif"  # 192 x 160 pixels of the RGB scene
+    with rasterio.open(rgb) as src:
+        window = rasterio.windows.Window(300, 300, 192, 160)
+        profile = {**src.profile, "width": 192, "height": 160, "transform": src.window_transform(window)}
+        with rasterio.open(raster, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+    out = tmp_path / "out"
+    argv = [
+        "segment",
+        str(raster),
+        "--classes",
+        "water,land",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+    ]
+    argv += ["--window", "64", "--overlap", "16", "--batch", "2"]
+    child = _child(f"""
+        from rsneo.cli import run_app
+        from rsneo.predict import segment
+        original, calls = segment.SegmentationPredictor.__call__, []
+
+        def dying(self, pixels, valid):
+            calls.append(1)
+            if len(calls) == 6:  # inside the third window row
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(self, pixels, valid)
+
+        segment.SegmentationPredictor.__call__ = dying
+        run_app({argv!r})
+    """)
+    assert child.wait(300) == -signal.SIGKILL
+    carries = list(out.glob(".crop_classes.tif.carry*.npz"))
+    assert len(carries) == 1
+    carries[0].write_bytes(b"\x00" * 10)
+    assert run_app(argv) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "saved state of an interrupted run" in line]
+    assert len(lines) == 1 and "has an unreadable carry; discarded it and starting again" in " ".join(
+        err.split()
+    )
+    assert "Traceback" not in err
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
