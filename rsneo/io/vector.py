@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -66,38 +67,81 @@ class _Region:
     pixels: int = 0
 
 
-def _ring_integral(ring: np.ndarray, table: np.ndarray, top: int) -> float:
-    """Signed sum of the pixel weights enclosed by `ring` ((k, 2) integer pixel coordinates, y absolute).
-
-    Green's theorem with the summed-area table `table` ((rows + 1, cols + 1), table[y, x] = sum of the weights
-    above and left of corner (x, y)): only vertical edges contribute, each table[y1, x] - table[y0, x].
-    """
-    x0, y0, x1, y1 = ring[:-1, 0], ring[:-1, 1] - top, ring[1:, 0], ring[1:, 1] - top
-    vertical = x0 == x1
-    xs = x0[vertical]
-    return float((table[y1[vertical], xs] - table[y0[vertical], xs]).sum())
-
-
-def _weighted_area(rings: list[np.ndarray], table: np.ndarray, top: int) -> float:
-    """Area of a polygon (exterior, then holes) as the sum of its pixels' weights."""
-    outer = abs(_ring_integral(rings[0], table, top))
-    return outer - sum(abs(_ring_integral(r, table, top)) for r in rings[1:])
-
-
 def _summed_table(weights: np.ndarray) -> np.ndarray:
+    """(rows + 1, cols + 1) table[y, x] = sum of the weights above and left of pixel corner (x, y)."""
     table = np.zeros((weights.shape[0] + 1, weights.shape[1] + 1))
     table[1:, 1:] = weights.cumsum(0).cumsum(1)
     return table
 
 
-def _seam_owner(rings: list[np.ndarray], y: int, owner: np.ndarray, rid: int) -> None:
-    """Mark in `owner` the columns where the exterior ring runs along row edge `y` (strip top or bottom)."""
-    ring = rings[0]
-    if ring[0, 1] != y and not (ring[:, 1] == y).any():
-        return
-    on = (ring[:-1, 1] == y) & (ring[1:, 1] == y)
-    for a, b in zip(ring[:-1, 0][on], ring[1:, 0][on], strict=True):
-        owner[min(a, b) : max(a, b)] = rid
+@dataclass
+class _Pieces:
+    """The 4-connected regions of one strip: class values, polygons (pixel coordinates), areas, pixel counts,
+    and which piece runs along each column of the strip's top and bottom edge (-1: none)."""
+
+    values: np.ndarray
+    polygons: np.ndarray
+    areas: np.ndarray
+    pixels: np.ndarray
+    top_owner: np.ndarray
+    bottom_owner: np.ndarray
+
+
+def _strip_pieces(block: np.ndarray, top: int, valid: np.ndarray, table: np.ndarray) -> _Pieces:
+    """Trace one strip and measure every piece at once.
+
+    A piece's area is the sum of its pixels' weights, by Green's theorem over the summed-area table
+    `table`: along a ring only vertical edges count, each table[y1, x] - table[y0, x] (holes subtract).
+    Pixel counts are the same integral of 1: x * (y1 - y0).
+    """
+    import shapely
+    from rasterio.features import shapes
+
+    width = block.shape[1]
+    found = list(shapes(block, mask=valid, transform=rasterio.Affine.translation(0, top), connectivity=4))
+    none = np.full(width, -1, np.int64)
+    if not found:
+        ints = np.zeros(0, np.int64)
+        return _Pieces(ints, np.zeros(0, object), np.zeros(0), ints, none, none)
+    values = np.array([int(v) for _, v in found], np.int64)
+    rings = [ring for geom, _ in found for ring in geom["coordinates"]]
+    per_piece = np.array([len(geom["coordinates"]) for geom, _ in found])
+    lengths = np.array([len(r) for r in rings])
+    flat = np.fromiter(chain.from_iterable(chain.from_iterable(rings)), np.float64, count=2 * lengths.sum())
+    coords = np.rint(flat.reshape(-1, 2)).astype(np.int64)
+    coords[:, 1] -= top  # rows relative to the strip
+    ring_id = np.repeat(np.arange(len(rings)), lengths)
+    piece_of_ring = np.repeat(np.arange(len(found)), per_piece)
+    exterior = np.zeros(len(rings), bool)
+    exterior[np.cumsum(per_piece) - per_piece] = True
+
+    x0, y0, x1, y1 = coords[:-1, 0], coords[:-1, 1], coords[1:, 0], coords[1:, 1]
+    edge_ring = ring_id[:-1]
+    same = edge_ring == ring_id[1:]
+    vertical = same & (x0 == x1)
+    xs, ya, yb, ring_of = x0[vertical], y0[vertical], y1[vertical], edge_ring[vertical]
+    weighted = np.bincount(ring_of, table[yb, xs] - table[ya, xs], minlength=len(rings))
+    counted = np.bincount(ring_of, xs * (yb - ya), minlength=len(rings))
+    sign = np.where(exterior, 1.0, -1.0)
+    areas = np.bincount(piece_of_ring, sign * np.abs(weighted), minlength=len(found))
+    pixels = np.bincount(piece_of_ring, sign * np.abs(counted), minlength=len(found))
+    pixels = np.rint(pixels).astype(np.int64)
+
+    horizontal = same & (y0 == y1) & exterior[edge_ring]
+    owners = []
+    for row in (0, block.shape[0]):
+        owner = none.copy()
+        on = horizontal & (y0 == row)
+        for a, b, piece in zip(x0[on], x1[on], piece_of_ring[edge_ring[on]], strict=True):
+            owner[min(a, b) : max(a, b)] = piece
+        owners.append(owner)
+    ring_offsets = np.concatenate([[0], np.cumsum(lengths)])
+    piece_offsets = np.concatenate([[0], np.cumsum(per_piece)])
+    coords[:, 1] += top
+    polygons = shapely.from_ragged_array(
+        shapely.GeometryType.POLYGON, coords.astype(np.float64), (ring_offsets, piece_offsets)
+    )
+    return _Pieces(values, polygons, areas, pixels, owners[0], owners[1])
 
 
 class _Regions:
@@ -137,18 +181,6 @@ class _Regions:
         return [self.regions.pop(rid) for rid in done]
 
 
-def _strip_pieces(block: np.ndarray, top: int, valid: np.ndarray) -> list[tuple[int, list[np.ndarray]]]:
-    """(class value, rings in integer pixel coordinates) of each 4-connected region of one strip."""
-    from rasterio.features import shapes
-
-    out = []
-    pixel_grid = rasterio.Affine.translation(0, top)
-    for geom, value in shapes(block, mask=valid, transform=pixel_grid, connectivity=4):
-        rings = [np.rint(np.asarray(r)).astype(np.int64) for r in geom["coordinates"]]
-        out.append((int(value), rings))
-    return out
-
-
 def write_class_polygons(
     cog_path: Path,
     gpkg_path: Path,
@@ -165,7 +197,6 @@ def write_class_polygons(
     """
     import geopandas as gpd
     import shapely
-    from shapely.geometry import Polygon
 
     gpkg_path = Path(gpkg_path)
     legend = legend or read_legend(cog_path)
@@ -223,15 +254,14 @@ def write_class_polygons(
                 for value in skip:
                     valid &= block != value
                 table = _summed_table(np.broadcast_to(areas.rows(top, rows), block.shape))
-                top_owner = np.full(src.width, -1, np.int64)
-                bottom_owner = np.full(src.width, -1, np.int64)
-                for value, rings in _strip_pieces(block, top, valid):
-                    piece = Polygon(rings[0], rings[1:])
-                    rid = regions.add(
-                        _Region(value, [piece], _weighted_area(rings, table, top), int(round(piece.area)))
-                    )
-                    _seam_owner(rings, top, top_owner, rid)
-                    _seam_owner(rings, top + rows, bottom_owner, rid)
+                pieces = _strip_pieces(block, top, valid, table)
+                first = len(regions.parent)  # region ids of this strip's pieces: first, first + 1, ...
+                for value, polygon, area, count in zip(
+                    pieces.values, pieces.polygons, pieces.areas, pieces.pixels, strict=True
+                ):
+                    regions.add(_Region(int(value), [polygon], float(area), int(count)))
+                top_owner = np.where(pieces.top_owner >= 0, pieces.top_owner + first, -1)
+                bottom_owner = np.where(pieces.bottom_owner >= 0, pieces.bottom_owner + first, -1)
                 if previous_bottom is not None:  # join regions that continue across the seam
                     touch = (previous_bottom >= 0) & (top_owner >= 0) & (previous_row == block[0])
                     for a, b in np.unique(np.stack([previous_bottom[touch], top_owner[touch]], 1), axis=0):
