@@ -45,6 +45,13 @@ def fingerprint(paths: list[Path]) -> list[tuple[str, int, int]]:
     return out
 
 
+def folder_fingerprint(folder: Path | None) -> list[tuple[str, int, int]] | None:
+    """`fingerprint` of the files directly in `folder` (a model folder: retrained weights change it)."""
+    if folder is None:
+        return None
+    return fingerprint(sorted(p for p in Path(folder).iterdir() if p.is_file()))
+
+
 def run_identity() -> dict[str, str]:
     """The parts of a resume signature that are not the command's own options."""
     from rsneo import __version__

@@ -31,7 +31,7 @@ from rsneo.heads.system import System
 from rsneo.io.areas import format_area
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env, hidden_path, open_raster
 from rsneo.io.read import PixelUnitsWarning
-from rsneo.io.runstate import fingerprint, output_lock, remove_temporaries
+from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.predict.bands import BandLayout, band_layout, overview_size, read_overview
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes
 from rsneo.predict.sliding_window import (
@@ -291,7 +291,7 @@ def _detect_change_locked(
         sensor=sensor,
         bands=bands,
         classes=class_names,
-        model=str(system.folder),
+        model=folder_fingerprint(system.folder),
         heads=system.trained_heads,
         plan=plan,
     )

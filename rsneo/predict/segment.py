@@ -13,7 +13,7 @@ from rsneo.heads.segmentation import encode_class_prompts, image_documents, imag
 from rsneo.heads.system import System
 from rsneo.io.areas import warn_pixel_units
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
-from rsneo.io.runstate import fingerprint, output_lock, remove_temporaries
+from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.predict.bands import BandLayout, band_layout
 from rsneo.predict.sliding_window import (
     RasterWindows,
@@ -129,7 +129,7 @@ def _segment_locked(
     signature = run_signature(
         inputs=fingerprint([raster]),
         classes=class_names,
-        model=str(system.folder),
+        model=folder_fingerprint(system.folder),
         heads=system.trained_heads,
         plan=plan,
         none=none_threshold,

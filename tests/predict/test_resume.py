@@ -20,8 +20,14 @@ import rasterio.shutil
 from rsneo.cli.app import run_app
 from rsneo.errors import InputError
 from rsneo.io.cog import ClassLegend
-from rsneo.io.runstate import LOCK_NAME, ResumeNotice, output_lock
-from rsneo.predict.sliding_window import RasterWindows, WindowPlan, confidence_path, predict_raster
+from rsneo.io.runstate import LOCK_NAME, ResumeNotice, fingerprint, output_lock
+from rsneo.predict.sliding_window import (
+    RasterWindows,
+    WindowPlan,
+    confidence_path,
+    predict_raster,
+    run_signature,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = WindowPlan(128, 32, 3)  # 791 x 718 pixels: 8 window rows of 3 batches
@@ -33,11 +39,11 @@ def brightness(pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.stack([red, 1.0 - red], axis=1)
 
 
-def run(raster: Path, out: Path, **kwargs) -> Path | None:
+def run(raster: Path, out: Path, signature: str = "test", **kwargs) -> Path | None:
     with rasterio.open(raster) as src:
         return predict_raster(
             RasterWindows([src]), brightness, out, legend=ClassLegend.from_names(["bright", "dark"]),
-            crs=src.crs, transform=src.transform, plan=PLAN, signature="test", **kwargs,
+            crs=src.crs, transform=src.transform, plan=PLAN, signature=signature, **kwargs,
         )  # fmt: skip
 
 
@@ -111,6 +117,26 @@ def test_damaged_state_is_discarded_with_one_notice(rgb, reference, tmp_path, da
         out = run(rgb, tmp_path / "a.tif")
     messages = [str(w.message) for w in notices if w.category is ResumeNotice]
     assert len(messages) == 1 and "a.tif: saved state of an interrupted run" in messages[0]
+    assert_finished_like(reference, out)
+
+
+def test_state_of_an_input_rewritten_since_is_not_resumed(rgb, reference, tmp_path):
+    """The commands sign their state with the input's fingerprint: a rewritten input starts over."""
+    raster = tmp_path / "in.tif"
+    raster.write_bytes(rgb.read_bytes())
+    assert (
+        run(
+            raster,
+            tmp_path / "a.tif",
+            signature=run_signature(inputs=fingerprint([raster])),
+            stop_after_rows=2,
+        )
+        is None
+    )
+    time.sleep(0.01)
+    raster.write_bytes(rgb.read_bytes())  # same bytes, written again: another modification time
+    with pytest.warns(ResumeNotice, match="belongs to another input, option or rsneo version"):
+        out = run(raster, tmp_path / "a.tif", signature=run_signature(inputs=fingerprint([raster])))
     assert_finished_like(reference, out)
 
 
