@@ -57,7 +57,9 @@ def change_summary(
     transition (A differs from B) is named.
     """
     share = 100 * changed / max(compared, 1e-12)
-    amount = f"{changed:,.0f} pixels" if unit == "px" else f"{changed:,.1f} ha"
+    from rsneo.io.areas import format_area
+
+    amount = format_area(changed, unit)
     when = f"between {dates[0]} and {dates[-1]}" if dates and dates[0] and dates[-1] else "between the dates"
     if changed <= 0:
         return f"The change map shows no change {when}."

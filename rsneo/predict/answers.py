@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rsneo.heads.system import System
+from rsneo.io.areas import format_area
 from rsneo.predict.bands import band_layout, overview_size, read_overview
 
 IMAGE_WORDS = r"(?:image|images|area|scene|picture|photo|tile|region|map|view)"
@@ -246,10 +247,6 @@ def _untrained(system: System, target: str) -> str:
     return f'The model was not trained to recognise "{target}" (it knows: {known}), so it cannot measure it.'
 
 
-def _fmt_area(value: float, unit: str) -> str:
-    return f"{value:,.0f} pixels" if unit == "px" else f"{value:,.1f} ha"
-
-
 def _as_read(target: str, name: str) -> str:
     return "" if target.lower() == name.lower() else f' ("{target}" read as the trained class "{name}")'
 
@@ -286,7 +283,7 @@ def grounded_answer(
             )
         share, compared, unit = changed_share(system, rasters, **options)
         when = f" between {dates[0]} and {dates[-1]}" if dates[0] and dates[-1] else " between these images"
-        text = f"About {share:.0f}% of the compared area ({_fmt_area(compared, unit)}) changed{when}."
+        text = f"About {share:.0f}% of the compared area ({format_area(compared, unit)}) changed{when}."
         if asked.target:
             classes, name = _resolve(system, asked.target)
             if name is None:
@@ -326,7 +323,7 @@ def grounded_answer(
     on = f" (on {dates[-1]}, the last date)" if len(rasters) > 1 and dates[-1] else ""
     if asked.kind == "area":
         area = share / 100 * valid
-        text = f"About {_fmt_area(area, unit)} of {name}{read_as}{on}: {share:.0f}% of the image."
+        text = f"About {format_area(area, unit)} of {name}{read_as}{on}: {share:.0f}% of the image."
     elif asked.kind == "presence":
         verdict = "Yes" if share >= PRESENT_SHARE else "No"
         text = f"{verdict}: about {share:.1f}% of the image is {name}{read_as}{on}."

@@ -134,7 +134,7 @@ def test_change_summary_names_the_largest_real_transition():
     rows = [("water → water", 50.0), ("water → land", 30.0), ("land → water", 10.0)]
     text = change_summary(90.0, 1000.0, "ha", ["2000-03-17", "2003-02-06"], rows)
     assert text.startswith("About 9.0% of the compared area changed between 2000-03-17 and 2003-02-06")
-    assert "(90.0 ha)" in text
+    assert "(90.00 ha)" in text
     assert "water → land (3.0% of the area)" in text
     nothing = change_summary(0.0, 10.0, "px", [None, None])
     assert nothing == "The change map shows no change between the dates."
