@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from rsneo.heads.system import System
 from rsneo.io.areas import format_area
@@ -150,7 +151,7 @@ def _reduced(datasets: list, max_side: int) -> Iterator[list]:
         yield datasets
         return
     height, width = overview_size(ref.width, ref.height, max_side)
-    transform = ref.transform * ref.transform.scale(ref.width / width, ref.height / height)
+    transform = ref.transform @ Affine.scale(ref.width / width, ref.height / height)
     with contextlib.ExitStack() as stack:
         out = []
         for ds in datasets:
