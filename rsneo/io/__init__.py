@@ -11,7 +11,9 @@ Reading (data area; what train, products and demo call):
 - `rsneo.io.read.open_source(path, sensor=None, bands=None)` -> `RasterSource` (sensor, bands, band files,
   grid, date) for a raster file, a folder of one-band files (BigEarthNet) or a local STAC item JSON;
   `read_source(source, grid)` reads all bands onto any grid window; `PixelUnitsWarning` for images without
-  georeference. `rsneo.io.grid.Grid` (crs, transform, width, height; `.window()`, `.resampled()`).
+  georeference. Both `read` and `stac` open files through `rsneo.io.dataset` (`open_dataset`: one cached
+  opener per process; `RasterSource`, `BandFile`). `rsneo.io.grid.Grid` (crs, transform, width, height;
+  `.window()`, `.resampled()`).
 - `rsneo.io.describe.describe_raster(path)`: the facts `rsneo info` prints.
 - Sensor detection (`rsneo.io.detect`): product names in file names, ENVI `sensor type`, band descriptions,
   RGB colour interpretation; otherwise `sensor=` is required and the error says so.

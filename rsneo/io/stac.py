@@ -14,7 +14,7 @@ import numpy as np
 import pystac
 
 from rsneo.errors import InputError
-from rsneo.io.read import BandFile, RasterSource, dataset_grid, open_dataset
+from rsneo.io.dataset import BandFile, RasterSource, dataset_grid, open_dataset
 from rsneo.sensors import Band, Sensor, get_sensor
 
 PLATFORMS: tuple[tuple[str, str], ...] = (
