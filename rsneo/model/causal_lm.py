@@ -12,7 +12,9 @@ from torch import Tensor, nn
 
 from rsneo.errors import InputError
 from rsneo.model.backbone import BackboneOutput, KVCache, RSNeoBackbone
+from rsneo.model.checkpoint import load_pretrained, save_pretrained
 from rsneo.model.config import RSNeoConfig
+from rsneo.model.generate import generate
 from rsneo.model.inputs import ModelInputs
 from rsneo.model.positions import text_positions
 
@@ -117,19 +119,13 @@ class RSNeoForCausalLM(nn.Module):
 
     def generate(self, inputs: ModelInputs | Tensor, max_new_tokens: int = 32, **kwargs: Any) -> Tensor:
         """Greedy generation with a KV cache; see `rsneo.model.generate.generate`."""
-        from rsneo.model.generate import generate
-
         return generate(self, inputs, max_new_tokens, **kwargs)
 
     def save_pretrained(self, folder: str | Path, max_shard_bytes: int = 2 * 1024**3) -> None:
-        from rsneo.model.checkpoint import save_pretrained
-
         save_pretrained(self, folder, max_shard_bytes)
 
     @classmethod
     def from_pretrained(
         cls, folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
     ) -> RSNeoForCausalLM:
-        from rsneo.model.checkpoint import load_pretrained
-
-        return load_pretrained(folder, device, dtype)
+        return load_pretrained(cls, folder, device, dtype)  # type: ignore[return-value]

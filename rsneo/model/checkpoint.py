@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -21,9 +20,6 @@ from torch import Tensor
 
 from rsneo.errors import InputError
 from rsneo.model.config import RSNeoConfig
-
-if TYPE_CHECKING:
-    from rsneo.model.causal_lm import RSNeoForCausalLM
 
 INDEX = "model.safetensors.index.json"
 CONFIG = "config.json"
@@ -101,17 +97,22 @@ def _shard_files(folder: Path) -> list[Path]:
 
 
 def load_pretrained(
-    folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-) -> RSNeoForCausalLM:
-    """Build on the meta device, then assign the tensors of each shard, read straight to `device`."""
-    from rsneo.model.causal_lm import RSNeoForCausalLM
+    build: Callable[[RSNeoConfig], torch.nn.Module],
+    folder: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> torch.nn.Module:
+    """`build(config)` on the meta device, then assign the tensors of each shard, read straight to `device`.
 
+    The model class is passed in (`RSNeoForCausalLM.from_pretrained` passes itself), so this module does not
+    import the model it loads.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: expected an rsneo model folder, found no such folder")
     config = RSNeoConfig.load(folder / CONFIG)
     with torch.device("meta"):
-        model = RSNeoForCausalLM(config)
+        model = build(config)
     expected = saved_state(model)
     shapes = {k: tuple(v.shape) for k, v in expected.items()}
     seen: set[str] = set()
