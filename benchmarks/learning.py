@@ -88,11 +88,11 @@ def throughput(args: argparse.Namespace) -> None:
     """Training tokens/s of `--preset` on a synthetic packed batch (bf16 on CUDA), and MFU on a GPU."""
     import torch
 
-    from rsneo.data.tokenizer import train_tokenizer
     from rsneo.model.causal_lm import RSNeoForCausalLM
     from rsneo.model.config import RSNeoConfig
     from rsneo.model.inputs import ImageInput
     from rsneo.model.positions import ImageTokens, pack_documents
+    from rsneo.model.tokenizer import train_tokenizer
     from rsneo.train.objectives import language_model_loss
 
     cuda = torch.cuda.is_available()

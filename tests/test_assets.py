@@ -11,7 +11,7 @@ import rasterio
 from transformers import AutoTokenizer
 
 from rsneo import baselines
-from rsneo.data.tokenizer import image_token_ids, load_tokenizer
+from rsneo.model.tokenizer import image_token_ids, load_tokenizer
 
 ASSETS = Path(__file__).resolve().parents[1] / "rsneo" / "assets"
 SAMPLES = ASSETS / "samples"

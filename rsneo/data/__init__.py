@@ -1,7 +1,7 @@
 """From scenes and text to packed model inputs, TorchGeo datasets, and prepared shards.
 
 Public API (what train, products and demo call):
-- Tokenizer (`rsneo.data.tokenizer`): `train_tokenizer(texts, vocab_size)`, `load_tokenizer(folder)`,
+- Tokenizer (`rsneo.model.tokenizer`): `train_tokenizer(texts, vocab_size)`, `load_tokenizer(folder)`,
   `add_image_tokens(tokenizer) -> ImageTokens` (idempotent), `image_token_ids(tokenizer)`.
 - Frames (`rsneo.data.frames`): `normalise(scene, stats=None)` (sensor statistics; NaN -> 0),
   `frame_groups(scene, values, t, window=None, groups=None) -> list[ImageInput]` (the sensor's band groups,

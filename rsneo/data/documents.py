@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsneo.data.frames import Frame
-from rsneo.data.tokenizer import image_token_ids
 from rsneo.model.inputs import ImageInput, ImageTokens
+from rsneo.model.tokenizer import image_token_ids
 
 
 class Prompt(str):

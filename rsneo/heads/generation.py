@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from rsneo.data.documents import DocumentBuilder
-from rsneo.data.tokenizer import IM_END, IM_START
 from rsneo.model.inputs import ImageInput, ModelInputs
+from rsneo.model.tokenizer import IM_END, IM_START
 
 CAPTION_QUESTION = "Describe this image."
 CHANGE_QUESTION = "Describe the changes between these images."

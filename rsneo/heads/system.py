@@ -106,8 +106,8 @@ def load_heads(folder: Path, hidden_size: int) -> tuple[SegmentationHead, Change
 
 def load_system(folder: Path | str | None = None, device: str | torch.device = "cpu") -> System:
     """Load model, tokenizer and heads from `folder` (default: the bundled model in rsneo/assets/model)."""
-    from rsneo.data.tokenizer import load_tokenizer
     from rsneo.model.causal_lm import RSNeoForCausalLM
+    from rsneo.model.tokenizer import load_tokenizer
 
     folder = Path(folder) if folder is not None else BUNDLED_MODEL
     if not (folder / "config.json").is_file():
@@ -134,9 +134,9 @@ def random_system(
 
     For tests and benchmarks, where no trained weights may be downloaded.
     """
-    from rsneo.data.tokenizer import image_token_ids, train_tokenizer
     from rsneo.model.causal_lm import RSNeoForCausalLM
     from rsneo.model.config import RSNeoConfig
+    from rsneo.model.tokenizer import image_token_ids, train_tokenizer
 
     torch.manual_seed(seed)
     texts = texts or ["a satellite image of water, forest, built-up land, fields and roads. What changed?"]

@@ -207,7 +207,7 @@ PRESETS: dict[str, RSNeoConfig] = {
         spectral_head_dim=16,
         vision_hidden_size=128,
         tie_word_embeddings=True,
-        # ids as `train_tokenizer` (rsneo.data.tokenizer) lays them out: 3 text specials, then the image ones
+        # ids as `train_tokenizer` (rsneo.model.tokenizer) lays them out: 3 text specials, then the image ones
         img_start_token_id=3,
         img_end_token_id=4,
         img_context_token_id=5,

@@ -25,8 +25,12 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from rsneo.errors import InputError
+from rsneo.model.backbone import NativeLayer
+from rsneo.model.causal_lm import RSNeoForCausalLM
+from rsneo.model.checkpoint import saved_state, write_shards
 from rsneo.model.config import PRESETS, RSNeoConfig, rope_linear_factor
 from rsneo.model.patch_embed import SpectralPatchEmbedding
+from rsneo.model.tokenizer import image_token_ids, load_tokenizer
 
 LAYER = re.compile(r"^(?:model|language_model\.model)\.layers\.(\d+)\.(.+)$")
 
@@ -134,8 +138,6 @@ def neo_vision_tensors(vision: dict[str, Tensor], cfg: RSNeoConfig) -> dict[str,
 
 def fresh_tensors(cfg: RSNeoConfig, layers: range, vision: bool, dtype: torch.dtype) -> dict[str, Tensor]:
     """Freshly initialised pre-buffer layers (and patch embedding), Qwen3-style, as rsneo-named tensors."""
-    from rsneo.model.backbone import NativeLayer
-
     out: dict[str, Tensor] = {}
     for index in layers:
         layer = NativeLayer(cfg)
@@ -225,8 +227,6 @@ def copy_tokenizer(src: Path, dst: Path, add_missing: bool = True) -> tuple[int,
 
     Returns the <img>, </img>, <IMG_CONTEXT> ids and the tokenizer's length.
     """
-    from rsneo.data.tokenizer import image_token_ids, load_tokenizer
-
     tokenizer = load_tokenizer(src, add_missing=add_missing)
     tokenizer.save_pretrained(str(dst))
     for extra in ("generation_config.json",):
@@ -246,9 +246,6 @@ def grow_rows(tensor: Tensor, rows: int) -> Tensor:
 
 def expected_shapes(cfg: RSNeoConfig) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every tensor an rsneo folder of `cfg` stores (the model built on meta)."""
-    from rsneo.model.causal_lm import RSNeoForCausalLM
-    from rsneo.model.checkpoint import saved_state
-
     with torch.device("meta"):
         model = RSNeoForCausalLM(cfg)
     return {k: tuple(v.shape) for k, v in saved_state(model).items()}
@@ -269,8 +266,6 @@ def write_converted(
     tensor, or one missing at the end, is an InputError naming the source tensor (the caller writes into
     a staged folder, so nothing is left behind).
     """
-    from rsneo.model.checkpoint import write_shards
-
     shapes = expected_shapes(cfg)
     origin: dict[str, str] = {}
 

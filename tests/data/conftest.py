@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rsneo.data.tokenizer import train_tokenizer
+from rsneo.model.tokenizer import train_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,10 @@ import torch
 from rsneo.data.documents import Answer, Prompt, build_document
 from rsneo.data.frames import scene_frames
 from rsneo.data.packing import collate, pack_documents, pack_rows, unpack
-from rsneo.data.tokenizer import image_token_ids
 from rsneo.errors import InputError
 from rsneo.io.scene import read_scene
 from rsneo.model.positions import document_positions
+from rsneo.model.tokenizer import image_token_ids
 
 
 @pytest.fixture(scope="module")

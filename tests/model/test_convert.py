@@ -9,8 +9,8 @@ import torch
 import transformers
 
 from rsneo.cli import run_app
-from rsneo.data.tokenizer import load_tokenizer, train_tokenizer
 from rsneo.model import RSNeoForCausalLM
+from rsneo.model.tokenizer import load_tokenizer, train_tokenizer
 
 QWEN_VOCAB = 290
 

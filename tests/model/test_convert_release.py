@@ -15,8 +15,8 @@ from safetensors.torch import load_file, save_file
 from tokenizers import AddedToken
 
 from rsneo.cli import run_app
-from rsneo.data.tokenizer import IMG_CONTEXT, IMG_END, IMG_START, load_tokenizer, train_tokenizer
 from rsneo.model import RSNeoForCausalLM
+from rsneo.model.tokenizer import IMG_CONTEXT, IMG_END, IMG_START, load_tokenizer, train_tokenizer
 
 from .conftest import golden_inputs
 

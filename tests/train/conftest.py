@@ -21,7 +21,7 @@ def tokenizer(shared_data: Path):
 
 @pytest.fixture(scope="session")
 def image_tokens(tokenizer) -> ImageTokens:
-    from rsneo.data.tokenizer import image_token_ids
+    from rsneo.model.tokenizer import image_token_ids
 
     return ImageTokens.of(image_token_ids(tokenizer))
 

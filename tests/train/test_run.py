@@ -121,7 +121,7 @@ def test_tokenizer_given_relative_to_the_repository_or_as_bundled_is_found(tmp_p
 def test_a_new_stage_starts_from_an_exported_folder_with_its_weights_and_tokenizer(
     smoke_run, tmp_path, shared_data
 ):
-    from rsneo.data.tokenizer import load_tokenizer
+    from rsneo.model.tokenizer import load_tokenizer
     from rsneo.train.config import load_config
     from rsneo.train.run import build_run
 

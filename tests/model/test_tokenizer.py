@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from rsneo.data.tokenizer import (
+from rsneo.errors import InputError
+from rsneo.model.tokenizer import (
     IMAGE_SPECIALS,
     TEXT_SPECIALS,
     add_image_tokens,
     load_tokenizer,
     train_tokenizer,
 )
-from rsneo.errors import InputError
 
 
 @pytest.fixture(scope="module")
