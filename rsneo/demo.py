@@ -14,7 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from rsneo.heads.system import BUNDLED_MODEL  # rsneo/assets/model
+from rsneo.errors import InputError
+from rsneo.heads.system import (
+    BUNDLED_MODEL,  # rsneo/assets/model
+    load_system,
+    random_system,
+)
+from rsneo.io.cog import check_writable, read_legend
+from rsneo.predict.ask import ask_rasters
+from rsneo.predict.change import detect_change
+from rsneo.predict.segment import segment_raster
+from rsneo.predict.sliding_window import WindowPlan
 
 SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
 
@@ -40,8 +50,6 @@ class DemoSamples:
 
 def bundled_samples(root: Path = SAMPLES) -> DemoSamples:
     """The bundled samples; fails with a clear message when the package was installed without its assets."""
-    from rsneo.errors import InputError
-
     taizhou, floods = root / "landsat_change_taizhou", root / "sen1floods11"
     samples = DemoSamples(
         sentinel2=floods / "S2" / "Spain_7370579_S2Hand.tif",
@@ -82,8 +90,6 @@ def true_colour(path: Path, bands: tuple[int, int, int]) -> np.ndarray:
 def class_picture(path: Path) -> tuple[np.ndarray, list[tuple[str, tuple[float, float, float]]]]:
     """(H, W, 4) RGBA of a class COG through its own colour table, and its legend as (name, rgb) pairs."""
     import rasterio
-
-    from rsneo.io.cog import read_legend
 
     legend = read_legend(path)
     with rasterio.open(path) as src:
@@ -168,8 +174,6 @@ class DemoResult:
 
 def demo_system(model: Path | None = None):
     """(System, trained, note): the given model folder, else the bundled one, else a tiny random model."""
-    from rsneo.heads.system import load_system, random_system
-
     folder = model if model is not None else BUNDLED_MODEL
     if model is not None or (folder / "config.json").is_file():
         system = load_system(folder)
@@ -191,13 +195,6 @@ def run_demo(
 ) -> DemoResult:
     """Run the three products on the bundled samples into `out`, then draw `out/overview.png`."""
     import time
-
-    from rsneo.errors import InputError
-    from rsneo.io.cog import check_writable
-    from rsneo.predict.ask import ask_rasters
-    from rsneo.predict.change import detect_change
-    from rsneo.predict.segment import segment_raster
-    from rsneo.predict.sliding_window import WindowPlan
 
     if window < 64 or window % 32:
         raise InputError(f"--window: expected a multiple of 32 pixels, at least 64, got {window}")

@@ -11,6 +11,7 @@ import torch
 
 from rsneo.data.documents import DocumentBuilder
 from rsneo.model.inputs import ImageInput, ModelInputs
+from rsneo.model.positions import ImageTokens, pack_documents
 from rsneo.model.tokenizer import IM_END, IM_START
 
 CAPTION_QUESTION = "Describe this image."
@@ -43,8 +44,6 @@ def question_document(
     policy: str = "scene",
 ) -> ModelInputs:
     """One prompt document (batch 1) in the `chat_prompt` layout, with the model's image token ids."""
-    from rsneo.model.positions import ImageTokens, pack_documents
-
     builder = DocumentBuilder(tokenizer, ImageTokens.of(config))  # the model's ids, not the tokenizer's guess
     doc = chat_prompt(builder, frames, question, dates).end(eos=False)
     return pack_documents([[(torch.tensor(doc.ids), doc.groups)]], config, policy)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsneo.model.inputs import ImageInput, ModelInputs
+from rsneo.model.positions import ImageTokens, pack_documents, text_positions
 
 IGNORE = -1
 
@@ -180,8 +181,6 @@ def encode_class_prompts(
     model: nn.Module, tokenizer, names: list[str], config: SegmentationHeadConfig
 ) -> Tensor:
     """(K, hidden): each class prompt's last-token final hidden state."""
-    from rsneo.model.positions import text_positions
-
     device = next(model.parameters()).device
     prompts = [config.prompt_template.format(name.strip()) for name in names]
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -200,8 +199,6 @@ def image_documents(frames: list[list[list[ImageInput]]], tokens, policy: str = 
     `frames[b][t]` are the band groups of frame t of sample b. `tokens` gives the image token ids (an
     `RSNeoConfig`). With `policy="scene"` all frames of a sample see each other.
     """
-    from rsneo.model.positions import ImageTokens, pack_documents
-
     ids_of = ImageTokens.of(tokens)
     rows = []
     for sample in frames:

@@ -21,6 +21,9 @@ from rsneo.errors import InputError
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig
 from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
 from rsneo.heads.vocabulary import Vocabulary, load_vocabulary, save_vocabulary
+from rsneo.model.causal_lm import RSNeoForCausalLM
+from rsneo.model.config import RSNeoConfig
+from rsneo.model.tokenizer import image_token_ids, load_tokenizer, train_tokenizer
 
 HEADS_WEIGHTS = "heads.safetensors"
 HEADS_JSON = "heads.json"
@@ -106,9 +109,6 @@ def load_heads(folder: Path, hidden_size: int) -> tuple[SegmentationHead, Change
 
 def load_system(folder: Path | str | None = None, device: str | torch.device = "cpu") -> System:
     """Load model, tokenizer and heads from `folder` (default: the bundled model in rsneo/assets/model)."""
-    from rsneo.model.causal_lm import RSNeoForCausalLM
-    from rsneo.model.tokenizer import load_tokenizer
-
     folder = Path(folder) if folder is not None else BUNDLED_MODEL
     if not (folder / "config.json").is_file():
         raise InputError(
@@ -134,10 +134,6 @@ def random_system(
 
     For tests and benchmarks, where no trained weights may be downloaded.
     """
-    from rsneo.model.causal_lm import RSNeoForCausalLM
-    from rsneo.model.config import RSNeoConfig
-    from rsneo.model.tokenizer import image_token_ids, train_tokenizer
-
     torch.manual_seed(seed)
     texts = texts or ["a satellite image of water, forest, built-up land, fields and roads. What changed?"]
     tokenizer = train_tokenizer(texts, vocab_size=512)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from rsneo.errors import InputError
+from rsneo.heads.segmentation import encode_class_prompts
 
 VOCABULARY_JSON = "vocabulary.json"
 # On the bundled model, names sharing a trained class's head noun ("open water", "surface water", "dry land")
@@ -98,8 +99,6 @@ def save_vocabulary(folder: Path, vocabulary: Vocabulary) -> Path:
 @torch.inference_mode()
 def match_classes(system, names: list[str]) -> list[ClassMatch] | None:
     """Each name's nearest trained class (cosine of prompt states); None when the folder has no vocabulary."""
-    from rsneo.heads.segmentation import encode_class_prompts
-
     vocabulary = getattr(system, "vocabulary", None)
     if vocabulary is None:
         return None

@@ -22,6 +22,7 @@ import numpy as np
 import pyproj
 import rasterio
 
+from rsneo.errors import InputError
 from rsneo.io.cog import ClassLegend, hidden_path, open_raster
 from rsneo.io.palette import family_of
 
@@ -350,8 +351,6 @@ def _run_qgis(script: str, args: list[str], python: str, timeout: float) -> dict
     import json
     import subprocess
     import tempfile
-
-    from rsneo.errors import InputError
 
     try:
         with tempfile.TemporaryDirectory(prefix="rsneo-qgis-") as runtime:  # Qt wants a private (0700) one

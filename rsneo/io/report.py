@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rsneo import __version__
+from rsneo.io.areas import format_area
 from rsneo.io.cog import hidden_path
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "predict" / "templates"
@@ -57,7 +59,6 @@ def change_summary(
     transition (A differs from B) is named.
     """
     share = 100 * changed / max(compared, 1e-12)
-    from rsneo.io.areas import format_area
 
     amount = format_area(changed, unit)
     when = f"between {dates[0]} and {dates[-1]}" if dates and dates[0] and dates[-1] else "between the dates"
@@ -94,8 +95,6 @@ class ChangeReport:
 def render_report(report: ChangeReport) -> str:
     """The report as HTML text."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    from rsneo import __version__
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     return env.get_template("change_report.html.j2").render(version=__version__, **report.__dict__)

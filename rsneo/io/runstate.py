@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from rsneo import __version__
 from rsneo.errors import InputError
 
 LOCK_NAME = ".rsneo.lock"
@@ -54,8 +55,6 @@ def folder_fingerprint(folder: Path | None) -> list[tuple[str, int, int]] | None
 
 def run_identity() -> dict[str, str]:
     """The parts of a resume signature that are not the command's own options."""
-    from rsneo import __version__
-
     return {"rsneo": __version__}
 
 

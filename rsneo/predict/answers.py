@@ -21,8 +21,21 @@ import numpy as np
 from affine import Affine
 
 from rsneo.heads.system import System
+from rsneo.heads.vocabulary import match_classes
 from rsneo.io.areas import format_area
+from rsneo.io.cog import ClassLegend, open_raster
+from rsneo.io.vector import class_areas
 from rsneo.predict.bands import band_layout, overview_size, read_overview
+from rsneo.predict.change import (
+    CHANGE_NAMES,
+    ChangePredictor,
+    aligned_datasets,
+    calibrated_change_head,
+    change_legend,
+    from_to_classifier,
+)
+from rsneo.predict.segment import NONE_OF_THESE, SegmentationPredictor
+from rsneo.predict.sliding_window import RasterWindows, predict_raster
 
 IMAGE_WORDS = r"(?:image|images|area|scene|picture|photo|tile|region|map|view)"
 CHANGE = re.compile(
@@ -174,11 +187,6 @@ def class_shares(
     The map is `rsneo segment`'s (same predictor, engine and window plan) over the raster, or over an
     overview when its long side exceeds `max_side`.
     """
-    from rsneo.io.cog import ClassLegend, open_raster
-    from rsneo.io.vector import class_areas
-    from rsneo.predict.segment import NONE_OF_THESE, SegmentationPredictor
-    from rsneo.predict.sliding_window import RasterWindows, predict_raster
-
     layout = band_layout(raster, sensor, bands)
     legend = ClassLegend.from_names([*classes, NONE_OF_THESE])
     predictor = SegmentationPredictor(system, layout, classes)
@@ -195,17 +203,6 @@ def changed_share(
     system: System, rasters: list[Path], *, sensor=None, bands=None, max_side: int = 512
 ) -> tuple[float, float, str]:
     """Percent of the compared pixels the change map (as `rsneo change`) marks changed, the area, its unit."""
-    from rsneo.io.vector import class_areas
-    from rsneo.predict.change import (
-        CHANGE_NAMES,
-        ChangePredictor,
-        aligned_datasets,
-        calibrated_change_head,
-        change_legend,
-        from_to_classifier,
-    )
-    from rsneo.predict.sliding_window import RasterWindows, predict_raster
-
     layouts = [band_layout(r, sensor, bands) for r in rasters]
     legend = change_legend(None)
     with (
@@ -234,8 +231,6 @@ def changed_share(
 
 def _resolve(system: System, target: str) -> tuple[list[str], str | None]:
     """The classes to map and the one that answers for `target` (None: the model was not trained on it)."""
-    from rsneo.heads.vocabulary import match_classes
-
     matches = match_classes(system, [target])
     if matches is None:  # a folder that records no vocabulary: map the name as typed
         return [target], target

@@ -14,7 +14,9 @@ from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import warn_pixel_units
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
+from rsneo.io.qgis import write_qgz, write_qml
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
+from rsneo.io.vector import write_class_polygons
 from rsneo.predict.bands import BandLayout, band_layout
 from rsneo.predict.sliding_window import (
     RasterWindows,
@@ -124,9 +126,6 @@ def _segment_locked(
     untrained: tuple[str, ...] = (),
 ) -> SegmentOutputs | None:
     """`segment_raster` once this process holds `out_dir`."""
-    from rsneo.io.qgis import write_qgz, write_qml
-    from rsneo.io.vector import write_class_polygons
-
     layout = band_layout(raster, sensor, bands)
     legend = ClassLegend.from_names([*class_names, NONE_OF_THESE], untrained=untrained)
     stem = raster.stem
