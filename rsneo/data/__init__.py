@@ -10,8 +10,8 @@ Public API (what train, products and demo call):
 - Documents (`rsneo.data.documents`): `Document(ids, groups, learn)`, `DocumentBuilder(tokenizer)
   .text(s, learn).frame(groups).end()`, `build_document(parts, tokenizer)` with parts `str` / `Prompt` (no
   loss) / `Answer` (loss) / `Frame` / list of `ImageInput`.
-- Packing (`rsneo.data.packing`): `pack_documents(docs, max_tokens, tokens, rows_per_batch=1, policy=...)
-  -> list[ModelInputs]` (first-fit rows), `collate(rows, tokens, pad_id, policy)` -> `ModelInputs` with
+- Packing (`rsneo.data.packing`): `pack_batches(docs, max_tokens, tokens, rows_per_batch=1, policy=...)
+  -> list[ModelInputs]` (first-fit rows), `collate_rows(rows, tokens, pad_id, policy)` -> `ModelInputs` with
   next-token `labels`, `next_token_labels(input_ids, doc_ids, learn)`, `unpack(inputs, context_id)`.
   Positions and block ids come from `rsneo.model.positions` (the one implementation of the index rule).
 - TorchGeo (`rsneo.data.datasets`): `SensorRaster` (RasterDataset; use TorchGeo's samplers),

@@ -18,7 +18,7 @@ from torch import Tensor
 from rsneo.data.documents import Document
 from rsneo.errors import InputError
 from rsneo.model.inputs import ImageInput, ModelInputs
-from rsneo.model.positions import pack_documents as pack_positions
+from rsneo.model.positions import pack_documents
 
 
 def pack_rows(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
@@ -49,7 +49,7 @@ def next_token_labels(input_ids: Tensor, doc_ids: Tensor, learn: Tensor) -> Tens
     return labels
 
 
-def collate(
+def collate_rows(
     rows: Sequence[Sequence[Document]],
     tokens: Any,
     pad_id: int = 0,
@@ -61,7 +61,7 @@ def collate(
     `tokens`: the image token ids (`ImageTokens` or an `RSNeoConfig`); `policy`: `frame` or `scene` mask.
     """
     packed = [[(torch.tensor(d.ids, dtype=torch.long), d.groups) for d in row] for row in rows]
-    inputs = pack_positions(packed, tokens, policy=policy, date_spacing=date_spacing, pad_id=pad_id)
+    inputs = pack_documents(packed, tokens, policy=policy, date_spacing=date_spacing, pad_id=pad_id)
     learn = torch.zeros_like(inputs.input_ids, dtype=torch.bool)
     for r, row in enumerate(rows):
         flags = [f for d in row for f in d.learn]
@@ -70,7 +70,7 @@ def collate(
     return inputs
 
 
-def pack_documents(
+def pack_batches(
     docs: Sequence[Document],
     max_tokens: int,
     tokens: Any,
@@ -82,7 +82,7 @@ def pack_documents(
     """Pack documents into rows of at most `max_tokens`; collate `rows_per_batch` rows per `ModelInputs`."""
     rows = [[docs[i] for i in row] for row in pack_rows([len(d) for d in docs], max_tokens)]
     return [
-        collate(rows[i : i + rows_per_batch], tokens, pad_id, policy, date_spacing)
+        collate_rows(rows[i : i + rows_per_batch], tokens, pad_id, policy, date_spacing)
         for i in range(0, len(rows), rows_per_batch)
     ]
 

@@ -68,10 +68,10 @@ class SampleList(Dataset):
 
 
 def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy: str = "frame") -> TrainBatch:
-    """One document per row (`rsneo.data.packing.collate`: right-padded, next-token labels on learned text);
+    """One document per row (`collate_rows`: right-padded, next-token labels on learned text);
     the samples' labelled chips become one segmentation batch of image documents; their change sources are
     passed on (the module simulates the pairs with the step's generator)."""
-    from rsneo.data.packing import collate as collate_rows
+    from rsneo.data.packing import collate_rows
 
     inputs = collate_rows([[s.document] for s in samples], tokens, pad_id, policy)
     chips = [s.chip for s in samples if s.chip is not None]

@@ -8,7 +8,7 @@ import torch
 
 from rsneo.data.documents import Answer, Prompt, build_document
 from rsneo.data.frames import scene_frames
-from rsneo.data.packing import collate, pack_documents, pack_rows, unpack
+from rsneo.data.packing import collate_rows, pack_batches, pack_rows, unpack
 from rsneo.errors import InputError
 from rsneo.io.scene import read_scene
 from rsneo.model.positions import document_positions
@@ -57,7 +57,7 @@ def test_pack_rows_is_first_fit_and_respects_max_tokens():
 def test_unpacking_gives_back_each_documents_tokens_and_indexes(docs, caption_tokenizer):
     tokens = image_token_ids(caption_tokenizer)
     longest = max(len(d) for d in docs)
-    batches = pack_documents(docs, max_tokens=longest + 40, tokens=tokens, rows_per_batch=2, policy="scene")
+    batches = pack_batches(docs, max_tokens=longest + 40, tokens=tokens, rows_per_batch=2, policy="scene")
     total_rows = sum(b.input_ids.shape[0] for b in batches)
     assert total_rows < len(docs)  # several documents share a row
     for b in batches:
@@ -77,7 +77,7 @@ def test_unpacking_gives_back_each_documents_tokens_and_indexes(docs, caption_to
 
 def test_labels_are_next_tokens_inside_a_document_only(docs, caption_tokenizer):
     tokens = image_token_ids(caption_tokenizer)
-    batch = collate([[docs[3], docs[2]]], tokens, pad_id=caption_tokenizer.pad_token_id)
+    batch = collate_rows([[docs[3], docs[2]]], tokens, pad_id=caption_tokenizer.pad_token_id)
     labels, ids = batch.labels[0], batch.input_ids[0]
     n3 = len(docs[3])
     np.testing.assert_array_equal(labels[: n3 - 1].numpy(), ids[1:n3].numpy())  # plain text: all learned
@@ -88,7 +88,7 @@ def test_labels_are_next_tokens_inside_a_document_only(docs, caption_tokenizer):
 
 def test_frame_policy_gives_each_date_its_own_block(docs, caption_tokenizer):
     tokens = image_token_ids(caption_tokenizer)
-    batch = collate([[docs[1]]], tokens, policy="frame")
+    batch = collate_rows([[docs[1]]], tokens, policy="frame")
     blocks = batch.block_ids[0]
     assert sorted(blocks[blocks >= 0].unique().tolist()) == [0, 1]
     t = batch.positions[0, 0][blocks >= 0]
