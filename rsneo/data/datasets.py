@@ -21,10 +21,11 @@ import xarray as xr
 from affine import Affine
 from torchgeo.datasets import NonGeoDataset, RasterDataset
 
+from rsneo.data.archives import sen1floods11_chips
 from rsneo.errors import InputError
 from rsneo.io.grid import Grid
 from rsneo.io.read import open_source
-from rsneo.io.scene import read_scene, to_scene
+from rsneo.io.scene import grid_of, read_mask, read_scene, to_scene
 from rsneo.sensors import Sensor, get_sensor
 
 
@@ -87,28 +88,21 @@ class Sen1Floods11Chips(NonGeoDataset):
 
     def __init__(self, root: str | Path, transforms: Callable | None = None) -> None:
         self.root = Path(root)
-        self.stems = sorted(
-            p.name.removesuffix("_S2Hand.tif") for p in (self.root / "S2").glob("*_S2Hand.tif")
-        )
-        if not self.stems:
-            raise InputError(f"{self.root}: expected S2/*_S2Hand.tif chips (Sen1Floods11 layout), found none")
+        self.chips = sen1floods11_chips(self.root)
+        self.stems = [c.stem for c in self.chips]
         self.transforms = transforms
 
     def __len__(self) -> int:
         return len(self.stems)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        stem = self.stems[index]
-        s2 = read_scene(self.root / "S2" / f"{stem}_S2Hand.tif", sensor="sentinel2_l1c")
-        sample: dict[str, Any] = {"stem": stem, **_scene_fields(s2)}
-        s1_path = self.root / "S1" / f"{stem}_S1Hand.tif"
-        if s1_path.exists():
-            sample["image_s1"] = torch.from_numpy(read_scene(s1_path, sensor="sentinel1_grd").values[0])
-        label_path = self.root / "Labels" / f"{stem}_LabelHand.tif"
-        if label_path.exists():
-            from rsneo.io.scene import grid_of, read_mask
-
-            label = read_mask(label_path, grid_of(s2))
+        chip = self.chips[index]
+        s2 = read_scene(chip.s2, sensor="sentinel2_l1c")
+        sample: dict[str, Any] = {"stem": chip.stem, **_scene_fields(s2)}
+        if chip.s1.exists():
+            sample["image_s1"] = torch.from_numpy(read_scene(chip.s1, sensor="sentinel1_grd").values[0])
+        if chip.label.exists():
+            label = read_mask(chip.label, grid_of(s2))
             sample["mask"] = torch.from_numpy(np.nan_to_num(label, nan=-1).astype(np.int64))
         return self.transforms(sample) if self.transforms else sample
 

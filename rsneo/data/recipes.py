@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from rsneo.data.archives import sen1floods11_chips
 from rsneo.data.shards import Sample
 from rsneo.errors import InputError
 from rsneo.io.read import RASTER_SUFFIXES, PixelUnitsWarning, open_source
@@ -90,17 +91,10 @@ def _tiled(
 
 
 def sen1floods11_items(root: Path, tile: int, **_: Any) -> list[tuple]:
-    chips = sorted((root / "S2").glob("*_S2Hand.tif"))
-    if not chips:
-        raise InputError(f"{root}: expected S2/*_S2Hand.tif (Sen1Floods11 layout), found none")
-    items = []
-    for s2 in chips:
-        stem = s2.name.removesuffix("_S2Hand.tif")
-        s1, label = root / "S1" / f"{stem}_S1Hand.tif", root / "Labels" / f"{stem}_LabelHand.tif"
-        items.append(
-            (str(s2), str(s1) if s1.exists() else None, str(label) if label.exists() else None, tile)
-        )
-    return items
+    return [
+        (str(c.s2), str(c.s1) if c.s1.exists() else None, str(c.label) if c.label.exists() else None, tile)
+        for c in sen1floods11_chips(root)
+    ]
 
 
 def sen1floods11_check(item: tuple) -> None:

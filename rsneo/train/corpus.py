@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from rsneo.data.archives import sen1floods11_chips
 from rsneo.data.documents import Document, DocumentBuilder
 from rsneo.data.frames import frame_groups, normalise
 from rsneo.data.recipes import tiles
@@ -143,13 +144,12 @@ def sen1floods11(
     base = _require(root / "sen1floods11")
     samples: list[Sample] = []
     sources: list[ChangeSource] = []
-    for s2_path in sorted((base / "S2").glob("*_S2Hand.tif")):
-        stem = s2_path.name.replace("_S2Hand.tif", "")
-        s2 = read_scene(s2_path, sensor="sentinel2_l1c")
-        s1 = read_scene(_require(base / "S1" / f"{stem}_S1Hand.tif"), sensor="sentinel1_grd")
+    for chip in sen1floods11_chips(base):
+        s2 = read_scene(chip.s2, sensor="sentinel2_l1c")
+        s1 = read_scene(_require(chip.s1), sensor="sentinel1_grd")
         from rasterio import open as rio_open
 
-        with rio_open(_require(base / "Labels" / f"{stem}_LabelHand.tif")) as src:
+        with rio_open(_require(chip.label)) as src:
             labels = src.read(1).astype(np.int64)  # -1 nodata, 0 land, 1 water
         v2, v1 = normalise(s2), normalise(s1)
         half = labels.shape[1] // 2
