@@ -8,12 +8,12 @@ the demo runs a small random model and says so on screen and in the picture.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from rsneo import atomic
 from rsneo.errors import InputError
 from rsneo.heads.system import (
     BUNDLED_MODEL,  # rsneo/assets/model
@@ -147,10 +147,9 @@ def overview_figure(
     shown = "".join(ch if ch.isprintable() else "?" for ch in answer)[:160]
     fig.text(0.5, 0.02, f"Q: {question}\nA: {shown}", ha="center", fontsize=11, wrap=True)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95), h_pad=2.5)
-    tmp = path.with_name(f".{path.name}.partial")
-    fig.savefig(tmp, format="png")
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -223,9 +222,7 @@ def run_demo(
 
     start = time.perf_counter()
     answer = ask_rasters(system, [samples.sentinel2], question, max_side=256, max_new_tokens=48)
-    partial = out / ".answer.txt.partial"
-    partial.write_text(f"Q: {question}\nA: {answer}\n")
-    os.replace(partial, out / "answer.txt")
+    atomic.write_text(out / "answer.txt", f"Q: {question}\nA: {answer}\n")
     seconds["question"] = time.perf_counter() - start
 
     result = DemoResult(

@@ -10,13 +10,13 @@ initialised heads (and the commands say so).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from rsneo import atomic
 from rsneo.errors import InputError
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig
 from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
@@ -68,11 +68,9 @@ def save_heads(folder: Path, segmentation: SegmentationHead | None, change: Chan
             continue
         configs[name] = head.to_json()
         tensors.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()})
-    tmp_weights, tmp_json = folder / f".{HEADS_WEIGHTS}.partial", folder / f".{HEADS_JSON}.partial"
-    save_file(tensors, str(tmp_weights))
-    tmp_json.write_text(json.dumps(configs, indent=1))
-    os.replace(tmp_weights, folder / HEADS_WEIGHTS)
-    os.replace(tmp_json, folder / HEADS_JSON)
+    with atomic.atomic_path(folder / HEADS_WEIGHTS) as tmp:
+        save_file(tensors, str(tmp))
+    atomic.write_text(folder / HEADS_JSON, json.dumps(configs, indent=1))
 
 
 def load_heads(folder: Path, hidden_size: int) -> tuple[SegmentationHead, ChangeHead, tuple[str, ...]]:

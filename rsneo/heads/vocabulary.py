@@ -11,7 +11,6 @@ say so (a warning, "(untrained)" in legends, a report note) and `strict` refuses
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rsneo import atomic
 from rsneo.errors import InputError
 from rsneo.heads.segmentation import encode_class_prompts
 
@@ -90,9 +90,7 @@ def save_vocabulary(folder: Path, vocabulary: Vocabulary) -> Path:
         "match_threshold": vocabulary.match_threshold,
         "note": vocabulary.note,
     }
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    atomic.write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     return path
 
 

@@ -18,6 +18,8 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from rsneo import atomic
+from rsneo.atomic import hidden_path
 from rsneo.errors import InputError
 from rsneo.io.palette import class_colors
 
@@ -79,11 +81,6 @@ def open_raster(path: Path, mode: str = "r", **profile) -> rasterio.io.DatasetRe
             return rasterio.open(path, mode, **profile)
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"{path}: cannot open it as a raster ({exc})") from None
-
-
-def hidden_path(path: Path, suffix: str) -> Path:
-    """A temporary name next to `path`, in the same folder so the final rename is atomic."""
-    return path.with_name(f".{path.name}.{suffix}")
 
 
 def check_writable(folder: Path) -> Path:
@@ -204,7 +201,7 @@ class CogBlockWriter:
                     use_cog_driver=False,
                     forward_band_tags=True,
                 )
-            os.replace(staging, self.path)
+            atomic.replace(staging, self.path)
         finally:
             staging.unlink(missing_ok=True)
         self.partial.unlink(missing_ok=True)

@@ -22,8 +22,9 @@ import numpy as np
 import pyproj
 import rasterio
 
+from rsneo import atomic
 from rsneo.errors import InputError
-from rsneo.io.cog import ClassLegend, hidden_path, open_raster
+from rsneo.io.cog import ClassLegend, open_raster
 from rsneo.io.palette import family_of
 
 QGIS_VERSION = "3.22.0-Białowieża"  # the format version we write; later QGIS versions read it
@@ -101,9 +102,7 @@ def qml_document(legend: ClassLegend) -> str:
 def write_qml(path: Path, legend: ClassLegend) -> Path:
     """Write the style next to the COG with the same stem, where QGIS picks it up as the layer's default."""
     path = Path(path)
-    partial = hidden_path(path, "partial")
-    partial.write_text(qml_document(legend), encoding="utf-8")
-    os.replace(partial, path)
+    atomic.write_text(path, qml_document(legend))
     return path
 
 
@@ -262,13 +261,11 @@ def write_qgz(
                 Path(raster).name, source(raster), "input", display=raster_display(raster, input_rgb)
             )
         )
-    partial = hidden_path(path, "partial.qgz")
-    try:
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(f"{path.stem}.qgs", qgs_document(layers, crs, title))
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with (
+        atomic.atomic_path(path, "partial.qgz") as partial,
+        zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive,
+    ):
+        archive.writestr(f"{path.stem}.qgs", qgs_document(layers, crs, title))
     return path
 
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from rsneo import __version__
+from rsneo import __version__, atomic
 from rsneo.io.areas import format_area
-from rsneo.io.cog import hidden_path
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "predict" / "templates"
 
@@ -103,10 +101,5 @@ def render_report(report: ChangeReport) -> str:
 def write_report(path: Path, report: ChangeReport) -> Path:
     """Write the report to `path` (hidden temporary name, then rename)."""
     path = Path(path)
-    partial = hidden_path(path, "partial.html")
-    try:
-        partial.write_text(render_report(report), encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    atomic.write_text(path, render_report(report))
     return path

@@ -10,7 +10,6 @@ polygons' areas add up to the class totals of `class_areas`.
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
 from itertools import chain
@@ -20,6 +19,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from rsneo import atomic
 from rsneo.io.areas import PixelAreas
 from rsneo.io.cog import NODATA_CLASS, ClassLegend, gdal_env, hidden_path, open_raster, read_legend
 
@@ -278,7 +278,7 @@ def write_class_polygons(
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
                     empty.to_file(partial, layer=LAYER, driver="GPKG")
-        os.replace(partial, gpkg_path)
+        atomic.replace(partial, gpkg_path)
     finally:
         partial.unlink(missing_ok=True)
     return {name: _as_unit(area, areas.unit) for name, area in totals.items()}

@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from rsneo import atomic
 from rsneo.errors import InputError
 from rsneo.model.config import RSNeoConfig
 
@@ -46,14 +47,13 @@ def write_shards(folder: str | Path, config: RSNeoConfig, shards: Iterable[dict[
         stale.unlink(missing_ok=True)
     for i, (tmp, keys) in enumerate(temps):
         name = _shard_name(i, n)
-        tmp.rename(folder / name)
+        atomic.replace(tmp, folder / name)
         weight_map |= dict.fromkeys(keys, name)
     if n > 1:
         index = {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}
-        (folder / (INDEX + ".tmp")).write_text(json.dumps(index, indent=1))
-        (folder / (INDEX + ".tmp")).rename(folder / INDEX)
-    config.save(folder / (CONFIG + ".tmp"))
-    (folder / (CONFIG + ".tmp")).rename(folder / CONFIG)
+        atomic.write_text(folder / INDEX, json.dumps(index, indent=1))
+    with atomic.atomic_path(folder / CONFIG) as tmp:
+        config.save(tmp)
 
 
 def _chunks(state: dict[str, Tensor], max_bytes: int) -> Iterator[dict[str, Tensor]]:

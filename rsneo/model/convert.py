@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -24,6 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
+from rsneo.atomic import atomic_folder
 from rsneo.errors import InputError
 from rsneo.model.backbone import NativeLayer
 from rsneo.model.causal_lm import RSNeoForCausalLM
@@ -207,15 +207,10 @@ def staged_folder(dst: Path) -> Iterator[Path]:
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise InputError(f"{dst}: already exists and is not an empty folder; give a new output folder")
     created = [d for d in (dst.parent, *dst.parent.parents) if not d.exists()]
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
     try:
-        yield tmp
-        if dst.exists():
-            dst.rmdir()
-        tmp.rename(dst)
+        with atomic_folder(dst) as tmp:
+            yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         for d in created:  # innermost first
             with suppress(OSError):
                 d.rmdir()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from rsneo import atomic
 from rsneo.errors import InputError
 from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, gdal_env, hidden_path, open_raster
 from rsneo.io.runstate import notice_discarded, run_identity
@@ -316,7 +316,7 @@ def predict_raster(
                 row_pieces[name].clear()
             progress.rows_done = index + 1
             _save_carry(out_path, index + 1, carry)
-            _write_atomic(progress_path, json.dumps(asdict(progress)))
+            atomic.write_text(progress_path, json.dumps(asdict(progress)))
             _clear_carries(out_path, keep=index + 1)
             if stop_after_rows is not None and index + 1 - first_row >= stop_after_rows:
                 for writer in writers.values():
@@ -324,7 +324,7 @@ def predict_raster(
                 return None
         for name in sorted(writers, key=lambda n: n == "classes"):  # the class map last
             progress.finished[name] = _file_digest(writers[name].finish())
-            _write_atomic(progress_path, json.dumps(asdict(progress)))
+            atomic.write_text(progress_path, json.dumps(asdict(progress)))
     except InputError:  # an input that cannot be read: its partial products are worthless
         for writer in writers.values():
             writer.abort()
@@ -463,22 +463,14 @@ def _carry_path(out_path: Path, rows_done: int) -> Path:
 
 
 def _save_carry(out_path: Path, rows_done: int, carry: np.ndarray) -> None:
-    final = _carry_path(out_path, rows_done)
-    tmp = final.with_name(final.name + ".tmp.npz")
-    np.savez(tmp, carry=carry)
-    os.replace(tmp, final)
+    with atomic.atomic_path(_carry_path(out_path, rows_done), "tmp.npz") as tmp:  # savez wants .npz
+        np.savez(tmp, carry=carry)
 
 
 def _clear_carries(out_path: Path, keep: int | None = None) -> None:
     for path in out_path.parent.glob(f".{out_path.name}.carry*.npz"):
         if keep is None or path != _carry_path(out_path, keep):
             path.unlink(missing_ok=True)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _progress_bar(show: bool, total: int, completed: int):
