@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsneo.model.config import RSNeoConfig
+from rsneo.model.kv_cache import KVCache
 from rsneo.model.masks import FlashPlan, run_varlen
 from rsneo.model.rope import NativeRopeTables, apply_rotary
 
@@ -174,16 +175,20 @@ class NativeAttention(nn.Module):
         x: Tensor,
         rope: NativeRopeTables,
         mask: AttentionMask,
-        cache: tuple[Tensor, Tensor] | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """x (batch, tokens, hidden) -> (batch, tokens, hidden), and this layer's keys/values (KV cache)."""
+        """x (batch, tokens, hidden) -> (batch, tokens, hidden), and the keys/values attended over.
+
+        With `cache`, this call's keys/values are written into layer `layer`'s buffers after the cached ones.
+        """
         cfg = self.config
         batch, length, _ = x.shape
         q = self._project(x, rope, cfg.num_heads, "q")  # (batch, heads, tokens, qk_dim)
         k = self._project(x, rope, cfg.num_kv_heads, "k")  # (batch, kv heads, tokens, qk_dim)
         v = self.v_proj(x).view(batch, length, cfg.num_kv_heads, cfg.head_dim).transpose(1, 2)
         if cache is not None:
-            k, v = torch.cat((cache[0], k), dim=2), torch.cat((cache[1], v), dim=2)
+            k, v = cache.update(layer, k, v)
         present = (k, v)
         repeat = cfg.num_heads // cfg.num_kv_heads
         k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)

@@ -7,7 +7,7 @@ and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ from rsneo.errors import InputError
 from rsneo.model.attention import AttentionMask, NativeAttention, RMSNorm
 from rsneo.model.config import RSNeoConfig
 from rsneo.model.inputs import ModelInputs
+from rsneo.model.kv_cache import KVCache
 from rsneo.model.masks import BACKENDS, dense_mask, flash_available, flash_plan, flex_block_mask
 from rsneo.model.patch_embed import SpectralPatchEmbedding
 from rsneo.model.rope import NativeRopeTables
@@ -48,24 +49,12 @@ class NativeLayer(nn.Module):
         x: Tensor,
         rope: NativeRopeTables,
         mask: AttentionMask,
-        cache: tuple[Tensor, Tensor] | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        attn, present = self.self_attn(self.input_layernorm(x), rope, mask, cache)
+        attn, present = self.self_attn(self.input_layernorm(x), rope, mask, cache, layer)
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x)), present
-
-
-@dataclass
-class KVCache:
-    """Keys/values of every layer plus the doc/block ids of the cached tokens (for the mask of new tokens)."""
-
-    layers: list[tuple[Tensor, Tensor]] = field(default_factory=list)
-    doc_ids: Tensor | None = None  # (batch, cached tokens)
-    block_ids: Tensor | None = None
-
-    @property
-    def length(self) -> int:
-        return 0 if self.doc_ids is None else self.doc_ids.shape[1]
 
 
 @dataclass
@@ -120,7 +109,9 @@ class RSNeoBackbone(nn.Module):
             raise InputError(f"attention backend: expected one of {BACKENDS}, got {backend!r}")
         doc, block = inputs.doc_ids, inputs.block_ids
         if cache is not None and cache.length:
-            k_doc, k_block = torch.cat((cache.doc_ids, doc), 1), torch.cat((cache.block_ids, block), 1)
+            k_doc, k_block = cache.key_ids(doc, block)  # written in place: no copy of the cached ids
+            if doc.shape[1] == 1:  # a generation step: one comparison into a preallocated buffer
+                return AttentionMask("sdpa", dense=cache.step_mask(doc))
             return AttentionMask("sdpa", dense=dense_mask(doc, block, k_doc, k_block, cache.length))
         if backend in ("auto", "flash"):
             plan = flash_plan(doc, block, self.config.qk_dim)
@@ -141,7 +132,7 @@ class RSNeoBackbone(nn.Module):
         cache: KVCache | None = None,
         image_embeds: Tensor | None = None,
     ) -> BackboneOutput:
-        """Run the stack. With `cache`, `inputs` are the new tokens only and the cache grows in place."""
+        """Run the stack. With `cache`, `inputs` are the new tokens only, written into the cache in place."""
         cfg = self.config
         x = self.embed(inputs, image_embeds)
         rope = NativeRopeTables.build(
@@ -150,16 +141,12 @@ class RSNeoBackbone(nn.Module):
         )  # fmt: skip
         mask = self.attention_mask(inputs, attn_backend, cache)
         hidden = [x] if output_hidden_states else None
-        presents = []
         for i, layer in enumerate(self.layers):
-            past = cache.layers[i] if cache is not None and cache.length else None
-            x, present = layer(x, rope, mask, past)
-            presents.append(present)
+            x, _ = layer(x, rope, mask, cache, i)
             if hidden is not None:
                 hidden.append(x)
         if cache is not None:
-            cache.layers = presents
-            grow = lambda old, new: new if old is None else torch.cat((old, new), 1)
-            cache.doc_ids = grow(cache.doc_ids, inputs.doc_ids)
-            cache.block_ids = grow(cache.block_ids, inputs.block_ids)
+            if not cache.length:  # the prompt: its ids were not written by the mask
+                cache.key_ids(inputs.doc_ids, inputs.block_ids)
+            cache.extend(inputs.input_ids.shape[1])
         return BackboneOutput(self.norm(x), tuple(hidden) if hidden is not None else None, cache)

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from rsneo.errors import InputError
-from rsneo.model.backbone import KVCache
 from rsneo.model.inputs import ModelInputs
+from rsneo.model.kv_cache import KVCache
 from rsneo.model.positions import text_positions
 
 
@@ -49,7 +49,7 @@ def generate(
     eos = eos_token_id if eos_token_id is not None else model.config.eos_token_id
     doc = inputs.doc_ids[:, -1]
     last_t = inputs.positions[0, :, -1]
-    cache = KVCache() if use_cache else None
+    cache = KVCache(inputs.input_ids.shape[1] + max_new_tokens) if use_cache else None  # allocated once
     logits = model(inputs, cache=cache, attn_backend=attn_backend).logits[:, -1]
     done = torch.zeros(doc.shape[0], dtype=torch.bool, device=doc.device)
     out = []

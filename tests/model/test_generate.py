@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -68,3 +70,12 @@ def test_right_padded_prompt_is_refused(model):
     batch = pack_documents([[(torch.tensor([1, 2, 3]), [])], [(torch.tensor([4]), [])]], model.config)
     with pytest.raises(InputError, match="left-pad"):
         model.generate(batch, max_new_tokens=2)
+
+
+def test_cached_greedy_equals_uncached_in_bf16(model):
+    """The preallocated cache holds bf16 keys/values as concatenation did: the same greedy tokens."""
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    prompt = multi_frame_multi_band_batch(model.config, "scene")
+    cached = half.generate(prompt, max_new_tokens=12, use_cache=True, attn_backend="sdpa")
+    uncached = half.generate(prompt, max_new_tokens=12, use_cache=False, attn_backend="sdpa")
+    assert torch.equal(cached, uncached)
