@@ -8,6 +8,7 @@ the demo runs a small random model and says so on screen and in the picture.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,16 +194,16 @@ def run_demo(
     question: str = DEMO_QUESTION,
 ) -> DemoResult:
     """Run the three products on the bundled samples into `out`, then draw `out/overview.png`."""
-    import time
-
-    if window < 64 or window % 32:
-        raise InputError(f"--window: expected a multiple of 32 pixels, at least 64, got {window}")
-    out = check_writable(Path(out))
-    samples = samples or bundled_samples()
-    plan = WindowPlan(size=window, overlap=min(32, window // 4))
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     system, trained, note = demo_system(model)
+    token = system.model.config.token_size  # pixels per image token side (32 for NEO)
+    if window < 2 * token or window % token:
+        expected = f"a multiple of {token} pixels, at least {2 * token}"
+        raise InputError(f"--window: expected {expected}, got {window}")
+    out = check_writable(Path(out))
+    samples = samples or bundled_samples()
+    plan = WindowPlan(size=window, overlap=min(token, window // 4))
     if not trained:
         _warn(note)
     seconds["load"] = time.perf_counter() - start

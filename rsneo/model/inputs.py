@@ -11,7 +11,7 @@ their `<IMG_CONTEXT>` tokens appear (row by row, left to right).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -46,15 +46,16 @@ class ImageInput:
     (`vv`, `vh`, `hh`, `hv`); "" for a band the model has no name for.
     """
 
-    pixels: Tensor  # (bands, height, width), height and width multiples of 32
+    pixels: Tensor  # (bands, height, width), height and width multiples of `token_size`
     wavelengths: Tensor  # (bands,) micrometres
     band_keys: tuple[str, ...]
     time: float | None = None  # days since an epoch; used when T is spaced by acquisition date
+    token_size: int = 32  # pixels per token side of the model that reads it (`RSNeoConfig.token_size`)
 
     @property
     def grid(self) -> tuple[int, int]:
-        """Token grid (rows, cols): one token per 32x32 pixels."""
-        return self.pixels.shape[-2] // 32, self.pixels.shape[-1] // 32
+        """Token grid (rows, cols): one token per `token_size` x `token_size` pixels."""
+        return self.pixels.shape[-2] // self.token_size, self.pixels.shape[-1] // self.token_size
 
     @property
     def num_tokens(self) -> int:
@@ -90,7 +91,7 @@ class ModelInputs:
             doc_ids=move(self.doc_ids),
             block_ids=move(self.block_ids),
             images=[
-                ImageInput(im.pixels.to(device), im.wavelengths.to(device), im.band_keys, im.time)
+                replace(im, pixels=im.pixels.to(device), wavelengths=im.wavelengths.to(device))
                 for im in self.images
             ],
             labels=move(self.labels),

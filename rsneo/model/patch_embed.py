@@ -115,7 +115,11 @@ class SpectralPatchEmbedding(nn.Module):
         """Groups of one band set and one size, batched: each -> rotated patches (vision, H/16, W/16)."""
         first = images[0]
         bands, height, width = first.pixels.shape
-        step = self.config.patch_size * self.config.merge_size
+        step = self.config.token_size
+        if first.token_size != step:
+            raise InputError(
+                f"image: made for {first.token_size}-pixel tokens, but this model's tokens are {step} pixels"
+            )
         if height % step or width % step:
             raise InputError(
                 f"image: height and width must be multiples of {step} pixels, found {height}x{width}"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
+import rsneo
 from rsneo.errors import InputError
-from rsneo.model import PRESETS, RSNeoConfig, RSNeoForCausalLM
+from rsneo.model import PRESETS, ImageInput, RSNeoConfig, RSNeoForCausalLM
 from rsneo.model.config import rope_linear_factor
 
 
@@ -92,3 +96,26 @@ def test_rope_scaling_linear_is_honoured(scaling, factor):
 def test_rope_scaling_of_other_types_is_refused_by_name():
     with pytest.raises(InputError, match="rope_scaling type 'yarn'"):
         rope_linear_factor({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "cfg")
+
+
+def test_a_config_json_written_with_the_retired_extra_field_still_loads(tmp_path):
+    cfg = RSNeoConfig.from_preset("tiny")
+    old = cfg.to_dict() | {"extra": {"note": "written by rsneo 0.1"}}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert RSNeoConfig.load(tmp_path / "config.json") == cfg
+    assert "extra" not in cfg.to_dict()
+    bundled = Path(rsneo.__file__).parent / "assets" / "model" / "config.json"
+    assert RSNeoConfig.load(bundled).token_size == 32
+
+
+def test_token_size_follows_patch_and_merge_size():
+    """The image token grid comes from the config: 8-pixel patches merged 2x2 give 16-pixel tokens."""
+    cfg = RSNeoConfig.from_preset("tiny", patch_size=8, merge_size=2)
+    assert cfg.token_size == 16
+    model = RSNeoForCausalLM(cfg).eval()
+    wavelengths = torch.tensor([0.665, 0.56, 0.49])
+    image = ImageInput(torch.randn(3, 32, 48), wavelengths, ("red", "green", "blue"), None, token_size=16)
+    assert image.grid == (2, 3) and image.num_tokens == 6
+    assert model.backbone.vision([image]).shape[0] == 6
+    with pytest.raises(InputError, match="made for 32-pixel tokens, but this model's tokens are 16 pixels"):
+        model.backbone.vision([ImageInput(image.pixels, image.wavelengths, image.band_keys)])
