@@ -12,9 +12,9 @@ from rsneo.errors import InputError
 from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
+from rsneo.io import qgis  # module attribute at call time: the resume tests stop a run inside it
 from rsneo.io.areas import warn_pixel_units
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
-from rsneo.io.qgis import write_qgz, write_qml
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.io.vector import write_class_polygons
 from rsneo.predict.bands import BandLayout, band_layout
@@ -167,8 +167,8 @@ def _segment_locked(
     qgz = out_dir / f"{stem}.qgz"
     try:
         areas = write_class_polygons(cog, gpkg, legend)
-        write_qml(qml, legend)
-        write_qgz(
+        qgis.write_qml(qml, legend)
+        qgis.write_qgz(
             qgz,
             inputs=[raster],
             input_rgb=tuple(b + 1 for b in layout.rgb_bands()),
