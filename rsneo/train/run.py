@@ -150,7 +150,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         accumulate_grad_batches=int(t.get("accumulate_grad_batches", 1)),
         gradient_clip_val=float(cfg["stage"].get("grad_clip") or 0) or None,
         log_every_n_steps=int(t["log_every_n_steps"]),
-        limit_val_batches=0,
+        **validation_options(t),
         num_sanity_val_steps=0,
         logger=loggers,
         callbacks=callbacks,
@@ -160,6 +160,19 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         deterministic=t["accelerator"] == "cpu",
         use_distributed_sampler=False,  # StepSampler gives each rank its own share of the stream
     )
+
+
+def validation_options(t: dict[str, Any]) -> dict[str, Any]:
+    """Trainer options for the validation loop: `val_batches` held-out batches every `val_every_n_steps`."""
+    every = int(t.get("val_every_n_steps") or 0)
+    if every <= 0:
+        return {"limit_val_batches": 0}
+    accumulate = int(t.get("accumulate_grad_batches", 1))
+    return {
+        "limit_val_batches": int(t.get("val_batches", 2)),
+        "val_check_interval": every * accumulate,  # counted in batches
+        "check_val_every_n_epoch": None,
+    }
 
 
 def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
@@ -185,6 +198,7 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         int(config["trainer"]["max_steps"]) * int(config["trainer"].get("accumulate_grad_batches", 1)),
         int(config["seed"]), policy=model.config.mask_policy,
         num_workers=int(config["trainer"].get("num_workers", 0)),
+        val_batches=validation_options(config["trainer"]).get("limit_val_batches", 0),
     )  # fmt: skip
     trainer = build_trainer(config, out_dir, model_cfg)
     return TrainingRun(config, tokenizer, module, datamodule, trainer, out_dir)
