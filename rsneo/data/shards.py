@@ -354,8 +354,10 @@ class ShardDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         rank, world, wid, wnum = self._slot()
-        slot, slots = rank * wnum + wid, world * wnum
-        skip = worker_batches(self.start_batch, wid, wnum) * self.batch_size
+        # a resumed DataLoader asks worker 0 first: it plays the worker that made batch `start_batch`
+        role = (wid + self.start_batch) % wnum
+        slot, slots = rank * wnum + role, world * wnum
+        skip = worker_batches(self.start_batch, role, wnum) * self.batch_size
         epoch = self.epoch
         while True:
             mine = self.slice_of(epoch, slot, slots)
