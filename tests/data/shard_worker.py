@@ -29,7 +29,8 @@ def main(folder: str, out: str) -> None:
         return list(islice(loader, batches))
 
     result = {
-        "epoch": [k for batch in stream() for k in batch],  # one pass, no repeat: rank and workers from the group
+        # one pass, no repeat; rank and workers come from the process group
+        "epoch": [k for batch in stream() for k in batch],
         "whole": stream(batches=12, repeat=True),  # crosses into the second pass
         "resumed": stream(start_batch=5, batches=7, repeat=True),
     }
