@@ -34,6 +34,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = eps
 
+    def reset_parameters(self) -> None:  # used when materialising a model built on the meta device
+        nn.init.ones_(self.weight)
+
     def forward(self, x: Tensor) -> Tensor:
         dtype = x.dtype
         x = x.float()

@@ -189,7 +189,13 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         tokenizer = checkpoint_tokenizer(config["resume"])
     else:
         tokenizer = build_tokenizer(config, root, RSNeoConfig.from_preset(model_cfg["preset"]).vocab_size)
-    model = build_model(model_cfg, tokenizer)
+    from rsneo.train.scale import fsdp_builds_on_meta, meta_model, tag_for_materialization
+
+    on_meta = fsdp_builds_on_meta(config["trainer"], model_cfg)
+    with meta_model(on_meta):  # FSDP materialises it unit by unit, on each rank its own shard
+        model = build_model(model_cfg, tokenizer)
+    if on_meta:
+        tag_for_materialization(model, model.init_module)
     module = RSNeoTraining(
         model, config, tokenizer, build_segmentation_head(config, model), build_change_head(config, model)
     )
