@@ -15,6 +15,7 @@ streamed archive, else a seeded `data.val_fraction` of the samples.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rsneo.data.documents import DocumentBuilder
+from rsneo.data.documents import Document, DocumentBuilder
+from rsneo.data.frames import check_band_groups, fold_groups
 from rsneo.errors import InputError
 from rsneo.model.positions import ImageTokens
-from rsneo.train.batch import SegmentationBatch, TrainBatch
+from rsneo.train.batch import ChangeSource, SegmentationBatch, TrainBatch
 from rsneo.train.corpus import QA_SOURCES, SOURCES, Sample, shard_sample
 
 
@@ -96,6 +98,44 @@ def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy:
     return TrainBatch(inputs, segmentation, sources or None)
 
 
+def fold_document(doc: Document, tokens: ImageTokens) -> Document:
+    """`doc` with each `<img>` frame's band groups folded into one (`rsneo.data.frames.fold_groups`): the
+    frame's image tokens shrink to one per 32x32 pixels; text and what the LM learns are unchanged."""
+    out = Document()
+    index = position = 0
+    while position < len(doc.ids):
+        if doc.ids[position] != tokens.start:
+            out.ids.append(doc.ids[position])
+            out.learn.append(doc.learn[position])
+            position += 1
+            continue
+        end = doc.ids.index(tokens.end, position)
+        frame, count = [], end - position - 1
+        while count > 0:  # the frame's groups, in token order
+            frame.append(doc.groups[index])
+            count -= doc.groups[index].num_tokens
+            index += 1
+        folded = fold_groups(frame)
+        n = sum(g.num_tokens for g in folded)
+        out.ids += [tokens.start] + [tokens.context] * n + [tokens.end]
+        out.learn += [False] * (n + 2)
+        out.groups += folded
+        position = end + 1
+    return out
+
+
+def apply_band_groups(sample: Sample, mode: str, tokens: ImageTokens) -> Sample:
+    """A sample under `data.band_groups`: `sensor` as built, `fold` with every frame's groups folded (the
+    document, the labelled chip and the change source alike)."""
+    if check_band_groups(mode) == "sensor":
+        return sample
+    chip = sample.chip and replace(sample.chip, groups=fold_groups(sample.chip.groups))
+    change = sample.change and ChangeSource(
+        [fold_groups(frame) for frame in sample.change.frames], sample.change.dates
+    )
+    return Sample(fold_document(sample.document, tokens), chip, change)
+
+
 def build_samples(
     sources: Sequence[str], root: Path, tokenizer: Any, tokens: ImageTokens, tile: int, **options: Any
 ) -> list[Sample]:
@@ -112,6 +152,8 @@ def build_samples(
         if options.get("qa") and name in QA_SOURCES:
             extra["qa"] = True
         samples += SOURCES[name](root, lambda: DocumentBuilder(tokenizer, tokens), tile, **extra)
+    mode = options.get("band_groups", "sensor")
+    samples = [apply_band_groups(s, mode, tokens) for s in samples]
     if not samples:
         raise InputError(f"data.sources {list(sources)} under {root}: expected samples, found none")
     return samples
@@ -120,11 +162,12 @@ def build_samples(
 class ShardDocuments:
     """Turns streamed shard samples into training samples inside a DataLoader worker (picklable)."""
 
-    def __init__(self, tokenizer: Any, tokens: ImageTokens) -> None:
-        self.tokenizer, self.tokens = tokenizer, tokens
+    def __init__(self, tokenizer: Any, tokens: ImageTokens, band_groups: str = "sensor") -> None:
+        self.tokenizer, self.tokens, self.band_groups = tokenizer, tokens, band_groups
 
     def __call__(self, item: dict[str, Any]) -> Sample:
-        return shard_sample(item, lambda: DocumentBuilder(self.tokenizer, self.tokens))
+        sample = shard_sample(item, lambda: DocumentBuilder(self.tokenizer, self.tokens))
+        return apply_band_groups(sample, self.band_groups, self.tokens)
 
 
 def held_out(size: int, fraction: float, seed: int) -> list[int]:
@@ -157,6 +200,13 @@ class RSNeoDataModule(L.LightningDataModule):
         self.restored: dict[str, int] = {}
 
     @property
+    def band_groups(self) -> str:
+        return check_band_groups(str(self.data.get("band_groups", "sensor")))
+
+    def documents(self) -> ShardDocuments:
+        return ShardDocuments(self.tokenizer, self.tokens, self.band_groups)
+
+    @property
     def streaming(self) -> bool:
         return list(self.data["sources"]) == ["shards"]
 
@@ -174,6 +224,7 @@ class RSNeoDataModule(L.LightningDataModule):
                 split=split,
                 path=self.data.get("path"),
                 qa=bool(self.data.get("qa", False)),
+                band_groups=self.band_groups,
             )
             held: set[int] = set()
             if self.val_batches > 0:
@@ -233,8 +284,7 @@ class RSNeoDataModule(L.LightningDataModule):
             self.dataset = ShardDataset(
                 folder, shuffle=bool(self.data.get("shuffle", True)), seed=self.seed,
                 buffer=int(self.data.get("shuffle_buffer", 64)), shards=shards, repeat=True,
-                transform=ShardDocuments(self.tokenizer, self.tokens), rank=rank, world=world,
-                batch_size=size,
+                transform=self.documents(), rank=rank, world=world, batch_size=size,
             )  # fmt: skip
             self.dataset.start_batch = self.start_batch
             return self._loader(self.dataset, workers=self.num_workers)
@@ -251,7 +301,7 @@ class RSNeoDataModule(L.LightningDataModule):
 
             _, _, folder, shards = self.stream
             dataset = ShardDataset(
-                folder, shards=shards, repeat=True, transform=ShardDocuments(self.tokenizer, self.tokens),
+                folder, shards=shards, repeat=True, transform=self.documents(),
                 rank=rank, world=world, batch_size=size,
             )  # fmt: skip
             return self._loader(dataset)
