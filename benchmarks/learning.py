@@ -10,6 +10,7 @@ Prints a table and writes the run's metrics.csv and loss_curve.png under --out.
     .venv/bin/python benchmarks/learning.py --steps 40         # a quick look
     .venv/bin/python benchmarks/learning.py --throughput       # tokens/s (and MFU on a GPU) for --preset
     .venv/bin/python benchmarks/learning.py --band-groups fold # all bands of a frame in one group
+    .venv/bin/python benchmarks/learning.py --scene-cost --preset demo   # tokens, forward time per grouping
 """
 
 from __future__ import annotations
@@ -110,6 +111,42 @@ def throughput(args: argparse.Namespace) -> None:
         print(f"  model FLOPs utilisation {r['mfu']:.1%} of {args.peak_tflops} TFLOP/s bf16")
 
 
+def scene_cost(args: argparse.Namespace) -> None:
+    """Image tokens and forward time of one real 512 x 512 Sentinel-2 scene (13 bands) per band grouping."""
+    import torch
+
+    from rsneo.data.frames import fold_groups, scene_frames
+    from rsneo.io.scene import read_scene
+    from rsneo.model.causal_lm import RSNeoForCausalLM
+    from rsneo.model.config import RSNeoConfig
+    from rsneo.model.positions import ImageTokens, pack_documents
+    from rsneo.train.config import resolve_data_root
+
+    root = resolve_data_root(args.data_root or "../shared/data")
+    scene = read_scene(next((root / "sen1floods11" / "S2").glob("*_S2Hand.tif")))
+    [frame] = scene_frames(scene)
+    config = RSNeoConfig.from_preset(args.preset)
+    model = RSNeoForCausalLM(config).eval()
+    tokens = ImageTokens.of(config)
+    size = f"{scene.sizes['y']} x {scene.sizes['x']}"
+    threads = torch.get_num_threads()
+    bands = scene.sizes["band"]
+    print(f"one {size} Sentinel-2 scene, {bands} bands; model {args.preset}, best of 3 forward passes "
+          f"on {threads} CPU threads")  # fmt: skip
+    for mode, groups in (("sensor", frame.groups), ("fold", fold_groups(frame.groups))):
+        n = sum(g.num_tokens for g in groups)
+        ids = torch.tensor([tokens.start] + [tokens.context] * n + [tokens.end])
+        inputs = pack_documents([[(ids, groups)]], config)
+        times = []
+        with torch.no_grad():
+            for _ in range(3):
+                started = time.perf_counter()
+                model.backbone(inputs)
+                times.append(time.perf_counter() - started)
+        print(f"  {mode:6s} {len(groups)} group(s), {n:5d} image tokens, forward {min(times) * 1e3:7.1f} ms, "
+              f"{n / min(times):,.0f} tokens/s")  # fmt: skip
+
+
 def measure_throughput(
     preset: str, overrides: dict, steps: int, batch_size: int, tile: int, peak_tflops: float
 ) -> dict:
@@ -193,11 +230,12 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default="runs/learning")
     parser.add_argument("--band-groups", default="sensor", choices=["sensor", "fold"])
+    parser.add_argument("--scene-cost", action="store_true", help="tokens and forward time per band grouping")
     parser.add_argument("--throughput", action="store_true", help="measure training tokens/s instead")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100 SXM: 989)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", module="rasterio")
-    (throughput if args.throughput else learning)(args)
+    (scene_cost if args.scene_cost else throughput if args.throughput else learning)(args)
 
 
 if __name__ == "__main__":
