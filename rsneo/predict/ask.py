@@ -8,7 +8,7 @@ from rsneo.errors import InputError
 from rsneo.heads.generation import generate_answer
 from rsneo.heads.system import System
 from rsneo.io.cog import open_raster
-from rsneo.predict.bands import band_layout, overview_size, read_overview
+from rsneo.predict.bands import band_layout, model_band_groups, overview_size, read_overview
 
 
 def ask_rasters(
@@ -30,7 +30,7 @@ def ask_rasters(
     for raster in map(Path, rasters):
         if not raster.exists():
             raise InputError(f"{raster}: file not found")
-        layout = band_layout(raster, sensor, bands)
+        layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
         with open_raster(raster) as src:
             pixels, valid = read_overview(src, overview_size(src.width, src.height, max_side))
         frames.append(layout.images(pixels, valid))

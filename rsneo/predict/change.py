@@ -29,7 +29,7 @@ from rsneo.heads.change import CHANGE_NAMES, ChangeHead
 from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.io.cog import ClassLegend, check_writable, hidden_path, open_raster
-from rsneo.predict.bands import BandLayout, band_layout, overview_size, read_overview
+from rsneo.predict.bands import BandLayout, band_layout, model_band_groups, overview_size, read_overview
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes
 from rsneo.predict.sliding_window import (
     RasterWindows,
@@ -257,7 +257,7 @@ def detect_change(
                 f"got {len(class_names)}"
             )
     out_dir = check_writable(Path(out_dir))
-    layouts = [band_layout(r, sensor, bands) for r in rasters]
+    layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
     legend = change_legend(class_names)
     n_classes = len(class_names) + 1 if class_names else None
     cog, gpkg = out_dir / "change.tif", out_dir / "change.gpkg"

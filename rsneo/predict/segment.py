@@ -12,7 +12,7 @@ from rsneo.errors import InputError
 from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.io.cog import ClassLegend, check_writable, open_raster
-from rsneo.predict.bands import BandLayout, band_layout
+from rsneo.predict.bands import BandLayout, band_layout, model_band_groups
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
@@ -97,7 +97,7 @@ def segment_raster(
     if not raster.exists():
         raise InputError(f"{raster}: file not found")
     out_dir = check_writable(Path(out_dir))
-    layout = band_layout(raster, sensor, bands)
+    layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
     legend = ClassLegend.from_names([*class_names, NONE_OF_THESE])
     stem = raster.stem
     cog = out_dir / f"{stem}_classes.tif"

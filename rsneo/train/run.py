@@ -196,6 +196,8 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         model = build_model(model_cfg, tokenizer)
     if on_meta:
         tag_for_materialization(model, model.init_module)
+    # prediction groups bands as the model was trained (rsneo.predict.bands.model_band_groups)
+    model.config.extra["band_groups"] = str((config.get("data") or {}).get("band_groups", "sensor"))
     module = RSNeoTraining(
         model, config, tokenizer, build_segmentation_head(config, model), build_change_head(config, model)
     )

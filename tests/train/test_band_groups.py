@@ -39,3 +39,17 @@ def test_folded_batches_run_through_the_model_and_unknown_modes_are_refused(
     expected = r"data.band_groups: expected one of \['sensor', 'fold'\], got 'bands'"
     with pytest.raises(InputError, match=expected):
         apply_band_groups(flood_samples[0], "bands", image_tokens)
+
+
+def test_prediction_groups_bands_as_the_model_was_trained(shared_data):
+    from rsneo.model.config import RSNeoConfig
+    from rsneo.predict.bands import band_layout, model_band_groups
+
+    raster = next((shared_data / "sen1floods11" / "S2").glob("*_S2Hand.tif"))
+    sensor = band_layout(raster).groups
+    assert len(sensor) == 5  # the bundled model's (sensor) groups of 13 Sentinel-2 bands
+    assert band_layout(raster, band_groups="fold").groups == (tuple(i for g in sensor for i in g),)
+    config = RSNeoConfig.from_preset("tiny")
+    assert model_band_groups(config) == "sensor"  # models without a record were trained with sensor groups
+    config.extra["band_groups"] = "fold"
+    assert model_band_groups(RSNeoConfig.from_dict(config.to_dict())) == "fold"  # travels in config.json
