@@ -35,7 +35,7 @@ class Inspect(L.Callback):
         local = {n: p.detach() for n, p in trainer.strategy.model.named_parameters() if ".model." in f".{n}"}
         values = {
             "norms_are_one": all(bool((p == 1).all()) for n, p in local.items() if n.endswith("norm.weight")),
-            "k_proj_s_is_zero": all(bool((p == 0).all()) for n, p in local.items() if "k_proj_s" in n),
+            "s_gate_is_shut": all(bool((p == 0).all()) for n, p in local.items() if "k_norm_s" in n),
             "q_proj_std": [
                 float(p.std()) for n, p in local.items() if n.endswith("q_proj.weight") and p.numel()
             ],

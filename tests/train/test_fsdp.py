@@ -81,7 +81,7 @@ def test_materialising_a_meta_model_gives_its_own_initialisation_and_keeps_ties(
     for name, param in mine.items():
         param, ref = param.detach(), theirs[name].detach()
         assert param.shape == ref.shape and param.device.type == "cpu", name
-        if bool((ref == ref.flatten()[0]).all()):  # constants (norms at 1, k_proj_s and biases at 0): exact
+        if bool((ref == ref.flatten()[0]).all()):  # constants (norms at 1, S gate and biases at 0): exact
             assert torch.equal(param, ref), name
         else:  # random: the same distribution; 0.25 x std is far above the sampling error of >= 512 values
             assert abs(float(param.std()) - float(ref.std())) < 0.25 * float(ref.std()), name
@@ -123,7 +123,7 @@ def test_two_gloo_ranks_set_up_a_neo9b_shaped_run_without_the_whole_model(shared
         # the rank's shard plus a few units in flight (each unit is ~2% of the model); the whole model
         # would need >= 0.5 x whole more on top of its shard
         assert grown < shard + 0.15 * whole, (grown / whole, shard / whole)
-        assert rank["norms_are_one"] and rank["k_proj_s_is_zero"] and not rank["meta_left"]
+        assert rank["norms_are_one"] and rank["s_gate_is_shut"] and not rank["meta_left"]
         # normal(0, 0.02), not kaiming's 0.018
         assert all(abs(std - 0.02) < 2e-4 for std in rank["q_proj_std"])
     assert ranks[0]["q_proj_std"]  # rank 0 holds the first half of every layer, q_proj included
