@@ -88,11 +88,11 @@ def learning(args: argparse.Namespace) -> None:
     print(f"model {args.preset} ({params / 1e6:.2f}M parameters), {args.steps} steps in {seconds:.0f} s")
     trained = sum(len(s.document) for s in run.datamodule.samples)
     image = sum(s.document.ids.count(tokens.context) for s in run.datamodule.samples)
-    logged = read_metrics(run.out_dir / "metrics.csv").get("train/tokens", [])
+    rates = [v for _, v in read_metrics(run.out_dir / "metrics.csv").get("train/tokens_per_s", [])]
     print(
         f"band groups {args.band_groups}: {image / len(run.datamodule.samples):.0f} image tokens per "
         f"{args.tile} px tile ({trained / len(run.datamodule.samples):.0f} tokens per document); "
-        f"{sum(v for _, v in logged) / seconds:,.0f} trained tokens/s (start-up included)"
+        f"{np.median(rates) if rates else float('nan'):,.0f} trained tokens/s (median of the logged rates)"
     )
     for name, value in scores.items():
         print(f"  {name:32s} {value:.3f}")

@@ -103,7 +103,6 @@ class RSNeoTraining(L.LightningModule):
         for name, value in losses.items():
             self.log(f"train/{name}_loss", value.detach(), batch_size=size)
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=size)
-        self.log("train/tokens", float((batch.inputs.doc_ids >= 0).sum()), reduce_fx="sum", batch_size=size)
         return total
 
     def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:

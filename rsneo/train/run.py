@@ -115,7 +115,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    from rsneo.train.callbacks import LossCurve
+    from rsneo.train.callbacks import LossCurve, TokenThroughput
     from rsneo.train.scale import build_strategy
 
     t = cfg["trainer"]
@@ -134,6 +134,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
             save_last=True,
         ),
         LearningRateMonitor(logging_interval="step"),
+        TokenThroughput(int(t["log_every_n_steps"])),
     ]
     if t.get("progress_bar", True):
         callbacks.append(RichProgressBar(leave=True))
@@ -162,6 +163,18 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
     )
 
 
+def set_cpu_threads(t: dict[str, Any]) -> int | None:
+    """CPU runs use `trainer.threads` intra-op threads (null: the cores this process may use, shared by its
+    `devices` processes), set deliberately: torch's default over-subscribes a shared machine. GPU runs keep
+    torch's default."""
+    if t["accelerator"] != "cpu":
+        return None
+    devices = int(t["devices"]) if str(t["devices"]).isdigit() else 1
+    threads = int(t.get("threads") or max(1, len(os.sched_getaffinity(0)) // max(devices, 1)))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def validation_options(t: dict[str, Any]) -> dict[str, Any]:
     """Trainer options for the validation loop: `val_batches` held-out batches every `val_every_n_steps`."""
     every = int(t.get("val_every_n_steps") or 0)
@@ -179,6 +192,7 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     """Tokenizer, model, objectives, data and trainer for a composed config."""
     config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     L.seed_everything(int(config["seed"]), workers=True, verbose=False)
+    set_cpu_threads(config["trainer"])
     root = resolve_data_root(config["data_root"])
     out_dir = Path(config["out_dir"]).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -86,6 +86,8 @@ def test_bf16_mixed_trains_the_smoke_experiment_on_the_cpu(shared_data, tmp_path
     train, held_out = rows(tmp_path / "metrics.csv", "train/loss"), rows(tmp_path / "metrics.csv", "val/loss")
     assert sorted(train) == sorted(held_out) == [0, 1]
     assert all(math.isfinite(v) for v in [*train.values(), *held_out.values()])
+    rates = rows(tmp_path / "metrics.csv", "train/tokens_per_s")  # the throughput callback, every step here
+    assert sorted(rates) == [0, 1] and all(v > 0 for v in rates.values())
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     # fp32 master weights
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
