@@ -164,13 +164,15 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
 
 
 def set_cpu_threads(t: dict[str, Any]) -> int | None:
-    """CPU runs use `trainer.threads` intra-op threads (null: the cores this process may use, shared by its
-    `devices` processes), set deliberately: torch's default over-subscribes a shared machine. GPU runs keep
-    torch's default."""
+    """CPU runs use `trainer.threads` intra-op threads (null: `OMP_NUM_THREADS` when set, else the cores this
+    process may use shared by its `devices` processes), set deliberately: torch's default over-subscribes a
+    shared machine. GPU runs keep torch's default."""
     if t["accelerator"] != "cpu":
         return None
     devices = int(t["devices"]) if str(t["devices"]).isdigit() else 1
-    threads = int(t.get("threads") or max(1, len(os.sched_getaffinity(0)) // max(devices, 1)))
+    default = os.environ.get("OMP_NUM_THREADS", "")
+    fair = max(1, len(os.sched_getaffinity(0)) // max(devices, 1))
+    threads = int(t.get("threads") or (int(default) if default.isdigit() and int(default) > 0 else fair))
     torch.set_num_threads(threads)
     return threads
 

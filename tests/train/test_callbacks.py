@@ -29,7 +29,16 @@ def test_cpu_runs_set_their_thread_count_deliberately():
         assert set_cpu_threads({"accelerator": "cpu", "devices": 1, "threads": 1}) == 1
         assert torch.get_num_threads() == 1
         cores = len(os.sched_getaffinity(0))
-        assert set_cpu_threads({"accelerator": "cpu", "devices": 2, "threads": None}) == max(1, cores // 2)
+        env = os.environ.pop("OMP_NUM_THREADS", None)
+        try:
+            fair = max(1, cores // 2)
+            assert set_cpu_threads({"accelerator": "cpu", "devices": 2, "threads": None}) == fair
+            os.environ["OMP_NUM_THREADS"] = "1"
+            assert set_cpu_threads({"accelerator": "cpu", "devices": 1, "threads": None}) == 1
+        finally:
+            os.environ.pop("OMP_NUM_THREADS", None)
+            if env is not None:
+                os.environ["OMP_NUM_THREADS"] = env
         assert set_cpu_threads({"accelerator": "gpu", "devices": 1}) is None  # torch's default on GPUs
     finally:
         torch.set_num_threads(before)
