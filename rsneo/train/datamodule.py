@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rsneo.data.documents import Document, DocumentBuilder
-from rsneo.data.frames import check_band_groups, fold_groups
+from rsneo.data.frames import DEFAULT_BAND_GROUPS, check_band_groups, fold_groups
 from rsneo.errors import InputError
 from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import ChangeSource, SegmentationBatch, TrainBatch
@@ -152,7 +152,7 @@ def build_samples(
         if options.get("qa") and name in QA_SOURCES:
             extra["qa"] = True
         samples += SOURCES[name](root, lambda: DocumentBuilder(tokenizer, tokens), tile, **extra)
-    mode = options.get("band_groups", "sensor")
+    mode = options.get("band_groups", DEFAULT_BAND_GROUPS)
     samples = [apply_band_groups(s, mode, tokens) for s in samples]
     if not samples:
         raise InputError(f"data.sources {list(sources)} under {root}: expected samples, found none")
@@ -162,7 +162,7 @@ def build_samples(
 class ShardDocuments:
     """Turns streamed shard samples into training samples inside a DataLoader worker (picklable)."""
 
-    def __init__(self, tokenizer: Any, tokens: ImageTokens, band_groups: str = "sensor") -> None:
+    def __init__(self, tokenizer: Any, tokens: ImageTokens, band_groups: str = DEFAULT_BAND_GROUPS) -> None:
         self.tokenizer, self.tokens, self.band_groups = tokenizer, tokens, band_groups
 
     def __call__(self, item: dict[str, Any]) -> Sample:
@@ -201,7 +201,7 @@ class RSNeoDataModule(L.LightningDataModule):
 
     @property
     def band_groups(self) -> str:
-        return check_band_groups(str(self.data.get("band_groups", "sensor")))
+        return check_band_groups(str(self.data.get("band_groups", DEFAULT_BAND_GROUPS)))
 
     def documents(self) -> ShardDocuments:
         return ShardDocuments(self.tokenizer, self.tokens, self.band_groups)

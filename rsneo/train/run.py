@@ -205,6 +205,7 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         tokenizer = checkpoint_tokenizer(config["resume"])
     else:
         tokenizer = build_tokenizer(config, root, RSNeoConfig.from_preset(model_cfg["preset"]).vocab_size)
+    from rsneo.data.frames import DEFAULT_BAND_GROUPS, check_band_groups
     from rsneo.train.scale import fsdp_builds_on_meta, meta_model, tag_for_materialization
 
     on_meta = fsdp_builds_on_meta(config["trainer"], model_cfg)
@@ -213,7 +214,8 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     if on_meta:
         tag_for_materialization(model, model.init_module)
     # prediction groups bands as the model was trained (rsneo.predict.bands.model_band_groups)
-    model.config.extra["band_groups"] = str((config.get("data") or {}).get("band_groups", "sensor"))
+    grouping = (config.get("data") or {}).get("band_groups", DEFAULT_BAND_GROUPS)
+    model.config.extra["band_groups"] = check_band_groups(str(grouping))
     module = RSNeoTraining(
         model, config, tokenizer, build_segmentation_head(config, model), build_change_head(config, model)
     )
