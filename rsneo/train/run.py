@@ -215,7 +215,8 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         tag_for_materialization(model, model.init_module)
     # prediction groups bands as the model was trained (rsneo.predict.bands.model_band_groups)
     grouping = (config.get("data") or {}).get("band_groups", DEFAULT_BAND_GROUPS)
-    model.config.extra["band_groups"] = check_band_groups(str(grouping))
+    # a new dict: presets' configs share theirs
+    model.config.extra = {**model.config.extra, "band_groups": check_band_groups(str(grouping))}
     module = RSNeoTraining(
         model, config, tokenizer, build_segmentation_head(config, model), build_change_head(config, model)
     )
