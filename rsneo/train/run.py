@@ -113,13 +113,14 @@ def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torc
 
 def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any]) -> L.Trainer:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.loggers import TensorBoardLogger
 
     from rsneo.train.callbacks import LossCurve, TokenThroughput
+    from rsneo.train.csvlog import ResumableCSVLogger
     from rsneo.train.scale import build_strategy
 
     t = cfg["trainer"]
-    loggers: list[Any] = [CSVLogger(save_dir=str(out_dir), name="", version="")]
+    loggers: list[Any] = [ResumableCSVLogger(save_dir=str(out_dir), name="", version="")]
     if t.get("tensorboard", True):
         loggers.append(
             TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", version="", default_hp_metric=False)
