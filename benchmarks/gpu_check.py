@@ -92,13 +92,14 @@ def attention(lengths: list[int], preset: str, backends: list[str], repeats: int
         for backend in backends:
             for length in lengths:
                 try:
-                    r = bench.worker(backend, length, "scene", name, device, repeats)
+                    r = bench.worker(backend, length, "scene", name, device, repeats, n_layers=1)
                     rows.append(
                         f"| {label} | {backend} | {r['ran_as']} | {r['length']} | {r['tokens_per_s']:,.0f} "
                         f"| {r['peak_mib']:,.0f} |"
                     )
                 except Exception as exc:  # an out-of-memory or a missing kernel is a result, not a stop
-                    rows.append(f"| {label} | {backend} | failed: {type(exc).__name__} | {length} | - | - |")
+                    why = f"{type(exc).__name__}: {str(exc)[:60]}"
+                    rows.append(f"| {label} | {backend} | failed: {why} | {length} | - | - |")
                 if device == "cuda":
                     torch.cuda.empty_cache()
     return rows
