@@ -7,7 +7,7 @@ Layer counting follows NEO's golden config: `num_layers` is the whole stack, of 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,6 @@ DEFAULT_SPECTRAL_ANCHORS_UM: tuple[float, ...] = (
     0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.945, 1.375, 1.61, 2.19, 11.0,
 )  # fmt: skip
 
-
-# Keys older config.json files carry that no longer mean anything (`extra` was never read); ignored on load.
-RETIRED_KEYS = ("extra",)
 
 @dataclass
 class RSNeoConfig:
@@ -61,6 +58,8 @@ class RSNeoConfig:
     date_spacing: float | None = None  # T units per day between frames; None = consecutive frames
     mask_policy: str = "frame"  # "frame" or "scene"
     initializer_range: float = 0.02
+    # records of how the model was trained that prediction follows (`band_groups`: `sensor` or `fold`)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.spectral_anchors_um = tuple(float(a) for a in self.spectral_anchors_um)
@@ -108,7 +107,6 @@ class RSNeoConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RSNeoConfig:
         known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k not in RETIRED_KEYS}  # folders written before they were dropped
         unknown = sorted(set(d) - known)
         if unknown:
             raise InputError(f"config: unknown keys {unknown}")

@@ -25,7 +25,7 @@ from rsneo.heads.vocabulary import match_classes
 from rsneo.io.areas import format_area
 from rsneo.io.cog import ClassLegend, open_raster
 from rsneo.io.vector import class_areas
-from rsneo.predict.bands import band_layout, overview_size, read_overview
+from rsneo.predict.bands import band_layout, model_band_groups, overview_size, read_overview
 from rsneo.predict.change import (
     CHANGE_NAMES,
     ChangePredictor,
@@ -187,7 +187,7 @@ def class_shares(
     The map is `rsneo segment`'s (same predictor, engine and window plan) over the raster, or over an
     overview when its long side exceeds `max_side`.
     """
-    layout = band_layout(raster, sensor, bands)
+    layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
     legend = ClassLegend.from_names([*classes, NONE_OF_THESE])
     predictor = SegmentationPredictor(system, layout, classes)
     with tempfile.TemporaryDirectory() as tmp, open_raster(raster) as src, _reduced([src], max_side) as (ds,):
@@ -203,7 +203,7 @@ def changed_share(
     system: System, rasters: list[Path], *, sensor=None, bands=None, max_side: int = 512
 ) -> tuple[float, float, str]:
     """Percent of the compared pixels the change map (as `rsneo change`) marks changed, the area, its unit."""
-    layouts = [band_layout(r, sensor, bands) for r in rasters]
+    layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
     legend = change_legend(None)
     with (
         tempfile.TemporaryDirectory() as tmp,

@@ -33,7 +33,7 @@ from rsneo.io.areas import format_area
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env, hidden_path, open_raster
 from rsneo.io.read import PixelUnitsWarning
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
-from rsneo.predict.bands import BandLayout, band_layout, overview_size, read_overview
+from rsneo.predict.bands import BandLayout, band_layout, model_band_groups, overview_size, read_overview
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes
 from rsneo.predict.sliding_window import (
     RasterWindows,
@@ -286,7 +286,7 @@ def _detect_change_locked(
     from rsneo.io.qgis import write_qgz, write_qml
     from rsneo.io.vector import class_areas, write_class_polygons
 
-    layouts = [band_layout(r, sensor, bands) for r in rasters]
+    layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
     legend = change_legend(class_names, untrained)
     n_classes = len(class_names) + 1 if class_names else None
     cog, gpkg = out_dir / "change.tif", out_dir / "change.gpkg"

@@ -17,7 +17,7 @@ from rsneo.io.areas import warn_pixel_units
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.io.vector import write_class_polygons
-from rsneo.predict.bands import BandLayout, band_layout
+from rsneo.predict.bands import BandLayout, band_layout, model_band_groups
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
@@ -126,7 +126,7 @@ def _segment_locked(
     untrained: tuple[str, ...] = (),
 ) -> SegmentOutputs | None:
     """`segment_raster` once this process holds `out_dir`."""
-    layout = band_layout(raster, sensor, bands)
+    layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
     legend = ClassLegend.from_names([*class_names, NONE_OF_THESE], untrained=untrained)
     stem = raster.stem
     cog = out_dir / f"{stem}_classes.tif"

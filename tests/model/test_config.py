@@ -98,14 +98,11 @@ def test_rope_scaling_of_other_types_is_refused_by_name():
         rope_linear_factor({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "cfg")
 
 
-def test_a_config_json_written_with_the_retired_extra_field_still_loads(tmp_path):
-    cfg = RSNeoConfig.from_preset("tiny")
-    old = cfg.to_dict() | {"extra": {"note": "written by rsneo 0.1"}}
-    (tmp_path / "config.json").write_text(json.dumps(old))
-    assert RSNeoConfig.load(tmp_path / "config.json") == cfg
-    assert "extra" not in cfg.to_dict()
+def test_the_bundled_config_json_loads_with_32_pixel_tokens():
     bundled = Path(rsneo.__file__).parent / "assets" / "model" / "config.json"
-    assert RSNeoConfig.load(bundled).token_size == 32
+    config = RSNeoConfig.load(bundled)
+    assert config.token_size == 32 == config.patch_size * config.merge_size
+    assert json.loads(bundled.read_text())["patch_size"] == 16
 
 
 def test_token_size_follows_patch_and_merge_size():
