@@ -359,15 +359,37 @@ def _detect_change_locked(
     return ChangeOutputs(cog, gpkg, qml, qgz, table, report, changed, compared, unit, summary)
 
 
+WITHIN_CLASS = "within class"
+BETWEEN_CLASSES = "between classes"
+
+
+def change_kind(name: str) -> str:
+    """How a change-map class counts: "between classes" (from != to), "within class" (the change score alone
+    says change, the class stays: a new roof, a harvested field) or "change" (no classes asked)."""
+    before, arrow, after = name.partition(" → ")
+    if not arrow:
+        return CHANGE_NAMES[1]
+    return WITHIN_CLASS if before == after else BETWEEN_CLASSES
+
+
+def ordered_rows(rows: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Between-class rows first, then within-class ones, each by decreasing area: the from-to table never
+    mixes "vegetation → vegetation" into the class transitions."""
+    order = {BETWEEN_CLASSES: 0, CHANGE_NAMES[1]: 0, WITHIN_CLASS: 1}
+    return sorted(rows, key=lambda row: (order[change_kind(row[0])], -row[1]))
+
+
 def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, unit: str) -> None:
     partial = hidden_path(path, "partial.csv")
     with partial.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["from", "to", f"area_{unit}", "percent_of_compared"])
-        for name, area in rows:
+        writer.writerow(["from", "to", "kind", f"area_{unit}", "percent_of_compared"])
+        for name, area in ordered_rows(rows):
             before, _, after = name.partition(" → ")
             value = f"{int(area)}" if unit == "px" else f"{area:.4f}"
-            writer.writerow([before, after, value, f"{100 * area / max(compared, 1e-12):.3f}"])
+            writer.writerow(
+                [before, after, change_kind(name), value, f"{100 * area / max(compared, 1e-12):.3f}"]
+            )
     os.replace(partial, path)
 
 
@@ -426,9 +448,14 @@ def _write_change_report(
         f"Dates: {', '.join((lay.date or r.name) for lay, r in zip(layouts, rasters, strict=True))}; "
         f"the change map compares the first and the last.",
     ]
-    measured += [
-        f"{name}: {format_area(area, unit)}" for name, area in sorted(rows, key=lambda r: -r[1])[:10]
-    ]
+    within = sum(area for name, area in rows if change_kind(name) == WITHIN_CLASS)
+    if any(change_kind(name) != CHANGE_NAMES[1] for name, _ in rows):
+        measured.append(
+            f"Of the changed area, {format_area(changed - within, unit)} changed class and "
+            f"{format_area(within, unit)} changed within one class (the change score alone; listed "
+            "separately in the table, not as a class transition)."
+        )
+    measured += [f"{name}: {format_area(area, unit)}" for name, area in ordered_rows(rows)[:10]]
     notes = []
     if pixel_units:
         notes.append("The inputs have no georeference: areas are in pixels, not hectares.")
@@ -437,13 +464,12 @@ def _write_change_report(
             "The change head was not trained in this model folder: the map is a feature distance between the "
             "dates, thresholded by Otsu's method on this pair."
         )
-    header = ["from", "to", "area (px)" if unit == "px" else "area (ha)", "% of compared"]
+    header = ["from", "to", "kind", "area (px)" if unit == "px" else "area (ha)", "% of compared"]
     table_rows = []
-    for name, area in rows:
+    for name, area in ordered_rows(rows):
         before, _, after = name.partition(" → ")
-        table_rows.append(
-            [before, after, format_area(area, unit).split()[0], f"{100 * area / max(compared, 1e-12):.2f}"]
-        )
+        share = f"{100 * area / max(compared, 1e-12):.2f}"
+        table_rows.append([before, after, change_kind(name), format_area(area, unit).split()[0], share])
     report = ChangeReport(
         title=f"Change between {names[0]} and {names[-1]}",
         inputs=[str(r) for r in rasters],
