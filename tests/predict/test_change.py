@@ -32,7 +32,11 @@ def test_from_to_table_keeps_within_class_change_apart(tmp_path):
 
     from rsneo.predict.change import _write_table
 
-    rows = [("vegetation → vegetation", 4181.0), ("water → built-up", 300.0), ("vegetation → built-up", 1071.0)]
+    rows = [
+        ("vegetation → vegetation", 4181.0),
+        ("water → built-up", 300.0),
+        ("vegetation → built-up", 1071.0),
+    ]
     path = tmp_path / "table.csv"
     _write_table(path, rows, compared=10_000.0, unit="ha")
     with path.open() as f:
