@@ -383,12 +383,12 @@ def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, uni
     partial = hidden_path(path, "partial.csv")
     with partial.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["from", "to", "kind", f"area_{unit}", "percent_of_compared"])
+        writer.writerow(["from", "to", f"area_{unit}", "percent_of_compared", "kind"])
         for name, area in ordered_rows(rows):
             before, _, after = name.partition(" → ")
             value = f"{int(area)}" if unit == "px" else f"{area:.4f}"
             writer.writerow(
-                [before, after, change_kind(name), value, f"{100 * area / max(compared, 1e-12):.3f}"]
+                [before, after, value, f"{100 * area / max(compared, 1e-12):.3f}", change_kind(name)]
             )
     os.replace(partial, path)
 
@@ -464,12 +464,12 @@ def _write_change_report(
             "The change head was not trained in this model folder: the map is a feature distance between the "
             "dates, thresholded by Otsu's method on this pair."
         )
-    header = ["from", "to", "kind", "area (px)" if unit == "px" else "area (ha)", "% of compared"]
+    header = ["from", "to", "area (px)" if unit == "px" else "area (ha)", "% of compared", "kind"]
     table_rows = []
     for name, area in ordered_rows(rows):
         before, _, after = name.partition(" → ")
         share = f"{100 * area / max(compared, 1e-12):.2f}"
-        table_rows.append([before, after, change_kind(name), format_area(area, unit).split()[0], share])
+        table_rows.append([before, after, format_area(area, unit).split()[0], share, change_kind(name)])
     report = ChangeReport(
         title=f"Change between {names[0]} and {names[-1]}",
         inputs=[str(r) for r in rasters],
