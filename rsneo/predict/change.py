@@ -23,9 +23,9 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
-from rsneo.baselines import otsu_threshold
+from rsneo.baselines import change_vector_magnitude, otsu_threshold
 from rsneo.errors import InputError
-from rsneo.heads.change import CHANGE_NAMES, ChangeHead
+from rsneo.heads.change import CHANGE_NAMES, ChangeHead, magnitude_excess
 from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.io.areas import format_area
@@ -163,13 +163,58 @@ def calibrated_change_head(
     return head
 
 
+@dataclass
+class SceneMagnitude:
+    """What the change head's magnitude term needs of the whole scene: each date's per-band mean and std and
+    the Otsu cut of the change-vector magnitude, measured once on a decimated read (nearest: the pixels'
+    own distribution, unlike an averaged overview), so that every window is judged on the scene's terms."""
+
+    mean: np.ndarray  # (2, bands, 1, 1): first and last date
+    std: np.ndarray  # (2, bands, 1, 1)
+    cut: float
+
+    @classmethod
+    def measure(cls, first, last, max_side: int = 1024) -> SceneMagnitude:
+        from rsneo.predict.sliding_window import data_bands
+
+        step = -(-max(first.width, first.height) // max_side)  # whole pixels: every `step`-th row and column
+        shape = (-(-first.height // step), -(-first.width // step))
+        reads = []
+        for ds in (first, last):
+            bands = data_bands(ds)
+            pixels = ds.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
+            reads.append((pixels.astype(np.float64), ds.dataset_mask(out_shape=shape) > 0))
+        valid = reads[0][1] & reads[1][1]
+        if valid.sum() < 2:
+            valid = np.ones_like(valid)
+        values = [p[:, valid] for p, _ in reads]  # (bands, n) each
+        mean = np.stack([v.mean(1) for v in values])[..., None, None]
+        std = np.stack([v.std(1) for v in values])[..., None, None]
+        std = np.where(std > 0, std, 1.0)
+        magnitude = change_vector_magnitude((values[0] - mean[0, :, :, 0]) / std[0, :, :, 0],
+                                            (values[1] - mean[1, :, :, 0]) / std[1, :, :, 0])  # fmt: skip
+        return cls(mean, std, otsu_threshold(magnitude))
+
+    def excess(self, before: np.ndarray, after: np.ndarray) -> torch.Tensor:
+        """(B, bands, H, W) raw pixels of both dates -> (B, 1, H, W) magnitude excess over the scene cut."""
+        a = (before - self.mean[0]) / self.std[0]
+        b = (after - self.mean[1]) / self.std[1]
+        magnitude = torch.from_numpy(np.sqrt(((b - a) ** 2).sum(1, keepdims=True)).astype(np.float32))
+        return magnitude_excess(magnitude, self.cut)
+
+
 class ChangePredictor:
     """`predict_fn` for change: (B, dates, bands, S, S) -> [P(no change), P(change), seg first, seg last]."""
 
     def __init__(
-        self, system: System, layouts: list[BandLayout], class_names: list[str] | None, head: ChangeHead
+        self,
+        system: System,
+        layouts: list[BandLayout],
+        class_names: list[str] | None,
+        head: ChangeHead,
+        magnitude: SceneMagnitude | None = None,
     ) -> None:
-        self.system, self.layouts, self.head = system, layouts, head
+        self.system, self.layouts, self.head, self.magnitude = system, layouts, head, magnitude
         self.class_vectors = None
         if class_names:
             with torch.inference_mode():
@@ -186,7 +231,11 @@ class ChangePredictor:
         ]
         inputs = image_documents(frames, system.config, policy="scene").to(system.device)
         features = image_features(system.model, inputs, self.head.config.early_layer, frames=dates)
-        out = [self.head(features, 0, dates - 1).softmax(1)]  # (B, 2, S, S)
+        logits = self.head(features, 0, dates - 1)  # (B, 2, S, S)
+        if self.magnitude is not None:
+            excess = self.magnitude.excess(pixels[:, 0], pixels[:, -1]).to(logits.device)
+            logits = self.head.combine(logits.float(), excess)
+        out = [logits.softmax(1)]
         if self.class_vectors is not None:
             seg = system.segmentation
             if seg.config.early_layer != self.head.config.early_layer:
@@ -303,7 +352,8 @@ def _detect_change_locked(
             views = [read_overview(ds, overview_size(ref.width, ref.height, 512)) for ds in datasets]
             head = calibrated_change_head(system, layouts, views)
         calibration = (float(head.threshold.detach()), float(head.log_scale.detach()))
-        predictor = ChangePredictor(system, layouts, class_names, head)
+        magnitude = SceneMagnitude.measure(datasets[0], datasets[-1]) if head.uses_magnitude else None
+        predictor = ChangePredictor(system, layouts, class_names, head, magnitude)
         predict_raster(
             RasterWindows(datasets, stack=True),
             predictor,
