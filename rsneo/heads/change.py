@@ -35,7 +35,7 @@ class ChangeHeadConfig:
     init_scale: float = 200.0
     init_threshold: float = 0.01  # cosine distance above which a pixel counts as changed before training
     # calibrated combination with the radiometric change magnitude (fit on NAIP pairs by `fit_combination`):
-    # change logit = head_weight * head logit + magnitude_weight * relative magnitude excess + bias; with
+    # change logit = head_weight * (P_head - 0.5) + magnitude_weight * magnitude excess + bias; with
     # magnitude_weight 0 (folders written before it) the head's own logit is used
     head_weight: float = 1.0
     magnitude_weight: float = 0.0
@@ -84,7 +84,8 @@ class ChangeHead(nn.Module):
         but counts every radiometric difference. At head_weight 0 this is exactly CVA + Otsu.
         """
         c = self.config
-        change = c.head_weight * logits[:, 1:] + c.magnitude_weight * excess.to(logits.dtype) + c.bias
+        vote = torch.sigmoid(logits[:, 1:]) - 0.5  # bounded: an over-confident head on an unseen sensor
+        change = c.head_weight * vote + c.magnitude_weight * excess.to(logits.dtype) + c.bias
         return torch.cat([logits[:, :1], change], dim=1)
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:

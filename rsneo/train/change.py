@@ -320,9 +320,10 @@ def fit_combination(
     """Fit head_weight, magnitude_weight and bias of the change head's combination (`ChangeHead.combine`) on
     simulated and real pairs of `sources` (never on test pairs), and set them in `head.config`.
 
-    A logistic regression of the labels on (head logit, magnitude excess over the pair's Otsu cut); then the
-    bias moves the decision to the cut that maximises F1 on the same pixels (the goal measured), rather than
-    P = 0.5. Returns the fitted numbers and the F1 of the head alone, the magnitude alone and the combination.
+    A logistic regression of the labels on (head's P(change) - 0.5, magnitude excess over the pair's Otsu
+    cut); then the bias moves the decision to the cut that maximises F1 on the same pixels (the goal
+    measured), rather than P = 0.5. Returns the fitted numbers and the F1 of the head alone, the magnitude
+    alone and the combination.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -345,10 +346,10 @@ def fit_combination(
         for i in range(magnitude.shape[0]):
             known = batch.labels[i] >= 0
             cut = otsu_threshold(magnitude[i].numpy().ravel())
-            logits.append(logit[i][known])
+            logits.append(torch.sigmoid(logit[i][known]) - 0.5)  # the head's bounded vote (`combine`)
             excess.append(magnitude_excess(magnitude[i], cut)[known])
             labels.append(batch.labels[i][known])
-    x = torch.stack([torch.cat(logits).clamp(-50, 50), torch.cat(excess)], 1).numpy()
+    x = torch.stack([torch.cat(logits), torch.cat(excess)], 1).numpy()
     y = torch.cat(labels).numpy()
     regression = LogisticRegression(C=1.0, max_iter=500).fit(x, y)
     (head_weight, magnitude_weight), bias = regression.coef_[0], float(regression.intercept_[0])
@@ -372,3 +373,60 @@ def fit_combination(
 def _f1(predicted, truth) -> float:
     tp = float((predicted & truth).sum())
     return 2 * tp / max(float(predicted.sum() + truth.sum()), 1.0)
+
+
+def change_pools(names: Sequence[str], data_root: Path, system, naip_tile: int, pucallpa_tile: int) -> list:
+    """Named source pools: `naip_rgb`, `naip_rgbn` (the NAIP dates) and `pucallpa` (the Landsat series)."""
+    from rsneo.model.positions import ImageTokens
+    from rsneo.train.corpus import DocumentBuilder, timeseries
+
+    naip = Path(data_root) / "timeseries" / "naip_m4709963"
+    tokens = ImageTokens.of(system.model.config)
+    pools = []
+    for name in names:
+        if name in ("naip_rgb", "naip_rgbn"):
+            pools.append(naip_change_sources(naip, naip_tile, name.removeprefix("naip_")))
+        elif name == "pucallpa":
+            samples = timeseries(
+                Path(data_root), lambda: DocumentBuilder(system.tokenizer, tokens), pucallpa_tile
+            )
+            pools.append([s.change for s in samples if s.change is not None])
+        else:
+            raise ValueError(f"unknown change source pool {name!r}; expected naip_rgb, naip_rgbn or pucallpa")
+    return pools
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Train the bundled model's change head as an experiment file says (e.g. change_naip.yaml)."""
+    import json
+    import shutil
+    import sys
+
+    import yaml
+
+    from rsneo.heads.system import load_system, save_heads
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    spec = yaml.safe_load(Path(args[0]).read_text())["change_head"]
+    torch.set_num_threads(1)  # 2 busy cores: one thread is faster than torch's default here
+    system = load_system(spec["model"])
+    tiles = (spec["naip_tile"], spec["pucallpa_tile"])
+    for stage in spec["stages"]:
+        pools = change_pools(stage["sources"], spec["data_root"], system, *tiles)
+        train_change_head(system.model, system.change, pools, stage["steps"], spec["batch_size"],
+                          stage["lr"], stage["seed"])  # fmt: skip
+    fit = spec["fit"]
+    pools = change_pools(fit["sources"], spec["data_root"], system, *tiles)
+    numbers = fit_combination(
+        system.model, system.change, pools, fit["batches"], spec["batch_size"], fit["seed"]
+    )
+    print(json.dumps(numbers, indent=1))
+    out = Path(spec["out"])
+    if out.resolve() != Path(spec["model"]).resolve():
+        shutil.copytree(spec["model"], out, dirs_exist_ok=True)
+    save_heads(out, system.segmentation, system.change)
+    print(f"heads written to {out}")
+
+
+if __name__ == "__main__":
+    main()
