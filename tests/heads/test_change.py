@@ -83,3 +83,13 @@ def test_combination_without_the_head_is_cva_with_otsu(shared_data):
         near_cut = np.abs(excess[0, 0].numpy()) < (1e-5 if dtype == torch.float32 else 1e-2)
         assert np.array_equal(changed[~near_cut], expected[~near_cut])
         assert near_cut.mean() < 0.01
+
+
+def test_bundled_change_head_carries_its_fitted_combination():
+    """The bundled folder's change head comes with the magnitude combination fit on NAIP + Pucallpa pairs
+    (benchmarks/change.py measures it); losing it from heads.json would silently fall back to the head."""
+    from rsneo.heads.system import BUNDLED_MODEL, load_heads
+
+    _, change, loaded = load_heads(BUNDLED_MODEL, 256)
+    assert "change" in loaded and change.uses_magnitude
+    assert change.config.magnitude_weight > 0 and change.config.head_weight > 0  # both terms vote for change
