@@ -375,8 +375,23 @@ def _f1(predicted, truth) -> float:
     return 2 * tp / max(float(predicted.sum() + truth.sum()), 1.0)
 
 
-def change_pools(names: Sequence[str], data_root: Path, system, naip_tile: int, pucallpa_tile: int) -> list:
-    """Named source pools: `naip_rgb`, `naip_rgbn` (the NAIP dates) and `pucallpa` (the Landsat series)."""
+def change_pools(
+    names: Sequence[str],
+    data_root: Path,
+    system,
+    naip_tile: int,
+    pucallpa_tile: int,
+    cache: dict | None = None,
+) -> list:
+    """Named source pools: `naip_rgb`, `naip_rgbn` (the NAIP dates) and `pucallpa` (the Landsat series);
+    `cache` keeps pools already read (reading ten NAIP dates takes a while) for the next stage."""
+    cache = {} if cache is None else cache
+    missing = [name for name in names if name not in cache]
+    cache.update(zip(missing, _read_pools(missing, data_root, system, naip_tile, pucallpa_tile), strict=True))
+    return [cache[name] for name in names]
+
+
+def _read_pools(names: Sequence[str], data_root: Path, system, naip_tile: int, pucallpa_tile: int) -> list:
     from rsneo.model.positions import ImageTokens
     from rsneo.train.corpus import DocumentBuilder, timeseries
 
@@ -410,13 +425,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec = yaml.safe_load(Path(args[0]).read_text())["change_head"]
     torch.set_num_threads(1)  # 2 busy cores: one thread is faster than torch's default here
     system = load_system(spec["model"])
-    tiles = (spec["naip_tile"], spec["pucallpa_tile"])
+    tiles, cache = (spec["naip_tile"], spec["pucallpa_tile"]), {}
     for stage in spec["stages"]:
-        pools = change_pools(stage["sources"], spec["data_root"], system, *tiles)
+        pools = change_pools(stage["sources"], spec["data_root"], system, *tiles, cache)
         train_change_head(system.model, system.change, pools, stage["steps"], spec["batch_size"],
                           stage["lr"], stage["seed"])  # fmt: skip
     fit = spec["fit"]
-    pools = change_pools(fit["sources"], spec["data_root"], system, *tiles)
+    pools = change_pools(fit["sources"], spec["data_root"], system, *tiles, cache)
     numbers = fit_combination(
         system.model, system.change, pools, fit["batches"], spec["batch_size"], fit["seed"]
     )
