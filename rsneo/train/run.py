@@ -79,7 +79,7 @@ def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
 
     ids = image_token_ids(tokenizer)
     if model_cfg.get("init_from"):
-        model = RSNeoForCausalLM.from_pretrained(model_cfg["init_from"])
+        model = RSNeoForCausalLM.from_pretrained(model_cfg["init_from"]).train()  # loads in eval mode
         if len(tokenizer) > model.config.vocab_size or model.config.img_context_token_id != ids.context:
             raise InputError(
                 f"model.init_from {model_cfg['init_from']}: its vocabulary ({model.config.vocab_size}, "
@@ -112,14 +112,14 @@ def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torc
 
 
 def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any]) -> L.Trainer:
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
 
-    from rsneo.train.callbacks import LossCurve
+    from rsneo.train.callbacks import LossCurve, run_csv_logger, step_progress_bar
     from rsneo.train.scale import build_strategy
 
     t = cfg["trainer"]
-    loggers: list[Any] = [CSVLogger(save_dir=str(out_dir), name="", version="")]
+    loggers: list[Any] = [run_csv_logger(out_dir, resuming=bool(cfg.get("resume")))]
     if t.get("tensorboard", True):
         loggers.append(
             TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", version="", default_hp_metric=False)
@@ -136,7 +136,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         LearningRateMonitor(logging_interval="step"),
     ]
     if t.get("progress_bar", True):
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(step_progress_bar(int(t["max_steps"])))
     if cfg.get("loss_curve", True):
         callbacks.append(LossCurve(out_dir))
     return L.Trainer(
