@@ -23,7 +23,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from rsneo.errors import InputError
+from rsneo.errors import InputError, RSNeoWarning
 from rsneo.io.detect import acquisition_date, assign_bands, detect_sensor, folder_band_name
 from rsneo.io.grid import Grid
 from rsneo.sensors import Band, Sensor
@@ -31,7 +31,7 @@ from rsneo.sensors import Band, Sensor
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".png", ".img", ".vrt", ".jpg", ".jpeg"}
 
 
-class PixelUnitsWarning(UserWarning):
+class PixelUnitsWarning(RSNeoWarning):
     """The raster has no georeference; coordinates are pixel columns and rows."""
 
 
