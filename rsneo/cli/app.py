@@ -5,8 +5,10 @@ Only typer and the standard library are imported here: `rsneo --help` must not p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -47,6 +49,28 @@ class _Stderr:
 
 
 err_console = _Stderr()
+
+
+@contextlib.contextmanager
+def reported_warnings() -> Iterator[None]:
+    """Show rsneo's warnings meant for the user (pixel units, ...) once each, one line on stderr, in every
+    command alike (stdout stays clean for --json)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            shown = [w.message for w in caught if "rsneo" in w.filename or _is_rsneo_warning(w.category)]
+            for message in dict.fromkeys(str(m) for m in shown):
+                err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _is_rsneo_warning(category: type) -> bool:
+    from rsneo.errors import RSNeoWarning
+
+    return issubclass(category, RSNeoWarning)
 
 
 def _split_debug(argv: list[str]) -> tuple[list[str], bool]:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from rsneo.cli.app import app
+from rsneo.cli.app import app, reported_warnings
 
 
 @app.command("sensors")
@@ -105,23 +105,17 @@ def info_command(
 
     Statistics come from a read of at most 1024 pixels a side (GDAL overviews where the file has them).
     """
-    import warnings
-
     from rich.console import Console
     from rich.table import Table
 
     from rsneo.io.describe import describe_raster
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with reported_warnings():
         reports = [describe_raster(path, sensor=sensor, bands=_split(bands)) for path in rasters]
-    notes = sorted({str(w.message) for w in caught if "georeference" in str(w.message)})
     if as_json:
         typer.echo(json.dumps(reports, indent=1))
         return
     console = Console()
-    for note in notes:
-        console.print(f"[yellow]warning:[/] {note}", highlight=False)
     for rep in reports:
         console.print(
             f"[bold]{rep['path']}[/]\n  sensor {rep['sensor']}  crs {rep['crs'] or 'none (pixel units)'}  "
