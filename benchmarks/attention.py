@@ -3,10 +3,14 @@
 Each (backend, length) runs in its own subprocess, so its peak memory is its own (CUDA: max allocated;
 CPU: peak RSS growth). A row is packed with documents like the training mix: a Sentinel-2 scene of two
 dates (RGB+NIR 256x256 -> 64 tokens, red edge and SWIR at 128x128 -> 16 tokens each, per frame) with a
-caption, and text-only documents in between; or image-only rows (`--mixes image`). One NativeAttention
-layer (the preset's sizes) runs forward + backward on CUDA, forward only on CPU (Flex has no CPU backward).
+caption, and text-only documents in between; or image-only rows (`--mixes image`). A stack of `--layers`
+NativeAttention layers (default: the preset's depth) runs as a real forward does: the mask is built once
+per step and shared by every layer; forward + backward on CUDA, forward only on CPU (Flex has no CPU
+backward). `mask s` is the mask's share of a step. SDPA pads the values to the q/k width, so on CPU too
+it runs the fused (flash) kernel rather than the math one that stores every head's L x L scores.
 
-    python benchmarks/attention.py      # CPU: forward only, lengths capped at 4096 (scores grow as L^2)
+    python benchmarks/attention.py      # CPU: forward only, lengths up to 4096
+    python benchmarks/attention.py --backends sdpa --mixes scene --lengths 16384 --layers 1 --repeats 1
     python benchmarks/attention.py --lengths 4096 8192 16384 32768 --preset neo-2.2b    # on a GPU
 """
 
@@ -52,7 +56,9 @@ def packed_row(config, length: int, mix: str):
     return pack_documents([docs], config, policy="scene")
 
 
-def worker(backend: str, length: int, mix: str, preset: str, device: str, repeats: int) -> dict:
+def worker(
+    backend: str, length: int, mix: str, preset: str, device: str, repeats: int, n_layers: int | None
+) -> dict:
     from rsneo.model import RSNeoConfig
     from rsneo.model.attention import NativeAttention
     from rsneo.model.backbone import RSNeoBackbone
@@ -62,12 +68,12 @@ def worker(backend: str, length: int, mix: str, preset: str, device: str, repeat
     batch = packed_row(config, length, mix).to(device)
     length = batch.input_ids.shape[1]
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    layer = NativeAttention(config).to(device, dtype)
+    layers = [NativeAttention(config).to(device, dtype) for _ in range(n_layers or config.num_layers)]
     with torch.device("meta"):
         mask_builder = RSNeoBackbone(config)
     rope = NativeRopeTables.build(
         batch.positions, config.head_dim, config.spectral_head_dim, config.rope_theta, config.rope_theta_hw,
-        config.rope_theta_s,
+        config.rope_theta_s, dtype,
     )  # fmt: skip
     x = torch.randn(1, length, config.hidden_size, device=device, dtype=dtype, requires_grad=True)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -76,22 +82,31 @@ def worker(backend: str, length: int, mix: str, preset: str, device: str, repeat
 
     # FlexAttention has no CPU backward (it refuses inputs that require grad): forward only on CPU
     grad = device == "cuda"
+    mask_seconds = []
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     def step() -> None:
         with torch.set_grad_enabled(grad):
-            mask = mask_builder.attention_mask(batch, backend)
-            out, _ = layer(x, rope, mask)
+            start = time.perf_counter()
+            mask = mask_builder.attention_mask(batch, backend)  # once per step, shared by every layer
+            sync()
+            mask_seconds.append(time.perf_counter() - start)
+            h = x
+            for layer in layers:
+                h = h + layer(h, rope, mask)[0]
             if grad:
-                out.float().sum().backward()
+                h.float().sum().backward()
 
     step()  # warm-up (compiles Flex on CUDA)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    sync()
+    mask_seconds.clear()
     start = time.perf_counter()
     for _ in range(repeats):
         step()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    sync()
     seconds = (time.perf_counter() - start) / repeats
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
@@ -105,7 +120,10 @@ def worker(backend: str, length: int, mix: str, preset: str, device: str, repeat
         "mix": mix,
         "ran_as": used,
         "length": length,
+        "layers": len(layers),
         "tokens_per_s": length / seconds,
+        "mask_s": sum(mask_seconds) / len(mask_seconds),
+        "step_s": seconds,
         "peak_mib": peak,
     }
 
@@ -118,6 +136,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="*", default=["sdpa", "flex", "flash"])
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=None, help="attention layers (default: the preset's)")
     parser.add_argument(
         "--mixes", nargs="*", default=["scene", "image"], help="scene+text packing, image-only"
     )
@@ -127,22 +146,27 @@ def main() -> None:
     if args.worker:
         print(
             json.dumps(
-                worker(args.worker[0], int(args.worker[1]), args.worker[2], args.preset, device, args.repeats)
+                worker(
+                    args.worker[0], int(args.worker[1]), args.worker[2], args.preset, device, args.repeats,
+                    args.layers,
+                )
             )
         )
         return
     lengths = args.lengths or ([4096, 8192, 16384, 32768] if device == "cuda" else [1024, 2048, 4096])
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; preset {args.preset}; one NativeAttention layer")
+    print(f"device: {name}; preset {args.preset}; NativeAttention layers sharing one mask per step")
     if device == "cpu":
-        print("CPU run: lengths capped (the dense mask and unfused Flex materialise L x L scores)")
-    print(f"{'mix':6} {'backend':8} {'ran as':8} {'tokens':>7} {'tokens/s':>10} {'peak MiB':>9}")
+        print("CPU run: forward only (the dense mask and eager Flex materialise L x L booleans/scores)")
+    print(f"{'mix':6} {'backend':8} {'ran as':8} {'tokens':>7} {'layers':>6} {'tokens/s':>10} {'mask s':>7} "
+          f"{'step s':>7} {'peak MiB':>9}")  # fmt: skip
     for mix in args.mixes:
         for backend in args.backends:
             for length in lengths:
                 cmd = [sys.executable, __file__, "--worker", backend, str(length), mix,
                        "--preset", args.preset,
-                       "--repeats", str(args.repeats)]  # fmt: skip
+                       "--repeats", str(args.repeats)]
+                cmd += ["--layers", str(args.layers)] if args.layers else []  # fmt: skip
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode:
                     err = (proc.stderr.strip().splitlines() or ["?"])[-1][:80]
@@ -150,7 +174,8 @@ def main() -> None:
                     continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 print(
-                    f"{mix:6} {backend:8} {r['ran_as']:8} {r['length']:>7} {r['tokens_per_s']:>10.0f} "
+                    f"{mix:6} {backend:8} {r['ran_as']:8} {r['length']:>7} {r['layers']:>6} "
+                    f"{r['tokens_per_s']:>10.0f} {r['mask_s']:>7.3f} {r['step_s']:>7.2f} "
                     f"{r['peak_mib']:>9.0f}"
                 )
 

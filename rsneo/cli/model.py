@@ -51,15 +51,22 @@ def convert_qwen3_command(
 
 @convert_app.command("neo")
 def convert_neo_command(
-    src: Path = typer.Argument(..., help="NEO release folder (NEO key names, llm_config/vision_config)."),
+    src: Path = typer.Argument(
+        ..., help="NEO release folder (NEO key names, llm_config/vision_config, tokenizer files)."
+    ),
     dst: Path = typer.Argument(..., help="Output rsneo folder (created)."),
+    prebuffer_layers: int | None = typer.Option(
+        None,
+        "--prebuffer-layers",
+        help="Pre-buffer depth; default: extra_num_layers, else NEO-2.2B's 12 / NEO-9B's 6 by size.",
+    ),
 ) -> None:
-    """A NEO checkpoint as an rsneo model: same numbers, plus a silent spectral axis (k_proj_s = 0)."""
+    """A NEO checkpoint as an rsneo model: same numbers, plus a spectral axis whose gate starts shut."""
     from rsneo.model.convert import convert_neo, source_shards
 
     progress, advance = _progress(len(source_shards(src)) if src.is_dir() else 0)
     with progress:
-        cfg = convert_neo(src, dst, progress=advance)
+        cfg = convert_neo(src, dst, prebuffer_layers, progress=advance)
     typer.echo(
         f"wrote {dst}: {cfg.num_layers} layers ({cfg.prebuffer_layers} pre-buffer), vocab {cfg.vocab_size}"
     )

@@ -134,8 +134,10 @@ def segment_command(
     typer.echo(f"polygons:  {result.gpkg}")
     typer.echo(f"style:     {result.qml}")
     typer.echo(f"project:   {result.qgz}")
+    from rsneo.io.areas import format_area
+
     for name, area in result.areas.items():
-        typer.echo(f"  {name}: {area:,.2f} {result.area_unit}")
+        typer.echo(f"  {name}: {format_area(area, result.area_unit)}")
 
 
 @app.command("change")
@@ -175,11 +177,12 @@ def change_command(
             system, rasters, out, class_names=names, plan=plan, sensor=sensor, bands=_bands(bands),
             show_progress=True,
         )  # fmt: skip
-    unit = "pixels" if result.area_unit == "px" else "ha"
+    from rsneo.io.areas import format_area
+
+    changed = format_area(result.changed_area, result.area_unit)
+    compared = format_area(result.compared_area, result.area_unit)
     share = 100 * result.changed_area / max(result.compared_area, 1e-12)
-    typer.echo(
-        f"changed: {result.changed_area:,.2f} {unit} of {result.compared_area:,.2f} {unit} ({share:.2f} %)"
-    )
+    typer.echo(f"changed: {changed} of {compared} ({share:.2f} %)")
     typer.echo(f"change map: {result.cog}")
     typer.echo(f"polygons:   {result.gpkg}")
     typer.echo(f"table:      {result.table}")

@@ -21,12 +21,19 @@ ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
 TEXT_SPECIALS = (ENDOFTEXT, IM_START, IM_END)
 IMAGE_SPECIALS = (IMG_START, IMG_END, IMG_CONTEXT)
+# NEO appends its image tokens to a base vocabulary in this order (NEO's ALL_SPECIAL_TOKEN_LIST): with
+# Qwen3's 151669 ids, <IMG_CONTEXT> = 151669, <img> = 151670, </img> = 151671. `add_image_tokens` keeps it.
+NEO_ADD_ORDER = (IMG_CONTEXT, IMG_START, IMG_END)
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE of `vocab_size` ids (specials included) on `texts`, offline.
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int, image_tokens: bool = True
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE of at most `vocab_size` ids (specials included) on `texts`, offline.
 
-    Every byte is in the base alphabet, so any string encodes and decodes back exactly.
+    Every byte is in the base alphabet, so any string encodes and decodes back exactly. The image tokens
+    come right after the text specials (ids 3, 4, 5: the bundled demo model's layout); `image_tokens=False`
+    leaves them out, like a plain Qwen3 tokenizer.
     """
     minimum = 256 + len(TEXT_SPECIALS) + len(IMAGE_SPECIALS)
     if vocab_size < minimum:
@@ -38,7 +45,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=[*TEXT_SPECIALS, *IMAGE_SPECIALS],
+        special_tokens=[*TEXT_SPECIALS, *(IMAGE_SPECIALS if image_tokens else ())],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -46,17 +53,19 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core, eos_token=ENDOFTEXT, pad_token=ENDOFTEXT, clean_up_tokenization_spaces=False
     )
-    add_image_tokens(tokenizer)
+    if image_tokens:
+        add_image_tokens(tokenizer)
     return tokenizer
 
 
 def add_image_tokens(tokenizer: PreTrainedTokenizerFast) -> ImageTokens:
     """Make sure `<img>`, `</img>`, `<IMG_CONTEXT>` are single special tokens; adding twice changes nothing.
 
-    Returns their ids. A model whose embedding is smaller than `len(tokenizer)` must be resized by the caller.
+    Missing ones are appended in NEO's order (`NEO_ADD_ORDER`). Returns their ids. A model whose embedding
+    is smaller than `len(tokenizer)` must be resized by the caller.
     """
     wanted = [
-        t for t in (*TEXT_SPECIALS, *IMAGE_SPECIALS) if t in tokenizer.get_vocab() or t in IMAGE_SPECIALS
+        t for t in (*TEXT_SPECIALS, *NEO_ADD_ORDER) if t in tokenizer.get_vocab() or t in IMAGE_SPECIALS
     ]
     missing = [t for t in wanted if t not in tokenizer.all_special_tokens]
     if missing:
@@ -81,11 +90,23 @@ def image_token_ids(tokenizer: PreTrainedTokenizerFast) -> ImageTokens:
     return ImageTokens(start=vocab[IMG_START], end=vocab[IMG_END], context=vocab[IMG_CONTEXT])
 
 
-def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerFast:
-    """Load a tokenizer saved by `save_pretrained` (ours or Qwen3's) from a folder, with image tokens."""
+def load_tokenizer(folder: str | Path, add_missing: bool = True) -> PreTrainedTokenizerFast:
+    """Load a tokenizer saved by `save_pretrained` (ours or Qwen3's) from a folder, with image tokens.
+
+    `add_missing=False` (a NEO release, whose tokenizer defines the ids its weights were trained with)
+    refuses a tokenizer without the image tokens instead of adding them at new ids.
+    """
     folder = Path(folder)
     if not (folder / "tokenizer.json").is_file():
         raise InputError(f"{folder}: expected a tokenizer folder with tokenizer.json, found none")
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
-    add_image_tokens(tokenizer)
+    if add_missing:
+        add_image_tokens(tokenizer)
+        return tokenizer
+    absent = [t for t in IMAGE_SPECIALS if t not in tokenizer.get_vocab()]
+    if absent:
+        raise InputError(
+            f"{folder / 'tokenizer.json'}: has no {absent} token(s); the image token ids of these weights "
+            "are unknown, refusing to guess"
+        )
     return tokenizer

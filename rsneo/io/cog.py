@@ -22,10 +22,19 @@ from rasterio.windows import Window
 from rsneo.errors import InputError
 
 NODATA_CLASS = 255  # class value for pixels with no valid input ("none of these" gets its own class)
+# GDAL's block cache, in bytes. rasterio hands an integer GDAL_CACHEMAX straight to GDALSetCacheMax64, which
+# counts bytes: a bare 64 meant 64 bytes (cache off) and made every re-read of a block hit the disk.
+GDAL_CACHE_BYTES = 512 * 1024**2
 GDAL_ENV = {
-    "GDAL_CACHEMAX": 64,
+    "GDAL_CACHEMAX": GDAL_CACHE_BYTES,
     "GDAL_TIFF_INTERNAL_MASK": True,
-}  # MB: keep GDAL's block cache small and fixed
+}  # the only GDAL settings rsneo makes; applied through `gdal_env()`
+
+
+def gdal_env() -> rasterio.Env:
+    """The one place rsneo's GDAL settings are applied (a rasterio.Env of `GDAL_ENV`)."""
+    return rasterio.Env(**GDAL_ENV)
+
 
 # Colours users expect for common land-cover words; anything else gets an evenly spaced hue.
 KNOWN_COLORS: dict[str, tuple[int, int, int]] = {
@@ -154,7 +163,7 @@ class CogBlockWriter:
         self.partial = hidden_path(self.path, "partial.tif")
         self.legend = legend
         if resume and self.partial.exists():
-            with rasterio.Env(**GDAL_ENV):
+            with gdal_env():
                 self._dst = open_raster(self.partial, "r+")
             return
         profile = dict(
@@ -171,7 +180,7 @@ class CogBlockWriter:
             blockysize=blocksize,
             compress="deflate",
         )
-        with rasterio.Env(**GDAL_ENV):
+        with gdal_env():
             self._dst = open_raster(self.partial, "w", **profile)
         self._dst.set_band_description(1, description)
         if legend is None:
@@ -188,12 +197,12 @@ class CogBlockWriter:
 
     def write(self, window: Window, values: np.ndarray) -> None:
         """Write one block of (rows, cols) uint8 values."""
-        with rasterio.Env(**GDAL_ENV):
+        with gdal_env():
             self._dst.write(values.astype(np.uint8, copy=False), 1, window=window)
 
     def flush(self) -> None:
         """Make the blocks written so far durable, so a resumed run can trust them."""
-        with rasterio.Env(**GDAL_ENV):
+        with gdal_env():
             self._dst.close()
             self._dst = open_raster(self.partial, "r+")
 
@@ -235,7 +244,7 @@ class CogBlockWriter:
     def close(self) -> None:
         """Close without finishing: the partial file stays for a resumed run."""
         if not self._dst.closed:
-            with rasterio.Env(**GDAL_ENV):
+            with gdal_env():
                 self._dst.close()
 
 

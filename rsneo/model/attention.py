@@ -6,9 +6,14 @@ Per head, the query and key are the concatenation [T | H | W | S]:
 rope_theta_hw;
 - S (spectral_head_dim): q_proj_s/k_proj_s, own QK-norms, rotary at the spectral coordinate, base
 rope_theta_s.
-Values stay head_dim and the scale stays 1/sqrt(head_dim), so with k_proj_hw and k_proj_s at zero the layer
-is the
-plain Qwen3 layer (the H/W/S terms of every score are exactly 0).
+Values stay head_dim and the scale stays 1/sqrt(head_dim), so with k_proj_hw at zero and the S gate shut the
+layer is the plain Qwen3 layer (the H/W/S terms of every score are exactly 0).
+
+The S gate is `k_norm_s.weight`, which starts at zero while `k_proj_s` starts non-zero: the S term is
+exactly 0 at initialisation, and a small step on the gate changes it by about the step size. (A zero
+`k_proj_s` under a unit-weight RMSNorm would be exact too, but its first update is normalised to full size:
+the S axis would jump.) Older folders stored `k_norm_s` at one with `k_proj_s` at zero; they load and behave
+as before.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = eps
 
+    def reset_parameters(self) -> None:  # used when materialising a model built on the meta device
+        nn.init.ones_(self.weight)
+
     def forward(self, x: Tensor) -> Tensor:
         dtype = x.dtype
         x = x.float()
@@ -51,7 +59,7 @@ class AttentionMask:
     flash: FlashPlan | None = None
 
 
-_compiled_flex: Any = None
+_compiled_flex: dict[Any, Any] = {}
 
 
 def flex_needs_power_of_two() -> bool:
@@ -65,30 +73,61 @@ def _pad_last(x: Tensor, width: int) -> Tensor:
     return F.pad(x, (0, width - x.shape[-1])) if width > x.shape[-1] else x
 
 
-def flex_attention(
-    q: Tensor, k: Tensor, v: Tensor, block_mask: Any, scale: float, pad: bool | None = None
-) -> Tensor:
-    """FlexAttention, compiled on CUDA (fused kernel), eager elsewhere.
-
-    Where the installed version needs power-of-two head dims, q/k and v are zero-padded (scores and outputs
-    are unchanged: the extra channels multiply zeros) and the output is cut back.
-    """
-    global _compiled_flex
+def flex_kernel(compiled: bool, backend: Any = "inductor") -> Any:
+    """FlexAttention, compiled once per backend with static shapes (lengths come padded to `FLEX_BLOCK`)."""
     from torch.nn.attention.flex_attention import flex_attention as flex
 
-    dv = v.shape[-1]
+    if not compiled:
+        return flex
+    if backend not in _compiled_flex:
+        _compiled_flex[backend] = torch.compile(flex, dynamic=False, backend=backend)
+    return _compiled_flex[backend]
+
+
+def flex_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    block_mask: Any,
+    scale: float,
+    pad: bool | None = None,
+    compiled: bool | None = None,
+    backend: Any = "inductor",
+) -> Tensor:
+    """FlexAttention, compiled on CUDA (fused kernel), eager elsewhere (unless `compiled`).
+
+    The block mask covers the row padded to a multiple of `FLEX_BLOCK` (see `flex_block_mask`); q, k, v are
+    zero-padded to that length here and the output is cut back, so the compiled kernel sees one length per
+    128-token bucket instead of recompiling for every packed length. Where the installed version needs
+    power-of-two head dims, q/k and v are zero-padded too (scores and outputs are unchanged: the extra
+    channels multiply zeros).
+    """
+    length, dv = q.shape[-2], v.shape[-1]
+    padded = block_mask.seq_lengths[0]
+    if padded > length:
+        q, k, v = (F.pad(t, (0, 0, 0, padded - length)) for t in (q, k, v))
     if pad if pad is not None else flex_needs_power_of_two():
         q, k = (_pad_last(t, max(16, 1 << (q.shape[-1] - 1).bit_length())) for t in (q, k))
         v = _pad_last(v, max(16, 1 << (dv - 1).bit_length()))
-    if q.is_cuda:
-        if _compiled_flex is None:
-            _compiled_flex = torch.compile(flex, dynamic=False)
-        return _compiled_flex(q, k, v, block_mask=block_mask, scale=scale)[..., :dv]
+    kernel = flex_kernel(q.is_cuda if compiled is None else compiled, backend)
     import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
-        return flex(q, k, v, block_mask=block_mask, scale=scale)[..., :dv]
+        return kernel(q, k, v, block_mask=block_mask, scale=scale)[..., :length, :dv]
+
+
+def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    """SDPA with values zero-padded to the q/k width, cut back after.
+
+    Fused kernels (flash on CPU and CUDA) need one head width for q, k and v; rsneo's values are head_dim
+    wide and its q/k 2 x head_dim + S. Unpadded, SDPA falls back to the math kernel, which stores every
+    head's full score matrix. The padded channels multiply zero weights, so the output is unchanged.
+    """
+    dv = v.shape[-1]
+    v = _pad_last(v, q.shape[-1])
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return out[..., :dv]
 
 
 class NativeAttention(nn.Module):
@@ -149,11 +188,13 @@ class NativeAttention(nn.Module):
         repeat = cfg.num_heads // cfg.num_kv_heads
         k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
         scale = 1.0 / math.sqrt(cfg.head_dim)
+        # under autocast the projections are in the autocast dtype but the (fp32) rotary promotes q/k back
+        q, k = q.to(v.dtype), k.to(v.dtype)
         if mask.backend == "flex":
             out = flex_attention(q, k, v, mask.block_mask, scale)
         elif mask.backend == "flash":
             out = run_varlen(mask.flash, q, k, v, scale)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.dense, scale=scale)
+            out = sdpa(q, k, v, mask.dense, scale)
         out = out.transpose(1, 2).reshape(batch, length, cfg.num_heads * cfg.head_dim)
         return self.o_proj(out), present

@@ -146,7 +146,7 @@ class RSNeoBackbone(nn.Module):
         x = self.embed(inputs, image_embeds)
         rope = NativeRopeTables.build(
             inputs.positions.to(x.device), cfg.head_dim, cfg.spectral_head_dim,
-            cfg.rope_theta, cfg.rope_theta_hw, cfg.rope_theta_s,
+            cfg.rope_theta, cfg.rope_theta_hw, cfg.rope_theta_s, x.dtype, cfg.rope_linear_factor,
         )  # fmt: skip
         mask = self.attention_mask(inputs, attn_backend, cache)
         hidden = [x] if output_hidden_states else None

@@ -41,16 +41,26 @@ class RSNeoForCausalLM(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Qwen3-style: normal(0, initializer_range) for linear and embedding weights, k_proj_s at 0."""
+        """Qwen3-style: normal(0, initializer_range) for linear and embedding weights; S key gate at 0.
+
+        The S axis is gated by its key norm weight (`k_norm_s`, see `rsneo.model.attention`): at zero the S
+        term of every score is exactly 0, and one optimiser step moves it by about the step size (a zero
+        `k_proj_s` under a unit-weight RMSNorm would jump to full size instead).
+        """
         if self.lm_head.weight.is_meta:
             return
-        std = self.config.initializer_range
         for name, module in self.named_modules():
-            if isinstance(module, nn.Linear | nn.Embedding) and not name.startswith("backbone.vision"):
-                nn.init.normal_(module.weight, std=std)
-        for layer in self.backbone.layers:
-            if self.config.spectral_head_dim:
-                nn.init.zeros_(layer.self_attn.k_proj_s.weight)
+            self.init_module(name, module)
+
+    @torch.no_grad()
+    def init_module(self, name: str, module: nn.Module) -> None:
+        """`init_weights` for one submodule (`name` as in `named_modules`, children not included): lets a
+        model built on the meta device be materialised one FSDP unit at a time (`rsneo.train.scale`), after
+        each module's own `reset_parameters`."""
+        if isinstance(module, nn.Linear | nn.Embedding) and not name.startswith("backbone.vision"):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+        if self.config.spectral_head_dim and name.endswith("self_attn.k_norm_s"):
+            nn.init.zeros_(module.weight)  # the S gate starts shut
 
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by role, for freezing per stage (stage 1: vision + prebuffer + native_positions).

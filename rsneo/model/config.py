@@ -38,6 +38,7 @@ class RSNeoConfig:
     rope_theta: float = 1_000_000.0  # T axis: the LLM's own base
     rope_theta_hw: float = 10_000.0  # H and W axes
     rope_theta_s: float = 10_000.0  # S axis
+    rope_linear_factor: float = 1.0  # Qwen3 linear `rope_scaling`: T and H/W positions / factor
     rms_norm_eps: float = 1e-6
     tie_word_embeddings: bool = False
     # vision: NEO's patch embedding layer (16-pixel conv + GELU + 2D rotary, then a 2x2 merge to 32-pixel
@@ -119,12 +120,19 @@ class RSNeoConfig:
     def from_neo_json(cls, neo: dict[str, Any], **overrides: Any) -> RSNeoConfig:
         """Translate a NEO config (`llm_config` + `vision_config`: the golden one, NEOChatConfig) to ours.
 
-        NEO's release configs may leave the image token ids unset (NEO reads them from its tokenizer); then
-        the defaults stay until `convert neo` takes them from the tokenizer.
+        NEO's release configs (the HF remote-code config) leave the image token ids unset (NEO reads them
+        from its tokenizer; `convert neo` does too) and have no `extra_num_layers`: then the pre-buffer
+        depth must come as the `prebuffer_layers` override (`convert neo` infers or asks for it).
         """
         llm, vis = neo["llm_config"], neo["vision_config"]
-        if "extra_num_layers" not in llm:
-            raise InputError("NEO config: llm_config has no 'extra_num_layers' (the pre-buffer depth)")
+        prebuffer = overrides.pop("prebuffer_layers", None)
+        if prebuffer is None:
+            prebuffer = llm.get("extra_num_layers")
+        if prebuffer is None:
+            raise InputError(
+                "NEO config: llm_config has no 'extra_num_layers' (the pre-buffer depth); "
+                "give it (--prebuffer-layers)"
+            )
         heads = llm["num_attention_heads"]
         head_dim = llm.get("head_dim") or llm["hidden_size"] // heads
         theta = llm.get("rope_theta") or (llm.get("rope_parameters") or {}).get("rope_theta", 1_000_000.0)
@@ -141,13 +149,14 @@ class RSNeoConfig:
             hidden_size=llm["hidden_size"],
             intermediate_size=llm["intermediate_size"],
             num_layers=llm["num_hidden_layers"],
-            prebuffer_layers=llm["extra_num_layers"],
+            prebuffer_layers=int(prebuffer),
             num_heads=heads,
             num_kv_heads=llm.get("num_key_value_heads", heads),
             head_dim=head_dim,
             spectral_head_dim=head_dim // 2,
             rope_theta=float(theta),
             rope_theta_hw=float(llm.get("rope_theta_hw", 10_000.0)),
+            rope_linear_factor=rope_linear_factor(llm, "NEO config llm_config"),
             rms_norm_eps=llm.get("rms_norm_eps", 1e-6),
             tie_word_embeddings=bool(llm.get("tie_word_embeddings", False)),
             vision_hidden_size=vis.get("hidden_size", 1024),
@@ -157,6 +166,24 @@ class RSNeoConfig:
             **ids,
         )
         return replace(cfg, **overrides)
+
+
+def rope_linear_factor(llm: dict[str, Any], source: str) -> float:
+    """The linear factor of a Qwen3/NEO `rope_scaling` (1 when absent); other scaling types are refused.
+
+    NEO builds its T and H/W rotaries from the same config, so the scaling applies to both; rsneo honours the
+    linear type (positions divided by the factor) and names any other type rather than silently ignoring it.
+    """
+    scaling = llm.get("rope_scaling") or (llm.get("rope_parameters") or {})
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind == "default":
+        return 1.0
+    if kind == "linear":
+        return float(scaling["factor"])
+    raise InputError(
+        f"{source}: rope_scaling type {kind!r} is not supported by rsneo (only 'linear' or none); "
+        "convert a checkpoint without it"
+    )
 
 
 def _golden_tiny() -> RSNeoConfig:
@@ -203,9 +230,9 @@ PRESETS: dict[str, RSNeoConfig] = {
         tie_word_embeddings=True,
         vision_hidden_size=1024,
         rope_theta_vision=1000.0,
-        img_start_token_id=151669,
-        img_end_token_id=151670,
-        img_context_token_id=151671,
+        img_start_token_id=151670,  # NEO adds <IMG_CONTEXT>, <img>, </img> after Qwen3's 151669 ids
+        img_end_token_id=151671,
+        img_context_token_id=151669,
         eos_token_id=151645,
     ),
     # NEO-9B: Qwen3-8B (36 layers) behind a 6-layer pre-buffer (scripts/8B_1PT.sh: 6 of 42 layers)
@@ -224,9 +251,9 @@ PRESETS: dict[str, RSNeoConfig] = {
         tie_word_embeddings=False,
         vision_hidden_size=1024,
         rope_theta_vision=1000.0,
-        img_start_token_id=151669,
-        img_end_token_id=151670,
-        img_context_token_id=151671,
+        img_start_token_id=151670,  # NEO adds <IMG_CONTEXT>, <img>, </img> after Qwen3's 151669 ids
+        img_end_token_id=151671,
+        img_context_token_id=151669,
         eos_token_id=151645,
     ),
 }

@@ -3,8 +3,9 @@
 Both converters stream shard by shard (one source shard in memory at a time), so a 9B checkpoint converts in
 about one shard's worth of RAM. New tensors are initialised as NEO initialises them from a plain Qwen3:
 - `q_proj_hw` from `q_proj`: per head, head_dim in quarters [a, b, c, d] -> [a, c, a, c]; `k_proj_hw` zero;
-- `q_proj_s` from `q_proj` the same way (the first spectral_head_dim/2 channels of each rotary half);
-  `k_proj_s` zero, so the S axis adds exactly nothing until trained;
+- `q_proj_s` from `q_proj` the same way (the first spectral_head_dim/2 channels of each rotary half),
+  `k_proj_s` from `k_proj` likewise, and the S key norm weight (the S gate) at zero, so the S axis adds
+  exactly nothing at first and opens smoothly with training;
 - all new QK-norms at one; pre-buffer layers and the patch embedding freshly initialised (normal, std 0.02).
 """
 
@@ -13,16 +14,18 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from rsneo.errors import InputError
-from rsneo.model.config import PRESETS, RSNeoConfig
+from rsneo.model.config import PRESETS, RSNeoConfig, rope_linear_factor
 from rsneo.model.patch_embed import SpectralPatchEmbedding
 
 LAYER = re.compile(r"^(?:model|language_model\.model)\.layers\.(\d+)\.(.+)$")
@@ -53,7 +56,11 @@ def native_from_q(prefix: str, q_proj: Tensor, cfg: RSNeoConfig, with_hw: bool =
 
 
 def native_from_k(prefix: str, k_proj: Tensor, cfg: RSNeoConfig, with_hw: bool = True) -> dict[str, Tensor]:
-    """Zero key projections for H/W (and S), norms at one."""
+    """H/W key projections at zero with norms at one (NEO's start); S keys from k_proj, gated shut.
+
+    `k_proj_s` takes k_proj's rotary halves (as q_proj_s takes q_proj's) and its norm weight, the S gate,
+    starts at zero: the S term is exactly 0 and opens smoothly with training.
+    """
     out: dict[str, Tensor] = {}
     hd, sd, kv, d = cfg.head_dim, cfg.spectral_head_dim, cfg.num_kv_heads, k_proj.shape[1]
     if with_hw:
@@ -61,8 +68,8 @@ def native_from_k(prefix: str, k_proj: Tensor, cfg: RSNeoConfig, with_hw: bool =
         for n in ("k_norm_h", "k_norm_w"):
             out[f"{prefix}{n}.weight"] = torch.ones(hd // 2, dtype=k_proj.dtype)
     if sd:
-        out[f"{prefix}k_proj_s.weight"] = torch.zeros(kv * sd, d, dtype=k_proj.dtype)
-        out[f"{prefix}k_norm_s.weight"] = torch.ones(sd, dtype=k_proj.dtype)
+        out[f"{prefix}k_proj_s.weight"] = rotary_halves(k_proj, kv, hd, sd).clone()
+        out[f"{prefix}k_norm_s.weight"] = torch.zeros(sd, dtype=k_proj.dtype)
     return out
 
 
@@ -133,10 +140,10 @@ def fresh_tensors(cfg: RSNeoConfig, layers: range, vision: bool, dtype: torch.dt
     for index in layers:
         layer = NativeLayer(cfg)
         for name, p in layer.named_parameters():
-            if name.endswith("norm.weight") or "_norm" in name or name.endswith("layernorm.weight"):
+            if name.endswith("k_norm_s.weight"):
+                torch.nn.init.zeros_(p.data)  # the S gate (see `native_from_k`)
+            elif name.endswith("norm.weight") or "_norm" in name or name.endswith("layernorm.weight"):
                 torch.nn.init.ones_(p.data)
-            elif name.endswith("k_proj_s.weight"):
-                torch.nn.init.zeros_(p.data)
             else:
                 torch.nn.init.normal_(p.data, std=cfg.initializer_range)
             out[f"backbone.layers.{index}.{name}"] = p.data.to(dtype)
@@ -151,7 +158,10 @@ def fresh_tensors(cfg: RSNeoConfig, layers: range, vision: bool, dtype: torch.dt
 def source_shards(src: Path) -> list[Path]:
     index = src / "model.safetensors.index.json"
     if index.is_file():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, AttributeError) as exc:
+            raise InputError(f"{index}: not a safetensors index ({exc})") from None
         return [src / n for n in names]
     single = src / "model.safetensors"
     if single.is_file():
@@ -162,23 +172,68 @@ def source_shards(src: Path) -> list[Path]:
     return shards
 
 
+def shard_keys(shards: list[Path]) -> list[str]:
+    """Every tensor name of the shards (headers only)."""
+    keys: list[str] = []
+    for shard in shards:
+        try:
+            with safe_open(str(shard), framework="pt") as f:
+                keys += list(f.keys())
+        except (SafetensorError, OSError) as exc:
+            raise InputError(f"{shard}: not a readable safetensors file ({exc})") from None
+    return keys
+
+
 def read_shard(path: Path) -> Iterator[tuple[str, Tensor]]:
-    with safe_open(str(path), framework="pt") as f:
-        for key in f.keys():  # noqa: SIM118  (safe_open is not a mapping)
-            yield key, f.get_tensor(key)
+    """(name, tensor) of one shard; a missing, truncated or corrupt file is one InputError naming it."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+            for key in keys:
+                yield key, f.get_tensor(key)
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
-def copy_tokenizer(src: Path, dst: Path) -> tuple[int, int, int, int]:
-    """Copy the source tokenizer, add NEO's image tokens; returns (start, end, context) ids and its length."""
-    from rsneo.data.tokenizer import load_tokenizer
+@contextmanager
+def staged_folder(dst: Path) -> Iterator[Path]:
+    """A temporary sibling of `dst` to write into, renamed to `dst` only when everything is written.
 
-    tokenizer = load_tokenizer(src)
+    On any error the temporary folder (and any parent this created) is removed: nothing half-written stays.
+    An existing non-empty `dst` is refused rather than replaced.
+    """
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise InputError(f"{dst}: already exists and is not an empty folder; give a new output folder")
+    created = [d for d in (dst.parent, *dst.parent.parents) if not d.exists()]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
+    try:
+        yield tmp
+        if dst.exists():
+            dst.rmdir()
+        tmp.rename(dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for d in created:  # innermost first
+            with suppress(OSError):
+                d.rmdir()
+        raise
+
+
+def copy_tokenizer(src: Path, dst: Path, add_missing: bool = True) -> tuple[int, int, int, int]:
+    """Copy the source tokenizer (adding NEO's image tokens, in NEO's order, if `add_missing`).
+
+    Returns the <img>, </img>, <IMG_CONTEXT> ids and the tokenizer's length.
+    """
+    from rsneo.data.tokenizer import image_token_ids, load_tokenizer
+
+    tokenizer = load_tokenizer(src, add_missing=add_missing)
     tokenizer.save_pretrained(str(dst))
     for extra in ("generation_config.json",):
         if (src / extra).is_file():
             shutil.copy(src / extra, dst / extra)
-    vocab = tokenizer.get_vocab()
-    return vocab["<img>"], vocab["</img>"], vocab["<IMG_CONTEXT>"], len(tokenizer)
+    ids = image_token_ids(tokenizer)
+    return ids.start, ids.end, ids.context, len(tokenizer)
 
 
 def grow_rows(tensor: Tensor, rows: int) -> Tensor:
@@ -189,6 +244,16 @@ def grow_rows(tensor: Tensor, rows: int) -> Tensor:
     return torch.cat((tensor, extra), dim=0)
 
 
+def expected_shapes(cfg: RSNeoConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor an rsneo folder of `cfg` stores (the model built on meta)."""
+    from rsneo.model.causal_lm import RSNeoForCausalLM
+    from rsneo.model.checkpoint import saved_state
+
+    with torch.device("meta"):
+        model = RSNeoForCausalLM(cfg)
+    return {k: tuple(v.shape) for k, v in saved_state(model).items()}
+
+
 def write_converted(
     dst: Path,
     cfg: RSNeoConfig,
@@ -196,9 +261,33 @@ def write_converted(
     map_tensor: Callable[[str, Tensor], dict[str, Tensor]],
     extra: dict[str, Tensor],
     progress: Callable[[str], None] | None = None,
+    source_key: Callable[[str], str] = str,
 ) -> None:
-    """Write mapped source shards and one shard of new tensors, with an index, to `dst`."""
+    """Write mapped source shards and one shard of new tensors, with an index, to `dst`.
+
+    Every tensor is checked against the shape rsneo expects as it streams by; a misshapen or unknown
+    tensor, or one missing at the end, is an InputError naming the source tensor (the caller writes into
+    a staged folder, so nothing is left behind).
+    """
     from rsneo.model.checkpoint import write_shards
+
+    shapes = expected_shapes(cfg)
+    origin: dict[str, str] = {}
+
+    def checked(source: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for name, t in tensors.items():
+            if name in ("backbone.embed_tokens.weight", "lm_head.weight"):
+                t = grow_rows(t, cfg.vocab_size)
+            if name not in shapes:
+                raise InputError(f"{source}: no place for it in this rsneo config ({name!r})")
+            if tuple(t.shape) != shapes[name]:
+                raise InputError(
+                    f"{source}: gives {name!r} the shape {list(t.shape)}, expected {list(shapes[name])}"
+                )
+            origin[name] = source
+            out[name] = t.contiguous()
+        return out
 
     def mapped() -> Iterator[dict[str, Tensor]]:
         for shard in shards:
@@ -206,14 +295,31 @@ def write_converted(
                 progress(shard.name)
             out: dict[str, Tensor] = {}
             for key, tensor in read_shard(shard):
-                for name, t in map_tensor(key, tensor).items():
-                    if name in ("backbone.embed_tokens.weight", "lm_head.weight"):
-                        t = grow_rows(t, cfg.vocab_size)
-                    out[name] = t.contiguous()
+                source = f"{shard}: tensor {key!r} {list(tensor.shape)}"
+                try:
+                    out |= checked(source, map_tensor(key, tensor))
+                except RuntimeError as exc:  # a misshapen q/k_proj cannot even be split per head
+                    raise InputError(f"{source}: unexpected shape ({exc})") from None
             yield out
-        yield extra
+        yield checked("new tensors", extra)
+        missing = [k for k in shapes if k not in origin]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise InputError(
+                f"{shards[0].parent}: tensor {source_key(missing[0])!r} is missing{more} (rsneo's "
+                f"{missing[0]!r}); is a shard incomplete?"
+            )
 
     write_shards(dst, cfg, mapped())
+
+
+def llm_source_key(name: str, layer_shift: int, prefix: str = "") -> str:
+    """The Qwen3/NEO key an rsneo language-model tensor comes from (for error messages)."""
+    m = re.match(r"^backbone\.layers\.(\d+)\.(.+)$", name)
+    if m:
+        return f"{prefix}model.layers.{int(m.group(1)) - layer_shift}.{m.group(2)}"
+    return prefix + {"backbone.embed_tokens.weight": "model.embed_tokens.weight",
+                     "backbone.norm.weight": "model.norm.weight"}.get(name, name)  # fmt: skip
 
 
 def convert_qwen3(
@@ -223,7 +329,10 @@ def convert_qwen3(
     vision_hidden_size: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RSNeoConfig:
-    """A Hugging Face Qwen3 folder -> an rsneo folder; Qwen3 layer i becomes layer i + prebuffer_layers."""
+    """A Hugging Face Qwen3 folder -> an rsneo folder; Qwen3 layer i becomes layer i + prebuffer_layers.
+
+    NEO's image tokens are appended to the tokenizer in NEO's order (`<IMG_CONTEXT>`, `<img>`, `</img>`).
+    """
     src, dst = Path(src), Path(dst)
     hf_path = src / "config.json"
     if not hf_path.is_file():
@@ -243,41 +352,80 @@ def convert_qwen3(
             )
         prebuffer_layers = match[0].prebuffer_layers
     head_dim = hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]
-    dst.mkdir(parents=True, exist_ok=True)
-    start, end, context, n_tokens = copy_tokenizer(src, dst)
-    cfg = RSNeoConfig(
-        name=f"qwen3-{hf['hidden_size']}x{hf['num_hidden_layers']}+{prebuffer_layers}",
-        vocab_size=max(hf["vocab_size"], n_tokens),
-        hidden_size=hf["hidden_size"],
-        intermediate_size=hf["intermediate_size"],
-        num_layers=hf["num_hidden_layers"] + prebuffer_layers,
-        prebuffer_layers=prebuffer_layers,
-        num_heads=hf["num_attention_heads"],
-        num_kv_heads=hf["num_key_value_heads"],
-        head_dim=head_dim,
-        spectral_head_dim=head_dim // 2,
-        rope_theta=float(hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta", 1e6)),
-        rms_norm_eps=hf["rms_norm_eps"],
-        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-        vision_hidden_size=vision_hidden_size or min(1024, hf["hidden_size"]),
-        img_start_token_id=start,
-        img_end_token_id=end,
-        img_context_token_id=context,
-        eos_token_id=hf.get("eos_token_id") if isinstance(hf.get("eos_token_id"), int) else None,
-    )
-    dtype = _dtype_of(hf.get("torch_dtype") or hf.get("dtype"))
-    extra = fresh_tensors(cfg, range(prebuffer_layers), vision=True, dtype=dtype)
-    write_converted(
-        dst, cfg, source_shards(src), lambda k, t: map_llm_tensor(k, t, cfg, prebuffer_layers, has_hw=False),
-        extra, progress,
-    )  # fmt: skip
+    shards = source_shards(src)
+    with staged_folder(dst) as out:
+        start, end, context, n_tokens = copy_tokenizer(src, out)
+        cfg = RSNeoConfig(
+            name=f"qwen3-{hf['hidden_size']}x{hf['num_hidden_layers']}+{prebuffer_layers}",
+            vocab_size=max(hf["vocab_size"], n_tokens),
+            hidden_size=hf["hidden_size"],
+            intermediate_size=hf["intermediate_size"],
+            num_layers=hf["num_hidden_layers"] + prebuffer_layers,
+            prebuffer_layers=prebuffer_layers,
+            num_heads=hf["num_attention_heads"],
+            num_kv_heads=hf["num_key_value_heads"],
+            head_dim=head_dim,
+            spectral_head_dim=head_dim // 2,
+            rope_theta=float(
+                hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta", 1e6)
+            ),
+            rope_linear_factor=rope_linear_factor(hf, str(hf_path)),
+            rms_norm_eps=hf["rms_norm_eps"],
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            vision_hidden_size=vision_hidden_size or min(1024, hf["hidden_size"]),
+            img_start_token_id=start,
+            img_end_token_id=end,
+            img_context_token_id=context,
+            eos_token_id=hf.get("eos_token_id") if isinstance(hf.get("eos_token_id"), int) else None,
+        )
+        dtype = _dtype_of(hf.get("torch_dtype") or hf.get("dtype"))
+        extra = fresh_tensors(cfg, range(prebuffer_layers), vision=True, dtype=dtype)
+        write_converted(
+            out, cfg, shards, lambda k, t: map_llm_tensor(k, t, cfg, prebuffer_layers, has_hw=False),
+            extra, progress, lambda name: llm_source_key(name, prebuffer_layers),
+        )  # fmt: skip
     return cfg
 
 
+def neo_prebuffer_depth(neo: dict, keys: list[str], src: Path, given: int | None) -> int:
+    """The pre-buffer depth of a NEO folder: given, else `extra_num_layers`, else inferred.
+
+    NEO's release config (the HF remote-code one) has no `extra_num_layers`. All layers look alike, so the
+    tensors give the total depth only; the pre-buffer is the total minus the base LLM's depth of the NEO
+    size with that width and total (NEO-2.2B: 40 - 28, NEO-9B: 42 - 36). Anything else must be given.
+    """
+    llm = neo["llm_config"]
+    indexes = {int(m.group(1)) for m in map(LAYER.match, keys) if m}
+    total = max(indexes) + 1 if indexes else 0
+    if indexes != set(range(total)) or total != llm.get("num_hidden_layers", total):
+        raise InputError(
+            f"{src}: the tensors hold layers {sorted(indexes)[:3]}..{total - 1} but config.json says "
+            f"num_hidden_layers={llm.get('num_hidden_layers')}; is a shard missing?"
+        )
+    if given is not None:
+        return given
+    if llm.get("extra_num_layers") is not None:
+        return int(llm["extra_num_layers"])
+    match = [p for p in PRESETS.values() if (p.hidden_size, p.num_layers) == (llm["hidden_size"], total)]
+    if not match or not match[0].prebuffer_layers:
+        raise InputError(
+            f"{src / 'config.json'}: no extra_num_layers and {total} layers of width {llm['hidden_size']} "
+            "match no NEO size; give the pre-buffer depth (--prebuffer-layers)"
+        )
+    return match[0].prebuffer_layers
+
+
 def convert_neo(
-    src: str | Path, dst: str | Path, progress: Callable[[str], None] | None = None
+    src: str | Path,
+    dst: str | Path,
+    prebuffer_layers: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> RSNeoConfig:
-    """A NEO release folder (NEO key names, `llm_config`/`vision_config` config) -> an rsneo folder."""
+    """A NEO folder (NEO key names, `llm_config`/`vision_config` config, tokenizer) -> an rsneo folder.
+
+    The image token ids come from the folder's tokenizer (NEO's own ids, never added or guessed); a folder
+    without tokenizer files, or whose tokenizer lacks the image tokens, is refused.
+    """
     src, dst = Path(src), Path(dst)
     cfg_path = src / "config.json"
     if not cfg_path.is_file():
@@ -285,24 +433,31 @@ def convert_neo(
     neo = json.loads(cfg_path.read_text())
     if "llm_config" not in neo or "vision_config" not in neo:
         raise InputError(f"{cfg_path}: expected NEO's 'llm_config' and 'vision_config', found {sorted(neo)}")
-    dst.mkdir(parents=True, exist_ok=True)
-    cfg = RSNeoConfig.from_neo_json(neo)
-    if (src / "tokenizer.json").is_file():
-        start, end, context, n_tokens = copy_tokenizer(src, dst)
+    shards = source_shards(src)
+    keys = shard_keys(shards)
+    depth = neo_prebuffer_depth(neo, keys, src, prebuffer_layers)
+    cfg = RSNeoConfig.from_neo_json(neo, prebuffer_layers=depth)
+    with staged_folder(dst) as out:
+        start, end, context, n_tokens = copy_tokenizer(src, out, add_missing=False)
+        for name, found in (("img_start_token_id", start), ("img_context_token_id", context)):
+            given = neo.get(name)
+            if given is not None and given != found:
+                raise InputError(f"{cfg_path}: {name} is {given} but the tokenizer gives {found}")
         cfg = replace(cfg, vocab_size=max(cfg.vocab_size, n_tokens), img_start_token_id=start,
                       img_end_token_id=end, img_context_token_id=context)  # fmt: skip
-    shards = source_shards(src)
-    vision: dict[str, Tensor] = {}
-    for shard in shards:
-        with safe_open(str(shard), framework="pt") as f:
-            for key in f.keys():  # noqa: SIM118
-                if key.startswith("vision_model."):
-                    vision[key] = f.get_tensor(key)
+        vision: dict[str, Tensor] = {}
+        for shard in shards:
+            if any(k.startswith("vision_model.") for k in shard_keys([shard])):
+                vision |= {k: t for k, t in read_shard(shard) if k.startswith("vision_model.")}
 
-    def map_tensor(key: str, tensor: Tensor) -> dict[str, Tensor]:
-        return {} if key.startswith("vision_model.") else map_llm_tensor(key, tensor, cfg, 0, has_hw=True)
+        def map_tensor(key: str, tensor: Tensor) -> dict[str, Tensor]:
+            return {} if key.startswith("vision_model.") else map_llm_tensor(key, tensor, cfg, 0, has_hw=True)
 
-    write_converted(dst, cfg, shards, map_tensor, neo_vision_tensors(vision, cfg), progress)
+        prefix = "language_model." if any(k.startswith("language_model.") for k in keys) else ""
+        write_converted(
+            out, cfg, shards, map_tensor, neo_vision_tensors(vision, cfg), progress,
+            lambda name: llm_source_key(name, 0, prefix),
+        )  # fmt: skip
     return cfg
 
 

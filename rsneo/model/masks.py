@@ -20,6 +20,7 @@ from torch import Tensor
 
 BACKENDS = ("auto", "sdpa", "flex", "flash")
 FLASH_MAX_HEAD_DIM = 256
+FLEX_BLOCK = 128  # FlexAttention's tile: BlockMasks and its kernels work on 128 x 128 blocks
 
 
 def may_attend(
@@ -46,9 +47,19 @@ def dense_mask(q_doc: Tensor, q_block: Tensor, k_doc: Tensor, k_block: Tensor, q
     return allowed[:, None]
 
 
-def flex_block_mask(doc_ids: Tensor, block_ids: Tensor) -> Any:
-    """A FlexAttention BlockMask for self-attention over the whole batch (no cache)."""
+def flex_block_mask(doc_ids: Tensor, block_ids: Tensor, multiple: int = FLEX_BLOCK) -> Any:
+    """A FlexAttention BlockMask for self-attention over the whole batch (no cache), built once per batch.
+
+    The row is padded to a multiple of `multiple` (FlexAttention's 128-token tile, as NEO pads its packed
+    rows) with padding tokens (doc id -1, which attend only themselves): the compiled kernel then sees one
+    length per 128-token bucket and does not recompile for every packed length; `flex_attention` pads
+    q/k/v to the mask's length and cuts the output back.
+    """
     from torch.nn.attention.flex_attention import create_block_mask
+
+    extra = -doc_ids.shape[1] % multiple
+    if extra:
+        doc_ids, block_ids = (torch.nn.functional.pad(t, (0, extra), value=-1) for t in (doc_ids, block_ids))
 
     def mask_mod(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         return may_attend(
@@ -127,11 +138,11 @@ def run_varlen(plan: FlashPlan, q: Tensor, k: Tensor, v: Tensor, scale: float) -
         return x.transpose(1, 2).reshape(batch * length, heads, x.shape[-1])[plan.token_index]
 
     fq, fk, fv = flat(q), flat(k), flat(v)  # (valid, heads, dim)
+    # flash-attn, and SDPA's fused kernels on CPU, need one head width for q, k and v: pad the values
+    fv = torch.nn.functional.pad(fv, (0, fq.shape[-1] - dv))
     if flash_available() and q.is_cuda:
         from flash_attn import flash_attn_varlen_func
 
-        qk = fq.shape[-1]
-        fv = torch.nn.functional.pad(fv, (0, qk - dv))  # flash needs one head dim for q, k and v
         out = flash_attn_varlen_func(
             fq, fk, fv, plan.cu_seqlens, plan.cu_seqlens, plan.max_seqlen, plan.max_seqlen,
             softmax_scale=scale, causal=plan.causal,
@@ -142,7 +153,7 @@ def run_varlen(plan: FlashPlan, q: Tensor, k: Tensor, v: Tensor, scale: float) -
         for start, end in zip(cu[:-1], cu[1:], strict=True):
             seg = [x[start:end].transpose(0, 1)[None] for x in (fq, fk, fv)]  # (1, heads, n, dim)
             o = torch.nn.functional.scaled_dot_product_attention(*seg, is_causal=plan.causal, scale=scale)
-            pieces.append(o[0].transpose(0, 1))
+            pieces.append(o[0].transpose(0, 1)[..., :dv])
         out = torch.cat(pieces, dim=0)
     full = out.new_zeros(batch * length, heads, dv)
     full[plan.token_index] = out

@@ -21,12 +21,19 @@ def inverse_frequencies(dim: int, base: float, device: torch.device | None = Non
     return 1.0 / (base**exponents)
 
 
-def rotary_tables(positions: Tensor, dim: int, base: float) -> tuple[Tensor, Tensor]:
-    """cos and sin (batch, tokens, dim) for rotate-half rotary at float `positions` (batch, tokens)."""
+def rotary_tables(
+    positions: Tensor, dim: int, base: float, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    """cos and sin (batch, tokens, dim) for rotate-half rotary at float `positions` (batch, tokens).
+
+    Angles are computed in fp32 (bf16 cannot even hold positions above 256 exactly), then cast to the
+    hidden dtype as Qwen3/NEO cast them, so queries and keys keep their dtype through the rotation.
+    """
     inv = inverse_frequencies(dim, base, positions.device)
-    angles = positions.float()[..., None] * inv  # (batch, tokens, dim/2)
-    emb = torch.cat((angles, angles), dim=-1)
-    return emb.cos(), emb.sin()
+    with torch.autocast(positions.device.type, enabled=False):
+        angles = positions.float()[..., None] * inv  # (batch, tokens, dim/2)
+        emb = torch.cat((angles, angles), dim=-1)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 def rotate_half(x: Tensor) -> Tensor:
@@ -58,25 +65,37 @@ class NativeRopeTables:
         theta: float,
         theta_hw: float,
         theta_s: float,
+        dtype: torch.dtype = torch.float32,
+        linear_factor: float = 1.0,
     ) -> NativeRopeTables:
-        """positions (4, batch, tokens): T, H, W, S."""
+        """positions (4, batch, tokens): T, H, W, S; cos/sin in `dtype` (the hidden states' dtype).
+
+        `linear_factor` is Qwen3's linear `rope_scaling` (positions divided by the factor); NEO applies it
+        to T and to H/W, so it is applied there; S is rsneo's own axis and keeps its scale.
+        """
         half = head_dim // 2
+        scaled = positions[:3] / linear_factor if linear_factor != 1.0 else positions[:3]
         return cls(
-            t=rotary_tables(positions[0], head_dim, theta),
-            h=rotary_tables(positions[1], half, theta_hw),
-            w=rotary_tables(positions[2], half, theta_hw),
-            s=rotary_tables(positions[3], spectral_dim, theta_s) if spectral_dim else None,
+            t=rotary_tables(scaled[0], head_dim, theta, dtype),
+            h=rotary_tables(scaled[1], half, theta_hw, dtype),
+            w=rotary_tables(scaled[2], half, theta_hw, dtype),
+            s=rotary_tables(positions[3], spectral_dim, theta_s, dtype) if spectral_dim else None,
         )
 
 
 def apply_rotary_interleaved(x: Tensor, positions: Tensor, base: float) -> Tensor:
-    """Rotate pairs (2i, 2i+1) of x (..., d) by positions (...) at frequencies 1/base^(2i/d)."""
+    """Rotate pairs (2i, 2i+1) of x (..., d) by positions (...) at frequencies 1/base^(2i/d).
+
+    Computed in fp32 and cast back to x's dtype, as NEO's patch rotary does.
+    """
     dim = x.shape[-1]
-    angles = positions.float()[..., None] * inverse_frequencies(dim, base, x.device)  # (..., d/2)
-    cos, sin = angles.cos(), angles.sin()
-    even, odd = x[..., 0::2], x[..., 1::2]
-    out = torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1)
-    return out.flatten(-2)
+    with torch.autocast(x.device.type, enabled=False):
+        angles = positions.float()[..., None] * inverse_frequencies(dim, base, x.device)  # (..., d/2)
+        cos, sin = angles.cos(), angles.sin()
+        xf = x.float()
+        even, odd = xf[..., 0::2], xf[..., 1::2]
+        out = torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1)
+    return out.flatten(-2).to(x.dtype)
 
 
 def patch_rope_2d(features: Tensor, base: float) -> Tensor:

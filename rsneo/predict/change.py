@@ -28,14 +28,16 @@ from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, ChangeHead
 from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System
-from rsneo.io.cog import ClassLegend, check_writable, hidden_path, open_raster
+from rsneo.io.areas import format_area
+from rsneo.io.cog import ClassLegend, check_writable, gdal_env, hidden_path, open_raster
+from rsneo.io.read import PixelUnitsWarning
+from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.predict.bands import BandLayout, band_layout, overview_size, read_overview
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
     confidence_path,
-    discard_partial,
     predict_raster,
     run_signature,
 )
@@ -43,10 +45,6 @@ from rsneo.predict.sliding_window import (
 MAX_FROM_TO_CLASSES = (
     15  # (classes + "none of these")^2 + 1 class values must fit in uint8 below the nodata value
 )
-
-
-class PixelUnitsWarning(UserWarning):
-    """The inputs carry no georeference: outputs are in pixel units, areas in pixels."""
 
 
 def _georeferenced(src: rasterio.DatasetReader) -> bool:
@@ -239,10 +237,11 @@ def detect_change(
     show_progress: bool = False,
     max_new_tokens: int = 64,
 ) -> ChangeOutputs:
-    """Compare the first and last of `rasters` (dates of one place); write every output to `out_dir`."""
-    from rsneo.io.qgis import write_qgz, write_qml
-    from rsneo.io.vector import class_areas, write_class_polygons
+    """Compare the first and last of `rasters` (dates of one place); write every output to `out_dir`.
 
+    One writer per `out_dir`; an interrupted run resumes (a run killed after the change map reuses it).
+    Areas are true hectares in any CRS, integer pixel counts for dates without georeference.
+    """
     rasters = [Path(r) for r in rasters]
     if len(rasters) < 2:
         raise InputError(f"change: expected two or more rasters (dates of one place), got {len(rasters)}")
@@ -257,16 +256,42 @@ def detect_change(
                 f"got {len(class_names)}"
             )
     out_dir = check_writable(Path(out_dir))
+    with output_lock(out_dir), gdal_env():
+        return _detect_change_locked(
+            system, rasters, out_dir, class_names=class_names, plan=plan, sensor=sensor, bands=bands,
+            show_progress=show_progress, max_new_tokens=max_new_tokens,
+        )  # fmt: skip
+
+
+def _detect_change_locked(
+    system: System,
+    rasters: list[Path],
+    out_dir: Path,
+    *,
+    class_names: list[str] | None,
+    plan: WindowPlan,
+    sensor: str | None,
+    bands: list[str] | None,
+    show_progress: bool,
+    max_new_tokens: int,
+) -> ChangeOutputs:
+    """`detect_change` once this process holds `out_dir`."""
+    from rsneo.io.qgis import write_qgz, write_qml
+    from rsneo.io.vector import class_areas, write_class_polygons
+
     layouts = [band_layout(r, sensor, bands) for r in rasters]
     legend = change_legend(class_names)
     n_classes = len(class_names) + 1 if class_names else None
     cog, gpkg = out_dir / "change.tif", out_dir / "change.gpkg"
     qml, qgz = out_dir / "change.qml", out_dir / "change.qgz"
     table, report = out_dir / "change_table.csv", out_dir / "change_report.html"
+    outputs = [cog, confidence_path(cog), gpkg, qml, qgz, table, report]
     signature = run_signature(
-        rasters=[(str(r.resolve()), r.stat().st_size, r.stat().st_mtime) for r in rasters],
+        inputs=fingerprint(rasters),
+        sensor=sensor,
+        bands=bands,
         classes=class_names,
-        model=str(system.folder),
+        model=folder_fingerprint(system.folder),
         heads=system.trained_heads,
         plan=plan,
     )
@@ -290,6 +315,7 @@ def detect_change(
             signature=run_signature(caller=signature, calibration=calibration),
             show_progress=show_progress,
             classify=from_to_classifier(n_classes),
+            keep_state=True,
         )
         try:
             unit = "px" if pixel_units else "ha"
@@ -302,7 +328,7 @@ def detect_change(
                 class_maps=[(cog, legend)],
                 polygons=[(gpkg, legend)],
                 crs=crs,
-                title="rsneo change",
+                title="rsneo change" + (" (pixel units)" if pixel_units else ""),
             )
             areas = class_areas(cog, legend)
             compared = areas.pop("")
@@ -324,11 +350,12 @@ def detect_change(
                 pixel_units,
                 max_new_tokens,
             )
-        except BaseException:
-            for path in (cog, confidence_path(cog), gpkg, qml, qgz, table, report):
+        except InputError:  # a user error: nothing half-written stays (a kill keeps the map for the next run)
+            for path in outputs:
                 path.unlink(missing_ok=True)
-            discard_partial(cog)
+            remove_temporaries(outputs)
             raise
+    remove_temporaries(outputs)  # the kept record of the map and temporaries of a killed run
     return ChangeOutputs(cog, gpkg, qml, qgz, table, report, changed, compared, unit, summary)
 
 
@@ -339,12 +366,9 @@ def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, uni
         writer.writerow(["from", "to", f"area_{unit}", "percent_of_compared"])
         for name, area in rows:
             before, _, after = name.partition(" → ")
-            writer.writerow([before, after, f"{area:.4f}", f"{100 * area / max(compared, 1e-12):.3f}"])
+            value = f"{int(area)}" if unit == "px" else f"{area:.4f}"
+            writer.writerow([before, after, value, f"{100 * area / max(compared, 1e-12):.3f}"])
     os.replace(partial, path)
-
-
-def _fmt(value: float, unit: str) -> str:
-    return f"{value:,.0f} pixels" if unit == "px" else f"{value:,.2f} ha"
 
 
 def _write_change_report(
@@ -397,12 +421,14 @@ def _write_change_report(
     )
     share = 100 * changed / max(compared, 1e-12)
     measured = [
-        f"Compared area: {_fmt(compared, unit)} (valid on every date).",
-        f"Changed area: {_fmt(changed, unit)}, {share:.2f} % of the compared area.",
+        f"Compared area: {format_area(compared, unit)} (valid on every date).",
+        f"Changed area: {format_area(changed, unit)}, {share:.2f} % of the compared area.",
         f"Dates: {', '.join((lay.date or r.name) for lay, r in zip(layouts, rasters, strict=True))}; "
         f"the change map compares the first and the last.",
     ]
-    measured += [f"{name}: {_fmt(area, unit)}" for name, area in sorted(rows, key=lambda r: -r[1])[:10]]
+    measured += [
+        f"{name}: {format_area(area, unit)}" for name, area in sorted(rows, key=lambda r: -r[1])[:10]
+    ]
     notes = []
     if pixel_units:
         notes.append("The inputs have no georeference: areas are in pixels, not hectares.")
@@ -416,7 +442,7 @@ def _write_change_report(
     for name, area in rows:
         before, _, after = name.partition(" → ")
         table_rows.append(
-            [before, after, _fmt(area, unit).split()[0], f"{100 * area / max(compared, 1e-12):.2f}"]
+            [before, after, format_area(area, unit).split()[0], f"{100 * area / max(compared, 1e-12):.2f}"]
         )
     report = ChangeReport(
         title=f"Change between {names[0]} and {names[-1]}",

@@ -115,11 +115,12 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from rsneo.train.callbacks import LossCurve, run_csv_logger, step_progress_bar
+    from rsneo.train.callbacks import LossCurve, step_progress_bar
+    from rsneo.train.csvlog import ResumableCSVLogger
     from rsneo.train.scale import build_strategy
 
     t = cfg["trainer"]
-    loggers: list[Any] = [run_csv_logger(out_dir, resuming=bool(cfg.get("resume")))]
+    loggers: list[Any] = [ResumableCSVLogger(save_dir=str(out_dir), name="", version="")]
     if t.get("tensorboard", True):
         loggers.append(
             TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", version="", default_hp_metric=False)

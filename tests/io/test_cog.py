@@ -100,3 +100,18 @@ def test_check_writable_names_the_folder(tmp_path):
     blocker.write_text("x")
     with pytest.raises(InputError, match=r"output folder .*a_file/out: expected a folder rsneo can write to"):
         check_writable(blocker / "out")
+
+
+def test_gdal_block_cache_is_the_size_given_in_bytes(rgb, tmp_path):
+    """GDAL_CACHEMAX reaches GDAL in bytes (a bare 64 was 64 bytes: cache off), during and after writes."""
+    from rasterio._env import get_gdal_config  # returns GDALGetCacheMax64(): the effective size
+
+    from rsneo.io.cog import GDAL_CACHE_BYTES, gdal_env
+
+    assert GDAL_CACHE_BYTES >= 64 * 1024**2
+    with gdal_env():
+        assert get_gdal_config("GDAL_CACHEMAX") == GDAL_CACHE_BYTES
+    with rasterio.open(rgb) as src:
+        writer, _ = write_blocks(tmp_path / "c.tif", src, ClassLegend.from_names(["a", "b", "c"]))
+        writer.finish()
+    assert get_gdal_config("GDAL_CACHEMAX") >= 64 * 1024**2  # nothing left the cache switched off

@@ -7,6 +7,7 @@ import torch
 
 from rsneo.errors import InputError
 from rsneo.model import PRESETS, RSNeoConfig, RSNeoForCausalLM
+from rsneo.model.config import rope_linear_factor
 
 
 def test_tiny_preset_is_the_golden_config(golden_config):
@@ -58,16 +59,17 @@ def test_neo_release_config_without_token_ids_or_head_dim():
             "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}, "tie_word_embeddings": True,
         },
         "vision_config": {"hidden_size": 1024, "rope_theta_vision": 1000.0},
-        "img_start_token_id": 151669,
-        "img_context_token_id": 151671,
+        "img_start_token_id": 151670,
+        "img_context_token_id": 151669,
     }  # fmt: skip
     cfg = RSNeoConfig.from_neo_json(neo)
     assert (cfg.head_dim, cfg.rope_theta, cfg.prebuffer_layers, cfg.post_layers) == (128, 1e6, 12, 28)
-    assert (cfg.img_start_token_id, cfg.img_end_token_id, cfg.img_context_token_id) == (
-        151669,
-        151670,
-        151671,
-    )
+    # NEO adds <IMG_CONTEXT>, <img>, </img> in this order after Qwen3's 151669 ids; the presets agree
+    ids = (cfg.img_start_token_id, cfg.img_end_token_id, cfg.img_context_token_id)
+    assert ids == (151670, 151671, 151669)
+    for name in ("neo-2.2b", "neo-9b"):
+        preset = RSNeoConfig.from_preset(name)
+        assert (preset.img_start_token_id, preset.img_end_token_id, preset.img_context_token_id) == ids
     preset = RSNeoConfig.from_preset("neo-2.2b")
     assert (cfg.vision_hidden_size, cfg.rope_theta_vision) == (
         preset.vision_hidden_size,
@@ -76,3 +78,17 @@ def test_neo_release_config_without_token_ids_or_head_dim():
     del neo["llm_config"]["extra_num_layers"]
     with pytest.raises(InputError, match="extra_num_layers"):
         RSNeoConfig.from_neo_json(neo)
+    assert RSNeoConfig.from_neo_json(neo, prebuffer_layers=12).prebuffer_layers == 12
+
+
+@pytest.mark.parametrize(
+    ("scaling", "factor"),
+    [(None, 1.0), ({"rope_type": "default"}, 1.0), ({"type": "linear", "factor": 4.0}, 4.0)],
+)
+def test_rope_scaling_linear_is_honoured(scaling, factor):
+    assert rope_linear_factor({"rope_scaling": scaling}, "cfg") == factor
+
+
+def test_rope_scaling_of_other_types_is_refused_by_name():
+    with pytest.raises(InputError, match="rope_scaling type 'yarn'"):
+        rope_linear_factor({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "cfg")

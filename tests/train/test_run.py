@@ -100,7 +100,7 @@ def test_resumed_in_place_keeps_its_metrics_and_shows_steps_of_max_steps(shared_
         assert run_app([*common, "trainer.max_steps=4", "trainer.stop_at_step=2"]) == 0
         resume = f"resume={tmp_path / 'checkpoints' / 'last.ckpt'}"
         assert run_app([*common, "trainer.max_steps=4", resume]) == 0
-    assert sorted(losses(tmp_path / "metrics.csv")) == [0, 1, 2, 3]  # Lightning's writer deleted rows 0, 1
+    assert sorted(losses(tmp_path / "metrics.csv")) == [0, 1, 2, 3]  # kept by ResumableCSVLogger
     assert not [w for w in caught if "logs directory" in str(w.message)], [str(w.message) for w in caught]
     shown = capsys.readouterr()
     assert re.search(r"step [━╸ ]+ 2/4", shown.out) and re.search(r"step [━╸ ]+ 4/4", shown.out), shown.out
