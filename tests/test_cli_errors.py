@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rsneo.cli import app, run_app
@@ -148,3 +149,67 @@ def test_broken_raster(command, case, shared_data, tmp_path, capsys):
     assert code == 2 and re.search(expected, err), err
     assert err.count("error:") == 1
     assert not out.exists()  # nothing half-written
+
+
+def _huge_vrt(shared: Path, folder: Path) -> Path:
+    """A VRT declaring 10^6 x 10^6 pixels over one small real file: a few hundred bytes."""
+    import rasterio
+
+    tif = shared / S2HAND
+    with rasterio.open(tif) as src:
+        crs, t, count = src.crs.to_wkt(), src.transform, src.count
+    band = (
+        '<VRTRasterBand dataType="UInt16" band="{i}"><SimpleSource><SourceFilename relativeToVRT="0">{tif}'
+        '</SourceFilename><SourceBand>{i}</SourceBand><SrcRect xOff="0" yOff="0" xSize="512" ySize="512"/>'
+        '<DstRect xOff="0" yOff="0" xSize="512" ySize="512"/></SimpleSource></VRTRasterBand>'
+    )
+    path = folder / "S2_MSIL1C_huge.vrt"
+    path.write_text(
+        f'<VRTDataset rasterXSize="1000000" rasterYSize="1000000"><SRS>{crs}</SRS>'
+        f"<GeoTransform>{t.c}, {t.a}, 0, {t.f}, 0, {t.e}</GeoTransform>"
+        + "".join(band.format(i=i + 1, tif=tif) for i in range(count))
+        + "</VRTDataset>"
+    )
+    return path
+
+
+def _all_nodata(shared: Path, folder: Path) -> Path:
+    import rasterio
+
+    path = folder / "S2_MSIL1C_nodata.tif"
+    with rasterio.open(shared / S2HAND) as src:
+        profile = src.profile | {"width": 64, "height": 64, "nodata": 0, "tiled": False}
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(np.zeros((src.count, 64, 64), src.dtypes[0]))
+            dst.descriptions = src.descriptions
+    return path
+
+
+TOO_BIG = r"S2_MSIL1C_huge.vrt: 1,000,000 x 1,000,000 pixels \(1e\+12\) is more than rsneo processes"
+NO_VALID = r"S2_MSIL1C_nodata.tif: every pixel is nodata \(nodata value 0\); expected some valid pixels"
+
+
+@pytest.mark.parametrize(
+    ("command", "make", "expected"),
+    [(c, _huge_vrt, TOO_BIG) for c in ("info", "segment", "change", "ask")]
+    + [(c, _all_nodata, NO_VALID) for c in ("segment", "change", "ask")],
+)
+def test_refused_before_work_starts(command, make, expected, shared_data, tmp_path, capsys):
+    import re
+
+    raster = make(shared_data, tmp_path)
+    out = tmp_path / "out"
+    code, err = run(_argv(command, raster, out), capsys)
+    assert code == 2 and re.search(expected, err), err
+    assert not out.exists()
+
+
+def test_outputs_that_cannot_fit_on_the_disk_are_refused(shared_data, tmp_path):
+    from rsneo.errors import InputError
+    from rsneo.io.limits import check_disk
+    from rsneo.io.read import open_source
+
+    source = open_source(shared_data / S2HAND)
+    check_disk(source, tmp_path / "out", 4.0)  # 512 x 512 pixels: a megabyte
+    with pytest.raises(InputError, match=r"S2Hand.tif: its outputs need about .* GB in .*out, but .* free"):
+        check_disk(source, tmp_path / "out", 1e12)

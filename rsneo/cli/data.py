@@ -109,8 +109,12 @@ def info_command(
     from rich.table import Table
 
     from rsneo.io.describe import describe_raster
+    from rsneo.io.limits import check_size
+    from rsneo.io.read import open_source
 
     with reported_warnings():
+        for path in rasters:  # a VRT may declare 10^12 pixels: refuse before the statistics read it
+            check_size(open_source(path, sensor=sensor, bands=_split(bands)))
         reports = [describe_raster(path, sensor=sensor, bands=_split(bands)) for path in rasters]
     if as_json:
         typer.echo(json.dumps(reports, indent=1))

@@ -31,6 +31,7 @@ BandsOption = Annotated[
 WindowOption = Annotated[int, typer.Option("--window", help="Window size in pixels (a multiple of 32).")]
 OverlapOption = Annotated[int, typer.Option("--overlap", help="Overlap between windows in pixels.")]
 BatchOption = Annotated[int, typer.Option("--batch", help="Windows per model call.")]
+OUTPUT_BYTES_PER_PIXEL = 4.0  # uint8 map + its partial copy + overviews + polygons, with headroom
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
 
 
@@ -64,16 +65,24 @@ def _bands(text: str | None) -> list[str] | None:
     return None if text is None else [b.strip() for b in text.split(",") if b.strip()]
 
 
-def _check_rasters(rasters: list[Path], sensor: str | None, bands: list[str] | None) -> None:
+def _check_rasters(
+    rasters: list[Path], sensor: str | None, bands: list[str] | None, out: Path | None = None
+) -> None:
     """Open every input as the data reader does (file, band folder, STAC item) before the model loads.
 
-    A missing, empty, truncated or foreign file, a header given for its data, or a band list that does not fit
-    fails here in seconds; the reader's warnings (pixel units) are the same in every command.
+    A missing, empty, truncated or foreign file, a header given for its data, a band list that does not fit,
+    a raster too large to process or with no valid pixel, or outputs that would not fit on the disk fail
+    here in seconds; the reader's warnings (pixel units) are the same in every command.
     """
+    from rsneo.io.limits import check_disk, check_has_valid_pixels, check_size
     from rsneo.io.read import open_source
 
     for raster in rasters:
-        open_source(raster, sensor=sensor, bands=bands)
+        source = open_source(raster, sensor=sensor, bands=bands)
+        check_size(source)
+        check_has_valid_pixels(source)
+        if out is not None:  # class/change map, its partial copy and overviews: a few bytes per pixel
+            check_disk(source, out, OUTPUT_BYTES_PER_PIXEL)
 
 
 def _system(model: Path | None, device: str, head: str | None = None):
@@ -116,7 +125,7 @@ def segment_command(
     names = parse_classes(classes)
     plan = _plan(window, overlap, batch)
     with reported_warnings():
-        _check_rasters([raster], sensor, _bands(bands))
+        _check_rasters([raster], sensor, _bands(bands), out)
     with _output_folder(out), reported_warnings():
         system = _system(model, device, "segmentation")
         result = segment_raster(
@@ -170,7 +179,7 @@ def change_command(
     names = parse_classes(classes) if classes is not None else None
     plan = _plan(window, overlap, batch)
     with reported_warnings():
-        _check_rasters(rasters, sensor, _bands(bands))
+        _check_rasters(rasters, sensor, _bands(bands), out)
     with _output_folder(out), reported_warnings():
         system = _system(model, device, "change")
         result = detect_change(
