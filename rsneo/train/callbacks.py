@@ -88,4 +88,3 @@ def step_progress_bar(max_steps: int) -> L.Callback:
             self._update_metrics(trainer, pl_module)
 
     return StepProgressBar(leave=True)
-
