@@ -9,6 +9,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -71,6 +72,30 @@ def _is_rsneo_warning(category: type) -> bool:
     from rsneo.errors import RSNeoWarning
 
     return issubclass(category, RSNeoWarning)
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse, before any work, an output folder that is a file or cannot be written; nothing is created.
+
+    The probe is a temporary file in the folder, or in its nearest existing parent when it is yet to be made.
+    """
+    import tempfile
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RSNeoError(f"{folder}: expected a folder to write into, found a file")
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RSNeoError(f"{folder}: expected a folder to write into, but {parent} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise RSNeoError(
+            f"{folder}: expected a folder rsneo can write to; {parent} refuses ({exc.strerror or exc})"
+        ) from None
 
 
 def _split_debug(argv: list[str]) -> tuple[list[str], bool]:
