@@ -72,6 +72,7 @@ def test_export_writes_a_folder_that_from_pretrained_and_the_products_load(smoke
     assert run_app(["export", str(smoke_run / "checkpoints" / "last.ckpt"), str(folder)]) == 2
 
 
+@pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")  # resumed elsewhere on purpose
 def test_resumed_run_continues_exactly_like_an_uninterrupted_one(shared_data, tmp_path):
     common = ["experiment=smoke", f"data_root={shared_data}", "trainer.max_steps=4", *FAST]
     whole, first, second = tmp_path / "whole", tmp_path / "first", tmp_path / "second"
