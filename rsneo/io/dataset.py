@@ -17,6 +17,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
 
 from rsneo.errors import InputError
 from rsneo.io.grid import Grid
@@ -63,8 +64,19 @@ def gdal_errors(path: str, action: str = "read") -> Iterator[None]:
         yield
     except RasterioError as exc:
         raise InputError(
-            f"{path}: cannot {action} it as a raster; the file may be truncated or corrupt (GDAL: {exc})"
+            f"{path}: cannot {action} it as a raster; the file may be truncated or corrupt "
+            f"(GDAL: {gdal_message(exc)})"
         ) from None
+
+
+def gdal_message(exc: BaseException) -> str:
+    """GDAL's own words: rasterio's "Read failed. See previous exception" points at a chained error."""
+    messages = []
+    while exc is not None and len(messages) < 4:
+        messages.append(str(exc).strip())
+        exc = exc.__cause__ or exc.__context__
+    useful = [m for m in messages if m and "See previous exception" not in m]
+    return "; ".join(dict.fromkeys(useful)) or messages[0]
 
 
 def open_dataset(path: str) -> rasterio.DatasetReader:
@@ -76,16 +88,58 @@ def open_dataset(path: str) -> rasterio.DatasetReader:
     if key in _HANDLES:
         _HANDLES[key] = _HANDLES.pop(key)  # most recently used last
         return _HANDLES[key]
-    if not Path(path).exists():
-        raise InputError(f"{path}: file not found")
+    check_raster_file(Path(path))
     with gdal_errors(path, "open"), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        handle = rasterio.open(path)
+        try:
+            handle = rasterio.open(path)
+        except RasterioError as exc:
+            if "not recognized as being in a supported file format" in str(exc):
+                raise InputError(
+                    f"{path}: not a raster format GDAL reads (GeoTIFF/COG, ENVI, JPEG2000, PNG, JPEG, VRT); "
+                    "the file may also be corrupt"
+                ) from None
+            raise
+    try:
+        with gdal_errors(path, "read"):
+            _probe_last_block(handle)
+    except InputError:
+        handle.close()
+        raise
     while len(_HANDLES) >= MAX_OPEN:
         oldest = next(iter(_HANDLES))
         _HANDLES.pop(oldest).close()
     _HANDLES[key] = handle
     return handle
+
+
+def check_raster_file(path: Path) -> None:
+    """Refuse, before GDAL sees it, a path that cannot be a raster: missing, empty, or an ENVI/ESRI header."""
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes); expected a raster")
+    if path.suffix.lower() == ".hdr":
+        stem = path.stem.lower()
+        data = sorted(p for p in path.parent.iterdir() if p.stem.lower() == stem and p.is_file())
+        data = [p for p in data if p.suffix.lower() != ".hdr"]
+        hint = f"give its data file {data[0]} instead" if data else "give the data file next to it instead"
+        raise InputError(f"{path}: is a raster header (ENVI .hdr), not the data; {hint}")
+
+
+def _probe_last_block(src: rasterio.DatasetReader) -> None:
+    """Decode the last block of the first and last band: a truncated file fails here, before any work starts.
+
+    (Tiled and striped files store that block last, so a cut-off download cannot pass; this costs one block.)
+    """
+    block_h, block_w = src.block_shapes[0]
+    window = Window(
+        (src.width - 1) // block_w * block_w,
+        (src.height - 1) // block_h * block_h,
+        min(block_w, src.width - (src.width - 1) // block_w * block_w),
+        min(block_h, src.height - (src.height - 1) // block_h * block_h),
+    )
+    src.read(sorted({1, src.count}), window=window)
 
 
 def close_datasets() -> None:

@@ -17,8 +17,15 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from rsneo.errors import InputError
-from rsneo.io.dataset import BandFile, RasterSource, dataset_grid, gdal_errors, open_dataset
+from rsneo.errors import InputError, RSNeoWarning
+from rsneo.io.dataset import (  # noqa: F401  (gdal_message: imported from here by the CLI)
+    BandFile,
+    RasterSource,
+    dataset_grid,
+    gdal_errors,
+    gdal_message,
+    open_dataset,
+)
 from rsneo.io.detect import acquisition_date, assign_bands, detect_sensor, folder_band_name
 from rsneo.io.grid import Grid
 from rsneo.io.stac import open_stac_item
@@ -27,7 +34,7 @@ from rsneo.sensors import Sensor
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".png", ".img", ".vrt", ".jpg", ".jpeg"}
 
 
-class PixelUnitsWarning(UserWarning):
+class PixelUnitsWarning(RSNeoWarning):
     """The raster has no georeference; coordinates are pixel columns and rows."""
 
 
@@ -97,6 +104,63 @@ def _envi_wavelengths(src: rasterio.DatasetReader) -> list[float] | None:
     unit = (src.tags().get("wavelength_units") or "micrometers").lower()
     scale = 1e-3 if unit.startswith("nano") else 1.0
     return [float(v) * scale for v in values]
+
+
+_GDAL_TYPES = {
+    "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+    "int32": "Int32", "float32": "Float32", "float64": "Float64",
+}  # fmt: skip
+
+
+def source_vrt(source: RasterSource) -> str:
+    """A GDAL VRT (XML text, which rasterio.open takes as a path) stacking the bands of `source` on its grid.
+
+    So a band folder (BigEarthNet: 10, 20 and 60 m files) or a STAC item opens like one multi-band raster in
+    code that reads windows with rasterio; coarser bands are resampled bilinearly, as `read_band` does.
+    """
+    from xml.sax.saxutils import escape
+
+    grid = source.grid
+    if grid.crs is None:
+        raise InputError(f"{source.path}: a band folder or STAC item needs georeferenced bands; found none")
+    gdal_type = _GDAL_TYPES.get(source.dtype)
+    if gdal_type is None:
+        raise InputError(f"{source.path}: bands of type {source.dtype} cannot be stacked; expected numbers")
+    bands = []
+    for i, (band, band_file) in enumerate(zip(source.bands, source.files, strict=True)):
+        src = open_dataset(band_file.path)
+        if src.crs != grid.crs:
+            raise InputError(
+                f"{band_file.path}: its CRS differs from the other bands of {source.path}; expected one CRS"
+            )
+        col, row = ~grid.transform @ (src.transform.c, src.transform.f)
+        width = src.width * src.transform.a / grid.transform.a
+        height = src.height * src.transform.e / grid.transform.e
+        nodata = "" if src.nodata is None else f"<NoDataValue>{src.nodata!r}</NoDataValue>"
+        file = escape(str(Path(band_file.path).resolve()))
+        source_nodata = "" if src.nodata is None else f"<NODATA>{src.nodata!r}</NODATA>"
+        bands.append(
+            f'<VRTRasterBand dataType="{gdal_type}" band="{i + 1}"><Description>{escape(band.name)}'
+            f'</Description>{nodata}<ComplexSource resampling="bilinear">'
+            f'<SourceFilename relativeToVRT="0">{file}</SourceFilename>'
+            f"<SourceBand>{band_file.index}</SourceBand>"
+            f'<SrcRect xOff="0" yOff="0" xSize="{src.width}" ySize="{src.height}"/>'
+            f'<DstRect xOff="{col!r}" yOff="{row!r}" xSize="{width!r}" ySize="{height!r}"/>'
+            f"{source_nodata}</ComplexSource></VRTRasterBand>"
+        )
+    transform = ", ".join(repr(v) for v in grid.transform.to_gdal())
+    return (
+        f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">'
+        f"<SRS>{escape(grid.crs.to_wkt())}</SRS><GeoTransform>{transform}</GeoTransform>"
+        + "".join(bands)
+        + "</VRTDataset>"
+    )
+
+
+def is_multi_file(path: str | Path) -> bool:
+    """A band folder or a STAC item: one acquisition stored in several files."""
+    path = Path(path)
+    return path.is_dir() or path.suffix.lower() == ".json"
 
 
 def select_bands(source: RasterSource, names: list[str] | None) -> RasterSource:

@@ -9,6 +9,7 @@ import torch
 
 from rsneo.errors import InputError
 from rsneo.model import RSNeoConfig, RSNeoForCausalLM, pack_documents
+from rsneo.model.generate import _append, _step_inputs
 
 from .test_masks import multi_frame_multi_band_batch
 
@@ -73,9 +74,21 @@ def test_right_padded_prompt_is_refused(model):
 
 
 def test_cached_greedy_equals_uncached_in_bf16(model):
-    """The preallocated cache holds bf16 keys/values as concatenation did: the same greedy tokens."""
+    """bf16 rounds a one-token step and a full recomputation differently (other matmul shapes): measured
+    here up to ~0.005 on logits of ~0.5, under 3 bf16 ulps (2^-9 there). So at every step whose top-2
+    margin in the full recomputation exceeds 2^-6 of the largest logit (4 ulps) the cached token must be the
+    recomputation's; a closer tie may fall either way. The recomputation follows the cached tokens."""
     half = copy.deepcopy(model).to(torch.bfloat16)
     prompt = multi_frame_multi_band_batch(model.config, "scene")
-    cached = half.generate(prompt, max_new_tokens=12, use_cache=True, attn_backend="sdpa")
-    uncached = half.generate(prompt, max_new_tokens=12, use_cache=False, attn_backend="sdpa")
-    assert torch.equal(cached, uncached)
+    cached = half.generate(prompt, max_new_tokens=12, use_cache=True, attn_backend="sdpa")[0]
+    inputs, last_t, doc = prompt, prompt.positions[0, :, -1], prompt.doc_ids[:, -1]
+    compared = 0
+    with torch.no_grad():
+        for i in range(12):
+            logits = half(inputs, attn_backend="sdpa").logits[0, -1].float()
+            top2 = logits.topk(2).values
+            if top2[0] - top2[1] > 2**-6 * logits.abs().max():
+                assert int(cached[i]) == int(logits.argmax()), f"step {i}"
+                compared += 1
+            inputs = _append(inputs, _step_inputs(cached[i].view(1, 1), last_t + i, doc))
+    assert compared >= 6  # most steps are clear: not a vacuous comparison
