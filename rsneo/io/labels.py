@@ -105,7 +105,7 @@ def burn(geometries, values: np.ndarray, grid: Grid, fill: int = UNLABELLED) -> 
         if value in burnt:
             continue
         x, y = geom.representative_point().coords[0]
-        col, row = (int(np.floor(v)) for v in inverse * (x, y))
+        col, row = (int(np.floor(v)) for v in inverse @ (x, y))
         if 0 <= row < grid.height and 0 <= col < grid.width:
             out[row, col] = value
     return out

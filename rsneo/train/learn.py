@@ -75,6 +75,16 @@ class LabelledPixels:
     classes: Tensor  # (n,) long
     feature: Tensor  # (n,) long
 
+    def subset(self, keep: Tensor) -> LabelledPixels:
+        """The pixels where `keep` (n,) is true."""
+        return LabelledPixels(
+            self.context[:, keep],
+            self.pixels[:, keep],
+            self.wavelengths,
+            self.classes[keep],
+            self.feature[keep],
+        )
+
 
 # ---- spatial hold-out --------------------------------------------------------------------------------------
 
@@ -138,7 +148,9 @@ def labelled_windows(
                         feats = image_features(
                             system.model, inputs.to(system.device), head.config.early_layer
                         )
-                        context = head.decoder.context(feats.last[:, 0], feats.early[:, 0])  # (1, c, 4r, 4c)
+                        dtype = next(head.parameters()).dtype  # a bf16 backbone may feed a float32 head
+                        last, early = (t[:, 0].to(dtype) for t in (feats.last, feats.early))
+                        context = head.decoder.context(last, early)  # (1, c, 4r, 4c)
                         context = F.interpolate(
                             context, size=(window, window), mode="bilinear", align_corners=False
                         )
@@ -228,15 +240,14 @@ def fit_head(
         optimiser, max_lr=settings.lr, total_steps=max(settings.steps, 1), pct_start=0.1
     )
     weights = pixel_weights(windows, use, init_vectors.shape[0])
-    active = [(w, use[w.feature]) for w in windows if use[w.feature].any()]
+    active = [w.subset(use[w.feature]) for w in windows if use[w.feature].any()]
     if not active:
         raise InputError("no labelled pixels left to train on (every feature is held out or off the raster)")
     for _ in range(settings.steps):
         loss = torch.zeros(())
-        for w, keep in active:
-            logits = pixel_logits(head, w, vectors)[:, keep]  # (K, n)
-            ce = F.cross_entropy(logits.T, w.classes[keep], reduction="none")
-            loss = loss + (ce * weights[w.feature[keep]]).sum()
+        for w in active:
+            ce = F.cross_entropy(pixel_logits(head, w, vectors).T, w.classes, reduction="none")  # (n,)
+            loss = loss + (ce * weights[w.feature]).sum()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -271,9 +282,10 @@ def holdout_scores(
         for w in windows:
             keep = use[w.feature]
             if keep.any():
-                logits = pixel_logits(head, w, vectors)[:, keep]  # (K, n)
+                w = w.subset(keep)
+                logits = pixel_logits(head, w, vectors)  # (K, n)
                 predicted = head.probabilities(logits[None, :, :, None])[0, :, :, 0].argmax(0)
-                np.add.at(confusion, (w.classes[keep].numpy(), predicted.numpy()), 1)
+                np.add.at(confusion, (w.classes.numpy(), predicted.numpy()), 1)
     held = np.bincount(feature_classes[use.numpy()], minlength=k)
     return scores_from_confusion(confusion, names, held)
 
