@@ -240,10 +240,21 @@ def fit_head(
         optimiser, max_lr=settings.lr, total_steps=max(settings.steps, 1), pct_start=0.1
     )
     weights = pixel_weights(windows, use, init_vectors.shape[0])
-    active = [w.subset(use[w.feature]) for w in windows if use[w.feature].any()]
+    active = merge_by_bands([w.subset(use[w.feature]) for w in windows if use[w.feature].any()])
     if not active:
         raise InputError("no labelled pixels left to train on (every feature is held out or off the raster)")
-    for _ in range(settings.steps):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a few thousand pixels: threads only add synchronisation (15x slower on 2
+    try:  # busy cores)
+        _train(head, vectors, active, weights, optimiser, schedule, settings.steps, tick)
+    finally:
+        torch.set_num_threads(threads)
+    head.eval()
+    return head, vectors.detach()
+
+
+def _train(head, vectors, active, weights, optimiser, schedule, steps: int, tick: Tick | None) -> None:
+    for _ in range(steps):
         loss = torch.zeros(())
         for w in active:
             ce = F.cross_entropy(pixel_logits(head, w, vectors).T, w.classes, reduction="none")  # (n,)
@@ -254,8 +265,23 @@ def fit_head(
         schedule.step()
         if tick is not None:
             tick("training", 1)
-    head.eval()
-    return head, vectors.detach()
+
+
+def merge_by_bands(windows: Sequence[LabelledPixels]) -> list[LabelledPixels]:
+    """One `LabelledPixels` per band set (windows of rasters with the same bands are concatenated)."""
+    groups: dict[tuple[float, ...], list[LabelledPixels]] = {}
+    for w in windows:
+        groups.setdefault(tuple(w.wavelengths.tolist()), []).append(w)
+    return [
+        LabelledPixels(
+            torch.cat([w.context for w in ws], 1),
+            torch.cat([w.pixels for w in ws], 1),
+            ws[0].wavelengths,
+            torch.cat([w.classes for w in ws]),
+            torch.cat([w.feature for w in ws]),
+        )  # fmt: skip
+        for ws in groups.values()
+    ]
 
 
 @dataclass
