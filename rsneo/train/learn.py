@@ -257,7 +257,11 @@ def _train(head, vectors, active, weights, optimiser, schedule, steps: int, tick
     for _ in range(steps):
         loss = torch.zeros(())
         for w in active:
-            ce = F.cross_entropy(pixel_logits(head, w, vectors).T, w.classes, reduction="none")  # (n,)
+            logits = pixel_logits(head, w, vectors)  # (K, n)
+            # with segment's "none of these" logit in the softmax, a pixel is trained until segment would
+            # give it its class, not merely until its class beats the others
+            none = (head.scale * head.config.none_threshold).expand_as(logits[:1])
+            ce = F.cross_entropy(torch.cat([logits, none]).T, w.classes, reduction="none")  # (n,)
             loss = loss + (ce * weights[w.feature]).sum()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
