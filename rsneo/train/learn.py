@@ -43,6 +43,9 @@ class LearnSettings:
     steps: int = 300
     lr: float = 3e-3
     weight_decay: float = 1e-4
+    # L2 pull of the trained decoder layers back to the starting model's (L2-SP), divided by the number of
+    # training features: a prior worth a fixed number of labels, strong with 5 points, faint with 500
+    anchor: float = 1.0
     window: int = 256  # pixels a side, a multiple of 32
     windows_per_step: int = 8
     holdout: float = 0.25  # share of each class's features held out for the score
@@ -246,16 +249,23 @@ def fit_head(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a few thousand pixels: threads only add synchronisation (15x slower on 2
     try:  # busy cores)
-        _train(head, vectors, active, weights, optimiser, schedule, settings.steps, tick)
+        anchors = [(p, p.detach().clone()) for n, p in head.named_parameters() if n.startswith(TRAINED)]
+        strength = settings.anchor / max(int(use.sum()), 1)
+        _train(head, vectors, active, weights, optimiser, schedule, settings.steps, (strength, anchors), tick)
     finally:
         torch.set_num_threads(threads)
     head.eval()
     return head, vectors.detach()
 
 
-def _train(head, vectors, active, weights, optimiser, schedule, steps: int, tick: Tick | None) -> None:
+def _train(
+    head, vectors, active, weights, optimiser, schedule, steps: int, anchor, tick: Tick | None
+) -> None:
+    strength, anchors = anchor
     for _ in range(steps):
         loss = torch.zeros(())
+        if strength > 0:
+            loss = strength * sum(((p - p0) ** 2).sum() for p, p0 in anchors)
         for w in active:
             logits = pixel_logits(head, w, vectors)  # (K, n)
             # with segment's "none of these" logit in the softmax, a pixel is trained until segment would
