@@ -91,6 +91,11 @@ def _system(model: Path | None, device: str, head: str | None = None):
     return system
 
 
+StrictOption = Annotated[
+    bool, typer.Option("--strict", help="Refuse class names the model was not trained on (exit 2).")
+]
+
+
 @app.command("segment")
 def segment_command(
     raster: Annotated[Path, typer.Argument(help="The raster to segment (GeoTIFF or anything GDAL reads).")],
@@ -106,10 +111,13 @@ def segment_command(
     overlap: OverlapOption = 32,
     batch: BatchOption = 4,
     device: DeviceOption = "cpu",
+    strict: StrictOption = False,
 ) -> None:
     """Open-vocabulary segmentation: class-map COG, polygons, QML style and QGIS project.
 
-    Class names are free text; names never seen in training work without retraining.
+    Class names are free text, read by the model's text path. A name far from every class the model was
+    trained on (its folder's vocabulary.json) gives an arbitrary map: it is warned about and marked
+    "(untrained)" in the legend; --strict refuses it.
 
     An interrupted run started again with the same options continues where it stopped.
     """
@@ -129,13 +137,16 @@ def segment_command(
             bands=_bands(bands),
             none_threshold=none_threshold,
             show_progress=True,
+            strict=strict,
         )
     typer.echo(f"class map: {result.cog}")
     typer.echo(f"polygons:  {result.gpkg}")
     typer.echo(f"style:     {result.qml}")
     typer.echo(f"project:   {result.qgz}")
+    from rsneo.io.areas import format_area
+
     for name, area in result.areas.items():
-        typer.echo(f"  {name}: {area:,.2f} {result.area_unit}")
+        typer.echo(f"  {name}: {format_area(area, result.area_unit)}")
 
 
 @app.command("change")
@@ -155,6 +166,7 @@ def change_command(
     overlap: OverlapOption = 32,
     batch: BatchOption = 2,
     device: DeviceOption = "cpu",
+    strict: StrictOption = False,
 ) -> None:
     """Change between the first and last date: change-map COG, polygons, from-to table, HTML report.
 
@@ -171,13 +183,14 @@ def change_command(
         system = _system(model, device, "change")
         result = detect_change(
             system, rasters, out, class_names=names, plan=plan, sensor=sensor, bands=_bands(bands),
-            show_progress=True,
+            show_progress=True, strict=strict,
         )  # fmt: skip
-    unit = "pixels" if result.area_unit == "px" else "ha"
+    from rsneo.io.areas import format_area
+
+    changed = format_area(result.changed_area, result.area_unit)
+    compared = format_area(result.compared_area, result.area_unit)
     share = 100 * result.changed_area / max(result.compared_area, 1e-12)
-    typer.echo(
-        f"changed: {result.changed_area:,.2f} {unit} of {result.compared_area:,.2f} {unit} ({share:.2f} %)"
-    )
+    typer.echo(f"changed: {changed} of {compared} ({share:.2f} %)")
     typer.echo(f"change map: {result.cog}")
     typer.echo(f"polygons:   {result.gpkg}")
     typer.echo(f"table:      {result.table}")

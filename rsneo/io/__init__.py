@@ -17,5 +17,8 @@ Reading (data area; what train, products and demo call):
   RGB colour interpretation; otherwise `sensor=` is required and the error says so.
 All user-fixable problems raise `rsneo.errors.InputError` naming the file.
 
-Writing (products area): `cog.py` (Cloud-Optimised GeoTIFF), `vector.py` (GeoPackage), `qgis.py`, `report.py`.
+Writing (products area): `cog.py` (Cloud-Optimised GeoTIFF; `gdal_env()` holds rsneo's only GDAL settings),
+`vector.py` (GeoPackage), `qgis.py`, `report.py`. `areas.py`: true pixel areas in any CRS (`PixelAreas`),
+pixel counts without one; every reported area goes through it. `runstate.py`: the output-folder lock, input
+fingerprints for resume signatures, `ResumeNotice`.
 """

@@ -1,94 +1,184 @@
-"""Class maps to GeoPackage polygons with areas, strip by strip so memory stays flat.
+"""Class maps to GeoPackage polygons with true areas, strip by strip so memory stays flat.
 
-Areas are in hectares: geodesic on the CRS's ellipsoid (pyproj.Geod) when the CRS is geographic, planar in the
-CRS's linear unit otherwise. A raster without a CRS (a PNG pair) gets pixel units: `area_px` instead of
-`area_ha`. Polygons are cut at strip boundaries (every `strip_rows` rows); per-class area sums are unaffected.
+Polygons are traced per strip of `strip_rows` rows in pixel coordinates (integers, so pieces that meet at a
+strip seam share their edges exactly), pieces of one class that touch across a seam are merged, and each
+finished region is written once, as one polygon with its whole area. A region's area is the sum of its pixels'
+areas (`rsneo.io.areas.PixelAreas`: ellipsoidal hectares in any CRS, integer pixel counts without one),
+obtained exactly from its outline with Green's theorem over a summed-area table of the pixel areas, so the
+polygons' areas add up to the class totals of `class_areas`.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from rsneo.io.cog import GDAL_ENV, NODATA_CLASS, ClassLegend, hidden_path, open_raster, read_legend
+from rsneo.io.areas import PixelAreas
+from rsneo.io.cog import NODATA_CLASS, ClassLegend, gdal_env, hidden_path, open_raster, read_legend
 
 LAYER = "classes"
+WRITE_BATCH = 20_000  # polygons held before an append to the GeoPackage
 
 
-def area_function(crs: rasterio.crs.CRS | None):
-    """Return geometry -> area in hectares for `crs` (None when the raster has no CRS: pixel units)."""
-    if crs is None:
-        return None
-    from pyproj import CRS
-
-    pcrs = CRS.from_user_input(crs.to_wkt())
-    if pcrs.is_geographic:
-        geod = pcrs.get_geod()
-        return lambda geom: abs(geod.geometry_area_perimeter(geom)[0]) / 1e4
-    metres = pcrs.axis_info[0].unit_conversion_factor if pcrs.axis_info else 1.0
-    return lambda geom: geom.area * metres * metres / 1e4
-
-
-def row_pixel_areas(crs: rasterio.crs.CRS | None, transform: rasterio.Affine, rows: np.ndarray) -> np.ndarray:
-    """Area of one pixel in each of `rows`: hectares (geodesic for a geographic CRS), 1 without a CRS."""
-    area_of = area_function(crs)
-    if area_of is None:
-        return np.ones(len(rows))
-    from shapely.geometry import box
-
-    out = np.empty(len(rows))
-    for i, row in enumerate(rows):
-        (x0, y0), (x1, y1) = transform @ (0, int(row)), transform @ (1, int(row) + 1)
-        out[i] = area_of(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
-    return out
+def _as_unit(value: float, unit: str) -> float | int:
+    """Pixel counts are integers; hectares stay floats."""
+    return int(round(value)) if unit == "px" else float(value)
 
 
 def class_areas(
     cog_path: Path, legend: ClassLegend | None = None, strip_rows: int = 1024
 ) -> dict[str, float]:
-    """Area per class name of a class-map COG (hectares, or pixels without a CRS), read strip by strip.
+    """Area per class name of a class-map COG (hectares, or integer pixel counts without a CRS).
 
     The key "" holds the area of all valid (not nodata) pixels.
     """
     legend = legend or read_legend(cog_path)
-    totals = dict.fromkeys(legend.names, 0.0)
-    totals[""] = 0.0
-    with rasterio.Env(**GDAL_ENV), open_raster(cog_path) as src:
-        geographic = src.crs is not None and src.crs.is_geographic
+    totals = np.zeros(256)
+    with gdal_env(), open_raster(cog_path) as src:
+        areas = PixelAreas.of(src)
         for top in range(0, src.height, strip_rows):
-            window = Window(0, top, src.width, min(strip_rows, src.height - top))
-            block = src.read(1, window=window)  # (rows, cols)
-            rows = np.arange(top, top + block.shape[0])
-            if geographic:
-                per_row = row_pixel_areas(src.crs, src.transform, rows)  # (rows,)
-            else:
-                per_row = np.full(len(rows), row_pixel_areas(src.crs, src.transform, rows[:1])[0])
-            for value, name in enumerate(legend.names):
-                counts = (block == value).sum(1)  # (rows,)
-                totals[name] += float((counts * per_row).sum())
-            totals[""] += float(((block != NODATA_CLASS).sum(1) * per_row).sum())
-    return totals
+            block = src.read(1, window=Window(0, top, src.width, min(strip_rows, src.height - top)))
+            totals += areas.class_totals(block, top)
+    out = {name: _as_unit(totals[i], areas.unit) for i, name in enumerate(legend.names)}
+    out[""] = _as_unit(totals[:NODATA_CLASS].sum(), areas.unit)
+    return out
 
 
-def class_polygons(
-    classes: np.ndarray, transform: rasterio.Affine, legend: ClassLegend, skip: tuple[int, ...] = ()
-) -> list[dict]:
-    """Connected regions of each class in one block as records {class_id, class_name, geometry}."""
+def area_unit(cog_path: Path) -> str:
+    """ "ha" for a class map with a CRS, "px" (pixel counts) without one."""
+    with open_raster(cog_path) as src:
+        return "px" if src.crs is None else "ha"
+
+
+@dataclass
+class _Region:
+    """A connected region of one class, possibly still growing into the next strip."""
+
+    class_id: int
+    pieces: list = field(default_factory=list)  # shapely polygons in pixel coordinates
+    area: float = 0.0
+    pixels: int = 0
+
+
+def _summed_table(weights: np.ndarray) -> np.ndarray:
+    """(rows + 1, cols + 1) table[y, x] = sum of the weights above and left of pixel corner (x, y)."""
+    table = np.zeros((weights.shape[0] + 1, weights.shape[1] + 1))
+    table[1:, 1:] = weights.cumsum(0).cumsum(1)
+    return table
+
+
+@dataclass
+class _Pieces:
+    """The 4-connected regions of one strip: class values, polygons (pixel coordinates), areas, pixel counts,
+    and which piece runs along each column of the strip's top and bottom edge (-1: none)."""
+
+    values: np.ndarray
+    polygons: np.ndarray
+    areas: np.ndarray
+    pixels: np.ndarray
+    top_owner: np.ndarray
+    bottom_owner: np.ndarray
+
+
+def _strip_pieces(block: np.ndarray, top: int, valid: np.ndarray, table: np.ndarray) -> _Pieces:
+    """Trace one strip and measure every piece at once.
+
+    A piece's area is the sum of its pixels' weights, by Green's theorem over the summed-area table
+    `table`: along a ring only vertical edges count, each table[y1, x] - table[y0, x] (holes subtract).
+    Pixel counts are the same integral of 1: x * (y1 - y0).
+    """
+    import shapely
     from rasterio.features import shapes
-    from shapely.geometry import shape
 
-    valid = (classes != NODATA_CLASS) & (classes < len(legend.names))
-    for value in skip:
-        valid &= classes != value
-    records = []
-    for geom, value in shapes(classes, mask=valid, transform=transform, connectivity=4):
-        value = int(value)
-        records.append({"class_id": value, "class_name": legend.names[value], "geometry": shape(geom)})
-    return records
+    width = block.shape[1]
+    found = list(shapes(block, mask=valid, transform=rasterio.Affine.translation(0, top), connectivity=4))
+    none = np.full(width, -1, np.int64)
+    if not found:
+        ints = np.zeros(0, np.int64)
+        return _Pieces(ints, np.zeros(0, object), np.zeros(0), ints, none, none)
+    values = np.array([int(v) for _, v in found], np.int64)
+    rings = [ring for geom, _ in found for ring in geom["coordinates"]]
+    per_piece = np.array([len(geom["coordinates"]) for geom, _ in found])
+    lengths = np.array([len(r) for r in rings])
+    flat = np.fromiter(chain.from_iterable(chain.from_iterable(rings)), np.float64, count=2 * lengths.sum())
+    coords = np.rint(flat.reshape(-1, 2)).astype(np.int64)
+    coords[:, 1] -= top  # rows relative to the strip
+    ring_id = np.repeat(np.arange(len(rings)), lengths)
+    piece_of_ring = np.repeat(np.arange(len(found)), per_piece)
+    exterior = np.zeros(len(rings), bool)
+    exterior[np.cumsum(per_piece) - per_piece] = True
+
+    x0, y0, x1, y1 = coords[:-1, 0], coords[:-1, 1], coords[1:, 0], coords[1:, 1]
+    edge_ring = ring_id[:-1]
+    same = edge_ring == ring_id[1:]
+    vertical = same & (x0 == x1)
+    xs, ya, yb, ring_of = x0[vertical], y0[vertical], y1[vertical], edge_ring[vertical]
+    weighted = np.bincount(ring_of, table[yb, xs] - table[ya, xs], minlength=len(rings))
+    counted = np.bincount(ring_of, xs * (yb - ya), minlength=len(rings))
+    sign = np.where(exterior, 1.0, -1.0)
+    areas = np.bincount(piece_of_ring, sign * np.abs(weighted), minlength=len(found))
+    pixels = np.bincount(piece_of_ring, sign * np.abs(counted), minlength=len(found))
+    pixels = np.rint(pixels).astype(np.int64)
+
+    horizontal = same & (y0 == y1) & exterior[edge_ring]
+    owners = []
+    for row in (0, block.shape[0]):
+        owner = none.copy()
+        on = horizontal & (y0 == row)
+        for a, b, piece in zip(x0[on], x1[on], piece_of_ring[edge_ring[on]], strict=True):
+            owner[min(a, b) : max(a, b)] = piece
+        owners.append(owner)
+    ring_offsets = np.concatenate([[0], np.cumsum(lengths)])
+    piece_offsets = np.concatenate([[0], np.cumsum(per_piece)])
+    coords[:, 1] += top
+    polygons = shapely.from_ragged_array(
+        shapely.GeometryType.POLYGON, coords.astype(np.float64), (ring_offsets, piece_offsets)
+    )
+    return _Pieces(values, polygons, areas, pixels, owners[0], owners[1])
+
+
+class _Regions:
+    """Union-find over region ids; regions merged across seams keep every piece and add up their areas."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+        self.regions: dict[int, _Region] = {}
+
+    def add(self, region: _Region) -> int:
+        rid = len(self.parent)
+        self.parent[rid] = rid
+        self.regions[rid] = region
+        return rid
+
+    def find(self, rid: int) -> int:
+        while self.parent[rid] != rid:
+            self.parent[rid] = self.parent[self.parent[rid]]
+            rid = self.parent[rid]
+        return rid
+
+    def union(self, a: int, b: int) -> None:
+        a, b = self.find(a), self.find(b)
+        if a == b:
+            return
+        if len(self.regions[a].pieces) < len(self.regions[b].pieces):
+            a, b = b, a
+        self.parent[b] = a
+        kept, gone = self.regions[a], self.regions.pop(b)
+        kept.pieces += gone.pieces
+        kept.area += gone.area
+        kept.pixels += gone.pixels
+
+    def pop_finished(self, open_ids: set[int]) -> list[_Region]:
+        """Regions that no longer touch the current strip's bottom: complete, removed from the pending set."""
+        done = [rid for rid in self.regions if rid not in open_ids]
+        return [self.regions.pop(rid) for rid in done]
 
 
 def write_class_polygons(
@@ -101,10 +191,12 @@ def write_class_polygons(
     """Polygonise the class band of `cog_path` into layer `classes` of `gpkg_path`; returns area per class
     name.
 
-    Columns: class_id, class_name, area_ha (or area_px without a CRS). `skip` lists class values to leave out
-    (e.g. "no change"). Written to a hidden name and renamed when complete.
+    Columns: class_id, class_name, area_ha and pixels (integer) with a CRS; class_id, class_name, area_px
+    (integer) without one. One polygon per 4-connected region of a class, however many strips it spans.
+    `skip` lists class values to leave out (e.g. "no change"). Written to a hidden name, renamed when done.
     """
     import geopandas as gpd
+    import shapely
 
     gpkg_path = Path(gpkg_path)
     legend = legend or read_legend(cog_path)
@@ -113,27 +205,80 @@ def write_class_polygons(
     totals = {name: 0.0 for i, name in enumerate(legend.names) if i not in skip}
     wrote = False
     try:
-        with rasterio.Env(**GDAL_ENV), open_raster(cog_path) as src:
-            area_of = area_function(src.crs)
-            unit = "area_ha" if area_of is not None else "area_px"
-            for top in range(0, src.height, strip_rows):
-                window = Window(0, top, src.width, min(strip_rows, src.height - top))
-                block = src.read(1, window=window)
-                records = class_polygons(block, src.window_transform(window), legend, skip)
-                if not records:
-                    continue
+        with gdal_env(), open_raster(cog_path) as src:
+            areas = PixelAreas.of(src)
+            unit = "area_ha" if areas.unit == "ha" else "area_px"
+            t = src.transform
+            matrix, offset = np.array([[t.a, t.d], [t.b, t.e]]), np.array([t.c, t.f])
+
+            def to_crs(xy: np.ndarray) -> np.ndarray:  # (n, 2) pixel coordinates -> the raster's CRS
+                return xy @ matrix + offset
+
+            regions = _Regions()
+            previous_bottom: np.ndarray | None = None  # region id per column of the last strip's bottom row
+            previous_row: np.ndarray | None = None  # that row's class values
+
+            pending: list[dict] = []  # finished regions not yet on disk (each append reopens the file)
+
+            def write(records: list[dict]) -> None:
+                nonlocal wrote
                 frame = gpd.GeoDataFrame(records, geometry="geometry", crs=src.crs)
-                frame[unit] = [area_of(g) if area_of else g.area for g in frame.geometry]
-                for name, area in frame.groupby("class_name")[unit].sum().items():
-                    totals[name] += float(area)
-                frame.to_file(partial, layer=LAYER, driver="GPKG", mode="a" if wrote else "w")
+                with warnings.catch_warnings():  # a class map without a CRS has none on purpose
+                    warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+                    frame.to_file(partial, layer=LAYER, driver="GPKG", mode="a" if wrote else "w")
                 wrote = True
+
+            def finish(finished: list[_Region], last: bool = False) -> None:
+                for region in finished:
+                    geom = region.pieces[0] if len(region.pieces) == 1 else shapely.union_all(region.pieces)
+                    name = legend.names[region.class_id]
+                    totals[name] += region.area
+                    record = {"class_id": region.class_id, "class_name": name}
+                    if unit == "area_ha":
+                        record.update(area_ha=region.area, pixels=region.pixels)
+                    else:
+                        record["area_px"] = region.pixels
+                    record["geometry"] = geom  # pixel coordinates until written
+                    pending.append(record)
+                if pending and (last or len(pending) >= WRITE_BATCH):
+                    geoms = shapely.transform(np.array([r["geometry"] for r in pending]), to_crs)
+                    for record, geom in zip(pending, geoms, strict=True):
+                        record["geometry"] = geom
+                    write(pending)
+                    pending.clear()
+
+            for top in range(0, src.height, strip_rows):
+                rows = min(strip_rows, src.height - top)
+                block = src.read(1, window=Window(0, top, src.width, rows))  # (rows, cols)
+                valid = (block != NODATA_CLASS) & (block < len(legend.names))
+                for value in skip:
+                    valid &= block != value
+                table = _summed_table(np.broadcast_to(areas.rows(top, rows), block.shape))
+                pieces = _strip_pieces(block, top, valid, table)
+                first = len(regions.parent)  # region ids of this strip's pieces: first, first + 1, ...
+                for value, polygon, area, count in zip(
+                    pieces.values, pieces.polygons, pieces.areas, pieces.pixels, strict=True
+                ):
+                    regions.add(_Region(int(value), [polygon], float(area), int(count)))
+                top_owner = np.where(pieces.top_owner >= 0, pieces.top_owner + first, -1)
+                bottom_owner = np.where(pieces.bottom_owner >= 0, pieces.bottom_owner + first, -1)
+                if previous_bottom is not None:  # join regions that continue across the seam
+                    touch = (previous_bottom >= 0) & (top_owner >= 0) & (previous_row == block[0])
+                    for a, b in np.unique(np.stack([previous_bottom[touch], top_owner[touch]], 1), axis=0):
+                        regions.union(int(a), int(b))
+                open_ids = {regions.find(int(r)) for r in np.unique(bottom_owner[bottom_owner >= 0])}
+                finish(regions.pop_finished(open_ids))
+                previous_bottom, previous_row = bottom_owner, block[-1]
+            finish(regions.pop_finished(set()), last=True)
             if not wrote:  # an empty but valid layer, so the file always opens
+                columns = {"area_ha": [], "pixels": []} if unit == "area_ha" else {"area_px": []}
                 empty = gpd.GeoDataFrame(
-                    {"class_id": [], "class_name": [], unit: []}, geometry=[], crs=src.crs
+                    {"class_id": [], "class_name": [], **columns}, geometry=[], crs=src.crs
                 )
-                empty.to_file(partial, layer=LAYER, driver="GPKG")
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+                    empty.to_file(partial, layer=LAYER, driver="GPKG")
         os.replace(partial, gpkg_path)
     finally:
         partial.unlink(missing_ok=True)
-    return totals
+    return {name: _as_unit(area, areas.unit) for name, area in totals.items()}

@@ -29,14 +29,17 @@ from rsneo.heads.change import CHANGE_NAMES, ChangeHead
 from rsneo.heads.fewshot import class_vectors
 from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
-from rsneo.io.cog import ClassLegend, check_writable, hidden_path, open_raster
-from rsneo.predict.bands import BandLayout, band_layout, overview_size, read_overview
+from rsneo.heads.vocabulary import untrained_classes
+from rsneo.io.areas import format_area
+from rsneo.io.cog import ClassLegend, check_writable, gdal_env, hidden_path, open_raster
+from rsneo.io.read import PixelUnitsWarning
+from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
+from rsneo.predict.bands import BandLayout, band_layout, model_band_groups, overview_size, read_overview
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
     confidence_path,
-    discard_partial,
     predict_raster,
     run_signature,
 )
@@ -44,10 +47,6 @@ from rsneo.predict.sliding_window import (
 MAX_FROM_TO_CLASSES = (
     15  # (classes + "none of these")^2 + 1 class values must fit in uint8 below the nodata value
 )
-
-
-class PixelUnitsWarning(UserWarning):
-    """The inputs carry no georeference: outputs are in pixel units, areas in pixels."""
 
 
 def _georeferenced(src: rasterio.DatasetReader) -> bool:
@@ -130,13 +129,16 @@ def _needs_alpha(src: rasterio.DatasetReader) -> bool:
     return src.nodata is None and all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums)
 
 
-def change_legend(class_names: list[str] | None) -> ClassLegend:
-    """ "no change" + "change", or "no change" + one "A → B" class per pair of (classes + none of these)."""
+def change_legend(class_names: list[str] | None, untrained: tuple[str, ...] = ()) -> ClassLegend:
+    """ "no change" + "change", or "no change" + one "A → B" class per pair of (classes + none of these).
+
+    Pairs involving a class in `untrained` are marked untrained in the legend."""
     if not class_names:
         return ClassLegend.from_names(list(CHANGE_NAMES))
     names = [*class_names, NONE_OF_THESE]
     pairs = [f"{a} → {b}" for a in names for b in names]
-    legend = ClassLegend.from_names([CHANGE_NAMES[0], *pairs])
+    marked = tuple(f"{a} → {b}" for a in names for b in names if a in untrained or b in untrained)
+    legend = ClassLegend.from_names([CHANGE_NAMES[0], *pairs], untrained=marked)
     return legend
 
 
@@ -237,11 +239,13 @@ def detect_change(
     bands: list[str] | None = None,
     show_progress: bool = False,
     max_new_tokens: int = 64,
+    strict: bool = False,
 ) -> ChangeOutputs:
-    """Compare the first and last of `rasters` (dates of one place); write every output to `out_dir`."""
-    from rsneo.io.qgis import write_qgz, write_qml
-    from rsneo.io.vector import class_areas, write_class_polygons
+    """Compare the first and last of `rasters` (dates of one place); write every output to `out_dir`.
 
+    One writer per `out_dir`; an interrupted run resumes (a run killed after the change map reuses it).
+    Areas are true hectares in any CRS, integer pixel counts for dates without georeference.
+    """
     rasters = [Path(r) for r in rasters]
     if len(rasters) < 2:
         raise InputError(f"change: expected two or more rasters (dates of one place), got {len(rasters)}")
@@ -255,17 +259,45 @@ def detect_change(
                 f"--classes: at most {MAX_FROM_TO_CLASSES - 1} classes for from-to change, "
                 f"got {len(class_names)}"
             )
+    untrained = untrained_classes(system, class_names, strict=strict) if class_names else ()
     out_dir = check_writable(Path(out_dir))
-    layouts = [band_layout(r, sensor, bands) for r in rasters]
-    legend = change_legend(class_names)
+    with output_lock(out_dir), gdal_env():
+        return _detect_change_locked(
+            system, rasters, out_dir, class_names=class_names, plan=plan, sensor=sensor, bands=bands,
+            show_progress=show_progress, max_new_tokens=max_new_tokens, untrained=untrained,
+        )  # fmt: skip
+
+
+def _detect_change_locked(
+    system: System,
+    rasters: list[Path],
+    out_dir: Path,
+    *,
+    class_names: list[str] | None,
+    plan: WindowPlan,
+    sensor: str | None,
+    bands: list[str] | None,
+    show_progress: bool,
+    max_new_tokens: int,
+    untrained: tuple[str, ...] = (),
+) -> ChangeOutputs:
+    """`detect_change` once this process holds `out_dir`."""
+    from rsneo.io.qgis import write_qgz, write_qml
+    from rsneo.io.vector import class_areas, write_class_polygons
+
+    layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
+    legend = change_legend(class_names, untrained)
     n_classes = len(class_names) + 1 if class_names else None
     cog, gpkg = out_dir / "change.tif", out_dir / "change.gpkg"
     qml, qgz = out_dir / "change.qml", out_dir / "change.qgz"
     table, report = out_dir / "change_table.csv", out_dir / "change_report.html"
+    outputs = [cog, confidence_path(cog), gpkg, qml, qgz, table, report]
     signature = run_signature(
-        rasters=[(str(r.resolve()), r.stat().st_size, r.stat().st_mtime) for r in rasters],
+        inputs=fingerprint(rasters),
+        sensor=sensor,
+        bands=bands,
         classes=class_names,
-        model=str(system.folder),
+        model=folder_fingerprint(system.folder),
         heads=system.trained_heads,
         plan=plan,
     )
@@ -289,6 +321,7 @@ def detect_change(
             signature=run_signature(caller=signature, calibration=calibration),
             show_progress=show_progress,
             classify=from_to_classifier(n_classes),
+            keep_state=True,
         )
         try:
             unit = "px" if pixel_units else "ha"
@@ -301,7 +334,7 @@ def detect_change(
                 class_maps=[(cog, legend)],
                 polygons=[(gpkg, legend)],
                 crs=crs,
-                title="rsneo change",
+                title="rsneo change" + (" (pixel units)" if pixel_units else ""),
             )
             areas = class_areas(cog, legend)
             compared = areas.pop("")
@@ -323,11 +356,12 @@ def detect_change(
                 pixel_units,
                 max_new_tokens,
             )
-        except BaseException:
-            for path in (cog, confidence_path(cog), gpkg, qml, qgz, table, report):
+        except InputError:  # a user error: nothing half-written stays (a kill keeps the map for the next run)
+            for path in outputs:
                 path.unlink(missing_ok=True)
-            discard_partial(cog)
+            remove_temporaries(outputs)
             raise
+    remove_temporaries(outputs)  # the kept record of the map and temporaries of a killed run
     return ChangeOutputs(cog, gpkg, qml, qgz, table, report, changed, compared, unit, summary)
 
 
@@ -338,12 +372,9 @@ def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, uni
         writer.writerow(["from", "to", f"area_{unit}", "percent_of_compared"])
         for name, area in rows:
             before, _, after = name.partition(" → ")
-            writer.writerow([before, after, f"{area:.4f}", f"{100 * area / max(compared, 1e-12):.3f}"])
+            value = f"{int(area)}" if unit == "px" else f"{area:.4f}"
+            writer.writerow([before, after, value, f"{100 * area / max(compared, 1e-12):.3f}"])
     os.replace(partial, path)
-
-
-def _fmt(value: float, unit: str) -> str:
-    return f"{value:,.0f} pixels" if unit == "px" else f"{value:,.2f} ha"
 
 
 def _write_change_report(
@@ -362,8 +393,14 @@ def _write_change_report(
     max_new_tokens: int,
 ) -> str:
     """Pictures of the first and last date and of the change map, measured numbers, generated summary."""
-    from rsneo.heads.generation import CHANGE_QUESTION, generate_answer
-    from rsneo.io.report import ChangeReport, ReportImage, png_data_uri, stretch_rgb, write_report
+    from rsneo.io.report import (
+        ChangeReport,
+        ReportImage,
+        change_summary,
+        png_data_uri,
+        stretch_rgb,
+        write_report,
+    )
 
     ref = datasets[0]
     shape = overview_size(ref.width, ref.height, 512)
@@ -390,19 +427,22 @@ def _write_change_report(
         ReportImage("change map (dark grey: no change, black: no data)", png_data_uri(lut[classes]))
     )
 
-    frames = [layout.images(p, v) for layout, (p, v) in zip(layouts, views, strict=True)]
-    summary = generate_answer(
-        system.model, system.tokenizer, frames, CHANGE_QUESTION, [lay.date for lay in layouts], max_new_tokens
-    )
+    summary = change_summary(changed, compared, unit, [lay.date for lay in layouts], rows)
     share = 100 * changed / max(compared, 1e-12)
     measured = [
-        f"Compared area: {_fmt(compared, unit)} (valid on every date).",
-        f"Changed area: {_fmt(changed, unit)}, {share:.2f} % of the compared area.",
+        f"Compared area: {format_area(compared, unit)} (valid on every date).",
+        f"Changed area: {format_area(changed, unit)}, {share:.2f} % of the compared area.",
         f"Dates: {', '.join((lay.date or r.name) for lay, r in zip(layouts, rasters, strict=True))}; "
         f"the change map compares the first and the last.",
     ]
-    measured += [f"{name}: {_fmt(area, unit)}" for name, area in sorted(rows, key=lambda r: -r[1])[:10]]
+    measured += [
+        f"{name}: {format_area(area, unit)}" for name, area in sorted(rows, key=lambda r: -r[1])[:10]
+    ]
     notes = []
+    if legend.untrained:
+        notes.append(
+            "Classes the model was not trained on are marked (untrained): their from-to labels are arbitrary."
+        )
     if pixel_units:
         notes.append("The inputs have no georeference: areas are in pixels, not hectares.")
     if "change" not in system.trained_heads:
@@ -415,13 +455,13 @@ def _write_change_report(
     for name, area in rows:
         before, _, after = name.partition(" → ")
         table_rows.append(
-            [before, after, _fmt(area, unit).split()[0], f"{100 * area / max(compared, 1e-12):.2f}"]
+            [before, after, format_area(area, unit).split()[0], f"{100 * area / max(compared, 1e-12):.2f}"]
         )
     report = ChangeReport(
         title=f"Change between {names[0]} and {names[-1]}",
         inputs=[str(r) for r in rasters],
         model=f"the model in {system.folder}" if system.folder else "an untrained model",
-        legend=[(name, legend.hex(legend.names.index(name))) for name, _ in rows],
+        legend=[(legend.label(i), legend.hex(i)) for i in (legend.names.index(name) for name, _ in rows)],
         images=images,
         measured=measured,
         generated=summary,

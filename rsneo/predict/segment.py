@@ -12,13 +12,15 @@ from rsneo.errors import InputError
 from rsneo.heads.fewshot import class_vectors
 from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
-from rsneo.io.cog import ClassLegend, check_writable, open_raster
-from rsneo.predict.bands import BandLayout, band_layout
+from rsneo.heads.vocabulary import untrained_classes
+from rsneo.io.areas import warn_pixel_units
+from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
+from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
+from rsneo.predict.bands import BandLayout, band_layout, model_band_groups
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
     confidence_path,
-    discard_partial,
     predict_raster,
     run_signature,
 )
@@ -65,8 +67,8 @@ class SegmentOutputs:
     qml: Path
     qgz: Path
     confidence: Path | None  # winning probability in percent, when asked for
-    areas: dict[str, float]  # class name -> hectares (or pixels without a CRS)
-    area_unit: str
+    areas: dict[str, float]  # class name -> hectares (or integer pixel counts without a CRS)
+    area_unit: str  # "ha" or "px"
 
 
 def segment_raster(
@@ -82,38 +84,68 @@ def segment_raster(
     confidence: bool = True,
     show_progress: bool = False,
     stop_after_rows: int | None = None,
+    strict: bool = False,
 ) -> SegmentOutputs | None:
     """Segment `raster` into `out_dir`: `<stem>_classes.tif` (COG), `.gpkg`, `.qml` and `<stem>.qgz`.
 
-    Resumes an interrupted run with the same settings. Returns None only when `stop_after_rows` stopped it
-    early.
+    Resumes an interrupted run with the same settings (a run killed after the class map reuses it). One
+    writer per `out_dir` (a second one is refused). Areas are true hectares in any CRS, integer pixel counts
+    without one (with a `PixelUnitsWarning`). Returns None only when `stop_after_rows` stopped it early.
+    Names the model was not trained on are warned about and marked "(untrained)"; `strict` refuses them.
     """
-    from rsneo.io.qgis import write_qgz, write_qml
-    from rsneo.io.vector import write_class_polygons
-
     raster = Path(raster)
     class_names = parse_classes(class_names)
     if not raster.exists():
         raise InputError(f"{raster}: file not found")
+    untrained = untrained_classes(system, class_names, strict=strict)  # refused before anything is written
     out_dir = check_writable(Path(out_dir))
-    layout = band_layout(raster, sensor, bands)
-    legend = ClassLegend.from_names([*class_names, NONE_OF_THESE])
+    with output_lock(out_dir), gdal_env():
+        return _segment_locked(
+            system, raster, class_names, out_dir, plan=plan, sensor=sensor, bands=bands,
+            none_threshold=none_threshold, confidence=confidence, show_progress=show_progress,
+            stop_after_rows=stop_after_rows, untrained=untrained,
+        )  # fmt: skip
+
+
+def _segment_locked(
+    system: System,
+    raster: Path,
+    class_names: list[str],
+    out_dir: Path,
+    *,
+    plan: WindowPlan,
+    sensor: str | None,
+    bands: list[str] | None,
+    none_threshold: float | None,
+    confidence: bool,
+    show_progress: bool,
+    stop_after_rows: int | None,
+    untrained: tuple[str, ...] = (),
+) -> SegmentOutputs | None:
+    """`segment_raster` once this process holds `out_dir`."""
+    from rsneo.io.qgis import write_qgz, write_qml
+    from rsneo.io.vector import write_class_polygons
+
+    layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
+    legend = ClassLegend.from_names([*class_names, NONE_OF_THESE], untrained=untrained)
     stem = raster.stem
     cog = out_dir / f"{stem}_classes.tif"
     signature = run_signature(
-        raster=str(raster.resolve()),
-        size=raster.stat().st_size,
-        mtime=raster.stat().st_mtime,
+        inputs=fingerprint([raster]),
         classes=class_names,
-        model=str(system.folder),
+        model=folder_fingerprint(system.folder),
         heads=system.trained_heads,
         plan=plan,
         none=none_threshold,
         conf=confidence,
+        sensor=sensor,
+        bands=bands,
     )
     predictor = SegmentationPredictor(system, layout, class_names, none_threshold)
     with open_raster(raster) as src:
         crs = src.crs
+        if crs is None:
+            warn_pixel_units(raster)
         result = predict_raster(
             RasterWindows([src]),
             predictor,
@@ -126,6 +158,7 @@ def segment_raster(
             confidence=confidence,
             show_progress=show_progress,
             stop_after_rows=stop_after_rows,
+            keep_state=True,
         )
     if result is None:
         return None
@@ -142,13 +175,15 @@ def segment_raster(
             class_maps=[(cog, legend)],
             polygons=[(gpkg, legend)],
             crs=crs,
-            title=f"rsneo segment {raster.name}",
+            title=f"rsneo segment {raster.name}" + (" (pixel units)" if crs is None else ""),
         )
-    except BaseException:
+    except InputError:  # a user error: nothing half-written stays (a kill keeps the map for the next run)
         for path in (cog, confidence_path(cog), gpkg, qml, qgz):
             path.unlink(missing_ok=True)
-        discard_partial(cog)
+        remove_temporaries([cog, confidence_path(cog), gpkg, qml, qgz])
         raise
+    # everything is written: the kept record of the map and any temporaries of a killed run go
+    remove_temporaries([cog, confidence_path(cog), gpkg, qml, qgz])
     return SegmentOutputs(
         cog,
         gpkg,

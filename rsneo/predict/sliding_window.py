@@ -8,6 +8,11 @@ x raster width) that the next window row starts from. So memory is flat in the r
 its width only by that thin carry. After every window row the written blocks, the carry and a progress record
 are made durable: an interrupted run started again with the same settings continues at the next window row.
 The final COG appears only when everything is done (`CogBlockWriter.finish`).
+
+Saved state is trusted only after checking it: the progress record names the run it belongs to (inputs,
+options, engine and rsneo version), holds a digest of every finished window row of each output, and the
+partial files and the carry must read back to exactly that. Anything else is discarded with one notice
+(`ResumeNotice`) and the run starts over; an input that cannot be read discards it too (nothing left behind).
 """
 
 from __future__ import annotations
@@ -15,18 +20,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, hidden_path
+from rsneo.errors import InputError
+from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, gdal_env, hidden_path, open_raster
+from rsneo.io.runstate import notice_discarded, run_identity
 
-ENGINE_VERSION = 2  # saved progress of another engine version is never resumed
+ENGINE_VERSION = 3  # saved progress of another engine version is never resumed
 # pixels (batch, ..., size, size), valid (batch, size, size) -> probabilities (batch, channels, size, size)
 PredictFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # blended (channels, rows, cols) probabilities -> class values (rows, cols) uint8, confidence (rows, cols)
@@ -85,6 +94,9 @@ class RasterWindows:
 
     With several rasters (the dates of a change pair) a window is (dates, bands, size, size); pixels are valid
     when valid on every date. `datasets` may be rasterio datasets or WarpedVRTs already on one grid.
+    Validity is GDAL's dataset mask, taken from the pixels already read where the mask is nodata values (a
+    pixel is valid when any band holds data) and read once per window otherwise (an internal mask or alpha
+    band): reading `dataset_mask` per window would decode every band a second time.
     """
 
     def __init__(self, datasets: list[rasterio.io.DatasetReaderBase], stack: bool = False) -> None:
@@ -92,6 +104,7 @@ class RasterWindows:
         self.stack = stack or len(datasets) > 1
         self.width, self.height = datasets[0].width, datasets[0].height
         self.bands = [data_bands(ds) for ds in datasets]
+        self.masks = [_mask_source(ds, bands) for ds, bands in zip(datasets, self.bands, strict=True)]
 
     def read(self, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Pixels (bands, size, size) or (dates, bands, size, size) float32 and valid (size, size) bool."""
@@ -99,27 +112,86 @@ class RasterWindows:
         window = Window(col, row, w, h)
         frames, valid = [], np.zeros((size, size), bool)
         valid[:h, :w] = True
-        for ds, bands in zip(self.datasets, self.bands, strict=True):
+        for ds, bands, mask in zip(self.datasets, self.bands, self.masks, strict=True):
             data = np.zeros((len(bands), size, size), np.float32)
-            data[:, :h, :w] = ds.read(bands, window=window).astype(np.float32)
-            valid[:h, :w] &= ds.dataset_mask(window=window) > 0
+            try:
+                raw = ds.read(bands, window=window)  # (bands, h, w) in the file's dtype
+                valid[:h, :w] &= _window_valid(ds, mask, raw, window)
+            except RasterioError as exc:
+                raise InputError(
+                    f"{ds.name}: cannot read pixels at row {row}, column {col}; expected a complete raster, "
+                    f"the file looks truncated or corrupt ({exc})"
+                ) from None
+            data[:, :h, :w] = raw
             frames.append(data)
         pixels = np.stack(frames) if self.stack else frames[0]
         return pixels, valid
 
 
+def _mask_source(dataset: rasterio.io.DatasetReaderBase, bands: list[int]) -> str | list[float | None]:
+    """How validity is known: "all" valid, "mask" (a per-dataset mask or alpha band), nodata per band, or
+    "dataset" (band masks of another kind: GDAL's dataset mask itself)."""
+    flags = [dataset.mask_flag_enums[b - 1] for b in bands]
+    if any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags):
+        return "mask"
+    if all(MaskFlags.all_valid in f for f in flags):
+        return "all"
+    if not all(MaskFlags.nodata in f or MaskFlags.all_valid in f for f in flags):
+        return "dataset"
+    return [
+        dataset.nodatavals[b - 1] if MaskFlags.nodata in f else None
+        for b, f in zip(bands, flags, strict=True)
+    ]
+
+
+def _window_valid(
+    dataset: rasterio.io.DatasetReaderBase, mask: str | list[float | None], raw: np.ndarray, window: Window
+) -> np.ndarray | bool:
+    """(h, w) validity of one window, the same as `dataset.dataset_mask(window=window) > 0`."""
+    if mask == "all":
+        return True
+    if mask == "mask":
+        return dataset.read_masks(1, window=window) > 0
+    if mask == "dataset":
+        return dataset.dataset_mask(window=window) > 0
+    valid = np.zeros(raw.shape[1:], bool)
+    for values, nodata in zip(raw, mask, strict=True):
+        if nodata is None:
+            return True  # a band without nodata is valid everywhere, so is the union
+        valid |= ~np.isnan(values) if np.isnan(nodata) else values != np.asarray(nodata).astype(values.dtype)
+    return valid
+
+
 @dataclass
 class Progress:
-    """What has been finished, stored beside the output; `signature` ties it to one input and setting."""
+    """What has been finished, stored beside the output; `signature` ties it to one input and setting.
+
+    `digests[name]` holds one digest per finished window row of output `name` (its rows as written);
+    `finished[name]` the SHA-256 of an output already turned into its final COG.
+    """
 
     signature: str
     rows_done: int = 0
+    digests: dict[str, list[str]] = field(default_factory=dict)
+    finished: dict[str, str] = field(default_factory=dict)
 
 
 def run_signature(**settings: object) -> str:
     """A short hash of everything that changes the output (inputs, classes, model, window plan)."""
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _digest(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()[:32]
+
+
+def _file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def _windows_of_row(row: int, cols: list[int], plan: WindowPlan) -> Iterator[list[tuple[int, int]]]:
@@ -141,36 +213,47 @@ def predict_raster(
     show_progress: bool = False,
     stop_after_rows: int | None = None,
     classify: ClassifyFn = argmax_classes,
+    keep_state: bool = False,
 ) -> Path | None:
     """Classify `source` window by window into a COG at `out_path` (argmax class, optional confidence band).
 
     `classify` turns blended probabilities into class values (default: argmax). Pixels invalid in the input
     get `NODATA_CLASS`. Returns the COG path, or None when `stop_after_rows` (used to simulate an
-    interruption) stopped the run early; the partial state then stays for a resumed call.
+    interruption) stopped the run early; the partial state then stays for a resumed call. With `keep_state`
+    the record of the completed map stays too, so a caller interrupted while writing its other products
+    reuses the map; the caller removes it (`discard_partial`) when everything is written.
     """
     out_path = Path(out_path)
     progress_path = hidden_path(out_path, "progress.json")
     # what the engine itself knows also decides whether saved progress fits this run
     signature = run_signature(
         caller=signature, plan=plan, size=(source.width, source.height), legend=legend, confidence=confidence,
-        engine=ENGINE_VERSION,
+        engine=ENGINE_VERSION, crs=crs, transform=transform, **run_identity(),
     )  # fmt: skip
     rows, cols = plan.starts(source.height), plan.starts(source.width)
     size, stride = plan.size, plan.stride
     weights = blend_weights(size, plan.overlap)
     span = cols[-1] + size  # columns the windows cover (the last ones may hang over the raster's edge)
+    outputs = {"classes": out_path, **({"confidence": confidence_path(out_path)} if confidence else {})}
+    grid = dict(width=source.width, height=source.height, crs=crs, transform=transform)
     # Accumulator channels C: weighted probabilities (K), weight sum, valid count. `carry` holds what the
     # previous window row added to the first `overlap` rows of this one, for every column: (C, overlap, span).
-    progress, carry = _saved_state(out_path, signature, confidence)
+    progress, carry = _saved_state(out_path, signature, outputs, rows, stride, span, plan.overlap, grid)
+    if progress.rows_done == len(rows) and set(progress.finished) == set(outputs):
+        return out_path  # a completed map whose record the caller kept: nothing to do
     resume = progress.rows_done > 0
-    grid = dict(width=source.width, height=source.height, crs=crs, transform=transform, resume=resume)
-    writers = [CogBlockWriter(out_path, legend=legend, **grid)]
-    if confidence:
-        writers.append(
-            CogBlockWriter(confidence_path(out_path), legend=None, description="confidence_percent", **grid)
-        )
-    if not resume:  # stale partial state from another setting: start clean
-        _clear_carries(out_path)
+    writers = {
+        name: CogBlockWriter(
+            path,
+            legend=legend if name == "classes" else None,
+            description="class" if name == "classes" else "confidence_percent",
+            resume=resume,
+            **grid,
+        )  # fmt: skip
+        for name, path in outputs.items()
+        if name not in progress.finished
+    }
+    row_pieces: dict[str, list[np.ndarray]] = {name: [] for name in writers}
 
     def emit(block: np.ndarray, top: int, left: int, last_row: bool) -> None:
         """Write the finished part of `block` (C, size, w): rows [top, top+stride) or to the raster's end."""
@@ -188,12 +271,15 @@ def predict_raster(
         classes[invalid] = NODATA_CLASS
         conf[invalid] = 0
         window = Window(left, top, width, rows_done)
-        for writer, values in zip(writers, (classes, conf), strict=False):
-            writer.write(window, values)
+        for name, values in (("classes", classes), ("confidence", conf)):
+            if name in writers:
+                writers[name].write(window, values)
+                row_pieces[name].append(values.astype(np.uint8, copy=False))
 
-    bar = _progress_bar(show_progress, len(rows) * len(cols), progress.rows_done * len(cols))
+    first_row = progress.rows_done
+    bar = _progress_bar(show_progress, len(rows) * len(cols), first_row * len(cols))
     try:
-        for index in range(progress.rows_done, len(rows)):
+        for index in range(first_row, len(rows)):
             top, last_row = rows[index], index + 1 == len(rows)
             block: np.ndarray | None = None  # (C, size, w): columns [left, left + w) of this window row
             left = 0
@@ -224,45 +310,136 @@ def predict_raster(
                 block, left = block[:, :, right - left :], right
                 if bar is not None:
                     bar[0].advance(bar[1], len(batch))
-            for writer in writers:
+            for name, writer in writers.items():
                 writer.flush()
+                progress.digests.setdefault(name, []).append(_digest(np.concatenate(row_pieces[name], 1)))
+                row_pieces[name].clear()
+            progress.rows_done = index + 1
             _save_carry(out_path, index + 1, carry)
-            _write_atomic(progress_path, json.dumps(asdict(Progress(signature, index + 1))))
+            _write_atomic(progress_path, json.dumps(asdict(progress)))
             _clear_carries(out_path, keep=index + 1)
-            if stop_after_rows is not None and index + 1 - progress.rows_done >= stop_after_rows:
-                for writer in writers:
+            if stop_after_rows is not None and index + 1 - first_row >= stop_after_rows:
+                for writer in writers.values():
                     writer.close()
                 return None
-        for writer in writers[1:]:
-            writer.finish()
-        result = writers[0].finish()  # the class map last: its presence means everything is complete
+        for name in sorted(writers, key=lambda n: n == "classes"):  # the class map last
+            progress.finished[name] = _file_digest(writers[name].finish())
+            _write_atomic(progress_path, json.dumps(asdict(progress)))
+    except InputError:  # an input that cannot be read: its partial products are worthless
+        for writer in writers.values():
+            writer.abort()
+        discard_partial(out_path)
+        raise
     except BaseException:
-        for writer in writers:
+        for writer in writers.values():
             writer.close()
         raise
     finally:
         if bar is not None:
             bar[0].stop()
-    progress_path.unlink(missing_ok=True)
     _clear_carries(out_path)
-    return result
+    if not keep_state:
+        progress_path.unlink(missing_ok=True)
+    return out_path
 
 
-def _saved_state(out_path: Path, signature: str, confidence: bool) -> tuple[Progress, np.ndarray | None]:
-    """Progress and carry of an interrupted run with this signature; a fresh start if anything is missing."""
+def _saved_state(
+    out_path: Path,
+    signature: str,
+    outputs: dict[str, Path],
+    rows: list[int],
+    stride: int,
+    span: int,
+    overlap: int,
+    grid: dict,
+) -> tuple[Progress, np.ndarray | None]:
+    """Progress and carry of an interrupted run of this signature, each part checked; else a fresh start.
+
+    State that fails a check is removed with one `ResumeNotice`; leftovers without a progress record (a run
+    stopped inside its first window row) are removed silently.
+    """
     fresh = Progress(signature), None
     progress_path = hidden_path(out_path, "progress.json")
-    partials = [hidden_path(out_path, "partial.tif")]
-    if confidence:
-        partials.append(hidden_path(confidence_path(out_path), "partial.tif"))
-    try:
-        saved = Progress(**json.loads(progress_path.read_text()))
-        if saved.signature != signature or saved.rows_done <= 0 or not all(p.exists() for p in partials):
-            return fresh
-        with np.load(_carry_path(out_path, saved.rows_done), allow_pickle=False) as archive:
-            return saved, archive["carry"]
-    except (OSError, ValueError, KeyError, TypeError):  # absent, truncated or from another version
+    if not progress_path.exists():
+        discard_partial(out_path)
         return fresh
+    checked = _check_state(out_path, signature, outputs, rows, stride, span, overlap, grid)
+    if isinstance(checked, str):
+        notice_discarded(out_path, f"saved state of an interrupted run {checked}")
+        discard_partial(out_path)
+        return fresh
+    return checked
+
+
+def _check_state(
+    out_path: Path,
+    signature: str,
+    outputs: dict[str, Path],
+    rows: list[int],
+    stride: int,
+    span: int,
+    overlap: int,
+    grid: dict,
+) -> tuple[Progress, np.ndarray | None] | str:
+    """The saved (progress, carry) if every part reads back as recorded, else why not (one phrase)."""
+    try:
+        saved = Progress(**json.loads(hidden_path(out_path, "progress.json").read_text()))
+        rows_done = int(saved.rows_done)
+        if not isinstance(saved.digests, dict) or not isinstance(saved.finished, dict):
+            raise TypeError("digests and finished must be objects")
+    except (OSError, ValueError, TypeError):  # unreadable, truncated or another layout
+        return "is unreadable"
+    if saved.signature != signature:
+        return "belongs to another input, option or rsneo version"
+    if not 0 < rows_done <= len(rows) or set(saved.finished) - set(outputs):
+        return "is inconsistent"
+    for name, path in outputs.items():
+        if name in saved.finished:
+            if not path.exists() or _file_digest(path) != saved.finished[name]:
+                return f"does not match {path.name}"
+            continue
+        digests = saved.digests.get(name)
+        if not isinstance(digests, list) or len(digests) != rows_done:
+            return "is inconsistent"
+        if not _partial_matches(hidden_path(path, "partial.tif"), digests, rows, stride, grid):
+            return f"does not match the partial {path.name}"
+    carry = None
+    if rows_done < len(rows):
+        try:
+            # our own file handle: np.load leaves it open when the archive is damaged
+            with open(_carry_path(out_path, rows_done), "rb") as f, np.load(f, allow_pickle=False) as archive:
+                carry = archive["carry"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return "has an unreadable carry"
+        if (
+            carry.dtype != np.float32
+            or carry.ndim != 3
+            or carry.shape[0] < 3
+            or carry.shape[1:] != (overlap, span)
+            or not np.isfinite(carry).all()
+        ):
+            return "has a carry of another shape"
+    saved.rows_done = rows_done
+    return saved, carry
+
+
+def _partial_matches(partial: Path, digests: list[str], rows: list[int], stride: int, grid: dict) -> bool:
+    """Whether the partial GeoTIFF is on this grid and its finished window rows are the recorded ones."""
+    try:
+        with gdal_env(), open_raster(partial) as src:
+            shape = (src.width, src.height, src.count, src.dtypes[0])
+            if shape != (grid["width"], grid["height"], 1, "uint8"):
+                return False
+            if src.crs != grid["crs"] or not src.transform.almost_equals(grid["transform"]):
+                return False
+            for index, expected in enumerate(digests):
+                top = rows[index]
+                height = grid["height"] - top if index + 1 == len(rows) else stride
+                if _digest(src.read(1, window=Window(0, top, grid["width"], height))) != expected:
+                    return False
+    except (InputError, RasterioError):
+        return False
+    return True
 
 
 def confidence_path(out_path: Path) -> Path:

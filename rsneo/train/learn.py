@@ -510,6 +510,25 @@ def check_destination(out: Path, overwrite: bool) -> None:
         raise InputError(f"--out {out}: folder exists and is not empty (pass --overwrite to replace it)")
 
 
+def learnt_vocabulary(head: SegmentationHead, record: dict):
+    """The folder's vocabulary.json: the learnt classes and their hold-out scores. The classes of the starting
+    model are not carried over: the retrained per-pixel layers were scored on the learnt classes only."""
+    from rsneo.heads.vocabulary import DEFAULT_MATCH_THRESHOLD, TrainedClass, Vocabulary
+
+    holdout = record["holdout"]
+    data = f"rsneo learn hold-out ({holdout['method']}) of {Path(record['labels']).name}; learn.json"
+    classes = []
+    for name in record["learnt_classes"]:
+        score = holdout["scores"][name]
+        held_out = (
+            {} if score["iou"] is None else {"iou": round(score["iou"], 4), "f1": round(score["f1"], 4)}
+        )
+        prompt = head.config.prompt_template.format(name.strip())
+        classes.append(TrainedClass(name, (prompt,), held_out | ({"data": data} if held_out else {})))
+    note = f"Classes learnt by rsneo learn from {record['labels']} (field {record['class_field']!r})."
+    return Vocabulary(tuple(classes), DEFAULT_MATCH_THRESHOLD, note)
+
+
 def write_model_folder(system, head, learnt, record: dict, out: Path, overwrite: bool) -> Path:
     """Write the model folder to a hidden temporary folder beside `out`, then rename it into place."""
     from rsneo.heads.fewshot import LEARN_RECORD, save_learnt
@@ -523,7 +542,8 @@ def write_model_folder(system, head, learnt, record: dict, out: Path, overwrite:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         head = head.to(system.device)
-        save_system(System(system.model, system.tokenizer, head, system.change), tmp)
+        vocabulary = learnt_vocabulary(head, record)
+        save_system(System(system.model, system.tokenizer, head, system.change, vocabulary=vocabulary), tmp)
         save_learnt(tmp, learnt)
         (tmp / LEARN_RECORD).write_text(json.dumps(record, indent=1))
         if out.exists():

@@ -1,4 +1,4 @@
-"""Class polygons and areas: geodesic hectares in a geographic CRS, planar in a projected one."""
+"""Class polygons and areas: geodesic hectares in a geographic CRS, true (not planar) in a projected one."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_geodesic_areas_match_pyproj_and_polygons(shared_data, tmp_path):
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
 
-def test_projected_areas_are_pixel_counts_times_pixel_area(shared_data, tmp_path):
+def test_projected_areas_are_true_areas_not_planar(shared_data, tmp_path):
     legend = ClassLegend.from_names(["dark", "bright"])
     with rasterio.open(shared_data / "rasters" / "RGB.byte.tif") as src:
         red = src.read(1)
@@ -69,4 +69,7 @@ def test_projected_areas_are_pixel_counts_times_pixel_area(shared_data, tmp_path
         pixel_ha = abs(src.transform.a * src.transform.e) / 1e4
     areas = write_class_polygons(cog, tmp_path / "c.gpkg", skip=(0,))
     assert set(areas) == {"bright"}
-    assert areas["bright"] == pytest.approx((classes == 1).sum() * pixel_ha, rel=1e-9)
+    # UTM enlarges areas by k^2 ~ 1.0013 this far (~250-400 km) from the zone's central meridian: the true
+    # area is a little smaller than the planar one, by more than the 1e-9 of rounding and less than 0.3 %
+    planar = (classes == 1).sum() * pixel_ha
+    assert planar * (1 - 3e-3) < areas["bright"] < planar * (1 - 1e-4)

@@ -69,7 +69,7 @@ def test_segment_project_opens_in_qgis(segmented):
     assert len(seen["layers"]) == 3 and all(layer["valid"] for layer in seen["layers"]), seen
     palette = next(layer for layer in seen["layers"] if layer["renderer"] == "paletted")
     assert [c[1] for c in palette["classes"]] == ["water", "land", "none of these"]
-    assert palette["classes"][0][2] == "#1f78e6"
+    assert palette["classes"][0][2] == "#1e6edc"  # water blue (rsneo.io.palette)
 
 
 def test_change_on_the_taizhou_landsat_pair(tiny_model_dir, shared_data, tmp_path):
@@ -100,15 +100,18 @@ def test_change_on_the_taizhou_landsat_pair(tiny_model_dir, shared_data, tmp_pat
     unchanged = np.asarray(Image.open(folder / "unchanged.bmp")) > 0
     detected = (changed_map > 0) & (changed_map != 255)
     assert (detected[changed].mean() + (~detected[unchanged]).mean()) / 2 > 0.8
-    # the table, the report and the map agree: 30 m pixels are 0.09 ha
+    # the table, the report and the map agree: 30 m pixels are 0.09 ha on the map; on the ground UTM's scale
+    # (k^2 ~ 1.0014 some 300 km off zone 51's central meridian) makes them 0.1 % smaller
     with (out / "change_table.csv").open() as f:
         rows = list(csv.DictReader(f))
     table_total = sum(float(r["area_ha"]) for r in rows)
-    assert table_total == pytest.approx(detected.sum() * 0.09, rel=1e-6)
+    assert table_total == pytest.approx(detected.sum() * 0.09, rel=3e-3)
+    assert table_total < detected.sum() * 0.09
     html = (out / "change_report.html").read_text()
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 3
     assert f"Changed area: {table_total:,.2f} ha" in html
-    assert "Compared area: 14,400.00 ha" in html  # 400 x 400 pixels of 0.09 ha
+    compared = float(re.search(r"Compared area: ([\d,.]+) ha", html).group(1).replace(",", ""))
+    assert compared == pytest.approx(14_400, rel=3e-3)  # 400 x 400 pixels of ~0.09 ha
     assert 'id="generated"' in html
 
 
