@@ -120,6 +120,11 @@ def test_learn_writes_a_model_folder_with_its_record(learnt, flood_points, share
         assert scores[name]["features"] == record["counts"][name]["held_out"]
     learnt_classes = load_learnt(learnt)
     assert learnt_classes.names == ["Flood water", "dry ground"]
+    vocabulary = load_system(learnt).vocabulary  # segment/ask treat the learnt names as trained
+    assert vocabulary.names == ("Flood water", "dry ground")
+    assert vocabulary.classes[1].held_out["iou"] == pytest.approx(
+        scores["dry ground"]["iou"], abs=1e-4
+    )  # rounded
 
 
 def test_segment_gives_the_learnt_classes_for_their_names(learnt, shared_data, flood_points, tmp_path):
