@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from rsneo.cli.app import app, err_console
+from rsneo.cli.app import app, check_output_folder, err_console, reported_warnings
 
 
 @app.command("learn")
@@ -60,11 +60,12 @@ def learn_command(
     from rich.console import Console
     from rich.table import Table
 
-    from rsneo.cli.products import _bands, _reported_warnings, _system
+    from rsneo.cli.products import _bands, _system
     from rsneo.train.learn import LearnSettings, learn
 
     settings = LearnSettings(steps=steps, lr=lr, holdout=holdout, refit=refit, window=window, seed=seed)
-    with _reported_warnings():
+    check_output_folder(out)
+    with reported_warnings():
         system = _system(model, device)
         result = learn(
             system, rasters, labels, class_field, out, settings=settings, sensor=sensor, bands=_bands(bands),

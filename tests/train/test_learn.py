@@ -127,7 +127,9 @@ def test_learn_writes_a_model_folder_with_its_record(learnt, flood_points, share
     )  # rounded
 
 
-def test_segment_gives_the_learnt_classes_for_their_names(learnt, shared_data, flood_points, tmp_path, capsys):
+def test_segment_gives_the_learnt_classes_for_their_names(
+    learnt, shared_data, flood_points, tmp_path, capsys
+):
     system = load_system(learnt)
     stored = load_learnt(learnt)
     names = ["dry ground", "flood  WATER"]  # any order, case and spacing
