@@ -217,3 +217,13 @@ def test_bf16_backbone(tiny_model_dir, shared_data, flood_points):
                              LearnSettings(steps=3))  # fmt: skip
     assert torch.isfinite(vectors).all() and vectors.dtype == torch.float32
     assert not torch.equal(vectors, torch.zeros_like(vectors))  # the vectors trained
+
+
+def test_broken_raster_exit_2_and_write_nothing(tiny_model_dir, flood_points, tmp_path, capsys):
+    raster = tmp_path / "random.tif"
+    raster.write_bytes(np.random.default_rng(0).bytes(4096))
+    out = tmp_path / "out"
+    argv = ["learn", str(raster), "--labels", str(flood_points), "--class-field", "cover", "--out", str(out)]
+    assert run_app([*argv, "--model", str(tiny_model_dir)]) == 2
+    assert "random.tif" in " ".join(capsys.readouterr().err.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["random.tif"]
