@@ -33,6 +33,12 @@ LAYERS = {
 }
 # Cycles that exist on main and wait for their area to break them; each entry names where it came from. An
 # entry that is no longer a cycle fails the test too, so the list only shrinks.
+# Imports against the layer order on main, each waiting for its area, with the same shrink-only rule.
+KNOWN_AGAINST_ORDER = {
+    # `rsneo learn` reads rasters through prediction's reader (issue #11 item 1 moves that reader below both)
+    "rsneo.train.learn -> rsneo.predict.bands",
+    "rsneo.train.learn -> rsneo.predict.sliding_window",
+}
 KNOWN_CYCLES = {
     # train/corpus uses the pair simulation of train/change; change's NAIP experiment (ab7a75b) reads corpus's
     # time series: move one of the two into a lower module
@@ -114,7 +120,10 @@ def test_no_upward_or_sideways_imports(graph):
             target_rank, target_package = layer(target)
             if target_package != package and target_rank >= rank and target_package != "rsneo":
                 bad.append(f"{module} -> {target}")
-    assert not bad, "imports against the layer order:\n" + "\n".join(sorted(bad))
+    assert not set(bad) - KNOWN_AGAINST_ORDER, "imports against the layer order:\n" + "\n".join(
+        sorted(set(bad) - KNOWN_AGAINST_ORDER)
+    )
+    assert not KNOWN_AGAINST_ORDER - set(bad), "fixed: remove them from KNOWN_AGAINST_ORDER"
 
 
 def test_no_import_cycles(graph):
