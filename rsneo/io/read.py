@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window
@@ -65,7 +65,30 @@ class RasterSource:
 
 
 _HANDLES: dict[tuple[int, str], rasterio.DatasetReader] = {}
+_HEADERS: dict[tuple[int, str], DatasetHeader] = {}
 MAX_OPEN = 256
+# dtypes float32 holds exactly: GDAL converts them while reading, and nodata is compared in float32
+_EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "float32"}
+
+
+@dataclass(frozen=True)
+class DatasetHeader:
+    """What reading a window needs from a dataset's header, read once per open dataset, not once per chip.
+
+    `nodata[i]` is band i+1's nodata value in the dtype pixels are compared in (None: the band has none, or
+    a value the dtype cannot hold); `mask_band[i]` says its validity needs GDAL's mask band (an internal
+    mask, an alpha band) instead of a nodata value.
+    """
+
+    grid: Grid
+    dtype: str
+    nodata: tuple[float | None, ...]
+    mask_band: tuple[bool, ...]
+
+    @property
+    def float_read(self) -> bool:
+        """Whether GDAL may convert to float32 while reading (no value changes, nodata still recognisable)."""
+        return self.dtype in _EXACT_IN_FLOAT32
 
 
 @contextmanager
@@ -96,14 +119,49 @@ def open_dataset(path: str) -> rasterio.DatasetReader:
     while len(_HANDLES) >= MAX_OPEN:
         oldest = next(iter(_HANDLES))
         _HANDLES.pop(oldest).close()
+        _HEADERS.pop(oldest, None)
     _HANDLES[key] = handle
     return handle
+
+
+def dataset_header(path: str) -> DatasetHeader:
+    """The header of `path`'s cached dataset (grid, nodata per band), computed on first use."""
+    key = (os.getpid(), path)
+    src = open_dataset(path)  # also keeps the two caches in step: evicting a handle drops its header
+    header = _HEADERS.get(key)
+    if header is None:
+        dtype = np.dtype(src.dtypes[0])
+        compare = np.dtype(np.float32) if dtype.name in _EXACT_IN_FLOAT32 else dtype
+        nodata, mask_band = [], []
+        for flags, value in zip(src.mask_flag_enums, src.nodatavals, strict=True):
+            if MaskFlags.all_valid in flags:
+                nodata.append(None)
+                mask_band.append(False)
+            elif MaskFlags.nodata in flags and value is not None:
+                nodata.append(_nodata_as(value, dtype, compare))
+                mask_band.append(False)
+            else:  # per-dataset mask, alpha band, ...: only GDAL's mask band knows
+                nodata.append(None)
+                mask_band.append(True)
+        header = DatasetHeader(dataset_grid(src), dtype.name, tuple(nodata), tuple(mask_band))
+        _HEADERS[key] = header
+    return header
+
+
+def _nodata_as(value: float, stored: np.dtype, compare: np.dtype) -> float | None:
+    """`value` as pixels of dtype `stored` hold it, in dtype `compare`; None when no pixel can hold it."""
+    if np.issubdtype(stored, np.integer):
+        info = np.iinfo(stored)
+        if not (float(value).is_integer() and info.min <= value <= info.max):
+            return None
+    return compare.type(stored.type(value)).item()
 
 
 def close_datasets() -> None:
     """Close every cached dataset of this process (tests, long-running servers)."""
     for key in [k for k in _HANDLES if k[0] == os.getpid()]:
         _HANDLES.pop(key).close()
+        _HEADERS.pop(key, None)
 
 
 def dataset_grid(src: rasterio.DatasetReader) -> Grid:
@@ -198,6 +256,68 @@ def select_bands(source: RasterSource, names: list[str] | None) -> RasterSource:
     )  # fmt: skip
 
 
+def _window_in_file(path: str, header: DatasetHeader, grid: Grid) -> Window | None:
+    """The pixel window of `path` that `grid` is, when it lies on the file's own grid (else None: a warp)."""
+    file_grid = header.grid
+    if (file_grid.crs is None) != (grid.crs is None):
+        raise InputError(
+            f"{path}: has no CRS while the scene grid has one (or the reverse); "
+            "expected every date and band to be georeferenced to reproject them onto one grid"
+        )
+    if grid.crs is None:  # pixel units: the grid is a window of the image itself
+        window = Window(grid.transform.c, grid.transform.f, grid.width, grid.height)
+        if not file_grid.contains_window(window):
+            raise InputError(f"{path}: window {window} lies outside the image")
+        return window
+    window = grid.aligned_window_in(file_grid)
+    return window if window is not None and file_grid.contains_window(window) else None
+
+
+def _read_window(
+    src: rasterio.DatasetReader, header: DatasetHeader, indexes: list[int], window: Window, out: np.ndarray
+) -> None:
+    """Bands `indexes` of a window in one read into `out` (len(indexes), h, w) float32, NaN where nodata.
+
+    GDAL converts to float32 as it reads where that keeps every value (8/16-bit integers, float32), so
+    nodata is recognised in the converted values; other dtypes are read as stored and converted here.
+    """
+    if header.float_read:
+        src.read(indexes, window=window, out=out)
+        stored = out
+    else:
+        stored = src.read(indexes, window=window)
+        out[:] = stored
+    values = [header.nodata[i - 1] for i in indexes]
+    if len(set(values)) == 1 and values[0] is not None and not any(header.mask_band[i - 1] for i in indexes):
+        out[stored == np.asarray(values[0], stored.dtype)] = np.nan  # the common case: one nodata value
+        return
+    for k, index in enumerate(indexes):
+        if header.mask_band[index - 1]:
+            out[k][src.read_masks(index, window=window) == 0] = np.nan
+        elif values[k] is not None:
+            out[k][stored[k] == np.asarray(values[k], stored.dtype)] = np.nan
+
+
+def _warp_band(
+    src: rasterio.DatasetReader, index: int, grid: Grid, resampling: Resampling, out: np.ndarray
+) -> None:
+    """One band warped onto `grid` into `out` (height, width) float32, NaN where nodata or outside the file.
+
+    GDAL's warper reads only the source blocks under the destination window. (A WarpedVRT with NaN as
+    nodata returns all-NaN when the CRS changes, so the warp writes into a NaN-filled array instead.)
+    """
+    out.fill(np.nan)
+    reproject(
+        rasterio.band(src, index),
+        out,
+        src_nodata=src.nodata,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        dst_nodata=np.nan,
+        resampling=resampling,
+    )
+
+
 def read_band(
     band_file: BandFile,
     grid: Grid,
@@ -205,37 +325,9 @@ def read_band(
     source_path: str | None = None,
 ) -> np.ndarray:
     """One band resampled onto `grid`: (height, width) float32, NaN where nodata or outside the file."""
-    src = open_dataset(band_file.path)
-    file_grid = dataset_grid(src)
-    name = source_path or band_file.path
-    if (file_grid.crs is None) != (grid.crs is None):
-        raise InputError(
-            f"{band_file.path}: has no CRS while the scene grid has one (or the reverse); "
-            "expected every date and band to be georeferenced to reproject them onto one grid"
-        )
-    if grid.crs is None:  # pixel units: the grid is a window of the image itself
-        window = Window(grid.transform.c, grid.transform.f, grid.width, grid.height)
-    else:
-        window = grid.aligned_window_in(file_grid)
-    with gdal_errors(name):
-        if window is not None and file_grid.contains_window(window):
-            data = src.read(band_file.index, window=window, masked=True)  # (height, width)
-            return data.astype(np.float32).filled(np.nan)
-        if grid.crs is None:
-            raise InputError(f"{band_file.path}: window {window} lies outside the image")
-        # GDAL's warper reads only the source blocks under the destination window. (A WarpedVRT with NaN as
-        # nodata returns all-NaN when the CRS changes, so the warp writes into a NaN-filled array instead.)
-        out = np.full((grid.height, grid.width), np.nan, np.float32)  # (height, width)
-        reproject(
-            rasterio.band(src, band_file.index),
-            out,
-            src_nodata=src.nodata,
-            dst_transform=grid.transform,
-            dst_crs=grid.crs,
-            dst_nodata=np.nan,
-            resampling=resampling,
-        )
-        return out
+    out = np.empty((1, grid.height, grid.width), np.float32)
+    _read_files([band_file], grid, resampling, source_path or band_file.path, out)
+    return out[0]
 
 
 def read_source(
@@ -243,9 +335,33 @@ def read_source(
     grid: Grid | None = None,
     resampling: Resampling = Resampling.bilinear,
 ) -> np.ndarray:
-    """All bands of `source` on `grid` (default: its own grid): (bands, height, width) float32 with NaN."""
+    """All bands of `source` on `grid` (default: its own grid): (bands, height, width) float32 with NaN.
+
+    The bands stored in one file are read in one call when the window lies on the file's grid.
+    """
     grid = grid or source.grid
     out = np.empty((len(source.files), grid.height, grid.width), np.float32)
-    for i, band_file in enumerate(source.files):
-        out[i] = read_band(band_file, grid, resampling, source.path)
+    _read_files(source.files, grid, resampling, source.path, out)
     return out
+
+
+def _read_files(
+    files: list[BandFile], grid: Grid, resampling: Resampling, name: str, out: np.ndarray
+) -> None:
+    """Fill `out[i]` with band `files[i]` on `grid`, one windowed read per file for consecutive bands."""
+    position = 0
+    while position < len(files):
+        path = files[position].path
+        end = position + 1
+        while end < len(files) and files[end].path == path:
+            end += 1
+        src, header = open_dataset(path), dataset_header(path)
+        indexes = [f.index for f in files[position:end]]
+        window = _window_in_file(path, header, grid)
+        with gdal_errors(name):
+            if window is not None:
+                _read_window(src, header, indexes, window, out[position:end])
+            else:
+                for k, index in enumerate(indexes):
+                    _warp_band(src, index, grid, resampling, out[position + k])
+        position = end
