@@ -9,6 +9,8 @@ Prints a table and writes the run's metrics.csv and loss_curve.png under --out.
     .venv/bin/python benchmarks/learning.py                    # ~10 min on 2 CPU cores
     .venv/bin/python benchmarks/learning.py --steps 40         # a quick look
     .venv/bin/python benchmarks/learning.py --throughput       # tokens/s (and MFU on a GPU) for --preset
+    .venv/bin/python benchmarks/learning.py --band-groups fold # all bands of a frame in one group
+    .venv/bin/python benchmarks/learning.py --scene-cost --preset demo   # tokens, forward time per grouping
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ def water_baselines(s2_path: Path, chips) -> dict[str, float]:
 def learning(args: argparse.Namespace) -> None:
     from rsneo.data.documents import DocumentBuilder
     from rsneo.model.positions import ImageTokens
+    from rsneo.train.callbacks import read_metrics
     from rsneo.train.config import load_config
     from rsneo.train.corpus import sen1floods11
+    from rsneo.train.datamodule import apply_band_groups
     from rsneo.train.evaluate import class_iou, predict_chips
     from rsneo.train.run import train
 
@@ -54,6 +58,7 @@ def learning(args: argparse.Namespace) -> None:
         f"data.batch_size={args.batch_size}", "stage=stage2", f"stage.lr={args.lr}", "stage.warmup_steps=20",
         "objectives=all", f"trainer.max_steps={args.steps}", f"trainer.checkpoint_every_n_steps={args.steps}",
         "trainer.progress_bar=true", f"out_dir={args.out}", f"seed={args.seed}", "name=learning",
+        f"data.band_groups={args.band_groups}",
     ]  # fmt: skip
     if args.data_root:
         overrides.append(f"data_root={args.data_root}")
@@ -64,7 +69,9 @@ def learning(args: argparse.Namespace) -> None:
     module = run.module
     root = run.datamodule.root
     builder = lambda: DocumentBuilder(run.tokenizer, ImageTokens.of(module.model.config))  # noqa: E731
-    val_chips = [s.chip for s in sen1floods11(root, builder, args.tile, split="val")]
+    tokens = ImageTokens.of(module.model.config)
+    val = sen1floods11(root, builder, args.tile, split="val")
+    val_chips = [apply_band_groups(s, args.band_groups, tokens).chip for s in val]
     train_chips = [s.chip for s in run.datamodule.samples]
     predicted = predict_chips(module.model, module.seg_head, run.tokenizer, val_chips)
     scores = {"rsneo (trained, val half)": class_iou(predicted, val_chips, 1)}
@@ -79,6 +86,14 @@ def learning(args: argparse.Namespace) -> None:
         f"{len(val_chips)} val tiles of {args.tile} px)"
     )
     print(f"model {args.preset} ({params / 1e6:.2f}M parameters), {args.steps} steps in {seconds:.0f} s")
+    trained = sum(len(s.document) for s in run.datamodule.samples)
+    image = sum(s.document.ids.count(tokens.context) for s in run.datamodule.samples)
+    rates = [v for _, v in read_metrics(run.out_dir / "metrics.csv").get("train/tokens_per_s", [])]
+    print(
+        f"band groups {args.band_groups}: {image / len(run.datamodule.samples):.0f} image tokens per "
+        f"{args.tile} px tile ({trained / len(run.datamodule.samples):.0f} tokens per document); "
+        f"{np.median(rates) if rates else float('nan'):,.0f} trained tokens/s (median of the logged rates)"
+    )
     for name, value in scores.items():
         print(f"  {name:32s} {value:.3f}")
     print(f"loss curve: {run.out_dir / 'loss_curve.png'}; metrics: {run.out_dir / 'metrics.csv'}")
@@ -86,6 +101,57 @@ def learning(args: argparse.Namespace) -> None:
 
 def throughput(args: argparse.Namespace) -> None:
     """Training tokens/s of `--preset` on a synthetic packed batch (bf16 on CUDA), and MFU on a GPU."""
+    r = measure_throughput(args.preset, {}, args.steps, args.batch_size, args.tile, args.peak_tflops)
+    print(
+        f"{args.preset}: {r['params'] / 1e9:.3f}B parameters, {r['tokens_per_step']} tokens/step, "
+        f"{r['ms_per_step']:.1f} ms/step"
+    )
+    print(f"  {r['tokens_per_s']:,.0f} tokens/s on {r['device']}")
+    if r["mfu"] is not None:
+        print(f"  model FLOPs utilisation {r['mfu']:.1%} of {args.peak_tflops} TFLOP/s bf16")
+
+
+def scene_cost(args: argparse.Namespace) -> None:
+    """Image tokens and forward time of one real 512 x 512 Sentinel-2 scene (13 bands) per band grouping."""
+    import torch
+
+    from rsneo.data.frames import fold_groups, scene_frames
+    from rsneo.io.scene import read_scene
+    from rsneo.model.causal_lm import RSNeoForCausalLM
+    from rsneo.model.config import RSNeoConfig
+    from rsneo.model.positions import ImageTokens, pack_documents
+    from rsneo.train.config import resolve_data_root
+
+    root = resolve_data_root(args.data_root or "../shared/data")
+    scene = read_scene(next((root / "sen1floods11" / "S2").glob("*_S2Hand.tif")))
+    [frame] = scene_frames(scene)
+    config = RSNeoConfig.from_preset(args.preset)
+    model = RSNeoForCausalLM(config).eval()
+    tokens = ImageTokens.of(config)
+    size = f"{scene.sizes['y']} x {scene.sizes['x']}"
+    threads = torch.get_num_threads()
+    bands = scene.sizes["band"]
+    print(f"one {size} Sentinel-2 scene, {bands} bands; model {args.preset}, best of 3 forward passes "
+          f"on {threads} CPU threads")  # fmt: skip
+    for mode, groups in (("sensor", frame.groups), ("fold", fold_groups(frame.groups))):
+        n = sum(g.num_tokens for g in groups)
+        ids = torch.tensor([tokens.start] + [tokens.context] * n + [tokens.end])
+        inputs = pack_documents([[(ids, groups)]], config)
+        times = []
+        with torch.no_grad():
+            for _ in range(3):
+                started = time.perf_counter()
+                model.backbone(inputs)
+                times.append(time.perf_counter() - started)
+        print(f"  {mode:6s} {len(groups)} group(s), {n:5d} image tokens, forward {min(times) * 1e3:7.1f} ms, "
+              f"{n / min(times):,.0f} tokens/s")  # fmt: skip
+
+
+def measure_throughput(
+    preset: str, overrides: dict, steps: int, batch_size: int, tile: int, peak_tflops: float
+) -> dict:
+    """Train `steps` optimizer steps of the preset (with config `overrides`) on one synthetic packed batch:
+    tokens/s, ms/step, peak memory and (CUDA) model FLOPs utilisation (6 x parameters x tokens/s)."""
     import torch
 
     from rsneo.data.tokenizer import train_tokenizer
@@ -98,20 +164,18 @@ def throughput(args: argparse.Namespace) -> None:
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     tokenizer = train_tokenizer(["a satellite image of water and land"], 300)
-    config = RSNeoConfig.from_preset(args.preset)
+    config = RSNeoConfig.from_preset(preset, **overrides)
     model = RSNeoForCausalLM(config).to(device)
     params = sum(p.numel() for p in model.parameters())
     tokens = ImageTokens.of(config)
-    grid = args.tile // 32
+    grid = tile // 32
     rows = []
-    for _ in range(args.batch_size):
+    for _ in range(batch_size):
         groups = [
             ImageInput(
-                torch.randn(3, args.tile, args.tile),
-                torch.tensor([0.665, 0.56, 0.49]),
-                ("red", "green", "blue"),
+                torch.randn(3, tile, tile), torch.tensor([0.665, 0.56, 0.49]), ("red", "green", "blue")
             ),
-            ImageInput(torch.randn(2, args.tile, args.tile), torch.tensor([0.842, 1.61]), ("nir", "swir16")),
+            ImageInput(torch.randn(2, tile, tile), torch.tensor([0.842, 1.61]), ("nir", "swir16")),
         ]
         text = tokenizer("a satellite image of water and land")["input_ids"] * 8
         ids = [tokens.start] + [tokens.context] * (2 * grid * grid) + [tokens.end] + text
@@ -133,23 +197,24 @@ def throughput(args: argparse.Namespace) -> None:
         step()
     if cuda:
         torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    for _ in range(args.steps):
+    for _ in range(steps):
         step()
     if cuda:
         torch.cuda.synchronize()
-    per_step = (time.perf_counter() - started) / args.steps
+    per_step = (time.perf_counter() - started) / steps
     rate = n_tokens / per_step
-    print(
-        f"{args.preset}: {params / 1e9:.3f}B parameters, {n_tokens} tokens/step, {per_step * 1e3:.1f} ms/step"
-    )
-    print(f"  {rate:,.0f} tokens/s on {torch.cuda.get_device_name() if cuda else 'CPU'}")
-    if cuda:
-        flops = 6 * params * rate  # forward + backward of a dense decoder, attention excluded
-        print(
-            f"  model FLOPs utilisation {flops / (args.peak_tflops * 1e12):.1%} "
-            f"of {args.peak_tflops} TFLOP/s bf16"
-        )
+    return {
+        "device": torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)",
+        "params": params,
+        "tokens_per_step": n_tokens,
+        "ms_per_step": per_step * 1e3,
+        "tokens_per_s": rate,
+        "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        # forward + backward of a dense decoder, attention excluded
+        "mfu": 6 * params * rate / (peak_tflops * 1e12) if cuda else None,
+    }
 
 
 def main() -> None:
@@ -164,11 +229,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default="runs/learning")
+    parser.add_argument("--band-groups", default="sensor", choices=["sensor", "fold"])
+    parser.add_argument("--scene-cost", action="store_true", help="tokens and forward time per band grouping")
     parser.add_argument("--throughput", action="store_true", help="measure training tokens/s instead")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100 SXM: 989)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", module="rasterio")
-    (throughput if args.throughput else learning)(args)
+    (scene_cost if args.scene_cost else throughput if args.throughput else learning)(args)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,11 @@ def _system(model: Path | None, device: str, head: str | None = None):
     return system
 
 
+StrictOption = Annotated[
+    bool, typer.Option("--strict", help="Refuse class names the model was not trained on (exit 2).")
+]
+
+
 @app.command("segment")
 def segment_command(
     raster: Annotated[Path, typer.Argument(help="The raster to segment (GeoTIFF or anything GDAL reads).")],
@@ -106,10 +111,13 @@ def segment_command(
     overlap: OverlapOption = 32,
     batch: BatchOption = 4,
     device: DeviceOption = "cpu",
+    strict: StrictOption = False,
 ) -> None:
     """Open-vocabulary segmentation: class-map COG, polygons, QML style and QGIS project.
 
-    Class names are free text; names never seen in training work without retraining.
+    Class names are free text, read by the model's text path. A name far from every class the model was
+    trained on (its folder's vocabulary.json) gives an arbitrary map: it is warned about and marked
+    "(untrained)" in the legend; --strict refuses it.
 
     An interrupted run started again with the same options continues where it stopped.
     """
@@ -129,6 +137,7 @@ def segment_command(
             bands=_bands(bands),
             none_threshold=none_threshold,
             show_progress=True,
+            strict=strict,
         )
     typer.echo(f"class map: {result.cog}")
     typer.echo(f"polygons:  {result.gpkg}")
@@ -157,6 +166,7 @@ def change_command(
     overlap: OverlapOption = 32,
     batch: BatchOption = 2,
     device: DeviceOption = "cpu",
+    strict: StrictOption = False,
 ) -> None:
     """Change between the first and last date: change-map COG, polygons, from-to table, HTML report.
 
@@ -173,7 +183,7 @@ def change_command(
         system = _system(model, device, "change")
         result = detect_change(
             system, rasters, out, class_names=names, plan=plan, sensor=sensor, bands=_bands(bands),
-            show_progress=True,
+            show_progress=True, strict=strict,
         )  # fmt: skip
     from rsneo.io.areas import format_area
 

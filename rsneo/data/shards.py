@@ -233,17 +233,25 @@ class _progress:
             self.bar.stop()
 
 
-def iter_shard(path: Path) -> Iterator[dict[str, Any]]:
-    """Samples of one shard tar, in order: `{"key", "meta", <array name>: tensor}`."""
+def iter_shard(path: Path, keep: Callable[[int], bool] | None = None) -> Iterator[dict[str, Any]]:
+    """Samples of one shard tar, in order, read member by member: `{"key", "index", "meta", <array>: tensor}`.
+
+    `keep(index)` (the sample's position in the shard) chooses which samples to decode; the others' members
+    are skipped without reading their data, so a worker that owns a slice of a shard pays only for its slice.
+    """
     current: dict[str, Any] = {}
+    index = -1
     try:
         with tarfile.open(path) as tar:
             for member in tar:
                 key, _, rest = member.name.partition(".")
-                if current and current["key"] != key:
-                    yield current
-                    current = {}
-                current.setdefault("key", key)
+                if not current or current["key"] != key:
+                    if current.get("wanted"):
+                        yield _finish(current)
+                    index += 1
+                    current = {"key": key, "index": index, "wanted": keep is None or keep(index)}
+                if not current["wanted"]:
+                    continue
                 data = tar.extractfile(member).read()
                 if rest == "json":
                     current["meta"] = json.loads(data)
@@ -251,56 +259,144 @@ def iter_shard(path: Path) -> Iterator[dict[str, Any]]:
                     current[rest.removesuffix(".npy")] = torch.from_numpy(np.load(io.BytesIO(data)))
     except (tarfile.TarError, EOFError, ValueError) as exc:
         raise InputError(f"{path}: shard is truncated or corrupt ({exc}); re-run `rsneo prepare`") from None
-    if current:
-        yield current
+    if current.get("wanted"):
+        yield _finish(current)
+
+
+def _finish(sample: dict[str, Any]) -> dict[str, Any]:
+    sample.pop("wanted")
+    return sample
+
+
+def worker_batches(batches: int, worker: int, workers: int) -> int:
+    """How many of a rank's first `batches` batches DataLoader worker `worker` of `workers` made.
+
+    A DataLoader over an iterable dataset takes batch j from worker j % workers, in order, so this is exact.
+    """
+    return max(0, (batches - worker + workers - 1) // workers)
+
+
+def shuffle_order(count: int, buffer: int, rng: np.random.Generator) -> list[int]:
+    """The order in which a shuffle buffer of `buffer` samples yields a stream of `count` samples.
+
+    Computed on indices, so a stream can be resumed: the decoded samples held at any time are at most
+    `buffer` (those read but not yet yielded).
+    """
+    order: list[int] = []
+    pool: list[int] = []
+    for i in range(count):
+        pool.append(i)
+        if len(pool) >= buffer:
+            order.append(pool.pop(int(rng.integers(len(pool)))))
+    while pool:
+        order.append(pool.pop(int(rng.integers(len(pool)))))
+    return order
 
 
 class ShardDataset(IterableDataset):
-    """Streams a prepared shard folder; shards are split across DDP ranks and DataLoader workers.
+    """Streams a prepared shard folder sample by sample: never more than `buffer` decoded samples in memory.
 
-    `shuffle` permutes shard order per epoch (`set_epoch`) and samples within a `buffer`.
+    The samples of one pass (epoch) are the shards in order (a seeded permutation per epoch with `shuffle`),
+    concatenated; that stream is cut into `world x workers` contiguous slices, one per (rank, DataLoader
+    worker), so together they read every sample once and each reads only its own stretch of the archive.
+    With `shuffle` each slice goes through a seeded shuffle buffer. `repeat` makes the stream endless (one
+    pass after another, the step count ends training); `start_batch` (batches of `batch_size` this rank has
+    already trained on) resumes mid-epoch exactly where an uninterrupted run would be. `transform` maps
+    each sample (e.g. to a training document) inside the worker. `rank`/`world` default to the process group.
     """
 
-    def __init__(self, folder: str | Path, shuffle: bool = False, seed: int = 0, buffer: int = 64) -> None:
+    def __init__(
+        self, folder: str | Path, shuffle: bool = False, seed: int = 0, buffer: int = 64,
+        shards: Sequence[int] | None = None, repeat: bool = False,
+        transform: Callable[[dict], Any] | None = None,
+        rank: int | None = None, world: int | None = None, batch_size: int = 1,
+    ) -> None:  # fmt: skip
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder)
-        self.shards = [self.folder / s["name"] for s in self.manifest["shards"]]
+        entries = self.manifest["shards"]
+        chosen = list(range(len(entries))) if shards is None else list(shards)
+        self.shards = [self.folder / entries[i]["name"] for i in chosen]
+        self.counts = [int(entries[i]["samples"]) for i in chosen]
         missing = [p.name for p in self.shards if not p.is_file()]
         if missing:
             raise InputError(f"{self.folder}: manifest lists shards {missing} that are missing")
-        self.shuffle, self.seed, self.buffer, self.epoch = shuffle, seed, buffer, 0
+        self.shuffle, self.seed, self.buffer, self.epoch = shuffle, seed, max(1, buffer), 0
+        self.repeat, self.transform, self.rank, self.world = repeat, transform, rank, world
+        self.batch_size, self.start_batch = batch_size, 0
 
-    def __len__(self) -> int:
-        return int(self.manifest["num_samples"])
+    @property
+    def num_samples(self) -> int:
+        return sum(self.counts)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _my_shards(self) -> list[Path]:
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    def _slot(self) -> tuple[int, int, int, int]:
+        """(rank, world, worker, workers) of the calling process."""
+        rank, world = self.rank, self.world
+        if rank is None or world is None:
+            rank, world = 0, 1
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         worker = get_worker_info()
         wid, wnum = (worker.id, worker.num_workers) if worker else (0, 1)
+        return rank, world, wid, wnum
+
+    def slice_of(self, epoch: int, slot: int, slots: int) -> list[tuple[int, int]]:
+        """(shard, position) of the samples slot `slot` of `slots` reads in pass `epoch`, in read order."""
         order = list(range(len(self.shards)))
         if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(len(order), generator=gen).tolist()
-        return [self.shards[i] for i in order[rank * wnum + wid :: world * wnum]]
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            order = torch.randperm(len(order), generator=generator).tolist()
+        stream = [(s, i) for s in order for i in range(self.counts[s])]
+        total = len(stream)
+        return stream[slot * total // slots : (slot + 1) * total // slots]
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        rng = np.random.default_rng(self.seed + self.epoch)
-        pool: list[dict[str, Any]] = []
-        for path in self._my_shards():
-            for sample in iter_shard(path):
-                if not self.shuffle:
-                    yield sample
-                    continue
-                pool.append(sample)
-                if len(pool) >= self.buffer:
-                    yield pool.pop(int(rng.integers(len(pool))))
-        while pool:
-            yield pool.pop(int(rng.integers(len(pool))))
+    def __iter__(self) -> Iterator[Any]:
+        rank, world, wid, wnum = self._slot()
+        # a resumed DataLoader asks worker 0 first: it plays the worker that made batch `start_batch`
+        role = (wid + self.start_batch) % wnum
+        slot, slots = rank * wnum + role, world * wnum
+        skip = worker_batches(self.start_batch, role, wnum) * self.batch_size
+        epoch = self.epoch
+        while True:
+            mine = self.slice_of(epoch, slot, slots)
+            if not mine and (not self.repeat or self.num_samples == 0):
+                return
+            order = list(range(len(mine)))
+            if self.shuffle:
+                rng = np.random.default_rng([self.seed, epoch, slot])
+                order = shuffle_order(len(mine), self.buffer, rng)
+            if skip >= len(order) and self.repeat and mine:
+                skip -= len(order)  # a whole pass already trained on: nothing to read
+            else:
+                yield from self._read(mine, order[skip:])
+                skip = 0
+            if not self.repeat:
+                return
+            epoch += 1
+
+    def _read(self, mine: list[tuple[int, int]], order: list[int]) -> Iterator[Any]:
+        """Yield the samples `mine[order[k]]` in order of k, reading `mine` front to back once."""
+        wanted = set(order)
+        held: dict[int, Any] = {}
+        pending = iter(order)
+        nxt = next(pending, None)
+        position = {(s, i): k for k, (s, i) in enumerate(mine)}
+        for shard in dict.fromkeys(s for s, _ in mine):
+            keep = {i for s, i in mine if s == shard and position[(s, i)] in wanted}
+            if not keep:
+                continue
+            for sample in iter_shard(self.shards[shard], keep.__contains__):
+                held[position[(shard, sample["index"])]] = (
+                    self.transform(sample) if self.transform else sample
+                )
+                while nxt is not None and nxt in held:
+                    yield held.pop(nxt)
+                    nxt = next(pending, None)
+        while nxt is not None and nxt in held:
+            yield held.pop(nxt)
+            nxt = next(pending, None)
 
 
 def shard_scene(sample: dict[str, Any], name: str = "image") -> Any:

@@ -62,9 +62,11 @@ class SpectralStem(nn.Module):
 
     def forward(self, pixels: Tensor, wavelengths: Tensor) -> Tensor:
         # pixels (B, bands, H, W), wavelengths (bands,) micrometres -> (B, channels, H, W)
+        # the Fourier code in float32 (fine wavelength differences), then the head's own dtype (bf16 models)
         x = torch.log(wavelengths.float().clamp(min=1e-3)).unsqueeze(-1) * self.freqs  # (bands, F)
         code = torch.cat([torch.sin(x), torch.cos(x), x[:, :1] / self.freqs[0]], dim=-1)  # (bands, 2F+1)
-        weight = self.kernel(code) / math.sqrt(pixels.shape[1])  # (bands, channels)
+        weight = self.kernel(code.to(self.bias.dtype)) / math.sqrt(pixels.shape[1])  # (bands, channels)
+        pixels = pixels.to(weight.dtype)
         return F.gelu(torch.einsum("bchw,cd->bdhw", pixels, weight) + self.bias[:, None, None])
 
 

@@ -1,9 +1,10 @@
 """A model folder as the commands use it: backbone + language head, tokenizer, and the task heads.
 
 Folder layout: the model's `config.json` + safetensors weights (`RSNeoForCausalLM.save_pretrained`), the
-tokenizer files (`tokenizer.json`, ...), and `heads.safetensors` + `heads.json` for the segmentation and
-change heads. Heads are optional: a folder without them gets freshly initialised heads (and the commands say
-so).
+tokenizer files (`tokenizer.json`, ...), `heads.safetensors` + `heads.json` for the segmentation and
+change heads, and optionally `vocabulary.json`: the classes the segmentation head was trained on, with their
+held-out scores (`rsneo.heads.vocabulary`). Heads are optional: a folder without them gets freshly
+initialised heads (and the commands say so).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from rsneo.errors import InputError
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig
 from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
+from rsneo.heads.vocabulary import Vocabulary, load_vocabulary, save_vocabulary
 
 HEADS_WEIGHTS = "heads.safetensors"
 HEADS_JSON = "heads.json"
@@ -35,6 +37,7 @@ class System:
     change: ChangeHead
     folder: Path | None = None
     trained_heads: tuple[str, ...] = field(default_factory=tuple)  # heads loaded from heads.safetensors
+    vocabulary: Vocabulary | None = None  # classes the folder records as trained (vocabulary.json)
 
     @property
     def config(self):
@@ -116,7 +119,8 @@ def load_system(folder: Path | str | None = None, device: str | torch.device = "
     model = RSNeoForCausalLM.from_pretrained(folder, device=device)
     tokenizer = load_tokenizer(folder)
     seg, change, loaded = load_heads(folder, model.config.hidden_size)
-    system = System(model, tokenizer, seg.to(device), change.to(device), folder, loaded)
+    vocabulary = load_vocabulary(folder)
+    system = System(model, tokenizer, seg.to(device), change.to(device), folder, loaded, vocabulary)
     return system.eval()
 
 
@@ -161,4 +165,6 @@ def save_system(system: System, folder: Path) -> None:
     system.model.save_pretrained(folder)
     system.tokenizer.save_pretrained(str(folder))
     save_heads(folder, system.segmentation, system.change)
+    if system.vocabulary is not None:
+        save_vocabulary(folder, system.vocabulary)
     system.folder = folder

@@ -8,7 +8,6 @@ name.
 
 from __future__ import annotations
 
-import colorsys
 import json
 import os
 import warnings
@@ -20,6 +19,7 @@ import rasterio
 from rasterio.windows import Window
 
 from rsneo.errors import InputError
+from rsneo.io.palette import class_colors
 
 NODATA_CLASS = 255  # class value for pixels with no valid input ("none of these" gets its own class)
 # GDAL's block cache, in bytes. rasterio hands an integer GDAL_CACHEMAX straight to GDALSetCacheMax64, which
@@ -36,33 +36,6 @@ def gdal_env() -> rasterio.Env:
     return rasterio.Env(**GDAL_ENV)
 
 
-# Colours users expect for common land-cover words; anything else gets an evenly spaced hue.
-KNOWN_COLORS: dict[str, tuple[int, int, int]] = {
-    "water": (31, 120, 230),
-    "flood": (0, 190, 255),
-    "forest": (20, 120, 40),
-    "tree": (30, 140, 50),
-    "grass": (140, 200, 80),
-    "crop": (230, 200, 70),
-    "cultivated": (230, 200, 70),
-    "field": (220, 190, 90),
-    "built": (210, 40, 40),
-    "urban": (210, 40, 40),
-    "building": (200, 30, 60),
-    "road": (120, 120, 120),
-    "bare": (180, 150, 110),
-    "sand": (230, 210, 150),
-    "snow": (240, 240, 250),
-    "ice": (200, 230, 250),
-    "cloud": (250, 250, 250),
-    "shrub": (160, 130, 60),
-    "wetland": (80, 160, 160),
-    "no change": (40, 40, 40),
-    "change": (255, 60, 30),
-    "none of these": (190, 190, 190),
-    "land": (205, 185, 135),  # last, so that "wetland", "grassland", "bareland" keep their own colours
-}
-
 
 @dataclass(frozen=True)
 class ClassLegend:
@@ -70,25 +43,22 @@ class ClassLegend:
 
     names: tuple[str, ...]
     colors: tuple[tuple[int, int, int], ...]
+    untrained: tuple[str, ...] = ()  # names the model was never taught: labelled so in legends and styles
 
     @classmethod
-    def from_names(cls, names: list[str] | tuple[str, ...]) -> ClassLegend:
-        """Pick colours: a known colour when the name contains a known word, else a distinct hue."""
+    def from_names(cls, names: list[str] | tuple[str, ...], untrained: tuple[str, ...] = ()) -> ClassLegend:
+        """Colours by meaning, kept apart in CIELAB (`rsneo.io.palette.class_colors`)."""
         names = tuple(n.strip() for n in names)
         if not names or any(not n for n in names):
             raise InputError(f"class list: expected one or more non-empty class names, got {list(names)!r}")
         if len(names) >= NODATA_CLASS:
             raise InputError(f"class list: expected at most {NODATA_CLASS - 1} classes, got {len(names)}")
-        colors = []
-        for i, name in enumerate(names):
-            lower = name.lower()
-            known = next((c for word, c in KNOWN_COLORS.items() if lower == word), None)
-            known = known or next((c for word, c in KNOWN_COLORS.items() if word in lower), None)
-            if known is None or known in colors:
-                r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.9)
-                known = (int(r * 255), int(g * 255), int(b * 255))
-            colors.append(known)
-        return cls(names, tuple(colors))
+        return cls(names, class_colors(names), tuple(untrained))
+
+    def label(self, index: int) -> str:
+        """The name as shown in a legend: marked when the model was never trained on it."""
+        name = self.names[index]
+        return f"{name} (untrained)" if name in self.untrained else name
 
     def hex(self, index: int) -> str:
         r, g, b = self.colors[index]
@@ -131,6 +101,13 @@ def check_writable(folder: Path) -> Path:
     return folder
 
 
+def pixel_units_transform(transform: rasterio.Affine) -> rasterio.Affine:
+    """Where QGIS shows an ungeoreferenced image: column x, row -y (y 0 to -height), so outputs of a PNG
+    written with this transform land exactly on it rather than flipped beside it."""
+    t = transform
+    return rasterio.Affine(t.a, t.b, t.c, t.d, -t.e, -t.f) if t.e > 0 else t
+
+
 class CogBlockWriter:
     """Stream blocks of one uint8 band into a COG at `path`.
 
@@ -155,6 +132,8 @@ class CogBlockWriter:
     ) -> None:
         self.path = Path(path)
         self.partial = hidden_path(self.path, "partial.tif")
+        if crs is None:
+            transform = pixel_units_transform(transform)
         self.legend = legend
         if resume and self.partial.exists():
             with gdal_env():
@@ -186,6 +165,7 @@ class CogBlockWriter:
             1,
             class_names=names,
             class_colors=json.dumps([legend.hex(i) for i in range(len(legend.names))]),
+            untrained_classes=json.dumps(list(legend.untrained), ensure_ascii=False),
             **{f"class_{i}": name for i, name in enumerate(legend.names)},
         )
 
@@ -245,6 +225,8 @@ class CogBlockWriter:
 def read_legend(path: Path) -> ClassLegend:
     """Class names and colours back from a COG written by `CogBlockWriter`."""
     with open_raster(path) as src:
-        names = json.loads(src.tags(1).get("class_names", "[]"))
+        tags = src.tags(1)
+        names = json.loads(tags.get("class_names", "[]"))
+        untrained = json.loads(tags.get("untrained_classes", "[]"))
         cmap = src.colormap(1)
-    return ClassLegend(tuple(names), tuple(tuple(cmap[i][:3]) for i in range(len(names))))
+    return ClassLegend(tuple(names), tuple(tuple(cmap[i][:3]) for i in range(len(names))), tuple(untrained))

@@ -38,6 +38,21 @@ _YEAR = re.compile(r"^((?:19|20)\d{2})(?!\d)")
 # Pre-collection Landsat scene ids (L71119038_03820000317: sensor, path/row, then the date), as ENVI band
 # names of USGS products carry them.
 _LANDSAT_ID = re.compile(r"L[ETCMO]?[4-9]\d{6,7}_\d{3}((?:19|20)\d{2})(\d{2})(\d{2})")
+# Scene ids whose first date-like field is not the acquisition date, or which carry a day of year:
+# Landsat collection ids (LC08_L1TP_042034_20200101_20200113_01_T1: acquired, then processed),
+# pre-collection ids (LT51190382000077BJC00: year + day of year), old Sentinel-2 names
+# (..._<processed>_..._V<sensed>T...) and MODIS-style ".A2017001." (year + day of year).
+_SCENE_DATES: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"L[COTEM]0\d_[A-Z0-9]{4}_\d{6}_((?:19|20)\d{6})_\d{8}"), "ymd"),
+    (re.compile(r"(?<![A-Z0-9])L[COTEM][1-9]\d{6}((?:19|20)\d{2})(\d{3})[A-Z]{3}\d{2}"), "doy"),
+    (re.compile(r"S2[A-D]_OPER_.*_V((?:19|20)\d{6})T"), "ymd"),
+    (re.compile(r"\.A((?:19|20)\d{2})(\d{3})\."), "doy"),
+)
+# Metadata keys that hold an acquisition date (Landsat MTL, Sentinel-2 SAFE via GDAL, common TIFF tags).
+_DATE_TAGS = (
+    "DATE_ACQUIRED", "ACQUISITION_DATE", "ACQUISITIONDATETIME", "SENSING_TIME", "PRODUCT_START_TIME",
+    "DATATAKE_1_DATATAKE_SENSING_START", "acquisition_time",
+)  # fmt: skip
 
 
 def _resolves(sensor: Sensor, names: list[str]) -> bool:
@@ -118,9 +133,41 @@ def folder_band_name(file: Path) -> str:
     return file.stem.rsplit("_", 1)[-1]
 
 
+def scene_id_date(name: str) -> np.datetime64 | None:
+    """The acquisition date in a Landsat, Sentinel or MODIS scene id inside `name`, else None."""
+    for pattern, layout in _SCENE_DATES:
+        match = pattern.search(name)
+        if match is None:
+            continue
+        if layout == "doy":
+            year, day = int(match.group(1)), int(match.group(2))
+            if 1 <= day <= 366:
+                return np.datetime64(f"{year}-01-01", "D") + np.timedelta64(day - 1, "D")
+            continue
+        text = match.group(1)
+        date = _DATE.fullmatch(text)
+        if date:
+            return np.datetime64("-".join(date.groups()), "D")
+    return None
+
+
+def _metadata_date(src: rasterio.DatasetReader) -> np.datetime64 | None:
+    tags = {**src.tags(), **(src.tags(ns="ENVI") if "ENVI" in src.tag_namespaces() else {})}
+    for key in _DATE_TAGS:
+        match = _DATE.search(str(tags.get(key, "")).replace(":", "-", 2)[:10])
+        if match:
+            return np.datetime64("-".join(match.groups()), "D")
+    return None
+
+
 def acquisition_date(path: Path, src: rasterio.DatasetReader | None = None) -> np.datetime64 | None:
-    """Acquisition date: from the name (`20170613`, `2017-06-13`), a Landsat scene id in an ENVI header, or a
-    leading year in the name (`1985.tif` -> 1985-01-01)."""
+    """Acquisition date: from the metadata, a scene id in the name (Landsat, Sentinel, MODIS), a date in the
+    name (`20170613`, `2017-06-13`), a Landsat scene id in an ENVI header, or a leading year in the name
+    (`1985.tif` -> 1985-01-01)."""
+    found = _metadata_date(src) if src is not None else None
+    found = found or scene_id_date(path.name) or scene_id_date(path.parent.name)
+    if found is not None:
+        return found
     match = _DATE.search(path.name)
     if match:
         return np.datetime64("-".join(match.groups()), "D")

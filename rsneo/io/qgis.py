@@ -1,9 +1,11 @@
 """QGIS styles (QML) and projects (.qgz) written as plain XML, so no QGIS install is needed to make them.
 
 The project opens the input raster (RGB-like band choice, stretched), the class map COG with a paletted
-renderer (class names and colours) and the class polygons with a categorised renderer. Paths inside the
-project are relative to the project file for the outputs beside it, absolute for the input. Tests open the
-result with QGIS itself.
+renderer (class names and colours, semi-transparent so the imagery shows through; "no change" not drawn)
+and the class polygons as outlines in their class colours (categorised renderer). Classes the model was
+never trained on are labelled "(untrained)". Paths inside the project are relative to the project file for
+the outputs beside it, absolute for the input. Tests open the result with QGIS itself, and draw it
+(`render_with_qgis`) to check where layers land.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import rasterio
 from rasterio.windows import Window
 
 from rsneo.io.cog import ClassLegend, hidden_path, open_raster
+from rsneo.io.palette import family_of
 
 QGIS_VERSION = "3.22.0-Białowieża"  # the format version we write; later QGIS versions read it
+PREDICTION_OPACITY = 0.6  # class maps over the imagery: colours readable, the image still visible beneath
 DOCTYPE = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
 
 
@@ -98,10 +102,13 @@ def _srs(parent: ET.Element, crs: rasterio.crs.CRS | None) -> None:
 
 
 def _palette_renderer(parent: ET.Element, legend: ClassLegend) -> ET.Element:
-    renderer = _sub(parent, "rasterrenderer", type="paletted", band="1", opacity="1", alphaBand="-1")
+    renderer = _sub(
+        parent, "rasterrenderer", type="paletted", band="1", opacity=str(PREDICTION_OPACITY), alphaBand="-1"
+    )
     palette = _sub(renderer, "colorPalette")
     for i, name in enumerate(legend.names):
-        _sub(palette, "paletteEntry", value=str(i), color=legend.hex(i), alpha="255", label=name)
+        alpha = "0" if family_of(name) == "no change" else "255"  # a change map shows the change only
+        _sub(palette, "paletteEntry", value=str(i), color=legend.hex(i), alpha=alpha, label=legend.label(i))
     return renderer
 
 
@@ -162,18 +169,18 @@ def _vector_renderer(parent: ET.Element, legend: ClassLegend, field: str = "clas
     categories = _sub(renderer, "categories")
     symbols = _sub(renderer, "symbols")
     for i, name in enumerate(legend.names):
-        _sub(categories, "category", render="true", symbol=str(i), value=name, label=name)
+        _sub(categories, "category", render="true", symbol=str(i), value=name, label=legend.label(i))
         symbol = _sub(
-            symbols, "symbol", name=str(i), type="fill", alpha="0.6", clip_to_extent="1", force_rhr="0"
+            symbols, "symbol", name=str(i), type="fill", alpha="1", clip_to_extent="1", force_rhr="0"
         )
         layer = _sub(symbol, "layer", **{"class": "SimpleFill", "pass": "0", "locked": "0", "enabled": "1"})
         r, g, b = legend.colors[i]
-        for key, value in (
-            ("color", f"{r},{g},{b},255"),
+        for key, value in (  # outlines only: the class map beneath carries the fill
+            ("color", f"{r},{g},{b},0"),
             ("outline_color", f"{r},{g},{b},255"),
-            ("outline_width", "0.26"),
+            ("outline_width", "0.4"),
             ("outline_width_unit", "MM"),
-            ("style", "solid"),
+            ("style", "no"),
             ("outline_style", "solid"),
         ):
             _sub(layer, "prop", k=key, v=value)
@@ -298,7 +305,9 @@ app.initQgis()
 project = QgsProject.instance()
 out = {"read": project.read(sys.argv[1]), "crs": project.crs().authid(), "layers": []}
 for layer in project.mapLayers().values():
-    info = {"name": layer.name(), "valid": layer.isValid(), "crs": layer.crs().authid(), "classes": []}
+    box = layer.extent()
+    info = {"name": layer.name(), "valid": layer.isValid(), "crs": layer.crs().authid(), "classes": [],
+            "extent": [box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()]}
     renderer = layer.renderer()
     info["renderer"] = renderer.type() if renderer else None
     if info["renderer"] == "paletted":
@@ -326,29 +335,87 @@ def qgis_available(python: str = QGIS_PYTHON) -> bool:
         return False
 
 
-def describe_with_qgis(project: Path, python: str = QGIS_PYTHON, timeout: float = 180) -> dict:
-    """Open `project` in QGIS (headless, in a subprocess) and describe it as QGIS sees it.
+_QGIS_RENDER = r"""
+import json, sys
+from qgis.core import QgsApplication, QgsMapRendererSequentialJob, QgsMapSettings, QgsProject
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor
+app = QgsApplication([], False)
+app.initQgis()
+project = QgsProject.instance()
+args = json.loads(sys.argv[2])
+ok = project.read(sys.argv[1])
+tree = [node.layer() for node in project.layerTreeRoot().findLayers() if node.isVisible()]
+layers = [layer for layer in tree if not args["layers"] or layer.name() in args["layers"]]
+frame = next((layer for layer in tree if layer.name() == args["extent_of"]), None)
+box = (frame or layers[0]).extent()
+for layer in [] if frame else layers[1:]:
+    box.combineExtentWith(layer.extent())
+settings = QgsMapSettings()
+settings.setLayers(layers)
+settings.setDestinationCrs(project.crs())
+settings.setBackgroundColor(QColor(255, 255, 255))
+scale = args["size"] / max(box.width(), box.height())
+settings.setOutputSize(QSize(round(box.width() * scale), round(box.height() * scale)))
+settings.setExtent(box)
+job = QgsMapRendererSequentialJob(settings)
+job.start()
+job.waitForFinished()
+saved = job.renderedImage().save(sys.argv[3], "PNG")
+print("PROBE" + json.dumps({"read": ok, "saved": saved, "layers": [layer.name() for layer in layers],
+                            "extent": [box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()]}))
+app.exitQgis()
+"""
 
-    Returns {"read", "crs", "layers": [{"name", "valid", "crs", "renderer", "classes": [[value, label,
-    colour]]}]}. Raises InputError when QGIS cannot be run.
-    """
+
+def _run_qgis(script: str, args: list[str], python: str, timeout: float) -> dict:
+    """Run a QGIS script headless in a subprocess; it prints one line "PROBE" + JSON, returned parsed."""
     import json
     import subprocess
+    import tempfile
 
     from rsneo.errors import InputError
 
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": os.environ.get("TMPDIR", "/tmp")}
     try:
-        done = subprocess.run(
-            [python, "-c", _QGIS_PROBE, str(project)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
+        with tempfile.TemporaryDirectory(prefix="rsneo-qgis-") as runtime:  # Qt wants a private (0700) one
+            env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": runtime}
+            done = subprocess.run(
+                [python, "-c", script, *args], capture_output=True, text=True, timeout=timeout, env=env
+            )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise InputError(f"QGIS ({python}): could not open {project} ({exc})") from None
+        raise InputError(f"QGIS ({python}): could not open {args[0]} ({exc})") from None
     line = next((x for x in done.stdout.splitlines() if x.startswith("PROBE")), None)
     if line is None:
-        raise InputError(f"QGIS ({python}): could not open {project}: {done.stderr.strip()[-500:]}")
+        raise InputError(f"QGIS ({python}): could not open {args[0]}: {done.stderr.strip()[-500:]}")
     return json.loads(line[len("PROBE") :])
+
+
+def describe_with_qgis(project: Path, python: str = QGIS_PYTHON, timeout: float = 180) -> dict:
+    """Open `project` in QGIS (headless, in a subprocess) and describe it as QGIS sees it.
+
+    Returns {"read", "crs", "layers": [{"name", "valid", "crs", "renderer", "extent": [xmin, ymin, xmax,
+    ymax], "classes": [[value, label, colour]]}]}. Raises InputError when QGIS cannot be run.
+    """
+    return _run_qgis(_QGIS_PROBE, [str(project)], python, timeout)
+
+
+def render_with_qgis(
+    project: Path,
+    png: Path,
+    *,
+    layers: list[str] | None = None,
+    extent_of: str | None = None,
+    size: int = 256,
+    python: str = QGIS_PYTHON,
+    timeout: float = 180,
+) -> dict:
+    """Draw `project` as QGIS would (headless, white background) into `png`, `size` px on the long side.
+
+    `layers` picks visible layers by name (default all, in the project's order); the map shows the extent
+    of the layer named `extent_of` (default: all drawn layers). This is how tests check where layers land.
+    Returns {"read", "saved", "layers", "extent"}.
+    """
+    import json
+
+    args = json.dumps({"layers": layers or [], "extent_of": extent_of, "size": size})
+    return _run_qgis(_QGIS_RENDER, [str(project), args, str(png)], python, timeout)

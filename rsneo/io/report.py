@@ -1,5 +1,5 @@
-"""The HTML change report: maps embedded as PNG data URIs, the measured numbers stated plainly, the generated
-text.
+"""The HTML change report: maps embedded as PNG data URIs, the measured numbers stated plainly, and a summary
+sentence about the change written from those numbers (`change_summary`).
 
 Rendered from the jinja2 template `rsneo/predict/templates/change_report.html.j2` (autoescaped: generated text
 and file names cannot inject markup). One self-contained file, written to a hidden name and renamed.
@@ -42,6 +42,33 @@ def stretch_rgb(pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
         out[..., i] = np.clip(scaled * 255, 0, 255).astype(np.uint8)
     out[~valid] = 0
     return out
+
+
+def change_summary(
+    changed: float,
+    compared: float,
+    unit: str,
+    dates: list[str | None],
+    rows: list[tuple[str, float]] = (),
+) -> str:
+    """One or two sentences about the change, from the measured map (never a generated template).
+
+    `rows` are (class "A → B", area) of the from-to table, when classes were given; the largest real
+    transition (A differs from B) is named.
+    """
+    share = 100 * changed / max(compared, 1e-12)
+    from rsneo.io.areas import format_area
+
+    amount = format_area(changed, unit)
+    when = f"between {dates[0]} and {dates[-1]}" if dates and dates[0] and dates[-1] else "between the dates"
+    if changed <= 0:
+        return f"The change map shows no change {when}."
+    text = f"About {share:.1f}% of the compared area changed {when} ({amount})."
+    moves = [(name, area) for name, area in rows if len(set(name.split(" → "))) == 2]
+    if moves:
+        name, area = max(moves, key=lambda r: r[1])
+        text += f" The largest change is {name} ({100 * area / max(compared, 1e-12):.1f}% of the area)."
+    return text
 
 
 @dataclass

@@ -1,14 +1,45 @@
-"""`rsneo ask`: one question over one raster or a time series of rasters, answered by the language head."""
+"""`rsneo ask`: one question over one raster or a time series of rasters, answered from the model's maps.
+
+The answer is grounded (`rsneo.predict.answers`): shares, areas and changed shares are read from the same
+segmentation and change maps `rsneo segment` and `rsneo change` write, and questions the model cannot answer
+(a change question over one date, an untrained class, another kind of question) are answered with what it
+cannot say, never with a memorised template.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from rsneo.errors import InputError
-from rsneo.heads.generation import generate_answer
 from rsneo.heads.system import System
-from rsneo.io.cog import open_raster
-from rsneo.predict.bands import band_layout, overview_size, read_overview
+from rsneo.predict.answers import Answer, grounded_answer
+from rsneo.predict.bands import band_layout
+
+
+def ask(
+    system: System,
+    rasters: list[Path],
+    question: str,
+    *,
+    sensor: str | None = None,
+    bands: list[str] | None = None,
+    max_side: int = 512,
+) -> Answer:
+    """The grounded answer to `question` about `rasters` (dates in order), with its kind and measured value.
+
+    Maps are computed on each raster, or on an overview of at most `max_side` pixels a side when larger.
+    """
+    if not question.strip():
+        raise InputError("ask: expected a question, got an empty string")
+    if not rasters:
+        raise InputError("ask: expected one or more rasters before the question")
+    rasters = [Path(r) for r in rasters]
+    dates = []
+    for raster in rasters:
+        if not raster.exists():
+            raise InputError(f"{raster}: file not found")
+        dates.append(band_layout(raster, sensor, bands).date)
+    return grounded_answer(system, rasters, question, dates, sensor=sensor, bands=bands, max_side=max_side)
 
 
 def ask_rasters(
@@ -21,19 +52,6 @@ def ask_rasters(
     max_side: int = 512,
     max_new_tokens: int = 64,
 ) -> str:
-    """The answer to `question` about `rasters` (dates in order), each read whole at <= `max_side` px."""
-    if not question.strip():
-        raise InputError("ask: expected a question, got an empty string")
-    if not rasters:
-        raise InputError("ask: expected one or more rasters before the question")
-    frames, dates = [], []
-    for raster in map(Path, rasters):
-        if not raster.exists():
-            raise InputError(f"{raster}: file not found")
-        layout = band_layout(raster, sensor, bands)
-        with open_raster(raster) as src:
-            pixels, valid = read_overview(src, overview_size(src.width, src.height, max_side))
-        frames.append(layout.images(pixels, valid))
-        dates.append(layout.date)
-    dates = dates if len(frames) > 1 else None
-    return generate_answer(system.model, system.tokenizer, frames, question, dates, max_new_tokens)
+    """The answer's text (`ask`); `max_new_tokens` is kept for callers of the generated answers."""
+    del max_new_tokens  # grounded answers are not generated token by token
+    return ask(system, rasters, question, sensor=sensor, bands=bands, max_side=max_side).text

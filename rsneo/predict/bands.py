@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,11 +76,23 @@ def raster_statistics(path: Path, sample: int = 1024) -> tuple[np.ndarray, np.nd
     return mean, np.where(std > 1e-6, std, 1.0)
 
 
-def band_layout(path: Path, sensor: str | None = None, bands: list[str] | None = None) -> BandLayout:
+def model_band_groups(config: Any) -> str:
+    """How the model groups bands, as it was trained (`rsneo train` records `data.band_groups` in the model
+    config's `extra`); a model without the record (the bundled one) was trained with the sensor's groups."""
+    from rsneo.data.frames import check_band_groups
+
+    return check_band_groups(str(config.extra.get("band_groups", "sensor")), "model config band_groups")
+
+
+def band_layout(
+    path: Path, sensor: str | None = None, bands: list[str] | None = None, band_groups: str = "sensor"
+) -> BandLayout:
     """Identify the bands of a raster file and measure its statistics.
 
     The sensor comes from the metadata or `sensor`; `bands` names the file's bands in order when they are not
-    the sensor's bands in its own order (both as `rsneo info` / the data reader take them).
+    the sensor's bands in its own order (both as `rsneo info` / the data reader take them). `band_groups`:
+    the sensor's groups, or `fold` (all bands in one group), as the model was trained
+    (`model_band_groups`).
     """
     import warnings
 
@@ -93,6 +106,8 @@ def band_layout(path: Path, sensor: str | None = None, bands: list[str] | None =
     groups = tuple(
         tuple(index[b.name] for b in members) for members in source.sensor.groups_for(bands).values()
     )
+    if band_groups == "fold":
+        groups = (tuple(i for group in groups for i in group),)
     with open_raster(path) as src:
         dtype = src.dtypes[0]
     if dtype == "uint8" and "uint8" not in source.sensor.units:

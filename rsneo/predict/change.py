@@ -28,11 +28,12 @@ from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, ChangeHead
 from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System
+from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import format_area
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env, hidden_path, open_raster
 from rsneo.io.read import PixelUnitsWarning
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
-from rsneo.predict.bands import BandLayout, band_layout, overview_size, read_overview
+from rsneo.predict.bands import BandLayout, band_layout, model_band_groups, overview_size, read_overview
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes
 from rsneo.predict.sliding_window import (
     RasterWindows,
@@ -127,13 +128,16 @@ def _needs_alpha(src: rasterio.DatasetReader) -> bool:
     return src.nodata is None and all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums)
 
 
-def change_legend(class_names: list[str] | None) -> ClassLegend:
-    """ "no change" + "change", or "no change" + one "A → B" class per pair of (classes + none of these)."""
+def change_legend(class_names: list[str] | None, untrained: tuple[str, ...] = ()) -> ClassLegend:
+    """ "no change" + "change", or "no change" + one "A → B" class per pair of (classes + none of these).
+
+    Pairs involving a class in `untrained` are marked untrained in the legend."""
     if not class_names:
         return ClassLegend.from_names(list(CHANGE_NAMES))
     names = [*class_names, NONE_OF_THESE]
     pairs = [f"{a} → {b}" for a in names for b in names]
-    legend = ClassLegend.from_names([CHANGE_NAMES[0], *pairs])
+    marked = tuple(f"{a} → {b}" for a in names for b in names if a in untrained or b in untrained)
+    legend = ClassLegend.from_names([CHANGE_NAMES[0], *pairs], untrained=marked)
     return legend
 
 
@@ -236,6 +240,7 @@ def detect_change(
     bands: list[str] | None = None,
     show_progress: bool = False,
     max_new_tokens: int = 64,
+    strict: bool = False,
 ) -> ChangeOutputs:
     """Compare the first and last of `rasters` (dates of one place); write every output to `out_dir`.
 
@@ -255,11 +260,12 @@ def detect_change(
                 f"--classes: at most {MAX_FROM_TO_CLASSES - 1} classes for from-to change, "
                 f"got {len(class_names)}"
             )
+    untrained = untrained_classes(system, class_names, strict=strict) if class_names else ()
     out_dir = check_writable(Path(out_dir))
     with output_lock(out_dir), gdal_env():
         return _detect_change_locked(
             system, rasters, out_dir, class_names=class_names, plan=plan, sensor=sensor, bands=bands,
-            show_progress=show_progress, max_new_tokens=max_new_tokens,
+            show_progress=show_progress, max_new_tokens=max_new_tokens, untrained=untrained,
         )  # fmt: skip
 
 
@@ -274,13 +280,14 @@ def _detect_change_locked(
     bands: list[str] | None,
     show_progress: bool,
     max_new_tokens: int,
+    untrained: tuple[str, ...] = (),
 ) -> ChangeOutputs:
     """`detect_change` once this process holds `out_dir`."""
     from rsneo.io.qgis import write_qgz, write_qml
     from rsneo.io.vector import class_areas, write_class_polygons
 
-    layouts = [band_layout(r, sensor, bands) for r in rasters]
-    legend = change_legend(class_names)
+    layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
+    legend = change_legend(class_names, untrained)
     n_classes = len(class_names) + 1 if class_names else None
     cog, gpkg = out_dir / "change.tif", out_dir / "change.gpkg"
     qml, qgz = out_dir / "change.qml", out_dir / "change.qgz"
@@ -387,8 +394,14 @@ def _write_change_report(
     max_new_tokens: int,
 ) -> str:
     """Pictures of the first and last date and of the change map, measured numbers, generated summary."""
-    from rsneo.heads.generation import CHANGE_QUESTION, generate_answer
-    from rsneo.io.report import ChangeReport, ReportImage, png_data_uri, stretch_rgb, write_report
+    from rsneo.io.report import (
+        ChangeReport,
+        ReportImage,
+        change_summary,
+        png_data_uri,
+        stretch_rgb,
+        write_report,
+    )
 
     ref = datasets[0]
     shape = overview_size(ref.width, ref.height, 512)
@@ -415,10 +428,7 @@ def _write_change_report(
         ReportImage("change map (dark grey: no change, black: no data)", png_data_uri(lut[classes]))
     )
 
-    frames = [layout.images(p, v) for layout, (p, v) in zip(layouts, views, strict=True)]
-    summary = generate_answer(
-        system.model, system.tokenizer, frames, CHANGE_QUESTION, [lay.date for lay in layouts], max_new_tokens
-    )
+    summary = change_summary(changed, compared, unit, [lay.date for lay in layouts], rows)
     share = 100 * changed / max(compared, 1e-12)
     measured = [
         f"Compared area: {format_area(compared, unit)} (valid on every date).",
@@ -430,6 +440,10 @@ def _write_change_report(
         f"{name}: {format_area(area, unit)}" for name, area in sorted(rows, key=lambda r: -r[1])[:10]
     ]
     notes = []
+    if legend.untrained:
+        notes.append(
+            "Classes the model was not trained on are marked (untrained): their from-to labels are arbitrary."
+        )
     if pixel_units:
         notes.append("The inputs have no georeference: areas are in pixels, not hectares.")
     if "change" not in system.trained_heads:
@@ -448,7 +462,7 @@ def _write_change_report(
         title=f"Change between {names[0]} and {names[-1]}",
         inputs=[str(r) for r in rasters],
         model=f"the model in {system.folder}" if system.folder else "an untrained model",
-        legend=[(name, legend.hex(legend.names.index(name))) for name, _ in rows],
+        legend=[(legend.label(i), legend.hex(i)) for i in (legend.names.index(name) for name, _ in rows)],
         images=images,
         measured=measured,
         generated=summary,

@@ -11,10 +11,11 @@ import torch
 from rsneo.errors import InputError
 from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System
+from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import warn_pixel_units
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
-from rsneo.predict.bands import BandLayout, band_layout
+from rsneo.predict.bands import BandLayout, band_layout, model_band_groups
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
@@ -84,23 +85,26 @@ def segment_raster(
     confidence: bool = True,
     show_progress: bool = False,
     stop_after_rows: int | None = None,
+    strict: bool = False,
 ) -> SegmentOutputs | None:
     """Segment `raster` into `out_dir`: `<stem>_classes.tif` (COG), `.gpkg`, `.qml` and `<stem>.qgz`.
 
     Resumes an interrupted run with the same settings (a run killed after the class map reuses it). One
     writer per `out_dir` (a second one is refused). Areas are true hectares in any CRS, integer pixel counts
     without one (with a `PixelUnitsWarning`). Returns None only when `stop_after_rows` stopped it early.
+    Names the model was not trained on are warned about and marked "(untrained)"; `strict` refuses them.
     """
     raster = Path(raster)
     class_names = parse_classes(class_names)
     if not raster.exists():
         raise InputError(f"{raster}: file not found")
+    untrained = untrained_classes(system, class_names, strict=strict)  # refused before anything is written
     out_dir = check_writable(Path(out_dir))
     with output_lock(out_dir), gdal_env():
         return _segment_locked(
             system, raster, class_names, out_dir, plan=plan, sensor=sensor, bands=bands,
             none_threshold=none_threshold, confidence=confidence, show_progress=show_progress,
-            stop_after_rows=stop_after_rows,
+            stop_after_rows=stop_after_rows, untrained=untrained,
         )  # fmt: skip
 
 
@@ -117,13 +121,14 @@ def _segment_locked(
     confidence: bool,
     show_progress: bool,
     stop_after_rows: int | None,
+    untrained: tuple[str, ...] = (),
 ) -> SegmentOutputs | None:
     """`segment_raster` once this process holds `out_dir`."""
     from rsneo.io.qgis import write_qgz, write_qml
     from rsneo.io.vector import write_class_polygons
 
-    layout = band_layout(raster, sensor, bands)
-    legend = ClassLegend.from_names([*class_names, NONE_OF_THESE])
+    layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
+    legend = ClassLegend.from_names([*class_names, NONE_OF_THESE], untrained=untrained)
     stem = raster.stem
     cog = out_dir / f"{stem}_classes.tif"
     signature = run_signature(

@@ -1,12 +1,14 @@
-"""Run outputs beside the checkpoints: the loss-curve PNG written when a run ends."""
+"""Run outputs beside the checkpoints: the loss-curve PNG written when a run ends; training tokens/s."""
 
 from __future__ import annotations
 
 import csv
 import os
+import time
 from pathlib import Path
 
 import lightning as L
+import torch
 
 
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -63,3 +65,32 @@ class LossCurve(L.Callback):
         metrics = self.out_dir / "metrics.csv"
         if metrics.is_file():
             plot_loss_curves(metrics, self.out_dir / "loss_curve.png")
+
+
+class TokenThroughput(L.Callback):
+    """Logs `train/tokens_per_s` (all ranks; padding excluded) every `every` optimizer steps.
+
+    Tokens are counted on the batch's device, so a step holds no host sync for this: the count is read once
+    per `every` steps, when it is logged. The rate covers the whole loop (data loading included).
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = max(1, every)
+        self.count: torch.Tensor | None = None
+        self.started = 0.0
+        self.logged_at = -1
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx):
+        if self.count is None:
+            self.count = torch.zeros((), dtype=torch.long, device=pl_module.device)
+            self.started = time.perf_counter()
+        self.count += (batch.inputs.doc_ids >= 0).sum()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if self.count is None or step % self.every or step == self.logged_at:
+            return
+        seconds = time.perf_counter() - self.started
+        rate = float(self.count.item()) * trainer.world_size / max(seconds, 1e-9)
+        pl_module.log("train/tokens_per_s", rate, on_step=True, on_epoch=False, batch_size=1)
+        self.count, self.logged_at = None, step

@@ -339,45 +339,50 @@ def shards(
 ) -> list[Sample]:
     """Samples of a prepared shard folder (`rsneo prepare`; default `data_root/shards`), read into memory.
 
-    Each shard sample becomes one document: its dates as frames (all arrays of a date, e.g. Sentinel-2 and
-    Sentinel-1, in one frame), then a sentence from its mask (class shares), scene labels or first caption.
-    A mask on a grid of whole 32-pixel tokens also gives a labelled chip. Archives larger than memory need a
-    streaming source instead (not built yet); `tile` is fixed when the shards were prepared.
+    For small archives mixed with other sources; training on `data.sources=[shards]` alone streams them
+    instead (`rsneo.train.datamodule`), one `shard_sample` at a time. `tile` is fixed when the shards were
+    prepared.
     """
-    from rsneo.data.shards import ShardDataset, shard_scene
+    from rsneo.data.shards import ShardDataset
 
     folder = Path(path) if path else root / "shards"
-    samples = []
-    for item in ShardDataset(_require(folder)):
-        meta = item["meta"]
-        scenes = [shard_scene(item, name) for name in meta["arrays"]]
-        values = [normalise(scene) for scene in scenes]
-        doc = builder()
-        main = scenes[0]
-        first_groups: list[ImageInput] = []
-        for t in range(main.sizes["time"]):
-            groups = [g for scene, v in zip(scenes, values, strict=True) if t < scene.sizes["time"]
-                      for g in frame_groups(scene, v, t)]  # fmt: skip
-            if main.sizes["time"] > 1:
-                date = main["time"].values[t]
-                doc.text(
-                    f"{'unknown date' if np.isnat(date) else str(date.astype('datetime64[D]'))}:", learn=False
-                )
-            doc.frame(groups)
-            first_groups = first_groups or frame_groups(main, values[0], t)
-        chip = None
-        if "mask" in item:
-            mask = item["mask"].numpy().astype(np.int64)
-            names = dict(enumerate(meta.get("classes", ["background", "foreground"])))
-            doc.text(class_share_sentence(mask, names, nodata=meta.get("mask_nodata", -1)), learn=True)
-            if mask.shape[0] % 32 == 0 and mask.shape[1] % 32 == 0:
-                chip = LabelledChip(first_groups, torch.from_numpy(mask), tuple(names.values()))
-        elif meta.get("labels"):
-            doc.text(scene_labels_sentence(meta["labels"]), learn=True)
-        elif meta.get("captions"):
-            doc.text(meta["captions"][0].strip(), learn=True)
-        samples.append(Sample(doc.end(), chip))
-    return samples
+    return [shard_sample(item, builder) for item in ShardDataset(_require(folder))]
+
+
+def shard_sample(item: dict, builder: Callable[[], DocumentBuilder]) -> Sample:
+    """One streamed shard sample as a document: its dates as frames (all arrays of a date, e.g. Sentinel-2
+    and Sentinel-1, in one frame), then a sentence from its mask (class shares), scene labels or first
+    caption. A mask on a grid of whole 32-pixel tokens also gives a labelled chip."""
+    from rsneo.data.shards import shard_scene
+
+    meta = item["meta"]
+    scenes = [shard_scene(item, name) for name in meta["arrays"]]
+    values = [normalise(scene) for scene in scenes]
+    doc = builder()
+    main = scenes[0]
+    first_groups: list[ImageInput] = []
+    for t in range(main.sizes["time"]):
+        groups = [g for scene, v in zip(scenes, values, strict=True) if t < scene.sizes["time"]
+                  for g in frame_groups(scene, v, t)]  # fmt: skip
+        if main.sizes["time"] > 1:
+            date = main["time"].values[t]
+            doc.text(
+                f"{'unknown date' if np.isnat(date) else str(date.astype('datetime64[D]'))}:", learn=False
+            )
+        doc.frame(groups)
+        first_groups = first_groups or frame_groups(main, values[0], t)
+    chip = None
+    if "mask" in item:
+        mask = item["mask"].numpy().astype(np.int64)
+        names = dict(enumerate(meta.get("classes", ["background", "foreground"])))
+        doc.text(class_share_sentence(mask, names, nodata=meta.get("mask_nodata", -1)), learn=True)
+        if mask.shape[0] % 32 == 0 and mask.shape[1] % 32 == 0:
+            chip = LabelledChip(first_groups, torch.from_numpy(mask), tuple(names.values()))
+    elif meta.get("labels"):
+        doc.text(scene_labels_sentence(meta["labels"]), learn=True)
+    elif meta.get("captions"):
+        doc.text(meta["captions"][0].strip(), learn=True)
+    return Sample(doc.end(), chip)
 
 
 SOURCES: dict[str, Callable[..., list[Sample]]] = {

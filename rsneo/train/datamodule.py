@@ -4,11 +4,18 @@ Order is a resumable stream: `StepSampler` draws a fresh seeded permutation per 
 any sample, so a run resumed from step N sees exactly the batches an uninterrupted run sees (Lightning
 does not fast-forward plain dataloaders). Under DDP each rank takes its own interleaved share of every
 batch's samples.
+
+`data.sources=[shards]` alone streams the prepared archive instead (`rsneo.data.shards.ShardDataset`):
+sample by sample, split across ranks and DataLoader workers, through a shuffle buffer, resumable mid-epoch;
+each sample becomes its document inside the worker. With `trainer.val_every_n_steps` > 0 a held-out set is
+kept apart for the validation loop: the last `data.val_shards` shards (or the folder `data.val_path`) of a
+streamed archive, else a seeded `data.val_fraction` of the samples.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,11 +24,12 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rsneo.data.documents import DocumentBuilder
+from rsneo.data.documents import Document, DocumentBuilder
+from rsneo.data.frames import DEFAULT_BAND_GROUPS, check_band_groups, fold_groups
 from rsneo.errors import InputError
 from rsneo.model.positions import ImageTokens
-from rsneo.train.batch import SegmentationBatch, TrainBatch
-from rsneo.train.corpus import QA_SOURCES, SOURCES, Sample
+from rsneo.train.batch import ChangeSource, SegmentationBatch, TrainBatch
+from rsneo.train.corpus import QA_SOURCES, SOURCES, Sample, shard_sample
 
 
 class StepSampler(Sampler[int]):
@@ -90,6 +98,44 @@ def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy:
     return TrainBatch(inputs, segmentation, sources or None)
 
 
+def fold_document(doc: Document, tokens: ImageTokens) -> Document:
+    """`doc` with each `<img>` frame's band groups folded into one (`rsneo.data.frames.fold_groups`): the
+    frame's image tokens shrink to one per 32x32 pixels; text and what the LM learns are unchanged."""
+    out = Document()
+    index = position = 0
+    while position < len(doc.ids):
+        if doc.ids[position] != tokens.start:
+            out.ids.append(doc.ids[position])
+            out.learn.append(doc.learn[position])
+            position += 1
+            continue
+        end = doc.ids.index(tokens.end, position)
+        frame, count = [], end - position - 1
+        while count > 0:  # the frame's groups, in token order
+            frame.append(doc.groups[index])
+            count -= doc.groups[index].num_tokens
+            index += 1
+        folded = fold_groups(frame)
+        n = sum(g.num_tokens for g in folded)
+        out.ids += [tokens.start] + [tokens.context] * n + [tokens.end]
+        out.learn += [False] * (n + 2)
+        out.groups += folded
+        position = end + 1
+    return out
+
+
+def apply_band_groups(sample: Sample, mode: str, tokens: ImageTokens) -> Sample:
+    """A sample under `data.band_groups`: `sensor` as built, `fold` with every frame's groups folded (the
+    document, the labelled chip and the change source alike)."""
+    if check_band_groups(mode) == "sensor":
+        return sample
+    chip = sample.chip and replace(sample.chip, groups=fold_groups(sample.chip.groups))
+    change = sample.change and ChangeSource(
+        [fold_groups(frame) for frame in sample.change.frames], sample.change.dates
+    )
+    return Sample(fold_document(sample.document, tokens), chip, change)
+
+
 def build_samples(
     sources: Sequence[str], root: Path, tokenizer: Any, tokens: ImageTokens, tile: int, **options: Any
 ) -> list[Sample]:
@@ -106,30 +152,70 @@ def build_samples(
         if options.get("qa") and name in QA_SOURCES:
             extra["qa"] = True
         samples += SOURCES[name](root, lambda: DocumentBuilder(tokenizer, tokens), tile, **extra)
+    mode = options.get("band_groups", DEFAULT_BAND_GROUPS)
+    samples = [apply_band_groups(s, mode, tokens) for s in samples]
     if not samples:
         raise InputError(f"data.sources {list(sources)} under {root}: expected samples, found none")
     return samples
 
 
+class ShardDocuments:
+    """Turns streamed shard samples into training samples inside a DataLoader worker (picklable)."""
+
+    def __init__(self, tokenizer: Any, tokens: ImageTokens, band_groups: str = DEFAULT_BAND_GROUPS) -> None:
+        self.tokenizer, self.tokens, self.band_groups = tokenizer, tokens, band_groups
+
+    def __call__(self, item: dict[str, Any]) -> Sample:
+        sample = shard_sample(item, lambda: DocumentBuilder(self.tokenizer, self.tokens))
+        return apply_band_groups(sample, self.band_groups, self.tokens)
+
+
+def held_out(size: int, fraction: float, seed: int) -> list[int]:
+    """Seeded indexes of `fraction` of `size` samples (at least one, never all) kept for validation."""
+    count = min(size - 1, max(1, round(size * fraction)))
+    if count < 1:
+        raise InputError(f"validation: {size} sample(s) are too few to hold any out; set val_every_n_steps=0")
+    return sorted(torch.randperm(size, generator=torch.Generator().manual_seed(seed + 7919))[:count].tolist())
+
+
 class RSNeoDataModule(L.LightningDataModule):
     """Training batches from `data` config sources under `root`, as a resumable stream of `batches` batches
-    (max_steps x accumulate_grad_batches)."""
+    (max_steps x accumulate_grad_batches); `val_batches` > 0 holds data out for `val_batches` batches per
+    validation."""
 
     def __init__(
         self, data: dict[str, Any], root: Path, tokenizer: Any, tokens: ImageTokens, batches: int, seed: int,
-        policy: str = "frame", num_workers: int = 0,
+        policy: str = "frame", num_workers: int = 0, val_batches: int = 0,
     ) -> None:  # fmt: skip
         super().__init__()
         self.data, self.root, self.tokenizer, self.tokens = data, root, tokenizer, tokens
         self.batches, self.seed, self.policy, self.num_workers = batches, seed, policy, num_workers
+        self.val_batches = val_batches
         self.samples: list[Sample] | None = None
+        self.val_samples: list[Sample] = []
+        self.stream: tuple[Path, list[int], Path, list[int]] | None = None  # train folder/shards, val's
         self.sampler: StepSampler | None = None
+        self.dataset: Any = None
         self.start_batch = 0
+        self.restored: dict[str, int] = {}
+
+    @property
+    def band_groups(self) -> str:
+        return check_band_groups(str(self.data.get("band_groups", DEFAULT_BAND_GROUPS)))
+
+    def documents(self) -> ShardDocuments:
+        return ShardDocuments(self.tokenizer, self.tokens, self.band_groups)
+
+    @property
+    def streaming(self) -> bool:
+        return list(self.data["sources"]) == ["shards"]
 
     def setup(self, stage: str | None = None) -> None:
-        if self.samples is None:
+        if self.streaming and self.stream is None:
+            self.stream = self._stream_split()
+        elif not self.streaming and self.samples is None:
             split = self.data.get("split", "all")
-            self.samples = build_samples(
+            samples = build_samples(
                 self.data["sources"],
                 self.root,
                 self.tokenizer,
@@ -138,23 +224,89 @@ class RSNeoDataModule(L.LightningDataModule):
                 split=split,
                 path=self.data.get("path"),
                 qa=bool(self.data.get("qa", False)),
+                band_groups=self.band_groups,
             )
+            held: set[int] = set()
+            if self.val_batches > 0:
+                held = set(held_out(len(samples), float(self.data.get("val_fraction", 0.1)), self.seed))
+            self.val_samples = [s for i, s in enumerate(samples) if i in held]
+            self.samples = [s for i, s in enumerate(samples) if i not in held]
 
-    def train_dataloader(self) -> DataLoader:
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        world = self.trainer.world_size if self.trainer is not None else 1
-        self.sampler = StepSampler(
-            len(self.samples), int(self.data["batch_size"]), self.batches, self.seed, rank, world
-        )
-        self.sampler.start_batch = self.start_batch
+    def _stream_split(self) -> tuple[Path, list[int], Path, list[int]]:
+        from rsneo.data.shards import read_manifest
+
+        if int(self.data["tile"]) % 32:
+            raise InputError(f"data.tile: expected a multiple of 32 pixels, got {self.data['tile']}")
+        folder = Path(self.data["path"]).expanduser() if self.data.get("path") else self.root / "shards"
+        count = len(read_manifest(folder)["shards"])
+        if self.val_batches <= 0:
+            return folder, list(range(count)), folder, []
+        if self.data.get("val_path"):
+            val = Path(self.data["val_path"]).expanduser()
+            return folder, list(range(count)), val, list(range(len(read_manifest(val)["shards"])))
+        keep = int(self.data.get("val_shards", 1))
+        if not 0 < keep < count:
+            raise InputError(
+                f"{folder}: {count} shard(s), cannot hold out data.val_shards={keep} for validation; "
+                "set data.val_path to a held-out shard folder or val_every_n_steps=0"
+            )
+        return folder, list(range(count - keep)), folder, list(range(count - keep, count))
+
+    def _loader(self, dataset: Any, sampler: Any = None, workers: int = 0) -> DataLoader:
         pad = self.tokenizer.pad_token_id or 0
         return DataLoader(
-            SampleList(self.samples),
+            dataset,
             batch_size=int(self.data["batch_size"]),
-            sampler=self.sampler,
+            sampler=sampler,
             collate_fn=partial(collate, tokens=self.tokens, pad_id=pad, policy=self.policy),
-            num_workers=self.num_workers,
+            num_workers=workers,
         )
+
+    def _rank_world(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        size = int(self.data["batch_size"])
+        if self.streaming:
+            from rsneo.data.shards import ShardDataset
+
+            layout = {"world": world, "workers": self.num_workers}
+            changed = {k: (self.restored[k], v) for k, v in layout.items() if self.restored.get(k, v) != v}
+            if changed:
+                raise InputError(
+                    f"resume: the checkpoint's stream was split for {changed} (checkpoint, now); resume with "
+                    "the same trainer.devices x num_nodes and trainer.num_workers"
+                )
+            folder, shards, _, _ = self.stream
+            self.dataset = ShardDataset(
+                folder, shuffle=bool(self.data.get("shuffle", True)), seed=self.seed,
+                buffer=int(self.data.get("shuffle_buffer", 64)), shards=shards, repeat=True,
+                transform=self.documents(), rank=rank, world=world, batch_size=size,
+            )  # fmt: skip
+            self.dataset.start_batch = self.start_batch
+            return self._loader(self.dataset, workers=self.num_workers)
+        self.sampler = StepSampler(len(self.samples), size, self.batches, self.seed, rank, world)
+        self.sampler.start_batch = self.start_batch
+        return self._loader(SampleList(self.samples), self.sampler, self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        """The same held-out batches at every validation: `val_batches` per rank, each rank its own."""
+        rank, world = self._rank_world()
+        size = int(self.data["batch_size"])
+        if self.streaming:
+            from rsneo.data.shards import ShardDataset
+
+            _, _, folder, shards = self.stream
+            dataset = ShardDataset(
+                folder, shards=shards, repeat=True, transform=self.documents(),
+                rank=rank, world=world, batch_size=size,
+            )  # fmt: skip
+            return self._loader(dataset)
+        sampler = StepSampler(len(self.val_samples), size, max(self.val_batches, 1), self.seed, rank, world)
+        return self._loader(SampleList(self.val_samples), sampler)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return (
@@ -163,11 +315,14 @@ class RSNeoDataModule(L.LightningDataModule):
             else super().transfer_batch_to_device(batch, device, dataloader_idx)
         )
 
-    # the position in the stream travels in the checkpoint (plain ints): batches consumed per rank
+    # the position in the stream travels in the checkpoint (plain ints): batches consumed per rank, and for a
+    # streamed archive how it was split (the same position means other samples under another split)
     def state_dict(self) -> dict[str, int]:
         if self.trainer is None:
             return {"batches": 0}
-        return {"batches": int(self.trainer.global_step * self.trainer.accumulate_grad_batches)}
+        batches = int(self.trainer.global_step * self.trainer.accumulate_grad_batches)
+        return {"batches": batches, "world": self.trainer.world_size, "workers": self.num_workers}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.start_batch = int(state["batches"])
+        self.restored = {k: int(state[k]) for k in ("world", "workers") if k in state}

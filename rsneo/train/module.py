@@ -86,12 +86,15 @@ class RSNeoTraining(L.LightningModule):
                 out["change"] = change_loss(self.change_head, self.model, pairs.to(self.device))
         return out
 
-    def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
-        losses = self.losses(batch, self.step_generator())
-        total = sum(
+    def weighted_total(self, losses: dict[str, Tensor]) -> Tensor:
+        return sum(
             (self.weights[name] * value for name, value in losses.items()),
             torch.zeros((), device=self.device),
         )
+
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
+        losses = self.losses(batch, self.step_generator())
+        total = self.weighted_total(losses)
         if self._trainer is not None and self.trainer.world_size > 1:
             # Every trainable parameter joins the graph (with weight 0), so that under DDP every rank reduces
             # the same gradients even when its batch has no chip for the head or no radar band.
@@ -100,8 +103,17 @@ class RSNeoTraining(L.LightningModule):
         for name, value in losses.items():
             self.log(f"train/{name}_loss", value.detach(), batch_size=size)
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=size)
-        self.log("train/tokens", float((batch.inputs.doc_ids >= 0).sum()), reduce_fx="sum", batch_size=size)
         return total
+
+    def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:
+        """Held-out loss: the same objectives with the same draws (masks, simulated pairs) at every
+        validation, so the curve moves only with the weights; averaged over the validation batches."""
+        seed = int(self.run_config["seed"]) * 1_000_003 + 7919 * (batch_idx + 1) + self.global_rank
+        losses = self.losses(batch, torch.Generator().manual_seed(seed))
+        size = batch.inputs.input_ids.shape[0]
+        for name, value in losses.items():
+            self.log(f"val/{name}_loss", value, batch_size=size, sync_dist=True)
+        self.log("val/loss", self.weighted_total(losses), batch_size=size, sync_dist=True)
 
     # ---- optimisation -----------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

@@ -115,7 +115,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from rsneo.train.callbacks import LossCurve
+    from rsneo.train.callbacks import LossCurve, TokenThroughput
     from rsneo.train.csvlog import ResumableCSVLogger
     from rsneo.train.scale import build_strategy
 
@@ -135,6 +135,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
             save_last=True,
         ),
         LearningRateMonitor(logging_interval="step"),
+        TokenThroughput(int(t["log_every_n_steps"])),
     ]
     if t.get("progress_bar", True):
         callbacks.append(RichProgressBar(leave=True))
@@ -151,7 +152,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         accumulate_grad_batches=int(t.get("accumulate_grad_batches", 1)),
         gradient_clip_val=float(cfg["stage"].get("grad_clip") or 0) or None,
         log_every_n_steps=int(t["log_every_n_steps"]),
-        limit_val_batches=0,
+        **validation_options(t),
         num_sanity_val_steps=0,
         logger=loggers,
         callbacks=callbacks,
@@ -163,10 +164,38 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
     )
 
 
+def set_cpu_threads(t: dict[str, Any]) -> int | None:
+    """CPU runs use `trainer.threads` intra-op threads (null: `OMP_NUM_THREADS` when set, else the cores this
+    process may use shared by its `devices` processes), set deliberately: torch's default over-subscribes a
+    shared machine. GPU runs keep torch's default."""
+    if t["accelerator"] != "cpu":
+        return None
+    devices = int(t["devices"]) if str(t["devices"]).isdigit() else 1
+    default = os.environ.get("OMP_NUM_THREADS", "")
+    fair = max(1, len(os.sched_getaffinity(0)) // max(devices, 1))
+    threads = int(t.get("threads") or (int(default) if default.isdigit() and int(default) > 0 else fair))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def validation_options(t: dict[str, Any]) -> dict[str, Any]:
+    """Trainer options for the validation loop: `val_batches` held-out batches every `val_every_n_steps`."""
+    every = int(t.get("val_every_n_steps") or 0)
+    if every <= 0:
+        return {"limit_val_batches": 0}
+    accumulate = int(t.get("accumulate_grad_batches", 1))
+    return {
+        "limit_val_batches": int(t.get("val_batches", 2)),
+        "val_check_interval": every * accumulate,  # counted in batches
+        "check_val_every_n_epoch": None,
+    }
+
+
 def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     """Tokenizer, model, objectives, data and trainer for a composed config."""
     config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     L.seed_everything(int(config["seed"]), workers=True, verbose=False)
+    set_cpu_threads(config["trainer"])
     root = resolve_data_root(config["data_root"])
     out_dir = Path(config["out_dir"]).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +206,18 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         tokenizer = checkpoint_tokenizer(config["resume"])
     else:
         tokenizer = build_tokenizer(config, root, RSNeoConfig.from_preset(model_cfg["preset"]).vocab_size)
-    model = build_model(model_cfg, tokenizer)
+    from rsneo.data.frames import DEFAULT_BAND_GROUPS, check_band_groups
+    from rsneo.train.scale import fsdp_builds_on_meta, meta_model, tag_for_materialization
+
+    on_meta = fsdp_builds_on_meta(config["trainer"], model_cfg)
+    with meta_model(on_meta):  # FSDP materialises it unit by unit, on each rank its own shard
+        model = build_model(model_cfg, tokenizer)
+    if on_meta:
+        tag_for_materialization(model, model.init_module)
+    # prediction groups bands as the model was trained (rsneo.predict.bands.model_band_groups)
+    grouping = (config.get("data") or {}).get("band_groups", DEFAULT_BAND_GROUPS)
+    # a new dict: presets' configs share theirs
+    model.config.extra = {**model.config.extra, "band_groups": check_band_groups(str(grouping))}
     module = RSNeoTraining(
         model, config, tokenizer, build_segmentation_head(config, model), build_change_head(config, model)
     )
@@ -186,6 +226,7 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         int(config["trainer"]["max_steps"]) * int(config["trainer"].get("accumulate_grad_batches", 1)),
         int(config["seed"]), policy=model.config.mask_policy,
         num_workers=int(config["trainer"].get("num_workers", 0)),
+        val_batches=validation_options(config["trainer"]).get("limit_val_batches", 0),
     )  # fmt: skip
     trainer = build_trainer(config, out_dir, model_cfg)
     return TrainingRun(config, tokenizer, module, datamodule, trainer, out_dir)

@@ -49,7 +49,7 @@ def test_cog_is_valid_and_keeps_georeference_classes_and_colours(rgb, tmp_path):
         assert out.crs == crs and out.transform == transform
         assert out.count == 1 and out.descriptions == ("class",)
         assert json.loads(out.tags(1)["class_names"]) == ["water", "forest", "built-up"]
-        assert out.colormap(1)[0][:3] == legend.colors[0] == (31, 120, 230)  # water is blue
+        assert out.colormap(1)[0][:3] == legend.colors[0] == (30, 110, 220)  # water is blue
         assert out.colormap(1)[NODATA_CLASS][3] == 0
         assert out.nodata == NODATA_CLASS
         assert out.overviews(1)  # overviews exist
@@ -92,7 +92,15 @@ def test_legend_rejects_empty_class_list():
 def test_legend_colours_are_distinct_for_unknown_names():
     legend = ClassLegend.from_names(["alpha", "beta", "gamma", "delta", "forest"])
     assert len(set(legend.colors)) == 5
-    assert legend.colors[4] == (20, 120, 40)
+    assert legend.colors[4] == (25, 110, 40)
+
+
+def test_untrained_names_are_labelled_and_survive_the_cog(rgb, tmp_path):
+    legend = ClassLegend.from_names(["water", "quarry pit"], untrained=("quarry pit",))
+    assert [legend.label(0), legend.label(1)] == ["water", "quarry pit (untrained)"]
+    with rasterio.open(rgb) as src:
+        writer, _ = write_blocks(tmp_path / "classes.tif", src, legend)
+    assert read_legend(writer.finish()) == legend
 
 
 def test_check_writable_names_the_folder(tmp_path):

@@ -138,3 +138,42 @@ def test_wide_integers_and_internal_masks_read_as_rasterio_does(shared_data, tmp
         got, want = read_source(source, source.grid.window(window)), _plain(path, window)
         assert 0 < np.isnan(want).mean() < 1
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("name", "date"),
+    [
+        ("LT51190382000077BJC00.tif", "2000-03-17"),  # pre-collection Landsat: year + day of year
+        ("LE71190382003037EDC00.tif", "2003-02-06"),
+        ("LT05_L1TP_119038_19950501_20170109_01_T1.tif", "1995-05-01"),  # acquired, then processed
+        ("S2A_OPER_MSI_L1C_TL_SGS__20160606T152307_A004883_T32TQM_V20160605T101032_B04.tif", "2016-06-05"),
+        ("S2B_MSIL2A_20170924T093020_N0205_R136_T35VPK_20170924T093132.tif", "2017-09-24"),
+        ("MOD09GA.A2017032.h10v05.006.tif", "2017-02-01"),
+    ],
+)
+def test_dates_come_from_scene_ids_when_the_metadata_has_none(shared_data, tmp_path, name, date):
+    """The same real pixels under a scene id's name: the date comes from the id."""
+    import shutil
+
+    path = tmp_path / name
+    shutil.copy(shared_data / "rasters" / "RGB.byte.tif", path)
+    assert open_source(path, sensor="rgb").date == np.datetime64(date)
+
+
+def test_a_date_in_the_metadata_wins_over_the_name(shared_data, tmp_path):
+    path = tmp_path / "LT51190382000077BJC00.tif"
+    with rasterio.open(shared_data / "rasters" / "RGB.byte.tif") as src:
+        profile, data = src.profile, src.read()
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(DATE_ACQUIRED="2001-05-04")  # as Landsat MTL metadata names it
+    assert open_source(path, sensor="rgb").date == np.datetime64("2001-05-04")
+
+
+def test_a_scene_id_folder_dates_the_band_files_in_it(shared_data, tmp_path):
+    import shutil
+
+    folder = tmp_path / "LT51190382000077BJC00"
+    folder.mkdir()
+    shutil.copy(shared_data / "rasters" / "RGB.byte.tif", folder / "bands.tif")
+    assert open_source(folder / "bands.tif", sensor="rgb").date == np.datetime64("2000-03-17")

@@ -69,7 +69,7 @@ def test_segment_project_opens_in_qgis(segmented):
     assert len(seen["layers"]) == 3 and all(layer["valid"] for layer in seen["layers"]), seen
     palette = next(layer for layer in seen["layers"] if layer["renderer"] == "paletted")
     assert [c[1] for c in palette["classes"]] == ["water", "land", "none of these"]
-    assert palette["classes"][0][2] == "#1f78e6"
+    assert palette["classes"][0][2] == "#1e6edc"  # water blue (rsneo.io.palette)
 
 
 def test_change_on_the_taizhou_landsat_pair(tiny_model_dir, shared_data, tmp_path):

@@ -1,0 +1,333 @@
+"""Grounded answers: what the model's own maps say, in a sentence, or a plain statement of what it cannot say.
+
+The language head of the bundled model learned a few answer templates and repeats them whatever is asked
+(issue #12). So `rsneo ask` reads the question (a small set of question forms: share, area, presence of a
+class, change, description), and answers it from the heads: the segmentation map over the model's trained
+classes (the same engine and window plan as `rsneo segment`), or the change map of the first and last date
+(as `rsneo change`). A class the model was not trained on, a change question over a single date, and any
+other kind of question get an answer that says so instead of a template.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+
+from rsneo.heads.system import System
+from rsneo.io.areas import format_area
+from rsneo.predict.bands import band_layout, model_band_groups, overview_size, read_overview
+
+IMAGE_WORDS = r"(?:image|images|area|scene|picture|photo|tile|region|map|view)"
+CHANGE = re.compile(
+    r"\b(chang\w*|differ\w*|new|appear\w*|disappear\w*|lost|loss|gain\w*|grew|grow\w*|shrank|shrink\w*|"
+    r"increas\w*|decreas\w*|expand\w*|removed|demolish\w*|cleared|deforest\w*|since|before and after|"
+    r"between)\b"
+)
+DESCRIBE = re.compile(
+    r"\b(describe|description|caption|summari[sz]e|what (?:is|can you see|do you see) (?:in|on)|"
+    r"what does (?:this|the) \w+ show|what (?:land cover|kind of land)|what is (?:this|shown))\b"
+)
+SHARE = (
+    rf"(?:how much|what (?:percentage|percent|share|fraction|proportion|part|portion))(?: of)? "
+    rf"(?:the |this )?{IMAGE_WORDS} (?:is|are) "
+    r"(?:covered (?:by|with|in) |made up of |occupied by )?(?P<t>.+)",
+    r"what is the (?P<t>.+?) (?:coverage|cover|share|percentage|fraction|proportion)$",
+    rf"(?:what (?:percentage|percent|share|fraction|proportion|part|portion) of (?:the |this )?"
+    rf"{IMAGE_WORDS} )(?:does |do )?(?P<t>.+?) (?:cover|occupy|take up|make up)",
+    r"(?:what (?:percentage|percent|share|fraction|proportion)|how much) (?:of )?(?P<t>.+?) "
+    r"(?:is|are) (?:there|in|on|visible|shown|present)",
+    r"(?:how much|what (?:percentage|percent|share|fraction|proportion) of) (?P<t>.+?) "
+    r"(?:does|do) (?:the|this) \w+ (?:contain|have|show)",
+    r"(?:percentage|percent|share|fraction|proportion|coverage) of (?P<t>.+)",
+    r"how much (?P<t>.+)",
+)
+AREA = (
+    r"(?:how (?:large|big|extensive)|what (?:is )?the (?:area|size|extent)|how many (?:hectares|ha|square "
+    r"(?:meters|metres|kilometers|kilometres)|km2|pixels)|what area)(?: of| is| are| does| do)?"
+    r"(?: the| this)? (?P<t>.+?)(?: is| are)?"
+    r"(?: cover| covers| occupy| occupies| take up| in (?:the|this) \w+| there)?$",
+)
+PRESENCE = (
+    r"^(?:is|are) there (?:any |some |a |an )?(?P<t>.+?)(?: in| on| visible)?(?: (?:the|this) \w+)?$",
+    r"^(?:does|do) (?:the|this) \w+ (?:contain|show|have|include) (?:any |some |a |an )?(?P<t>.+)$",
+    r"^(?:is|are) (?:any |some )(?P<t>.+?) (?:visible|present|shown|there)$",
+    r"^can you see (?:any |some |a |an )?(?P<t>.+)$",
+)
+TRAILING = re.compile(
+    rf"\s+(?:in|on|of|within|across) (?:the |this |these )?{IMAGE_WORDS}$|\s+(?:area|areas|cover|coverage)$"
+    r"|\s+(?:here|there|in (?:hectares|ha|percent|pixels|square \w+))$"
+)
+PRESENT_SHARE = 0.5  # percent of the valid pixels above which a class counts as present
+
+
+@dataclass(frozen=True)
+class Question:
+    """What a question asks: `kind` in share, area, presence, change, describe, unsupported."""
+
+    kind: str
+    target: str | None = None  # the class phrase asked about, as typed
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    kind: str
+    value: float | None = None  # the measured percentage behind the sentence, when there is one
+    abstained: bool = False  # True when the answer says the model cannot answer this
+
+
+def _clean_target(text: str) -> str | None:
+    text = re.sub(r"\s+", " ", text).strip(" .?!,;:")
+    text = re.sub(r"^(?:the|a|an|any|some|of|is|are)\s+", "", text)
+    previous = None
+    while previous != text:
+        previous, text = text, TRAILING.sub("", text).strip()
+    return text or None
+
+
+def parse_question(question: str) -> Question:
+    """The kind of a question and the class it asks about (rules: the model learned no other questions)."""
+    text = re.sub(r"\s+", " ", question.lower()).strip(" ?!.")
+    kind = None
+    target = None
+    for name, patterns in (("area", AREA), ("presence", PRESENCE), ("share", SHARE)):
+        for pattern in patterns:
+            match = re.search(pattern, text)
+            if match:
+                kind, target = name, _clean_target(match.group("t"))
+                break
+        if kind:
+            break
+    if CHANGE.search(text):
+        return Question("change", _change_target(text) or _before_change_words(target))
+    if kind and target:
+        return Question(kind, target)
+    if DESCRIBE.search(text):
+        return Question("describe")
+    return Question("unsupported")
+
+
+def _before_change_words(target: str | None) -> str | None:
+    """ "water was lost" -> "water"; "this image changed" -> None (it names no class)."""
+    if not target:
+        return None
+    match = CHANGE.search(target)
+    head = target[: match.start()] if match else target
+    head = re.sub(r"(?:\s+(?:was|were|is|are|has|have|been|had))+\s*$", "", head.strip())
+    head = re.sub(rf"^(?:the |this |these )?{IMAGE_WORDS}$", "", head.strip())
+    return _clean_target(head) if head.strip() else None
+
+
+def _change_target(text: str) -> str | None:
+    """ "are there new buildings" -> "buildings"; "how has the forest changed" -> "forest"."""
+    for pattern in (r"\bnew (?P<t>[a-z -]+?)(?: (?:since|between|in|appear\w*|were|are)\b|$)",
+                    r"\bhow (?:has|have|did|do|does) (?:the )?(?P<t>[a-z -]+?) (?:chang\w*|grow\w*|shr\w*)",
+                    r"\b(?:more|less|fewer) (?P<t>[a-z -]+?)(?: (?:than|now|since|between)\b|$)",
+                    r"\b(?:was|were|is|are|has|have) (?:the |any |some )?(?P<t>[a-z -]+?) (?:been )?"
+                    r"(?:lost|gained|removed|added|built|cleared|flooded)\b"):  # fmt: skip
+        match = re.search(pattern, text)
+        if match:
+            return _clean_target(match.group("t"))
+    return None
+
+
+# ---- maps the answers are read from --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _reduced(datasets: list, max_side: int) -> Iterator[list]:
+    """The datasets themselves when small enough, else in-memory overviews (same place, coarser pixels)."""
+    from rasterio.io import MemoryFile
+
+    ref = datasets[0]
+    if max(ref.width, ref.height) <= max_side:
+        yield datasets
+        return
+    height, width = overview_size(ref.width, ref.height, max_side)
+    transform = ref.transform @ Affine.scale(ref.width / width, ref.height / height)
+    with contextlib.ExitStack() as stack:
+        out = []
+        for ds in datasets:
+            pixels, valid = read_overview(ds, (height, width))
+            pixels[:, ~valid] = np.nan
+            memory = stack.enter_context(MemoryFile())
+            profile = dict(driver="GTiff", width=width, height=height, count=pixels.shape[0], dtype="float32",
+                           crs=ref.crs, transform=transform, nodata=float("nan"))  # fmt: skip
+            with memory.open(**profile) as dst:
+                dst.write(pixels)
+            out.append(stack.enter_context(memory.open()))
+        yield out
+
+
+def class_shares(
+    system: System, raster: Path, classes: list[str], *, sensor=None, bands=None, max_side: int = 512
+) -> tuple[dict[str, float], float, str]:
+    """Percent of the valid pixels per class in the model's segmentation map, the valid area and its unit.
+
+    The map is `rsneo segment`'s (same predictor, engine and window plan) over the raster, or over an
+    overview when its long side exceeds `max_side`.
+    """
+    from rsneo.io.cog import ClassLegend, open_raster
+    from rsneo.io.vector import class_areas
+    from rsneo.predict.segment import NONE_OF_THESE, SegmentationPredictor
+    from rsneo.predict.sliding_window import RasterWindows, predict_raster
+
+    layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
+    legend = ClassLegend.from_names([*classes, NONE_OF_THESE])
+    predictor = SegmentationPredictor(system, layout, classes)
+    with tempfile.TemporaryDirectory() as tmp, open_raster(raster) as src, _reduced([src], max_side) as (ds,):
+        cog = predict_raster(RasterWindows([ds]), predictor, Path(tmp) / "classes.tif", legend=legend,
+                             crs=ds.crs, transform=ds.transform, confidence=False)  # fmt: skip
+        areas = class_areas(cog, legend)
+        unit = "ha" if ds.crs is not None else "px"
+    valid = areas.pop("")
+    return {k: 100 * v / max(valid, 1e-12) for k, v in areas.items()}, valid, unit
+
+
+def changed_share(
+    system: System, rasters: list[Path], *, sensor=None, bands=None, max_side: int = 512
+) -> tuple[float, float, str]:
+    """Percent of the compared pixels the change map (as `rsneo change`) marks changed, the area, its unit."""
+    from rsneo.io.vector import class_areas
+    from rsneo.predict.change import (
+        CHANGE_NAMES,
+        ChangePredictor,
+        aligned_datasets,
+        calibrated_change_head,
+        change_legend,
+        from_to_classifier,
+    )
+    from rsneo.predict.sliding_window import RasterWindows, predict_raster
+
+    layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
+    legend = change_legend(None)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        aligned_datasets(rasters, layouts) as (aligned, crs, _, pixel_units),
+        _reduced(aligned, max_side) as datasets,
+    ):
+        head = system.change
+        if "change" not in system.trained_heads:
+            ref = datasets[0]
+            views = [read_overview(ds, overview_size(ref.width, ref.height, 512)) for ds in datasets]
+            head = calibrated_change_head(system, layouts, views)
+        cog = predict_raster(
+            RasterWindows(datasets, stack=True), ChangePredictor(system, layouts, None, head),
+            Path(tmp) / "change.tif", legend=legend, crs=crs, transform=datasets[0].transform,
+            confidence=False, classify=from_to_classifier(None),
+        )  # fmt: skip
+        areas = class_areas(cog, legend)
+    compared = areas.pop("")
+    changed = compared - areas[CHANGE_NAMES[0]]
+    return 100 * changed / max(compared, 1e-12), compared, "px" if pixel_units else "ha"
+
+
+# ---- questions -> answers ------------------------------------------------------------------------------
+
+
+def _resolve(system: System, target: str) -> tuple[list[str], str | None]:
+    """The classes to map and the one that answers for `target` (None: the model was not trained on it)."""
+    from rsneo.heads.vocabulary import match_classes
+
+    matches = match_classes(system, [target])
+    if matches is None:  # a folder that records no vocabulary: map the name as typed
+        return [target], target
+    vocabulary = list(system.vocabulary.names)
+    return vocabulary, (matches[0].nearest if matches[0].trained else None)
+
+
+def _untrained(system: System, target: str) -> str:
+    known = ", ".join(system.vocabulary.names) if system.vocabulary else "its trained classes"
+    return f'The model was not trained to recognise "{target}" (it knows: {known}), so it cannot measure it.'
+
+
+def _as_read(target: str, name: str) -> str:
+    return "" if target.lower() == name.lower() else f' ("{target}" read as the trained class "{name}")'
+
+
+def grounded_answer(
+    system: System,
+    rasters: list[Path],
+    question: str,
+    dates: list[str | None],
+    *,
+    sensor: str | None = None,
+    bands: list[str] | None = None,
+    max_side: int = 512,
+) -> Answer:
+    """Answer `question` about `rasters` (dates in order) from the model's maps, or say why it cannot."""
+    asked = parse_question(question)
+    options = dict(sensor=sensor, bands=bands, max_side=max_side)
+    if asked.kind == "unsupported":
+        known = ", ".join(system.vocabulary.names) if system.vocabulary else "its classes"
+        return Answer(
+            "The model was not trained to answer this kind of question. It can say how much of an image is "
+            f"one of the classes it knows ({known}), whether there is any, its area, and how much changed "
+            "between two dates.",
+            asked.kind,
+            abstained=True,
+        )
+    if asked.kind == "change":
+        if len(rasters) < 2:
+            return Answer(
+                "This question is about change: it needs two or more images of the same place (dates), "
+                "and only one was given.",
+                asked.kind,
+                abstained=True,
+            )
+        share, compared, unit = changed_share(system, rasters, **options)
+        when = f" between {dates[0]} and {dates[-1]}" if dates[0] and dates[-1] else " between these images"
+        text = f"About {share:.0f}% of the compared area ({format_area(compared, unit)}) changed{when}."
+        if asked.target:
+            classes, name = _resolve(system, asked.target)
+            if name is None:
+                text = (
+                    f'The model was not trained to recognise "{asked.target}", so it cannot say how it '
+                    f"changed. {text}"
+                )
+                return Answer(text, asked.kind, share, abstained=True)
+            else:
+                first = class_shares(system, rasters[0], classes, **options)[0][name]
+                last = class_shares(system, rasters[-1], classes, **options)[0][name]
+                text += (
+                    f" {name}{_as_read(asked.target, name)}: {first:.0f}% of the image on the first date, "
+                    f"{last:.0f}% on the last."
+                )
+        return Answer(text, asked.kind, share)
+    if asked.kind == "describe":
+        if len(rasters) > 1:
+            share, compared, unit = changed_share(system, rasters, **options)
+            return Answer(f"About {share:.0f}% of the compared area changed between the first and last date.",
+                          asked.kind, share)  # fmt: skip
+        if system.vocabulary is None:
+            return Answer(
+                "This model folder records no trained classes, so the model cannot describe the image.",
+                asked.kind,
+                abstained=True,
+            )
+        shares, _, _ = class_shares(system, rasters[-1], list(system.vocabulary.names), **options)
+        parts = [f"{v:.0f}% {k}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v >= 0.5]
+        return Answer(f"The model's map of this image: about {', '.join(parts)}.", asked.kind)
+    classes, name = _resolve(system, asked.target)
+    if name is None:
+        return Answer(_untrained(system, asked.target), asked.kind, abstained=True)
+    shares, valid, unit = class_shares(system, rasters[-1], classes, **options)
+    share = shares[name]
+    read_as = _as_read(asked.target, name)
+    on = f" (on {dates[-1]}, the last date)" if len(rasters) > 1 and dates[-1] else ""
+    if asked.kind == "area":
+        area = share / 100 * valid
+        text = f"About {format_area(area, unit)} of {name}{read_as}{on}: {share:.0f}% of the image."
+    elif asked.kind == "presence":
+        verdict = "Yes" if share >= PRESENT_SHARE else "No"
+        text = f"{verdict}: about {share:.1f}% of the image is {name}{read_as}{on}."
+    else:
+        text = f"About {share:.0f}% of this image is {name}{read_as}{on}."
+    return Answer(text, asked.kind, share)

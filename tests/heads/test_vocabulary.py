@@ -1,0 +1,143 @@
+"""The model knows its vocabulary: trained classes recorded, typed names matched in its text space."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from rsneo.cli import run_app
+from rsneo.errors import InputError
+from rsneo.heads.system import BUNDLED_MODEL, load_system
+from rsneo.heads.vocabulary import (
+    TrainedClass,
+    UntrainedClassWarning,
+    Vocabulary,
+    load_vocabulary,
+    match_classes,
+    save_vocabulary,
+    untrained_classes,
+)
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_system(BUNDLED_MODEL)
+
+
+def small_chip(shared_data: Path, folder: Path, size: int = 64) -> Path:
+    """The top-left corner of the Sen1Floods11 chip, with its band names (so its sensor is known)."""
+    path = folder / "chip.tif"
+    with rasterio.open(shared_data / "sen1floods11" / "S2" / "Spain_7370579_S2Hand.tif") as src:
+        window = Window(0, 0, size, size)
+        profile = src.profile | {"width": size, "height": size, "transform": src.window_transform(window)}
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+            dst.descriptions = src.descriptions
+    return path
+
+
+def test_the_bundled_model_records_its_trained_classes_and_held_out_scores():
+    vocabulary = load_vocabulary(BUNDLED_MODEL)
+    assert vocabulary.names == ("water", "land")
+    water = vocabulary.classes[0]
+    assert water.prompts == ("a satellite image of water",)
+    assert water.held_out["iou"] == pytest.approx(0.818, abs=0.001)  # docs/model_card.md
+    assert "right half" in water.held_out["data"]
+
+
+def test_names_sharing_a_trained_head_noun_match_and_paraphrases_do_not(bundled):
+    names = ["open water", "surface water", "dry land", "lake", "river and lakes", "urban area", "banana"]
+    matches = {m.name: m for m in match_classes(bundled, names)}
+    assert [matches[n].nearest for n in ("open water", "surface water")] == ["water", "water"]
+    assert matches["dry land"].nearest == "land"
+    assert all(matches[n].trained for n in ("open water", "surface water", "dry land"))
+    # the bundled model never learned these: its map for them is arbitrary (benchmarks/vocabulary.py: water
+    # IoU 0.08 for "river and lakes", 0.19 for "lake" against 0.82 for "water")
+    assert not any(matches[n].trained for n in ("lake", "river and lakes", "urban area", "banana"))
+    for m in matches.values():
+        assert -1.0 - 1e-5 <= m.similarity <= 1.0 + 1e-5
+
+
+def test_matching_agrees_in_bf16(bundled):
+    import dataclasses
+
+    import torch
+
+    from rsneo.model.causal_lm import RSNeoForCausalLM
+
+    names = ["open water", "lake", "dry land", "banana"]
+    full = match_classes(bundled, names)
+    half_model = RSNeoForCausalLM.from_pretrained(BUNDLED_MODEL, dtype=torch.bfloat16)
+    assert {p.dtype for p in half_model.parameters()} == {torch.bfloat16}
+    low = match_classes(dataclasses.replace(bundled, model=half_model), names)
+    assert [m.trained for m in low] == [m.trained for m in full]
+    for a, b in zip(full, low, strict=True):
+        assert b.similarity == pytest.approx(a.similarity, abs=0.03)  # bf16 has ~3 significant digits
+
+
+def test_untrained_names_warn_and_strict_refuses_them(bundled):
+    with pytest.warns(UntrainedClassWarning, match='"lake"'):
+        assert untrained_classes(bundled, ["water", "lake"]) == ("lake",)
+    with pytest.raises(InputError, match='--strict refuses them.*|"lake"'):
+        untrained_classes(bundled, ["water", "lake"], strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert untrained_classes(bundled, ["open water", "land"], strict=True) == ()
+
+
+def test_a_folder_without_vocabulary_says_nothing(tiny_system):
+    assert tiny_system.vocabulary is None
+    assert match_classes(tiny_system, ["lake"]) is None and untrained_classes(tiny_system, ["lake"]) == ()
+
+
+def test_vocabulary_round_trips_through_a_model_folder(tiny_model_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    vocabulary = Vocabulary((TrainedClass("water", ("a satellite image of water",), {"iou": 0.5}),), 0.9)
+    save_vocabulary(folder, vocabulary)
+    assert load_vocabulary(folder) == vocabulary
+    assert load_system(folder).vocabulary == vocabulary
+    (folder / "vocabulary.json").write_text(json.dumps({"classes": []}))
+    with pytest.raises(InputError, match="vocabulary.json: expected at least one trained class"):
+        load_vocabulary(folder)
+
+
+def test_segment_cli_marks_untrained_classes_and_strict_exits_2(shared_data, tmp_path, capsys):
+    chip = small_chip(shared_data, tmp_path)
+    refused = tmp_path / "refused"
+    argv = ["segment", str(chip), "--classes", "water, banana", "--window", "64", "--overlap", "0"]
+    assert run_app([*argv, "--out", str(refused), "--strict"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert '"banana"' in err and "--strict" in err
+    assert not refused.exists()  # nothing written
+
+    out = tmp_path / "out"
+    assert run_app([*argv, "--out", str(out)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning:" in err and '"banana"' in err and "untrained" in err
+    root = ET.fromstring((out / "chip_classes.qml").read_text().split("\n", 1)[1])
+    labels = [e.get("label") for e in root.iter("paletteEntry")]
+    assert labels == ["water", "banana (untrained)", "none of these"]
+
+
+def test_change_marks_untrained_from_to_classes_and_strict_refuses_them(shared_data, tmp_path, capsys):
+    folder = shared_data / "landsat_change_taizhou"
+    pair = [str(folder / "2000TM"), str(folder / "2003TM")]
+    refused = tmp_path / "refused"
+    argv = ["change", *pair, "--classes", "water, urban area", "--out", str(refused), "--strict"]
+    assert run_app(argv) == 2
+    assert '"urban area"' in " ".join(capsys.readouterr().err.split()) and not refused.exists()
+
+    from rsneo.predict.change import change_legend
+
+    legend = change_legend(["water", "urban area"], ("urban area",))
+    labels = [legend.label(i) for i in range(len(legend.names))]
+    assert "water → water" in labels and "water → urban area (untrained)" in labels
+    assert "none of these → urban area (untrained)" in labels and "water → none of these" in labels
