@@ -14,3 +14,7 @@ class RSNeoError(Exception):
 
 class InputError(RSNeoError):
     """A raster, shard, checkpoint or option that cannot be used as given."""
+
+
+class RSNeoWarning(UserWarning):
+    """Base of rsneo's own warnings (the test suite turns the unexpected ones into errors)."""

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from rsneo.cli.app import app
+from rsneo.cli.app import app, check_output_folder, reported_warnings
 
 
 @app.command("sensors")
@@ -105,23 +105,21 @@ def info_command(
 
     Statistics come from a read of at most 1024 pixels a side (GDAL overviews where the file has them).
     """
-    import warnings
-
     from rich.console import Console
     from rich.table import Table
 
     from rsneo.io.describe import describe_raster
+    from rsneo.io.limits import check_size
+    from rsneo.io.read import open_source
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with reported_warnings():
+        for path in rasters:  # a VRT may declare 10^12 pixels: refuse before the statistics read it
+            check_size(open_source(path, sensor=sensor, bands=_split(bands)))
         reports = [describe_raster(path, sensor=sensor, bands=_split(bands)) for path in rasters]
-    notes = sorted({str(w.message) for w in caught if "georeference" in str(w.message)})
     if as_json:
         typer.echo(json.dumps(reports, indent=1))
         return
     console = Console()
-    for note in notes:
-        console.print(f"[yellow]warning:[/] {note}", highlight=False)
     for rep in reports:
         console.print(
             f"[bold]{rep['path']}[/]\n  sensor {rep['sensor']}  crs {rep['crs'] or 'none (pixel units)'}  "
@@ -166,6 +164,8 @@ def prepare_command(
         raise InputError(f"{source}: source archive not found")
     if tile <= 0:
         raise InputError(f"--tile: expected a positive number of pixels, got {tile}")
+    check_output_folder(out)
+    _check_earlier_run(out, recipe, tile)
     chosen = RECIPES[recipe]
     items = chosen.items(source, tile, sensor=sensor, bands=_split(bands))
     for item in items:  # headers only: bad input fails before anything is written
@@ -179,3 +179,26 @@ def prepare_command(
         info={"recipe": recipe, "source": str(source), "tile": tile},
     )
     typer.echo(f"{out}: {manifest['num_samples']} samples in {len(manifest['shards'])} shards")
+
+
+def _check_earlier_run(out: Path, recipe: str, tile: int) -> None:
+    """A folder `prepare` resumes must hold the same recipe and tile size, and readable shard records."""
+    from rsneo.data.shards import MANIFEST, read_manifest
+    from rsneo.errors import InputError
+
+    if (out / MANIFEST).exists():
+        manifest = read_manifest(out)
+        made = {"recipe": manifest.get("recipe"), "tile": manifest.get("tile")}
+        if made != {"recipe": recipe, "tile": tile}:
+            raise InputError(
+                f"{out}: holds shards made by recipe {made['recipe']} with --tile {made['tile']}; expected "
+                f"{recipe} with --tile {tile} to resume there (or choose another folder)"
+            )
+    for record in sorted(out.glob("shard-*.json")) if out.is_dir() else []:
+        try:
+            json.loads(record.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError(
+                f"{record}: a damaged record of an earlier run (not valid JSON); delete it and "
+                f"{record.with_suffix('.tar').name} to have that shard made again"
+            ) from None

@@ -7,14 +7,13 @@ Heavy modules are imported inside the commands so `rsneo --help` stays fast.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rsneo.cli.app import app, err_console
+from rsneo.cli.app import app, err_console, reported_warnings
 
 ModelOption = Annotated[
     Path | None,
@@ -32,20 +31,8 @@ BandsOption = Annotated[
 WindowOption = Annotated[int, typer.Option("--window", help="Window size in pixels (a multiple of 32).")]
 OverlapOption = Annotated[int, typer.Option("--overlap", help="Overlap between windows in pixels.")]
 BatchOption = Annotated[int, typer.Option("--batch", help="Windows per model call.")]
+OUTPUT_BYTES_PER_PIXEL = 4.0  # uint8 map + its partial copy + overviews + polygons, with headroom
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
-
-
-@contextlib.contextmanager
-def _reported_warnings() -> Iterator[None]:
-    """Show warnings meant for the user (pixel units, ...) as one line each on stderr."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, UserWarning) and w.filename.find("rsneo") >= 0:
-                    err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
 
 
 @contextlib.contextmanager
@@ -76,6 +63,26 @@ def _plan(window: int, overlap: int, batch: int):
 
 def _bands(text: str | None) -> list[str] | None:
     return None if text is None else [b.strip() for b in text.split(",") if b.strip()]
+
+
+def _check_rasters(
+    rasters: list[Path], sensor: str | None, bands: list[str] | None, out: Path | None = None
+) -> None:
+    """Open every input as the data reader does (file, band folder, STAC item) before the model loads.
+
+    A missing, empty, truncated or foreign file, a header given for its data, a band list that does not fit,
+    a raster too large to process or with no valid pixel, or outputs that would not fit on the disk fail
+    here in seconds; the reader's warnings (pixel units) are the same in every command.
+    """
+    from rsneo.io.limits import check_disk, check_has_valid_pixels, check_size
+    from rsneo.io.read import open_source
+
+    for raster in rasters:
+        source = open_source(raster, sensor=sensor, bands=bands)
+        check_size(source)
+        check_has_valid_pixels(source)
+        if out is not None:  # class/change map, its partial copy and overviews: a few bytes per pixel
+            check_disk(source, out, OUTPUT_BYTES_PER_PIXEL)
 
 
 def _system(model: Path | None, device: str, head: str | None = None):
@@ -125,7 +132,9 @@ def segment_command(
 
     names = parse_classes(classes)
     plan = _plan(window, overlap, batch)
-    with _output_folder(out), _reported_warnings():
+    with reported_warnings():
+        _check_rasters([raster], sensor, _bands(bands), out)
+    with _output_folder(out), reported_warnings():
         system = _system(model, device, "segmentation")
         result = segment_raster(
             system,
@@ -179,7 +188,9 @@ def change_command(
 
     names = parse_classes(classes) if classes is not None else None
     plan = _plan(window, overlap, batch)
-    with _output_folder(out), _reported_warnings():
+    with reported_warnings():
+        _check_rasters(rasters, sensor, _bands(bands), out)
+    with _output_folder(out), reported_warnings():
         system = _system(model, device, "change")
         result = detect_change(
             system, rasters, out, class_names=names, plan=plan, sensor=sensor, bands=_bands(bands),
@@ -219,7 +230,8 @@ def ask_command(
     """Ask a question about a raster, or one question over a time series of rasters."""
     from rsneo.predict.ask import ask_rasters
 
-    with _reported_warnings():
+    with reported_warnings():
+        _check_rasters(rasters, sensor, _bands(bands))
         system = _system(model, device)
         answer = ask_rasters(
             system,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rsneo.cli.app import app
+from rsneo.cli.app import app, check_output_folder
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -63,6 +63,7 @@ def export(
     pickle)."""
     from rsneo.train.export import export_checkpoint
 
+    check_output_folder(folder)
     out = export_checkpoint(checkpoint, folder, overwrite)
     typer.echo(f"exported {checkpoint} to {out}")
 

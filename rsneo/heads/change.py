@@ -34,6 +34,12 @@ class ChangeHeadConfig:
     early_layer: int = 1
     init_scale: float = 200.0
     init_threshold: float = 0.01  # cosine distance above which a pixel counts as changed before training
+    # calibrated combination with the radiometric change magnitude (fit on NAIP pairs by `fit_combination`):
+    # change logit = head_weight * (P_head - 0.5) + magnitude_weight * magnitude excess + bias; with
+    # magnitude_weight 0 (folders written before it) the head's own logit is used
+    head_weight: float = 1.0
+    magnitude_weight: float = 0.0
+    bias: float = 0.0
 
 
 class ChangeHead(nn.Module):
@@ -67,6 +73,21 @@ class ChangeHead(nn.Module):
         )
         return torch.cat([torch.zeros_like(change), change], dim=1)
 
+    @property
+    def uses_magnitude(self) -> bool:
+        return self.config.magnitude_weight != 0.0
+
+    def combine(self, logits: Tensor, excess: Tensor) -> Tensor:
+        """Head logits (B, 2, H, W) and the relative magnitude excess (B, 1, H, W) -> calibrated logits.
+
+        Why both: the head is robust to misregistration and illumination but coarse; the magnitude is sharp
+        but counts every radiometric difference. At head_weight 0 this is exactly CVA + Otsu.
+        """
+        c = self.config
+        vote = torch.sigmoid(logits[:, 1:]) - 0.5  # bounded: an over-confident head on an unseen sensor
+        change = c.head_weight * vote + c.magnitude_weight * excess.to(logits.dtype) + c.bias
+        return torch.cat([logits[:, :1], change], dim=1)
+
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Cross-entropy; labels (B, H, W): 0 unchanged, 1 changed, -1 unknown (ignored)."""
         labels = labels.long().clone()
@@ -75,3 +96,10 @@ class ChangeHead(nn.Module):
 
     def to_json(self) -> dict:
         return asdict(self.config)
+
+
+def magnitude_excess(magnitude: Tensor, threshold: float | Tensor) -> Tensor:
+    """Change-vector magnitude relative to the scene's Otsu cut: (m - T) / T, 0 at the cut, so that the same
+    weight fits scenes of any contrast (T is the scene's, as CVA + Otsu takes it)."""
+    threshold = torch.as_tensor(threshold, dtype=magnitude.dtype, device=magnitude.device).clamp(min=1e-6)
+    return (magnitude - threshold) / threshold

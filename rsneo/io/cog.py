@@ -75,6 +75,12 @@ def open_raster(path: Path, mode: str = "r", **profile) -> rasterio.io.DatasetRe
     """rasterio.open without the warnings pixel-unit images (PNG pairs) raise; failures name the file."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        if mode == "r":
+            from rsneo.io.read import PixelUnitsWarning, is_multi_file, open_source, source_vrt
+
+            if is_multi_file(path):  # a band folder or STAC item: one stacked virtual raster
+                warnings.simplefilter("ignore", PixelUnitsWarning)
+                return rasterio.open(source_vrt(open_source(path)))
         try:
             return rasterio.open(path, mode, **profile)
         except rasterio.errors.RasterioIOError as exc:

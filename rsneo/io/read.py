@@ -23,7 +23,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from rsneo.errors import InputError
+from rsneo.errors import InputError, RSNeoWarning
 from rsneo.io.detect import acquisition_date, assign_bands, detect_sensor, folder_band_name
 from rsneo.io.grid import Grid
 from rsneo.sensors import Band, Sensor
@@ -31,7 +31,7 @@ from rsneo.sensors import Band, Sensor
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".png", ".img", ".vrt", ".jpg", ".jpeg"}
 
 
-class PixelUnitsWarning(UserWarning):
+class PixelUnitsWarning(RSNeoWarning):
     """The raster has no georeference; coordinates are pixel columns and rows."""
 
 
@@ -98,8 +98,19 @@ def gdal_errors(path: str, action: str = "read") -> Iterator[None]:
         yield
     except RasterioError as exc:
         raise InputError(
-            f"{path}: cannot {action} it as a raster; the file may be truncated or corrupt (GDAL: {exc})"
+            f"{path}: cannot {action} it as a raster; the file may be truncated or corrupt "
+            f"(GDAL: {gdal_message(exc)})"
         ) from None
+
+
+def gdal_message(exc: BaseException) -> str:
+    """GDAL's own words: rasterio's "Read failed. See previous exception" points at a chained error."""
+    messages = []
+    while exc is not None and len(messages) < 4:
+        messages.append(str(exc).strip())
+        exc = exc.__cause__ or exc.__context__
+    useful = [m for m in messages if m and "See previous exception" not in m]
+    return "; ".join(dict.fromkeys(useful)) or messages[0]
 
 
 def open_dataset(path: str) -> rasterio.DatasetReader:
@@ -111,11 +122,24 @@ def open_dataset(path: str) -> rasterio.DatasetReader:
     if key in _HANDLES:
         _HANDLES[key] = _HANDLES.pop(key)  # most recently used last
         return _HANDLES[key]
-    if not Path(path).exists():
-        raise InputError(f"{path}: file not found")
+    check_raster_file(Path(path))
     with gdal_errors(path, "open"), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        handle = rasterio.open(path)
+        try:
+            handle = rasterio.open(path)
+        except RasterioError as exc:
+            if "not recognized as being in a supported file format" in str(exc):
+                raise InputError(
+                    f"{path}: not a raster format GDAL reads (GeoTIFF/COG, ENVI, JPEG2000, PNG, JPEG, VRT); "
+                    "the file may also be corrupt"
+                ) from None
+            raise
+    try:
+        with gdal_errors(path, "read"):
+            _probe_last_block(handle)
+    except InputError:
+        handle.close()
+        raise
     while len(_HANDLES) >= MAX_OPEN:
         oldest = next(iter(_HANDLES))
         _HANDLES.pop(oldest).close()
@@ -155,6 +179,35 @@ def _nodata_as(value: float, stored: np.dtype, compare: np.dtype) -> float | Non
         if not (float(value).is_integer() and info.min <= value <= info.max):
             return None
     return compare.type(stored.type(value)).item()
+
+
+def check_raster_file(path: Path) -> None:
+    """Refuse, before GDAL sees it, a path that cannot be a raster: missing, empty, or an ENVI/ESRI header."""
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes); expected a raster")
+    if path.suffix.lower() == ".hdr":
+        stem = path.stem.lower()
+        data = sorted(p for p in path.parent.iterdir() if p.stem.lower() == stem and p.is_file())
+        data = [p for p in data if p.suffix.lower() != ".hdr"]
+        hint = f"give its data file {data[0]} instead" if data else "give the data file next to it instead"
+        raise InputError(f"{path}: is a raster header (ENVI .hdr), not the data; {hint}")
+
+
+def _probe_last_block(src: rasterio.DatasetReader) -> None:
+    """Decode the last block of the first and last band: a truncated file fails here, before any work starts.
+
+    (Tiled and striped files store that block last, so a cut-off download cannot pass; this costs one block.)
+    """
+    block_h, block_w = src.block_shapes[0]
+    window = Window(
+        (src.width - 1) // block_w * block_w,
+        (src.height - 1) // block_h * block_h,
+        min(block_w, src.width - (src.width - 1) // block_w * block_w),
+        min(block_h, src.height - (src.height - 1) // block_h * block_h),
+    )
+    src.read(sorted({1, src.count}), window=window)
 
 
 def close_datasets() -> None:
@@ -238,6 +291,63 @@ def _envi_wavelengths(src: rasterio.DatasetReader) -> list[float] | None:
     unit = (src.tags().get("wavelength_units") or "micrometers").lower()
     scale = 1e-3 if unit.startswith("nano") else 1.0
     return [float(v) * scale for v in values]
+
+
+_GDAL_TYPES = {
+    "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+    "int32": "Int32", "float32": "Float32", "float64": "Float64",
+}  # fmt: skip
+
+
+def source_vrt(source: RasterSource) -> str:
+    """A GDAL VRT (XML text, which rasterio.open takes as a path) stacking the bands of `source` on its grid.
+
+    So a band folder (BigEarthNet: 10, 20 and 60 m files) or a STAC item opens like one multi-band raster in
+    code that reads windows with rasterio; coarser bands are resampled bilinearly, as `read_band` does.
+    """
+    from xml.sax.saxutils import escape
+
+    grid = source.grid
+    if grid.crs is None:
+        raise InputError(f"{source.path}: a band folder or STAC item needs georeferenced bands; found none")
+    gdal_type = _GDAL_TYPES.get(source.dtype)
+    if gdal_type is None:
+        raise InputError(f"{source.path}: bands of type {source.dtype} cannot be stacked; expected numbers")
+    bands = []
+    for i, (band, band_file) in enumerate(zip(source.bands, source.files, strict=True)):
+        src = open_dataset(band_file.path)
+        if src.crs != grid.crs:
+            raise InputError(
+                f"{band_file.path}: its CRS differs from the other bands of {source.path}; expected one CRS"
+            )
+        col, row = ~grid.transform @ (src.transform.c, src.transform.f)
+        width = src.width * src.transform.a / grid.transform.a
+        height = src.height * src.transform.e / grid.transform.e
+        nodata = "" if src.nodata is None else f"<NoDataValue>{src.nodata!r}</NoDataValue>"
+        file = escape(str(Path(band_file.path).resolve()))
+        source_nodata = "" if src.nodata is None else f"<NODATA>{src.nodata!r}</NODATA>"
+        bands.append(
+            f'<VRTRasterBand dataType="{gdal_type}" band="{i + 1}"><Description>{escape(band.name)}'
+            f'</Description>{nodata}<ComplexSource resampling="bilinear">'
+            f'<SourceFilename relativeToVRT="0">{file}</SourceFilename>'
+            f"<SourceBand>{band_file.index}</SourceBand>"
+            f'<SrcRect xOff="0" yOff="0" xSize="{src.width}" ySize="{src.height}"/>'
+            f'<DstRect xOff="{col!r}" yOff="{row!r}" xSize="{width!r}" ySize="{height!r}"/>'
+            f"{source_nodata}</ComplexSource></VRTRasterBand>"
+        )
+    transform = ", ".join(repr(v) for v in grid.transform.to_gdal())
+    return (
+        f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">'
+        f"<SRS>{escape(grid.crs.to_wkt())}</SRS><GeoTransform>{transform}</GeoTransform>"
+        + "".join(bands)
+        + "</VRTDataset>"
+    )
+
+
+def is_multi_file(path: str | Path) -> bool:
+    """A band folder or a STAC item: one acquisition stored in several files."""
+    path = Path(path)
+    return path.is_dir() or path.suffix.lower() == ".json"
 
 
 def select_bands(source: RasterSource, names: list[str] | None) -> RasterSource:

@@ -79,7 +79,10 @@ class RSNeoBackbone(nn.Module):
     def __init__(self, config: RSNeoConfig) -> None:
         super().__init__()
         self.config = config
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        # the weight is given (initialised by `init_weights`): Embedding's own init on the meta device would
+        # import torch._dynamo (torch 2.14), seconds of every command's start-up
+        weight = torch.empty(config.vocab_size, config.hidden_size)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, _weight=weight)
         self.vision = SpectralPatchEmbedding(config)
         self.layers = nn.ModuleList(NativeLayer(config) for _ in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)

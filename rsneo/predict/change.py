@@ -23,9 +23,9 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
-from rsneo.baselines import otsu_threshold
+from rsneo.baselines import change_vector_magnitude, otsu_threshold
 from rsneo.errors import InputError
-from rsneo.heads.change import CHANGE_NAMES, ChangeHead
+from rsneo.heads.change import CHANGE_NAMES, ChangeHead, magnitude_excess
 from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
@@ -167,13 +167,58 @@ def calibrated_change_head(
     return head
 
 
+@dataclass
+class SceneMagnitude:
+    """What the change head's magnitude term needs of the whole scene: each date's per-band mean and std and
+    the Otsu cut of the change-vector magnitude, measured once on a decimated read (nearest: the pixels'
+    own distribution, unlike an averaged overview), so that every window is judged on the scene's terms."""
+
+    mean: np.ndarray  # (2, bands, 1, 1): first and last date
+    std: np.ndarray  # (2, bands, 1, 1)
+    cut: float
+
+    @classmethod
+    def measure(cls, first, last, max_side: int = 1024) -> SceneMagnitude:
+        from rsneo.predict.sliding_window import data_bands
+
+        step = -(-max(first.width, first.height) // max_side)  # whole pixels: every `step`-th row and column
+        shape = (-(-first.height // step), -(-first.width // step))
+        reads = []
+        for ds in (first, last):
+            bands = data_bands(ds)
+            pixels = ds.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
+            reads.append((pixels.astype(np.float64), ds.dataset_mask(out_shape=shape) > 0))
+        valid = reads[0][1] & reads[1][1]
+        if valid.sum() < 2:
+            valid = np.ones_like(valid)
+        values = [p[:, valid] for p, _ in reads]  # (bands, n) each
+        mean = np.stack([v.mean(1) for v in values])[..., None, None]
+        std = np.stack([v.std(1) for v in values])[..., None, None]
+        std = np.where(std > 0, std, 1.0)
+        magnitude = change_vector_magnitude((values[0] - mean[0, :, :, 0]) / std[0, :, :, 0],
+                                            (values[1] - mean[1, :, :, 0]) / std[1, :, :, 0])  # fmt: skip
+        return cls(mean, std, otsu_threshold(magnitude))
+
+    def excess(self, before: np.ndarray, after: np.ndarray) -> torch.Tensor:
+        """(B, bands, H, W) raw pixels of both dates -> (B, 1, H, W) magnitude excess over the scene cut."""
+        a = (before - self.mean[0]) / self.std[0]
+        b = (after - self.mean[1]) / self.std[1]
+        magnitude = torch.from_numpy(np.sqrt(((b - a) ** 2).sum(1, keepdims=True)).astype(np.float32))
+        return magnitude_excess(magnitude, self.cut)
+
+
 class ChangePredictor:
     """`predict_fn` for change: (B, dates, bands, S, S) -> [P(no change), P(change), seg first, seg last]."""
 
     def __init__(
-        self, system: System, layouts: list[BandLayout], class_names: list[str] | None, head: ChangeHead
+        self,
+        system: System,
+        layouts: list[BandLayout],
+        class_names: list[str] | None,
+        head: ChangeHead,
+        magnitude: SceneMagnitude | None = None,
     ) -> None:
-        self.system, self.layouts, self.head = system, layouts, head
+        self.system, self.layouts, self.head, self.magnitude = system, layouts, head, magnitude
         self.class_vectors = None
         if class_names:
             with torch.inference_mode():
@@ -190,7 +235,11 @@ class ChangePredictor:
         ]
         inputs = image_documents(frames, system.config, policy="scene").to(system.device)
         features = image_features(system.model, inputs, self.head.config.early_layer, frames=dates)
-        out = [self.head(features, 0, dates - 1).softmax(1)]  # (B, 2, S, S)
+        logits = self.head(features, 0, dates - 1)  # (B, 2, S, S)
+        if self.magnitude is not None:
+            excess = self.magnitude.excess(pixels[:, 0], pixels[:, -1]).to(logits.device)
+            logits = self.head.combine(logits.float(), excess)
+        out = [logits.softmax(1)]
         if self.class_vectors is not None:
             seg = system.segmentation
             if seg.config.early_layer != self.head.config.early_layer:
@@ -310,7 +359,8 @@ def _detect_change_locked(
             views = [read_overview(ds, overview_size(ref.width, ref.height, 512)) for ds in datasets]
             head = calibrated_change_head(system, layouts, views)
         calibration = (float(head.threshold.detach()), float(head.log_scale.detach()))
-        predictor = ChangePredictor(system, layouts, class_names, head)
+        magnitude = SceneMagnitude.measure(datasets[0], datasets[-1]) if head.uses_magnitude else None
+        predictor = ChangePredictor(system, layouts, class_names, head, magnitude)
         predict_raster(
             RasterWindows(datasets, stack=True),
             predictor,
@@ -366,15 +416,37 @@ def _detect_change_locked(
     return ChangeOutputs(cog, gpkg, qml, qgz, table, report, changed, compared, unit, summary)
 
 
+WITHIN_CLASS = "within class"
+BETWEEN_CLASSES = "between classes"
+
+
+def change_kind(name: str) -> str:
+    """How a change-map class counts: "between classes" (from != to), "within class" (the change score alone
+    says change, the class stays: a new roof, a harvested field) or "change" (no classes asked)."""
+    before, arrow, after = name.partition(" → ")
+    if not arrow:
+        return CHANGE_NAMES[1]
+    return WITHIN_CLASS if before == after else BETWEEN_CLASSES
+
+
+def ordered_rows(rows: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Between-class rows first, then within-class ones, each by decreasing area: the from-to table never
+    mixes "vegetation → vegetation" into the class transitions."""
+    order = {BETWEEN_CLASSES: 0, CHANGE_NAMES[1]: 0, WITHIN_CLASS: 1}
+    return sorted(rows, key=lambda row: (order[change_kind(row[0])], -row[1]))
+
+
 def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, unit: str) -> None:
     partial = hidden_path(path, "partial.csv")
     with partial.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["from", "to", f"area_{unit}", "percent_of_compared"])
-        for name, area in rows:
+        writer.writerow(["from", "to", f"area_{unit}", "percent_of_compared", "kind"])
+        for name, area in ordered_rows(rows):
             before, _, after = name.partition(" → ")
             value = f"{int(area)}" if unit == "px" else f"{area:.4f}"
-            writer.writerow([before, after, value, f"{100 * area / max(compared, 1e-12):.3f}"])
+            writer.writerow(
+                [before, after, value, f"{100 * area / max(compared, 1e-12):.3f}", change_kind(name)]
+            )
     os.replace(partial, path)
 
 
@@ -436,9 +508,14 @@ def _write_change_report(
         f"Dates: {', '.join((lay.date or r.name) for lay, r in zip(layouts, rasters, strict=True))}; "
         f"the change map compares the first and the last.",
     ]
-    measured += [
-        f"{name}: {format_area(area, unit)}" for name, area in sorted(rows, key=lambda r: -r[1])[:10]
-    ]
+    within = sum(area for name, area in rows if change_kind(name) == WITHIN_CLASS)
+    if any(change_kind(name) != CHANGE_NAMES[1] for name, _ in rows):
+        measured.append(
+            f"Of the changed area, {format_area(changed - within, unit)} changed class and "
+            f"{format_area(within, unit)} changed within one class (the change score alone; listed "
+            "separately in the table, not as a class transition)."
+        )
+    measured += [f"{name}: {format_area(area, unit)}" for name, area in ordered_rows(rows)[:10]]
     notes = []
     if legend.untrained:
         notes.append(
@@ -451,13 +528,17 @@ def _write_change_report(
             "The change head was not trained in this model folder: the map is a feature distance between the "
             "dates, thresholded by Otsu's method on this pair."
         )
-    header = ["from", "to", "area (px)" if unit == "px" else "area (ha)", "% of compared"]
-    table_rows = []
-    for name, area in rows:
-        before, _, after = name.partition(" → ")
-        table_rows.append(
-            [before, after, format_area(area, unit).split()[0], f"{100 * area / max(compared, 1e-12):.2f}"]
+    elif system.change.uses_magnitude:
+        notes.append(
+            "The change map combines the change head's vote with the radiometric change magnitude of the two "
+            "dates (relative to its Otsu cut on this pair), weights fit on training pairs (model card)."
         )
+    header = ["from", "to", "area (px)" if unit == "px" else "area (ha)", "% of compared", "kind"]
+    table_rows = []
+    for name, area in ordered_rows(rows):
+        before, _, after = name.partition(" → ")
+        share = f"{100 * area / max(compared, 1e-12):.2f}"
+        table_rows.append([before, after, format_area(area, unit).split()[0], share, change_kind(name)])
     report = ChangeReport(
         title=f"Change between {names[0]} and {names[-1]}",
         inputs=[str(r) for r in rasters],

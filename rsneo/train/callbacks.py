@@ -67,6 +67,31 @@ class LossCurve(L.Callback):
             plot_loss_curves(metrics, self.out_dir / "loss_curve.png")
 
 
+def step_progress_bar(max_steps: int) -> L.Callback:
+    """A rich progress bar that counts optimizer steps of `max_steps`.
+
+    The run is bounded by steps (max_epochs=-1, one endless stream), so Lightning's own bar reads "Epoch 0/-2"
+    and counts batches; this one reads "step" and shows global_step / max_steps, also after a resume.
+    """
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    class StepProgressBar(RichProgressBar):
+        @property
+        def total_train_batches(self) -> int:
+            return max_steps
+
+        def _get_train_description(self, current_epoch: int) -> str:
+            return "step"
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if not self.is_disabled and self.train_progress_bar_id is None:
+                self._initialize_train_progress_bar_id()
+            self._update(self.train_progress_bar_id, trainer.global_step)
+            self._update_metrics(trainer, pl_module)
+
+    return StepProgressBar(leave=True)
+
+
 class TokenThroughput(L.Callback):
     """Logs `train/tokens_per_s` (all ranks; padding excluded) every `every` optimizer steps.
 

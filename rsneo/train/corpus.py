@@ -19,6 +19,7 @@ changed share of a simulated pair. The Taizhou pair is never a change source (he
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,13 +321,16 @@ def taizhou(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> li
 
 def captions(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> list[Sample]:
     """RSICD scenes (RGB): the centre crop of `tile` pixels (at least 64) followed by each of its captions."""
+    from rsneo.io.read import PixelUnitsWarning
     from rsneo.io.scene import read_scene
 
     base = _require(root / "text" / "rsicd_mini")
     size = max(tile, 64)
     samples = []
     for entry in json.loads(_require(base / "manifest.json").read_text()):
-        scene = read_scene(base / entry["image"], sensor="rgb")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PixelUnitsWarning)  # captioned photos have no georeference
+            scene = read_scene(base / entry["image"], sensor="rgb")
         top, left = (scene.sizes["y"] - size) // 2, (scene.sizes["x"] - size) // 2
         groups = frame_groups(scene, normalise(scene), 0, (slice(top, top + size), slice(left, left + size)))
         for caption in dict.fromkeys(entry["captions"]):

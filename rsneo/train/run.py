@@ -79,7 +79,7 @@ def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
 
     ids = image_token_ids(tokenizer)
     if model_cfg.get("init_from"):
-        model = RSNeoForCausalLM.from_pretrained(model_cfg["init_from"])
+        model = RSNeoForCausalLM.from_pretrained(model_cfg["init_from"]).train()  # loads in eval mode
         if len(tokenizer) > model.config.vocab_size or model.config.img_context_token_id != ids.context:
             raise InputError(
                 f"model.init_from {model_cfg['init_from']}: its vocabulary ({model.config.vocab_size}, "
@@ -112,10 +112,10 @@ def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torc
 
 
 def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any]) -> L.Trainer:
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from rsneo.train.callbacks import LossCurve, TokenThroughput
+    from rsneo.train.callbacks import LossCurve, TokenThroughput, step_progress_bar
     from rsneo.train.csvlog import ResumableCSVLogger
     from rsneo.train.scale import build_strategy
 
@@ -138,7 +138,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         TokenThroughput(int(t["log_every_n_steps"])),
     ]
     if t.get("progress_bar", True):
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(step_progress_bar(int(t["max_steps"])))
     if cfg.get("loss_curve", True):
         callbacks.append(LossCurve(out_dir))
     return L.Trainer(
@@ -239,13 +239,40 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def train(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
-    """Build and fit a run; resumes from `cfg.resume` (a Lightning checkpoint) when set."""
-    run = build_run(cfg)
-    if run.trainer.is_global_zero:
-        write_text_atomic(run.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(run.config)))
-        run.tokenizer.save_pretrained(str(run.out_dir / "tokenizer"))
-    resume = run.config.get("resume")
-    if resume and not Path(resume).is_file():
-        raise InputError(f"resume: {resume}: expected a Lightning checkpoint file, found none")
-    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resume or None, weights_only=True)
+    """Build and fit a run; resumes from `cfg.resume` (a Lightning checkpoint) when set.
+
+    A run that fails before its first checkpoint (corrupt shards, a bad option found late) leaves its output
+    folder as it found it: nothing of it is worth keeping or resuming from.
+    """
+    out_dir = Path(str(cfg["out_dir"])).expanduser().resolve()
+    before = set(out_dir.iterdir()) if out_dir.is_dir() else None
+    try:
+        run = build_run(cfg)
+        if run.trainer.is_global_zero:
+            write_text_atomic(run.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(run.config)))
+            run.tokenizer.save_pretrained(str(run.out_dir / "tokenizer"))
+        resume = run.config.get("resume")
+        if resume and not Path(resume).is_file():
+            raise InputError(f"resume: {resume}: expected a Lightning checkpoint file, found none")
+        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resume or None, weights_only=True)
+    except BaseException:
+        if int(os.environ.get("RANK", "0")) == 0:
+            _remove_what_this_run_wrote(out_dir, before)
+        raise
     return run
+
+
+def _remove_what_this_run_wrote(out_dir: Path, before: set[Path] | None) -> None:
+    """Undo a failed run's outputs unless it saved a checkpoint (then they are the run to resume)."""
+    import shutil
+
+    if not out_dir.is_dir() or any((out_dir / "checkpoints").glob("*.ckpt")):
+        return
+    if before is None:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return
+    for path in set(out_dir.iterdir()) - before:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

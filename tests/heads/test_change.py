@@ -56,3 +56,40 @@ def test_change_loss_ignores_unknown_pixels():
     labels = torch.tensor([[[0, 1, -1], [1, 1, -1], [0, 0, -1]]])
     expected = torch.nn.functional.cross_entropy(logits[..., :2], labels[..., :2])
     torch.testing.assert_close(head.loss(logits, labels), expected)
+
+
+def test_combination_without_the_head_is_cva_with_otsu(shared_data):
+    """head_weight 0, magnitude_weight 1, bias 0: the combined map is exactly the CVA + Otsu baseline (same
+    standardisation, same cut), in float32 and bf16 (pixels within float rounding of the cut may differ)."""
+    import numpy as np
+    import rasterio
+
+    from rsneo.baselines import cva_otsu
+    from rsneo.heads.change import ChangeHead, ChangeHeadConfig
+    from rsneo.predict.change import SceneMagnitude
+
+    folder = shared_data / "landsat_change_taizhou"
+    with rasterio.open(folder / "2000TM") as first, rasterio.open(folder / "2003TM") as last:
+        scene = SceneMagnitude.measure(first, last)  # 400 px a side: every pixel read
+        before, after = first.read().astype(np.float32), last.read().astype(np.float32)
+    head = ChangeHead(ChangeHeadConfig(hidden_size=8, head_weight=0.0, magnitude_weight=1.0, bias=0.0))
+    assert head.uses_magnitude
+    excess = scene.excess(before[None], after[None])  # (1, 1, H, W)
+    expected = cva_otsu(before, after)
+    for dtype in (torch.float32, torch.bfloat16):
+        logits = head.combine(torch.zeros(1, 2, *expected.shape, dtype=dtype), excess)
+        assert logits.dtype == dtype
+        changed = (logits.float().softmax(1)[0, 1] > 0.5).numpy()
+        near_cut = np.abs(excess[0, 0].numpy()) < (1e-5 if dtype == torch.float32 else 1e-2)
+        assert np.array_equal(changed[~near_cut], expected[~near_cut])
+        assert near_cut.mean() < 0.01
+
+
+def test_bundled_change_head_carries_its_fitted_combination():
+    """The bundled folder's change head comes with the magnitude combination fit on NAIP + Pucallpa pairs
+    (benchmarks/change.py measures it); losing it from heads.json would silently fall back to the head."""
+    from rsneo.heads.system import BUNDLED_MODEL, load_heads
+
+    _, change, loaded = load_heads(BUNDLED_MODEL, 256)
+    assert "change" in loaded and change.uses_magnitude
+    assert change.config.magnitude_weight > 0 and change.config.head_weight > 0  # both terms vote for change

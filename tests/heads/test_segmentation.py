@@ -61,7 +61,7 @@ def test_head_shapes_and_none_of_these(tiny_system, shared_data):
     assert features.last.shape == (2, 1, system.config.hidden_size, 8, 8)
     assert features.pixels.shape == (2, 1, 13, 256, 256)
     assert logits.shape == (2, 3, 256, 256)
-    scale = float(system.segmentation.scale)
+    scale = float(system.segmentation.scale.detach())
     assert logits.abs().max() <= scale + 1e-4  # scaled cosine
     never = system.segmentation.probabilities(logits, none_threshold=-1.0)
     always = system.segmentation.probabilities(logits, none_threshold=1.0)

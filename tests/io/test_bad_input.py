@@ -33,6 +33,9 @@ def test_band_count_that_does_not_match_the_sensor(shared_data):
         open_source(shared_data / S2HAND, sensor="sentinel2_l2a")
 
 
+# The PNG written here has no georeference on purpose: GDAL says so, and rsneo warns about pixel units first.
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.filterwarnings("ignore::rsneo.io.read.PixelUnitsWarning")
 def test_missing_crs_where_one_is_needed(shared_data, tmp_path):
     png = tmp_path / "m_4709963_se_14_1_20220101.png"
     with rasterio.open(shared_data / "timeseries/naip_m4709963/m_4709963_se_14_1_20090818.tif") as src:
@@ -83,6 +86,9 @@ def test_file_not_found(tmp_path):
     shutil.rmtree(tmp_path)
 
 
+# The PNG written here has no georeference on purpose: GDAL says so, and rsneo warns about pixel units first.
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.filterwarnings("ignore::rsneo.io.read.PixelUnitsWarning")
 def test_pixel_unit_images_of_different_sizes_do_not_stack(shared_data, tmp_path):
     small = tmp_path / "small.png"
     with rasterio.open(shared_data / "levir_cd/B/test_2_0000_0000.png") as src:

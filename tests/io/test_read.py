@@ -62,6 +62,7 @@ def test_envi_landsat_pair_bands_matched_by_header_wavelengths(shared_data):
     assert source.date == np.datetime64("2003-02-06")  # from the Landsat scene id in the ENVI band names
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # the plain reference read
 def test_png_without_georeference_warns_and_uses_pixel_units(shared_data):
     with pytest.warns(PixelUnitsWarning, match="no georeference: using pixel units"):
         source = open_source(shared_data / "levir_cd/A/test_2_0000_0000.png")

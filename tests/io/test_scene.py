@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
@@ -63,9 +64,12 @@ def test_labels_resample_nearest_so_classes_never_blend(shared_data):
 
 
 def test_change_pair_of_pngs_stacks_in_pixel_units(shared_data):
-    scene = read_scene(
-        [shared_data / "levir_cd/A/test_2_0000_0000.png", shared_data / "levir_cd/B/test_2_0000_0000.png"]
-    )
+    from rsneo.io.read import PixelUnitsWarning
+
+    with pytest.warns(PixelUnitsWarning, match="no georeference: using pixel units"):
+        scene = read_scene(
+            [shared_data / "levir_cd/A/test_2_0000_0000.png", shared_data / "levir_cd/B/test_2_0000_0000.png"]
+        )
     assert scene.shape == (2, 3, 256, 256) and scene.attrs["crs"] == ""
 
 

@@ -37,8 +37,8 @@ def test_geodesic_areas_match_pyproj_and_polygons(shared_data, tmp_path):
     geod = Geod(ellps="WGS84")
     expected = {"land": 0.0, "water": 0.0}
     for row in range(classes.shape[0]):
-        x0, y0 = transform * (0, row)
-        x1, y1 = transform * (1, row + 1)
+        x0, y0 = transform @ (0, row)
+        x1, y1 = transform @ (1, row + 1)
         pixel_ha = abs(geod.geometry_area_perimeter(box(x0, min(y0, y1), x1, max(y0, y1)))[0]) / 1e4
         for value, name in enumerate(("land", "water")):
             expected[name] += (classes[row] == value).sum() * pixel_ha

@@ -29,7 +29,9 @@ def test_golden_vision_embeds(case, golden_cases, golden_config, golden_model):
     inputs = golden_inputs(golden_cases, case, golden_config)
     with torch.no_grad():
         embeds = golden_model.backbone.vision(inputs.images)
-    assert torch.equal(embeds, golden_cases[f"{case}.vision_embeds"])
+    # The reference's tolerance (shared/golden/README.md): NEO's release code itself differs from them
+    # by ~2e-6 on another x86 CPU or kernel set; 1e-5 leaves 5x headroom and is far below a real error.
+    torch.testing.assert_close(embeds, golden_cases[f"{case}.vision_embeds"], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "flex", "flash"])
@@ -56,7 +58,8 @@ def test_text_only_input_ids_match_explicit_positions(golden_model):
         a = golden_model(input_ids=ids).logits
         b = golden_model(text_positions(ids)).logits
         c = golden_model(input_ids=ids[:1]).logits
-    assert torch.equal(a, b)
+    # Same computation on both paths; 1e-6 absorbs only a different kernel or reduction order.
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     torch.testing.assert_close(a[:1], c, rtol=0, atol=1e-6)
 
 

@@ -25,3 +25,29 @@ def test_from_to_classes_code_before_and_after():
     np.testing.assert_allclose(confidence[0], [0.8, 0.7])
     binary, _ = from_to_classifier(None)(probs[:2])
     assert binary.tolist() == [[1, 0]]
+
+
+def test_from_to_table_keeps_within_class_change_apart(tmp_path):
+    import csv
+
+    from rsneo.predict.change import _write_table
+
+    rows = [
+        ("vegetation → vegetation", 4181.0),
+        ("water → built-up", 300.0),
+        ("vegetation → built-up", 1071.0),
+    ]
+    path = tmp_path / "table.csv"
+    _write_table(path, rows, compared=10_000.0, unit="ha")
+    with path.open() as f:
+        table = list(csv.DictReader(f))
+    # class transitions first (largest first), the score-only change of one class after them, marked as such
+    assert [(r["from"], r["to"], r["kind"]) for r in table] == [
+        ("vegetation", "built-up", "between classes"),
+        ("water", "built-up", "between classes"),
+        ("vegetation", "vegetation", "within class"),
+    ]
+    assert float(table[2]["area_ha"]) == 4181.0
+    _write_table(path, [("change", 12.0)], compared=100.0, unit="px")  # no classes asked: one plain row
+    with path.open() as f:
+        assert [(r["kind"], r["area_px"]) for r in csv.DictReader(f)] == [("change", "12")]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +167,61 @@ def test_truncated_shard_is_named_when_read(ben_shards, tmp_path):
     tar.write_bytes(tar.read_bytes()[:5000])
     with pytest.raises(InputError, match=r"shard-00000.tar: shard is truncated or corrupt"):
         list(ShardDataset(copy))
+
+
+def _copy(folder: Path, to: Path) -> Path:
+    to.mkdir()
+    for p in folder.iterdir():
+        (to / p.name).write_bytes(p.read_bytes())
+    return to
+
+
+def test_prepare_refuses_bad_output_folders_before_work(shared_data, ben_shards, tmp_path, capsys):
+    src = str(shared_data / BEN)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cases = {
+        str(afile): "afile: expected a folder to write into, found a file",
+        str(afile / "sub"): "afile/sub: expected a folder to write into, but .*afile is a file",
+        "/proc/rsneo-out": "rsneo-out: expected a folder rsneo can write to; /proc refuses",
+    }
+    for out, expected in cases.items():
+        assert run_app(["prepare", "bigearthnet", src, out, "--items-per-shard", "2"]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert re.search(expected, err) and "Traceback" not in err, err
+    other_tile = _copy(ben_shards, tmp_path / "other")
+    argv = ["prepare", "bigearthnet", src, str(other_tile), "--items-per-shard", "2", "--tile", "64"]
+    assert run_app(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "made by recipe bigearthnet with --tile 256; expected bigearthnet with --tile 64" in err
+    damaged = _copy(ben_shards, tmp_path / "damaged")
+    (damaged / "shard-00001.json").write_text('{"shard": "shard-000')
+    assert run_app(["prepare", "bigearthnet", src, str(damaged), "--items-per-shard", "2"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "shard-00001.json: a damaged record of an earlier run (not valid JSON)" in err
+    assert sorted(p.name for p in damaged.iterdir()) == sorted(p.name for p in ben_shards.iterdir())
+
+
+def test_export_refuses_a_file_or_unwritable_destination(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for dest, expected in {
+        afile: "afile: expected a folder to write into, found a file",
+        Path("/proc/rsneo-model"): "expected a folder rsneo can write to; /proc refuses",
+    }.items():
+        assert run_app(["export", str(afile), str(dest)]) == 2
+        assert expected in " ".join(capsys.readouterr().err.split())
+
+
+def test_train_that_stops_on_corrupt_shards_leaves_nothing(ben_shards, tmp_path, shared_data):
+    shards = _copy(ben_shards, tmp_path / "shards")
+    for tar in shards.glob("*.tar"):
+        tar.write_bytes(tar.read_bytes()[:5000])
+    out = tmp_path / "run"
+    argv = ["train", "experiment=smoke", "data=shards", f"data.path={shards}", f"data_root={shared_data}"]
+    assert run_app([*argv, f"out_dir={out}", "trainer.progress_bar=false"]) == 2
+    assert not out.exists()
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")
+    assert run_app([*argv, f"out_dir={out}", "trainer.progress_bar=false"]) == 2
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]

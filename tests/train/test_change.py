@@ -102,3 +102,44 @@ def test_chat_documents_match_the_ask_prompt_and_learn_the_answer_only(
     assert doc.ids[: len(prompt)] == prompt
     assert not any(doc.learn[: len(prompt)]) and all(doc.learn[len(prompt) :])
     assert tokenizer.decode(doc.ids[len(prompt) :]) == "Nothing.<|im_end|>"
+
+
+def test_naip_sources_align_and_standardise_every_date(shared_data):
+    import numpy as np
+
+    from rsneo.train.change import naip_change_sources
+
+    folder = shared_data / "timeseries" / "naip_m4709963"
+    rgb, rgbn = naip_change_sources(folder, 128, "rgb"), naip_change_sources(folder, 128, "rgbn")
+    assert len(rgb) == len(rgbn) > 10  # tiles with nodata on any date are left out
+    source = rgbn[0]
+    assert len(source.frames) == len(source.dates) == 10 and source.dates == sorted(source.dates)
+    assert [g.band_keys for g in source.frames[0]] == [("red", "green", "blue"), ("nir",)]
+    assert rgb[0].signature != rgbn[0].signature  # batched apart
+    # every date on the first one's grid: a decade of change, yet neighbouring dates agree pixel by pixel far
+    # better than the same date shifted by one pixel (what the raw ~1 px grid offsets would leave)
+    a, b = (torch.cat([g.pixels for g in source.frames[t]]).numpy() for t in (0, 1))
+    aligned = np.corrcoef(a[0].ravel(), b[0].ravel())[0, 1]
+    shifted = np.corrcoef(a[0, 1:, 1:].ravel(), b[0, :-1, :-1].ravel())[0, 1]
+    assert aligned > shifted + 0.05
+
+
+def test_head_training_leaves_the_backbone_alone_and_the_fit_round_trips(tiny_system, shared_data, tmp_path):
+    import copy
+
+    from rsneo.heads.system import load_heads, save_heads
+    from rsneo.train.change import fit_combination, naip_change_sources, train_change_head
+
+    model, head = tiny_system.model, copy.deepcopy(tiny_system.change)
+    pools = [naip_change_sources(shared_data / "timeseries" / "naip_m4709963", 64, "rgb")[:4]]
+    backbone = {k: v.clone() for k, v in model.state_dict().items()}
+    start = {k: v.clone() for k, v in head.state_dict().items()}
+    losses = train_change_head(model, head, pools, steps=3, batch_size=2, log_every=0)
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in backbone.items())
+    assert any(not torch.equal(v, head.state_dict()[k]) for k, v in start.items())
+    fitted = fit_combination(model, head, pools, batches=2, batch_size=2)
+    assert fitted["magnitude_weight"] == head.config.magnitude_weight != 0.0 and head.uses_magnitude
+    save_heads(tmp_path, tiny_system.segmentation, head)
+    _, loaded, names = load_heads(tmp_path, model.config.hidden_size)
+    assert "change" in names and loaded.config == head.config

@@ -4,6 +4,8 @@ export loads."""
 from __future__ import annotations
 
 import csv
+import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,7 @@ def test_export_writes_a_folder_that_from_pretrained_and_the_products_load(smoke
     assert run_app(["export", str(smoke_run / "checkpoints" / "last.ckpt"), str(folder)]) == 2
 
 
+@pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")  # resumed elsewhere on purpose
 def test_resumed_run_continues_exactly_like_an_uninterrupted_one(shared_data, tmp_path):
     common = ["experiment=smoke", f"data_root={shared_data}", "trainer.max_steps=4", *FAST]
     whole, first, second = tmp_path / "whole", tmp_path / "first", tmp_path / "second"
@@ -89,6 +92,20 @@ def test_resumed_run_continues_exactly_like_an_uninterrupted_one(shared_data, tm
     a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(second / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_resumed_in_place_keeps_its_metrics_and_shows_steps_of_max_steps(shared_data, tmp_path, capsys):
+    common = ["train", "experiment=smoke", f"data_root={shared_data}", f"out_dir={tmp_path}", *FAST[1:]]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_app([*common, "trainer.max_steps=4", "trainer.stop_at_step=2"]) == 0
+        resume = f"resume={tmp_path / 'checkpoints' / 'last.ckpt'}"
+        assert run_app([*common, "trainer.max_steps=4", resume]) == 0
+    assert sorted(losses(tmp_path / "metrics.csv")) == [0, 1, 2, 3]  # kept by ResumableCSVLogger
+    assert not [w for w in caught if "logs directory" in str(w.message)], [str(w.message) for w in caught]
+    shown = capsys.readouterr()
+    assert re.search(r"step [━╸ ]+ 2/4", shown.out) and re.search(r"step [━╸ ]+ 4/4", shown.out), shown.out
+    assert "Epoch" not in shown.out + shown.err
 
 
 def test_bad_resume_path_and_bad_overrides_exit_with_2(tmp_path, shared_data):
@@ -131,6 +148,7 @@ def test_a_new_stage_starts_from_an_exported_folder_with_its_weights_and_tokeniz
         ["experiment=smoke", "stage=stage2", f"model.init_from={folder}", f"out_dir={tmp_path}"]
     )
     run = build_run(cfg)
+    assert all(m.training for m in run.module.model.modules())  # from_pretrained loads in eval mode
     saved = torch.load(smoke_run / "checkpoints" / "last.ckpt", weights_only=True)
     for name, tensor in run.module.model.state_dict().items():
         assert torch.equal(tensor, saved["state_dict"][f"model.{name}"]), name

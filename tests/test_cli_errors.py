@@ -1,0 +1,215 @@
+"""Every user mistake on the command line: one message naming the thing, exit 2, no traceback, nothing left.
+
+Two sweeps: command-line mistakes over every command, broken rasters over every command that reads rasters.
+Run against the locked typer (requirements/lock.txt), whose bundled click raises its own exception classes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rsneo.cli import app, run_app
+
+S2HAND = "sen1floods11/S2/Spain_7370579_S2Hand.tif"
+COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands) + ["convert qwen3"]
+NEEDS_ARGUMENTS = [c for c in COMMANDS if c not in ("sensors", "demo", "train")]
+
+
+def run(argv: list[str], capsys) -> tuple[int, str]:
+    code = run_app(argv)
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err + out.out
+    return code, " ".join(out.err.split())
+
+
+def test_every_command_is_in_the_sweep():
+    assert {"info", "segment", "change", "ask", "prepare", "train", "export", "demo", "sensors"} <= set(
+        COMMANDS
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_unknown_option(command, capsys):
+    code, err = run([*command.split(), "--no-such-option"], capsys)
+    if command == "train":  # everything after `train` is a Hydra override
+        assert code == 2 and "expected KEY=VALUE overrides, got ['--no-such-option']" in err
+        return
+    assert code == 2 and "No such option: --no-such-option" in err and f"See 'rsneo {command} --help'" in err
+
+
+@pytest.mark.parametrize("command", NEEDS_ARGUMENTS)
+def test_missing_argument(command, capsys):
+    code, err = run(command.split(), capsys)
+    assert code == 2 and "Missing argument" in err and f"See 'rsneo {command} --help'" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["segmnt"], "No such command 'segmnt'. Did you mean 'segment'?"),
+        (["convert", "qwen4"], "No such command 'qwen4'. Did you mean 'qwen3'?"),
+        (
+            ["segment", "x.tif", "--clases", "water", "--out", "o"],
+            "No such option: --clases; did you mean --classes",
+        ),
+        (["sensors", "--jsn"], "No such option: --jsn; did you mean --json?"),
+        (["segment", "x.tif", "--out", "o"], "Missing option '--classes'"),
+        (
+            ["segment", "x.tif", "--classes", "a", "--out", "o", "--window", "abc"],
+            "Invalid value for '--window'",
+        ),
+        (["prepare", "sen1floods11", "src", "out", "--tile", "1.5"], "Invalid value for '--tile'"),
+    ],
+)
+def test_misspelt_missing_and_bad_values(argv, expected, capsys):
+    code, err = run(argv, capsys)
+    assert code == 2 and expected in err, err
+
+
+def test_debug_shows_the_traceback(monkeypatch):
+    from typer import TyperException
+
+    with pytest.raises(TyperException, match="No such command"):
+        run_app(["--debug", "segmnt"])
+    monkeypatch.setenv("RSNEO_DEBUG", "1")
+    with pytest.raises(TyperException, match="No such command"):
+        run_app(["segmnt"])
+
+
+def _truncated(shared: Path, folder: Path) -> Path:
+    path = folder / "S2_MSIL1C_truncated.tif"
+    path.write_bytes((shared / S2HAND).read_bytes()[:40_000])
+    return path
+
+
+def _random(shared: Path, folder: Path) -> Path:
+    path = folder / "random.tif"
+    path.write_bytes(bytes(range(256)) * 400)
+    return path
+
+
+def _empty(shared: Path, folder: Path) -> Path:
+    path = folder / "empty.tif"
+    path.write_bytes(b"")
+    return path
+
+
+def _header(shared: Path, folder: Path) -> Path:
+    for name in ("2000TM", "2000TM.HDR"):
+        shutil.copy(shared / "landsat_change_taizhou" / name, folder / name)
+    return folder / "2000TM.HDR"
+
+
+BROKEN = {
+    "truncated": (
+        _truncated,
+        r"truncated.tif: cannot read it as a raster; the file may be truncated or corrupt",
+    ),
+    "random bytes": (_random, r"random.tif: not a raster format GDAL reads"),
+    "zero bytes": (_empty, r"empty.tif: the file is empty \(0 bytes\); expected a raster"),
+    "header for data": (
+        _header,
+        r"2000TM.HDR: is a raster header \(ENVI .hdr\), not the data; give its data file \S*2000TM instead",
+    ),
+}
+
+
+def _argv(command: str, raster: Path, out: Path) -> list[str]:
+    return {
+        "info": ["info", str(raster)],
+        "segment": ["segment", str(raster), "--classes", "water,land", "--out", str(out)],
+        "change": ["change", str(raster), str(raster), "--out", str(out)],
+        "ask": ["ask", str(raster), "What is there?"],
+        "prepare": ["prepare", "timeseries", str(raster.parent), str(out), "--sensor", "sentinel2_l1c"],
+    }[command]
+
+
+SWEEP = [
+    (command, case)
+    for command in ("info", "segment", "change", "ask", "prepare")
+    for case in BROKEN
+    if not (command == "prepare" and case == "header for data")  # prepare globs rasters; a .hdr is not one
+]
+
+
+@pytest.mark.parametrize(("command", "case"), SWEEP)
+def test_broken_raster(command, case, shared_data, tmp_path, capsys):
+    import re
+
+    make, expected = BROKEN[case]
+    src = tmp_path / "src"
+    src.mkdir()
+    raster = make(shared_data, src)
+    out = tmp_path / "out"
+    code, err = run(_argv(command, raster, out), capsys)
+    assert code == 2 and re.search(expected, err), err
+    assert err.count("error:") == 1
+    assert not out.exists()  # nothing half-written
+
+
+def _huge_vrt(shared: Path, folder: Path) -> Path:
+    """A VRT declaring 10^6 x 10^6 pixels over one small real file: a few hundred bytes."""
+    import rasterio
+
+    tif = shared / S2HAND
+    with rasterio.open(tif) as src:
+        crs, t, count = src.crs.to_wkt(), src.transform, src.count
+    band = (
+        '<VRTRasterBand dataType="UInt16" band="{i}"><SimpleSource><SourceFilename relativeToVRT="0">{tif}'
+        '</SourceFilename><SourceBand>{i}</SourceBand><SrcRect xOff="0" yOff="0" xSize="512" ySize="512"/>'
+        '<DstRect xOff="0" yOff="0" xSize="512" ySize="512"/></SimpleSource></VRTRasterBand>'
+    )
+    path = folder / "S2_MSIL1C_huge.vrt"
+    path.write_text(
+        f'<VRTDataset rasterXSize="1000000" rasterYSize="1000000"><SRS>{crs}</SRS>'
+        f"<GeoTransform>{t.c}, {t.a}, 0, {t.f}, 0, {t.e}</GeoTransform>"
+        + "".join(band.format(i=i + 1, tif=tif) for i in range(count))
+        + "</VRTDataset>"
+    )
+    return path
+
+
+def _all_nodata(shared: Path, folder: Path) -> Path:
+    import rasterio
+
+    path = folder / "S2_MSIL1C_nodata.tif"
+    with rasterio.open(shared / S2HAND) as src:
+        profile = src.profile | {"width": 64, "height": 64, "nodata": 0, "tiled": False}
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(np.zeros((src.count, 64, 64), src.dtypes[0]))
+            dst.descriptions = src.descriptions
+    return path
+
+
+TOO_BIG = r"S2_MSIL1C_huge.vrt: 1,000,000 x 1,000,000 pixels \(1e\+12\) is more than rsneo processes"
+NO_VALID = r"S2_MSIL1C_nodata.tif: every pixel is nodata \(nodata value 0\); expected some valid pixels"
+
+
+@pytest.mark.parametrize(
+    ("command", "make", "expected"),
+    [(c, _huge_vrt, TOO_BIG) for c in ("info", "segment", "change", "ask")]
+    + [(c, _all_nodata, NO_VALID) for c in ("segment", "change", "ask")],
+)
+def test_refused_before_work_starts(command, make, expected, shared_data, tmp_path, capsys):
+    import re
+
+    raster = make(shared_data, tmp_path)
+    out = tmp_path / "out"
+    code, err = run(_argv(command, raster, out), capsys)
+    assert code == 2 and re.search(expected, err), err
+    assert not out.exists()
+
+
+def test_outputs_that_cannot_fit_on_the_disk_are_refused(shared_data, tmp_path):
+    from rsneo.errors import InputError
+    from rsneo.io.limits import check_disk
+    from rsneo.io.read import open_source
+
+    source = open_source(shared_data / S2HAND)
+    check_disk(source, tmp_path / "out", 4.0)  # 512 x 512 pixels: a megabyte
+    with pytest.raises(InputError, match=r"S2Hand.tif: its outputs need about .* GB in .*out, but .* free"):
+        check_disk(source, tmp_path / "out", 1e12)
