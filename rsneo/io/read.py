@@ -8,6 +8,7 @@ stored units, as float32 with NaN wherever the file says nodata (or has no data:
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Iterator
@@ -89,6 +90,13 @@ class DatasetHeader:
     def float_read(self) -> bool:
         """Whether GDAL may convert to float32 while reading (no value changes, nodata still recognisable)."""
         return self.dtype in _EXACT_IN_FLOAT32
+
+    @functools.cached_property
+    def one_nodata(self) -> float | None:
+        """The nodata value when all bands share one and none needs a mask band (usual), else None."""
+        if any(self.mask_band) or len(set(self.nodata)) != 1:
+            return None
+        return self.nodata[0]
 
 
 @contextmanager
@@ -379,6 +387,13 @@ def _window_in_file(path: str, header: DatasetHeader, grid: Grid) -> Window | No
         if not file_grid.contains_window(window):
             raise InputError(f"{path}: window {window} lies outside the image")
         return window
+    t, f = grid.transform, file_grid.transform
+    if grid.crs is file_grid.crs and (t.a, t.b, t.d, t.e) == (f.a, f.b, f.d, f.e) and not (f.b or f.d):
+        # a window of the file's own grid (the usual chip): its offset without inverting the transform
+        col, row = (t.c - f.c) / f.a, (t.f - f.f) / f.e
+        if abs(col - round(col)) <= 1e-3 and abs(row - round(row)) <= 1e-3:
+            window = Window(round(col), round(row), grid.width, grid.height)
+            return window if file_grid.contains_window(window) else None
     window = grid.aligned_window_in(file_grid)
     return window if window is not None and file_grid.contains_window(window) else None
 
@@ -397,10 +412,10 @@ def _read_window(
     else:
         stored = src.read(indexes, window=window)
         out[:] = stored
-    values = [header.nodata[i - 1] for i in indexes]
-    if len(set(values)) == 1 and values[0] is not None and not any(header.mask_band[i - 1] for i in indexes):
-        out[stored == np.asarray(values[0], stored.dtype)] = np.nan  # the common case: one nodata value
+    if header.one_nodata is not None:
+        out[stored == np.asarray(header.one_nodata, stored.dtype)] = np.nan
         return
+    values = [header.nodata[i - 1] for i in indexes]
     for k, index in enumerate(indexes):
         if header.mask_band[index - 1]:
             out[k][src.read_masks(index, window=window) == 0] = np.nan
@@ -465,7 +480,8 @@ def _read_files(
         end = position + 1
         while end < len(files) and files[end].path == path:
             end += 1
-        src, header = open_dataset(path), dataset_header(path)
+        header = dataset_header(path)  # opens (or finds) the dataset too
+        src = _HANDLES[os.getpid(), path]
         indexes = [f.index for f in files[position:end]]
         window = _window_in_file(path, header, grid)
         with gdal_errors(name):
