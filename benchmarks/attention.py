@@ -147,7 +147,12 @@ def main() -> None:
         print(
             json.dumps(
                 worker(
-                    args.worker[0], int(args.worker[1]), args.worker[2], args.preset, device, args.repeats,
+                    args.worker[0],
+                    int(args.worker[1]),
+                    args.worker[2],
+                    args.preset,
+                    device,
+                    args.repeats,
                     args.layers,
                 )
             )
@@ -163,9 +168,18 @@ def main() -> None:
     for mix in args.mixes:
         for backend in args.backends:
             for length in lengths:
-                cmd = [sys.executable, __file__, "--worker", backend, str(length), mix,
-                       "--preset", args.preset,
-                       "--repeats", str(args.repeats)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    backend,
+                    str(length),
+                    mix,
+                    "--preset",
+                    args.preset,
+                    "--repeats",
+                    str(args.repeats),
+                ]
                 cmd += ["--layers", str(args.layers)] if args.layers else []  # fmt: skip
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode:

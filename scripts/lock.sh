@@ -20,6 +20,5 @@ fi
   --constraints requirements/pins.txt \
   --universal --python-version 3.11 --generate-hashes \
   --custom-compile-command "bash scripts/lock.sh" \
-  --index-url https://pypi.org/simple \
   --quiet --output-file requirements/lock.txt "$@"
 echo "lock: wrote requirements/lock.txt ($(grep -c '^[a-z]' requirements/lock.txt) pinned packages)"

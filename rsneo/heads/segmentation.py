@@ -105,13 +105,21 @@ class PixelDecoder(nn.Module):
         c = config
         return cls(c.hidden_size, c.decoder_channels, c.stem_channels, c.dim, c.full_channels)
 
+    def context(self, last: Tensor, early: Tensor) -> Tensor:
+        """Token features mixed spatially at 1/8 resolution: (N, hidden, rows, cols) -> (N, c, 4r, 4c)."""
+        x = self.tokens(torch.cat([last, early], dim=1))  # (N, c, rows, cols)
+        return self.up(F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False))
+
+    def fuse(self, projected: Tensor, pixels: Tensor, wavelengths: Tensor) -> Tensor:
+        """The per-pixel layers: `to_full` of the upsampled context (N, f, ...) with the stem of the pixels
+        (N, bands, ...) -> (N, dim, ...). Any spatial layout works (`rsneo learn` passes labelled pixels)."""
+        return self.out(F.gelu(projected + self.stem_to_full(self.stem(pixels, wavelengths))))
+
     def forward(self, last: Tensor, early: Tensor, pixels: Tensor, wavelengths: Tensor) -> Tensor:
         # last, early (N, hidden, rows, cols); pixels (N, bands, H, W) -> (N, dim, H, W)
-        x = self.tokens(torch.cat([last, early], dim=1))  # (N, c, rows, cols)
-        x = self.up(F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False))  # (N, c, 4r, 4c)
-        x = self.to_full(x)  # (N, f, 4r, 4c): projected before upsampling, same result, 1/64 of the work
+        x = self.to_full(self.context(last, early))  # (N, f, 4r, 4c): projected before upsampling, 1/64 work
         x = F.interpolate(x, size=pixels.shape[-2:], mode="bilinear", align_corners=False)  # (N, f, H, W)
-        return self.out(F.gelu(x + self.stem_to_full(self.stem(pixels, wavelengths))))  # (N, dim, H, W)
+        return self.fuse(x, pixels, wavelengths)  # (N, dim, H, W)
 
 
 class SegmentationHead(nn.Module):
@@ -145,9 +153,12 @@ class SegmentationHead(nn.Module):
 
     def forward(self, features: ImageFeatures, class_vectors: Tensor, frame: int = 0) -> Tensor:
         """Logits (B, K, H, W) = scale * cosine(pixel, class)."""
-        pixels = self.pixel_embeddings(features, frame)  # (B, dim, H, W)
+        return self.match(self.pixel_embeddings(features, frame), class_vectors)
+
+    def match(self, pixels: Tensor, class_vectors: Tensor) -> Tensor:
+        """Unit pixel vectors (B, dim, ...) and (K, hidden) class vectors -> logits (B, K, ...)."""
         classes = self.class_embeddings(class_vectors)  # (K, dim)
-        return self.scale * torch.einsum("bdhw,kd->bkhw", pixels, classes)
+        return self.scale * torch.einsum("bd...,kd->bk...", pixels, classes)
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Cross-entropy over the given classes; labels (B, H, W), -1 or any value >= K is ignored."""

@@ -108,6 +108,11 @@ def match_classes(system, names: list[str]) -> list[ClassMatch] | None:
     vectors = encode_class_prompts(system.model, system.tokenizer, [*trained, *names], config)
     unit = F.normalize(vectors.float(), dim=-1)  # (T + N, hidden); float: bf16 models compare the same way
     similarity = unit[len(trained) :] @ unit[: len(trained)].T  # (N, T)
+    for i, name in enumerate(names):  # the same name up to case and spacing is that class (rsneo learn's
+        key = " ".join(name.split()).lower()  # learnt classes are looked up that way too)
+        same = [j for j, t in enumerate(trained) if " ".join(t.split()).lower() == key]
+        if same:
+            similarity[i, same[0]] = 1.0
     best, index = similarity.max(dim=1)
     return [
         ClassMatch(name, trained[int(i)], float(s), float(s) >= vocabulary.match_threshold)

@@ -26,7 +26,8 @@ from rasterio.warp import transform_bounds
 from rsneo.baselines import change_vector_magnitude, otsu_threshold
 from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, ChangeHead, magnitude_excess
-from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
+from rsneo.heads.fewshot import class_vectors
+from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import format_area
@@ -222,9 +223,7 @@ class ChangePredictor:
         self.class_vectors = None
         if class_names:
             with torch.inference_mode():
-                self.class_vectors = encode_class_prompts(
-                    system.model, system.tokenizer, class_names, system.segmentation.config
-                )
+                self.class_vectors = class_vectors(system, class_names)  # learnt classes first
 
     @torch.inference_mode()
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from rsneo.errors import InputError
-from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
+from rsneo.heads.fewshot import class_vectors
+from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import warn_pixel_units
@@ -46,9 +47,7 @@ class SegmentationPredictor:
     ) -> None:
         self.system, self.layout, self.none_threshold = system, layout, none_threshold
         with torch.inference_mode():
-            self.class_vectors = encode_class_prompts(
-                system.model, system.tokenizer, class_names, system.segmentation.config
-            )  # (K, hidden)
+            self.class_vectors = class_vectors(system, class_names)  # (K, hidden); learnt classes first
 
     @torch.inference_mode()
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -1,0 +1,574 @@
+"""`rsneo learn`: new classes from a few polygons or points, trained on top of a frozen backbone.
+
+Why this is fast on a CPU: the backbone runs once per labelled window (its hidden states are cached),
+then only the segmentation head trains: its light decoder (backbone features + a per-pixel stem over the raw
+normalised bands) and one class vector per new class, initialised from the class name's prompt encoding.
+The learnt vectors are stored beside the heads (`rsneo.heads.fewshot`), so `segment --classes <names>`
+gives exactly the classes trained here.
+
+Honest scores: whole features (polygons, points) are held out by spatial blocks, never pixels of one feature
+on both sides; the head is trained without them, scored on them (IoU, F1 per class, with "none of these"
+counted as wrong, as `segment` would decide), then by default trained again on every feature for the model
+that is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rsneo.errors import InputError
+from rsneo.heads.segmentation import SegmentationHead
+from rsneo.io.labels import UNLABELLED
+from rsneo.predict.bands import BandLayout
+
+Tick = Callable[[str, int], None]  # (task, advance) progress callback
+
+
+@dataclass
+class LearnSettings:
+    """How the head is trained; recorded in learn.json."""
+
+    steps: int = 300
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    # L2 pull of the trained decoder layers back to the starting model's (L2-SP), divided by the number of
+    # training features: a prior worth a fixed number of labels, strong with 5 points, faint with 500
+    anchor: float = 1.0
+    window: int = 256  # pixels a side, a multiple of 32
+    windows_per_step: int = 8
+    holdout: float = 0.25  # share of each class's features held out for the score
+    blocks: int = 4  # the labels' extent is cut into blocks x blocks squares for the hold-out
+    refit: bool = True  # train again on every feature for the written model
+    seed: int = 0
+
+
+@dataclass
+class LabelledRaster:
+    """One raster with its labels burnt onto its grid."""
+
+    path: Path
+    layout: BandLayout
+    classes: np.ndarray  # (height, width) int64 class index, UNLABELLED elsewhere
+    feature: np.ndarray  # (height, width) int64 feature index, UNLABELLED elsewhere
+
+
+@dataclass
+class LabelledPixels:
+    """What the trainable layers need at the labelled pixels of one window, computed once.
+
+    `context` is the frozen part of the decoder (token features mixed at 1/8 resolution, bilinearly
+    upsampled) at each labelled pixel: the trainable per-pixel layers are all that runs in a training step.
+    """
+
+    context: Tensor  # (c, n) float32
+    pixels: Tensor  # (bands, n) normalised band values
+    wavelengths: Tensor  # (bands,)
+    classes: Tensor  # (n,) long
+    feature: Tensor  # (n,) long
+
+    def subset(self, keep: Tensor) -> LabelledPixels:
+        """The pixels where `keep` (n,) is true."""
+        return LabelledPixels(
+            self.context[:, keep],
+            self.pixels[:, keep],
+            self.wavelengths,
+            self.classes[keep],
+            self.feature[keep],
+        )
+
+
+# ---- spatial hold-out --------------------------------------------------------------------------------------
+
+
+def spatial_holdout(
+    centres: np.ndarray, class_ids: np.ndarray, share: float, blocks: int, seed: int
+) -> np.ndarray:
+    """(features,) bool: whole spatial blocks of features held out, about `share` of each class's features.
+
+    The extent of `centres` (features, 2) is cut into `blocks` x `blocks` squares taken in a random order; a
+    square goes to the hold-out while some class still has less than `share` held out and no class would be
+    left without a training feature. A class with a single feature is never held out (it gets no score).
+    """
+    rng = np.random.default_rng(seed)
+    lo, hi = centres.min(0), centres.max(0)
+    size = np.where(hi > lo, (hi - lo) / blocks, 1.0)
+    cell = np.minimum(((centres - lo) / size).astype(int), blocks - 1)
+    block = cell[:, 0] * blocks + cell[:, 1]
+    n_classes = int(class_ids.max()) + 1
+    total = np.bincount(class_ids, minlength=n_classes)
+    held = np.zeros(len(centres), bool)
+    for b in rng.permutation(np.unique(block)):
+        counts = np.bincount(class_ids[held], minlength=n_classes)
+        if np.all((counts >= share * total) | (total < 2)):
+            break
+        take = block == b
+        after = counts + np.bincount(class_ids[take], minlength=n_classes)
+        if np.any((after >= total) & (total > 0)):
+            continue  # would leave a class with nothing to train on
+        gain = np.bincount(class_ids[take], minlength=n_classes)
+        if not np.any((gain > 0) & (counts < share * total)):
+            continue  # adds only classes already held out enough
+        held |= take
+    return held
+
+
+# ---- backbone features of the labelled windows -------------------------------------------------------------
+
+
+def labelled_windows(
+    system, rasters: Sequence[LabelledRaster], window: int, tick: Tick | None = None
+) -> list[LabelledPixels]:
+    """Run the backbone and the frozen decoder context once over every window holding labels."""
+    from rsneo.heads.segmentation import image_documents, image_features
+    from rsneo.io.cog import open_raster
+    from rsneo.predict.sliding_window import RasterWindows
+
+    head = system.segmentation
+    out = []
+    for raster in rasters:
+        with open_raster(raster.path) as src:
+            reader = RasterWindows([src])
+            for row, col in window_starts(raster.classes, window):
+                pixels, valid = reader.read(row, col, window)
+                classes = _crop(raster.classes, row, col, window)
+                feature = _crop(raster.feature, row, col, window)
+                mask = torch.from_numpy((classes >= 0) & valid)
+                if mask.any():
+                    inputs = image_documents([[raster.layout.images(pixels, valid)]], system.config)
+                    with torch.no_grad():  # not inference_mode: these tensors feed autograd later
+                        feats = image_features(
+                            system.model, inputs.to(system.device), head.config.early_layer
+                        )
+                        dtype = next(head.parameters()).dtype  # a bf16 backbone may feed a float32 head
+                        last, early = (t[:, 0].to(dtype) for t in (feats.last, feats.early))
+                        context = head.decoder.context(last, early)  # (1, c, 4r, 4c)
+                        context = F.interpolate(
+                            context, size=(window, window), mode="bilinear", align_corners=False
+                        )
+                    out.append(
+                        LabelledPixels(
+                            context[0][:, mask.to(context.device)].float().cpu(),
+                            feats.pixels[0, 0][:, mask.to(feats.pixels.device)].float().cpu(),
+                            feats.wavelengths.float().cpu(),
+                            torch.from_numpy(classes)[mask],
+                            torch.from_numpy(feature)[mask],
+                        )
+                    )
+                if tick is not None:
+                    tick("features", 1)
+    return out
+
+
+def window_starts(classes: np.ndarray, window: int) -> Iterator[tuple[int, int]]:
+    """Top-left corners of the non-overlapping windows that hold at least one label."""
+    height, width = classes.shape
+    for row in range(0, height, window):
+        for col in range(0, width, window):
+            if (classes[row : row + window, col : col + window] >= 0).any():
+                yield row, col
+
+
+def count_windows(rasters: Sequence[LabelledRaster], window: int) -> int:
+    return sum(len(list(window_starts(r.classes, window))) for r in rasters)
+
+
+def _crop(array: np.ndarray, row: int, col: int, size: int) -> np.ndarray:
+    out = np.full((size, size), UNLABELLED, np.int64)
+    part = array[row : row + size, col : col + size]
+    out[: part.shape[0], : part.shape[1]] = part
+    return out
+
+
+# ---- training and scoring ----------------------------------------------------------------------------------
+
+
+def pixel_logits(head: SegmentationHead, samples: LabelledPixels, vectors: Tensor) -> Tensor:
+    """(K, n) logits at the labelled pixels, exactly as `head(features, vectors)` gives them there."""
+    projected = head.decoder.to_full(samples.context[None, :, :, None])  # (1, f, n, 1)
+    fused = head.decoder.fuse(projected, samples.pixels[None, :, :, None], samples.wavelengths)
+    return head.match(F.normalize(fused, dim=1), vectors)[0, :, :, 0]
+
+
+def pixel_weights(windows: Sequence[LabelledPixels], use: Tensor, n_classes: int) -> Tensor:
+    """(features,) weight of one pixel of each feature: every class weighs the same, and within a class every
+    feature weighs the same however many pixels it covers (one big polygon does not drown the small ones)."""
+    n_features = len(use)
+    pixels = torch.zeros(n_features)
+    class_of = torch.full((n_features,), -1, dtype=torch.long)
+    for w in windows:
+        keep = use[w.feature]
+        pixels += torch.bincount(w.feature[keep], minlength=n_features).float()
+        class_of[w.feature[keep]] = w.classes[keep]
+    present = pixels > 0
+    per_class = torch.bincount(class_of[present], minlength=n_classes).float()
+    weights = torch.zeros(n_features)
+    weights[present] = 1.0 / (pixels[present] * per_class[class_of[present]] * (per_class > 0).sum())
+    return weights
+
+
+TRAINED = ("decoder.to_full", "decoder.stem", "decoder.stem_to_full", "decoder.out", "log_scale")
+
+
+def fit_head(
+    head: SegmentationHead,
+    init_vectors: Tensor,
+    windows: Sequence[LabelledPixels],
+    use: Tensor,
+    settings: LearnSettings,
+    tick: Tick | None = None,
+) -> tuple[SegmentationHead, Tensor]:
+    """A trained copy of `head` and (K, hidden) class vectors, from the pixels of the features in `use`.
+
+    Trains the decoder's per-pixel layers (`TRAINED`) and the class vectors on every selected pixel each
+    step (full batch); the token context and the class projection stay as they are.
+    """
+    torch.manual_seed(settings.seed)
+    head = copy.deepcopy(head).float().cpu().train()
+    vectors = torch.nn.Parameter(init_vectors.detach().float().clone())
+    params = [p for n, p in head.named_parameters() if n.startswith(TRAINED)] + [vectors]
+    optimiser = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=settings.lr, total_steps=max(settings.steps, 1), pct_start=0.1
+    )
+    weights = pixel_weights(windows, use, init_vectors.shape[0])
+    active = merge_by_bands([w.subset(use[w.feature]) for w in windows if use[w.feature].any()])
+    if not active:
+        raise InputError("no labelled pixels left to train on (every feature is held out or off the raster)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a few thousand pixels: threads only add synchronisation (15x slower on 2
+    try:  # busy cores)
+        anchors = [(p, p.detach().clone()) for n, p in head.named_parameters() if n.startswith(TRAINED)]
+        strength = settings.anchor / max(int(use.sum()), 1)
+        _train(head, vectors, active, weights, optimiser, schedule, settings.steps, (strength, anchors), tick)
+    finally:
+        torch.set_num_threads(threads)
+    head.eval()
+    return head, vectors.detach()
+
+
+def _train(
+    head, vectors, active, weights, optimiser, schedule, steps: int, anchor, tick: Tick | None
+) -> None:
+    strength, anchors = anchor
+    for _ in range(steps):
+        loss = torch.zeros(())
+        if strength > 0:
+            loss = strength * sum(((p - p0) ** 2).sum() for p, p0 in anchors)
+        for w in active:
+            logits = pixel_logits(head, w, vectors)  # (K, n)
+            # with segment's "none of these" logit in the softmax, a pixel is trained until segment would
+            # give it its class, not merely until its class beats the others
+            none = (head.scale * head.config.none_threshold).expand_as(logits[:1])
+            ce = F.cross_entropy(torch.cat([logits, none]).T, w.classes, reduction="none")  # (n,)
+            loss = loss + (ce * weights[w.feature]).sum()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if tick is not None:
+            tick("training", 1)
+
+
+def merge_by_bands(windows: Sequence[LabelledPixels]) -> list[LabelledPixels]:
+    """One `LabelledPixels` per band set (windows of rasters with the same bands are concatenated)."""
+    groups: dict[tuple[float, ...], list[LabelledPixels]] = {}
+    for w in windows:
+        groups.setdefault(tuple(w.wavelengths.tolist()), []).append(w)
+    return [
+        LabelledPixels(
+            torch.cat([w.context for w in ws], 1),
+            torch.cat([w.pixels for w in ws], 1),
+            ws[0].wavelengths,
+            torch.cat([w.classes for w in ws]),
+            torch.cat([w.feature for w in ws]),
+        )  # fmt: skip
+        for ws in groups.values()
+    ]
+
+
+@dataclass
+class ClassScore:
+    iou: float | None
+    f1: float | None
+    pixels: int  # held-out pixels of this class
+    features: int  # held-out features of this class
+
+
+def holdout_scores(
+    head: SegmentationHead,
+    vectors: Tensor,
+    windows: Sequence[LabelledPixels],
+    use: Tensor,
+    names: Sequence[str],
+    feature_classes: np.ndarray,
+) -> dict[str, ClassScore]:
+    """IoU and F1 per class over the pixels of the features in `use`, decided as `segment` decides
+    ("none of these" counts as wrong); None where a class has no such pixel."""
+    k = len(names)
+    confusion = np.zeros((k, k + 1), np.int64)  # reference x predicted (last column: none of these)
+    with torch.no_grad():
+        for w in windows:
+            keep = use[w.feature]
+            if keep.any():
+                w = w.subset(keep)
+                logits = pixel_logits(head, w, vectors)  # (K, n)
+                predicted = head.probabilities(logits[None, :, :, None])[0, :, :, 0].argmax(0)
+                np.add.at(confusion, (w.classes.numpy(), predicted.numpy()), 1)
+    held = np.bincount(feature_classes[use.numpy()], minlength=k)
+    return scores_from_confusion(confusion, names, held)
+
+
+def scores_from_confusion(
+    confusion: np.ndarray, names: Sequence[str], features: np.ndarray | None = None
+) -> dict[str, ClassScore]:
+    """Per-class IoU = TP / (TP + FP + FN), F1 = 2TP / (2TP + FP + FN) from a reference x predicted table."""
+    out = {}
+    for c, name in enumerate(names):
+        tp = int(confusion[c, c])
+        fn = int(confusion[c].sum()) - tp
+        fp = int(confusion[:, c].sum()) - tp
+        support = tp + fn
+        iou = tp / (tp + fp + fn) if support else None
+        f1 = 2 * tp / (2 * tp + fp + fn) if support else None
+        out[name] = ClassScore(iou, f1, support, int(features[c]) if features is not None else 0)
+    return out
+
+
+# ---- the whole command -------------------------------------------------------------------------------------
+
+
+@dataclass
+class LearnResult:
+    out: Path
+    classes: list[str]
+    scores: dict[str, ClassScore]
+    record: dict = field(default_factory=dict)
+
+
+def prepare_rasters(
+    rasters: Sequence[Path], labels, sensor: str | None = None, bands: list[str] | None = None
+) -> list[LabelledRaster]:
+    """Burn `labels` (a LabelFile) onto each raster; a raster the labels miss is an InputError."""
+    from rsneo.io.cog import open_raster
+    from rsneo.io.labels import burn_labels
+    from rsneo.io.read import dataset_grid
+    from rsneo.predict.bands import band_layout
+
+    out = []
+    for path in map(Path, rasters):
+        if not path.exists():
+            raise InputError(f"{path}: file not found")
+        layout = band_layout(path, sensor, bands)
+        with open_raster(path) as src:
+            grid = dataset_grid(src)
+        burnt = burn_labels(labels, grid)
+        if not (burnt.classes >= 0).any():
+            bounds = ", ".join(f"{v:.6g}" for v in grid.bounds)
+            crs = grid.crs.to_string() if grid.crs is not None else "pixel units"
+            raise InputError(
+                f"{labels.path}: no labelled feature overlaps the raster {path} "
+                f"(raster bounds {bounds} in {crs}); expected polygons or points drawn on it"
+            )
+        out.append(LabelledRaster(path, layout, burnt.classes, burnt.feature))
+    return out
+
+
+def feature_centres(labels) -> np.ndarray:
+    """(features, 2) centre of each feature (representative point) in the label file's coordinates."""
+    points = labels.frame.geometry.representative_point()
+    return np.stack([points.x.to_numpy(), points.y.to_numpy()], axis=1)
+
+
+def learn(
+    system,
+    rasters: Sequence[Path],
+    labels_path: Path,
+    class_field: str,
+    out: Path,
+    *,
+    settings: LearnSettings = LearnSettings(),
+    sensor: str | None = None,
+    bands: list[str] | None = None,
+    overwrite: bool = False,
+    show_progress: bool = False,
+) -> LearnResult:
+    """Learn the classes of `class_field` in `labels_path` on `rasters`; write a model folder `out`."""
+    from rsneo.heads.fewshot import LearntClasses
+    from rsneo.heads.segmentation import encode_class_prompts
+    from rsneo.io.labels import read_labels
+
+    if settings.window <= 0 or settings.window % 32:
+        raise InputError(f"--window: expected a positive multiple of 32 pixels, got {settings.window}")
+    if settings.steps < 1:
+        raise InputError(f"--steps: expected at least 1, got {settings.steps}")
+    if not 0.0 <= settings.holdout < 1.0:
+        raise InputError(f"--holdout: expected a share in [0, 1), got {settings.holdout}")
+    out = Path(out)
+    check_destination(out, overwrite)
+    labels = read_labels(labels_path, class_field)
+    prepared = prepare_rasters(rasters, labels, sensor, bands)
+    names = labels.classes
+    feature_classes = labels.class_ids
+    n_features = len(feature_classes)
+    held = np.zeros(n_features, bool)
+    if settings.holdout > 0:
+        held = spatial_holdout(
+            feature_centres(labels), feature_classes, settings.holdout, settings.blocks, settings.seed
+        )
+    fits = 1 + int(settings.holdout > 0 and held.any() and settings.refit)
+    total_windows = count_windows(prepared, settings.window)
+    with _progress(show_progress, total_windows, fits * settings.steps) as tick:
+        windows = labelled_windows(system, prepared, settings.window, tick)
+        with torch.no_grad():
+            init = encode_class_prompts(system.model, system.tokenizer, names, system.segmentation.config)
+        init = init.float().cpu()
+        train_use = torch.from_numpy(~held)
+        head, vectors = fit_head(system.segmentation, init, windows, train_use, settings, tick)
+        scores = holdout_scores(head, vectors, windows, torch.from_numpy(held), names, feature_classes)
+        if fits == 2:
+            everything = torch.ones(n_features, dtype=torch.bool)
+            head, vectors = fit_head(system.segmentation, init, windows, everything, settings, tick)
+    record = learn_record(
+        system, prepared, labels, settings, held, scores, [len(windows), total_windows], fits == 2
+    )
+    write_model_folder(system, head, LearntClasses(list(names), vectors), record, out, overwrite)
+    return LearnResult(out, list(names), scores, record)
+
+
+def learn_record(system, prepared, labels, settings, held, scores, windows, refit) -> dict:
+    """What learn.json says: the classes, where they came from, how they were trained and scored."""
+    ids = labels.class_ids
+    on_raster = set()
+    for r in prepared:
+        on_raster |= set(np.unique(r.feature[r.feature >= 0]).tolist())
+    seen = np.zeros(len(ids), bool)
+    seen[list(on_raster)] = True
+    counts = {
+        name: {
+            "features": int((ids == k).sum()),
+            "on_rasters": int(((ids == k) & seen).sum()),
+            "held_out": int(((ids == k) & held & seen).sum()),
+            "pixels": int(sum(int((r.classes == k).sum()) for r in prepared)),
+        }
+        for k, name in enumerate(labels.classes)
+    }
+    return {
+        "learnt_classes": list(labels.classes),
+        "labels": str(Path(labels.path).resolve()),
+        "class_field": labels.field,
+        "rasters": [str(Path(r.path).resolve()) for r in prepared],
+        "sensor": prepared[0].layout.sensor,
+        "bands": list(prepared[0].layout.band_names),
+        "base_model": str(system.folder) if system.folder is not None else None,
+        "trained": [f"segmentation.{n}" for n in TRAINED] + ["learnt class vectors"],
+        "frozen": [
+            "backbone",
+            "segmentation.decoder.tokens",
+            "segmentation.decoder.up",
+            "segmentation.class_proj",
+            "change head",
+        ],
+        "settings": asdict(settings),
+        "labelled_windows": windows[0],
+        "counts": counts,
+        "holdout": {
+            "method": f"whole features held out by spatial blocks ({settings.blocks}x{settings.blocks} over "
+            f"the labels' extent), about {settings.holdout:.0%} of each class",
+            "scores": {name: asdict(s) for name, s in scores.items()},
+            "mean_iou": mean_score(scores, "iou"),
+            "mean_f1": mean_score(scores, "f1"),
+            "written_model": "trained again on every feature" if refit else "trained without the hold-out",
+        },
+    }
+
+
+def mean_score(scores: dict[str, ClassScore], key: str) -> float | None:
+    values = [getattr(s, key) for s in scores.values() if getattr(s, key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+# ---- output ------------------------------------------------------------------------------------------------
+
+
+def check_destination(out: Path, overwrite: bool) -> None:
+    """Refuse an existing non-empty folder (unless `overwrite`) before any work starts."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"--out {out}: folder exists and is not empty (pass --overwrite to replace it)")
+
+
+def learnt_vocabulary(head: SegmentationHead, record: dict):
+    """The folder's vocabulary.json: the learnt classes and their hold-out scores. The classes of the starting
+    model are not carried over: the retrained per-pixel layers were scored on the learnt classes only."""
+    from rsneo.heads.vocabulary import DEFAULT_MATCH_THRESHOLD, TrainedClass, Vocabulary
+
+    holdout = record["holdout"]
+    data = f"rsneo learn hold-out ({holdout['method']}) of {Path(record['labels']).name}; learn.json"
+    classes = []
+    for name in record["learnt_classes"]:
+        score = holdout["scores"][name]
+        held_out = (
+            {} if score["iou"] is None else {"iou": round(score["iou"], 4), "f1": round(score["f1"], 4)}
+        )
+        prompt = head.config.prompt_template.format(name.strip())
+        classes.append(TrainedClass(name, (prompt,), held_out | ({"data": data} if held_out else {})))
+    note = f"Classes learnt by rsneo learn from {record['labels']} (field {record['class_field']!r})."
+    return Vocabulary(tuple(classes), DEFAULT_MATCH_THRESHOLD, note)
+
+
+def write_model_folder(system, head, learnt, record: dict, out: Path, overwrite: bool) -> Path:
+    """Write the model folder to a hidden temporary folder beside `out`, then rename it into place."""
+    from rsneo.heads.fewshot import LEARN_RECORD, save_learnt
+    from rsneo.heads.system import System, save_system
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_destination(out, overwrite)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        head = head.to(system.device)
+        vocabulary = learnt_vocabulary(head, record)
+        save_system(System(system.model, system.tokenizer, head, system.change, vocabulary=vocabulary), tmp)
+        save_learnt(tmp, learnt)
+        (tmp / LEARN_RECORD).write_text(json.dumps(record, indent=1))
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+@contextmanager
+def _progress(show: bool, windows: int, steps: int) -> Iterator[Tick | None]:
+    """A rich progress bar with one line for the backbone pass and one for training."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    bar = Progress(*columns, console=Console(stderr=True))
+    tasks = {name: bar.add_task(name, total=n) for name, n in (("features", windows), ("training", steps))}
+    with bar:
+        yield lambda task, n: bar.advance(tasks[task], n)
