@@ -1,13 +1,18 @@
 """Chip loading speed: chips per second and peak memory, from COGs and from prepared shards.
 
 Sources: the NAIP series in ../shared/data (10 COGs, 4 bands, ~934x724 each).
-- `rasterio loop`: the baseline, a plain rasterio windowed read per chip, one open dataset per file.
-- `rsneo read`: `rsneo.io.read.read_source` on a window of the same files (the scene reader's hot path).
+- `rasterio loop`: the baseline, a plain rasterio windowed read per chip, one open dataset per file, giving
+  what rsneo gives: float32 with NaN where nodata.
+- `rsneo read`: `rsneo.io.read.read_source` on a window of the same files (the scene reader's hot path); its
+  first chip is checked equal to the plain loop's (outside the clock).
 - `torchgeo random` / `grid`: `SensorRaster` with `RandomGeoSampler` / `GridGeoSampler` in a DataLoader.
 - `shards in order` / `shards shuffled`: `ShardDataset` over the series prepared as 64-pixel tiles.
-Each configuration runs in its own process so its peak RSS (including DataLoader workers) is its own.
+Each configuration runs in its own process so its peak RSS (including DataLoader workers) is its own. The
+clock runs around the loop only; set-up (imports, opening files, building datasets and loaders) is reported
+separately. DataLoader worker start-up happens inside the loop, as it does in training.
 
-Usage: .venv/bin/python benchmarks/loading.py [--chips 512] [--size 64] [--workers 0 1 2]
+Usage: .venv/bin/python benchmarks/loading.py [--chips 512] [--size 64] [--workers 0 1 2] [--rounds 3]
+       [--kinds "rasterio loop" "rsneo read" "torchgeo random" ...]
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,31 +45,55 @@ def _windows(n: int, size: int, seed: int = 0) -> list[tuple[Path, int, int]]:
     return [(files[f], int(r), int(c)) for f, r, c in zip(picks, rows, cols, strict=True)]
 
 
+def _plain_chip(src, window, nodata: float | None):
+    """What a user writes with rasterio alone for the same chip: float32, NaN where nodata."""
+    import numpy as np
+
+    chip = src.read(window=window, out_dtype="float32")
+    if nodata is not None:
+        chip[chip == np.float32(nodata)] = np.nan
+    return chip
+
+
 def run_one(kind: str, chips: int, size: int, workers: int, shards: str) -> dict:
-    """Load `chips` chips one way; returns chips/s."""
+    """Load `chips` chips one way; returns chips, the seconds of the loop alone and of the set-up before it.
+
+    Set-up (imports, opening files, building datasets, samplers and loaders) is timed separately; the clock
+    of the loop starts just before the first chip is asked for.
+    """
+    import numpy as np
     import torch
+    from rasterio.windows import Window
     from torch.utils.data import DataLoader
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
-    start = time.perf_counter()
+    set_up = time.perf_counter()
     count = 0
+    windows = _windows(chips, size)
     if kind == "rasterio loop":
         import rasterio
 
-        handles: dict = {}
-        for path, row, col in _windows(chips, size):
-            src = handles.get(path) or handles.setdefault(path, rasterio.open(path))
-            src.read(window=((row, row + size), (col, col + size)))
+        handles = {path: rasterio.open(path) for path in sorted({w[0] for w in windows})}
+        nodata = {path: src.nodata for path, src in handles.items()}
+        start = time.perf_counter()
+        for path, row, col in windows:
+            _plain_chip(handles[path], Window(col, row, size, size), nodata[path])
             count += 1
     elif kind == "rsneo read":
-        from rasterio.windows import Window
-
         from rsneo.io.read import open_source, read_source
 
-        sources: dict = {}
-        for path, row, col in _windows(chips, size):
-            source = sources.get(path) or sources.setdefault(path, open_source(path))
+        sources = {path: open_source(path) for path in sorted({w[0] for w in windows})}
+        path, row, col = windows[0]  # same dtype and content as the plain loop (outside the clock)
+        import rasterio
+
+        with rasterio.open(path) as src:
+            plain = _plain_chip(src, Window(col, row, size, size), src.nodata)
+        got = read_source(sources[path], sources[path].grid.window(Window(col, row, size, size)))
+        np.testing.assert_array_equal(got, plain)
+        start = time.perf_counter()
+        for path, row, col in windows:
+            source = sources[path]
             read_source(source, source.grid.window(Window(col, row, size, size)))
             count += 1
     elif kind.startswith("torchgeo"):
@@ -79,6 +109,7 @@ def run_one(kind: str, chips: int, size: int, workers: int, shards: str) -> dict
             else GridGeoSampler(ds, size=size, stride=size)
         )
         loader = DataLoader(ds, sampler=sampler, batch_size=16, num_workers=workers, collate_fn=stack_samples)
+        start = time.perf_counter()
         for batch in loader:
             count += batch["image"].shape[0]
             if count >= chips:
@@ -87,12 +118,26 @@ def run_one(kind: str, chips: int, size: int, workers: int, shards: str) -> dict
         from rsneo.data.shards import ShardDataset
 
         ds = ShardDataset(shards, shuffle=kind.endswith("shuffled"), buffer=64)
+        start = time.perf_counter()
         for sample in DataLoader(ds, batch_size=None, num_workers=workers):
             count += sample["image"].shape[0]  # frames: one tile holds every date
             if count >= chips:
                 break
     seconds = time.perf_counter() - start
-    return {"chips": count, "seconds": seconds}
+    return {"chips": count, "seconds": seconds, "set_up_seconds": start - set_up}
+
+
+KINDS = ("rasterio loop", "rsneo read", "torchgeo random", "torchgeo grid", "shards in order")
+KINDS += ("shards shuffled",)
+
+
+def _run(kind: str, workers: int, args: argparse.Namespace, shards: Path) -> dict:
+    cmd = [sys.executable, __file__, "--one", f"{kind}|{workers}", "--chips", str(args.chips),
+           "--size", str(args.size), "--shards", str(shards)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"{kind} failed:\n{done.stdout}{done.stderr}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def main() -> None:
@@ -100,6 +145,8 @@ def main() -> None:
     parser.add_argument("--chips", type=int, default=512)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), metavar="KIND")
+    parser.add_argument("--rounds", type=int, default=1, help="Rounds, interleaved; medians")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--shards", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -114,31 +161,41 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         shards = Path(tmp) / "shards"
-        from rsneo.data.recipes import RECIPES
-        from rsneo.data.shards import prepare_shards
+        if any(k.startswith("shards") for k in args.kinds):
+            from rsneo.data.recipes import RECIPES
+            from rsneo.data.shards import prepare_shards
 
-        recipe = RECIPES["timeseries"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            items = recipe.items(NAIP, args.size)
-            prepare_shards(items, recipe.load, shards, 1, progress=False)
+            recipe = RECIPES["timeseries"]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                items = recipe.items(NAIP, args.size)
+                prepare_shards(items, recipe.load, shards, 1, progress=False)
         # one series of 10 dates -> many tiles; each sample is (10, 4, size, size): count frames as chips
-        configs = [("rasterio loop", 0), ("rsneo read", 0)]
-        for kind in ("torchgeo random", "torchgeo grid", "shards in order", "shards shuffled"):
-            configs += [(kind, w) for w in args.workers]
-        print(f"{'source':<18} {'workers':>7} {'chips':>6} {'chips/s':>9} {'peak MiB':>9} {'worker MiB':>10}")
-        for kind, workers in configs:
-            cmd = [sys.executable, __file__, "--one", f"{kind}|{workers}", "--chips", str(args.chips),
-                   "--size", str(args.size), "--shards", str(shards)]  # fmt: skip
-            result = json.loads(
-                subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
-            )
-            rate = result["chips"] / result["seconds"]
+        configs = [(k, 0) for k in args.kinds if k in ("rasterio loop", "rsneo read")]
+        loaders = [k for k in args.kinds if k not in ("rasterio loop", "rsneo read")]
+        configs += [(k, w) for k in loaders for w in args.workers]
+        runs: dict[tuple[str, int], list[dict]] = {c: [] for c in configs}
+        for _ in range(args.rounds):  # interleaved, so a busy spell of the machine hits every configuration
+            for kind, workers in configs:
+                runs[kind, workers].append(_run(kind, workers, args, shards))
+        print(f"{'source':<18} {'workers':>7} {'chips':>6} {'chips/s':>9} {'set-up s':>9} {'peak MiB':>9} "
+              f"{'worker MiB':>10}")  # fmt: skip
+        rates = {}
+        for (kind, workers), results in runs.items():
+            rate = statistics.median(r["chips"] / r["seconds"] for r in results)
+            set_up = statistics.median(r["set_up_seconds"] for r in results)
+            rates[kind, workers] = rate
             print(
-                f"{kind:<18} {workers:>7} {result['chips']:>6} {rate:>9.1f} {result['peak_mib']:>9.0f} "
-                f"{result['worker_peak_mib']:>10.0f}"
+                f"{kind:<18} {workers:>7} {results[0]['chips']:>6} {rate:>9.1f} {set_up:>9.2f} "
+                f"{max(r['peak_mib'] for r in results):>9.0f} "
+                f"{max(r['worker_peak_mib'] for r in results):>10.0f}"
             )
-        print("chips: 4-band frames of size x size; a shard sample is a 10-date tile and counts 10 frames")
+        ours = rates.get(("rsneo read", 0))
+        for other in (("rasterio loop", 0), ("torchgeo random", 0)):
+            if ours and other in rates:
+                print(f"rsneo read / {other[0]} (0 workers): {ours / rates[other]:.2f}x")
+        print("chips: 4-band frames of size x size, float32 with NaN for nodata; a shard sample is a")
+        print(f"10-date tile and counts 10 frames. chips/s: the loop alone, median of {args.rounds} rounds.")
 
 
 if __name__ == "__main__":

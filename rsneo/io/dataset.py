@@ -6,6 +6,7 @@ neither needs the other and each file's header is read once per process.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
@@ -54,7 +56,37 @@ class RasterSource:
 
 
 _HANDLES: dict[tuple[int, str], rasterio.DatasetReader] = {}
+_HEADERS: dict[tuple[int, str], DatasetHeader] = {}
 MAX_OPEN = 256
+# dtypes float32 holds exactly: GDAL converts them while reading, and nodata is compared in float32
+_EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "float32"}
+
+
+@dataclass(frozen=True)
+class DatasetHeader:
+    """What reading a window needs from a dataset's header, read once per open dataset, not once per chip.
+
+    `nodata[i]` is band i+1's nodata value in the dtype pixels are compared in (None: the band has none, or
+    a value the dtype cannot hold); `mask_band[i]` says its validity needs GDAL's mask band (an internal
+    mask, an alpha band) instead of a nodata value.
+    """
+
+    grid: Grid
+    dtype: str
+    nodata: tuple[float | None, ...]
+    mask_band: tuple[bool, ...]
+
+    @property
+    def float_read(self) -> bool:
+        """Whether GDAL may convert to float32 while reading (no value changes, nodata still recognisable)."""
+        return self.dtype in _EXACT_IN_FLOAT32
+
+    @functools.cached_property
+    def one_nodata(self) -> float | None:
+        """The nodata value when all bands share one and none needs a mask band (usual), else None."""
+        if any(self.mask_band) or len(set(self.nodata)) != 1:
+            return None
+        return self.nodata[0]
 
 
 @contextmanager
@@ -109,8 +141,42 @@ def open_dataset(path: str) -> rasterio.DatasetReader:
     while len(_HANDLES) >= MAX_OPEN:
         oldest = next(iter(_HANDLES))
         _HANDLES.pop(oldest).close()
+        _HEADERS.pop(oldest, None)
     _HANDLES[key] = handle
     return handle
+
+
+def dataset_header(path: str) -> DatasetHeader:
+    """The header of `path`'s cached dataset (grid, nodata per band), computed on first use."""
+    key = (os.getpid(), path)
+    src = open_dataset(path)  # also keeps the two caches in step: evicting a handle drops its header
+    header = _HEADERS.get(key)
+    if header is None:
+        dtype = np.dtype(src.dtypes[0])
+        compare = np.dtype(np.float32) if dtype.name in _EXACT_IN_FLOAT32 else dtype
+        nodata, mask_band = [], []
+        for flags, value in zip(src.mask_flag_enums, src.nodatavals, strict=True):
+            if MaskFlags.all_valid in flags:
+                nodata.append(None)
+                mask_band.append(False)
+            elif MaskFlags.nodata in flags and value is not None:
+                nodata.append(_nodata_as(value, dtype, compare))
+                mask_band.append(False)
+            else:  # per-dataset mask, alpha band, ...: only GDAL's mask band knows
+                nodata.append(None)
+                mask_band.append(True)
+        header = DatasetHeader(dataset_grid(src), dtype.name, tuple(nodata), tuple(mask_band))
+        _HEADERS[key] = header
+    return header
+
+
+def _nodata_as(value: float, stored: np.dtype, compare: np.dtype) -> float | None:
+    """`value` as pixels of dtype `stored` hold it, in dtype `compare`; None when no pixel can hold it."""
+    if np.issubdtype(stored, np.integer):
+        info = np.iinfo(stored)
+        if not (float(value).is_integer() and info.min <= value <= info.max):
+            return None
+    return compare.type(stored.type(value)).item()
 
 
 def check_raster_file(path: Path) -> None:
@@ -146,6 +212,7 @@ def close_datasets() -> None:
     """Close every cached dataset of this process (tests, long-running servers)."""
     for key in [k for k in _HANDLES if k[0] == os.getpid()]:
         _HANDLES.pop(key).close()
+        _HEADERS.pop(key, None)
 
 
 def dataset_grid(src: rasterio.DatasetReader) -> Grid:

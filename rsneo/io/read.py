@@ -8,6 +8,7 @@ stored units, as float32 with NaN wherever the file says nodata (or has no data:
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -19,9 +20,12 @@ from rasterio.windows import Window
 
 from rsneo.errors import InputError, RSNeoWarning
 from rsneo.io.dataset import (  # noqa: F401  (gdal_message: imported from here by the CLI)
+    _HANDLES,
     BandFile,
+    DatasetHeader,
     RasterSource,
     dataset_grid,
+    dataset_header,
     gdal_errors,
     gdal_message,
     open_dataset,
@@ -179,6 +183,75 @@ def select_bands(source: RasterSource, names: list[str] | None) -> RasterSource:
     )  # fmt: skip
 
 
+def _window_in_file(path: str, header: DatasetHeader, grid: Grid) -> Window | None:
+    """The pixel window of `path` that `grid` is, when it lies on the file's own grid (else None: a warp)."""
+    file_grid = header.grid
+    if (file_grid.crs is None) != (grid.crs is None):
+        raise InputError(
+            f"{path}: has no CRS while the scene grid has one (or the reverse); "
+            "expected every date and band to be georeferenced to reproject them onto one grid"
+        )
+    if grid.crs is None:  # pixel units: the grid is a window of the image itself
+        window = Window(grid.transform.c, grid.transform.f, grid.width, grid.height)
+        if not file_grid.contains_window(window):
+            raise InputError(f"{path}: window {window} lies outside the image")
+        return window
+    t, f = grid.transform, file_grid.transform
+    if grid.crs is file_grid.crs and (t.a, t.b, t.d, t.e) == (f.a, f.b, f.d, f.e) and not (f.b or f.d):
+        # a window of the file's own grid (the usual chip): its offset without inverting the transform
+        col, row = (t.c - f.c) / f.a, (t.f - f.f) / f.e
+        if abs(col - round(col)) <= 1e-3 and abs(row - round(row)) <= 1e-3:
+            window = Window(round(col), round(row), grid.width, grid.height)
+            return window if file_grid.contains_window(window) else None
+    window = grid.aligned_window_in(file_grid)
+    return window if window is not None and file_grid.contains_window(window) else None
+
+
+def _read_window(
+    src: rasterio.DatasetReader, header: DatasetHeader, indexes: list[int], window: Window, out: np.ndarray
+) -> None:
+    """Bands `indexes` of a window in one read into `out` (len(indexes), h, w) float32, NaN where nodata.
+
+    GDAL converts to float32 as it reads where that keeps every value (8/16-bit integers, float32), so
+    nodata is recognised in the converted values; other dtypes are read as stored and converted here.
+    """
+    if header.float_read:
+        src.read(indexes, window=window, out=out)
+        stored = out
+    else:
+        stored = src.read(indexes, window=window)
+        out[:] = stored
+    if header.one_nodata is not None:
+        out[stored == np.asarray(header.one_nodata, stored.dtype)] = np.nan
+        return
+    values = [header.nodata[i - 1] for i in indexes]
+    for k, index in enumerate(indexes):
+        if header.mask_band[index - 1]:
+            out[k][src.read_masks(index, window=window) == 0] = np.nan
+        elif values[k] is not None:
+            out[k][stored[k] == np.asarray(values[k], stored.dtype)] = np.nan
+
+
+def _warp_band(
+    src: rasterio.DatasetReader, index: int, grid: Grid, resampling: Resampling, out: np.ndarray
+) -> None:
+    """One band warped onto `grid` into `out` (height, width) float32, NaN where nodata or outside the file.
+
+    GDAL's warper reads only the source blocks under the destination window. (A WarpedVRT with NaN as
+    nodata returns all-NaN when the CRS changes, so the warp writes into a NaN-filled array instead.)
+    """
+    out.fill(np.nan)
+    reproject(
+        rasterio.band(src, index),
+        out,
+        src_nodata=src.nodata,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        dst_nodata=np.nan,
+        resampling=resampling,
+    )
+
+
 def read_band(
     band_file: BandFile,
     grid: Grid,
@@ -186,37 +259,9 @@ def read_band(
     source_path: str | None = None,
 ) -> np.ndarray:
     """One band resampled onto `grid`: (height, width) float32, NaN where nodata or outside the file."""
-    src = open_dataset(band_file.path)
-    file_grid = dataset_grid(src)
-    name = source_path or band_file.path
-    if (file_grid.crs is None) != (grid.crs is None):
-        raise InputError(
-            f"{band_file.path}: has no CRS while the scene grid has one (or the reverse); "
-            "expected every date and band to be georeferenced to reproject them onto one grid"
-        )
-    if grid.crs is None:  # pixel units: the grid is a window of the image itself
-        window = Window(grid.transform.c, grid.transform.f, grid.width, grid.height)
-    else:
-        window = grid.aligned_window_in(file_grid)
-    with gdal_errors(name):
-        if window is not None and file_grid.contains_window(window):
-            data = src.read(band_file.index, window=window, masked=True)  # (height, width)
-            return data.astype(np.float32).filled(np.nan)
-        if grid.crs is None:
-            raise InputError(f"{band_file.path}: window {window} lies outside the image")
-        # GDAL's warper reads only the source blocks under the destination window. (A WarpedVRT with NaN as
-        # nodata returns all-NaN when the CRS changes, so the warp writes into a NaN-filled array instead.)
-        out = np.full((grid.height, grid.width), np.nan, np.float32)  # (height, width)
-        reproject(
-            rasterio.band(src, band_file.index),
-            out,
-            src_nodata=src.nodata,
-            dst_transform=grid.transform,
-            dst_crs=grid.crs,
-            dst_nodata=np.nan,
-            resampling=resampling,
-        )
-        return out
+    out = np.empty((1, grid.height, grid.width), np.float32)
+    _read_files([band_file], grid, resampling, source_path or band_file.path, out)
+    return out[0]
 
 
 def read_source(
@@ -224,9 +269,34 @@ def read_source(
     grid: Grid | None = None,
     resampling: Resampling = Resampling.bilinear,
 ) -> np.ndarray:
-    """All bands of `source` on `grid` (default: its own grid): (bands, height, width) float32 with NaN."""
+    """All bands of `source` on `grid` (default: its own grid): (bands, height, width) float32 with NaN.
+
+    The bands stored in one file are read in one call when the window lies on the file's grid.
+    """
     grid = grid or source.grid
     out = np.empty((len(source.files), grid.height, grid.width), np.float32)
-    for i, band_file in enumerate(source.files):
-        out[i] = read_band(band_file, grid, resampling, source.path)
+    _read_files(source.files, grid, resampling, source.path, out)
     return out
+
+
+def _read_files(
+    files: list[BandFile], grid: Grid, resampling: Resampling, name: str, out: np.ndarray
+) -> None:
+    """Fill `out[i]` with band `files[i]` on `grid`, one windowed read per file for consecutive bands."""
+    position = 0
+    while position < len(files):
+        path = files[position].path
+        end = position + 1
+        while end < len(files) and files[end].path == path:
+            end += 1
+        header = dataset_header(path)  # opens (or finds) the dataset too
+        src = _HANDLES[os.getpid(), path]
+        indexes = [f.index for f in files[position:end]]
+        window = _window_in_file(path, header, grid)
+        with gdal_errors(name):
+            if window is not None:
+                _read_window(src, header, indexes, window, out[position:end])
+            else:
+                for k, index in enumerate(indexes):
+                    _warp_band(src, index, grid, resampling, out[position + k])
+        position = end

@@ -18,6 +18,7 @@ from rsneo.io.qgis import (
     describe_with_qgis,
     qgis_available,
     qml_document,
+    raster_display,
     render_with_qgis,
     write_qgz,
     write_qml,
@@ -114,6 +115,30 @@ def test_qgis_opens_the_project_with_valid_styled_layers(shared_data, tmp_path):
     assert by_renderer["multibandcolor"]["name"] == "RGB.byte.tif"
 
 
+def test_display_stretch_from_a_block_sample_or_overviews_lies_near_the_full_rasters(shared_data, tmp_path):
+    """Without overviews the stretch comes from a few blocks, with them from a decimated read; either way
+    its 2 and 98 % points must lie within the full raster's 0.25-5 % and 95-99.75 % (a spatial sample's
+    quantiles wander by ranks, not by values; 16 of 64 blocks land near 1 % and 97.8 % here)."""
+    s2 = shared_data / "sen1floods11/S2/Spain_7370579_S2Hand.tif"
+    tiled = tmp_path / "tiled.tif"
+    with rasterio.open(s2) as src:
+        data = src.read([4, 3, 2])
+        profile = src.profile | {"count": 3, "tiled": True, "blockxsize": 64, "blockysize": 64}
+    with rasterio.open(tiled, "w", **profile) as dst:
+        dst.write(data)
+    sampled = raster_display(tiled, blocks=16)  # 64 blocks of 64 x 64: 16 of them are read
+    with rasterio.open(tiled, "r+") as dst:
+        dst.build_overviews([2, 4])
+    from_overviews = raster_display(tiled, blocks=16)
+    assert sampled.bands == from_overviews.bands == (1, 2, 3)
+    assert sampled.ranges != from_overviews.ranges  # two different samples of the raster
+    for display in (sampled, from_overviews):
+        for band, (lo, hi) in zip(data, display.ranges, strict=True):
+            values = band[band != 0]  # nodata 0
+            assert np.percentile(values, 0.25) <= lo <= np.percentile(values, 5)
+            assert np.percentile(values, 95) <= hi <= np.percentile(values, 99.75)
+
+
 @pytest.mark.qgis
 def test_untrained_labels_reach_qgis_legends(shared_data, tmp_path):
     raster, cog, gpkg, _, crs = make_outputs(shared_data, tmp_path)
@@ -150,7 +175,11 @@ def test_outputs_of_an_ungeoreferenced_png_land_exactly_on_it_in_qgis(shared_dat
         assert src.crs is None
     legend = ClassLegend.from_names(["water", "building", "vegetation"])
     writer = CogBlockWriter(
-        tmp_path / "pred.tif", width=width, height=height, crs=None, transform=rasterio.Affine.identity(),
+        tmp_path / "pred.tif",
+        width=width,
+        height=height,
+        crs=None,
+        transform=rasterio.Affine.identity(),
         legend=legend,
     )  # fmt: skip (what segment and change pass for pixel-unit inputs)
     writer.write(Window(0, 0, width, height), quadrant_classes(height, width))

@@ -10,7 +10,7 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from rsneo.io.grid import Grid
-from rsneo.io.read import PixelUnitsWarning, open_source, read_source
+from rsneo.io.read import PixelUnitsWarning, open_source, read_source, select_bands
 
 BEN = "bigearthnet/BigEarthNet-S2-Example/S2A_MSIL2A_20170613T101031_87_48"
 
@@ -91,6 +91,54 @@ def test_given_sensor_and_bands_name_an_unlabelled_raster(shared_data):
     )
     assert [b.common_name for b in source.bands] == ["swir16", "nir08", "red", "green"]
     assert source.date == np.datetime64("1985-01-01")
+
+
+def _plain(path, window: Window, indexes: list[int] | None = None) -> np.ndarray:
+    """The same window read with rasterio alone: float32, NaN where GDAL's mask says no data."""
+    with rasterio.open(path) as src:
+        return src.read(indexes, window=window, masked=True).astype(np.float32).filled(np.nan)
+
+
+def test_one_read_of_all_bands_equals_plain_rasterio_for_naip_and_reordered_bands(shared_data):
+    path = sorted((shared_data / "timeseries/naip_m4709963").glob("*.tif"))[0]
+    source = open_source(path)
+    window = Window(300, 200, 64, 48)
+    got = read_source(source, source.grid.window(window))
+    want = _plain(path, window)
+    assert got.dtype == np.float32 and np.isfinite(want).any()
+    np.testing.assert_array_equal(got, want)  # stored integers read as float32: exact
+    s2 = shared_data / "sen1floods11/S2/Spain_7370579_S2Hand.tif"
+    picked = select_bands(open_source(s2), ["B4", "B3", "B2"])  # file bands 4, 3, 2: one read, in this order
+    np.testing.assert_array_equal(
+        read_source(picked, picked.grid.window(window)), _plain(s2, window, [4, 3, 2])
+    )
+
+
+def test_wide_integers_and_internal_masks_read_as_rasterio_does(shared_data, tmp_path):
+    """int32 beyond float32's exact range is read as stored then converted; an internal mask (not a nodata
+    value) is honoured band by band."""
+    s2 = shared_data / "sen1floods11/S2/Spain_7370579_S2Hand.tif"
+    with rasterio.open(s2) as src:
+        data, profile = src.read(), src.profile
+    wide = tmp_path / "wide.tif"
+    gaps = data[0] > 1500  # bright pixels of band 1 play no data (~ a third of the chip)
+    stored = data.astype(np.int32) * 4099 + 16_777_217  # odd values above 2**24: float32 rounds them
+    stored[:, gaps] = -1
+    with rasterio.open(wide, "w", **{**profile, "dtype": "int32", "nodata": -1}) as dst:
+        dst.write(stored)
+    masked = tmp_path / "masked.tif"
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(masked, "w", **profile | {"nodata": None}) as dst,
+    ):
+        dst.write(data)
+        dst.write_mask(np.where(gaps, 0, 255).astype(np.uint8))
+    window = Window(40, 100, 96, 80)
+    for path in (wide, masked):
+        source = open_source(path, sensor="sentinel2_l1c")
+        got, want = read_source(source, source.grid.window(window)), _plain(path, window)
+        assert 0 < np.isnan(want).mean() < 1
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize(
