@@ -30,6 +30,7 @@ from rsneo.errors import InputError
 FORMAT = "rsneo-shards"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+PLAN = ".prepare.json"  # what a run that has not finished yet was asked for (recipe, tile size, ...)
 
 
 @dataclass
@@ -169,8 +170,18 @@ def prepare_shards(
     out = Path(out)
     if (out / MANIFEST).exists():
         read_manifest(out)  # refuses another version's folder before touching it
+    plan = json.dumps(info or {}, sort_keys=True)
+    if (out / PLAN).exists():  # an unfinished run: its shards are reused only if made the same way
+        earlier = (out / PLAN).read_text()
+        if earlier != plan:
+            raise InputError(
+                f"{out}: holds the shards of an unfinished run made with {earlier}; expected {plan} to "
+                "resume there (or choose another folder)"
+            )
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / PLAN).exists():
+        atomic_write(out / PLAN, plan.encode())
     for stale in out.glob(".*.tmp"):  # a crashed run's partial files
         stale.unlink()
     chunks = [list(items[i : i + items_per_shard]) for i in range(0, len(items), items_per_shard)]

@@ -10,6 +10,7 @@ import rasterio
 from rasterio.windows import Window
 
 from rsneo.heads.system import BUNDLED_MODEL, load_system
+from rsneo.io.read import PixelUnitsWarning
 from rsneo.io.report import change_summary
 from rsneo.io.vector import class_areas
 from rsneo.predict.answers import parse_question
@@ -118,7 +119,8 @@ def test_a_change_answer_is_the_changed_share_of_the_change_map(tiny_system, sha
     from rsneo.predict.change import detect_change
 
     pair = [shared_data / "levir_cd" / d / "test_7_0256_0512.png" for d in ("A", "B")]
-    answer = ask(tiny_system, pair, "How much of this image changed?")
+    with pytest.warns(PixelUnitsWarning, match="no georeference"):  # LEVIR crops are plain PNGs
+        answer = ask(tiny_system, pair, "How much of this image changed?")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = detect_change(tiny_system, pair, tmp_path)

@@ -176,6 +176,17 @@ def _copy(folder: Path, to: Path) -> Path:
     return to
 
 
+_loaded: list[int] = []
+
+
+def _interrupt_after_one(item):
+    """A recipe loader that is stopped (as by Ctrl-C) after its first two items, i.e. one finished shard."""
+    _loaded.append(1)
+    if len(_loaded) > 2:
+        raise KeyboardInterrupt
+    return RECIPES["bigearthnet"].load(item)
+
+
 def test_prepare_refuses_bad_output_folders_before_work(shared_data, ben_shards, tmp_path, capsys):
     src = str(shared_data / BEN)
     afile = tmp_path / "afile"
@@ -194,6 +205,21 @@ def test_prepare_refuses_bad_output_folders_before_work(shared_data, ben_shards,
     assert run_app(argv) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "made by recipe bigearthnet with --tile 256; expected bigearthnet with --tile 64" in err
+    unfinished = tmp_path / "unfinished"  # a run killed before its manifest: the tile size is still known
+    with pytest.raises(KeyboardInterrupt):
+        prepare_shards(
+            RECIPES["bigearthnet"].items(shared_data / BEN, 256),
+            _interrupt_after_one,
+            unfinished,
+            2,
+            info={"recipe": "bigearthnet", "source": src, "tile": 256},
+            progress=False,
+        )
+    assert not (unfinished / "manifest.json").exists() and list(unfinished.glob("shard-*.tar"))
+    argv = ["prepare", "bigearthnet", src, str(unfinished), "--items-per-shard", "2", "--tile", "64"]
+    assert run_app(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "unfinished run made with" in err and '"tile": 256' in err and '"tile": 64' in err, err
     damaged = _copy(ben_shards, tmp_path / "damaged")
     (damaged / "shard-00001.json").write_text('{"shard": "shard-000')
     assert run_app(["prepare", "bigearthnet", src, str(damaged), "--items-per-shard", "2"]) == 2
