@@ -181,17 +181,19 @@ def test_second_writer_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
 
 
 def test_two_writers_on_one_out_folder(rgb, reference, shared_data, tiny_model_dir, tmp_path, capsys):
-    """While a (slow) run writes a folder, `rsneo segment --out` on it exits 2 and the first run finishes
-    with its own output, unchanged."""
+    """While a run writes a folder (held at its first window until the test releases it, so no machine load
+    can let it finish first), `rsneo segment --out` on it exits 2 and the first run finishes with its own
+    output, unchanged."""
     first = _child(f"""
         from rsneo.io.runstate import output_lock
-        out = Path({str(tmp_path)!r}) / "a.tif"
+        RELEASE_DIR = Path({str(tmp_path)!r})
+        out = RELEASE_DIR / "a.tif"
         with output_lock(out.parent):
-            run(out, model=slow)
+            run(out, model=gated)
         print("done", flush=True)
     """)
     try:
-        _wait_for(tmp_path / ".a.tif.progress.json", first)
+        _wait_for(tmp_path / "waiting", first)
         raster = shared_data / "rasters" / "RGB.byte.tif"
         argv = ["segment", str(raster), "--classes", "water,land", "--out", str(tmp_path)]
         assert run_app([*argv, "--model", str(tiny_model_dir), "--window", "64", "--overlap", "0"]) == 2
@@ -199,6 +201,7 @@ def test_two_writers_on_one_out_folder(rgb, reference, shared_data, tiny_model_d
         assert f"pid {first.pid}" in err and "another rsneo run" in err and "Traceback" not in err
         assert not any(p.name.startswith(("RGB.byte", ".RGB.byte")) for p in tmp_path.iterdir())
         assert (tmp_path / LOCK_NAME).read_text().startswith(f"pid {first.pid} ")  # still the first's
+        (tmp_path / "release").touch()
         assert first.stdout.readline().strip() == "done"
         assert first.wait(60) == 0
     finally:
@@ -293,8 +296,12 @@ def brightness(pixels, valid):
     return np.stack([red, 1.0 - red], axis=1)
 
 
-def slow(pixels, valid):
-    time.sleep(0.3)
+def gated(pixels, valid):
+    # says it is inside the windows, then waits (at most 5 minutes) for a file named `release` in RELEASE_DIR
+    (RELEASE_DIR / "waiting").touch()
+    deadline = time.monotonic() + 300
+    while not (RELEASE_DIR / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     return brightness(pixels, valid)
 
 
