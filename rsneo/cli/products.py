@@ -85,16 +85,41 @@ def _check_rasters(
             check_disk(source, out, OUTPUT_BYTES_PER_PIXEL)
 
 
-def _system(model: Path | None, device: str, head: str | None = None):
-    """Load the model folder; say so when the head a command relies on was never trained there."""
-    from rsneo.heads.system import load_system
+BandGroupsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--band-groups",
+        help="How bands become tokens: 'sensor' (one token grid per band group) or 'fold' (all bands of a "
+        "date in one grid, 1/groups of the tokens). Default: as the model was trained (its config says).",
+    ),
+]
 
+
+def _system(
+    model: Path | None, device: str, head: str | None = None, band_groups: str | None = None
+):
+    """Load the model folder; say so when the head a command relies on was never trained there, or when the
+    band grouping asked for is not the one it was trained with (its inputs then differ from training)."""
+    from rsneo.data.frames import check_band_groups
+    from rsneo.heads.system import load_system
+    from rsneo.predict.bands import model_band_groups
+
+    if band_groups is not None:
+        band_groups = check_band_groups(band_groups, "--band-groups")
     system = load_system(model, device=device)
     if head is not None and head not in system.trained_heads:
         err_console.print(
             f"[yellow]warning:[/] {system.folder} has no trained {head} head; using a fresh one",
             highlight=False,
         )
+    trained = model_band_groups(system.config)
+    if band_groups is not None and band_groups != trained:
+        err_console.print(
+            f"[yellow]warning:[/] {system.folder} was trained with --band-groups {trained}; using "
+            f"{band_groups} as asked (expect less accurate results)",
+            highlight=False,
+        )
+        system.config.extra = {**system.config.extra, "band_groups": band_groups}
     return system
 
 
@@ -117,6 +142,7 @@ def segment_command(
     window: WindowOption = 256,
     overlap: OverlapOption = 32,
     batch: BatchOption = 4,
+    band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
     strict: StrictOption = False,
 ) -> None:
@@ -135,7 +161,7 @@ def segment_command(
     with reported_warnings():
         _check_rasters([raster], sensor, _bands(bands), out)
     with _output_folder(out), reported_warnings():
-        system = _system(model, device, "segmentation")
+        system = _system(model, device, "segmentation", band_groups)
         result = segment_raster(
             system,
             raster,
@@ -174,6 +200,7 @@ def change_command(
     window: WindowOption = 256,
     overlap: OverlapOption = 32,
     batch: BatchOption = 2,
+    band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
     strict: StrictOption = False,
 ) -> None:
@@ -191,7 +218,7 @@ def change_command(
     with reported_warnings():
         _check_rasters(rasters, sensor, _bands(bands), out)
     with _output_folder(out), reported_warnings():
-        system = _system(model, device, "change")
+        system = _system(model, device, "change", band_groups)
         result = detect_change(
             system, rasters, out, class_names=names, plan=plan, sensor=sensor, bands=_bands(bands),
             show_progress=True, strict=strict,
@@ -225,6 +252,7 @@ def ask_command(
             "--max-side", help="Each raster is read whole, resampled to at most this many pixels a side."
         ),
     ] = 512,
+    band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
 ) -> None:
     """Ask a question about a raster, or one question over a time series of rasters."""
@@ -232,7 +260,7 @@ def ask_command(
 
     with reported_warnings():
         _check_rasters(rasters, sensor, _bands(bands))
-        system = _system(model, device)
+        system = _system(model, device, band_groups=band_groups)
         answer = ask_rasters(
             system,
             rasters,

@@ -251,3 +251,29 @@ def test_resumed_segment_run_matches_a_fresh_one(tiny_system, shared_data, tmp_p
     with rasterio.open(resumed.cog) as a, rasterio.open(fresh.cog) as b:
         np.testing.assert_array_equal(a.read(), b.read())
     assert not any(p.name.startswith(".") for p in (tmp_path / "a").iterdir())
+
+
+def test_band_groups_option_overrides_the_trained_grouping_with_a_warning(
+    tiny_model_dir, shared_data, tmp_path, capsys
+):
+    argv = [
+        "segment",
+        str(shared_data.joinpath(*S2)),
+        "--classes",
+        "water, land",
+        "--model",
+        str(tiny_model_dir),
+    ]
+    bad = tmp_path / "bad"
+    assert run_app([*argv, "--out", str(bad), "--band-groups", "bands", *SMALL]) == 2
+    assert "--band-groups: expected one of ['sensor', 'fold'], got 'bands'" in stderr(capsys)
+    assert not bad.exists()
+    folded = tmp_path / "folded"
+    assert run_app([*argv, "--out", str(folded), "--band-groups", "fold", *SMALL]) == 0
+    err = stderr(capsys)
+    assert "was trained with --band-groups sensor; using fold as asked" in err
+    with rasterio.open(folded / "Spain_7370579_S2Hand_classes.tif") as src:
+        assert src.read(1).shape == (512, 512)
+    same = tmp_path / "same"  # the model's own grouping, asked for explicitly: no warning
+    assert run_app([*argv, "--out", str(same), "--band-groups", "sensor", *SMALL]) == 0
+    assert "trained with --band-groups" not in stderr(capsys)
