@@ -167,6 +167,8 @@ def rendered(path: Path) -> np.ndarray:
 
 
 @pytest.mark.qgis
+# the PNG is ungeoreferenced on purpose: rasterio says so when the test opens it
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_outputs_of_an_ungeoreferenced_png_land_exactly_on_it_in_qgis(shared_data, tmp_path):
     """QGIS shows a PNG without georeference at x 0..width, y 0..-height: the outputs must sit there."""
     png = sorted((shared_data / "levir_cd" / "A").glob("*.png"))[0]

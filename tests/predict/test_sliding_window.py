@@ -7,6 +7,7 @@ import pytest
 import rasterio
 
 from rsneo.io.cog import NODATA_CLASS, ClassLegend, open_raster
+from rsneo.io.runstate import ResumeNotice
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
@@ -73,7 +74,8 @@ def test_interrupted_run_resumes_to_the_same_output(rgb, tmp_path):
 
 def test_progress_of_other_settings_is_not_reused(rgb, tmp_path):
     assert run(rgb, tmp_path / "a.tif", stop_after_rows=2) is None
-    other = run(rgb, tmp_path / "a.tif", plan=WindowPlan(160, 32, 2))  # new signature: starts again
+    with pytest.warns(ResumeNotice, match="belongs to another input, option or rsneo version"):
+        other = run(rgb, tmp_path / "a.tif", plan=WindowPlan(160, 32, 2))  # new signature: starts again
     fresh = run(rgb, tmp_path / "b.tif", plan=WindowPlan(160, 32, 2))
     with rasterio.open(other) as a, rasterio.open(fresh) as b:
         np.testing.assert_array_equal(a.read(), b.read())
@@ -82,7 +84,8 @@ def test_progress_of_other_settings_is_not_reused(rgb, tmp_path):
 def test_damaged_saved_state_starts_over(rgb, tmp_path):
     assert run(rgb, tmp_path / "a.tif", stop_after_rows=2) is None
     (tmp_path / ".a.tif.carry2.npz").write_bytes(b"not an npz archive")
-    damaged = run(rgb, tmp_path / "a.tif")
+    with pytest.warns(ResumeNotice, match="discarded it and starting again"):
+        damaged = run(rgb, tmp_path / "a.tif")
     fresh = run(rgb, tmp_path / "b.tif")
     with rasterio.open(damaged) as a, rasterio.open(fresh) as b:
         np.testing.assert_array_equal(a.read(), b.read())

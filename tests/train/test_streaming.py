@@ -42,6 +42,8 @@ def flood_shards(shared_data, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+# the resumed run writes into another folder on purpose (its metrics are compared with the first run's)
+@pytest.mark.filterwarnings("ignore:The dirpath has changed from:UserWarning")
 def test_streamed_training_validates_every_n_steps_and_resumes_mid_epoch(shared_data, flood_shards, tmp_path):
     common = [
         "experiment=smoke", "data=shards", f"data.path={flood_shards}", f"data_root={shared_data}",
