@@ -183,14 +183,6 @@ def change_batch(sources: Sequence[ChangeSource], generator: torch.Generator, to
     return ChangeBatch(image_documents(pairs, tokens, policy="scene"), torch.stack(labels))
 
 
-def change_loss(head: nn.Module, model: nn.Module, batch: ChangeBatch) -> Tensor:
-    """The change head's cross-entropy on a change batch, through the same features `rsneo change` uses."""
-    from rsneo.heads.segmentation import image_features
-
-    features = image_features(model, batch.inputs, head.config.early_layer, frames=2)
-    return head.loss(head(features, 0, 1), batch.labels)
-
-
 def changed_percent(labels: Tensor) -> float:
     """Percent of the pair's pixels labelled changed (ignored pixels count as unchanged)."""
     return 100.0 * float((labels == 1).float().mean())

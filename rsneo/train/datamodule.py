@@ -309,9 +309,11 @@ class RSNeoDataModule(L.LightningDataModule):
         return self._loader(SampleList(self.val_samples), sampler)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        from rsneo.train.step import StepBatch  # what `RSNeoTraining.on_before_batch_transfer` made of it
+
         return (
             batch.to(device)
-            if isinstance(batch, TrainBatch)
+            if isinstance(batch, TrainBatch | StepBatch)
             else super().transfer_batch_to_device(batch, device, dataloader_idx)
         )
 

@@ -138,7 +138,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         TokenThroughput(int(t["log_every_n_steps"])),
     ]
     if t.get("progress_bar", True):
-        callbacks.append(step_progress_bar(int(t["max_steps"])))
+        callbacks.append(step_progress_bar(int(t["max_steps"]), int(t["log_every_n_steps"])))
     if cfg.get("loss_curve", True):
         callbacks.append(LossCurve(out_dir))
     return L.Trainer(
