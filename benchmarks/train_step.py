@@ -3,7 +3,8 @@ samples (the tiny model, `experiment=smoke`'s data), and how many backbone passe
 
 Each step is what Lightning runs: the losses of one batch (`RSNeoTraining.losses`, whose signature is the same
 before and after issue 14's one-pass step, so two checkouts compare by `PYTHONPATH`), backward, AdamW. Prints
-one line per round.
+one line per round. On a shared machine compare the CPU time per step (one thread): wall time moves with
+the load.
 
     PYTHONPATH=. .venv/bin/python benchmarks/train_step.py --steps 12 --rounds 3
 """
@@ -58,12 +59,13 @@ def main() -> None:
     print(f"rsneo from {Path(rsneo.__file__).parent}, {args.threads} thread(s)")
     for r in range(args.rounds):
         passes.clear()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for i in range(args.steps):
             step(i)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         print(
-            f"round {r}: {args.steps / seconds:.2f} steps/s, {1000 * seconds / args.steps:.0f} ms/step, "
+            f"round {r}: {args.steps / seconds:.2f} steps/s, {1000 * seconds / args.steps:.0f} ms/step wall, "
+            f"{1000 * cpu / args.steps:.0f} ms/step CPU, "
             f"{len(passes) / args.steps:.1f} backbone passes/step",
             flush=True,
         )
