@@ -105,7 +105,8 @@ def step_progress_bar(max_steps: int, every: int = 1) -> L.Callback:
 
 
 class TokenThroughput(L.Callback):
-    """Logs `train/tokens_per_s` (all ranks; padding excluded) every `every` optimizer steps.
+    """Logs `train/tokens_per_s` (all ranks; padding excluded) every `every` optimizer steps: the tokens of
+    the step's one backbone pass (training rows, and the chips, change pairs and class prompts with them).
 
     Tokens are counted on the batch's device, so a step holds no host sync for this: the count is read once
     per `every` steps, when it is logged. The rate covers the whole loop (data loading included).

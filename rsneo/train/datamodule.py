@@ -308,8 +308,19 @@ class RSNeoDataModule(L.LightningDataModule):
         sampler = StepSampler(len(self.val_samples), size, max(self.val_batches, 1), self.seed, rank, world)
         return self._loader(SampleList(self.val_samples), sampler)
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches become the module's step plan here, on the host (`RSNeoTraining.plan`)."""
+        trainer = self.trainer
+        if (
+            trainer is not None
+            and trainer.training
+            and hasattr(trainer.lightning_module, "plan_training_batch")
+        ):
+            return trainer.lightning_module.plan_training_batch(batch)
+        return batch
+
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        from rsneo.train.step import StepBatch  # what `RSNeoTraining.on_before_batch_transfer` made of it
+        from rsneo.train.step import StepBatch  # what `on_before_batch_transfer` made of a training batch
 
         return (
             batch.to(device)

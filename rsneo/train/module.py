@@ -121,9 +121,10 @@ class RSNeoTraining(L.LightningModule):
             torch.zeros((), device=self.device),
         )
 
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Training batches are planned here, on the host, before they move to the device."""
-        if isinstance(batch, TrainBatch) and self._trainer is not None and self.trainer.training:
+    def plan_training_batch(self, batch: Any) -> Any:
+        """A training batch planned on the host, before it moves to the device (called by the datamodule's
+        `on_before_batch_transfer`, Lightning's hook for this, which the datamodule owns)."""
+        if isinstance(batch, TrainBatch):
             return self.plan(batch, self.step_generator())
         return batch
 

@@ -3,6 +3,9 @@ device half of a step reads nothing back (no host sync)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from rsneo.heads.segmentation import encode_class_prompts, image_features
 from rsneo.train.change import build_change_head, change_batch
 from rsneo.train.config import load_config
-from rsneo.train.datamodule import collate
+from rsneo.train.datamodule import RSNeoDataModule, collate
 from rsneo.train.masking import apply_mask, choose_mask, image_token_slots, patchify
 from rsneo.train.module import RSNeoTraining
 from rsneo.train.run import build_segmentation_head
@@ -80,6 +83,21 @@ def test_one_pass_gives_the_losses_of_separate_passes(tiny_model, tokenizer, bat
         # about 1e-7 relative per operation over a few layers; a wrong token, row or mask moves a loss by
         # far more than 1e-4 of itself
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_lightning_plans_training_batches_on_the_host(tiny_model, tokenizer, batch):
+    """The datamodule's `on_before_batch_transfer` (Lightning calls it before the transfer) hands training
+    batches to the module's planner; validation batches pass as they are (their draws follow batch_idx)."""
+    module = all_objectives(tiny_model, tokenizer)
+    datamodule = RSNeoDataModule({}, Path("."), tokenizer, None, batches=1, seed=0)
+    datamodule.trainer = SimpleNamespace(training=True, lightning_module=module)
+    planned = datamodule.on_before_batch_transfer(batch, 0)
+    assert (
+        isinstance(planned, StepBatch) and planned.inputs.input_ids.shape[0] > batch.inputs.input_ids.shape[0]
+    )
+    assert isinstance(datamodule.transfer_batch_to_device(planned, torch.device("cpu"), 0), StepBatch)
+    datamodule.trainer = SimpleNamespace(training=False, lightning_module=module)
+    assert datamodule.on_before_batch_transfer(batch, 0) is batch
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
