@@ -29,6 +29,7 @@ from rsneo.demo import BUNDLED_MODEL, bundled_samples
 
 HELD_OUT = Window(col_off=256, row_off=0, width=256, height=512)  # as benchmarks/model_card.py
 PARAPHRASES = ["water", "river and lakes", "surface water", "open water", "lake", "flood water", "water body"]
+# and the paraphrases never taught (rsneo.train.class_words.UNTAUGHT_PARAPHRASES) not listed above
 OTHER_NAMES = ["land", "dry land", "vegetation", "forest", "built-up", "urban area", "cropland", "banana"]
 
 
@@ -73,13 +74,16 @@ def main() -> None:
     samples = bundled_samples()
     label = read(samples.water_label, HELD_OUT)  # (512, 256): 1 water, 0 land, -1 no data
     valid = label != -1
-    matches = {m.name: m for m in match_classes(system, PARAPHRASES + OTHER_NAMES) or []}
+    from rsneo.train.class_words import UNTAUGHT_PARAPHRASES
+
+    names = PARAPHRASES + [n for n in UNTAUGHT_PARAPHRASES if n not in PARAPHRASES]
+    matches = {m.name: m for m in match_classes(system, names + OTHER_NAMES) or []}
     vocabulary = system.vocabulary
     taught = {w for c in vocabulary.classes for w in (c.name, *c.synonyms)} if vocabulary else set()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for i, name in enumerate(PARAPHRASES):
+        for i, name in enumerate(names):
             start = time.perf_counter()
             out = segment_raster(
                 system, samples.sentinel2, [name, "land"], Path(tmp) / str(i), confidence=False

@@ -9,7 +9,9 @@ rivers, ponds, lakes, oceans and flooded salt pans; its other classes are land c
 labels behind the bundled model's "water" class include flood water, so flooded ground counts as water and
 "land" is every labelled pixel that is not water.
 
-`CLASS_WORDS` maps a trained class to the names taught as that class (the class word itself first). Some
+`CLASS_WORDS` maps a trained class to the names taught as that class (the class word itself first). A name
+ends in its head noun, which must not be another class's word or a common word ("flooded area", "not water"
+would teach that "area" or "water" means something else: the class vector is the prompt's last token). Some
 paraphrases are deliberately left out (`UNTAUGHT_PARAPHRASES`): `benchmarks/vocabulary.py` measures them to
 show what the model generalises to from the taught words alone.
 """
@@ -28,9 +30,9 @@ CLASS_WORDS: dict[str, tuple[str, ...]] = {
         "inland water",
         "standing water",
         "body of water",
+        # other head nouns for water, single and plural
+        "water body",
         "water bodies",
-        "water surface",
-        # other nouns for water, single and plural
         "lake",
         "lakes",
         "river",
@@ -44,14 +46,13 @@ CLASS_WORDS: dict[str, tuple[str, ...]] = {
         "lagoon",
         "estuary",
         "flood",
-        "flooded area",
-        "flooded land",
+        "floodwater",
         "inundation",
-        "wetland with open water",
-        # short descriptions
-        "water present most of the year",
-        "rivers, ponds and the sea",
+        # short descriptions, ending in their head noun (the class vector is the prompt's last token)
+        "inland or coastal water",
+        "rivers, lakes and the sea",
         "a lake or a river",
+        "land under flood water",
     ),
     "land": (
         "land",
@@ -63,22 +64,18 @@ CLASS_WORDS: dict[str, tuple[str, ...]] = {
         "soil",
         "terrain",
         "earth",
-        "non-water",
-        "not water",
         "fields",
         "farmland",
         "countryside",
-        "land surface",
-        "dry area",
-        # short descriptions
-        "everything that is not water",
-        "ground that is not flooded",
+        # short descriptions, ending in their head noun
+        "unflooded ground",
+        "bare or vegetated ground",
         "fields, forests and towns",
     ),
 }
 
 # Paraphrases measured on held-out data but never taught (benchmarks/vocabulary.py lists them).
-UNTAUGHT_PARAPHRASES: tuple[str, ...] = ("river and lakes", "water body", "streams and ponds")
+UNTAUGHT_PARAPHRASES: tuple[str, ...] = ("river and lakes", "rivers and lakes", "streams and ponds")
 
 # How often a trained class is named by itself rather than by one of its other names, per segmentation step.
 CANONICAL_SHARE = 0.5

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rsneo.train.class_words import class_words, draw_class_names
+from rsneo.train.class_words import UNTAUGHT_PARAPHRASES, class_words, draw_class_names
 
 
 def training_token_ids(system, root: Path, tile: int = 64) -> tuple[set[int], list]:
@@ -161,7 +161,15 @@ def main() -> None:
     shutil.copytree(args.model, tmp)
     save_system(system, tmp)
     old = system.vocabulary
-    vocabulary = vocabulary_for_classes(result["classes"], system.segmentation.config.prompt_template)
+    note = (
+        f"Segmentation trained on the class words {' and '.join(result['classes'])}; their other names "
+        f"(synonyms) taught afterwards by python -m rsneo.train.teach_words ({args.steps} steps, only the "
+        "embedding rows of their word pieces). Deliberately never taught: "
+        f"{', '.join(UNTAUGHT_PARAPHRASES)}. Names close to none of these are read by the same text path but "
+        "were never taught."
+    )
+    template = system.segmentation.config.prompt_template
+    vocabulary = vocabulary_for_classes(result["classes"], template, note)
     if old is not None:  # the held-out scores stay until benchmarks/vocabulary.py --write measures again
         held = {c.name: c.held_out for c in old.classes}
         vocabulary = Vocabulary(
