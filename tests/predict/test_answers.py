@@ -171,4 +171,6 @@ def test_answers_agree_in_bf16(bundled, chip):
     low = ask(half, [chip], "How much of this image is water?")
     # bf16 moves a few pixels across the class boundary; the answer stays within the 5-point agreement
     assert abs(low.value - full.value) <= 5.0
-    assert ask(half, [chip], "How much of this image is lake?").abstained
+    assert ask(half, [chip], "How much of this image is banana?").abstained
+    lake = ask(half, [chip], "How much of this image is lake?")  # a taught name, read as water in bf16 too
+    assert not lake.abstained and abs(lake.value - full.value) <= 5.0
