@@ -31,6 +31,7 @@ from rsneo.model.masks import flash_plan
 from rsneo.model.positions import pack_documents
 from rsneo.train.batch import TrainBatch
 from rsneo.train.change import change_batch
+from rsneo.train.class_words import draw_class_names
 from rsneo.train.masking import MaskedTargets, apply_mask, choose_mask, image_token_slots, masked_targets
 from rsneo.train.objectives import lm_targets
 
@@ -131,7 +132,7 @@ def plan_step(
     `mask_ratio`: masked band-group reconstruction (None: off); `lm`: language modelling; `segmentation`:
     the segmentation head's config (None: off), whose prompts `tokenizer` encodes; `change_pairs`: simulated
     pairs per change source (0: off). The generator is drawn in the order of the separate-pass step (masks,
-    then pairs), so a seed gives the same draws as before.
+    class names, then pairs), so a seed gives the same draws as before.
     """
     inputs = batch.inputs
     context_id = config.img_context_token_id
@@ -155,7 +156,9 @@ def plan_step(
         )
         parts.append(packed)
         offset += packed.input_ids.shape[0]
-        prompts = class_prompt_ids(tokenizer, list(seg.class_names), segmentation)
+        # each class named by itself or one of its other names, drawn per step (`rsneo.train.class_words`)
+        names = draw_class_names(list(seg.class_names), generator)
+        prompts = class_prompt_ids(tokenizer, names, segmentation)
         text, last_row, last_col = prompt_rows(prompts, max(width, *map(len, prompts)), config)
         parts.append(text)
         step.segmentation = HeadTargets(

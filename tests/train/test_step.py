@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from rsneo.heads.segmentation import encode_class_prompts, image_features
 from rsneo.train.change import build_change_head, change_batch
+from rsneo.train.class_words import draw_class_names
 from rsneo.train.config import load_config
 from rsneo.train.datamodule import RSNeoDataModule, collate
 from rsneo.train.masking import apply_mask, choose_mask, image_token_slots, patchify
@@ -36,7 +37,7 @@ def all_objectives(model, tokenizer) -> RSNeoTraining:
 def separate_passes(module: RSNeoTraining, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The step as it was before one pass: a backbone pass for the masked batch (reconstruction and LM), one
     for the chips, one for the class prompts, one for the change pairs; the generator drawn in the same
-    order (masks, then pairs)."""
+    order (masks, class names, then pairs)."""
     model, context = module.model, module.model.config.img_context_token_id
     inputs = batch.inputs
     mask = choose_mask(inputs, context, module.mask_ratio, generator)
@@ -56,7 +57,8 @@ def separate_passes(module: RSNeoTraining, batch, generator: torch.Generator) ->
         "lm": F.cross_entropy(model.lm_head(hidden[targets]).float(), inputs.labels[targets]),
     }
     seg, head = batch.segmentation, module.seg_head
-    classes = encode_class_prompts(model, module.tokenizer, list(seg.class_names), head.config)
+    names = draw_class_names(list(seg.class_names), generator)
+    classes = encode_class_prompts(model, module.tokenizer, names, head.config)
     logits = head(image_features(model, seg.inputs, head.config.early_layer), classes)
     out["segmentation"] = head.loss(logits, seg.labels)
     pairs = change_batch(list(batch.change) * module.change_pairs, generator, model.config)
