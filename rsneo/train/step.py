@@ -70,9 +70,9 @@ class StepBatch:
     lm: tuple[Tensor, Tensor, Tensor] | None = None  # rows, cols, next-token targets
     segmentation: HeadTargets | None = None
     change: HeadTargets | None = None
-    flash: bool = (
-        False  # document-blocked: flash-attn's variable-length kernel may run it (`document_blocked`)
-    )
+    # document-blocked (`document_blocked`): the backbone may pick flash-attn's variable-length kernel, whose
+    # plan reads the ids on the device; a training step's mixed rows never are, and get flex / SDPA directly
+    flash: bool = False
 
     def to(self, device: torch.device | str) -> StepBatch:
         return StepBatch(
@@ -177,7 +177,7 @@ def plan_step(
             step.change = HeadTargets(
                 rows, cols, pairs.inputs.images[0].grid, pixels, wavelengths, pairs.labels
             )
-    step.inputs = concat_rows(parts, pad_id) if len(parts) > 1 else seen
+    step.inputs = concat_rows(parts, pad_id)
     step.flash = document_blocked(step.inputs, config)
     return step
 
