@@ -52,7 +52,8 @@ class ImageInput:
     time: float | None = None  # days since an epoch; used when T is spaced by acquisition date
     token_size: int = 32  # pixels per token side of the model that reads it (`RSNeoConfig.token_size`)
     # the wavelengths' host copy, kept by `ModelInputs.to`: the patch embedding picks kernels by wavelength
-    # on the host, and reading them back from an accelerator would stall every step (a host sync)
+    # on the host, and reading them back from an accelerator would stall every step (a host sync). A
+    # `replace` that changes `wavelengths` must pass host_wavelengths=None with them.
     host_wavelengths: Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
