@@ -166,3 +166,12 @@ def test_the_device_half_of_a_step_reads_nothing_back(tiny_model, tokenizer, bat
         bool((batch.inputs.labels >= 0).any())
         batch.inputs.labels[batch.inputs.labels >= 0]
     assert len(recorder.reads) == 2
+
+
+def test_moved_inputs_keep_the_wavelengths_on_the_host(batch):
+    """The patch embedding picks kernels from the host copy: on an accelerator, reading the moved wavelengths
+    back would be a host sync per band group and step. ('meta' stands in for a device: it holds no values.)"""
+    moved = batch.inputs.to("meta")
+    for before, after in zip(batch.inputs.images, moved.images, strict=True):
+        assert after.wavelengths.is_meta and after.wavelengths_on_host.device.type == "cpu"
+        assert torch.equal(after.wavelengths_on_host, before.wavelengths)
