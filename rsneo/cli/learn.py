@@ -90,6 +90,7 @@ def learn_command(
     The backbone stays frozen; the segmentation head and one vector per class train in minutes on a CPU.
     Whole features are held out by spatial blocks and scored (IoU, F1 per class) before the final fit.
     Then: rsneo segment RASTER --model OUT --classes "<the learnt class names>".
+    The same run as a Hydra config: --config NAME|FILE [KEY=VALUE ...] (docs/training.md).
     """
     from rich.console import Console
     from rich.table import Table

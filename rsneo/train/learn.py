@@ -6,6 +6,10 @@ normalised bands) and one class vector per new class, initialised from the class
 The learnt vectors are stored beside the heads (`rsneo.heads.fewshot`), so `segment --classes <names>`
 gives exactly the classes trained here.
 
+What the head reads (`LearnSettings.features`): the backbone context and the raw bands ("all"), or the raw
+bands only ("pixels": the context projection zeroed, for imagery the backbone never learnt, where its context
+misleads a few labels); "auto" picks one by inner spatial hold-outs of the training features.
+
 Honest scores: whole features (polygons, points) are held out by spatial blocks, never pixels of one feature
 on both sides; the head is trained without them, scored on them (IoU, F1 per class, with "none of these"
 counted as wrong, as `segment` would decide), then by default trained again on every feature for the model
