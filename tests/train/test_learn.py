@@ -274,24 +274,25 @@ def test_auto_features_choose_by_inner_holdout_of_the_training_features(
     use = torch.ones(24, dtype=torch.bool)
     use[:3] = use[12:15] = False  # an outer hold-out of 3 features per class
     seen = []
-    real_fit, real_confusion = learn_module.fit_head, learn_module.holdout_confusion
+    real_fit, real_loss = learn_module.fit_head, learn_module.holdout_loss
 
     def fit(head, init_vectors, windows, train, settings, tick=None):
         seen.append(("fit", settings.features, train.clone()))
         return real_fit(head, init_vectors, windows, train, settings, tick)
 
-    def confusion(head, vectors, windows, check, k):
+    def loss(head, vectors, windows, check, k):
         seen.append(("score", None, check.clone()))
-        return real_confusion(head, vectors, windows, check, k)
+        return real_loss(head, vectors, windows, check, k)
 
     monkeypatch.setattr(learn_module, "fit_head", fit)
-    monkeypatch.setattr(learn_module, "holdout_confusion", confusion)
+    monkeypatch.setattr(learn_module, "holdout_loss", loss)
     settings = LearnSettings(steps=3, select_rounds=2)
     choice = choose_features(tiny_system.segmentation, init, windows, use, feature_centres(labels),
                              labels.class_ids, settings)  # fmt: skip
-    assert choice.features in ("all", "pixels") and set(choice.inner_mean_iou) == {"all", "pixels"}
-    inner = {m: v or 0.0 for m, v in choice.inner_mean_iou.items()}
-    assert choice.features == ("pixels" if inner["pixels"] > inner["all"] else "all")  # ties: "all"
+    assert choice.features in ("all", "pixels") and set(choice.inner_loss) == {"all", "pixels"}
+    inner = choice.inner_loss
+    assert all(v > 0 for v in inner.values())
+    assert choice.features == ("pixels" if inner["pixels"] < inner["all"] else "all")  # ties: "all"
     assert [(kind, mode) for kind, mode, _ in seen] == [("fit", "all"), ("score", None), ("fit", "pixels"),
                                                         ("score", None)] * 2  # fmt: skip
     for _, _, mask in seen:
@@ -354,7 +355,7 @@ def test_learnt_vocabulary_lists_learnt_then_kept_base_classes(
     for c in vocabulary.classes[2:]:
         original = next(b for b in base.classes if b.name == c.name)
         assert c.prompts == original.prompts and c.held_out.items() >= original.held_out.items()
-    assert record["features"]["features"] == "all" and record["features"]["inner_mean_iou"] == {}
+    assert record["features"]["features"] == "all" and record["features"]["inner_loss"] == {}
 
 
 def _write_config(path: Path, shared_data, labels: Path, model: Path, out: Path) -> Path:
@@ -390,6 +391,21 @@ def test_config_file_and_options_give_the_same_model(tiny_model_dir, shared_data
     )
     record = json.loads((over / LEARN_RECORD).read_text())
     assert record["settings"]["steps"] == 2 and record["settings"]["seed"] == 0
+
+
+def test_holdout_loss_is_the_weighted_training_loss(tiny_system, flood_windows):
+    """Each class weighs the same: a head sure of every held-out pixel's class scores near 0, a uniform one
+    log(K + 1) (K classes and "none of these")."""
+    from rsneo.train.learn import holdout_loss
+
+    _, windows = flood_windows
+    head = copy.deepcopy(tiny_system.segmentation)
+    use = torch.ones(24, dtype=torch.bool)
+    with torch.no_grad():
+        head.decoder.out.weight.zero_()
+        head.decoder.out.bias.zero_()  # every pixel embedding 0: every logit 0, "none" at 0 too
+    vectors = torch.randn(2, tiny_system.config.hidden_size)
+    assert holdout_loss(head, vectors, windows, use, 2) == pytest.approx(np.log(3), rel=1e-4)
 
 
 def test_learn_config_defaults_are_the_settings_defaults(tmp_path, capsys):
