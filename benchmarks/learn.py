@@ -14,6 +14,8 @@ Sets (see ../shared/data/README.md; nothing here is shipped):
   trained on the left half of this chip's S2/S1 water labels (its model card holds out the right half).
 - levir-b: LEVIR-CD "new building" masks on the B (after) image, RGB, 0.5 m. Train on 4 crops, hold out the
   other 4 (whole images). LEVIR-CD is for academic research: test data only, never shipped.
+Not used: the eo-learn LULC patch (its land-use labels come with NDVI and DEM only, no band rsneo reads) and
+the Taizhou Landsat pair (change, not class, references).
 
 Run from the repository root:
     python benchmarks/learn.py [--sets sen1floods11-s2,levir-b] [--seeds 4] [--steps 300] [--model DIR]
