@@ -567,6 +567,8 @@ def learn(
         system, prepared, labels, settings, held, scores, [len(windows), total_windows], fits == 2
     )
     record["features"] = asdict(choice)
+    if choice.features == "pixels":
+        record["frozen"].append(f"segmentation.{CONTEXT_WEIGHT} (zeroed: the head reads the raw bands only)")
     record["base_classes"] = base_classes_kept(system, head, windows, names)
     learnt = with_base_learnt(system, LearntClasses(list(names), vectors), record["base_classes"]["kept"])
     write_model_folder(system, head, learnt, record, out, overwrite)
