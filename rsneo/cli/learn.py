@@ -126,9 +126,7 @@ def learn_command(
     typer.echo(f"mean IoU {fmt(holdout_info['mean_iou'])}, mean F1 {fmt(holdout_info['mean_f1'])}")
     choice = result.record["features"]
     inner = ", ".join(f"{k} {v:.3f}" for k, v in choice["inner_loss"].items())
-    typer.echo(
-        f"head reads: {choice['features']}" + (f" (inner hold-out loss: {inner})" if inner else "")
-    )
+    typer.echo(f"head reads: {choice['features']}" + (f" (inner hold-out loss: {inner})" if inner else ""))
     if all(s.iou is None for s in result.scores.values()):
         err_console.print("[yellow]warning:[/] no feature could be held out; no score", highlight=False)
     base = result.record["base_classes"]

@@ -716,7 +716,7 @@ def learnt_vocabulary(head: SegmentationHead, record: dict, base=None):
             note = (
                 f"starting model's class; after rsneo learn, decided as before on the labelled pixels ({how})"
             )
-            classes.append(TrainedClass(trained.name, trained.prompts, trained.held_out | {"learn": note}))
+            classes.append(replace(trained, held_out=trained.held_out | {"learn": note}))  # synonyms kept
     note = f"Classes learnt by rsneo learn from {record['labels']} (field {record['class_field']!r})"
     if kept:
         note += f", and the starting model's {', '.join(kept)}"

@@ -342,7 +342,7 @@ def test_learnt_vocabulary_lists_learnt_then_kept_base_classes(
 
     folder = tmp_path / "base"
     shutil.copytree(tiny_model_dir, folder)
-    base = Vocabulary((TrainedClass("water", ("a satellite image of water",), {"iou": 0.8}),
+    base = Vocabulary((TrainedClass("water", ("a satellite image of water",), {"iou": 0.8}, ("lake",)),
                        TrainedClass("land", ("a satellite image of land",))))  # fmt: skip
     save_vocabulary(folder, base)
     out = tmp_path / "learnt"
@@ -355,6 +355,7 @@ def test_learnt_vocabulary_lists_learnt_then_kept_base_classes(
     for c in vocabulary.classes[2:]:
         original = next(b for b in base.classes if b.name == c.name)
         assert c.prompts == original.prompts and c.held_out.items() >= original.held_out.items()
+        assert c.synonyms == original.synonyms
     assert record["features"]["features"] == "all" and record["features"]["inner_loss"] == {}
 
 
