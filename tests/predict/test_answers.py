@@ -137,7 +137,7 @@ def test_a_change_answer_is_the_changed_share_of_the_change_map(tiny_system, sha
 
 def test_the_bundled_models_change_answer_is_its_change_maps_share(bundled, shared_data, tmp_path):
     """The bundled change head combines its vote with the radiometric magnitude: the answer must map change
-    the same way as `rsneo change` (issue #12: it once left the magnitude out, 6-27 points off)."""
+    the same way as `rsneo change` (issue #12: it once left the magnitude out, 6-16 points off)."""
     from rsneo.predict.change import detect_change
 
     pair = [shared_data / "levir_cd" / d / "test_7_0256_0512.png" for d in ("A", "B")]
