@@ -1,4 +1,5 @@
-"""Every user mistake on the command line: one message naming the thing, exit 2, no traceback, nothing left.
+"""`rsneo.cli.app.run_app`: every user mistake on the command line is one message naming the thing, exit 2, no
+traceback, nothing left.
 
 Two sweeps: command-line mistakes over every command, broken rasters over every command that reads rasters.
 Run against the locked typer (requirements/lock.txt), whose bundled click raises its own exception classes.
@@ -202,14 +203,3 @@ def test_refused_before_work_starts(command, make, expected, shared_data, tmp_pa
     code, err = run(_argv(command, raster, out), capsys)
     assert code == 2 and re.search(expected, err), err
     assert not out.exists()
-
-
-def test_outputs_that_cannot_fit_on_the_disk_are_refused(shared_data, tmp_path):
-    from rsneo.errors import InputError
-    from rsneo.io.limits import check_disk
-    from rsneo.io.read import open_source
-
-    source = open_source(shared_data / S2HAND)
-    check_disk(source, tmp_path / "out", 4.0)  # 512 x 512 pixels: a megabyte
-    with pytest.raises(InputError, match=r"S2Hand.tif: its outputs need about .* GB in .*out, but .* free"):
-        check_disk(source, tmp_path / "out", 1e12)
