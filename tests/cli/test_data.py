@@ -228,17 +228,6 @@ def test_prepare_refuses_bad_output_folders_before_work(shared_data, ben_shards,
     assert sorted(p.name for p in damaged.iterdir()) == sorted(p.name for p in ben_shards.iterdir())
 
 
-def test_export_refuses_a_file_or_unwritable_destination(tmp_path, capsys):
-    afile = tmp_path / "afile"
-    afile.write_text("x")
-    for dest, expected in {
-        afile: "afile: expected a folder to write into, found a file",
-        Path("/proc/rsneo-model"): "expected a folder rsneo can write to; /proc refuses",
-    }.items():
-        assert run_app(["export", str(afile), str(dest)]) == 2
-        assert expected in " ".join(capsys.readouterr().err.split())
-
-
 def test_train_that_stops_on_corrupt_shards_leaves_nothing(ben_shards, tmp_path, shared_data):
     shards = _copy(ben_shards, tmp_path / "shards")
     for tar in shards.glob("*.tar"):
