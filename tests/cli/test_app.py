@@ -203,3 +203,39 @@ def test_refused_before_work_starts(command, make, expected, shared_data, tmp_pa
     code, err = run(_argv(command, raster, out), capsys)
     assert code == 2 and re.search(expected, err), err
     assert not out.exists()
+
+
+def _command_that_raises(monkeypatch, exc: BaseException) -> None:
+    """Register `rsneo boom` for this test only: a command whose work fails with `exc`."""
+    from typer.models import CommandInfo
+
+    def boom() -> None:
+        raise exc
+
+    monkeypatch.setattr(
+        app, "registered_commands", [*app.registered_commands, CommandInfo("boom", callback=boom)]
+    )
+
+
+def test_an_internal_failure_exits_1_and_says_it_is_a_bug(monkeypatch, capsys):
+    _command_that_raises(monkeypatch, ZeroDivisionError("division by zero"))
+    assert run(["boom"], capsys) == (
+        1,
+        "internal error: ZeroDivisionError: division by zero This is a bug in rsneo, not in your input; run "
+        "again with --debug for the traceback.",
+    )
+    with pytest.raises(ZeroDivisionError):  # --debug: the real exception, for a developer
+        run_app(["boom", "--debug"])
+
+
+def test_ctrl_c_exits_130_and_says_interrupted(monkeypatch, capsys):
+    """Not 0: a script must not take an interrupted run for a finished one (the locked typer returns the
+    status of the Exit(130) it turns Ctrl-C into instead of raising it)."""
+    _command_that_raises(monkeypatch, KeyboardInterrupt())
+    assert run(["boom"], capsys) == (130, "interrupted")
+
+
+def test_rsneo_alone_shows_the_help_and_exits_2(capsys):
+    code = run_app([])
+    out = capsys.readouterr()
+    assert code == 2 and "segment" in out.out + out.err and "Traceback" not in out.out + out.err
