@@ -25,13 +25,13 @@ import torch
 from torch import Tensor
 
 from rsneo.data.packing import concat_rows, pack_rows, repack
+from rsneo.heads.class_words import draw_class_names
 from rsneo.heads.segmentation import class_prompt_ids, frame_pixels
 from rsneo.model.inputs import ModelInputs
 from rsneo.model.masks import flash_plan
 from rsneo.model.positions import pack_documents
 from rsneo.train.batch import TrainBatch
 from rsneo.train.change import change_batch
-from rsneo.train.class_words import draw_class_names
 from rsneo.train.masking import MaskedTargets, apply_mask, choose_mask, image_token_slots, masked_targets
 from rsneo.train.objectives import lm_targets
 
@@ -156,7 +156,7 @@ def plan_step(
         )
         parts.append(packed)
         offset += packed.input_ids.shape[0]
-        # each class named by itself or one of its other names, drawn per step (`rsneo.train.class_words`)
+        # each class named by itself or one of its other names, drawn per step (`rsneo.heads.class_words`)
         names = draw_class_names(list(seg.class_names), generator)
         prompts = class_prompt_ids(tokenizer, names, segmentation)
         text, last_row, last_col = prompt_rows(prompts, max(width, *map(len, prompts)), config)

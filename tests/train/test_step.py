@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from rsneo.heads.class_words import draw_class_names
 from rsneo.heads.segmentation import encode_class_prompts, image_features
 from rsneo.train.change import build_change_head, change_batch
-from rsneo.train.class_words import draw_class_names
 from rsneo.train.config import load_config
 from rsneo.train.datamodule import RSNeoDataModule, collate
 from rsneo.train.masking import apply_mask, choose_mask, image_token_slots, patchify
