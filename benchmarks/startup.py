@@ -7,8 +7,9 @@ The `segment` line is the whole run on a 128x128 crop of the bundled Sentinel-2 
 import the segment stack and the rest (model loading, one window, writing the products).
 The `change` lines (`--change`) are the whole `rsneo change` on a 256 x 256 LEVIR-CD RGB pair from
 ../shared/data (no class names; OMP_NUM_THREADS=1 as in benchmarks/change.py): median wall and CPU (user +
-sys) seconds, then one more run under `python -X importtime` split by top-level package (time spent importing
-each package's own modules, so torch's share excludes numpy's) and the heavy packages it did not import.
+sys) seconds, then one more run with a clock around each module's loading, split by top-level package (CPU and
+wall time importing each package's own modules, so torch's share excludes numpy's), and the heavy packages it
+did not import.
 
 The processes run in a scratch folder, so they use the `rsneo` that PYTHONPATH (or the environment) gives:
 `PYTHONPATH=/path/to/other/checkout` times another version of the code with this script.
@@ -19,6 +20,7 @@ Usage: .venv/bin/python benchmarks/startup.py [--repeat 5] [--no-segment] [--cha
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -70,16 +72,40 @@ def timed_cpu(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
     return wall, cpu, done.stderr
 
 
-def import_breakdown(log: str) -> dict[str, float]:
-    """Seconds of import per top-level package from a `-X importtime` log (each module's self time)."""
-    totals: dict[str, float] = {}
-    for line in log.splitlines():
-        if not line.startswith("import time:") or "self [us]" in line:
-            continue
-        self_us, _, name = line[len("import time:") :].split("|")
-        package = name.strip().split(".")[0]
-        totals[package] = totals.get(package, 0.0) + int(self_us) / 1e6
-    return totals
+# Runs `rsneo` with a clock around each module's loading (importlib's `_load_unlocked`): CPU and wall seconds
+# per top-level package, each module's own time (what it imports is counted to that package instead), and the
+# modules loaded, as JSON on stderr. CPU time is the steady figure on a shared machine, where `-X importtime`
+# (wall only) charges whichever module was running when the process waited.
+IMPORT_PROBE = """
+import json, sys, time, _frozen_importlib as bootstrap
+totals, stack, original = {}, [], bootstrap._load_unlocked
+def load(spec):
+    start, start_cpu = time.perf_counter(), time.process_time()
+    stack.append([0.0, 0.0])
+    try:
+        return original(spec)
+    finally:
+        spent = [time.perf_counter() - start, time.process_time() - start_cpu]
+        inner = stack.pop()
+        if stack:
+            stack[-1] = [a + b for a, b in zip(stack[-1], spent)]
+        own = totals.setdefault(spec.name.split('.')[0], [0.0, 0.0])
+        own[:] = [o + s - i for o, s, i in zip(own, spent, inner)]
+bootstrap._load_unlocked = load
+from rsneo.cli import main
+sys.argv[0] = 'rsneo'
+try:
+    main()
+finally:
+    print('IMPORTS' + json.dumps({'packages': totals, 'modules': sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def import_breakdown(log: str) -> tuple[dict[str, list[float]], list[str]]:
+    """(package -> [wall s, CPU s] of importing it, modules loaded) from `IMPORT_PROBE`'s stderr."""
+    line = next(x for x in log.splitlines() if x.startswith("IMPORTS"))
+    found = json.loads(line[len("IMPORTS") :])
+    return found["packages"], found["modules"]
 
 
 def help_times(repeat: int) -> None:
@@ -123,23 +149,22 @@ def change_time(repeat: int) -> None:
         for i in range(repeat):
             argv = [sys.executable, "-m", "rsneo.cli", "change", *rasters, "--out", f"{tmp}/out{i}"]
             runs.append(timed_cpu(argv, env))
-        probe = (
-            "import sys; from rsneo.cli import main; sys.argv[0] = 'rsneo'\n"
-            "try:\n    main()\nfinally:\n    print('MODULES', *sorted(sys.modules), file=sys.stderr)"
-        )
-        argv = [sys.executable, "-X", "importtime", "-c", probe, "change", *rasters, "--out", f"{tmp}/probe"]
+        argv = [sys.executable, "-c", IMPORT_PROBE, "change", *rasters, "--out", f"{tmp}/probe"]
         wall, cpu, log = timed_cpu(argv, env)
     walls, cpus = [r[0] for r in runs], [r[1] for r in runs]
     print(
         f"\nrsneo change, 256x256 RGB pair ({LEVIR_PAIR}): median {statistics.median(walls):.2f} s wall "
         f"(min {min(walls):.2f}), {statistics.median(cpus):.2f} s CPU (min {min(cpus):.2f}), {repeat} runs"
     )
-    totals = import_breakdown(log)
-    imports = sum(totals.values())
-    print(f"under -X importtime: {wall:.2f} s wall, {cpu:.2f} s CPU, of which imports {imports:.2f} s wall:")
-    for package, seconds in sorted(totals.items(), key=lambda kv: -kv[1])[:12]:
-        print(f"  {package:<24} {seconds:6.2f} s")
-    modules = next((line.split()[1:] for line in log.splitlines() if line.startswith("MODULES")), [])
+    packages, modules = import_breakdown(log)
+    imports = [sum(v[i] for v in packages.values()) for i in (0, 1)]
+    print(
+        f"one more run, imports clocked: {wall:.2f} s wall, {cpu:.2f} s CPU; importing: {imports[0]:.2f} s "
+        f"wall, {imports[1]:.2f} s CPU ({imports[1] / cpu:.0%} of the CPU)"
+    )
+    print(f"  {'package':<20} {'CPU s':>6} {'wall s':>7}")
+    for package, (seconds, cpu_s) in sorted(packages.items(), key=lambda kv: -kv[1][1])[:12]:
+        print(f"  {package:<20} {cpu_s:6.2f} {seconds:7.2f}")
     loaded = {m.split(".")[0] for m in modules}
     print(
         f"  not imported: {', '.join(m for m in NOT_FOR_CHANGE if m not in loaded) or '-'}; "
