@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
+from rsneo.atomic import atomic_path
 from rsneo.baselines import change_vector_magnitude, otsu_threshold
 from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, ChangeHead, magnitude_excess
@@ -31,7 +31,7 @@ from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import format_area
-from rsneo.io.cog import ClassLegend, check_writable, gdal_env, hidden_path, open_raster
+from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
 from rsneo.io.read import PixelUnitsWarning
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.predict.bands import BandLayout, band_layout, model_band_groups, overview_size, read_overview
@@ -436,8 +436,7 @@ def ordered_rows(rows: list[tuple[str, float]]) -> list[tuple[str, float]]:
 
 
 def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, unit: str) -> None:
-    partial = hidden_path(path, "partial.csv")
-    with partial.open("w", newline="") as f:
+    with atomic_path(path, "partial.csv") as partial, partial.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["from", "to", f"area_{unit}", "percent_of_compared", "kind"])
         for name, area in ordered_rows(rows):
@@ -446,7 +445,6 @@ def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, uni
             writer.writerow(
                 [before, after, value, f"{100 * area / max(compared, 1e-12):.3f}", change_kind(name)]
             )
-    os.replace(partial, path)
 
 
 def _write_change_report(

@@ -9,10 +9,9 @@ and renamed when complete.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
+from rsneo.atomic import atomic_folder
 from rsneo.errors import InputError
 from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, submodule_state, write_tokenizer_files
 
@@ -49,13 +48,8 @@ def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite
 
         change = ChangeHead(ChangeHeadConfig(**meta["change_head_config"]))
         change.load_state_dict(submodule_state(state, "change_head"))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.partial{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    write_tokenizer_files(meta["tokenizer_files"], tmp)
-    save_heads(tmp, segmentation, change)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with atomic_folder(folder) as tmp:
+        model.save_pretrained(tmp)
+        write_tokenizer_files(meta["tokenizer_files"], tmp)
+        save_heads(tmp, segmentation, change)
     return folder

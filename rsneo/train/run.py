@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rsneo import atomic
 from rsneo.errors import InputError
 from rsneo.model.positions import ImageTokens
 from rsneo.train.change import build_change_head
@@ -232,12 +233,6 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     return TrainingRun(config, tokenizer, module, datamodule, trainer, out_dir)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def train(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     """Build and fit a run; resumes from `cfg.resume` (a Lightning checkpoint) when set.
 
@@ -249,7 +244,7 @@ def train(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     try:
         run = build_run(cfg)
         if run.trainer.is_global_zero:
-            write_text_atomic(run.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(run.config)))
+            atomic.write_text(run.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(run.config)))
             run.tokenizer.save_pretrained(str(run.out_dir / "tokenizer"))
         resume = run.config.get("resume")
         if resume and not Path(resume).is_file():
