@@ -37,6 +37,7 @@ from rsneo.errors import InputError
 from rsneo.heads.generation import chat_prompt
 from rsneo.model.inputs import ImageInput
 from rsneo.train.batch import ChangeSource
+from rsneo.train.pairs import LANDSAT_LIKE_GROUPS, changed_percent, simulate_pair
 from rsneo.train.sentences import (
     CHANGE_QUESTIONS,
     LAND_COVER_QUESTIONS,
@@ -91,9 +92,7 @@ def _date(scene: xr.DataArray, t: int) -> str | None:
 
 
 def change_source(scene: xr.DataArray, values: np.ndarray, window: tuple[slice, slice]) -> ChangeSource:
-    """Every date of a tile in Landsat-like band groups (`rsneo.train.change.LANDSAT_LIKE_GROUPS`)."""
-    from rsneo.train.change import LANDSAT_LIKE_GROUPS
-
+    """Every date of a tile in Landsat-like band groups (`rsneo.train.pairs.LANDSAT_LIKE_GROUPS`)."""
     family = next((k for k in LANDSAT_LIKE_GROUPS if str(scene.attrs["sensor"]).startswith(k)), None)
     groups = LANDSAT_LIKE_GROUPS[family] if family else None
     frames = [frame_groups(scene, values, t, window, groups) for t in range(scene.sizes["time"])]
@@ -108,8 +107,6 @@ def change_qa_samples(
 
     The pair is simulated from one date only: a real later date may hold real, unlabelled change, which
     would make the stated share wrong."""
-    from rsneo.train.change import changed_percent, simulate_pair
-
     samples = []
     for i, source in enumerate(sources):
         generator = torch.Generator().manual_seed(seed * 7919 + i)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -28,9 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rsneo.atomic import atomic_folder
 from rsneo.errors import InputError
 from rsneo.heads.segmentation import SegmentationHead
 from rsneo.io.labels import UNLABELLED
+from rsneo.io.windows import RasterWindows
 from rsneo.predict.bands import BandLayout
 
 Tick = Callable[[str, int], None]  # (task, advance) progress callback
@@ -133,7 +133,6 @@ def labelled_windows(
     """Run the backbone and the frozen decoder context once over every window holding labels."""
     from rsneo.heads.segmentation import image_documents, image_features
     from rsneo.io.cog import open_raster
-    from rsneo.predict.sliding_window import RasterWindows
 
     head = system.segmentation
     out = []
@@ -537,24 +536,12 @@ def write_model_folder(system, head, learnt, record: dict, out: Path, overwrite:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     check_destination(out, overwrite)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_folder(out) as tmp:
         head = head.to(system.device)
         vocabulary = learnt_vocabulary(head, record)
         save_system(System(system.model, system.tokenizer, head, system.change, vocabulary=vocabulary), tmp)
         save_learnt(tmp, learnt)
         (tmp / LEARN_RECORD).write_text(json.dumps(record, indent=1))
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return out
 
 
