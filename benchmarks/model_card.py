@@ -141,7 +141,7 @@ def answers(system, workdir: Path) -> list[dict[str, str]]:
         {
             "input": ", ".join(p.name for p in rasters),
             "question": question,
-            "answer": ask_rasters(system, rasters, question, max_side=256, max_new_tokens=48),
+            "answer": ask_rasters(system, rasters, question, max_side=256),
             "reference": reference,
         }
         for rasters, question, reference in asked

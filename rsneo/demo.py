@@ -222,7 +222,7 @@ def run_demo(
     seconds["change"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    answer = ask_rasters(system, [samples.sentinel2], question, max_side=256, max_new_tokens=48)
+    answer = ask_rasters(system, [samples.sentinel2], question, max_side=256)
     atomic.write_text(out / "answer.txt", f"Q: {question}\nA: {answer}\n")
     seconds["question"] = time.perf_counter() - start
 

@@ -50,8 +50,6 @@ def ask_rasters(
     sensor: str | None = None,
     bands: list[str] | None = None,
     max_side: int = 512,
-    max_new_tokens: int = 64,
 ) -> str:
-    """The answer's text (`ask`); `max_new_tokens` is kept for callers of the generated answers."""
-    del max_new_tokens  # grounded answers are not generated token by token
+    """The answer's text (`ask`)."""
     return ask(system, rasters, question, sensor=sensor, bands=bands, max_side=max_side).text
