@@ -25,6 +25,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from rsneo import atomic
 from rsneo.errors import InputError
+from rsneo.io.grid import Grid
+from rsneo.sensors import get_sensor
 
 FORMAT = "rsneo-shards"
 FORMAT_VERSION = 1
@@ -399,9 +401,7 @@ def shard_scene(sample: dict[str, Any], name: str = "image") -> Any:
     from affine import Affine
     from rasterio.crs import CRS
 
-    from rsneo.io.grid import Grid
-    from rsneo.io.scene import to_scene
-    from rsneo.sensors import get_sensor
+    from rsneo.io.scene import to_scene  # xarray: loader workers that only stream tensors start without it
 
     info = sample["meta"]["arrays"][name]
     sensor = get_sensor(info["sensor"])

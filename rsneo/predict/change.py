@@ -32,8 +32,12 @@ from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import format_area
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
+from rsneo.io.qgis import write_qgz, write_qml
 from rsneo.io.read import PixelUnitsWarning
+from rsneo.io.report import ChangeReport, ReportImage, change_summary, png_data_uri, stretch_rgb, write_report
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
+from rsneo.io.vector import class_areas, write_class_polygons
+from rsneo.io.windows import data_bands
 from rsneo.predict.bands import BandLayout, band_layout, model_band_groups, overview_size, read_overview
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes
 from rsneo.predict.sliding_window import (
@@ -180,8 +184,6 @@ class SceneMagnitude:
 
     @classmethod
     def measure(cls, first, last, max_side: int = 1024) -> SceneMagnitude:
-        from rsneo.predict.sliding_window import data_bands
-
         step = -(-max(first.width, first.height) // max_side)  # whole pixels: every `step`-th row and column
         shape = (-(-first.height // step), -(-first.width // step))
         reads = []
@@ -287,7 +289,6 @@ def detect_change(
     sensor: str | None = None,
     bands: list[str] | None = None,
     show_progress: bool = False,
-    max_new_tokens: int = 64,
     strict: bool = False,
 ) -> ChangeOutputs:
     """Compare the first and last of `rasters` (dates of one place); write every output to `out_dir`.
@@ -313,7 +314,7 @@ def detect_change(
     with output_lock(out_dir), gdal_env():
         return _detect_change_locked(
             system, rasters, out_dir, class_names=class_names, plan=plan, sensor=sensor, bands=bands,
-            show_progress=show_progress, max_new_tokens=max_new_tokens, untrained=untrained,
+            show_progress=show_progress, untrained=untrained,
         )  # fmt: skip
 
 
@@ -327,13 +328,9 @@ def _detect_change_locked(
     sensor: str | None,
     bands: list[str] | None,
     show_progress: bool,
-    max_new_tokens: int,
     untrained: tuple[str, ...] = (),
 ) -> ChangeOutputs:
     """`detect_change` once this process holds `out_dir`."""
-    from rsneo.io.qgis import write_qgz, write_qml
-    from rsneo.io.vector import class_areas, write_class_polygons
-
     layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
     legend = change_legend(class_names, untrained)
     n_classes = len(class_names) + 1 if class_names else None
@@ -404,7 +401,6 @@ def _detect_change_locked(
                 compared,
                 unit,
                 pixel_units,
-                max_new_tokens,
             )
         except InputError:  # a user error: nothing half-written stays (a kill keeps the map for the next run)
             for path in outputs:
@@ -460,18 +456,8 @@ def _write_change_report(
     compared: float,
     unit: str,
     pixel_units: bool,
-    max_new_tokens: int,
 ) -> str:
-    """Pictures of the first and last date and of the change map, measured numbers, generated summary."""
-    from rsneo.io.report import (
-        ChangeReport,
-        ReportImage,
-        change_summary,
-        png_data_uri,
-        stretch_rgb,
-        write_report,
-    )
-
+    """Pictures of the first and last date and of the change map, measured numbers, the summary of them."""
     ref = datasets[0]
     shape = overview_size(ref.width, ref.height, 512)
     views = [read_overview(ds, shape) for ds in datasets]

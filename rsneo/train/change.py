@@ -16,7 +16,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rsneo.baselines import change_vector_magnitude, otsu_threshold, standardise_bands
+from rsneo.data.frames import frame_groups
+from rsneo.data.recipes import tiles
+from rsneo.heads.change import ChangeHead, ChangeHeadConfig, magnitude_excess
+from rsneo.heads.segmentation import image_documents, image_features
+from rsneo.heads.system import load_system, save_heads
+from rsneo.io.scene import read_scene
+from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import ChangeBatch, ChangeSource
+from rsneo.train.corpus import DocumentBuilder, timeseries
 from rsneo.train.pairs import simulate_pair, stack_groups
 
 
@@ -26,8 +35,6 @@ def change_batch(sources: Sequence[ChangeSource], generator: torch.Generator, to
     Donors for pasting are the other sources of that set (their first date). `tokens`: image token ids (an
     `RSNeoConfig` or `ImageTokens`).
     """
-    from rsneo.heads.segmentation import image_documents
-
     if not sources:
         return None
     common = Counter(s.signature for s in sources).most_common(1)[0][0]
@@ -43,8 +50,6 @@ def change_batch(sources: Sequence[ChangeSource], generator: torch.Generator, to
 
 def change_loss(head: nn.Module, model: nn.Module, batch: ChangeBatch) -> Tensor:
     """The change head's cross-entropy on a change batch, through the same features `rsneo change` uses."""
-    from rsneo.heads.segmentation import image_features
-
     features = image_features(model, batch.inputs, head.config.early_layer, frames=2)
     return head.loss(head(features, 0, 1), batch.labels)
 
@@ -54,8 +59,6 @@ def build_change_head(cfg: dict, model: nn.Module) -> nn.Module | None:
     spec = (cfg["objectives"].get("change") or {}) if isinstance(cfg.get("objectives"), dict) else {}
     if float(spec.get("weight", 0)) <= 0:
         return None
-    from rsneo.heads.change import ChangeHead, ChangeHeadConfig
-
     options = dict(spec.get("head") or {})
     return ChangeHead(ChangeHeadConfig(hidden_size=model.config.hidden_size, **options))
 
@@ -75,10 +78,6 @@ def naip_change_sources(folder: Path, tile: int = 128, bands: str = "rgb") -> li
     are left out.
     """
     import numpy as np
-
-    from rsneo.data.frames import frame_groups
-    from rsneo.data.recipes import tiles
-    from rsneo.io.scene import read_scene
 
     paths = sorted(Path(folder).glob("*.tif"))
     scene = read_scene(paths, sensor="naip")
@@ -114,8 +113,6 @@ def train_change_head(
     its features), which is what lets a CPU train the head in minutes.
     """
     import time
-
-    from rsneo.heads.segmentation import image_features
 
     generator = torch.Generator().manual_seed(seed)
     model.eval()
@@ -153,8 +150,6 @@ def train_change_head(
 def pair_magnitude(pixels: Tensor) -> Tensor:
     """(B, 2, bands, H, W) pixels of pairs -> (B, H, W) change-vector magnitude with every band of every date
     standardised over its own tile (the CVA + Otsu baseline's radiometric normalisation)."""
-    from rsneo.baselines import change_vector_magnitude, standardise_bands
-
     values = pixels.detach().float().cpu().numpy()
     return torch.from_numpy(
         np.stack([change_vector_magnitude(standardise_bands(p[0]), standardise_bands(p[1])) for p in values])
@@ -179,10 +174,6 @@ def fit_combination(
     alone and the combination.
     """
     from sklearn.linear_model import LogisticRegression
-
-    from rsneo.baselines import otsu_threshold
-    from rsneo.heads.change import magnitude_excess
-    from rsneo.heads.segmentation import image_features
 
     generator = torch.Generator().manual_seed(seed)
     head.eval()
@@ -245,9 +236,6 @@ def change_pools(
 
 
 def _read_pools(names: Sequence[str], data_root: Path, system, naip_tile: int, pucallpa_tile: int) -> list:
-    from rsneo.model.positions import ImageTokens
-    from rsneo.train.corpus import DocumentBuilder, timeseries
-
     naip = Path(data_root) / "timeseries" / "naip_m4709963"
     tokens = ImageTokens.of(system.model.config)
     pools = []
@@ -271,8 +259,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     import sys
 
     import yaml
-
-    from rsneo.heads.system import load_system, save_heads
 
     args = list(sys.argv[1:] if argv is None else argv)
     spec = yaml.safe_load(Path(args[0]).read_text())["change_head"]

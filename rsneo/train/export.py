@@ -13,16 +13,16 @@ from pathlib import Path
 
 from rsneo.atomic import atomic_folder
 from rsneo.errors import InputError
+from rsneo.heads.change import ChangeHead, ChangeHeadConfig
+from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
+from rsneo.heads.system import save_heads
+from rsneo.model.causal_lm import RSNeoForCausalLM
+from rsneo.model.config import RSNeoConfig
 from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, submodule_state, write_tokenizer_files
 
 
 def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite: bool = False) -> Path:
     """Write the model of a Lightning checkpoint to `folder`; returns the folder."""
-    from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
-    from rsneo.heads.system import save_heads
-    from rsneo.model.causal_lm import RSNeoForCausalLM
-    from rsneo.model.config import RSNeoConfig
-
     checkpoint = load_checkpoint(checkpoint_path)
     folder = Path(folder).expanduser().resolve()
     if folder.exists() and any(folder.iterdir()) and not overwrite:
@@ -44,8 +44,6 @@ def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite
         segmentation.load_state_dict(submodule_state(state, "seg_head"))
     change = None
     if meta.get("change_head_config"):
-        from rsneo.heads.change import ChangeHead, ChangeHeadConfig
-
         change = ChangeHead(ChangeHeadConfig(**meta["change_head_config"]))
         change.load_state_dict(submodule_state(state, "change_head"))
     with atomic_folder(folder) as tmp:

@@ -28,10 +28,15 @@ from torch import Tensor
 
 from rsneo.atomic import atomic_folder
 from rsneo.errors import InputError
-from rsneo.heads.segmentation import SegmentationHead
-from rsneo.io.labels import UNLABELLED
+from rsneo.heads.fewshot import LEARN_RECORD, LearntClasses, save_learnt
+from rsneo.heads.segmentation import SegmentationHead, encode_class_prompts, image_documents, image_features
+from rsneo.heads.system import System, save_system
+from rsneo.heads.vocabulary import DEFAULT_MATCH_THRESHOLD, TrainedClass, Vocabulary
+from rsneo.io.cog import open_raster
+from rsneo.io.labels import UNLABELLED, burn_labels, read_labels
+from rsneo.io.read import dataset_grid
 from rsneo.io.windows import RasterWindows
-from rsneo.predict.bands import BandLayout
+from rsneo.predict.bands import BandLayout, band_layout
 
 Tick = Callable[[str, int], None]  # (task, advance) progress callback
 
@@ -46,7 +51,7 @@ class LearnSettings:
     # L2 pull of the trained decoder layers back to the starting model's (L2-SP), divided by the number of
     # training features: a prior worth a fixed number of labels, strong with 5 points, faint with 500
     anchor: float = 1.0
-    window: int = 256  # pixels a side, a multiple of 32
+    window: int = 256  # pixels a side, whole image tokens of the model (multiples of 32 for NEO)
     windows_per_step: int = 8
     holdout: float = 0.25  # share of each class's features held out for the score
     blocks: int = 4  # the labels' extent is cut into blocks x blocks squares for the hold-out
@@ -131,9 +136,6 @@ def labelled_windows(
     system, rasters: Sequence[LabelledRaster], window: int, tick: Tick | None = None
 ) -> list[LabelledPixels]:
     """Run the backbone and the frozen decoder context once over every window holding labels."""
-    from rsneo.heads.segmentation import image_documents, image_features
-    from rsneo.io.cog import open_raster
-
     head = system.segmentation
     out = []
     for raster in rasters:
@@ -360,11 +362,6 @@ def prepare_rasters(
     rasters: Sequence[Path], labels, sensor: str | None = None, bands: list[str] | None = None
 ) -> list[LabelledRaster]:
     """Burn `labels` (a LabelFile) onto each raster; a raster the labels miss is an InputError."""
-    from rsneo.io.cog import open_raster
-    from rsneo.io.labels import burn_labels
-    from rsneo.io.read import dataset_grid
-    from rsneo.predict.bands import band_layout
-
     out = []
     for path in map(Path, rasters):
         if not path.exists():
@@ -404,12 +401,9 @@ def learn(
     show_progress: bool = False,
 ) -> LearnResult:
     """Learn the classes of `class_field` in `labels_path` on `rasters`; write a model folder `out`."""
-    from rsneo.heads.fewshot import LearntClasses
-    from rsneo.heads.segmentation import encode_class_prompts
-    from rsneo.io.labels import read_labels
-
-    if settings.window <= 0 or settings.window % 32:
-        raise InputError(f"--window: expected a positive multiple of 32 pixels, got {settings.window}")
+    token = system.config.token_size  # windows hold whole image tokens of the model
+    if settings.window <= 0 or settings.window % token:
+        raise InputError(f"--window: expected a positive multiple of {token} pixels, got {settings.window}")
     if settings.steps < 1:
         raise InputError(f"--steps: expected at least 1, got {settings.steps}")
     if not 0.0 <= settings.holdout < 1.0:
@@ -512,8 +506,6 @@ def check_destination(out: Path, overwrite: bool) -> None:
 def learnt_vocabulary(head: SegmentationHead, record: dict):
     """The folder's vocabulary.json: the learnt classes and their hold-out scores. The classes of the starting
     model are not carried over: the retrained per-pixel layers were scored on the learnt classes only."""
-    from rsneo.heads.vocabulary import DEFAULT_MATCH_THRESHOLD, TrainedClass, Vocabulary
-
     holdout = record["holdout"]
     data = f"rsneo learn hold-out ({holdout['method']}) of {Path(record['labels']).name}; learn.json"
     classes = []
@@ -530,9 +522,6 @@ def learnt_vocabulary(head: SegmentationHead, record: dict):
 
 def write_model_folder(system, head, learnt, record: dict, out: Path, overwrite: bool) -> Path:
     """Write the model folder to a hidden temporary folder beside `out`, then rename it into place."""
-    from rsneo.heads.fewshot import LEARN_RECORD, save_learnt
-    from rsneo.heads.system import System, save_system
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     check_destination(out, overwrite)

@@ -170,13 +170,12 @@ def test_ask_answers_one_question_over_a_time_series(tiny_model_dir, tiny_system
 
     series = sorted((shared_data / "timeseries" / "landsat_pucallpa").glob("*.tif"))[:3]
     argv = ["ask", *map(str, series), "Where was forest cleared?", "--model", str(tiny_model_dir)]
+    # --max-tokens is deprecated and ignored, but scripts that still pass it keep working
     options = ["--sensor", "landsat5_tm", "--bands", "B5,B4,B3,B2", "--max-tokens", "5", "--max-side", "128"]
     assert run_app([*argv, *options]) == 0
     bands = ["B5", "B4", "B3", "B2"]
     question = "Where was forest cleared?"
-    expected = ask_rasters(
-        tiny_system, series, question, sensor="landsat5_tm", bands=bands, max_side=128, max_new_tokens=5
-    )
+    expected = ask_rasters(tiny_system, series, question, sensor="landsat5_tm", bands=bands, max_side=128)
     assert capsys.readouterr().out == expected + "\n"
 
 
@@ -188,6 +187,16 @@ def test_empty_class_list(tiny_model_dir, shared_data, tmp_path, capsys):
     code = run_app(["segment", str(shared_data.joinpath(*S2)), "--classes", " , ", "--out", str(out)])
     assert code == 2
     assert "--classes: expected a comma-separated list of class names" in stderr(capsys)
+    assert not out.exists()
+
+
+def test_window_of_part_tokens_is_refused_once_the_model_says_its_token_size(
+    tiny_model_dir, shared_data, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    argv = ["segment", str(shared_data.joinpath(*S2)), "--classes", "water", "--out", str(out)]
+    assert run_app([*argv, "--window", "80", "--overlap", "16", "--model", str(tiny_model_dir)]) == 2
+    assert "--window: expected a multiple of the model's token size (32 pixels), got 80" in stderr(capsys)
     assert not out.exists()
 
 
