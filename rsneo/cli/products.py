@@ -277,17 +277,10 @@ def ask_command(
     device: DeviceOption = "cpu",
 ) -> None:
     """Ask a question about a raster, or one question over a time series of rasters."""
-    from rsneo.predict.ask import ask_rasters
+    from rsneo.predict.ask import ask
 
     with reported_warnings():
         _check_rasters(rasters, sensor, _bands(bands))
         system = _system(model, device, band_groups=band_groups)
-        answer = ask_rasters(
-            system,
-            rasters,
-            question,
-            sensor=sensor,
-            bands=_bands(bands),
-            max_side=max_side,
-        )
-    typer.echo(answer)
+        answer = ask(system, rasters, question, sensor=sensor, bands=_bands(bands), max_side=max_side)
+    typer.echo(answer.text)

@@ -40,16 +40,3 @@ def ask(
             raise InputError(f"{raster}: file not found")
         dates.append(band_layout(raster, sensor, bands).date)
     return grounded_answer(system, rasters, question, dates, sensor=sensor, bands=bands, max_side=max_side)
-
-
-def ask_rasters(
-    system: System,
-    rasters: list[Path],
-    question: str,
-    *,
-    sensor: str | None = None,
-    bands: list[str] | None = None,
-    max_side: int = 512,
-) -> str:
-    """The answer's text (`ask`)."""
-    return ask(system, rasters, question, sensor=sensor, bands=bands, max_side=max_side).text

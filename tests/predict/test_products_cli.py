@@ -166,7 +166,7 @@ def test_change_on_png_pairs_uses_pixel_units_with_a_warning(tiny_model_dir, sha
 
 
 def test_ask_answers_one_question_over_a_time_series(tiny_model_dir, tiny_system, shared_data, capsys):
-    from rsneo.predict.ask import ask_rasters
+    from rsneo.predict.ask import ask
 
     series = sorted((shared_data / "timeseries" / "landsat_pucallpa").glob("*.tif"))[:3]
     argv = ["ask", *map(str, series), "Where was forest cleared?", "--model", str(tiny_model_dir)]
@@ -175,7 +175,7 @@ def test_ask_answers_one_question_over_a_time_series(tiny_model_dir, tiny_system
     assert run_app([*argv, *options]) == 0
     bands = ["B5", "B4", "B3", "B2"]
     question = "Where was forest cleared?"
-    expected = ask_rasters(tiny_system, series, question, sensor="landsat5_tm", bands=bands, max_side=128)
+    expected = ask(tiny_system, series, question, sensor="landsat5_tm", bands=bands, max_side=128).text
     assert capsys.readouterr().out == expected + "\n"
 
 
