@@ -183,10 +183,11 @@ def band_validity(src: rasterio.io.DatasetReaderBase) -> tuple[float | str | Non
 
 
 def _nodata_as(value: float, stored: np.dtype, compare: np.dtype) -> float | None:
-    """`value` as pixels of dtype `stored` hold it, in dtype `compare`; None when no pixel can hold it."""
+    """`value` as pixels of dtype `stored` hold it, in dtype `compare`; None when no pixel can hold it (out of
+    the integer range). A fraction is cut to an integer, as GDAL's nodata mask cuts it (0.5 masks 0)."""
     if np.issubdtype(stored, np.integer):
         info = np.iinfo(stored)
-        if not (float(value).is_integer() and info.min <= value <= info.max):
+        if not info.min <= value <= info.max:
             return None
     return compare.type(stored.type(value)).item()
 
