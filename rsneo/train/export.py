@@ -16,9 +16,11 @@ from rsneo.errors import InputError
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig
 from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
 from rsneo.heads.system import save_heads
+from rsneo.heads.vocabulary import save_vocabulary, vocabulary_for_classes
 from rsneo.model.causal_lm import RSNeoForCausalLM
 from rsneo.model.config import RSNeoConfig
 from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, submodule_state, write_tokenizer_files
+from rsneo.train.corpus import WATER_CLASSES
 
 
 def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite: bool = False) -> Path:
@@ -50,4 +52,18 @@ def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite
         model.save_pretrained(tmp)
         write_tokenizer_files(meta["tokenizer_files"], tmp)
         save_heads(tmp, segmentation, change)
+        if segmentation is not None:
+            classes = trained_classes(meta)
+            if classes:
+                save_vocabulary(tmp, vocabulary_for_classes(classes, segmentation.config.prompt_template))
     return folder
+
+
+def trained_classes(meta: dict) -> list[str]:
+    """The class words the run's segmentation objective saw (recorded in the checkpoint), else those of its
+    labelled sources (checkpoints written before the record)."""
+    recorded = list(meta.get("segmentation_classes") or ())
+    if recorded:
+        return recorded
+    sources = ((meta.get("run_config") or {}).get("data") or {}).get("sources") or ()
+    return list(WATER_CLASSES) if "sen1floods11" in sources else []
