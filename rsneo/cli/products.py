@@ -107,9 +107,7 @@ BandGroupsOption = Annotated[
 ]
 
 
-def _system(
-    model: Path | None, device: str, head: str | None = None, band_groups: str | None = None
-):
+def _system(model: Path | None, device: str, head: str | None = None, band_groups: str | None = None):
     """Load the model folder; say so when the head a command relies on was never trained there, or when the
     band grouping asked for is not the one it was trained with (its inputs then differ from training)."""
     from rsneo.data.frames import check_band_groups
