@@ -48,7 +48,7 @@ def separate_passes(module: RSNeoTraining, batch, generator: torch.Generator) ->
         hide = grid.reshape(-1)
         if hide.any():
             pred = module.band_decoder(hidden[row[hide], col[hide]], image.wavelengths)
-            target = patchify(image.pixels)[hide]
+            target = patchify(image.pixels, image.token_size)[hide]
             total = total + F.mse_loss(pred.float(), target.float(), reduction="sum")
             count += target.numel()
     targets = inputs.labels >= 0
