@@ -91,7 +91,7 @@ def test_lightning_plans_training_batches_on_the_host(tiny_model, tokenizer, bat
     """The datamodule's `on_before_batch_transfer` (Lightning calls it before the transfer) hands training
     batches to the module's planner; validation batches pass as they are (their draws follow batch_idx)."""
     module = all_objectives(tiny_model, tokenizer)
-    datamodule = RSNeoDataModule({}, Path("."), tokenizer, None, batches=1, seed=0)
+    datamodule = RSNeoDataModule({}, Path("."), tokenizer, None, batches=1, seed=0, token_size=32)
     datamodule.trainer = SimpleNamespace(training=True, lightning_module=module)
     planned = datamodule.on_before_batch_transfer(batch, 0)
     assert (
