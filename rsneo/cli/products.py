@@ -119,7 +119,7 @@ def _system(
             f"{band_groups} as asked (expect less accurate results)",
             highlight=False,
         )
-        system.config.extra = {**system.config.extra, "band_groups": band_groups}
+        system.config.band_groups = band_groups
     return system
 
 

@@ -129,10 +129,10 @@ def test_tokenizer_given_relative_to_the_repository_or_as_bundled_is_found(tmp_p
     if not (BUNDLED_TOKENIZER / "tokenizer.json").is_file():
         pytest.skip("no bundled tokenizer in rsneo/assets")
     monkeypatch.chdir(tmp_path)
-    by_path = build_tokenizer({"tokenizer": "rsneo/assets/tokenizer"}, tmp_path, 512)
-    assert by_path.get_vocab() == build_tokenizer({"tokenizer": "bundled"}, tmp_path, 512).get_vocab()
+    by_path = build_tokenizer("rsneo/assets/tokenizer", None, tmp_path, 512)
+    assert by_path.get_vocab() == build_tokenizer("bundled", None, tmp_path, 512).get_vocab()
     with pytest.raises(InputError, match="nope: expected a tokenizer folder with tokenizer.json"):
-        build_tokenizer({"tokenizer": "nope"}, tmp_path, 512)
+        build_tokenizer("nope", None, tmp_path, 512)
 
 
 def test_a_new_stage_starts_from_an_exported_folder_with_its_weights_and_tokenizer(
