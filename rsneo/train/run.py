@@ -78,6 +78,10 @@ def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
     from rsneo.model.causal_lm import RSNeoForCausalLM
     from rsneo.model.config import RSNeoConfig
 
+    overrides = dict(model_cfg["overrides"])
+    unknown = sorted(set(overrides) - {f.name for f in fields(RSNeoConfig)})
+    if unknown:
+        raise InputError(f"model.overrides: {unknown} are not RSNeoConfig fields (rsneo/model/config.py)")
     ids = image_token_ids(tokenizer)
     backend = str(model_cfg["attn_backend"])
     if model_cfg["init_from"]:
@@ -90,10 +94,6 @@ def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
                 f"({len(tokenizer)} tokens, <IMG_CONTEXT> = {ids.context}); pass its own tokenizer"
             )
         return model
-    overrides = dict(model_cfg["overrides"])
-    unknown = sorted(set(overrides) - {f.name for f in fields(RSNeoConfig)})
-    if unknown:
-        raise InputError(f"model.overrides: {unknown} are not RSNeoConfig fields (rsneo/model/config.py)")
     preset = RSNeoConfig.from_preset(model_cfg["preset"])
     config = RSNeoConfig.from_preset(
         model_cfg["preset"],

@@ -57,6 +57,7 @@ def test_export_writes_a_folder_that_from_pretrained_and_the_products_load(smoke
     assert run_app(["export", str(smoke_run / "checkpoints" / "last.ckpt"), str(folder)]) == 0
     checkpoint = torch.load(smoke_run / "checkpoints" / "last.ckpt", weights_only=True)
     model = RSNeoForCausalLM.from_pretrained(folder)
+    assert model.config.band_groups == "fold"  # the smoke run's data.band_groups, which prediction follows
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, checkpoint["state_dict"][f"model.{name}"]), name
     system = load_system(folder)
