@@ -70,7 +70,7 @@ class DataConfig:
 class StageConfig:
     """What trains and how fast (rsneo.train.freezing, rsneo.train.schedule)."""
 
-    name: str = MISSING
+    name: str = "custom"  # a label for people (logs, config.yaml); nothing reads it
     # `all`, or roles of model.parameter_groups() (vision, prebuffer, native_positions, post_llm, language)
     trainable: Any = MISSING
     lr: float = MISSING
