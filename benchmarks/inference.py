@@ -74,8 +74,8 @@ def make_raster(path: Path, size: int, source: Path = S2_CHIP, block: int = 512)
 # part -> (module, attribute path) of the callable timed as that part. Nested parts are subtracted from
 # their parents (a window read contains its validity mask).
 PARTS: dict[str, tuple[str, str]] = {
-    "I/O: pixel reads": ("rsneo.predict.sliding_window", "RasterWindows.read"),
-    "I/O: validity masks": ("rsneo.predict.sliding_window", "_window_valid"),
+    "I/O: pixel reads": ("rsneo.io.windows", "RasterWindows.read"),
+    "I/O: validity masks": ("rsneo.io.windows", "_window_valid"),
     "I/O: block writes": ("rsneo.io.cog", "CogBlockWriter.write"),
     "I/O: flushes (resume points)": ("rsneo.io.cog", "CogBlockWriter.flush"),
     "I/O: COG conversion": ("rsneo.io.cog", "CogBlockWriter.finish"),

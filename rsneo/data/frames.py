@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import xarray as xr
 
 from rsneo.errors import InputError
 from rsneo.model.inputs import ImageInput
 from rsneo.sensors import Band, get_sensor
+
+if TYPE_CHECKING:  # annotations only; importing xarray (and pandas) is 0.4 s CPU the commands need not pay
+    import xarray as xr
 
 EPOCH = np.datetime64("1970-01-01", "D")
 PATCH = 32  # pixels per token side

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
+from rsneo.atomic import atomic_path
 from rsneo.baselines import change_vector_magnitude, otsu_threshold
 from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, ChangeHead, magnitude_excess
@@ -31,9 +31,13 @@ from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import format_area
-from rsneo.io.cog import ClassLegend, check_writable, gdal_env, hidden_path, open_raster
+from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
+from rsneo.io.qgis import write_qgz, write_qml
 from rsneo.io.read import PixelUnitsWarning
+from rsneo.io.report import ChangeReport, ReportImage, change_summary, png_data_uri, stretch_rgb, write_report
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
+from rsneo.io.vector import class_areas, write_class_polygons
+from rsneo.io.windows import data_bands
 from rsneo.predict.bands import BandLayout, band_layout, model_band_groups, overview_size, read_overview
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes
 from rsneo.predict.sliding_window import (
@@ -180,8 +184,6 @@ class SceneMagnitude:
 
     @classmethod
     def measure(cls, first, last, max_side: int = 1024) -> SceneMagnitude:
-        from rsneo.predict.sliding_window import data_bands
-
         step = -(-max(first.width, first.height) // max_side)  # whole pixels: every `step`-th row and column
         shape = (-(-first.height // step), -(-first.width // step))
         reads = []
@@ -310,7 +312,6 @@ def detect_change(
     sensor: str | None = None,
     bands: list[str] | None = None,
     show_progress: bool = False,
-    max_new_tokens: int = 64,
     strict: bool = False,
 ) -> ChangeOutputs:
     """Compare the first and last of `rasters` (dates of one place); write every output to `out_dir`.
@@ -336,7 +337,7 @@ def detect_change(
     with output_lock(out_dir), gdal_env():
         return _detect_change_locked(
             system, rasters, out_dir, class_names=class_names, plan=plan, sensor=sensor, bands=bands,
-            show_progress=show_progress, max_new_tokens=max_new_tokens, untrained=untrained,
+            show_progress=show_progress, untrained=untrained,
         )  # fmt: skip
 
 
@@ -350,13 +351,9 @@ def _detect_change_locked(
     sensor: str | None,
     bands: list[str] | None,
     show_progress: bool,
-    max_new_tokens: int,
     untrained: tuple[str, ...] = (),
 ) -> ChangeOutputs:
     """`detect_change` once this process holds `out_dir`."""
-    from rsneo.io.qgis import write_qgz, write_qml
-    from rsneo.io.vector import class_areas, write_class_polygons
-
     layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
     legend = change_legend(class_names, untrained)
     n_classes = len(class_names) + 1 if class_names else None
@@ -419,7 +416,6 @@ def _detect_change_locked(
                 compared,
                 unit,
                 pixel_units,
-                max_new_tokens,
             )
         except InputError:  # a user error: nothing half-written stays (a kill keeps the map for the next run)
             for path in outputs:
@@ -451,8 +447,7 @@ def ordered_rows(rows: list[tuple[str, float]]) -> list[tuple[str, float]]:
 
 
 def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, unit: str) -> None:
-    partial = hidden_path(path, "partial.csv")
-    with partial.open("w", newline="") as f:
+    with atomic_path(path, "partial.csv") as partial, partial.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["from", "to", f"area_{unit}", "percent_of_compared", "kind"])
         for name, area in ordered_rows(rows):
@@ -461,7 +456,6 @@ def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, uni
             writer.writerow(
                 [before, after, value, f"{100 * area / max(compared, 1e-12):.3f}", change_kind(name)]
             )
-    os.replace(partial, path)
 
 
 def _write_change_report(
@@ -477,18 +471,8 @@ def _write_change_report(
     compared: float,
     unit: str,
     pixel_units: bool,
-    max_new_tokens: int,
 ) -> str:
-    """Pictures of the first and last date and of the change map, measured numbers, generated summary."""
-    from rsneo.io.report import (
-        ChangeReport,
-        ReportImage,
-        change_summary,
-        png_data_uri,
-        stretch_rgb,
-        write_report,
-    )
-
+    """Pictures of the first and last date and of the change map, measured numbers, the summary of them."""
     ref = datasets[0]
     shape = overview_size(ref.width, ref.height, 512)
     views = [read_overview(ds, shape) for ds in datasets]

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -34,6 +33,7 @@ from rsneo import atomic
 from rsneo.errors import InputError
 from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, gdal_env, hidden_path, open_raster
 from rsneo.io.runstate import notice_discarded, run_identity
+from rsneo.io.windows import RasterWindows, data_bands  # noqa: F401  (data_bands: predict.bands imports it here)
 
 ENGINE_VERSION = 3  # saved progress of another engine version is never resumed
 # pixels (batch, ..., size, size), valid (batch, size, size) -> probabilities (batch, channels, size, size)
@@ -82,84 +82,6 @@ def blend_weights(size: int, overlap: int) -> np.ndarray:
         ramp[:overlap] = edge
         ramp[size - overlap :] = np.minimum(ramp[size - overlap :], edge[::-1])
     return np.outer(ramp, ramp)
-
-
-def data_bands(dataset: rasterio.io.DatasetReaderBase) -> list[int]:
-    """1-based indexes of a dataset's data bands: an alpha band (of a WarpedVRT, say) is a mask, not data."""
-    return [i + 1 for i, interp in enumerate(dataset.colorinterp) if interp != ColorInterp.alpha]
-
-
-class RasterWindows:
-    """Reads square windows (padded past the raster's edge) and their valid mask from aligned rasters.
-
-    With several rasters (the dates of a change pair) a window is (dates, bands, size, size); pixels are valid
-    when valid on every date. `datasets` may be rasterio datasets or WarpedVRTs already on one grid.
-    Validity is GDAL's dataset mask, taken from the pixels already read where the mask is nodata values (a
-    pixel is valid when any band holds data) and read once per window otherwise (an internal mask or alpha
-    band): reading `dataset_mask` per window would decode every band a second time.
-    """
-
-    def __init__(self, datasets: list[rasterio.io.DatasetReaderBase], stack: bool = False) -> None:
-        self.datasets = datasets
-        self.stack = stack or len(datasets) > 1
-        self.width, self.height = datasets[0].width, datasets[0].height
-        self.bands = [data_bands(ds) for ds in datasets]
-        self.masks = [_mask_source(ds, bands) for ds, bands in zip(datasets, self.bands, strict=True)]
-
-    def read(self, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels (bands, size, size) or (dates, bands, size, size) float32 and valid (size, size) bool."""
-        h, w = min(size, self.height - row), min(size, self.width - col)
-        window = Window(col, row, w, h)
-        frames, valid = [], np.zeros((size, size), bool)
-        valid[:h, :w] = True
-        for ds, bands, mask in zip(self.datasets, self.bands, self.masks, strict=True):
-            data = np.zeros((len(bands), size, size), np.float32)
-            try:
-                raw = ds.read(bands, window=window)  # (bands, h, w) in the file's dtype
-                valid[:h, :w] &= _window_valid(ds, mask, raw, window)
-            except RasterioError as exc:
-                raise InputError(
-                    f"{ds.name}: cannot read pixels at row {row}, column {col}; expected a complete raster, "
-                    f"the file looks truncated or corrupt ({exc})"
-                ) from None
-            data[:, :h, :w] = raw
-            frames.append(data)
-        pixels = np.stack(frames) if self.stack else frames[0]
-        return pixels, valid
-
-
-def _mask_source(dataset: rasterio.io.DatasetReaderBase, bands: list[int]) -> str | list[float | None]:
-    """How validity is known: "all" valid, "mask" (a per-dataset mask or alpha band), nodata per band, or
-    "dataset" (band masks of another kind: GDAL's dataset mask itself)."""
-    flags = [dataset.mask_flag_enums[b - 1] for b in bands]
-    if any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags):
-        return "mask"
-    if all(MaskFlags.all_valid in f for f in flags):
-        return "all"
-    if not all(MaskFlags.nodata in f or MaskFlags.all_valid in f for f in flags):
-        return "dataset"
-    return [
-        dataset.nodatavals[b - 1] if MaskFlags.nodata in f else None
-        for b, f in zip(bands, flags, strict=True)
-    ]
-
-
-def _window_valid(
-    dataset: rasterio.io.DatasetReaderBase, mask: str | list[float | None], raw: np.ndarray, window: Window
-) -> np.ndarray | bool:
-    """(h, w) validity of one window, the same as `dataset.dataset_mask(window=window) > 0`."""
-    if mask == "all":
-        return True
-    if mask == "mask":
-        return dataset.read_masks(1, window=window) > 0
-    if mask == "dataset":
-        return dataset.dataset_mask(window=window) > 0
-    valid = np.zeros(raw.shape[1:], bool)
-    for values, nodata in zip(raw, mask, strict=True):
-        if nodata is None:
-            return True  # a band without nodata is valid everywhere, so is the union
-        valid |= ~np.isnan(values) if np.isnan(nodata) else values != np.asarray(nodata).astype(values.dtype)
-    return valid
 
 
 @dataclass
@@ -238,7 +160,8 @@ def predict_raster(
     grid = dict(width=source.width, height=source.height, crs=crs, transform=transform)
     # Accumulator channels C: weighted probabilities (K), weight sum, valid count. `carry` holds what the
     # previous window row added to the first `overlap` rows of this one, for every column: (C, overlap, span).
-    progress, carry = _saved_state(out_path, signature, outputs, rows, stride, span, plan.overlap, grid)
+    run = ResumeContext(out_path, signature, outputs, rows, stride, span, plan.overlap, grid)
+    progress, carry = _saved_state(run)
     if progress.rows_done == len(rows) and set(progress.finished) == set(outputs):
         return out_path  # a completed map whose record the caller kept: nothing to do
     resume = progress.rows_done > 0
@@ -343,57 +266,54 @@ def predict_raster(
     return out_path
 
 
-def _saved_state(
-    out_path: Path,
-    signature: str,
-    outputs: dict[str, Path],
-    rows: list[int],
-    stride: int,
-    span: int,
-    overlap: int,
-    grid: dict,
-) -> tuple[Progress, np.ndarray | None]:
+@dataclass(frozen=True)
+class ResumeContext:
+    """What saved state must fit to be resumed: this run's outputs, its signature and its window layout."""
+
+    out_path: Path
+    signature: str
+    outputs: dict[str, Path]  # product name -> final path
+    rows: list[int]  # window row offsets
+    stride: int
+    span: int  # columns the windows cover
+    overlap: int
+    grid: dict  # width, height, crs, transform
+
+
+def _saved_state(run: ResumeContext) -> tuple[Progress, np.ndarray | None]:
     """Progress and carry of an interrupted run of this signature, each part checked; else a fresh start.
 
     State that fails a check is removed with one `ResumeNotice`; leftovers without a progress record (a run
     stopped inside its first window row) are removed silently.
     """
-    fresh = Progress(signature), None
-    progress_path = hidden_path(out_path, "progress.json")
+    fresh = Progress(run.signature), None
+    progress_path = hidden_path(run.out_path, "progress.json")
     if not progress_path.exists():
-        discard_partial(out_path)
+        discard_partial(run.out_path)
         return fresh
-    checked = _check_state(out_path, signature, outputs, rows, stride, span, overlap, grid)
+    checked = _check_state(run)
     if isinstance(checked, str):
-        notice_discarded(out_path, f"saved state of an interrupted run {checked}")
-        discard_partial(out_path)
+        notice_discarded(run.out_path, f"saved state of an interrupted run {checked}")
+        discard_partial(run.out_path)
         return fresh
     return checked
 
 
-def _check_state(
-    out_path: Path,
-    signature: str,
-    outputs: dict[str, Path],
-    rows: list[int],
-    stride: int,
-    span: int,
-    overlap: int,
-    grid: dict,
-) -> tuple[Progress, np.ndarray | None] | str:
+def _check_state(run: ResumeContext) -> tuple[Progress, np.ndarray | None] | str:
     """The saved (progress, carry) if every part reads back as recorded, else why not (one phrase)."""
+    rows = run.rows
     try:
-        saved = Progress(**json.loads(hidden_path(out_path, "progress.json").read_text()))
+        saved = Progress(**json.loads(hidden_path(run.out_path, "progress.json").read_text()))
         rows_done = int(saved.rows_done)
         if not isinstance(saved.digests, dict) or not isinstance(saved.finished, dict):
             raise TypeError("digests and finished must be objects")
     except (OSError, ValueError, TypeError):  # unreadable, truncated or another layout
         return "is unreadable"
-    if saved.signature != signature:
+    if saved.signature != run.signature:
         return "belongs to another input, option or rsneo version"
-    if not 0 < rows_done <= len(rows) or set(saved.finished) - set(outputs):
+    if not 0 < rows_done <= len(rows) or set(saved.finished) - set(run.outputs):
         return "is inconsistent"
-    for name, path in outputs.items():
+    for name, path in run.outputs.items():
         if name in saved.finished:
             if not path.exists() or _file_digest(path) != saved.finished[name]:
                 return f"does not match {path.name}"
@@ -401,13 +321,16 @@ def _check_state(
         digests = saved.digests.get(name)
         if not isinstance(digests, list) or len(digests) != rows_done:
             return "is inconsistent"
-        if not _partial_matches(hidden_path(path, "partial.tif"), digests, rows, stride, grid):
+        if not _partial_matches(hidden_path(path, "partial.tif"), digests, rows, run.stride, run.grid):
             return f"does not match the partial {path.name}"
     carry = None
     if rows_done < len(rows):
         try:
             # our own file handle: np.load leaves it open when the archive is damaged
-            with open(_carry_path(out_path, rows_done), "rb") as f, np.load(f, allow_pickle=False) as archive:
+            with (
+                open(_carry_path(run.out_path, rows_done), "rb") as f,
+                np.load(f, allow_pickle=False) as archive,
+            ):
                 carry = archive["carry"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return "has an unreadable carry"
@@ -415,7 +338,7 @@ def _check_state(
             carry.dtype != np.float32
             or carry.ndim != 3
             or carry.shape[0] < 3
-            or carry.shape[1:] != (overlap, span)
+            or carry.shape[1:] != (run.overlap, run.span)
             or not np.isfinite(carry).all()
         ):
             return "has a carry of another shape"
@@ -451,8 +374,9 @@ def confidence_path(out_path: Path) -> Path:
 def discard_partial(out_path: Path) -> None:
     """Remove every trace of an unfinished run for `out_path` (partial COGs, progress, carries)."""
     out_path = Path(out_path)
-    for suffix in ("partial.tif", "cog.tif", "progress.json", "progress.json.tmp"):
+    for suffix in ("partial.tif", "cog.tif", "progress.json"):
         hidden_path(out_path, suffix).unlink(missing_ok=True)
+    hidden_path(hidden_path(out_path, "progress.json"), "partial").unlink(missing_ok=True)  # write cut short
     for suffix in ("partial.tif", "cog.tif"):
         hidden_path(confidence_path(out_path), suffix).unlink(missing_ok=True)
     _clear_carries(out_path)

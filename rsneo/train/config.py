@@ -23,15 +23,16 @@ REPO_DIR = Path(__file__).resolve().parents[2]
 
 
 def load_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
-    """The composed config for `overrides` such as `["experiment=smoke", "trainer.max_steps=5"]`, resolved and
-    checked against the schema (every key known, every value of its type, none missing)."""
+    """The composed config for `overrides` such as `["experiment=smoke", "trainer.max_steps=5"]`, resolved;
+    `train` is checked against its schema (every key known, every value of its type, none missing)."""
     register()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=list(overrides))
         OmegaConf.resolve(cfg)
-        # `+key=value` opens the schema's nodes to new keys; a merge into a fresh schema closes them again
-        OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.to_container(cfg))
+        if config_name == "train":  # `rsneo learn`'s tree (learn.yaml) has no schema
+            # `+key=value` opens the schema's nodes to new keys; a merge into a fresh schema closes them again
+            OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.to_container(cfg))
     except (HydraException, OmegaConfBaseException) as exc:
         raise InputError(
             f"training config: cannot apply overrides {list(overrides)}: {config_error(exc)}. "

@@ -8,7 +8,7 @@ every `checkpoint_every_n_steps`), `out_dir/tokenizer/`, `out_dir/config.yaml` a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,22 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rsneo import atomic
+from rsneo.data.tokenizer import image_token_ids, load_tokenizer, train_tokenizer
 from rsneo.errors import InputError
+from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
+from rsneo.model.causal_lm import RSNeoForCausalLM
+from rsneo.model.config import RSNeoConfig
 from rsneo.model.positions import ImageTokens
+from rsneo.train.callbacks import LossCurve, TokenThroughput, step_progress_bar
 from rsneo.train.change import build_change_head
+from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, write_tokenizer_files
 from rsneo.train.config import REPO_DIR, resolve_data_root, run_config
+from rsneo.train.corpus import corpus_texts
+from rsneo.train.csvlog import ResumableCSVLogger
 from rsneo.train.datamodule import RSNeoDataModule
 from rsneo.train.module import RSNeoTraining
+from rsneo.train.scale import build_strategy, fsdp_builds_on_meta, meta_model, tag_for_materialization
 
 BUNDLED_TOKENIZER = Path(__file__).resolve().parents[1] / "assets" / "tokenizer"
 
@@ -41,9 +51,6 @@ class TrainingRun:
 def build_tokenizer(tokenizer: str | None, init_from: str | None, root: Path, vocab_size: int):
     """The run's tokenizer: `tokenizer` (a folder or `bundled`), else the `model.init_from` folder's, else a
     small byte-level BPE trained offline on the corpus texts."""
-    from rsneo.data.tokenizer import load_tokenizer, train_tokenizer
-    from rsneo.train.corpus import corpus_texts
-
     if tokenizer == "bundled":
         return load_tokenizer(BUNDLED_TOKENIZER)
     if tokenizer:
@@ -60,9 +67,6 @@ def checkpoint_tokenizer(path: str | Path):
     """The tokenizer stored in a training checkpoint (as plain text files)."""
     import tempfile
 
-    from rsneo.data.tokenizer import load_tokenizer
-    from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, write_tokenizer_files
-
     files = load_checkpoint(path)[RSNEO_KEY]["tokenizer_files"]
     with tempfile.TemporaryDirectory() as folder:
         write_tokenizer_files(files, Path(folder))
@@ -72,12 +76,6 @@ def checkpoint_tokenizer(path: str | Path):
 def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
     """The backbone with a vocabulary that fits the tokenizer and its image token ids; from `init_from` if
     set. `model_cfg` is a run config's `model` section (rsneo.train.schema.ModelConfig)."""
-    from dataclasses import fields
-
-    from rsneo.data.tokenizer import image_token_ids
-    from rsneo.model.causal_lm import RSNeoForCausalLM
-    from rsneo.model.config import RSNeoConfig
-
     overrides = dict(model_cfg["overrides"])
     unknown = sorted(set(overrides) - {f.name for f in fields(RSNeoConfig)})
     if unknown:
@@ -113,8 +111,6 @@ def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
 def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torch.nn.Module | None:
     if float(cfg["objectives"]["segmentation"]["weight"]) <= 0:
         return None
-    from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
-
     options = dict(cfg["objectives"]["segmentation"]["head"])
     return SegmentationHead(SegmentationHeadConfig(hidden_size=model.config.hidden_size, **options))
 
@@ -122,10 +118,6 @@ def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torc
 def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any]) -> L.Trainer:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
-
-    from rsneo.train.callbacks import LossCurve, TokenThroughput, step_progress_bar
-    from rsneo.train.csvlog import ResumableCSVLogger
-    from rsneo.train.scale import build_strategy
 
     t = cfg["trainer"]
     loggers: list[Any] = [ResumableCSVLogger(save_dir=str(out_dir), name="", version="")]
@@ -208,15 +200,11 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     out_dir = Path(config["out_dir"]).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     model_cfg = config["model"]
-    from rsneo.model.config import RSNeoConfig
-
     if config["resume"]:  # the vocabulary the checkpoint was trained with travels inside it
         tokenizer = checkpoint_tokenizer(config["resume"])
     else:
         vocab_size = RSNeoConfig.from_preset(model_cfg["preset"]).vocab_size
         tokenizer = build_tokenizer(config["tokenizer"], model_cfg["init_from"], root, vocab_size)
-    from rsneo.train.scale import fsdp_builds_on_meta, meta_model, tag_for_materialization
-
     on_meta = fsdp_builds_on_meta(config["trainer"], model_cfg)
     with meta_model(on_meta):  # FSDP materialises it unit by unit, on each rank its own shard
         model = build_model(model_cfg, tokenizer)
@@ -233,15 +221,10 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         int(config["seed"]), policy=model.config.mask_policy,
         num_workers=int(config["trainer"]["num_workers"]),
         val_batches=validation_options(config["trainer"]).get("limit_val_batches", 0),
+        token_size=model.config.token_size,
     )  # fmt: skip
     trainer = build_trainer(config, out_dir, model_cfg)
     return TrainingRun(config, tokenizer, module, datamodule, trainer, out_dir)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def train(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
@@ -255,7 +238,7 @@ def train(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     try:
         run = build_run(cfg)
         if run.trainer.is_global_zero:
-            write_text_atomic(run.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(run.config)))
+            atomic.write_text(run.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(run.config)))
             run.tokenizer.save_pretrained(str(run.out_dir / "tokenizer"))
         resume = run.config["resume"]
         if resume and not Path(resume).is_file():
