@@ -78,10 +78,10 @@ def raster_statistics(path: Path, sample: int = 1024) -> tuple[np.ndarray, np.nd
 
 def model_band_groups(config: Any) -> str:
     """How the model groups bands, as it was trained (`rsneo train` records `data.band_groups` in the model
-    config's `extra`); a model without the record (the bundled one) was trained with the sensor's groups."""
+    config's `band_groups`, "sensor" for models without the record, such as the bundled one)."""
     from rsneo.data.frames import check_band_groups
 
-    return check_band_groups(str(config.extra.get("band_groups", "sensor")), "model config band_groups")
+    return check_band_groups(str(config.band_groups), "model config band_groups")
 
 
 def band_layout(

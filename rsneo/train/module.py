@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from rsneo.heads.segmentation import gather_features
 from rsneo.train.batch import TrainBatch
 from rsneo.train.checkpoint import RSNEO_KEY, tokenizer_files
+from rsneo.train.config import run_config as config_of_run
 from rsneo.train.freezing import apply_stage
 from rsneo.train.masking import BandDecoder, masked_band_loss
 from rsneo.train.objectives import language_model_loss
@@ -29,7 +30,8 @@ from rsneo.train.step import HeadTargets, StepBatch, plan_step
 
 
 class RSNeoTraining(L.LightningModule):
-    """Trains `model` (an `RSNeoForCausalLM`) with the objectives of `run_config` (plain-dict config)."""
+    """Trains `model` (an `RSNeoForCausalLM`) with the objectives of `run_config` (a composed config or a dict
+    of its keys)."""
 
     def __init__(
         self,
@@ -40,12 +42,13 @@ class RSNeoTraining(L.LightningModule):
         change_head: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        run_config = config_of_run(run_config)  # every key of the schema, plain types (saved in checkpoints)
         self.model = model
         self.run_config = run_config
         self.tokenizer = tokenizer
         objectives = run_config["objectives"]
         self.weights = {name: float(spec["weight"]) for name, spec in objectives.items()}
-        self.mask_ratio = float(objectives["masked_bands"].get("mask_ratio", 0.5))
+        self.mask_ratio = float(objectives["masked_bands"]["mask_ratio"])
         self.band_decoder = (
             BandDecoder(model.config.hidden_size, model.config.token_size)
             if self.weights["masked_bands"] > 0
@@ -54,14 +57,14 @@ class RSNeoTraining(L.LightningModule):
         self.seg_head = seg_head if self.weights.get("segmentation", 0) > 0 else None
         self.change_head = change_head if self.weights.get("change", 0) > 0 else None
         # several simulated pairs per source and step: pairs are cheap (two small frames, no text)
-        self.change_pairs = int((objectives.get("change") or {}).get("pairs_per_source", 1))
+        self.change_pairs = int(objectives["change"]["pairs_per_source"])
         # the class words the segmentation objective saw, in order (export's vocabulary.json)
         self.segmentation_classes: dict[str, None] = {}
         stage = run_config["stage"]
         apply_stage(model, stage["trainable"])
-        if run_config["model"].get("activation_checkpointing"):
+        if run_config["model"]["activation_checkpointing"]:
             enable_activation_checkpointing(model)
-        if run_config["model"].get("compile") and torch.cuda.is_available():
+        if run_config["model"]["compile"] and torch.cuda.is_available():
             compile_layers(model)
 
     # ---- one step ---------------------------------------------------------------------------------------
@@ -89,7 +92,9 @@ class RSNeoTraining(L.LightningModule):
         """The device half: one backbone pass over the planned rows, every loss gathered at positions fixed
         by the plan (no value is read back from the device)."""
         heads = step.segmentation is not None or step.change is not None
-        backend = "auto" if step.flash else ("flex" if step.inputs.input_ids.is_cuda else "sdpa")
+        backend = getattr(self.model.config, "attn_backend", None) or "auto"
+        if backend == "auto":  # the plan knows whether flash could apply: no test of the ids on the device
+            backend = "auto" if step.flash else ("flex" if step.inputs.input_ids.is_cuda else "sdpa")
         out = self.model.backbone(
             step.inputs, output_hidden_states=heads, attn_backend=backend, check_inputs=False
         )

@@ -3,13 +3,12 @@ order, groups as the sensor defines them or folded into one, statistics) and the
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import rasterio
 import torch
 
+from rsneo.errors import InputError
 from rsneo.predict.bands import band_layout, model_band_groups, overview_size, raster_statistics
 from rsneo.sensors import get_sensor
 
@@ -84,8 +83,12 @@ def test_raster_statistics_of_a_decimated_read_stay_close_to_the_full_ones(share
 
 
 def test_model_band_groups_as_trained_and_sensor_by_default():
-    assert model_band_groups(SimpleNamespace(extra={})) == "sensor"  # the bundled model: no record
-    assert model_band_groups(SimpleNamespace(extra={"band_groups": "fold"})) == "fold"
+    from rsneo.model.config import RSNeoConfig
+
+    assert model_band_groups(RSNeoConfig()) == "sensor"  # the bundled model: no record
+    assert model_band_groups(RSNeoConfig(band_groups="fold")) == "fold"
+    with pytest.raises(InputError, match="model config band_groups: expected one of"):
+        model_band_groups(RSNeoConfig(band_groups="bands"))
 
 
 @pytest.mark.parametrize(
