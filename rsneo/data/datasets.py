@@ -3,6 +3,7 @@
 - `SensorRaster`: a `RasterDataset` over a folder of GeoTIFFs (or COGs) of one registered sensor; samples
   carry the band names, wavelengths and common names. Use it with `RandomGeoSampler` / `GridGeoSampler`.
 - `Sen1Floods11Chips`, `BigEarthNetChips`: `NonGeoDataset`s over chip folders in those archives' layouts.
+- `random_raster_samples`: seeded `RandomGeoSampler` windows of a `SensorRaster` (`data=torchgeo_raster`).
 - `sample_scene`: any of these samples (or any TorchGeo sample with an `image`) as a scene DataArray, so
   `rsneo.data.frames.scene_frames` turns it into model frames.
 """
@@ -15,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import rasterio
 import torch
 import xarray as xr
 from affine import Affine
-from torchgeo.datasets import NonGeoDataset, RasterDataset
+from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset, RasterDataset
+from torchgeo.samplers import RandomGeoSampler
 
 from rsneo.data.archives import sen1floods11_chips
 from rsneo.errors import InputError
@@ -60,7 +63,12 @@ class SensorRaster(RasterDataset):
         missing = [b for b in chosen if b not in self.all_bands]
         if missing:
             raise InputError(f"SensorRaster: bands {missing} are not among the files' bands {self.all_bands}")
-        super().__init__(paths, crs=crs, res=res, bands=chosen, transforms=None, cache=cache)
+        try:
+            super().__init__(paths, crs=crs, res=res, bands=chosen, transforms=None, cache=cache)
+        except DatasetNotFoundError:
+            raise InputError(
+                f"{paths}: expected GeoTIFFs ({self.filename_glob}) of sensor {self.sensor.name}, found none"
+            ) from None
         self.user_transforms = transforms
         with rasterio.open(self.index.iloc[0]["filepath"]) as src:
             self.nodata = src.nodata  # TorchGeo fills gaps and nodata with it; samples carry NaN instead
@@ -170,8 +178,9 @@ def sample_scene(sample: dict[str, Any]) -> xr.DataArray:
         res_x, res_y = (x.stop - x.start) / width, (y.stop - y.start) / height
         transform = Affine(res_x, 0, x.start, 0, -res_y, y.stop)
         crs = sample["crs"]
-        if len(sample["bounds"]) > 2 and sample["bounds"][2].start is not None:
-            date = np.datetime64(sample["bounds"][2].start.date(), "D")
+        start = sample["bounds"][2].start if len(sample["bounds"]) > 2 else None
+        if start is not None and start > pd.Timestamp.min:  # an undated index spans pandas' whole range
+            date = np.datetime64(start.date(), "D")
     else:
         from rasterio.crs import CRS
 
@@ -179,6 +188,26 @@ def sample_scene(sample: dict[str, Any]) -> xr.DataArray:
         crs = CRS.from_wkt(sample["crs"]) if sample.get("crs") else None
     bands = [sensor.band(b) for b in sample["bands"]]
     return to_scene(image[None], sensor, bands, Grid(crs, transform, width, height), [date])
+
+
+def random_raster_samples(
+    paths: str | Path,
+    sensor: str,
+    tile: int,
+    count: int,
+    seed: int,
+    file_bands: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """`count` windows of `tile` pixels from GeoTIFFs of one sensor, drawn by TorchGeo's `RandomGeoSampler`
+    with a generator seeded by `seed`, so a user's own folder trains reproducibly (`data=torchgeo_raster`)."""
+    dataset = SensorRaster(paths, sensor, file_bands=file_bands)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = RandomGeoSampler(dataset, size=tile, length=count, generator=generator)
+    # TorchGeo 0.8 picks each window's file with the global generator (only the offset uses `generator`):
+    # seed that too, inside a fork so the caller's random state is left as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return [dataset[query] for query in sampler]
 
 
 def source_bands(path: str | Path, sensor: str | None = None) -> list[str]:

@@ -8,7 +8,8 @@ image tokens of the model: `rsneo.train.datamodule.check_tile`).
 Sources: `sen1floods11` (Sentinel-2 groups + Sentinel-1 VV/VH in one frame; water-share sentence; water
 masks), `bigearthnet` (Sentinel-2 L2A + Sentinel-1; multi-label sentence), `timeseries` (Landsat
 composites over Pucallpa, one frame per date, date-spaced), `taizhou` (two Landsat-7 dates;
-change-statistics sentence), `captions` (RSICD scenes with their captions).
+change-statistics sentence), `captions` (RSICD scenes with their captions), `torchgeo_raster` (a user's
+folder of GeoTIFFs of one sensor, windows drawn by TorchGeo's `RandomGeoSampler`; image only).
 
 The first three also give change sources (Landsat-like band groups of each tile, and Pucallpa's real dates)
 for the simulated-change objective (`rsneo.train.change`), and with `qa=True` question/answer documents in
@@ -29,6 +30,7 @@ import torch
 import xarray as xr
 
 from rsneo.data.archives import sen1floods11_chips
+from rsneo.data.datasets import random_raster_samples, sample_scene
 from rsneo.data.documents import Document, DocumentBuilder
 from rsneo.data.frames import frame_groups, normalise
 from rsneo.data.recipes import tiles
@@ -327,6 +329,30 @@ def captions(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> l
     return samples
 
 
+def torchgeo_raster(
+    root: Path,
+    builder: Callable[[], DocumentBuilder],
+    tile: int,
+    folder: str | None = None,
+    sensor: str | None = None,
+    file_bands: list[str] | None = None,
+    count: int = 64,
+    seed: int = 0,
+) -> list[Sample]:
+    """`count` seeded windows of `tile` pixels from a folder of GeoTIFFs of one sensor (`SensorRaster` +
+    `RandomGeoSampler`), each one frame with no text: the image objectives learn from a user's own rasters.
+    Each window is also a change source. `root` (data_root) is not used: the folder is the user's."""
+    if not folder or not sensor:
+        raise InputError("data=torchgeo_raster: expected data.root (a folder of GeoTIFFs) and data.sensor")
+    samples = []
+    for item in random_raster_samples(Path(folder).expanduser(), sensor, tile, count, seed, file_bands):
+        scene = sample_scene(item)
+        values = normalise(scene)
+        document = builder().frame(frame_groups(scene, values, 0)).end()
+        samples.append(Sample(document, None, change_source(scene, values, (slice(None), slice(None)))))
+    return samples
+
+
 def shards(
     root: Path, builder: Callable[[], DocumentBuilder], tile: int, path: str | None = None
 ) -> list[Sample]:
@@ -382,6 +408,7 @@ SOURCES: dict[str, Callable[..., list[Sample]]] = {
     "taizhou": taizhou,
     "captions": captions,
     "shards": shards,
+    "torchgeo_raster": torchgeo_raster,
 }
 
 

@@ -164,6 +164,8 @@ def build_samples(
     for name in sources:
         extra = {k: v for k, v in options.items() if k == "split" and name == "sen1floods11"}
         extra.update({k: v for k, v in options.items() if k == "path" and name == "shards"})
+        if name == "torchgeo_raster":
+            extra.update(options.get("raster", {}))
         if options.get("qa") and name in QA_SOURCES:
             extra["qa"] = True
         samples += SOURCES[name](root, lambda: DocumentBuilder(tokenizer, tokens), tile, **extra)
@@ -242,6 +244,13 @@ class RSNeoDataModule(L.LightningDataModule):
                 path=self.data["path"],
                 qa=bool(self.data["qa"]),
                 band_groups=self.band_groups,
+                raster={
+                    "folder": self.data["root"],
+                    "sensor": self.data["sensor"],
+                    "file_bands": self.data["file_bands"],
+                    "count": int(self.data["samples_per_epoch"]),
+                    "seed": self.seed,
+                },
             )
             held: set[int] = set()
             if self.val_batches > 0:

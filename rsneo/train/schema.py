@@ -62,6 +62,12 @@ class DataConfig:
     val_fraction: float = 0.1  # in-memory sources: share held out when validating
     val_path: str | None = None  # shards: a held-out shard folder ...
     val_shards: int = 1  # ... or else the last `val_shards` shards
+    # torchgeo_raster: a folder of GeoTIFFs of one sensor, its band order in the files (null: the sensor's),
+    # and the windows drawn by RandomGeoSampler (seeded by the run's seed) that make one pass over the data
+    root: str | None = None
+    sensor: str | None = None
+    file_bands: list[str] | None = None
+    samples_per_epoch: int = 64
     # fold: all bands of a frame in one group; sensor: the sensor's band groups (recorded in the model config)
     band_groups: BandGroups = BandGroups[DEFAULT_BAND_GROUPS]  # type: ignore[misc]
 

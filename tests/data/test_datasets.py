@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import rasterio
 import torch
 from torch.utils.data import DataLoader
 from torchgeo.datasets import stack_samples
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
-from rsneo.data.datasets import BigEarthNetChips, Sen1Floods11Chips, SensorRaster, sample_scene
+from rsneo.data.datasets import (
+    BigEarthNetChips,
+    Sen1Floods11Chips,
+    SensorRaster,
+    random_raster_samples,
+    sample_scene,
+)
 from rsneo.data.frames import scene_frames
+from rsneo.errors import InputError
 
 NAIP_REGEX = r"m_\d+_se_\d+_\d_(?P<date>\d{8})\.tif"
 
@@ -60,3 +68,21 @@ def test_bigearthnet_chips_have_multi_hot_labels(shared_data):
     sample = ds[0]
     assert sample["image"].shape == (12, 120, 120) and sample["date"] is not None
     assert [ds.classes[i] for i in sample["label"].nonzero().flatten()] == sorted(sample["labels"])
+
+
+def test_random_raster_samples_are_seeded_and_leave_the_global_generator_alone(shared_data):
+    folder = shared_data / "timeseries/naip_m4709963"
+    state = torch.random.get_rng_state()
+    first = random_raster_samples(folder, "naip", 64, 3, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    again = random_raster_samples(folder, "naip", 64, 3, seed=5)
+    other = random_raster_samples(folder, "naip", 64, 3, seed=6)
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(first, again, strict=True))
+    assert [a["bounds"] for a in first] != [b["bounds"] for b in other]
+    scene = sample_scene(first[0])  # no date pattern: the index spans all time, the scene has no date
+    assert np.isnat(scene["time"].values[0]) and scene.shape == (1, 4, 64, 64)
+
+
+def test_sensor_raster_over_a_folder_without_geotiffs_names_it(tmp_path):
+    with pytest.raises(InputError, match="expected GeoTIFFs"):
+        SensorRaster(tmp_path, "naip")

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rsneo.cli import run_app
+from rsneo.model.positions import ImageTokens
 
 FAST = ["trainer.progress_bar=false", "trainer.tensorboard=false", "data=sen1floods11"]
 
@@ -163,3 +164,73 @@ def test_a_new_stage_starts_from_an_exported_folder_with_its_weights_and_tokeniz
     for name, tensor in run.module.model.state_dict().items():
         assert torch.equal(tensor, saved["state_dict"][f"model.{name}"]), name
     assert run.tokenizer.get_vocab() == load_tokenizer(smoke_run / "tokenizer").get_vocab()
+
+
+NAIP = "timeseries/naip_m4709963/m_4709963_se_14_1_{}.tif"
+
+
+def test_torchgeo_raster_trains_on_a_users_folder_of_geotiffs(shared_data, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from rsneo.data.datasets import random_raster_samples, sample_scene
+    from rsneo.data.frames import normalise
+    from rsneo.train.config import load_config
+    from rsneo.train.run import build_run
+
+    folder = tmp_path / "naip"
+    folder.mkdir()
+    for date in ("20090818", "20100629"):
+        shutil.copy(shared_data / NAIP.format(date), folder)
+    args = [
+        "experiment=smoke",
+        "data=torchgeo_raster",
+        f"data.root={folder}",
+        "data.sensor=naip",
+        "data.samples_per_epoch=6",
+        "trainer.max_steps=2",
+        f"data_root={shared_data}",
+        *FAST[:2],
+    ]
+    assert run_app(["train", *args, f"out_dir={tmp_path / 'run'}"]) == 0
+    assert sorted(losses(tmp_path / "run" / "metrics.csv")) == [0, 1]
+
+    run = build_run(load_config([*args, f"out_dir={tmp_path / 'built'}"]))
+    run.datamodule.setup("fit")
+    assert len(run.datamodule.samples) == 6
+    batch = next(iter(run.datamodule.train_dataloader()))
+    tokens = ImageTokens.of(run.module.model.config)
+    per_image = (64 // 32) ** 2  # one folded group per 64 px window, one token per 32x32 pixels
+    assert int((batch.inputs.input_ids == tokens.context).sum()) == 2 * per_image
+    # the frames are the sampler's windows of those files, normalised: the same draws give the same pixels
+    draws = random_raster_samples(folder, "naip", 64, 6, seed=0)
+    expected = [normalise(sample_scene(d))[0] for d in draws]
+    for image in batch.inputs.images:
+        pixels = image.pixels.numpy()
+        assert np.isfinite(pixels).all() and pixels.std() > 0
+        assert min(float(np.abs(pixels - e).max()) for e in expected) < 1e-5
+
+
+def test_torchgeo_raster_with_no_geotiffs_names_the_folder(shared_data, tmp_path):
+    from rsneo.errors import InputError
+    from rsneo.train.config import load_config
+    from rsneo.train.run import build_run
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no rasters here")
+    run = build_run(
+        load_config(
+            [
+                "experiment=smoke",
+                "data=torchgeo_raster",
+                f"data.root={empty}",
+                "data.sensor=naip",
+                f"data_root={shared_data}",
+                f"out_dir={tmp_path / 'o'}",
+            ]
+        )
+    )
+    with pytest.raises(InputError, match=re.escape(f"{empty}: expected GeoTIFFs")):
+        run.datamodule.setup("fit")
