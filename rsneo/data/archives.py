@@ -1,4 +1,5 @@
-"""Archive layouts, parsed in one place: which files make up each sample of a known archive.
+"""Archive layouts, parsed in one place: which files make up each sample of a known archive (Sen1Floods11
+chips, BigEarthNet patches and their Sentinel-1 partners, a place's rasters of a time series).
 
 The torchgeo datasets (`rsneo.data.datasets`), the shard recipes (`rsneo.data.recipes`) and the training
 corpus (`rsneo.train.corpus`) all list an archive's samples through these functions, so a layout rule (file
@@ -7,10 +8,12 @@ names, optional parts, the error for an empty folder) is written once. Light on 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from rsneo.errors import InputError
+from rsneo.io.read import RASTER_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -36,3 +39,41 @@ def sen1floods11_chips(root: str | Path) -> list[Sen1Floods11Chip]:
     if not chips:
         raise InputError(f"{root}: expected S2/*_S2Hand.tif chips (Sen1Floods11 layout), found none")
     return chips
+
+
+@dataclass(frozen=True)
+class BigEarthNetPatch:
+    """One BigEarthNet patch folder of one-band GeoTIFFs; `labels` None when it has no labels metadata."""
+
+    folder: Path
+    labels: tuple[str, ...] | None
+
+
+def bigearthnet_patches(root: str | Path) -> list[BigEarthNetPatch]:
+    """The patches of a BigEarthNet folder (one folder of band GeoTIFFs per patch, labels in
+    `*_labels_metadata.json`), sorted by name: the one parser of that layout."""
+    root = Path(root)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.tif")))
+    if not folders:
+        raise InputError(f"{root}: expected BigEarthNet patch folders of band GeoTIFFs, found none")
+    patches = []
+    for folder in folders:
+        meta = next(folder.glob("*_labels_metadata.json"), None)
+        labels = tuple(json.loads(meta.read_text())["labels"]) if meta else None
+        patches.append(BigEarthNetPatch(folder, labels))
+    return patches
+
+
+def bigearthnet_s1_folder(patch: BigEarthNetPatch, s1_root: Path) -> Path | None:
+    """The Sentinel-1 patch over the same ground as a Sentinel-2 one: BigEarthNet-S1 names end with the same
+    tile row and column as the S2 names (`..._87_48`)."""
+    key = "_" + "_".join(patch.folder.name.split("_")[-2:])
+    if not s1_root.is_dir():
+        return None
+    return next((p for p in sorted(s1_root.iterdir()) if p.is_dir() and p.name.endswith(key)), None)
+
+
+def date_rasters(folder: Path) -> list[Path]:
+    """The rasters of one place in a folder, one per date, sorted by name: the time-series layout that the
+    shard recipe, the training corpus and the NAIP change sources share (reading them orders them by date)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)

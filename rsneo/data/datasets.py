@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from affine import Affine
 from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset, RasterDataset
 from torchgeo.samplers import RandomGeoSampler
 
-from rsneo.data.archives import sen1floods11_chips
+from rsneo.data.archives import bigearthnet_patches, sen1floods11_chips
 from rsneo.errors import InputError
 from rsneo.io.grid import Grid
 from rsneo.io.read import open_source
@@ -124,17 +123,11 @@ class BigEarthNetChips(NonGeoDataset):
 
     def __init__(self, root: str | Path, transforms: Callable | None = None) -> None:
         self.root = Path(root)
-        self.folders = sorted(p for p in self.root.iterdir() if p.is_dir() and any(p.glob("*.tif")))
-        if not self.folders:
-            raise InputError(f"{self.root}: expected BigEarthNet patch folders of band GeoTIFFs, found none")
-        self.meta = [self._labels(f) for f in self.folders]
+        patches = bigearthnet_patches(self.root)
+        self.folders = [p.folder for p in patches]
+        self.meta = [list(p.labels or ()) for p in patches]
         self.classes = tuple(sorted({label for labels in self.meta for label in labels}))
         self.transforms = transforms
-
-    @staticmethod
-    def _labels(folder: Path) -> list[str]:
-        meta = next(folder.glob("*_labels_metadata.json"), None)
-        return json.loads(meta.read_text())["labels"] if meta else []
 
     def __len__(self) -> int:
         return len(self.folders)

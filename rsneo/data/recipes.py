@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from rsneo.data.archives import sen1floods11_chips
+from rsneo.data.archives import bigearthnet_patches, date_rasters, sen1floods11_chips
 from rsneo.data.shards import Sample
 from rsneo.errors import InputError
-from rsneo.io.read import RASTER_SUFFIXES, PixelUnitsWarning, open_source
+from rsneo.io.read import PixelUnitsWarning, open_source
 from rsneo.io.scene import grid_of, read_mask, read_scene
 
 
@@ -118,10 +118,7 @@ def sen1floods11_load(item: tuple) -> list[Sample]:
 
 
 def bigearthnet_items(root: Path, tile: int, **_: Any) -> list[tuple]:
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.tif")))
-    if not folders:
-        raise InputError(f"{root}: expected BigEarthNet patch folders of band GeoTIFFs, found none")
-    return [(str(f), tile) for f in folders]
+    return [(str(p.folder), tuple(p.labels or ()), tile) for p in bigearthnet_patches(root)]
 
 
 def bigearthnet_check(item: tuple) -> None:
@@ -129,27 +126,23 @@ def bigearthnet_check(item: tuple) -> None:
 
 
 def bigearthnet_load(item: tuple) -> list[Sample]:
-    folder, tile = Path(item[0]), item[1]
-    meta_file = next(folder.glob("*_labels_metadata.json"), None)
-    labels = json.loads(meta_file.read_text())["labels"] if meta_file else []
-    return _tiled(read_scene(folder), tile, _stem_key(folder.name), meta={"labels": labels})
+    folder, labels, tile = Path(item[0]), item[1], item[2]
+    return _tiled(read_scene(folder), tile, _stem_key(folder.name), meta={"labels": list(labels)})
 
 
 # ---- timeseries ---------------------------------------------------------------------------------------
 
 
-def _rasters(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
-
-
 def timeseries_items(
     root: Path, tile: int, sensor: str | None = None, bands: list[str] | None = None
 ) -> list:
-    folders = [root] if _rasters(root) else sorted(p for p in root.iterdir() if p.is_dir() and _rasters(p))
+    folders = (
+        [root] if date_rasters(root) else sorted(p for p in root.iterdir() if p.is_dir() and date_rasters(p))
+    )
     if not folders:
         raise InputError(f"{root}: expected folders of GeoTIFFs (one per date), found none")
     return [
-        (tuple(str(p) for p in _rasters(f)), f.name, sensor, tuple(bands) if bands else None, tile)
+        (tuple(str(p) for p in date_rasters(f)), f.name, sensor, tuple(bands) if bands else None, tile)
         for f in folders
     ]
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rsneo.baselines import change_vector_magnitude, otsu_threshold, standardise_bands
+from rsneo.data.archives import date_rasters
 from rsneo.data.frames import frame_groups
 from rsneo.data.recipes import tiles
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig, magnitude_excess
@@ -73,8 +74,7 @@ def naip_change_sources(folder: Path, tile: int = 128, bands: str = "rgb") -> li
     """
     import numpy as np
 
-    paths = sorted(Path(folder).glob("*.tif"))
-    scene = read_scene(paths, sensor="naip")
+    scene = read_scene(date_rasters(Path(folder)), sensor="naip")
     values = scene.values.astype(np.float32)  # (time, band, y, x), NaN = nodata
     mean = np.nanmean(values, axis=(2, 3), keepdims=True)
     std = np.maximum(np.nanstd(values, axis=(2, 3), keepdims=True), 1e-3)

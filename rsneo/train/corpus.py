@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from rsneo.data.archives import sen1floods11_chips
+from rsneo.data.archives import bigearthnet_patches, bigearthnet_s1_folder, date_rasters, sen1floods11_chips
 from rsneo.data.datasets import random_raster_samples, sample_scene
 from rsneo.data.documents import Document, DocumentBuilder
 from rsneo.data.frames import frame_groups, normalise
@@ -237,22 +237,17 @@ def bigearthnet(
     size = min(tile, 96)
     samples: list[Sample] = []
     sources: list[ChangeSource] = []
-    s1_by_tile = {
-        p.name.split("_", 5)[-1]: p for p in (base / "BigEarthNet-S1-Example").iterdir() if p.is_dir()
-    }
-    for folder in sorted((base / "BigEarthNet-S2-Example").iterdir()):
-        meta = next(folder.glob("*_labels_metadata.json"), None)
-        if meta is None:
+    for patch in bigearthnet_patches(base / "BigEarthNet-S2-Example"):
+        if patch.labels is None:
             continue
-        labels = json.loads(meta.read_text())["labels"]
-        s2 = read_scene(folder)
+        labels = list(patch.labels)
+        s2 = read_scene(patch.folder)
         start = (s2.sizes["y"] - size) // 2
         window = (slice(start, start + size), slice(start, start + size))
         values = normalise(s2)
         groups = frame_groups(s2, values, 0, window)
         source = change_source(s2, values, window)
-        key = "_".join(folder.name.split("_")[-2:])
-        s1_folder = next((p for name, p in s1_by_tile.items() if name.endswith(key)), None)
+        s1_folder = bigearthnet_s1_folder(patch, base / "BigEarthNet-S1-Example")
         if s1_folder is not None:
             s1 = read_scene(s1_folder, sensor="sentinel1_grd")
             if s1.sizes["y"] >= start + size:
@@ -277,8 +272,7 @@ def timeseries(
     Each tile's dates are also a change source (real date pairs, treated with care: see
     `rsneo.train.change`); `qa`: also a simulated change pair's question per tile."""
     base = _require(root / "timeseries" / "landsat_pucallpa")
-    paths = sorted(base.glob("*.tif"))
-    scene = read_scene(paths, sensor="landsat5_tm", bands=["B5", "B4", "B3", "B2"])
+    scene = read_scene(date_rasters(base), sensor="landsat5_tm", bands=["B5", "B4", "B3", "B2"])
     values = normalise(scene)
     years = [str(np.datetime_as_string(t, unit="Y")) for t in scene["time"].values]
     samples = []
@@ -423,8 +417,9 @@ def corpus_texts(root: Path) -> list[str]:
     if manifest.is_file():
         for entry in list(json.loads(manifest.read_text()).values())[:3000]:
             texts += entry["captions"][:1]
-    for folder in sorted((root / "bigearthnet" / "BigEarthNet-S2-Example").glob("*")):
-        for meta in folder.glob("*_labels_metadata.json"):
-            texts.append(scene_labels_sentence(json.loads(meta.read_text())["labels"]))
+    patches = root / "bigearthnet" / "BigEarthNet-S2-Example"
+    for patch in bigearthnet_patches(patches) if patches.is_dir() else []:
+        if patch.labels is not None:
+            texts.append(scene_labels_sentence(list(patch.labels)))
     texts += [f"{y}:" for y in range(1980, 2030)]
     return texts
