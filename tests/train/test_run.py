@@ -212,7 +212,7 @@ def test_torchgeo_raster_trains_on_a_users_folder_of_geotiffs(shared_data, tmp_p
         assert min(float(np.abs(pixels - e).max()) for e in expected) < 1e-5
 
 
-def test_torchgeo_raster_with_no_geotiffs_names_the_folder(shared_data, tmp_path):
+def test_torchgeo_raster_with_no_geotiffs_names_the_folder(shared_data, tmp_path, capsys):
     from rsneo.errors import InputError
     from rsneo.train.config import load_config
     from rsneo.train.run import build_run
@@ -234,3 +234,8 @@ def test_torchgeo_raster_with_no_geotiffs_names_the_folder(shared_data, tmp_path
     )
     with pytest.raises(InputError, match=re.escape(f"{empty}: expected GeoTIFFs")):
         run.datamodule.setup("fit")
+    # without a folder at all (the shipped option leaves root and sensor to the user)
+    capsys.readouterr()
+    args = ["train", "data=torchgeo_raster", f"data_root={shared_data}", f"out_dir={tmp_path / 'p'}"]
+    assert run_app(args) == 2
+    assert "expected data.root (a folder of GeoTIFFs) and data.sensor" in capsys.readouterr().err
