@@ -11,7 +11,7 @@ import pystac
 import pytest
 
 from rsneo.cli import run_app
-from rsneo.io.cog import open_raster
+from rsneo.io.dataset import open_raster
 from rsneo.io.read import open_source, read_source
 
 BEN = "bigearthnet/BigEarthNet-S2-Example/S2A_MSIL2A_20170613T101031_87_48"

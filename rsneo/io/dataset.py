@@ -111,15 +111,9 @@ def gdal_message(exc: BaseException) -> str:
     return "; ".join(dict.fromkeys(useful)) or messages[0]
 
 
-def open_dataset(path: str) -> rasterio.DatasetReader:
-    """An open dataset for `path`, cached per process (workers each open their own; headers read once).
-
-    At most `MAX_OPEN` stay open; the least recently used is closed first (archives have many files).
-    """
-    key = (os.getpid(), path)
-    if key in _HANDLES:
-        _HANDLES[key] = _HANDLES.pop(key)  # most recently used last
-        return _HANDLES[key]
+def _open(path: str) -> rasterio.DatasetReader:
+    """Open `path` for reading with rsneo's checks: a missing, empty or unreadable file, or one cut off before
+    its last block, is an InputError naming it; pixel-unit images open without GDAL's warning."""
     check_raster_file(Path(path))
     with gdal_errors(path, "open"), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -138,12 +132,44 @@ def open_dataset(path: str) -> rasterio.DatasetReader:
     except InputError:
         handle.close()
         raise
+    return handle
+
+
+def open_dataset(path: str) -> rasterio.DatasetReader:
+    """An open dataset for `path`, cached per process (workers each open their own; headers read once).
+
+    At most `MAX_OPEN` stay open; the least recently used is closed first (archives have many files).
+    """
+    key = (os.getpid(), path)
+    if key in _HANDLES:
+        _HANDLES[key] = _HANDLES.pop(key)  # most recently used last
+        return _HANDLES[key]
+    handle = _open(path)
     while len(_HANDLES) >= MAX_OPEN:
         oldest = next(iter(_HANDLES))
         _HANDLES.pop(oldest).close()
         _HEADERS.pop(oldest, None)
     _HANDLES[key] = handle
     return handle
+
+
+@contextmanager
+def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReaderBase]:
+    """A dataset to read all of `path` through, closed on exit: a raster file (opened as `open_dataset`
+    opens it, but not cached, so files rsneo rewrites read back fresh), or a band folder or STAC item as one
+    stacked virtual raster."""
+    from rsneo.io.read import PixelUnitsWarning, is_multi_file, open_source, source_vrt
+
+    if is_multi_file(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PixelUnitsWarning)
+            vrt = source_vrt(open_source(path))
+        with gdal_errors(str(path), "open"):
+            handle = rasterio.open(vrt)
+    else:
+        handle = _open(str(path))
+    with handle:
+        yield handle
 
 
 def dataset_header(path: str) -> DatasetHeader:

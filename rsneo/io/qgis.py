@@ -25,7 +25,8 @@ from rasterio.windows import Window
 
 from rsneo import atomic
 from rsneo.errors import InputError
-from rsneo.io.cog import ClassLegend, open_raster
+from rsneo.io.cog import ClassLegend
+from rsneo.io.dataset import open_raster
 from rsneo.io.palette import family_of
 
 QGIS_VERSION = "3.22.0-Białowieża"  # the format version we write; later QGIS versions read it

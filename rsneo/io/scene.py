@@ -30,12 +30,6 @@ from rsneo.sensors import Band, Sensor, get_sensor
 PathLike = str | Path
 
 
-def _bounds_in(source: RasterSource, crs: CRS | None) -> tuple[float, float, float, float]:
-    if crs is None or source.grid.crs is None or source.grid.crs == crs:
-        return source.grid.bounds
-    return transform_bounds(source.grid.crs, crs, *source.grid.bounds)
-
-
 def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -69,6 +63,49 @@ def scene_grid(
     return grid
 
 
+def check_series(
+    paths: Sequence[PathLike],
+    sensors: Sequence[str],
+    bands: Sequence[Sequence[str]],
+    grids: Sequence[Grid],
+    target: Grid | None = None,
+) -> None:
+    """The checks every series of dates passes before it is put on one grid (training scenes, `rsneo change`
+    and `ask`), so each refuses the same inputs with the same words: one sensor and one band list, every
+    date georeferenced or none, the same size when none is (compared pixel by pixel), and each date
+    overlapping `target` (default: the first date's grid).
+    """
+    first, target = paths[0], target or grids[0]
+    for path, sensor, names in zip(paths[1:], sensors[1:], bands[1:], strict=True):
+        if sensor != sensors[0] or list(names) != list(bands[0]):
+            raise InputError(
+                f"{path}: sensor {sensor} with bands {list(names)} differs from {first} "
+                f"(sensor {sensors[0]}, bands {list(bands[0])}); "
+                "expected every date from the same sensor with the same bands (pass subset= / --bands)"
+            )
+    for path, grid in zip(paths[1:], grids[1:], strict=True):
+        if (grid.crs is None) != (grids[0].crs is None):
+            missing = path if grid.crs is None else first
+            raise InputError(
+                f"{missing}: has no CRS; expected one to reproject the dates onto one grid "
+                f"({first} and {path}), or none on every date (same-size images compared pixel by pixel)"
+            )
+        if target.crs is None and grid.width_height != grids[0].width_height:
+            raise InputError(
+                f"{path}: has no georeference and is {grid.width}x{grid.height} pixels; expected "
+                f"{grids[0].width}x{grids[0].height} like {first} to compare them pixel by pixel"
+            )
+        bounds = grid.bounds
+        if target.crs is not None and grid.crs != target.crs:
+            bounds = transform_bounds(grid.crs, target.crs, *bounds, densify_pts=21)
+        if not _overlaps(bounds, target.bounds):
+            raise InputError(
+                f"{path} does not overlap {first}: expected intersecting extents "
+                f"(rasters of the same place), found "
+                f"{tuple(round(v, 3) for v in bounds)} vs {tuple(round(v, 3) for v in target.bounds)}"
+            )
+
+
 def read_scene(
     paths: PathLike | Sequence[PathLike],
     sensor: str | Sensor | None = None,
@@ -91,31 +128,14 @@ def read_scene(
     if all(s.date is not None for s in sources):
         sources.sort(key=lambda s: s.date)
     first = sources[0]
-    for other in sources[1:]:
-        if [b.name for b in other.bands] != [b.name for b in first.bands]:
-            raise InputError(
-                f"{other.path}: has bands {[b.name for b in other.bands]}; expected the same bands as "
-                f"{first.path} ({[b.name for b in first.bands]}) to stack them; pass subset= / --bands"
-            )
     grid = scene_grid(first, window, bounds, resolution)
-    for other in sources[1:]:
-        if (other.grid.crs is None) != (first.grid.crs is None):
-            missing = other if other.grid.crs is None else first
-            raise InputError(
-                f"{missing.path}: has no CRS; expected one to reproject the dates onto one grid "
-                f"({first.path} and {other.path})"
-            )
-        if grid.crs is None and other.grid.width_height != first.grid.width_height:
-            raise InputError(
-                f"{other.path}: has no georeference and is {other.grid.width}x{other.grid.height} pixels; "
-                f"expected {first.grid.width}x{first.grid.height} like {first.path} to stack them"
-            )
-        if not _overlaps(_bounds_in(other, grid.crs), grid.bounds):
-            raise InputError(
-                f"{other.path} does not overlap {first.path}: expected intersecting extents, found "
-                f"{tuple(round(v, 3) for v in _bounds_in(other, grid.crs))} vs "
-                f"{tuple(round(v, 3) for v in grid.bounds)}"
-            )
+    check_series(
+        [s.path for s in sources],
+        [s.sensor.name for s in sources],
+        [[b.name for b in s.bands] for s in sources],
+        [s.grid for s in sources],
+        grid,
+    )
     data = np.stack([read_source(s, grid, resampling) for s in sources])  # (time, band, y, x)
     if np.isnan(data).all():
         raise InputError(

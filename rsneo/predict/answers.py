@@ -23,7 +23,8 @@ from affine import Affine
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import match_classes
 from rsneo.io.areas import format_area
-from rsneo.io.cog import ClassLegend, open_raster
+from rsneo.io.cog import ClassLegend
+from rsneo.io.dataset import open_raster
 from rsneo.io.vector import class_areas
 from rsneo.predict.bands import band_layout, model_band_groups, overview_size, read_overview
 from rsneo.predict.change import (
@@ -155,7 +156,7 @@ def _change_target(text: str) -> str | None:
 
 
 @contextlib.contextmanager
-def _reduced(datasets: list, max_side: int) -> Iterator[list]:
+def _reduced(datasets: list, max_side: int, token_size: int) -> Iterator[list]:
     """The datasets themselves when small enough, else in-memory overviews (same place, coarser pixels)."""
     from rasterio.io import MemoryFile
 
@@ -163,7 +164,7 @@ def _reduced(datasets: list, max_side: int) -> Iterator[list]:
     if max(ref.width, ref.height) <= max_side:
         yield datasets
         return
-    height, width = overview_size(ref.width, ref.height, max_side)
+    height, width = overview_size(ref.width, ref.height, max_side, token_size)
     transform = ref.transform @ Affine.scale(ref.width / width, ref.height / height)
     with contextlib.ExitStack() as stack:
         out = []
@@ -190,7 +191,12 @@ def class_shares(
     layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
     legend = ClassLegend.from_names([*classes, NONE_OF_THESE])
     predictor = SegmentationPredictor(system, layout, classes)
-    with tempfile.TemporaryDirectory() as tmp, open_raster(raster) as src, _reduced([src], max_side) as (ds,):
+    token = system.config.token_size
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        open_raster(raster) as src,
+        _reduced([src], max_side, token) as (ds,),
+    ):
         cog = predict_raster(RasterWindows([ds]), predictor, Path(tmp) / "classes.tif", legend=legend,
                              crs=ds.crs, transform=ds.transform, confidence=False)  # fmt: skip
         areas = class_areas(cog, legend)
@@ -205,15 +211,17 @@ def changed_share(
     """Percent of the compared pixels the change map (as `rsneo change`) marks changed, the area, its unit."""
     layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
     legend = change_legend(None)
+    token = system.config.token_size
     with (
         tempfile.TemporaryDirectory() as tmp,
         aligned_datasets(rasters, layouts) as (aligned, crs, _, pixel_units),
-        _reduced(aligned, max_side) as datasets,
+        _reduced(aligned, max_side, token) as datasets,
     ):
         head = system.change
         if "change" not in system.trained_heads:
             ref = datasets[0]
-            views = [read_overview(ds, overview_size(ref.width, ref.height, 512)) for ds in datasets]
+            shape = overview_size(ref.width, ref.height, 512, token)
+            views = [read_overview(ds, shape) for ds in datasets]
             head = calibrated_change_head(system, layouts, views)
         cog = predict_raster(
             RasterWindows(datasets, stack=True), ChangePredictor(system, layouts, None, head),

@@ -1,23 +1,32 @@
-"""From a raster's bands to the model's band groups: wavelengths, STAC names, grouping and normalisation.
+"""A raster's bands as the model reads them: wavelengths, STAC names, band groups and statistics.
 
-The sensor and the identity of each band come from the data reader (`rsneo.io.read.open_source`). Values in
-the sensor's stored units are standardised with the sensor's statistics, exactly as training standardises them
-(`rsneo.data.frames.normalise`); 8-bit stretches of a sensor stored in other units (as the Taizhou Landsat
-pair) use statistics of the raster itself (a decimated read of its valid pixels), which also cancel most
-radiometric differences between the dates of a change pair.
+The sensor and the identity of each band come from the data reader (`rsneo.io.read.open_source`). Windows
+become `ImageInput`s through `rsneo.data.frames`, as training's scenes do (one normalisation, one grouping,
+one padding): values in the sensor's stored units are standardised with the sensor's statistics; 8-bit
+stretches of a sensor stored in other units (as the Taizhou Landsat pair) use statistics of the raster itself
+(a decimated read of its valid pixels, `raster_statistics`), which also cancel most radiometric differences
+between the dates of a change pair.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from rsneo.io.cog import open_raster
-from rsneo.model.inputs import ImageInput
+from rsneo.data.frames import (
+    band_group_indices,
+    check_band_groups,
+    days,
+    image_groups,
+    standardise,
+    statistics,
+)
+from rsneo.io.dataset import open_raster
+from rsneo.model.inputs import DEFAULT_TOKEN_SIZE, ImageInput, ModelInputs
 
 
 @dataclass(frozen=True)
@@ -40,24 +49,34 @@ class BandLayout:
             return [keys.index(k) for k in ("red", "green", "blue")]
         return list(range(min(3, len(keys))))
 
-    def images(self, pixels: np.ndarray, valid: np.ndarray, time: float | None = None) -> list[ImageInput]:
-        """(bands, H, W) raw values, (H, W) valid mask -> one `ImageInput` per band group (invalid = 0)."""
-        mean = np.asarray(self.mean, np.float32)[:, None, None]
-        std = np.asarray(self.std, np.float32)[:, None, None]
-        x = np.where(valid[None], (pixels - mean) / std, 0.0).astype(np.float32)  # (bands, H, W)
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-        out = []
-        for group in self.groups:
-            idx = list(group)
-            out.append(
-                ImageInput(
-                    pixels=torch.from_numpy(x[idx]),
-                    wavelengths=torch.tensor([self.wavelengths[i] for i in idx], dtype=torch.float32),
-                    band_keys=tuple(self.keys[i] for i in idx),
-                    time=time,
-                )
-            )
-        return out
+    def images(
+        self, pixels: np.ndarray, valid: np.ndarray, token_size: int = DEFAULT_TOKEN_SIZE
+    ) -> list[ImageInput]:
+        """(bands, H, W) raw values, (H, W) valid mask -> one `ImageInput` per band group (invalid = 0),
+        dated by the raster's acquisition date, as `rsneo.data.frames.frame_groups` makes them."""
+        values = standardise(np.where(valid[None], pixels, np.nan), self.mean, self.std)
+        return image_groups(values, self.wavelengths, self.keys, self.groups, days(self.date), token_size)
+
+
+def window_inputs(
+    layouts: Sequence[BandLayout], pixels: np.ndarray, valid: np.ndarray, config: Any, policy: str = "frame"
+) -> ModelInputs:
+    """Windows read by `RasterWindows` -> the model's inputs: one document per window, one frame per date.
+
+    `pixels` (B, bands, S, S) for one raster (one layout) or (B, dates, bands, S, S) for aligned dates (a
+    layout each); `valid` (B, S, S). `config` (an `RSNeoConfig`) gives the token size and image token ids;
+    `policy="scene"` lets the dates of a window see each other.
+    """
+    from rsneo.heads.segmentation import image_documents
+
+    if pixels.ndim == 4:
+        pixels = pixels[:, None]
+    token = config.token_size
+    frames = [
+        [layout.images(sample[t], v, token) for t, layout in enumerate(layouts)]
+        for sample, v in zip(pixels, valid, strict=True)
+    ]
+    return image_documents(frames, config, policy=policy)
 
 
 def raster_statistics(path: Path, sample: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -79,8 +98,6 @@ def raster_statistics(path: Path, sample: int = 1024) -> tuple[np.ndarray, np.nd
 def model_band_groups(config: Any) -> str:
     """How the model groups bands, as it was trained (`rsneo train` records `data.band_groups` in the model
     config's `extra`); a model without the record (the bundled one) was trained with the sensor's groups."""
-    from rsneo.data.frames import check_band_groups
-
     return check_band_groups(str(config.extra.get("band_groups", "sensor")), "model config band_groups")
 
 
@@ -102,18 +119,8 @@ def band_layout(
         warnings.simplefilter("ignore", PixelUnitsWarning)  # the commands warn about pixel units themselves
         source = open_source(path, sensor=sensor, bands=bands)
     bands = list(source.bands)
-    index = {b.name: i for i, b in enumerate(bands)}
-    groups = tuple(
-        tuple(index[b.name] for b in members) for members in source.sensor.groups_for(bands).values()
-    )
-    if band_groups == "fold":
-        groups = (tuple(i for group in groups for i in group),)
-    with open_raster(path) as src:
-        dtype = src.dtypes[0]
-    if dtype == "uint8" and "uint8" not in source.sensor.units:
-        mean, std = raster_statistics(path)  # an 8-bit stretch: the sensor's statistics would not fit
-    else:  # the sensor's stored units: standardise as training does (rsneo.data.frames.normalise)
-        mean, std = np.array([b.mean for b in bands]), np.array([b.std for b in bands])
+    groups = tuple(tuple(g) for g in band_group_indices(source.sensor, bands, band_groups))
+    mean, std = statistics(source.sensor, bands, source.dtype, lambda: raster_statistics(path))
     return BandLayout(
         sensor=source.sensor.name,
         band_names=tuple(b.name for b in bands),
@@ -126,11 +133,16 @@ def band_layout(
     )
 
 
-def overview_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """(height, width) of a reduced read: longest side <= `max_side`, multiples of 32, aspect kept."""
+def overview_size(
+    width: int, height: int, max_side: int, token_size: int = DEFAULT_TOKEN_SIZE
+) -> tuple[int, int]:
+    """(height, width) of a reduced read: longest side <= `max_side`, whole tokens, aspect kept."""
     scale = min(1.0, max_side / max(width, height))
-    to32 = lambda n: max(32, int(round(n * scale / 32)) * 32)
-    return to32(height), to32(width)
+
+    def whole_tokens(n: int) -> int:
+        return max(token_size, int(round(n * scale / token_size)) * token_size)
+
+    return whole_tokens(height), whole_tokens(width)
 
 
 def read_overview(dataset, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

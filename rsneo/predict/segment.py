@@ -10,15 +10,16 @@ import torch
 
 from rsneo.errors import InputError
 from rsneo.heads.fewshot import class_vectors
-from rsneo.heads.segmentation import image_documents, image_features
+from rsneo.heads.segmentation import image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io import qgis  # module attribute at call time: the resume tests stop a run inside it
 from rsneo.io.areas import warn_pixel_units
-from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
+from rsneo.io.cog import ClassLegend, check_writable, gdal_env
+from rsneo.io.dataset import open_raster
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.io.vector import write_class_polygons
-from rsneo.predict.bands import BandLayout, band_layout, model_band_groups
+from rsneo.predict.bands import BandLayout, band_layout, model_band_groups, window_inputs
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
@@ -55,8 +56,7 @@ class SegmentationPredictor:
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
         # pixels (B, bands, S, S), valid (B, S, S) -> (B, K + 1, S, S)
         head = self.system.segmentation
-        frames = [[self.layout.images(p, v)] for p, v in zip(pixels, valid, strict=True)]
-        inputs = image_documents(frames, self.system.config).to(self.system.device)
+        inputs = window_inputs([self.layout], pixels, valid, self.system.config).to(self.system.device)
         features = image_features(self.system.model, inputs, head.config.early_layer)
         probs = head.probabilities(head(features, self.class_vectors), self.none_threshold)
         return probs.float().cpu().numpy()

@@ -32,7 +32,8 @@ from rasterio.windows import Window
 
 from rsneo import atomic
 from rsneo.errors import InputError
-from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, gdal_env, hidden_path, open_raster
+from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, gdal_env, hidden_path
+from rsneo.io.dataset import open_raster
 from rsneo.io.runstate import notice_discarded, run_identity
 
 ENGINE_VERSION = 3  # saved progress of another engine version is never resumed

@@ -132,7 +132,7 @@ def labelled_windows(
 ) -> list[LabelledPixels]:
     """Run the backbone and the frozen decoder context once over every window holding labels."""
     from rsneo.heads.segmentation import image_documents, image_features
-    from rsneo.io.cog import open_raster
+    from rsneo.io.dataset import open_raster
     from rsneo.predict.sliding_window import RasterWindows
 
     head = system.segmentation
@@ -146,7 +146,9 @@ def labelled_windows(
                 feature = _crop(raster.feature, row, col, window)
                 mask = torch.from_numpy((classes >= 0) & valid)
                 if mask.any():
-                    inputs = image_documents([[raster.layout.images(pixels, valid)]], system.config)
+                    inputs = image_documents(
+                        [[raster.layout.images(pixels, valid, system.config.token_size)]], system.config
+                    )
                     with torch.no_grad():  # not inference_mode: these tensors feed autograd later
                         feats = image_features(
                             system.model, inputs.to(system.device), head.config.early_layer
@@ -361,7 +363,7 @@ def prepare_rasters(
     rasters: Sequence[Path], labels, sensor: str | None = None, bands: list[str] | None = None
 ) -> list[LabelledRaster]:
     """Burn `labels` (a LabelFile) onto each raster; a raster the labels miss is an InputError."""
-    from rsneo.io.cog import open_raster
+    from rsneo.io.dataset import open_raster
     from rsneo.io.labels import burn_labels
     from rsneo.io.read import dataset_grid
     from rsneo.predict.bands import band_layout

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from rsneo.io.cog import NODATA_CLASS, ClassLegend, open_raster
+from rsneo.io.cog import NODATA_CLASS, ClassLegend
+from rsneo.io.dataset import open_raster
 from rsneo.io.runstate import ResumeNotice
 from rsneo.predict.sliding_window import (
     RasterWindows,
