@@ -74,8 +74,8 @@ def make_raster(path: Path, size: int, source: Path = S2_CHIP, block: int = 512)
 # part -> (module, attribute path) of the callable timed as that part. Nested parts are subtracted from
 # their parents (a window read contains its validity mask).
 PARTS: dict[str, tuple[str, str]] = {
-    "I/O: pixel reads": ("rsneo.predict.sliding_window", "RasterWindows.read"),
-    "I/O: validity masks": ("rsneo.predict.sliding_window", "_window_valid"),
+    "I/O: pixel reads": ("rsneo.io.windows", "RasterWindows.read"),
+    "I/O: validity masks": ("rsneo.io.windows", "_window_valid"),
     "I/O: block writes": ("rsneo.io.cog", "CogBlockWriter.write"),
     "I/O: flushes (resume points)": ("rsneo.io.cog", "CogBlockWriter.flush"),
     "I/O: COG conversion": ("rsneo.io.cog", "CogBlockWriter.finish"),
@@ -227,11 +227,12 @@ def run_engine(size: int, folder: Path, device: str, window: int, batch: int, pr
     import rasterio
     import torch
 
+    from rsneo.data.frames import band_layout
     from rsneo.heads.system import random_system
     from rsneo.io.cog import ClassLegend, gdal_env
-    from rsneo.predict.bands import band_layout
+    from rsneo.io.windows import RasterWindows
     from rsneo.predict.segment import NONE_OF_THESE, SegmentationPredictor
-    from rsneo.predict.sliding_window import RasterWindows, WindowPlan, predict_raster
+    from rsneo.predict.sliding_window import WindowPlan, predict_raster
 
     raster = folder / f"s2_{size}.tif"
     names = ["water", "forest", "built-up"]

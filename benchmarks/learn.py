@@ -72,7 +72,7 @@ def load_set(name: str) -> tuple[list[str], list[Scene]]:
 def cache_pixels(system, scenes: list[Scene]):
     """Every labelled pixel is its own feature (id = running pixel index); returns the cached windows and,
     per feature, its class and whether it lies in the training or the hold-out region."""
-    from rsneo.predict.bands import band_layout
+    from rsneo.data.frames import band_layout
     from rsneo.train.learn import LabelledRaster, labelled_windows
 
     rasters, classes, region = [], [], []

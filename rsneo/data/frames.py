@@ -2,21 +2,26 @@
 
 A frame is one acquisition: the band groups of one date, each an `ImageInput` (bands, height, width) with the
 groups' wavelengths and STAC common names, all sitting in one `<img>` block. Training (scenes) and prediction
-(`rsneo.predict.bands.BandLayout`, windows of a raster) both go through the functions here: `statistics` picks
+(`BandLayout`, windows of a raster) both go through the functions here: `statistics` picks
 the normalisation statistics, `standardise` applies them, `band_group_indices` groups the bands and
 `image_groups` pads and wraps them, so a window gives the same `ImageInput`s whichever path read it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
 
 from rsneo.errors import InputError
+from rsneo.io.read import PixelUnitsWarning, open_source
+from rsneo.io.windows import raster_statistics
 from rsneo.model.inputs import DEFAULT_TOKEN_SIZE, ImageInput
 from rsneo.sensors import Band, Sensor, get_sensor
 
@@ -222,3 +227,69 @@ def scene_frames(
             caption = f"{day} {scene.attrs['sensor']}:"
         frames.append(Frame(frame_groups(scene, values, t, window, groups, token_size), caption, {"t": t}))
     return frames
+
+
+# ---- a raster's bands, for prediction's windows ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BandLayout:
+    """How the bands of one raster (file order) become normalised band groups."""
+
+    sensor: str
+    band_names: tuple[str, ...]
+    wavelengths: tuple[float, ...]  # micrometres, file order
+    keys: tuple[str, ...]  # STAC common names / polarisations, file order
+    groups: tuple[tuple[int, ...], ...]  # file-order band indices of each group
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    date: str | None = None  # acquisition date (YYYY-MM-DD) when the reader found one
+
+    def rgb_bands(self) -> list[int]:
+        """File-order indices of red, green, blue when present (for pictures), else the first band(s)."""
+        keys = list(self.keys)
+        if all(k in keys for k in ("red", "green", "blue")):
+            return [keys.index(k) for k in ("red", "green", "blue")]
+        return list(range(min(3, len(keys))))
+
+    def images(
+        self, pixels: np.ndarray, valid: np.ndarray, token_size: int = DEFAULT_TOKEN_SIZE
+    ) -> list[ImageInput]:
+        """(bands, H, W) raw values, (H, W) valid mask -> one `ImageInput` per band group (invalid = 0),
+        dated by the raster's acquisition date, as `frame_groups` makes them for training."""
+        values = standardise(np.where(valid[None], pixels, np.nan), self.mean, self.std)
+        return image_groups(values, self.wavelengths, self.keys, self.groups, days(self.date), token_size)
+
+
+def model_band_groups(config: Any) -> str:
+    """How the model groups bands, as it was trained (`rsneo train` records `data.band_groups` in the model
+    config's `extra`); a model without the record (the bundled one) was trained with the sensor's groups."""
+    return check_band_groups(str(config.extra.get("band_groups", "sensor")), "model config band_groups")
+
+
+def band_layout(
+    path: Path, sensor: str | None = None, bands: list[str] | None = None, band_groups: str = "sensor"
+) -> BandLayout:
+    """Identify the bands of a raster file and measure its statistics.
+
+    The sensor comes from the metadata or `sensor`; `bands` names the file's bands in order when they are not
+    the sensor's bands in its own order (both as `rsneo info` / the data reader take them). `band_groups`:
+    the sensor's groups, or `fold` (all bands in one group), as the model was trained
+    (`model_band_groups`).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PixelUnitsWarning)  # the commands warn about pixel units themselves
+        source = open_source(path, sensor=sensor, bands=bands)
+    bands = list(source.bands)
+    groups = tuple(tuple(g) for g in band_group_indices(source.sensor, bands, band_groups))
+    mean, std = statistics(source.sensor, bands, source.dtype, lambda: raster_statistics(path))
+    return BandLayout(
+        sensor=source.sensor.name,
+        band_names=tuple(b.name for b in bands),
+        wavelengths=tuple(b.wavelength for b in bands),
+        keys=tuple(b.common_name for b in bands),
+        groups=groups,
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+        date=None if source.date is None else str(source.date.astype("datetime64[D]")),
+    )

@@ -154,21 +154,11 @@ def open_dataset(path: str) -> rasterio.DatasetReader:
 
 
 @contextmanager
-def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReaderBase]:
-    """A dataset to read all of `path` through, closed on exit: a raster file (opened as `open_dataset`
-    opens it, but not cached, so files rsneo rewrites read back fresh), or a band folder or STAC item as one
-    stacked virtual raster."""
-    from rsneo.io.read import PixelUnitsWarning, is_multi_file, open_source, source_vrt
-
-    if is_multi_file(path):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PixelUnitsWarning)
-            vrt = source_vrt(open_source(path))
-        with gdal_errors(str(path), "open"):
-            handle = rasterio.open(vrt)
-    else:
-        handle = _open(str(path))
-    with handle:
+def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
+    """A raster file to read all of, closed on exit: opened with `open_dataset`'s checks but not cached, so a
+    file rsneo rewrites (its own products, partial files) reads back fresh. Band folders and STAC items:
+    `rsneo.io.read.open_input`."""
+    with _open(str(path)) as handle:
         yield handle
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ from rsneo.io.dataset import (  # noqa: F401  (gdal_message: imported from here 
     gdal_errors,
     gdal_message,
     open_dataset,
+    open_raster,
 )
 from rsneo.io.detect import acquisition_date, assign_bands, detect_sensor, folder_band_name
 from rsneo.io.grid import Grid
@@ -165,6 +168,23 @@ def is_multi_file(path: str | Path) -> bool:
     """A band folder or a STAC item: one acquisition stored in several files."""
     path = Path(path)
     return path.is_dir() or path.suffix.lower() == ".json"
+
+
+@contextmanager
+def open_input(path: str | Path) -> Iterator[rasterio.io.DatasetReaderBase]:
+    """An input to read windows of, closed on exit: a raster file (`rsneo.io.dataset.open_raster`), or a band
+    folder or STAC item as one stacked virtual raster (`source_vrt`)."""
+    if not is_multi_file(path):
+        with open_raster(path) as handle:
+            yield handle
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PixelUnitsWarning)
+        vrt = source_vrt(open_source(path))
+    with gdal_errors(str(path), "open"):
+        handle = rasterio.open(vrt)
+    with handle:
+        yield handle
 
 
 def select_bands(source: RasterSource, names: list[str] | None) -> RasterSource:

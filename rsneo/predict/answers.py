@@ -20,20 +20,21 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
+from rsneo.data.frames import band_layout, model_band_groups
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import match_classes
 from rsneo.io.areas import format_area
 from rsneo.io.cog import ClassLegend
-from rsneo.io.dataset import open_raster
+from rsneo.io.read import open_input
 from rsneo.io.vector import class_areas
-from rsneo.predict.bands import band_layout, model_band_groups, overview_size, read_overview
+from rsneo.io.windows import aligned_datasets, overview_size, read_overview
 from rsneo.predict.change import (
     CHANGE_NAMES,
     ChangePredictor,
-    aligned_datasets,
     calibrated_change_head,
     change_legend,
     from_to_classifier,
+    layout_bands,
 )
 from rsneo.predict.segment import NONE_OF_THESE, SegmentationPredictor
 from rsneo.predict.sliding_window import RasterWindows, predict_raster
@@ -194,7 +195,7 @@ def class_shares(
     token = system.config.token_size
     with (
         tempfile.TemporaryDirectory() as tmp,
-        open_raster(raster) as src,
+        open_input(raster) as src,
         _reduced([src], max_side, token) as (ds,),
     ):
         cog = predict_raster(RasterWindows([ds]), predictor, Path(tmp) / "classes.tif", legend=legend,
@@ -214,7 +215,7 @@ def changed_share(
     token = system.config.token_size
     with (
         tempfile.TemporaryDirectory() as tmp,
-        aligned_datasets(rasters, layouts) as (aligned, crs, _, pixel_units),
+        aligned_datasets(rasters, *layout_bands(layouts)) as (aligned, crs, _, pixel_units),
         _reduced(aligned, max_side, token) as datasets,
     ):
         head = system.change

@@ -8,21 +8,18 @@ compares the first and the last date, and label-as-text segmentation on those tw
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import torch
-from rasterio.enums import MaskFlags, Resampling
-from rasterio.vrt import WarpedVRT
+from rasterio.enums import Resampling
 
 from rsneo.baselines import change_vector_magnitude, otsu_threshold
+from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, ChangeHead, magnitude_excess
 from rsneo.heads.fewshot import class_vectors
@@ -31,19 +28,10 @@ from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import format_area
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env, hidden_path
-from rsneo.io.dataset import dataset_grid, open_raster
-from rsneo.io.read import PixelUnitsWarning
+from rsneo.io.dataset import open_raster
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
-from rsneo.io.scene import check_series
-from rsneo.predict.bands import (
-    BandLayout,
-    band_layout,
-    model_band_groups,
-    overview_size,
-    read_overview,
-    window_inputs,
-)
-from rsneo.predict.segment import NONE_OF_THESE, parse_classes
+from rsneo.io.windows import aligned_datasets, data_bands, overview_size, read_overview
+from rsneo.predict.segment import NONE_OF_THESE, parse_classes, window_inputs
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
@@ -57,56 +45,9 @@ MAX_FROM_TO_CLASSES = (
 )
 
 
-@contextlib.contextmanager
-def aligned_datasets(paths: list[Path], layouts: list[BandLayout]):
-    """Open the dates on the first one's grid; yields (datasets, crs or None, transform, pixel_units).
-
-    The dates pass the same checks as a training scene's (`rsneo.io.scene.check_series`); later dates on
-    another grid are warped onto the first one's (WarpedVRT, read window by window).
-    """
-    with contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(open_raster(p)) for p in paths]
-        grids = [dataset_grid(s) for s in sources]
-        check_series(paths, [lay.sensor for lay in layouts], [lay.band_names for lay in layouts], grids)
-        ref = sources[0]
-        if grids[0].crs is None:
-            warnings.warn(
-                f"{paths[0]} and the other dates have no georeference: comparing pixel by pixel, "
-                "areas are in pixels",
-                PixelUnitsWarning,
-                stacklevel=3,
-            )
-            yield sources, None, rasterio.Affine.identity(), True
-            return
-        datasets = [ref]
-        for src, grid in zip(sources[1:], grids[1:], strict=True):
-            if (grid.crs, grid.transform, grid.width, grid.height) == (
-                grids[0].crs,
-                grids[0].transform,
-                grids[0].width,
-                grids[0].height,
-            ):
-                datasets.append(src)
-            else:
-                datasets.append(
-                    stack.enter_context(
-                        WarpedVRT(
-                            src,
-                            crs=ref.crs,
-                            transform=ref.transform,
-                            width=ref.width,
-                            height=ref.height,
-                            resampling=Resampling.bilinear,
-                            add_alpha=_needs_alpha(src),
-                        )
-                    )
-                )
-        yield datasets, ref.crs, ref.transform, False
-
-
-def _needs_alpha(src: rasterio.DatasetReader) -> bool:
-    """Whether a reprojected view needs an alpha band to tell "outside the source" from real zeros."""
-    return src.nodata is None and all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums)
+def layout_bands(layouts: list[BandLayout]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Each date's sensor and band names, as `aligned_datasets` checks them."""
+    return [lay.sensor for lay in layouts], [lay.band_names for lay in layouts]
 
 
 def change_legend(class_names: list[str] | None, untrained: tuple[str, ...] = ()) -> ClassLegend:
@@ -160,8 +101,6 @@ class SceneMagnitude:
 
     @classmethod
     def measure(cls, first, last, max_side: int = 1024) -> SceneMagnitude:
-        from rsneo.predict.sliding_window import data_bands
-
         step = -(-max(first.width, first.height) // max_side)  # whole pixels: every `step`-th row and column
         shape = (-(-first.height // step), -(-first.width // step))
         reads = []
@@ -326,7 +265,7 @@ def _detect_change_locked(
         heads=system.trained_heads,
         plan=plan,
     )
-    with aligned_datasets(rasters, layouts) as (datasets, crs, transform, pixel_units):
+    with aligned_datasets(rasters, *layout_bands(layouts)) as (datasets, crs, transform, pixel_units):
         head = system.change
         views = None
         if "change" not in system.trained_heads:

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.fewshot import class_vectors
-from rsneo.heads.segmentation import image_features
+from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io import qgis  # module attribute at call time: the resume tests stop a run inside it
 from rsneo.io.areas import warn_pixel_units
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env
-from rsneo.io.dataset import open_raster
+from rsneo.io.read import open_input
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.io.vector import write_class_polygons
-from rsneo.predict.bands import BandLayout, band_layout, model_band_groups, window_inputs
+from rsneo.model.inputs import ModelInputs
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
@@ -40,6 +43,25 @@ def parse_classes(text: str | list[str]) -> list[str]:
     if len(set(n.lower() for n in names)) != len(names):
         raise InputError(f"--classes: class names must differ, got {names}")
     return names
+
+
+def window_inputs(
+    layouts: Sequence[BandLayout], pixels: np.ndarray, valid: np.ndarray, config: Any, policy: str = "frame"
+) -> ModelInputs:
+    """Windows read by `RasterWindows` -> the model's inputs: one document per window, one frame per date.
+
+    `pixels` (B, bands, S, S) for one raster (one layout) or (B, dates, bands, S, S) for aligned dates (a
+    layout each); `valid` (B, S, S). `config` (an `RSNeoConfig`) gives the token size and image token ids;
+    `policy="scene"` lets the dates of a window see each other.
+    """
+    if pixels.ndim == 4:
+        pixels = pixels[:, None]
+    token = config.token_size
+    frames = [
+        [layout.images(sample[t], v, token) for t, layout in enumerate(layouts)]
+        for sample, v in zip(pixels, valid, strict=True)
+    ]
+    return image_documents(frames, config, policy=policy)
 
 
 class SegmentationPredictor:
@@ -141,7 +163,7 @@ def _segment_locked(
         bands=bands,
     )
     predictor = SegmentationPredictor(system, layout, class_names, none_threshold)
-    with open_raster(raster) as src:
+    with open_input(raster) as src:
         crs = src.crs
         if crs is None:
             warn_pixel_units(raster)

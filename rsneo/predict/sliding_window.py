@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -35,6 +34,7 @@ from rsneo.errors import InputError
 from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, gdal_env, hidden_path
 from rsneo.io.dataset import open_raster
 from rsneo.io.runstate import notice_discarded, run_identity
+from rsneo.io.windows import RasterWindows
 
 ENGINE_VERSION = 3  # saved progress of another engine version is never resumed
 # pixels (batch, ..., size, size), valid (batch, size, size) -> probabilities (batch, channels, size, size)
@@ -83,84 +83,6 @@ def blend_weights(size: int, overlap: int) -> np.ndarray:
         ramp[:overlap] = edge
         ramp[size - overlap :] = np.minimum(ramp[size - overlap :], edge[::-1])
     return np.outer(ramp, ramp)
-
-
-def data_bands(dataset: rasterio.io.DatasetReaderBase) -> list[int]:
-    """1-based indexes of a dataset's data bands: an alpha band (of a WarpedVRT, say) is a mask, not data."""
-    return [i + 1 for i, interp in enumerate(dataset.colorinterp) if interp != ColorInterp.alpha]
-
-
-class RasterWindows:
-    """Reads square windows (padded past the raster's edge) and their valid mask from aligned rasters.
-
-    With several rasters (the dates of a change pair) a window is (dates, bands, size, size); pixels are valid
-    when valid on every date. `datasets` may be rasterio datasets or WarpedVRTs already on one grid.
-    Validity is GDAL's dataset mask, taken from the pixels already read where the mask is nodata values (a
-    pixel is valid when any band holds data) and read once per window otherwise (an internal mask or alpha
-    band): reading `dataset_mask` per window would decode every band a second time.
-    """
-
-    def __init__(self, datasets: list[rasterio.io.DatasetReaderBase], stack: bool = False) -> None:
-        self.datasets = datasets
-        self.stack = stack or len(datasets) > 1
-        self.width, self.height = datasets[0].width, datasets[0].height
-        self.bands = [data_bands(ds) for ds in datasets]
-        self.masks = [_mask_source(ds, bands) for ds, bands in zip(datasets, self.bands, strict=True)]
-
-    def read(self, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels (bands, size, size) or (dates, bands, size, size) float32 and valid (size, size) bool."""
-        h, w = min(size, self.height - row), min(size, self.width - col)
-        window = Window(col, row, w, h)
-        frames, valid = [], np.zeros((size, size), bool)
-        valid[:h, :w] = True
-        for ds, bands, mask in zip(self.datasets, self.bands, self.masks, strict=True):
-            data = np.zeros((len(bands), size, size), np.float32)
-            try:
-                raw = ds.read(bands, window=window)  # (bands, h, w) in the file's dtype
-                valid[:h, :w] &= _window_valid(ds, mask, raw, window)
-            except RasterioError as exc:
-                raise InputError(
-                    f"{ds.name}: cannot read pixels at row {row}, column {col}; expected a complete raster, "
-                    f"the file looks truncated or corrupt ({exc})"
-                ) from None
-            data[:, :h, :w] = raw
-            frames.append(data)
-        pixels = np.stack(frames) if self.stack else frames[0]
-        return pixels, valid
-
-
-def _mask_source(dataset: rasterio.io.DatasetReaderBase, bands: list[int]) -> str | list[float | None]:
-    """How validity is known: "all" valid, "mask" (a per-dataset mask or alpha band), nodata per band, or
-    "dataset" (band masks of another kind: GDAL's dataset mask itself)."""
-    flags = [dataset.mask_flag_enums[b - 1] for b in bands]
-    if any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags):
-        return "mask"
-    if all(MaskFlags.all_valid in f for f in flags):
-        return "all"
-    if not all(MaskFlags.nodata in f or MaskFlags.all_valid in f for f in flags):
-        return "dataset"
-    return [
-        dataset.nodatavals[b - 1] if MaskFlags.nodata in f else None
-        for b, f in zip(bands, flags, strict=True)
-    ]
-
-
-def _window_valid(
-    dataset: rasterio.io.DatasetReaderBase, mask: str | list[float | None], raw: np.ndarray, window: Window
-) -> np.ndarray | bool:
-    """(h, w) validity of one window, the same as `dataset.dataset_mask(window=window) > 0`."""
-    if mask == "all":
-        return True
-    if mask == "mask":
-        return dataset.read_masks(1, window=window) > 0
-    if mask == "dataset":
-        return dataset.dataset_mask(window=window) > 0
-    valid = np.zeros(raw.shape[1:], bool)
-    for values, nodata in zip(raw, mask, strict=True):
-        if nodata is None:
-            return True  # a band without nodata is valid everywhere, so is the union
-        valid |= ~np.isnan(values) if np.isnan(nodata) else values != np.asarray(nodata).astype(values.dtype)
-    return valid
 
 
 @dataclass

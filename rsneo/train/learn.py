@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rsneo.data.frames import BandLayout
 from rsneo.errors import InputError
 from rsneo.heads.segmentation import SegmentationHead
 from rsneo.io.labels import UNLABELLED
-from rsneo.predict.bands import BandLayout
 
 Tick = Callable[[str, int], None]  # (task, advance) progress callback
 
@@ -132,13 +132,13 @@ def labelled_windows(
 ) -> list[LabelledPixels]:
     """Run the backbone and the frozen decoder context once over every window holding labels."""
     from rsneo.heads.segmentation import image_documents, image_features
-    from rsneo.io.dataset import open_raster
-    from rsneo.predict.sliding_window import RasterWindows
+    from rsneo.io.read import open_input
+    from rsneo.io.windows import RasterWindows
 
     head = system.segmentation
     out = []
     for raster in rasters:
-        with open_raster(raster.path) as src:
+        with open_input(raster.path) as src:
             reader = RasterWindows([src])
             for row, col in window_starts(raster.classes, window):
                 pixels, valid = reader.read(row, col, window)
@@ -363,17 +363,16 @@ def prepare_rasters(
     rasters: Sequence[Path], labels, sensor: str | None = None, bands: list[str] | None = None
 ) -> list[LabelledRaster]:
     """Burn `labels` (a LabelFile) onto each raster; a raster the labels miss is an InputError."""
-    from rsneo.io.dataset import open_raster
+    from rsneo.data.frames import band_layout
     from rsneo.io.labels import burn_labels
-    from rsneo.io.read import dataset_grid
-    from rsneo.predict.bands import band_layout
+    from rsneo.io.read import dataset_grid, open_input
 
     out = []
     for path in map(Path, rasters):
         if not path.exists():
             raise InputError(f"{path}: file not found")
         layout = band_layout(path, sensor, bands)
-        with open_raster(path) as src:
+        with open_input(path) as src:
             grid = dataset_grid(src)
         burnt = burn_labels(labels, grid)
         if not (burnt.classes >= 0).any():

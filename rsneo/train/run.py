@@ -214,7 +214,7 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         model = build_model(model_cfg, tokenizer)
     if on_meta:
         tag_for_materialization(model, model.init_module)
-    # prediction groups bands as the model was trained (rsneo.predict.bands.model_band_groups)
+    # prediction groups bands as the model was trained (rsneo.data.frames.model_band_groups)
     grouping = (config.get("data") or {}).get("band_groups", DEFAULT_BAND_GROUPS)
     # a new dict: presets' configs share theirs
     model.config.extra = {**model.config.extra, "band_groups": check_band_groups(str(grouping))}

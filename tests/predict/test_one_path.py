@@ -21,14 +21,14 @@ import torch
 from rasterio.windows import Window
 
 from rsneo.data.documents import DocumentBuilder
-from rsneo.data.frames import fold_groups, scene_frames
+from rsneo.data.frames import band_layout, fold_groups, scene_frames
 from rsneo.data.packing import collate_rows
 from rsneo.io.scene import read_scene
+from rsneo.io.windows import RasterWindows, aligned_datasets, overview_size
 from rsneo.model.config import RSNeoConfig
 from rsneo.model.inputs import ImageTokens, ModelInputs
-from rsneo.predict.bands import band_layout, overview_size, window_inputs
-from rsneo.predict.change import aligned_datasets
-from rsneo.predict.sliding_window import RasterWindows
+from rsneo.predict.change import layout_bands
+from rsneo.predict.segment import window_inputs
 
 RGB = "rasters/RGB.byte.tif"
 S2HAND = "sen1floods11/S2/Spain_7370579_S2Hand.tif"
@@ -58,7 +58,7 @@ def prediction_inputs(
     paths: list[Path], window: Window, mode: str, cfg: RSNeoConfig, policy: str, **read
 ) -> tuple[ModelInputs, list]:
     layouts = [band_layout(p, band_groups=mode, **read) for p in paths]
-    with aligned_datasets(paths, layouts) as (datasets, *_):
+    with aligned_datasets(paths, *layout_bands(layouts)) as (datasets, *_):
         row, col, size = int(window.row_off), int(window.col_off), int(window.width)
         pixels, valid = RasterWindows(datasets).read(row, col, size)
     return window_inputs(layouts, pixels[None], valid[None], cfg, policy), layouts
@@ -131,6 +131,6 @@ def test_an_eight_bit_stretch_uses_the_statistics_it_was_given_on_both_paths(sha
 
 
 def test_overviews_are_whole_tokens_of_the_model():
-    assert overview_size(1000, 500, 512) == (256, 512)  # the bundled model's 32-pixel tokens
-    assert overview_size(1000, 500, 500, token_size=48) == (240, 480)  # 250 / 48 -> 5 tokens, 500 / 48 -> 10
-    assert overview_size(40, 20, 512, token_size=16) == (16, 32)  # never less than one token a side
+    assert overview_size(1000, 500, 512, 32) == (256, 512)  # the bundled model's 32-pixel tokens
+    assert overview_size(1000, 500, 500, 48) == (240, 480)  # 250 / 48 -> 5 tokens, 500 / 48 -> 10
+    assert overview_size(40, 20, 512, 16) == (16, 32)  # never less than one token a side
