@@ -103,7 +103,8 @@ QUESTIONS = [
     ("levir test_2", "Are there new buildings?", "abstain"),
     ("flood right half", "How much of this image is forest?", "abstain"),
     ("flood right half", "What percentage of the image is built-up?", "abstain"),
-    ("flood right half", "How much of this image is river and lakes?", "abstain"),
+    ("flood right half", "How much of this image is river and lakes?", "share:water"),  # a paraphrase
+    ("flood right half", "How much of this image is banana?", "abstain"),
     ("flood chip", "Tell me a joke.", "abstain"),
     ("flood chip", "What is the capital of France?", "abstain"),
     ("levir test_2 A", "How many cars are there?", "abstain"),

@@ -21,6 +21,7 @@ def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite
     """Write the model of a Lightning checkpoint to `folder`; returns the folder."""
     from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
     from rsneo.heads.system import save_heads
+    from rsneo.heads.vocabulary import save_vocabulary, vocabulary_for_classes
     from rsneo.model.causal_lm import RSNeoForCausalLM
     from rsneo.model.config import RSNeoConfig
 
@@ -55,7 +56,23 @@ def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite
     model.save_pretrained(tmp)
     write_tokenizer_files(meta["tokenizer_files"], tmp)
     save_heads(tmp, segmentation, change)
+    if segmentation is not None:
+        classes = trained_classes(meta)
+        if classes:
+            save_vocabulary(tmp, vocabulary_for_classes(classes, segmentation.config.prompt_template))
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
     return folder
+
+
+def trained_classes(meta: dict) -> list[str]:
+    """The class words the run's segmentation objective saw (recorded in the checkpoint), else those of its
+    labelled sources (checkpoints written before the record)."""
+    recorded = list(meta.get("segmentation_classes") or ())
+    if recorded:
+        return recorded
+    from rsneo.train.corpus import WATER_CLASSES
+
+    sources = ((meta.get("run_config") or {}).get("data") or {}).get("sources") or ()
+    return list(WATER_CLASSES) if "sen1floods11" in sources else []

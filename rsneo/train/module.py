@@ -50,6 +50,8 @@ class RSNeoTraining(L.LightningModule):
         self.change_head = change_head if self.weights.get("change", 0) > 0 else None
         # several simulated pairs per source and step: pairs are cheap (two small frames, no text)
         self.change_pairs = int((objectives.get("change") or {}).get("pairs_per_source", 1))
+        # the class words the segmentation objective saw, in order (export's vocabulary.json)
+        self.segmentation_classes: dict[str, None] = {}
         stage = run_config["stage"]
         apply_stage(model, stage["trainable"])
         if run_config["model"].get("activation_checkpointing"):
@@ -77,8 +79,9 @@ class RSNeoTraining(L.LightningModule):
         if self.weights.get("lm", 0) > 0 and inputs.labels is not None and bool((inputs.labels >= 0).any()):
             out["lm"] = language_model_loss(self.model.lm_head, hidden, inputs.labels)
         if self.seg_head is not None and batch.segmentation is not None:
+            self.segmentation_classes.update(dict.fromkeys(batch.segmentation.class_names))
             out["segmentation"] = segmentation_loss(
-                self.seg_head, self.model, self.tokenizer, batch.segmentation
+                self.seg_head, self.model, self.tokenizer, batch.segmentation, generator
             )
         if self.change_head is not None and batch.change:
             pairs = change_batch(list(batch.change) * self.change_pairs, generator, self.model.config)
@@ -137,4 +140,9 @@ class RSNeoTraining(L.LightningModule):
             "tokenizer_files": tokenizer_files(self.tokenizer),
             "seg_head_config": self.seg_head.to_json() if self.seg_head is not None else None,
             "change_head_config": self.change_head.to_json() if self.change_head is not None else None,
+            "segmentation_classes": list(self.segmentation_classes),
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get(RSNEO_KEY) or {}
+        self.segmentation_classes.update(dict.fromkeys(meta.get("segmentation_classes") or ()))

@@ -7,6 +7,7 @@ products head (`rsneo.heads.segmentation`), called here, not re-implemented.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -30,11 +31,24 @@ def language_model_loss(lm_head: nn.Module, hidden: Tensor, labels: Tensor) -> T
     return F.cross_entropy(logits.float(), labels[targets])
 
 
-def segmentation_loss(head: nn.Module, model: nn.Module, tokenizer, batch: SegmentationBatch) -> Tensor:
-    """Label-as-text segmentation loss: the products head on the chips' pixels against the class prompts."""
-    from rsneo.heads.segmentation import encode_class_prompts, image_features
+def segmentation_loss(
+    head: nn.Module,
+    model: nn.Module,
+    tokenizer,
+    batch: SegmentationBatch,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Label-as-text segmentation loss: the products head on the chips' pixels against the class prompts.
 
-    classes = encode_class_prompts(model, tokenizer, list(batch.class_names), head.config)  # (K, hidden)
+    With `generator`, each class is named by itself or by one of its other names (`rsneo.train.class_words`,
+    drawn per step), so that the text side learns that "reservoir" means what "water" means."""
+    from rsneo.heads.segmentation import encode_class_prompts, image_features
+    from rsneo.train.class_words import draw_class_names
+
+    names = list(batch.class_names)
+    if generator is not None:
+        names = draw_class_names(names, generator)
+    classes = encode_class_prompts(model, tokenizer, names, head.config)  # (K, hidden)
     features = image_features(model, batch.inputs, head.config.early_layer)
     logits = head(features, classes)  # (rows, K, H, W)
     return head.loss(logits, batch.labels)

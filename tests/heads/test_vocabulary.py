@@ -47,20 +47,21 @@ def test_the_bundled_model_records_its_trained_classes_and_held_out_scores():
     vocabulary = load_vocabulary(BUNDLED_MODEL)
     assert vocabulary.names == ("water", "land")
     water = vocabulary.classes[0]
-    assert water.prompts == ("a satellite image of water",)
+    assert water.prompts[0] == "a satellite image of water"
+    assert "a satellite image of lake" in water.prompts and "lake" in water.synonyms  # taught other names
     assert water.held_out["iou"] == pytest.approx(0.818, abs=0.001)  # docs/model_card.md
     assert "right half" in water.held_out["data"]
 
 
-def test_names_sharing_a_trained_head_noun_match_and_paraphrases_do_not(bundled):
+def test_taught_names_and_paraphrases_match_and_other_names_do_not(bundled):
     names = ["open water", "surface water", "dry land", "lake", "river and lakes", "urban area", "banana"]
     matches = {m.name: m for m in match_classes(bundled, names)}
-    assert [matches[n].nearest for n in ("open water", "surface water")] == ["water", "water"]
+    water = ("open water", "surface water", "lake", "river and lakes")
+    assert [matches[n].nearest for n in water] == ["water"] * 4
     assert matches["dry land"].nearest == "land"
-    assert all(matches[n].trained for n in ("open water", "surface water", "dry land"))
-    # the bundled model never learned these: its map for them is arbitrary (benchmarks/vocabulary.py: water
-    # IoU 0.08 for "river and lakes", 0.19 for "lake" against 0.82 for "water")
-    assert not any(matches[n].trained for n in ("lake", "river and lakes", "urban area", "banana"))
+    assert all(matches[n].trained for n in (*water, "dry land"))
+    # the bundled model never learned these: its map for them is arbitrary
+    assert not any(matches[n].trained for n in ("urban area", "banana"))
     for m in matches.values():
         assert -1.0 - 1e-5 <= m.similarity <= 1.0 + 1e-5
 
@@ -83,10 +84,10 @@ def test_matching_agrees_in_bf16(bundled):
 
 
 def test_untrained_names_warn_and_strict_refuses_them(bundled):
-    with pytest.warns(UntrainedClassWarning, match='"lake"'):
-        assert untrained_classes(bundled, ["water", "lake"]) == ("lake",)
-    with pytest.raises(InputError, match='--strict refuses them.*|"lake"'):
-        untrained_classes(bundled, ["water", "lake"], strict=True)
+    with pytest.warns(UntrainedClassWarning, match='"banana"'):
+        assert untrained_classes(bundled, ["water", "banana"]) == ("banana",)
+    with pytest.raises(InputError, match='--strict refuses them.*|"banana"'):
+        untrained_classes(bundled, ["water", "banana"], strict=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert untrained_classes(bundled, ["open water", "land"], strict=True) == ()

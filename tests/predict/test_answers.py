@@ -97,6 +97,9 @@ def test_a_paraphrase_with_the_trained_head_noun_is_read_as_it(bundled, chip):
     b = ask(bundled, [chip], "What fraction of this image is open water?")
     assert b.value == pytest.approx(a.value, abs=1e-6)
     assert '"open water" read as the trained class "water"' in b.text
+    c = ask(bundled, [chip], "How much of this image is river and lakes?")  # never taught: generalised
+    assert c.value == pytest.approx(a.value, abs=5.0) and not c.abstained
+    assert '"river and lakes" read as the trained class "water"' in c.text
 
 
 @pytest.mark.parametrize(
@@ -105,7 +108,7 @@ def test_a_paraphrase_with_the_trained_head_noun_is_read_as_it(bundled, chip):
         ("What changed between these images?", "needs two or more images"),
         ("Are there new buildings?", "needs two or more images"),
         ("How much of this image is forest?", 'not trained to recognise "forest"'),
-        ("How much of this image is river and lakes?", 'not trained to recognise "river and lakes"'),
+        ("How much of this image is banana?", 'not trained to recognise "banana"'),
         ("Tell me a joke.", "not trained to answer this kind of question"),
     ],
 )
@@ -168,4 +171,6 @@ def test_answers_agree_in_bf16(bundled, chip):
     low = ask(half, [chip], "How much of this image is water?")
     # bf16 moves a few pixels across the class boundary; the answer stays within the 5-point agreement
     assert abs(low.value - full.value) <= 5.0
-    assert ask(half, [chip], "How much of this image is lake?").abstained
+    assert ask(half, [chip], "How much of this image is banana?").abstained
+    lake = ask(half, [chip], "How much of this image is lake?")  # a taught name, read as water in bf16 too
+    assert not lake.abstained and abs(lake.value - full.value) <= 5.0

@@ -46,6 +46,7 @@ def test_checkpoint_holds_only_tensors_and_plain_types(smoke_run):
     )  # raises on any object
     assert checkpoint["global_step"] == 6
     assert checkpoint["rsneo"]["run_config"]["name"] == "smoke"
+    assert checkpoint["rsneo"]["segmentation_classes"] == ["land", "water"]  # what the head saw, in order
     assert "tokenizer.json" in checkpoint["rsneo"]["tokenizer_files"]
 
 
@@ -68,6 +69,14 @@ def test_export_writes_a_folder_that_from_pretrained_and_the_products_load(smoke
         system.tokenizer.get_vocab() == system.tokenizer.get_vocab()
         and len(system.tokenizer) <= model.config.vocab_size
     )
+    # the classes the segmentation head trained on, with the other names it was taught under
+    from rsneo.train.class_words import CLASS_WORDS
+
+    assert system.vocabulary.names == ("land", "water")
+    water = system.vocabulary.classes[1]
+    assert water.synonyms == CLASS_WORDS["water"][1:] and "lake" in water.synonyms
+    assert water.prompts[:2] == ("a satellite image of water", "a satellite image of open water")
+    assert water.held_out == {}  # measured afterwards (benchmarks/vocabulary.py --write)
     # a second export into the now non-empty folder needs --overwrite
     assert run_app(["export", str(smoke_run / "checkpoints" / "last.ckpt"), str(folder)]) == 2
 

@@ -1,0 +1,98 @@
+"""Other names and short descriptions of the classes the segmentation objective trains, so that the text side
+learns that "reservoir" or "bare ground" means what "water" or "land" means.
+
+Where the meanings come from (paraphrased here, nothing copied): the public class definitions of CORINE Land
+Cover (level 5 "water bodies": inland waters such as water courses and lakes, and marine waters such as
+lagoons, estuaries and the sea), ESA WorldCover ("permanent water bodies": inland water present most of the
+year; everything else is a land class) and Dynamic World ("water": water present most of the year, such as
+rivers, ponds, lakes, oceans and flooded salt pans; its other classes are land covers). The Sen1Floods11 hand
+labels behind the bundled model's "water" class include flood water, so flooded ground counts as water and
+"land" is every labelled pixel that is not water.
+
+`CLASS_WORDS` maps a trained class to the names taught as that class (the class word itself first). A name
+ends in its head noun, which must not be another class's word or a common word ("flooded area", "not water"
+would teach that "area" or "water" means something else: the class vector is the prompt's last token). Some
+paraphrases are deliberately left out (`UNTAUGHT_PARAPHRASES`): `benchmarks/vocabulary.py` measures them to
+show what the model generalises to from the taught words alone.
+"""
+
+from __future__ import annotations
+
+import torch
+
+CLASS_WORDS: dict[str, tuple[str, ...]] = {
+    "water": (
+        "water",
+        # head noun "water": already close to "water" before any teaching
+        "open water",
+        "surface water",
+        "flood water",
+        "inland water",
+        "standing water",
+        "body of water",
+        # other head nouns for water, single and plural
+        "water body",
+        "water bodies",
+        "lake",
+        "lakes",
+        "river",
+        "rivers",
+        "reservoir",
+        "pond",
+        "sea",
+        "ocean",
+        "stream",
+        "canal",
+        "lagoon",
+        "estuary",
+        "flood",
+        "floodwater",
+        "inundation",
+        # short descriptions, ending in their head noun (the class vector is the prompt's last token)
+        "inland or coastal water",
+        "rivers, lakes and the sea",
+        "a lake or a river",
+        "land under flood water",
+    ),
+    "land": (
+        "land",
+        "dry land",
+        "ground",
+        "dry ground",
+        "bare ground",
+        "bare soil",
+        "soil",
+        "terrain",
+        "earth",
+        "fields",
+        "farmland",
+        "countryside",
+        # short descriptions, ending in their head noun
+        "unflooded ground",
+        "bare or vegetated ground",
+        "fields, forests and towns",
+    ),
+}
+
+# Paraphrases measured on held-out data but never taught (benchmarks/vocabulary.py lists them).
+UNTAUGHT_PARAPHRASES: tuple[str, ...] = ("river and lakes", "rivers and lakes", "streams and ponds")
+
+# How often a trained class is named by itself rather than by one of its other names, per segmentation step.
+CANONICAL_SHARE = 0.5
+
+
+def class_words(name: str) -> tuple[str, ...]:
+    """The names taught for class `name` (itself first); just the name for classes without a list."""
+    return CLASS_WORDS.get(name, (name,))
+
+
+def draw_class_names(names: tuple[str, ...] | list[str], generator: torch.Generator) -> list[str]:
+    """One name per class for a segmentation step: the class word itself half the time, else one of its
+    other names, drawn with `generator` (the step's seeded generator, so a resumed run draws the same)."""
+    out = []
+    for name in names:
+        words = class_words(name)
+        draw = torch.rand((), generator=generator).item()
+        index = torch.randint(len(words), (), generator=generator).item()
+        out.append(name if draw < CANONICAL_SHARE or len(words) == 1 else words[index])
+    return out

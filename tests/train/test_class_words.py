@@ -1,0 +1,41 @@
+"""Other names of the trained classes: drawn per segmentation step, recorded and matched as their class."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import torch
+
+from rsneo.heads.vocabulary import match_classes, vocabulary_for_classes
+from rsneo.train.class_words import CLASS_WORDS, UNTAUGHT_PARAPHRASES, draw_class_names
+
+
+def test_draws_name_each_class_by_itself_or_one_of_its_other_names_reproducibly():
+    names = ("land", "water", "cloud")
+    draws = [draw_class_names(names, torch.Generator().manual_seed(s)) for s in range(200)]
+    again = [draw_class_names(names, torch.Generator().manual_seed(s)) for s in range(200)]
+    assert draws == again  # the step's seeded generator decides: a resumed run draws the same names
+    for land, water, cloud in draws:
+        assert land in CLASS_WORDS["land"] and water in CLASS_WORDS["water"] and cloud == "cloud"
+    waters = Counter(d[1] for d in draws)
+    assert 0.4 < waters["water"] / len(draws) < 0.7  # the class word itself about half the time
+    assert len(waters) > 10  # and many of its other names
+    assert not set(UNTAUGHT_PARAPHRASES) & set(waters)
+
+
+def test_a_vocabulary_records_the_other_names_and_matches_them_to_their_class(tiny_system):
+    vocabulary = vocabulary_for_classes(["water", "land"], "a satellite image of {}")
+    water, land = vocabulary.classes
+    assert water.synonyms == CLASS_WORDS["water"][1:] and land.synonyms == CLASS_WORDS["land"][1:]
+    assert water.prompts[0] == "a satellite image of water"
+    assert len(water.prompts) == len(CLASS_WORDS["water"])
+    assert "2 other names" not in vocabulary.note and "water (" in vocabulary.note
+    system = dataclasses.replace(tiny_system, vocabulary=vocabulary)
+    matches = match_classes(system, ["Reservoir", "bare  soil", "water"])
+    # a taught name (up to case and spacing) is its class, even in a random model's text space
+    assert [(m.nearest, m.similarity, m.trained) for m in matches] == [
+        ("water", 1.0, True),
+        ("land", 1.0, True),
+        ("water", 1.0, True),
+    ]
