@@ -27,7 +27,7 @@ from rsneo.io.areas import format_area
 from rsneo.io.cog import ClassLegend
 from rsneo.io.read import open_input
 from rsneo.io.vector import class_areas
-from rsneo.io.windows import aligned_datasets, overview_size, read_overview
+from rsneo.io.windows import RasterWindows, aligned_datasets, overview_size, read_overview
 from rsneo.predict.change import (
     CHANGE_NAMES,
     ChangePredictor,
@@ -37,7 +37,7 @@ from rsneo.predict.change import (
     layout_bands,
 )
 from rsneo.predict.segment import NONE_OF_THESE, SegmentationPredictor
-from rsneo.predict.sliding_window import RasterWindows, predict_raster
+from rsneo.predict.sliding_window import predict_raster
 
 IMAGE_WORDS = r"(?:image|images|area|scene|picture|photo|tile|region|map|view)"
 CHANGE = re.compile(
