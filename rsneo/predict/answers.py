@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from rsneo.data.frames import band_layout, model_band_groups
+from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import match_classes
 from rsneo.io.areas import format_area
@@ -181,6 +181,21 @@ def _reduced(datasets: list, max_side: int, token_size: int) -> Iterator[list]:
         yield out
 
 
+def _map_shares(
+    system: System, layout: BandLayout, dataset, classes: list[str], out: Path
+) -> tuple[dict[str, float], float, str]:
+    """Percent of the valid pixels per class in the segmentation map of one open dataset, its valid area and
+    the area's unit."""
+    legend = ClassLegend.from_names([*classes, NONE_OF_THESE])
+    predictor = SegmentationPredictor(system, layout, classes)
+    cog = predict_raster(RasterWindows([dataset]), predictor, out, legend=legend, crs=dataset.crs,
+                         transform=dataset.transform, confidence=False)  # fmt: skip
+    areas = class_areas(cog, legend)
+    valid = areas.pop("")
+    unit = "ha" if dataset.crs is not None else "px"
+    return {k: 100 * v / max(valid, 1e-12) for k, v in areas.items()}, valid, unit
+
+
 def class_shares(
     system: System, raster: Path, classes: list[str], *, sensor=None, bands=None, max_side: int = 512
 ) -> tuple[dict[str, float], float, str]:
@@ -190,20 +205,32 @@ def class_shares(
     overview when its long side exceeds `max_side`.
     """
     layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
-    legend = ClassLegend.from_names([*classes, NONE_OF_THESE])
-    predictor = SegmentationPredictor(system, layout, classes)
     token = system.config.token_size
     with (
         tempfile.TemporaryDirectory() as tmp,
         open_input(raster) as src,
         _reduced([src], max_side, token) as (ds,),
     ):
-        cog = predict_raster(RasterWindows([ds]), predictor, Path(tmp) / "classes.tif", legend=legend,
-                             crs=ds.crs, transform=ds.transform, confidence=False)  # fmt: skip
-        areas = class_areas(cog, legend)
-        unit = "ha" if ds.crs is not None else "px"
-    valid = areas.pop("")
-    return {k: 100 * v / max(valid, 1e-12) for k, v in areas.items()}, valid, unit
+        return _map_shares(system, layout, ds, classes, Path(tmp) / "classes.tif")
+
+
+def first_and_last_shares(
+    system: System, rasters: list[Path], classes: list[str], *, sensor=None, bands=None, max_side: int = 512
+) -> list[tuple[dict[str, float], float, str]]:
+    """`class_shares` of the first and the last date, both on the first date's grid (`aligned_datasets`, as
+    the change map sees them), so the two shares are of the same ground."""
+    ends = [rasters[0], rasters[-1]]
+    layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in ends]
+    token = system.config.token_size
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        aligned_datasets(ends, *layout_bands(layouts)) as (aligned, *_),
+        _reduced(aligned, max_side, token) as datasets,
+    ):
+        return [
+            _map_shares(system, layout, ds, classes, Path(tmp) / f"classes{i}.tif")
+            for i, (layout, ds) in enumerate(zip(layouts, datasets, strict=True))
+        ]
 
 
 def changed_share(
@@ -298,8 +325,10 @@ def grounded_answer(
                 )
                 return Answer(text, asked.kind, share, abstained=True)
             else:
-                first = class_shares(system, rasters[0], classes, **options)[0][name]
-                last = class_shares(system, rasters[-1], classes, **options)[0][name]
+                first, last = (
+                    shares[name]
+                    for shares, _, _ in first_and_last_shares(system, rasters, classes, **options)
+                )
                 text += (
                     f" {name}{_as_read(asked.target, name)}: {first:.0f}% of the image on the first date, "
                     f"{last:.0f}% on the last."
