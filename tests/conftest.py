@@ -48,3 +48,24 @@ def tiny_system(tiny_model_dir):
     from rsneo.heads.system import load_system
 
     return load_system(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of a tiny random training module with both heads, holding what `rsneo train` saves for
+    the model (`state_dict` and the module's `rsneo` record), without running a trainer."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from rsneo.heads.system import random_system
+    from rsneo.train.config import load_config
+    from rsneo.train.module import RSNeoTraining
+
+    system = random_system(texts=TOKENIZER_TEXTS, seed=1)
+    cfg = OmegaConf.to_container(load_config(["experiment=smoke"]), resolve=True)
+    module = RSNeoTraining(system.model, cfg, system.tokenizer, system.segmentation, system.change)
+    checkpoint = {"state_dict": module.state_dict(), "global_step": 0}
+    module.on_save_checkpoint(checkpoint)
+    path = tmp_path_factory.mktemp("checkpoint") / "last.ckpt"
+    torch.save(checkpoint, path)
+    return path

@@ -1,4 +1,5 @@
-"""`rsneo demo` end to end on the bundled samples: every product exists, is valid and is where it says."""
+"""`rsneo.demo` end to end on the bundled samples, through the command: every product exists, is valid and
+is where it says."""
 
 from __future__ import annotations
 
@@ -61,22 +62,6 @@ def test_answer_and_overview_picture_are_written(demo_out):
     with Image.open(demo_out / "overview.png") as picture:
         assert picture.format == "PNG" and picture.size[0] > 800 and picture.size[1] > 600
     assert not list(demo_out.rglob(".*partial*"))  # nothing half-written is left behind
-
-
-def test_demo_refuses_a_window_that_is_not_a_multiple_of_32(tmp_path, capsys):
-    assert run_app(["demo", "--out", str(tmp_path), "--window", "100"]) == 2
-    assert flat("--window: expected a multiple of 32 pixels, at least 64, got 100") in flat(
-        capsys.readouterr().err
-    )
-
-
-def test_demo_refuses_an_output_path_that_is_a_file(tmp_path, capsys):
-    target = tmp_path / "a_file"
-    target.write_text("")
-    assert run_app(["demo", "--out", str(target)]) == 2
-    assert flat(f"output folder {target}: expected a folder rsneo can write to") in flat(
-        capsys.readouterr().err
-    )
 
 
 def test_missing_samples_are_a_clear_error(tmp_path):

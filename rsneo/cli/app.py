@@ -146,7 +146,7 @@ def run_app(argv: list[str] | None = None) -> int:
     """
     args, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=args, prog_name="rsneo", standalone_mode=False)
+        code = app(args=args, prog_name="rsneo", standalone_mode=False)
     except RSNeoError as exc:
         if debug:
             raise
@@ -191,6 +191,11 @@ def run_app(argv: list[str] | None = None) -> int:
             soft_wrap=True,
         )
         return 1
+    # typer >= 0.16 returns an Exit's status instead of raising it when not standalone; Ctrl-C is Exit(130)
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        if code == 130:
+            err_console.print("interrupted")
+        return code
     return 0
 
 

@@ -47,7 +47,7 @@ def save_learnt(folder: Path, learnt: LearntClasses) -> None:
 
 def load_learnt(folder: Path | None) -> LearntClasses | None:
     """The learnt classes of a model folder, or None when it has none (safetensors only, never pickle)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(folder) / LEARNT_WEIGHTS if folder is not None else None
     if path is None or not path.is_file():
@@ -56,7 +56,7 @@ def load_learnt(folder: Path | None) -> LearntClasses | None:
         with safe_open(str(path), framework="pt") as f:
             names = json.loads((f.metadata() or {})["names"])
             vectors = f.get_tensor("vectors")
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, SafetensorError) as exc:
         raise InputError(f"{path}: cannot read the learnt classes ({exc})") from None
     if vectors.ndim != 2 or vectors.shape[0] != len(names):
         raise InputError(f"{path}: expected one vector per name, got {tuple(vectors.shape)} for {names}")

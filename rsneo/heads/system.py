@@ -75,6 +75,7 @@ def save_heads(folder: Path, segmentation: SegmentationHead | None, change: Chan
 
 def load_heads(folder: Path, hidden_size: int) -> tuple[SegmentationHead, ChangeHead, tuple[str, ...]]:
     """Heads from `folder` (safetensors, never pickle); heads absent there are freshly initialised."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -83,7 +84,7 @@ def load_heads(folder: Path, hidden_size: int) -> tuple[SegmentationHead, Change
         try:
             configs = json.loads((folder / HEADS_JSON).read_text())
             tensors = load_file(str(folder / HEADS_WEIGHTS))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:  # a truncated copy: SafetensorError
             raise InputError(f"{folder / HEADS_WEIGHTS}: cannot read the heads ({exc})") from None
     seg = SegmentationHead(
         SegmentationHeadConfig(**configs.get("segmentation", {"hidden_size": hidden_size}))

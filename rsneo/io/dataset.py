@@ -57,6 +57,7 @@ class RasterSource:
 
 _HANDLES: dict[tuple[int, str], rasterio.DatasetReader] = {}
 _HEADERS: dict[tuple[int, str], DatasetHeader] = {}
+_STAMPS: dict[tuple[int, str], tuple[int, int] | None] = {}  # (size, mtime in ns) of the file when opened
 MAX_OPEN = 256
 # dtypes float32 holds exactly: GDAL converts them while reading, and nodata is compared in float32
 _EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "float32"}
@@ -141,15 +142,17 @@ def open_dataset(path: str) -> rasterio.DatasetReader:
     At most `MAX_OPEN` stay open; the least recently used is closed first (archives have many files).
     """
     key = (os.getpid(), path)
-    if key in _HANDLES:
+    stamp = _file_stamp(path)
+    if key in _HANDLES and _STAMPS.get(key) == stamp:
         _HANDLES[key] = _HANDLES.pop(key)  # most recently used last
         return _HANDLES[key]
+    if key in _HANDLES:  # the file was rewritten since it was opened: its cached header and pixels are stale
+        _forget(key)
     handle = _open(path)
     while len(_HANDLES) >= MAX_OPEN:
-        oldest = next(iter(_HANDLES))
-        _HANDLES.pop(oldest).close()
-        _HEADERS.pop(oldest, None)
+        _forget(next(iter(_HANDLES)))
     _HANDLES[key] = handle
+    _STAMPS[key] = stamp
     return handle
 
 
@@ -160,6 +163,21 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
     `rsneo.io.read.open_input`."""
     with _open(str(path)) as handle:
         yield handle
+
+
+def _file_stamp(path: str) -> tuple[int, int] | None:
+    """(size, mtime in ns) of a local file; None where there is nothing to stat (GDAL virtual paths)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _forget(key: tuple[int, str]) -> None:
+    _HANDLES.pop(key).close()
+    _HEADERS.pop(key, None)
+    _STAMPS.pop(key, None)
 
 
 def dataset_header(path: str) -> DatasetHeader:
@@ -227,8 +245,7 @@ def _probe_last_block(src: rasterio.DatasetReader) -> None:
 def close_datasets() -> None:
     """Close every cached dataset of this process (tests, long-running servers)."""
     for key in [k for k in _HANDLES if k[0] == os.getpid()]:
-        _HANDLES.pop(key).close()
-        _HEADERS.pop(key, None)
+        _forget(key)
 
 
 def dataset_grid(src: rasterio.DatasetReader) -> Grid:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
@@ -117,18 +117,12 @@ def load_pretrained(
     shapes = {k: tuple(v.shape) for k, v in expected.items()}
     seen: set[str] = set()
     for shard in _shard_files(folder):
-        part: dict[str, Tensor] = {}
-        with safe_open(str(shard), framework="pt", device=str(device)) as f:
-            for key in f.keys():  # noqa: SIM118
-                if key not in shapes:
-                    raise InputError(f"{shard}: unexpected tensor {key!r} (not part of this rsneo config)")
-                found = tuple(f.get_slice(key).get_shape())
-                if found != shapes[key]:
-                    raise InputError(
-                        f"{shard}: tensor {key!r} has shape {list(found)}, expected {list(shapes[key])}"
-                    )
-                t = f.get_tensor(key)
-                part[key] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+        try:
+            part = _read_shard(shard, shapes, device, dtype)
+        except (SafetensorError, OSError) as exc:  # a truncated or damaged copy of the weights
+            raise InputError(
+                f"{shard}: cannot read its tensors; the file may be truncated or corrupt ({exc})"
+            ) from None
         model.load_state_dict(part, strict=False, assign=True)
         seen |= set(part)
     missing = [k for k in shapes if k not in seen]
@@ -138,3 +132,22 @@ def load_pretrained(
     if config.tie_word_embeddings:
         model.lm_head.weight = model.backbone.embed_tokens.weight
     return model.eval()
+
+
+def _read_shard(
+    shard: Path, shapes: dict[str, tuple[int, ...]], device: torch.device | str, dtype: torch.dtype | None
+) -> dict[str, Tensor]:
+    """The tensors of one safetensors shard, each checked against the shape the config expects."""
+    part: dict[str, Tensor] = {}
+    with safe_open(str(shard), framework="pt", device=str(device)) as f:
+        for key in f.keys():  # noqa: SIM118
+            if key not in shapes:
+                raise InputError(f"{shard}: unexpected tensor {key!r} (not part of this rsneo config)")
+            found = tuple(f.get_slice(key).get_shape())
+            if found != shapes[key]:
+                raise InputError(
+                    f"{shard}: tensor {key!r} has shape {list(found)}, expected {list(shapes[key])}"
+                )
+            t = f.get_tensor(key)
+            part[key] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+    return part

@@ -29,10 +29,9 @@ from rsneo.io.read import open_input
 from rsneo.io.vector import class_areas
 from rsneo.io.windows import RasterWindows, aligned_datasets, overview_size, read_overview
 from rsneo.predict.change import (
-    CHANGE_NAMES,
-    ChangePredictor,
-    calibrated_change_head,
     change_legend,
+    change_predictor,
+    changed_and_compared,
     from_to_classifier,
     layout_bands,
 )
@@ -236,7 +235,11 @@ def first_and_last_shares(
 def changed_share(
     system: System, rasters: list[Path], *, sensor=None, bands=None, max_side: int = 512
 ) -> tuple[float, float, str]:
-    """Percent of the compared pixels the change map (as `rsneo change`) marks changed, the area, its unit."""
+    """Percent of the compared pixels the change map marks changed, the compared area and its unit.
+
+    The map is `rsneo change`'s (`change_predictor`: same head, calibration and magnitude combination; same
+    engine and window plan) over the aligned dates, or over overviews when the long side exceeds `max_side`.
+    """
     layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
     legend = change_legend(None)
     token = system.config.token_size
@@ -245,20 +248,12 @@ def changed_share(
         aligned_datasets(rasters, *layout_bands(layouts)) as (aligned, crs, _, pixel_units),
         _reduced(aligned, max_side, token) as datasets,
     ):
-        head = system.change
-        if "change" not in system.trained_heads:
-            ref = datasets[0]
-            shape = overview_size(ref.width, ref.height, 512, token)
-            views = [read_overview(ds, shape) for ds in datasets]
-            head = calibrated_change_head(system, layouts, views)
+        predictor = change_predictor(system, layouts, datasets)
         cog = predict_raster(
-            RasterWindows(datasets, stack=True), ChangePredictor(system, layouts, None, head),
-            Path(tmp) / "change.tif", legend=legend, crs=crs, transform=datasets[0].transform,
-            confidence=False, classify=from_to_classifier(None),
+            RasterWindows(datasets, stack=True), predictor, Path(tmp) / "change.tif", legend=legend, crs=crs,
+            transform=datasets[0].transform, confidence=False, classify=from_to_classifier(None),
         )  # fmt: skip
-        areas = class_areas(cog, legend)
-    compared = areas.pop("")
-    changed = compared - areas[CHANGE_NAMES[0]]
+        changed, compared = changed_and_compared(class_areas(cog, legend))
     return 100 * changed / max(compared, 1e-12), compared, "px" if pixel_units else "ha"
 
 

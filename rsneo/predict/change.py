@@ -163,6 +163,30 @@ class ChangePredictor:
         return torch.cat(out, 1).float().cpu().numpy()
 
 
+def change_predictor(
+    system: System, layouts: list[BandLayout], datasets: list, class_names: list[str] | None = None
+) -> ChangePredictor:
+    """The change map's predictor for these aligned dates: the change head (calibrated on this scene when the
+    model folder did not train it) and, when the head combines it, the radiometric change magnitude measured
+    on the whole scene. `rsneo change` and `rsneo ask` both map change with it, so an answer's changed share
+    and the change map of the same dates come from one definition."""
+    head = system.change
+    if "change" not in system.trained_heads:
+        ref = datasets[0]
+        shape = overview_size(ref.width, ref.height, 512, system.config.token_size)
+        views = [read_overview(ds, shape) for ds in datasets]
+        head = calibrated_change_head(system, layouts, views)
+    magnitude = SceneMagnitude.measure(datasets[0], datasets[-1]) if head.uses_magnitude else None
+    return ChangePredictor(system, layouts, class_names, head, magnitude)
+
+
+def changed_and_compared(areas: dict[str, float]) -> tuple[float, float]:
+    """Changed and compared area from a change map's `class_areas` (which it empties of those two keys):
+    compared = the valid pixels, changed = compared minus "no change" (every change class together)."""
+    compared = areas.pop("")
+    return compared - areas.pop(CHANGE_NAMES[0]), compared
+
+
 def from_to_classifier(n_classes: int | None):
     """Blended channels -> class values: 0 no change; 1 change, or 1 + from * n + to with from-to classes."""
 
@@ -266,16 +290,8 @@ def _detect_change_locked(
         plan=plan,
     )
     with aligned_datasets(rasters, *layout_bands(layouts)) as (datasets, crs, transform, pixel_units):
-        head = system.change
-        views = None
-        if "change" not in system.trained_heads:
-            ref = datasets[0]
-            shape = overview_size(ref.width, ref.height, 512, system.config.token_size)
-            views = [read_overview(ds, shape) for ds in datasets]
-            head = calibrated_change_head(system, layouts, views)
-        calibration = (float(head.threshold.detach()), float(head.log_scale.detach()))
-        magnitude = SceneMagnitude.measure(datasets[0], datasets[-1]) if head.uses_magnitude else None
-        predictor = ChangePredictor(system, layouts, class_names, head, magnitude)
+        predictor = change_predictor(system, layouts, datasets, class_names)
+        calibration = (float(predictor.head.threshold.detach()), float(predictor.head.log_scale.detach()))
         predict_raster(
             RasterWindows(datasets, stack=True),
             predictor,
@@ -303,8 +319,7 @@ def _detect_change_locked(
                 title="rsneo change" + (" (pixel units)" if pixel_units else ""),
             )
             areas = class_areas(cog, legend)
-            compared = areas.pop("")
-            changed = compared - areas.pop(CHANGE_NAMES[0])
+            changed, compared = changed_and_compared(areas)
             rows = [(name, area) for name, area in areas.items() if area > 0]
             _write_table(table, rows, compared, unit)
             summary = _write_change_report(

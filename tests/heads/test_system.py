@@ -42,3 +42,12 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 def test_heads_without_json_are_fresh(tmp_path):
     seg, change, loaded = load_heads(tmp_path, hidden_size=32)
     assert loaded == () and seg.config.hidden_size == 32
+
+
+def test_a_truncated_heads_file_is_named_not_an_internal_error(tmp_path):
+    system = random_system(seed=3)
+    save_heads(tmp_path, system.segmentation, system.change)
+    weights = tmp_path / HEADS_WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(InputError, match=rf"{HEADS_WEIGHTS}: cannot read the heads"):
+        load_heads(tmp_path, system.config.hidden_size)

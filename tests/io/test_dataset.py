@@ -55,3 +55,20 @@ def test_a_photo_without_georeference_has_a_pixel_unit_grid(shared_data):
     grid = dataset_grid(open_dataset(str(shared_data / "levir_cd/A/test_2_0000_0000.png")))
     assert grid.crs is None and grid.transform.is_identity
     close_datasets()
+
+
+def test_a_file_rewritten_in_place_is_opened_again_not_served_stale(shared_data, tmp_path):
+    """A notebook or a long-lived process that rewrites a raster must read the new pixels and header."""
+    import numpy as np
+    import rasterio
+
+    path = tmp_path / "rewritten.tif"
+    with rasterio.open(shared_data / LABEL) as src:
+        profile = src.profile | {"width": 32, "height": 32, "nodata": None}
+    for value, width in ((1, 32), (2, 48)):
+        with rasterio.open(path, "w", **(profile | {"width": width})) as dst:
+            dst.write(np.full((1, 32, width), value, profile["dtype"]))
+        src = open_dataset(str(path))
+        assert src.width == width and int(src.read(1)[0, 0]) == value
+    assert dataset_grid(open_dataset(str(path))).width == 48
+    close_datasets()

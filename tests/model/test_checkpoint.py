@@ -82,3 +82,13 @@ def test_load_in_another_dtype_and_missing_shard(saved):
     next(folder.glob("model-00002-*.safetensors")).unlink()
     with pytest.raises(InputError, match="model-00002-of-"):
         RSNeoForCausalLM.from_pretrained(folder)
+
+
+def test_a_truncated_weights_file_is_named_not_an_internal_error(saved):
+    _, folder = saved
+    shard = sorted(folder.glob("model-*.safetensors"))[1]
+    shard.write_bytes(shard.read_bytes()[:100])  # a download cut short
+    with pytest.raises(
+        InputError, match=rf"{shard.name}: cannot read its tensors; the file may be truncated"
+    ):
+        RSNeoForCausalLM.from_pretrained(folder)

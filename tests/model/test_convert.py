@@ -81,10 +81,3 @@ def test_depth_two_shifts_layers_with_identical_tensors(qwen3_folder, tmp_path):
     assert torch.equal(attn.k_proj_s.weight.view(2, 8, 64), torch.cat((k[:, 0:4], k[:, 8:12]), 1))
     assert not attn.k_proj_hw.weight.any() and not attn.k_norm_s.weight.any()  # H/W keys and the S gate shut
     assert model.backbone.layers[0].self_attn.q_proj.weight.std().item() == pytest.approx(0.02, rel=0.2)
-
-
-def test_convert_errors_exit_2(tmp_path):
-    assert run_app(["convert", "qwen3", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
-    (tmp_path / "neo").mkdir()
-    (tmp_path / "neo" / "config.json").write_text("{}")
-    assert run_app(["convert", "neo", str(tmp_path / "neo"), str(tmp_path / "out")]) == 2

@@ -136,6 +136,25 @@ def test_a_change_answer_is_the_changed_share_of_the_change_map(tiny_system, sha
     assert out.summary in html
 
 
+def test_the_bundled_models_change_answer_is_its_change_maps_share(bundled, shared_data, tmp_path):
+    """The bundled change head combines its vote with the radiometric magnitude: the answer must map change
+    the same way as `rsneo change` (issue #12: it once left the magnitude out, 6-16 points off)."""
+    from rsneo.predict.change import detect_change
+
+    pair = [shared_data / "levir_cd" / d / "test_7_0256_0512.png" for d in ("A", "B")]
+    assert bundled.change.uses_magnitude
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = detect_change(bundled, pair, tmp_path)
+        answer = ask(bundled, pair, "How much of this image changed?")
+        reduced = ask(bundled, pair, "How much of this image changed?", max_side=128)  # on overviews
+    reference = 100 * out.changed_area / out.compared_area
+    assert 1.0 < reference < 99.0  # a map with both classes in it
+    assert answer.value == pytest.approx(reference, abs=1e-6)
+    assert reduced.value != pytest.approx(reference, abs=1e-6)  # really another (coarser) map
+    assert abs(reduced.value - reference) <= 5.0
+
+
 def test_change_summary_names_the_largest_real_transition():
     rows = [("water → water", 50.0), ("water → land", 30.0), ("land → water", 10.0)]
     text = change_summary(90.0, 1000.0, "ha", ["2000-03-17", "2003-02-06"], rows)

@@ -20,7 +20,7 @@ import rasterio.shutil
 from rsneo.cli.app import run_app
 from rsneo.errors import InputError
 from rsneo.io.cog import ClassLegend
-from rsneo.io.runstate import LOCK_NAME, ResumeNotice, fingerprint, output_lock
+from rsneo.io.runstate import LOCK_NAME, ResumeNotice, fingerprint
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
@@ -153,31 +153,6 @@ def test_truncated_input_leaves_nothing_and_the_next_run_works(rgb, reference, t
     assert list(out.iterdir()) == []  # no .partial.tif, .carry*.npz or .progress.json
     broken.write_bytes(whole)  # the user fetches the file again
     assert_finished_like(reference, run(broken, out / "a.tif"))
-
-
-def test_second_writer_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
-    with output_lock(tmp_path):
-        refused = pytest.raises(InputError, match=f"{tmp_path}: another rsneo run \\(pid {os.getpid()} on")
-        with refused, output_lock(tmp_path):
-            pass
-        assert (tmp_path / LOCK_NAME).exists()
-    assert not (tmp_path / LOCK_NAME).exists()  # released and removed
-    holder = _child(f"""
-        from rsneo.io.runstate import output_lock
-        with output_lock(Path({str(tmp_path)!r})):
-            print("locked", flush=True)
-            time.sleep(600)
-    """)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(InputError, match=f"pid {holder.pid} on"), output_lock(tmp_path):
-            pass
-    finally:
-        holder.kill()  # SIGKILL: the holder cannot remove its lock file
-        holder.wait()
-    assert (tmp_path / LOCK_NAME).exists()
-    with output_lock(tmp_path):  # the stale lock of a dead process is taken over
-        assert (tmp_path / LOCK_NAME).read_text().startswith(f"pid {os.getpid()} ")
 
 
 def test_two_writers_on_one_out_folder(rgb, reference, shared_data, tiny_model_dir, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""`rsneo segment`, `change`, `ask` end to end on real samples; bad input leaves nothing behind."""
+"""The product commands (rsneo.cli.products): `rsneo segment`, `change`, `ask` end to end on real samples;
+bad input leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -188,6 +189,28 @@ def test_empty_class_list(tiny_model_dir, shared_data, tmp_path, capsys):
     code = run_app(["segment", str(shared_data.joinpath(*S2)), "--classes", " , ", "--out", str(out)])
     assert code == 2
     assert "--classes: expected a comma-separated list of class names" in stderr(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--window", "100"], "--window: expected a positive multiple of 32 pixels, got 100"),
+        (["--window", "0"], "--window: expected a positive multiple of 32 pixels, got 0"),
+        (["--window", "256", "--overlap", "256"], "--overlap: expected 0 <= overlap < window (256), got 256"),
+        (["--overlap", "-1"], "--overlap: expected 0 <= overlap < window (256), got -1"),
+        (["--batch", "0"], "--batch: expected at least 1, got 0"),
+    ],
+)
+@pytest.mark.parametrize("command", ["segment", "change"])
+def test_window_plans_that_cannot_work_are_refused_naming_the_option(
+    command, options, message, tiny_model_dir, shared_data, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    rasters = [str(shared_data.joinpath(*S2))] * (2 if command == "change" else 1)
+    argv = [command, *rasters, "--classes", "water,land", "--out", str(out), "--model", str(tiny_model_dir)]
+    assert run_app([*argv, *options]) == 2
+    assert message in stderr(capsys)
     assert not out.exists()
 
 

@@ -1,4 +1,5 @@
-"""`rsneo prepare`: archives -> shards with statistics and a manifest; resumable, atomic; read back."""
+"""The data commands (rsneo.cli.data): `sensors` lists the band registry, `info` describes real rasters, and
+`prepare` turns archives into shards with statistics and a manifest (resumable, atomic, read back)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,67 @@ from rsneo.data.shards import ShardDataset, prepare_shards, read_manifest, shard
 from rsneo.errors import InputError
 
 BEN = "bigearthnet/BigEarthNet-S2-Example"
+S2HAND = "sen1floods11/S2/Spain_7370579_S2Hand.tif"
+
+
+def test_sensors_json_lists_the_registry_as_it_is(capsys):
+    from rsneo.sensors import list_sensors
+
+    assert run_app(["sensors", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in listed] == [s.name for s in list_sensors()]
+    s2 = next(s for s in listed if s["name"] == "sentinel2_l1c")
+    assert [b["name"] for b in s2["bands"]][:4] == ["B01", "B02", "B03", "B04"]
+    assert s2["bands"][3]["common_name"] == "red" and s2["bands"][3]["wavelength_um"] == pytest.approx(0.665)
+    assert s2["groups"]["rgb"] == ["B04", "B03", "B02"]
+
+
+def test_sensors_add_registers_a_yaml_sensor_for_the_command(tmp_path, capsys, monkeypatch):
+    from rsneo.sensors import registry
+
+    monkeypatch.setattr(registry, "_USER", {})  # what --add registers stays inside this test
+    drone = tmp_path / "drone.yaml"
+    drone.write_text(
+        "name: drone3\ntitle: A three-band drone camera\nunits: DN (uint8)\n"
+        "groups:\n  rgb: [R, G, B]\nbands:\n"
+        "  - {name: R, common_name: red, wavelength: 0.65, resolution: 0.05, mean: 120.0, std: 40.0}\n"
+        "  - {name: G, common_name: green, wavelength: 0.55, resolution: 0.05, mean: 110.0, std: 40.0}\n"
+        "  - {name: B, common_name: blue, wavelength: 0.47, resolution: 0.05, mean: 100.0, std: 40.0}\n"
+    )
+    assert run_app(["sensors", "drone3", "--add", str(drone), "--json"]) == 0
+    (only,) = json.loads(capsys.readouterr().out)
+    assert only["name"] == "drone3" and [b["wavelength_um"] for b in only["bands"]] == [0.65, 0.55, 0.47]
+    assert run_app(["sensors", "drone3"]) == 0  # the table of one sensor's bands
+    assert "A three-band drone camera" in " ".join(capsys.readouterr().out.split())
+
+
+def test_sensors_refuses_an_unknown_name(capsys):
+    assert run_app(["sensors", "sentinel9"]) == 2
+    assert "sentinel9" in capsys.readouterr().err
+
+
+def test_info_json_describes_a_real_raster_with_its_band_statistics(shared_data, capsys):
+    assert run_app(["info", str(shared_data / S2HAND), "--json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["sensor"] == "sentinel2_l1c" and report["crs"] == "EPSG:4326"
+    assert (report["width"], report["height"]) == (512, 512) and len(report["bands"]) == 13
+    with rasterio.open(shared_data / S2HAND) as src:  # 512 pixels a side: the statistics read it whole
+        b02 = src.read(2).astype(np.float64)
+    band = report["bands"][1]
+    assert band["name"] == "B02" and band["common_name"] == "blue"
+    assert band["mean"] == pytest.approx(b02.mean(), rel=1e-9) and band["std"] == pytest.approx(
+        b02.std(), rel=1e-6
+    )
+    assert (band["min"], band["max"]) == (b02.min(), b02.max())
+
+
+def test_info_table_and_a_band_list_that_does_not_fit(shared_data, capsys):
+    assert run_app(["info", str(shared_data / S2HAND)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "sensor sentinel2_l1c" in out and "size 512 x 512" in out and "coastal" in out
+    assert run_app(["info", str(shared_data / S2HAND), "--bands", "B04,B03,B02"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "S2Hand.tif: --bands names 3 bands (B04,B03,B02) but the raster has 13" in err
 
 
 @pytest.fixture(scope="module")
@@ -226,17 +288,6 @@ def test_prepare_refuses_bad_output_folders_before_work(shared_data, ben_shards,
     err = " ".join(capsys.readouterr().err.split())
     assert "shard-00001.json: a damaged record of an earlier run (not valid JSON)" in err
     assert sorted(p.name for p in damaged.iterdir()) == sorted(p.name for p in ben_shards.iterdir())
-
-
-def test_export_refuses_a_file_or_unwritable_destination(tmp_path, capsys):
-    afile = tmp_path / "afile"
-    afile.write_text("x")
-    for dest, expected in {
-        afile: "afile: expected a folder to write into, found a file",
-        Path("/proc/rsneo-model"): "expected a folder rsneo can write to; /proc refuses",
-    }.items():
-        assert run_app(["export", str(afile), str(dest)]) == 2
-        assert expected in " ".join(capsys.readouterr().err.split())
 
 
 def test_train_that_stops_on_corrupt_shards_leaves_nothing(ben_shards, tmp_path, shared_data):

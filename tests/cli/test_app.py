@@ -1,4 +1,5 @@
-"""Every user mistake on the command line: one message naming the thing, exit 2, no traceback, nothing left.
+"""`rsneo.cli.app.run_app`: every user mistake on the command line is one message naming the thing, exit 2, no
+traceback, nothing left.
 
 Two sweeps: command-line mistakes over every command, broken rasters over every command that reads rasters.
 Run against the locked typer (requirements/lock.txt), whose bundled click raises its own exception classes.
@@ -204,12 +205,37 @@ def test_refused_before_work_starts(command, make, expected, shared_data, tmp_pa
     assert not out.exists()
 
 
-def test_outputs_that_cannot_fit_on_the_disk_are_refused(shared_data, tmp_path):
-    from rsneo.errors import InputError
-    from rsneo.io.limits import check_disk
-    from rsneo.io.read import open_source
+def _command_that_raises(monkeypatch, exc: BaseException) -> None:
+    """Register `rsneo boom` for this test only: a command whose work fails with `exc`."""
+    from typer.models import CommandInfo
 
-    source = open_source(shared_data / S2HAND)
-    check_disk(source, tmp_path / "out", 4.0)  # 512 x 512 pixels: a megabyte
-    with pytest.raises(InputError, match=r"S2Hand.tif: its outputs need about .* GB in .*out, but .* free"):
-        check_disk(source, tmp_path / "out", 1e12)
+    def boom() -> None:
+        raise exc
+
+    monkeypatch.setattr(
+        app, "registered_commands", [*app.registered_commands, CommandInfo("boom", callback=boom)]
+    )
+
+
+def test_an_internal_failure_exits_1_and_says_it_is_a_bug(monkeypatch, capsys):
+    _command_that_raises(monkeypatch, ZeroDivisionError("division by zero"))
+    assert run(["boom"], capsys) == (
+        1,
+        "internal error: ZeroDivisionError: division by zero This is a bug in rsneo, not in your input; run "
+        "again with --debug for the traceback.",
+    )
+    with pytest.raises(ZeroDivisionError):  # --debug: the real exception, for a developer
+        run_app(["boom", "--debug"])
+
+
+def test_ctrl_c_exits_130_and_says_interrupted(monkeypatch, capsys):
+    """Not 0: a script must not take an interrupted run for a finished one (the locked typer returns the
+    status of the Exit(130) it turns Ctrl-C into instead of raising it)."""
+    _command_that_raises(monkeypatch, KeyboardInterrupt())
+    assert run(["boom"], capsys) == (130, "interrupted")
+
+
+def test_rsneo_alone_shows_the_help_and_exits_2(capsys):
+    code = run_app([])
+    out = capsys.readouterr()
+    assert code == 2 and "segment" in out.out + out.err and "Traceback" not in out.out + out.err

@@ -1,0 +1,79 @@
+"""`rsneo learn` (rsneo.cli.learn): the command reports the hold-out score per class and how to use the
+folder it wrote; an output it cannot write is refused before the model loads.
+
+What `learn` trains and writes is specified in tests/train/test_learn.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from shapely.geometry import Point
+
+from rsneo.cli import run_app
+
+S2 = "sen1floods11/S2/Spain_7370579_S2Hand.tif"
+LABEL = "sen1floods11/Labels/Spain_7370579_LabelHand.tif"
+
+
+@pytest.fixture(scope="module")
+def points(shared_data, tmp_path_factory) -> Path:
+    """8 points per class from the hand-labelled water mask, as a GeoJSON in the raster's CRS."""
+    with rasterio.open(shared_data / LABEL) as src:
+        label, transform, crs = src.read(1), src.transform, src.crs
+    rng = np.random.default_rng(1)
+    records = []
+    for value, name in ((1, "Flood water"), (0, "dry ground")):
+        rows, cols = np.nonzero(label == value)
+        for i in rng.choice(len(rows), 8, replace=False):
+            records.append({"cover": name, "geometry": Point(transform @ (cols[i] + 0.5, rows[i] + 0.5))})
+    path = tmp_path_factory.mktemp("labels") / "points.geojson"
+    gpd.GeoDataFrame(records, crs=crs).to_file(path)
+    return path
+
+
+def argv(shared_data, points: Path, out: Path, model: Path, *extra: str) -> list[str]:
+    return [
+        "learn", str(shared_data / S2), "--labels", str(points), "--class-field", "cover", "--out", str(out),
+        "--model", str(model), "--steps", "2", "--no-refit", *extra,
+    ]  # fmt: skip
+
+
+def test_learn_reports_scores_per_class_and_how_to_use_the_folder(
+    shared_data, points, tiny_model_dir, tmp_path, capsys
+):
+    out = tmp_path / "model"
+    assert run_app(argv(shared_data, points, out, tiny_model_dir, "--holdout", "0.25")) == 0
+    printed = capsys.readouterr().out
+    lines = " ".join(printed.split())
+    for name in ("Flood water", "dry ground"):
+        row = re.search(rf"{name}\W+(\S+)\W+(\S+)\W+(\d+)\W+(\d+)", printed)
+        assert row, printed
+        iou, f1 = (float(v) for v in row.groups()[:2])
+        assert 0.0 <= iou <= f1 <= 1.0  # F1 >= IoU for any prediction
+        assert int(row.group(4)) >= 1  # whole features held out per class
+    assert re.search(r"mean IoU \d\.\d{3}, mean F1 \d\.\d{3}", lines)
+    assert f"model folder: {out}" in lines
+    assert f'use it: rsneo segment RASTER --model {out} --classes "Flood water, dry ground"' in lines
+
+
+def test_without_a_holdout_it_warns_there_is_no_score(shared_data, points, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert run_app(argv(shared_data, points, out, tiny_model_dir, "--holdout", "0")) == 0
+    captured = capsys.readouterr()
+    assert "mean IoU n/a, mean F1 n/a" in " ".join(captured.out.split())
+    assert "no feature could be held out; no score" in " ".join(captured.err.split())
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_work(shared_data, points, tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    missing_model = tmp_path / "never_loaded"  # the folder check comes first: this is never opened
+    assert run_app(argv(shared_data, points, target, missing_model)) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "afile: expected a folder to write into, found a file" in err
+    assert target.read_text() == "x"

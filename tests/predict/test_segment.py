@@ -1,0 +1,84 @@
+"""`rsneo.predict.segment`: a real raster segmented end to end by a tiny model: a class map on the raster's
+grid, nodata where the raster has none, areas that add up to the raster's valid area; class lists checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from rsneo.errors import InputError
+from rsneo.io.cog import NODATA_CLASS
+from rsneo.predict.segment import NONE_OF_THESE, parse_classes, segment_raster
+from rsneo.predict.sliding_window import WindowPlan
+
+RGB = "rasters/RGB.byte.tif"  # Landsat RGB, UTM 18N, 300 m pixels, a nodata collar
+
+
+@pytest.fixture(scope="module")
+def crop(shared_data, tmp_path_factory):
+    """192 x 256 pixels of the scene's left edge: a quarter of them nodata."""
+    path = tmp_path_factory.mktemp("segment_in") / "RGB.crop.tif"
+    with rasterio.open(shared_data / RGB) as src:
+        window = Window(0, 300, 256, 192)
+        profile = src.profile | {"width": 256, "height": 192, "transform": src.window_transform(window)}
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+    return path
+
+
+@pytest.fixture(scope="module")
+def segmented(tiny_system, crop, tmp_path_factory):
+    out = tmp_path_factory.mktemp("segment_out")
+    return segment_raster(tiny_system, crop, ["water", "land"], out, plan=WindowPlan(128, 32, 4))
+
+
+def test_class_map_is_on_the_raster_grid_with_nodata_where_the_raster_has_none(segmented, crop):
+    with rasterio.open(crop) as src, rasterio.open(segmented.cog) as out:
+        assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
+        valid = src.dataset_mask() > 0
+        classes = out.read(1)
+    assert 0.6 < valid.mean() < 0.9  # the crop really holds both
+    assert (classes[~valid] == NODATA_CLASS).all()
+    assert set(np.unique(classes[valid])) <= {0, 1, 2}  # water, land, none of these
+
+
+def test_class_areas_add_up_to_the_valid_area_of_the_raster(segmented, crop):
+    with rasterio.open(crop) as src:
+        valid_pixels = int((src.dataset_mask() > 0).sum())
+        pixel_ha = abs(src.transform.a * src.transform.e) / 1e4
+    assert segmented.area_unit == "ha" and list(segmented.areas) == ["water", "land", NONE_OF_THESE]
+    # true areas on the ellipsoid: UTM's scale factor near this zone's edge is within half a percent of 1
+    assert sum(segmented.areas.values()) == pytest.approx(valid_pixels * pixel_ha, rel=5e-3)
+    with rasterio.open(segmented.cog) as out:
+        counts = np.bincount(out.read(1).ravel(), minlength=256)
+    for index, name in enumerate(segmented.areas):  # each class's area follows its own pixel count
+        assert segmented.areas[name] == pytest.approx(counts[index] * pixel_ha, rel=5e-3, abs=1e-9)
+
+
+def test_every_product_is_written_and_nothing_temporary_is_left(segmented):
+    for path in (segmented.cog, segmented.gpkg, segmented.qml, segmented.qgz, segmented.confidence):
+        assert path.is_file() and path.stat().st_size > 0
+    assert not [p.name for p in segmented.cog.parent.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("water, forest,built-up", ["water", "forest", "built-up"]),
+        (["  water ", "", "land"], ["water", "land"]),
+    ],
+)
+def test_class_lists_are_split_and_trimmed(text, names):
+    assert parse_classes(text) == names
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [(" , ,", "expected a comma-separated list of class names"), ("Water,water", "class names must differ")],
+)
+def test_empty_or_repeated_class_lists_are_refused(text, message, tiny_system, crop, tmp_path):
+    with pytest.raises(InputError, match=f"--classes: {message}"):
+        segment_raster(tiny_system, crop, text, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
