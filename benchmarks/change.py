@@ -9,7 +9,8 @@ project, report); F1 of the "change" class is computed over the labelled pixels.
 800 x 800 Landsat pair (Taizhou mirrored 2 x 2, the reference mirrored with it) and times the whole command in
 a fresh process (start-up, imports, model loading) on a 256 x 256 pair and on the 800 x 800 pair.
 
-Usage: python benchmarks/change.py [--model DIR] [--data ../shared/data] [--speed] [--json out.json]
+Usage: python benchmarks/change.py [--model DIR] [--data ../shared/data] [--speed [--repeat 3]]
+       [--json out.json]
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def score_rsneo(
 
 def time_command(rasters: list[Path], workdir: Path, mirrored: bool = False) -> tuple[float, float, float]:
     """(wall s, CPU s, peak MB) of the whole `rsneo change` command in a fresh process: start-up, imports and
-    model loading included, as a user runs it."""
+    model loading included, as a user runs it. The process runs in the temp folder, so it uses the `rsneo`
+    this script imported (PYTHONPATH or the environment), not a checkout in the current folder."""
     import os
     import resource
     import subprocess
@@ -114,7 +116,10 @@ def time_command(rasters: list[Path], workdir: Path, mirrored: bool = False) -> 
     argv = [sys.executable, "-c", code, "change", *map(str, rasters), "--out", str(workdir), *options]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    subprocess.run(
+        argv, check=True, capture_output=True, cwd=tempfile.gettempdir(),
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
@@ -129,6 +134,9 @@ def main() -> None:
     )
     parser.add_argument("--baselines-only", action="store_true", help="skip the model")
     parser.add_argument("--speed", action="store_true", help="also time the 800 x 800 mirrored Landsat pair")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="--speed: run each whole command this many times (median)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     args = parser.parse_args()
     system = None
@@ -161,10 +169,14 @@ def main() -> None:
         commands = []
         if args.speed:  # the whole command, start-up included, on a 256^2 pair and the 800^2 pair
             for name, rasters, *_ in (cases[0], cases[-1]):
-                wall, cpu, peak = time_command(
-                    rasters, Path(tmp) / f"command{len(commands)}", "mirrored" in name
+                runs = [
+                    time_command(rasters, Path(tmp) / f"command{len(commands)}_{i}", "mirrored" in name)
+                    for i in range(args.repeat)
+                ]
+                wall, cpu, peak = (float(np.median(values)) for values in zip(*runs, strict=True))
+                commands.append(
+                    {"pair": name, "wall_s": wall, "cpu_s": cpu, "peak_mb": peak, "runs": len(runs)}
                 )
-                commands.append({"pair": name, "wall_s": wall, "cpu_s": cpu, "peak_mb": peak})
     print(f"model: {'none' if system is None else (args.model or 'bundled')}")
     header = f"{'pair':32s} {'rsneo':>7s} {'CVA+Otsu':>9s} {'all':>7s} {'wall s':>7s} {'CPU s':>7s}"
     print("F1 of the change class over the labelled pixels")
@@ -183,7 +195,10 @@ def main() -> None:
             f"rsneo beats both on {wins} of {len([r for r in rows if 'mirrored' not in r['pair']])} pairs"
         )
     if commands:
-        print("the whole `rsneo change` command in a fresh process (start-up and model loading included):")
+        print(
+            "the whole `rsneo change` command in a fresh process (start-up and model loading included), "
+            f"median of {args.repeat}:"
+        )
         for c in commands:
             print(
                 f"  {c['pair']:32s} wall {c['wall_s']:6.1f} s  CPU {c['cpu_s']:6.1f} s  "

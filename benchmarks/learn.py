@@ -1,7 +1,9 @@
 """`rsneo learn` against a random forest on the same labelled pixels, on real labelled imagery.
 
 For each set, N labelled points per class (N = 5, 20, 100) are drawn from the training region; rsneo's head
-(`rsneo.train.learn.fit_head`, exactly what `rsneo learn` trains) and a scikit-learn RandomForest (200 trees,
+(`rsneo.train.learn.choose_features` then `fit_head`, exactly what `rsneo learn` trains: "auto" chooses
+between the backbone context with the raw bands and the raw bands only by inner spatial hold-outs of these
+training points, never the scored region) and a scikit-learn RandomForest (200 trees,
 on the same pixels' normalised band values) learn from them, and both are scored on every labelled pixel of
 a spatially separate hold-out region (IoU and F1 per class; rsneo's "none of these" counts as wrong, as in
 `segment`). Several seeds per N; the table gives the mean.
@@ -12,9 +14,11 @@ Sets (see ../shared/data/README.md; nothing here is shipped):
   trained on the left half of this chip's S2/S1 water labels (its model card holds out the right half).
 - levir-b: LEVIR-CD "new building" masks on the B (after) image, RGB, 0.5 m. Train on 4 crops, hold out the
   other 4 (whole images). LEVIR-CD is for academic research: test data only, never shipped.
+Not used: the eo-learn LULC patch (its land-use labels come with NDVI and DEM only, no band rsneo reads) and
+the Taizhou Landsat pair (change, not class, references).
 
 Run from the repository root:
-    python benchmarks/learn.py [--sets sen1floods11-s2,levir-b] [--seeds 3] [--steps 300] [--model DIR]
+    python benchmarks/learn.py [--sets sen1floods11-s2,levir-b] [--seeds 4] [--steps 300] [--model DIR]
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,23 +75,26 @@ def load_set(name: str) -> tuple[list[str], list[Scene]]:
 
 def cache_pixels(system, scenes: list[Scene]):
     """Every labelled pixel is its own feature (id = running pixel index); returns the cached windows and,
-    per feature, its class and whether it lies in the training or the hold-out region."""
+    per feature, its class, whether it lies in the training or the hold-out region, and its centre (x, y)
+    in pixels (for `rsneo learn`'s inner spatial hold-out that chooses what the head reads)."""
     from rsneo.data.frames import band_layout
     from rsneo.train.learn import LabelledRaster, labelled_windows
 
-    rasters, classes, region = [], [], []
+    rasters, classes, region, centres = [], [], [], []
     offset = 0
-    for scene in scenes:
+    for i, scene in enumerate(scenes):
         labelled = scene.labels >= 0
         feature = np.full(scene.labels.shape, -1, np.int64)
         feature[labelled] = offset + np.arange(labelled.sum())
         offset += int(labelled.sum())
         classes.append(scene.labels[labelled])
+        rows, cols = np.nonzero(labelled)  # row-major, as the feature ids; scenes side by side, 1 px apart
+        centres.append(np.stack([cols + i * (scene.labels.shape[1] + 1), -rows], axis=1).astype(float))
         region.append(np.where(scene.train[labelled], 0, np.where(scene.test[labelled], 1, 2)))
         classes_map = np.where(labelled, scene.labels, -1)
         rasters.append(LabelledRaster(scene.raster, band_layout(scene.raster), classes_map, feature))
     windows = labelled_windows(system, rasters, 256)
-    return windows, np.concatenate(classes), np.concatenate(region)
+    return windows, np.concatenate(classes), np.concatenate(region), np.concatenate(centres)
 
 
 def sample_points(classes: np.ndarray, region: np.ndarray, n: int, k: int, seed: int) -> np.ndarray:
@@ -128,16 +135,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="sen1floods11-s2,sen1floods11-s1,levir-b")
     parser.add_argument("--points", default="5,20,100")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=None, help="default: rsneo learn's default")
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--features", default=None, help="auto, all or pixels (default: rsneo learn's)")
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
     from rsneo.heads.segmentation import encode_class_prompts
     from rsneo.heads.system import load_system
-    from rsneo.train.learn import LearnSettings, fit_head, holdout_scores
+    from rsneo.train.learn import LearnSettings, choose_features, fit_head, holdout_scores
 
     system = load_system(args.model)
     settings = LearnSettings()
@@ -145,11 +153,13 @@ def main() -> None:
         settings.steps = args.steps
     if args.lr is not None:
         settings.lr = args.lr
+    if args.features is not None:
+        settings.features = args.features
     rows = []
     for set_name in args.sets.split(","):
         names, scenes = load_set(set_name)
         start = time.perf_counter()
-        windows, classes, region = cache_pixels(system, scenes)
+        windows, classes, region, centres = cache_pixels(system, scenes)
         cache_s = time.perf_counter() - start
         test = torch.from_numpy(region == 1)
         with torch.no_grad():
@@ -158,11 +168,16 @@ def main() -> None:
         for n in map(int, args.points.split(",")):
             results = {"rsneo": [], "random forest": []}
             times = {"rsneo": 0.0, "random forest": 0.0}
+            chosen = {"all": 0, "pixels": 0}
             for seed in range(args.seeds):
                 train = torch.from_numpy(sample_points(classes, region, n, len(names), seed))
                 settings.seed = seed
                 start = time.perf_counter()
-                head, vectors = fit_head(system.segmentation, init.float().cpu(), windows, train, settings)
+                base = system.segmentation
+                choice = choose_features(base, init.float().cpu(), windows, train, centres, classes, settings)
+                chosen[choice.features] += 1
+                fit = replace(settings, features=choice.features)
+                head, vectors = fit_head(base, init.float().cpu(), windows, train, fit)
                 times["rsneo"] += time.perf_counter() - start
                 results["rsneo"].append(holdout_scores(head, vectors, windows, test, names, classes))
                 start = time.perf_counter()
@@ -175,6 +190,7 @@ def main() -> None:
                     (set_name, n, method, iou, f1, np.mean(list(iou.values())), times[method] / args.seeds)
                 )
                 print(_row(rows[-1], names), flush=True)
+            print(f"  head reads (seeds): {chosen}", flush=True)
     print()
     print("| set | points/class | method | IoU per class | F1 per class | mean IoU | fit s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -5,7 +5,7 @@ through `segment_raster`) and scored as water IoU against the hand labels on the
 256-511, held out from training; see benchmarks/model_card.py). Beside each: the name's nearest trained class
 and cosine similarity in the model's text space (`rsneo.heads.vocabulary.match_classes`) and whether rsneo
 calls it trained, and whether the name itself was taught (one of the class's `synonyms` in `vocabulary.json`,
-`rsneo.train.class_words`) or is left for the model to generalise to. Also printed: the held-out IoU of both
+`rsneo.heads.class_words`) or is left for the model to generalise to. Also printed: the held-out IoU of both
 trained classes (what `vocabulary.json` records; `--write` records them there).
 
 Usage: python benchmarks/vocabulary.py [--model rsneo/assets/model] [--json out.json] [--write]
@@ -29,7 +29,7 @@ from rsneo.demo import BUNDLED_MODEL, bundled_samples
 
 HELD_OUT = Window(col_off=256, row_off=0, width=256, height=512)  # as benchmarks/model_card.py
 PARAPHRASES = ["water", "river and lakes", "surface water", "open water", "lake", "flood water", "water body"]
-# and the paraphrases never taught (rsneo.train.class_words.UNTAUGHT_PARAPHRASES) not listed above
+# and the paraphrases never taught (rsneo.heads.class_words.UNTAUGHT_PARAPHRASES) not listed above
 OTHER_NAMES = ["land", "dry land", "vegetation", "forest", "built-up", "urban area", "cropland", "banana"]
 
 
@@ -74,7 +74,7 @@ def main() -> None:
     samples = bundled_samples()
     label = read(samples.water_label, HELD_OUT)  # (512, 256): 1 water, 0 land, -1 no data
     valid = label != -1
-    from rsneo.train.class_words import UNTAUGHT_PARAPHRASES
+    from rsneo.heads.class_words import UNTAUGHT_PARAPHRASES
 
     names = PARAPHRASES + [n for n in UNTAUGHT_PARAPHRASES if n not in PARAPHRASES]
     matches = {m.name: m for m in match_classes(system, names + OTHER_NAMES) or []}

@@ -1,28 +1,54 @@
 """`rsneo learn`: teach a model new classes from polygons or points drawn in a GIS.
 
-Heavy modules are imported inside the command so `rsneo --help` stays fast.
+The same run can be described as a Hydra config (`rsneo/configs/learn.yaml`, experiments in
+`rsneo/configs/learn_experiment/`): `--config NAME|FILE` and KEY=VALUE overrides; options typed on the command
+line win over the config. Heavy modules are imported inside the command so `rsneo --help` stays fast.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from rsneo.cli.app import app, check_output_folder, err_console, reported_warnings
+from rsneo.errors import InputError
+
+# command-line option -> key of the learn config (rsneo/configs/learn.yaml)
+OPTION_KEYS = {
+    "labels": "labels", "class_field": "class_field", "out": "out", "model": "model", "sensor": "sensor",
+    "bands": "bands", "device": "device", "overwrite": "overwrite", "steps": "settings.steps",
+    "lr": "settings.lr", "holdout": "settings.holdout", "refit": "settings.refit",
+    "window": "settings.window", "seed": "settings.seed", "features": "settings.features",
+}  # fmt: skip
 
 
 @app.command("learn")
 def learn_command(
-    rasters: Annotated[list[Path], typer.Argument(help="The raster(s) the labels were drawn on.")],
+    ctx: typer.Context,
+    rasters: Annotated[
+        list[str] | None,
+        typer.Argument(help="The raster(s) the labels were drawn on; KEY=VALUE items override the config."),
+    ] = None,
     labels: Annotated[
-        Path, typer.Option("--labels", help="Polygons or points (GeoPackage, Shapefile, GeoJSON; any CRS).")
-    ],
+        Path | None,
+        typer.Option("--labels", help="Polygons or points (GeoPackage, Shapefile, GeoJSON; any CRS)."),
+    ] = None,
     class_field: Annotated[
-        str, typer.Option("--class-field", help="The field holding each feature's class.")
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Model folder to write (a new or empty folder).")],
+        str | None, typer.Option("--class-field", help="The field holding each feature's class.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Model folder to write (a new or empty folder).")
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            help="A learn experiment (rsneo/configs/learn_experiment/NAME.yaml) or a YAML file with the keys "
+            "of rsneo/configs/learn.yaml; options given here win over it.",
+        ),
+    ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", help="Model folder to start from. Default: the bundled model.")
     ] = None,
@@ -44,6 +70,14 @@ def learn_command(
             "--refit/--no-refit", help="Train again on every feature (hold-out included) at the end."
         ),
     ] = True,
+    features: Annotated[
+        str,
+        typer.Option(
+            "--features",
+            help="What the head reads: all (backbone context and raw bands), pixels (raw bands only), or "
+            "auto (the better of the two on inner spatial hold-outs of the training features).",
+        ),
+    ] = "auto",
     window: Annotated[int, typer.Option("--window", help="Window size in pixels (a multiple of 32).")] = 256,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the training.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")] = False,
@@ -56,20 +90,30 @@ def learn_command(
     The backbone stays frozen; the segmentation head and one vector per class train in minutes on a CPU.
     Whole features are held out by spatial blocks and scored (IoU, F1 per class) before the final fit.
     Then: rsneo segment RASTER --model OUT --classes "<the learnt class names>".
+    The same run as a Hydra config: --config NAME|FILE [KEY=VALUE ...] (docs/training.md).
     """
     from rich.console import Console
     from rich.table import Table
 
-    from rsneo.cli.products import _bands, _system
-    from rsneo.train.learn import LearnSettings, learn
+    from rsneo.cli.products import _system
+    from rsneo.train.learn import learn
 
-    settings = LearnSettings(steps=steps, lr=lr, holdout=holdout, refit=refit, window=window, seed=seed)
-    check_output_folder(out)
+    values = dict(locals())  # (a comprehension has its own locals before Python 3.12)
+    given = {
+        name: value
+        for name, value in values.items()
+        if name in OPTION_KEYS and ctx.get_parameter_source(name).name != "DEFAULT"
+    }
+    items = list(rasters or [])
+    overrides = [a for a in items if "=" in a and not Path(a).exists()]
+    paths = [a for a in items if a not in overrides]
+    run = learn_run(config, overrides, paths, given)
+    check_output_folder(run["out"])
     with reported_warnings():
-        system = _system(model, device)
+        system = _system(run["model"], run["device"])
         result = learn(
-            system, rasters, labels, class_field, out, settings=settings, sensor=sensor, bands=_bands(bands),
-            overwrite=overwrite, show_progress=True,
+            system, run["rasters"], run["labels"], run["class_field"], run["out"], settings=run["settings"],
+            sensor=run["sensor"], bands=run["bands"], overwrite=run["overwrite"], show_progress=True,
         )  # fmt: skip
     table = Table(title="hold-out score (whole features held out by spatial blocks)")
     for column in ("class", "IoU", "F1", "held-out pixels", "held-out features"):
@@ -80,8 +124,90 @@ def learn_command(
     Console().print(table)
     holdout_info = result.record["holdout"]
     typer.echo(f"mean IoU {fmt(holdout_info['mean_iou'])}, mean F1 {fmt(holdout_info['mean_f1'])}")
+    choice = result.record["features"]
+    inner = ", ".join(f"{k} {v:.3f}" for k, v in choice["inner_loss"].items())
+    typer.echo(f"head reads: {choice['features']}" + (f" (inner hold-out loss: {inner})" if inner else ""))
     if all(s.iou is None for s in result.scores.values()):
         err_console.print("[yellow]warning:[/] no feature could be held out; no score", highlight=False)
+    base = result.record["base_classes"]
+    if base["kept"] or base["dropped"]:
+        kept = ", ".join(base["kept"]) or "none"
+        dropped = ", ".join(base["dropped"]) or "none"
+        typer.echo(f"starting model's classes kept in the vocabulary: {kept}; left out: {dropped}")
     typer.echo(f"model folder: {result.out} ({holdout_info['written_model']})")
     names = ", ".join(result.classes)
     typer.echo(f'use it: rsneo segment RASTER --model {result.out} --classes "{names}"')
+
+
+def learn_run(
+    config: str | None, overrides: list[str], rasters: list[str], given: dict[str, Any]
+) -> dict[str, Any]:
+    """The run's arguments: the learn config (`config`: an experiment name or a YAML file; KEY=VALUE
+    `overrides`), then the rasters and options typed on the command line (`given`) on top."""
+    from omegaconf import OmegaConf
+
+    from rsneo.train.learn import LearnSettings
+
+    cfg = learn_config(config, overrides)
+    for name, value in given.items():
+        if name == "bands" and isinstance(value, str):
+            value = [b.strip() for b in value.split(",") if b.strip()]
+        OmegaConf.update(cfg, OPTION_KEYS[name], str(value) if isinstance(value, Path) else value)
+    if rasters:
+        cfg.rasters = list(rasters)
+    missing = [
+        key for key in ("labels", "class_field", "out") if OmegaConf.is_missing(cfg, key) or cfg[key] is None
+    ]
+    if not cfg.rasters:
+        missing.insert(0, "RASTER")
+    if missing:
+        raise InputError(
+            f"rsneo learn: missing {', '.join(missing)} (give RASTER --labels --class-field --out, or a "
+            "--config that sets rasters, labels, class_field and out)"
+        )
+    data = OmegaConf.to_container(cfg, resolve=True)
+    known = set(LearnSettings.__dataclass_fields__)
+    unknown = sorted(set(data["settings"]) - known)
+    if unknown:
+        raise InputError(f"learn config: unknown settings {unknown}; expected some of {sorted(known)}")
+    bands = data["bands"]
+    if isinstance(bands, str):
+        bands = [b.strip() for b in bands.split(",") if b.strip()]
+    return {
+        "rasters": [Path(r) for r in data["rasters"]],
+        "labels": Path(data["labels"]),
+        "class_field": str(data["class_field"]),
+        "out": Path(data["out"]),
+        "model": Path(data["model"]) if data["model"] is not None else None,
+        "sensor": data["sensor"],
+        "bands": bands,
+        "device": data["device"],
+        "overwrite": bool(data["overwrite"]),
+        "settings": LearnSettings(**data["settings"]),
+    }
+
+
+def learn_config(config: str | None, overrides: list[str]):
+    """The composed learn config: configs/learn.yaml, the experiment or YAML file `config`, overrides."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from rsneo.train.config import CONFIG_DIR, load_config
+
+    path = Path(config) if config is not None else None
+    if path is not None and (path.suffix in (".yaml", ".yml") or path.exists()):
+        if not path.is_file():
+            raise InputError(f"--config {config}: file not found")
+        cfg = load_config([], config_name="learn")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
+        except (OmegaConfBaseException, ValueError) as exc:
+            raise InputError(f"--config {config}: cannot apply it ({str(exc).splitlines()[0]})") from None
+        return cfg
+    if config is not None and not (CONFIG_DIR / "learn_experiment" / f"{config}.yaml").is_file():
+        names = sorted(p.stem for p in (CONFIG_DIR / "learn_experiment").glob("*.yaml"))
+        raise InputError(
+            f"--config {config}: no such learn experiment (expected one of {names} or a YAML file)"
+        )
+    experiment = [f"learn_experiment={config}"] if config is not None else []
+    return load_config([*experiment, *overrides], config_name="learn")

@@ -13,17 +13,19 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import xarray as xr
 
 from rsneo.errors import InputError
 from rsneo.io.read import PixelUnitsWarning, open_source
 from rsneo.io.windows import raster_statistics
 from rsneo.model.inputs import DEFAULT_TOKEN_SIZE, ImageInput
 from rsneo.sensors import Band, Sensor, get_sensor
+
+if TYPE_CHECKING:  # annotations only; importing xarray (and pandas) is 0.4 s CPU the commands need not pay
+    import xarray as xr
 
 EPOCH = np.datetime64("1970-01-01", "D")
 # How a frame's bands become groups: `sensor` = the sensor's default groups (one token per token square and

@@ -23,7 +23,7 @@ from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
 from rsneo.heads.vocabulary import Vocabulary, load_vocabulary, save_vocabulary
 from rsneo.model.causal_lm import RSNeoForCausalLM
 from rsneo.model.config import RSNeoConfig
-from rsneo.model.tokenizer import image_token_ids, load_tokenizer, train_tokenizer
+from rsneo.model.tokenizer import check_tokenizer_folder, image_token_ids, load_tokenizer, train_tokenizer
 
 HEADS_WEIGHTS = "heads.safetensors"
 HEADS_JSON = "heads.json"
@@ -35,7 +35,7 @@ class System:
     """Everything a product command needs to run the model."""
 
     model: nn.Module  # RSNeoForCausalLM
-    tokenizer: object  # transformers PreTrainedTokenizerFast with NEO's image tokens
+    tokenizer: object  # transformers PreTrainedTokenizerFast with NEO's image tokens; see __getattr__
     segmentation: SegmentationHead
     change: ChangeHead
     folder: Path | None = None
@@ -49,6 +49,16 @@ class System:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def __getattr__(self, name: str) -> object:
+        """The tokenizer of a system `load_system` made, loaded from its folder on first use: importing
+        transformers is 0.8 s CPU (2-3 s wall on the shared machine), a third of the start-up of `rsneo
+        change`, which needs no text unless class names are given."""
+        folder = self.__dict__.get("folder")
+        if name != "tokenizer" or folder is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.tokenizer = load_tokenizer(folder)
+        return self.tokenizer
 
     def eval(self) -> System:
         for module in (self.model, self.segmentation, self.change):
@@ -116,10 +126,11 @@ def load_system(folder: Path | str | None = None, device: str | torch.device = "
             "(pass --model FOLDER)"
         )
     model = RSNeoForCausalLM.from_pretrained(folder, device=device)
-    tokenizer = load_tokenizer(folder)
+    check_tokenizer_folder(folder)  # refused now, as before; loaded on first use (`System.__getattr__`)
     seg, change, loaded = load_heads(folder, model.config.hidden_size)
     vocabulary = load_vocabulary(folder)
-    system = System(model, tokenizer, seg.to(device), change.to(device), folder, loaded, vocabulary)
+    system = System(model, None, seg.to(device), change.to(device), folder, loaded, vocabulary)
+    del system.tokenizer  # not loaded yet: the first `system.tokenizer` loads it from `folder`
     return system.eval()
 
 

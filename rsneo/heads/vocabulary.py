@@ -1,7 +1,7 @@
 """What a model folder was trained to recognise, and how close a typed class name is to it.
 
 `vocabulary.json` in a model folder records the classes and prompts the segmentation head was trained on, the
-other names each class was taught under (`synonyms`, see `rsneo.train.class_words`) and the held-out score of
+other names each class was taught under (`synonyms`, see `rsneo.heads.class_words`) and the held-out score of
 each (where it was measured). A typed class name is compared with every trained class in the model's own text
 space: the backbone's last-token state of the class prompt, the very vector the segmentation head reads
 (cosine similarity; a class is as close as its nearest taught name). A name whose nearest trained class is
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from rsneo import atomic
 from rsneo.errors import InputError
+from rsneo.heads.class_words import CLASS_WORDS
 from rsneo.heads.segmentation import encode_class_prompts
 
 VOCABULARY_JSON = "vocabulary.json"
@@ -111,8 +112,7 @@ def vocabulary_for_classes(
     words: dict[str, tuple[str, ...]] | None = None,
 ) -> Vocabulary:
     """The vocabulary of a run that trained `classes`: each with its prompts and the other names it was taught
-    under (`words`, default `rsneo.train.class_words.CLASS_WORDS`); held-out scores are not known yet."""
-    from rsneo.train.class_words import CLASS_WORDS
+    under (`words`, default `rsneo.heads.class_words.CLASS_WORDS`); held-out scores are not known yet."""
 
     words = CLASS_WORDS if words is None else words
     out = []

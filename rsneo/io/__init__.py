@@ -5,7 +5,7 @@ Reading (data area; what train, products and demo call):
   resolution=None)` -> xarray DataArray (time, band, y, x), float32 in the sensor's stored units,
   NaN = nodata; coords `time`, `band`, `wavelength` (um), `common_name`, `group`, `y`, `x`; attrs `sensor`,
   `crs` (WKT, "" for pixel units), `transform`, `units`, `dtype`, `sources`. A list of paths is a series:
-  sorted by date, checked (`check_series`, the checks `rsneo change` and `ask` apply too) and
+  sorted by date, checked (`rsneo.io.grid.check_series`, the checks `rsneo change` and `ask` apply too) and
   resampled/reprojected onto the first date's grid. Helpers: `grid_of(scene)`, `bands_of(scene)`,
   `valid_mask(scene)`, `read_mask(path, grid)` (labels, nearest),
   `to_scene(array, sensor, bands, grid, dates)`.

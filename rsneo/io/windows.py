@@ -1,7 +1,7 @@
 """Reading rasters window by window for prediction: one raster or dates of one place aligned on one grid.
 
 `aligned_datasets` opens the dates (a file, band folder or STAC item each, `rsneo.io.read.open_input`), checks
-them as training's scenes are checked (`rsneo.io.scene.check_series`) and warps later dates onto the first
+them as training's scenes are checked (`rsneo.io.grid.check_series`) and warps later dates onto the first
 one's grid; `RasterWindows` reads square windows of them with a validity mask. `read_overview` and
 `raster_statistics` read a whole raster reduced (pictures, calibration, the statistics of 8-bit stretches).
 """
@@ -24,8 +24,8 @@ from rasterio.windows import Window
 
 from rsneo.errors import InputError
 from rsneo.io.dataset import dataset_grid
+from rsneo.io.grid import check_series
 from rsneo.io.read import PixelUnitsWarning, open_input
-from rsneo.io.scene import check_series
 
 
 def data_bands(dataset: rasterio.io.DatasetReaderBase) -> list[int]:
@@ -114,7 +114,7 @@ def aligned_datasets(
     pixel_units).
 
     `sensors` and `bands` name each date's sensor and bands. The dates pass the same checks as a training
-    scene's (`rsneo.io.scene.check_series`); later dates on another grid are warped onto the first one's
+    scene's (`rsneo.io.grid.check_series`); later dates on another grid are warped onto the first one's
     (WarpedVRT, read window by window, bilinear as `read_scene` resamples).
     """
     with contextlib.ExitStack() as stack:

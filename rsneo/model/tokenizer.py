@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-
-import transformers
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from typing import TYPE_CHECKING
 
 from rsneo.errors import InputError
 from rsneo.model.inputs import ImageTokens
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+# transformers and tokenizers are imported in the functions that use them: importing transformers is 0.8 s
+# CPU (2.1-2.7 s wall on the shared 2-core machine), a third of `rsneo change`'s start-up, and a command that
+# needs no text (change or segment without class names) never loads the tokenizer (`load_system`).
 
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
@@ -35,6 +39,9 @@ def train_tokenizer(
     come right after the text specials (ids 3, 4, 5: the bundled demo model's layout); `image_tokens=False`
     leaves them out, like a plain Qwen3 tokenizer.
     """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # lazy: see the top
+    from transformers import PreTrainedTokenizerFast  # lazy: 0.8 s CPU to import, see the top
+
     minimum = 256 + len(TEXT_SPECIALS) + len(IMAGE_SPECIALS)
     if vocab_size < minimum:
         raise InputError(
@@ -69,6 +76,9 @@ def add_image_tokens(tokenizer: PreTrainedTokenizerFast) -> ImageTokens:
     ]
     missing = [t for t in wanted if t not in tokenizer.all_special_tokens]
     if missing:
+        import transformers  # lazy: 0.8 s CPU to import, see the top
+        from tokenizers import AddedToken
+
         # transformers 5 calls the extra specials `extra_special_tokens`, 4.x `additional_special_tokens`
         key = (
             "extra_special_tokens"
@@ -90,15 +100,24 @@ def image_token_ids(tokenizer: PreTrainedTokenizerFast) -> ImageTokens:
     return ImageTokens(start=vocab[IMG_START], end=vocab[IMG_END], context=vocab[IMG_CONTEXT])
 
 
+def check_tokenizer_folder(folder: str | Path) -> Path:
+    """`folder` as a Path when it holds a saved tokenizer (`tokenizer.json`); InputError otherwise. Cheap: no
+    transformers import."""
+    folder = Path(folder)
+    if not (folder / "tokenizer.json").is_file():
+        raise InputError(f"{folder}: expected a tokenizer folder with tokenizer.json, found none")
+    return folder
+
+
 def load_tokenizer(folder: str | Path, add_missing: bool = True) -> PreTrainedTokenizerFast:
     """Load a tokenizer saved by `save_pretrained` (ours or Qwen3's) from a folder, with image tokens.
 
     `add_missing=False` (a NEO release, whose tokenizer defines the ids its weights were trained with)
     refuses a tokenizer without the image tokens instead of adding them at new ids.
     """
-    folder = Path(folder)
-    if not (folder / "tokenizer.json").is_file():
-        raise InputError(f"{folder}: expected a tokenizer folder with tokenizer.json, found none")
+    from transformers import PreTrainedTokenizerFast  # lazy: 0.8 s CPU to import, see the top
+
+    folder = check_tokenizer_folder(folder)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
     if add_missing:
         add_image_tokens(tokenizer)

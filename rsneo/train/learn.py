@@ -6,6 +6,10 @@ normalised bands) and one class vector per new class, initialised from the class
 The learnt vectors are stored beside the heads (`rsneo.heads.fewshot`), so `segment --classes <names>`
 gives exactly the classes trained here.
 
+What the head reads (`LearnSettings.features`): the backbone context and the raw bands ("all"), or the raw
+bands only ("pixels": the context projection zeroed, for imagery the backbone never learnt, where its context
+misleads a few labels); "auto" picks one by inner spatial hold-outs of the training features.
+
 Honest scores: whole features (polygons, points) are held out by spatial blocks, never pixels of one feature
 on both sides; the head is trained without them, scored on them (IoU, F1 per class, with "none of these"
 counted as wrong, as `segment` would decide), then by default trained again on every feature for the model
@@ -20,7 +24,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +56,14 @@ class LearnSettings:
     blocks: int = 4  # the labels' extent is cut into blocks x blocks squares for the hold-out
     refit: bool = True  # train again on every feature for the written model
     seed: int = 0
+    # what the head reads: "all" (the backbone's context and the raw bands, through the per-pixel stem),
+    # "pixels" (the raw bands only: the context projection is zeroed and frozen), or "auto": the one with the
+    # better mean IoU on an inner spatial hold-out of the training features (never the scored hold-out)
+    features: str = "auto"
+    select_rounds: int = 2  # inner hold-out splits (other seeds) summed for "auto"
+
+
+FEATURES = ("auto", "all", "pixels")
 
 
 @dataclass
@@ -221,6 +233,16 @@ def pixel_weights(windows: Sequence[LabelledPixels], use: Tensor, n_classes: int
 
 
 TRAINED = ("decoder.to_full", "decoder.stem", "decoder.stem_to_full", "decoder.out", "log_scale")
+CONTEXT_WEIGHT = "decoder.to_full.weight"  # zeroed and frozen when the head reads the raw bands only
+
+
+def trained_parameters(head: SegmentationHead, features: str) -> list[tuple[str, torch.nn.Parameter]]:
+    """The parameters `fit_head` trains for `features` ("all" or "pixels")."""
+    return [
+        (n, p)
+        for n, p in head.named_parameters()
+        if n.startswith(TRAINED) and not (features == "pixels" and n == CONTEXT_WEIGHT)
+    ]
 
 
 def fit_head(
@@ -236,10 +258,16 @@ def fit_head(
     Trains the decoder's per-pixel layers (`TRAINED`) and the class vectors on every selected pixel each
     step (full batch); the token context and the class projection stay as they are.
     """
+    if settings.features not in ("all", "pixels"):
+        raise ValueError(f"fit_head: features must be 'all' or 'pixels', got {settings.features!r}")
     torch.manual_seed(settings.seed)
     head = copy.deepcopy(head).float().cpu().train()
+    if settings.features == "pixels":
+        with torch.no_grad():
+            head.get_parameter(CONTEXT_WEIGHT).zero_()
     vectors = torch.nn.Parameter(init_vectors.detach().float().clone())
-    params = [p for n, p in head.named_parameters() if n.startswith(TRAINED)] + [vectors]
+    trained = trained_parameters(head, settings.features)
+    params = [p for _, p in trained] + [vectors]
     optimiser = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=settings.lr, total_steps=max(settings.steps, 1), pct_start=0.1
@@ -251,7 +279,7 @@ def fit_head(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a few thousand pixels: threads only add synchronisation (15x slower on 2
     try:  # busy cores)
-        anchors = [(p, p.detach().clone()) for n, p in head.named_parameters() if n.startswith(TRAINED)]
+        anchors = [(p, p.detach().clone()) for _, p in trained]
         strength = settings.anchor / max(int(use.sum()), 1)
         _train(head, vectors, active, weights, optimiser, schedule, settings.steps, (strength, anchors), tick)
     finally:
@@ -281,6 +309,83 @@ def _train(
         schedule.step()
         if tick is not None:
             tick("training", 1)
+
+
+@dataclass
+class Choice:
+    """What the head reads ("all" or "pixels") and, for "auto", the inner hold-out loss of each."""
+
+    features: str
+    inner_loss: dict[str, float] = field(default_factory=dict)
+    inner_features: int = 0  # training features held out, summed over the inner splits
+
+
+def choose_features(
+    head: SegmentationHead,
+    init_vectors: Tensor,
+    windows: Sequence[LabelledPixels],
+    use: Tensor,
+    centres: np.ndarray,
+    feature_classes: np.ndarray,
+    settings: LearnSettings,
+    tick: Tick | None = None,
+) -> Choice:
+    """`settings.features`, or for "auto" the better of "all" and "pixels" on inner spatial hold-outs of the
+    features in `use` (whole blocks of the training features, `select_rounds` splits of other seeds): the
+    features of the scored hold-out are never seen. "Better" is the lower held-out cross-entropy, weighted as
+    in training (every class, and every feature within it, weighs the same; "none of these" counts as
+    wrong): unlike IoU over a few held-out points it rarely ties, and it also tells how sure a right answer
+    is. Ties go to "all"."""
+    if settings.features != "auto":
+        return Choice(settings.features)
+    index = np.flatnonzero(use.numpy())
+    k = int(feature_classes.max()) + 1
+    loss = {"all": 0.0, "pixels": 0.0}
+    held_total = 0
+    for r in range(max(settings.select_rounds, 1)):
+        inner = spatial_holdout(
+            centres[index], feature_classes[index], settings.holdout or 0.25, settings.blocks,
+            settings.seed + 1 + r,
+        )  # fmt: skip
+        if not inner.any():
+            continue
+        held_total += int(inner.sum())
+        train = torch.zeros(len(use), dtype=torch.bool)
+        train[index[~inner]] = True
+        check = torch.zeros(len(use), dtype=torch.bool)
+        check[index[inner]] = True
+        for mode in loss:
+            trial = replace(settings, features=mode, seed=settings.seed + 1 + r)
+            fitted, vectors = fit_head(head, init_vectors, windows, train, trial, tick)
+            loss[mode] += holdout_loss(fitted, vectors, windows, check, k)
+    if held_total == 0:
+        return Choice("all")
+    best = "pixels" if loss["pixels"] < loss["all"] else "all"
+    return Choice(best, {m: round(v, 5) for m, v in loss.items()}, held_total)
+
+
+def holdout_loss(
+    head: SegmentationHead, vectors: Tensor, windows: Sequence[LabelledPixels], use: Tensor, k: int
+) -> float:
+    """Cross-entropy (with segment's "none of these" logit) over the pixels of the features in `use`, every
+    class and every feature within it weighing the same (`pixel_weights`, as in training)."""
+    weights = pixel_weights(windows, use, k)
+    total = 0.0
+    with torch.no_grad():
+        for w in windows:
+            keep = use[w.feature]
+            if keep.any():
+                w = w.subset(keep)
+                logits = pixel_logits(head, w, vectors)  # (K, n)
+                none = (head.scale * head.config.none_threshold).expand_as(logits[:1])
+                ce = F.cross_entropy(torch.cat([logits, none]).T, w.classes, reduction="none")
+                total += float((ce * weights[w.feature]).sum())
+    return total
+
+
+def selection_fits(settings: LearnSettings) -> int:
+    """Trainings that `choose_features` runs (for the progress bar)."""
+    return 2 * max(settings.select_rounds, 1) if settings.features == "auto" else 0
 
 
 def merge_by_bands(windows: Sequence[LabelledPixels]) -> list[LabelledPixels]:
@@ -319,7 +424,17 @@ def holdout_scores(
     """IoU and F1 per class over the pixels of the features in `use`, decided as `segment` decides
     ("none of these" counts as wrong); None where a class has no such pixel."""
     k = len(names)
-    confusion = np.zeros((k, k + 1), np.int64)  # reference x predicted (last column: none of these)
+    confusion = holdout_confusion(head, vectors, windows, use, k)
+    held = np.bincount(feature_classes[use.numpy()], minlength=k)
+    return scores_from_confusion(confusion, names, held)
+
+
+def holdout_confusion(
+    head: SegmentationHead, vectors: Tensor, windows: Sequence[LabelledPixels], use: Tensor, k: int
+) -> np.ndarray:
+    """(k, k + 1) reference x predicted pixel counts over the features in `use` (last column: none of
+    these, as `segment` decides)."""
+    confusion = np.zeros((k, k + 1), np.int64)
     with torch.no_grad():
         for w in windows:
             keep = use[w.feature]
@@ -328,8 +443,7 @@ def holdout_scores(
                 logits = pixel_logits(head, w, vectors)  # (K, n)
                 predicted = head.probabilities(logits[None, :, :, None])[0, :, :, 0].argmax(0)
                 np.add.at(confusion, (w.classes.numpy(), predicted.numpy()), 1)
-    held = np.bincount(feature_classes[use.numpy()], minlength=k)
-    return scores_from_confusion(confusion, names, held)
+    return confusion
 
 
 def scores_from_confusion(
@@ -416,6 +530,8 @@ def learn(
         raise InputError(f"--steps: expected at least 1, got {settings.steps}")
     if not 0.0 <= settings.holdout < 1.0:
         raise InputError(f"--holdout: expected a share in [0, 1), got {settings.holdout}")
+    if settings.features not in FEATURES:
+        raise InputError(f"--features: expected one of {', '.join(FEATURES)}, got {settings.features!r}")
     out = Path(out)
     check_destination(out, overwrite)
     labels = read_labels(labels_path, class_field)
@@ -430,22 +546,88 @@ def learn(
         )
     fits = 1 + int(settings.holdout > 0 and held.any() and settings.refit)
     total_windows = count_windows(prepared, settings.window)
-    with _progress(show_progress, total_windows, fits * settings.steps) as tick:
+    total_steps = (fits + selection_fits(settings)) * settings.steps
+    with _progress(show_progress, total_windows, total_steps) as tick:
         windows = labelled_windows(system, prepared, settings.window, tick)
         with torch.no_grad():
             init = encode_class_prompts(system.model, system.tokenizer, names, system.segmentation.config)
         init = init.float().cpu()
         train_use = torch.from_numpy(~held)
-        head, vectors = fit_head(system.segmentation, init, windows, train_use, settings, tick)
+        # chosen without the scored hold-out, then kept for the final fit on every feature
+        choice = choose_features(
+            system.segmentation, init, windows, train_use, feature_centres(labels), feature_classes, settings,
+            tick,
+        )  # fmt: skip
+        chosen = replace(settings, features=choice.features)
+        head, vectors = fit_head(system.segmentation, init, windows, train_use, chosen, tick)
         scores = holdout_scores(head, vectors, windows, torch.from_numpy(held), names, feature_classes)
         if fits == 2:
             everything = torch.ones(n_features, dtype=torch.bool)
-            head, vectors = fit_head(system.segmentation, init, windows, everything, settings, tick)
+            head, vectors = fit_head(system.segmentation, init, windows, everything, chosen, tick)
     record = learn_record(
         system, prepared, labels, settings, held, scores, [len(windows), total_windows], fits == 2
     )
-    write_model_folder(system, head, LearntClasses(list(names), vectors), record, out, overwrite)
+    record["features"] = asdict(choice)
+    if choice.features == "pixels":
+        record["frozen"].append(f"segmentation.{CONTEXT_WEIGHT} (zeroed: the head reads the raw bands only)")
+    record["base_classes"] = base_classes_kept(system, head, windows, names)
+    learnt = with_base_learnt(system, LearntClasses(list(names), vectors), record["base_classes"]["kept"])
+    write_model_folder(system, head, learnt, record, out, overwrite)
     return LearnResult(out, list(names), scores, record)
+
+
+AGREEMENT = 0.9  # a base class stays in the vocabulary when the learnt head still decides it like the base
+
+
+def base_classes_kept(system, head: SegmentationHead, windows, learnt_names) -> dict:
+    """Which trained classes of the starting model remain usable with the retrained head.
+
+    On every labelled pixel, the base head and the retrained one decide among the base model's vocabulary
+    classes (prompt or learnt vectors, "none of these" included), as `segment --classes <them>` would. A class
+    is kept when the two decisions agree (IoU of its two masks) at least `AGREEMENT`, or when neither head
+    gives it any pixel while all decisions agree that often; a name the user taught again is replaced.
+    Returns {"kept": {name: agreement or None}, "dropped": {name: agreement}, "pixel_agreement": float}.
+    """
+    from rsneo.heads.fewshot import _key, class_vectors
+
+    vocabulary = getattr(system, "vocabulary", None)
+    taught = {_key(n) for n in learnt_names}
+    names = [n for n in (vocabulary.names if vocabulary is not None else ()) if _key(n) not in taught]
+    if not names or not windows:
+        return {"kept": {}, "dropped": {}, "pixel_agreement": None}
+    with torch.no_grad():
+        base_vectors = class_vectors(system, names).float().cpu()
+        base_head = copy.deepcopy(system.segmentation).float().cpu().eval()
+        decisions = []
+        for model in (base_head, head.float().cpu()):
+            out = []
+            for w in windows:
+                logits = pixel_logits(model, w, base_vectors)
+                out.append(model.probabilities(logits[None, :, :, None])[0, :, :, 0].argmax(0))
+            decisions.append(torch.cat(out))
+    before, after = decisions
+    pixel_agreement = float((before == after).float().mean())
+    kept, dropped = {}, {}
+    for c, name in enumerate(names):
+        union = int(((before == c) | (after == c)).sum())
+        agreement = int(((before == c) & (after == c)).sum()) / union if union else None
+        ok = agreement >= AGREEMENT if agreement is not None else pixel_agreement >= AGREEMENT
+        (kept if ok else dropped)[name] = None if agreement is None else round(agreement, 4)
+    return {"kept": kept, "dropped": dropped, "pixel_agreement": round(pixel_agreement, 4)}
+
+
+def with_base_learnt(system, learnt, kept: dict):
+    """`learnt` plus the learnt vectors of kept base classes (a starting folder that was itself learnt), so
+    that those names keep the vectors they were checked with."""
+    from rsneo.heads.fewshot import LearntClasses, load_learnt
+
+    base = load_learnt(system.folder) if system.folder is not None else None
+    extra = [(n, base.lookup(n)) for n in kept] if base is not None else []
+    extra = [(n, v) for n, v in extra if v is not None]
+    if not extra:
+        return learnt
+    vectors = torch.cat([learnt.vectors, torch.stack([v.float().cpu() for _, v in extra])])
+    return LearntClasses(learnt.names + [n for n, _ in extra], vectors)
 
 
 def learn_record(system, prepared, labels, settings, held, scores, windows, refit) -> dict:
@@ -511,9 +693,10 @@ def check_destination(out: Path, overwrite: bool) -> None:
         raise InputError(f"--out {out}: folder exists and is not empty (pass --overwrite to replace it)")
 
 
-def learnt_vocabulary(head: SegmentationHead, record: dict):
-    """The folder's vocabulary.json: the learnt classes and their hold-out scores. The classes of the starting
-    model are not carried over: the retrained per-pixel layers were scored on the learnt classes only."""
+def learnt_vocabulary(head: SegmentationHead, record: dict, base=None):
+    """The folder's vocabulary.json: the learnt classes with their hold-out scores, then the starting model's
+    trained classes (`base`, its Vocabulary) that `base_classes_kept` found still decided as before, with the
+    base scores and that agreement; the others are left out (named in learn.json)."""
     from rsneo.heads.vocabulary import DEFAULT_MATCH_THRESHOLD, TrainedClass, Vocabulary
 
     holdout = record["holdout"]
@@ -526,8 +709,20 @@ def learnt_vocabulary(head: SegmentationHead, record: dict):
         )
         prompt = head.config.prompt_template.format(name.strip())
         classes.append(TrainedClass(name, (prompt,), held_out | ({"data": data} if held_out else {})))
-    note = f"Classes learnt by rsneo learn from {record['labels']} (field {record['class_field']!r})."
-    return Vocabulary(tuple(classes), DEFAULT_MATCH_THRESHOLD, note)
+    kept = record.get("base_classes", {}).get("kept", {})
+    for trained in base.classes if base is not None else ():
+        if trained.name in kept:
+            agreement = kept[trained.name]
+            how = f"IoU {agreement:.3f}" if agreement is not None else "not decided on any labelled pixel"
+            note = (
+                f"starting model's class; after rsneo learn, decided as before on the labelled pixels ({how})"
+            )
+            classes.append(replace(trained, held_out=trained.held_out | {"learn": note}))  # synonyms kept
+    note = f"Classes learnt by rsneo learn from {record['labels']} (field {record['class_field']!r})"
+    if kept:
+        note += f", and the starting model's {', '.join(kept)}"
+    threshold = base.match_threshold if base is not None else DEFAULT_MATCH_THRESHOLD
+    return Vocabulary(tuple(classes), threshold, note + ".")
 
 
 def write_model_folder(system, head, learnt, record: dict, out: Path, overwrite: bool) -> Path:
@@ -543,7 +738,7 @@ def write_model_folder(system, head, learnt, record: dict, out: Path, overwrite:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         head = head.to(system.device)
-        vocabulary = learnt_vocabulary(head, record)
+        vocabulary = learnt_vocabulary(head, record, getattr(system, "vocabulary", None))
         save_system(System(system.model, system.tokenizer, head, system.change, vocabulary=vocabulary), tmp)
         save_learnt(tmp, learnt)
         (tmp / LEARN_RECORD).write_text(json.dumps(record, indent=1))

@@ -40,10 +40,10 @@ def segmentation_loss(
 ) -> Tensor:
     """Label-as-text segmentation loss: the products head on the chips' pixels against the class prompts.
 
-    With `generator`, each class is named by itself or by one of its other names (`rsneo.train.class_words`,
+    With `generator`, each class is named by itself or by one of its other names (`rsneo.heads.class_words`,
     drawn per step), so that the text side learns that "reservoir" means what "water" means."""
+    from rsneo.heads.class_words import draw_class_names
     from rsneo.heads.segmentation import encode_class_prompts, image_features
-    from rsneo.train.class_words import draw_class_names
 
     names = list(batch.class_names)
     if generator is not None:

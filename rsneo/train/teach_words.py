@@ -1,4 +1,4 @@
-"""Teach a model folder the other names of its trained classes (`rsneo.train.class_words`) without moving
+"""Teach a model folder the other names of its trained classes (`rsneo.heads.class_words`) without moving
 anything it already does.
 
 Only the input-embedding rows of word pieces that no training document of the model contains train (the
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rsneo.train.class_words import UNTAUGHT_PARAPHRASES, class_words, draw_class_names
+from rsneo.heads.class_words import UNTAUGHT_PARAPHRASES, class_words, draw_class_names
 
 
 def training_token_ids(system, root: Path, tile: int = 64) -> tuple[set[int], list]:

@@ -10,12 +10,12 @@ import rasterio
 from rasterio.windows import Window
 
 from rsneo import baselines
+from rsneo.heads.class_words import CLASS_WORDS, UNTAUGHT_PARAPHRASES
 from rsneo.heads.system import BUNDLED_MODEL, load_system
 from rsneo.heads.vocabulary import load_vocabulary, match_classes
-from rsneo.train.class_words import CLASS_WORDS, UNTAUGHT_PARAPHRASES
 
 # benchmarks/vocabulary.py's list: all but "river and lakes" were taught as other names of "water"
-# (rsneo.train.class_words); "river and lakes" and "rivers and lakes" never were
+# (rsneo.heads.class_words); "river and lakes" and "rivers and lakes" never were
 PARAPHRASES = [
     "surface water",
     "open water",

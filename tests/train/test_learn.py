@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from rsneo.heads.system import load_system
 from rsneo.io.labels import read_labels
 from rsneo.train.learn import (
     LearnSettings,
+    base_classes_kept,
+    choose_features,
+    feature_centres,
     fit_head,
     labelled_windows,
     pixel_logits,
@@ -214,7 +218,7 @@ def test_bf16_backbone(tiny_model_dir, shared_data, flood_points):
     assert all(w.context.dtype == torch.float32 and torch.isfinite(w.context).all() for w in windows)
     use = torch.ones(24, dtype=torch.bool)
     head, vectors = fit_head(system.segmentation, torch.zeros(2, system.config.hidden_size), windows, use,
-                             LearnSettings(steps=3))  # fmt: skip
+                             LearnSettings(steps=3, features="all"))  # fmt: skip
     assert torch.isfinite(vectors).all() and vectors.dtype == torch.float32
     assert not torch.equal(vectors, torch.zeros_like(vectors))  # the vectors trained
 
@@ -227,3 +231,194 @@ def test_broken_raster_exit_2_and_write_nothing(tiny_model_dir, flood_points, tm
     assert run_app([*argv, "--model", str(tiny_model_dir)]) == 2
     assert "random.tif" in " ".join(capsys.readouterr().err.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["random.tif"]
+
+
+@pytest.fixture(scope="module")
+def flood_windows(tiny_system, shared_data, flood_points):
+    labels = read_labels(flood_points, "cover")
+    raster = prepare_rasters([shared_data.joinpath(*S2)], labels)[0]
+    return labels, labelled_windows(tiny_system, [raster], 256)
+
+
+def test_pixels_only_head_ignores_the_backbone_context(tiny_system, flood_windows):
+    """--features pixels: the context projection is zeroed and stays so; logits depend on the bands only."""
+    labels, windows = flood_windows
+    init = torch.randn(2, tiny_system.config.hidden_size)
+    use = torch.ones(24, dtype=torch.bool)
+    head, vectors = fit_head(
+        tiny_system.segmentation, init, windows, use, LearnSettings(steps=4, features="pixels")
+    )
+    assert torch.count_nonzero(head.decoder.to_full.weight) == 0
+    assert (
+        torch.count_nonzero(tiny_system.segmentation.decoder.to_full.weight) > 0
+    )  # the base head is untouched
+    w = windows[0]
+    shuffled = type(w)(torch.randn_like(w.context), w.pixels, w.wavelengths, w.classes, w.feature)
+    with torch.no_grad():
+        torch.testing.assert_close(pixel_logits(head, w, vectors), pixel_logits(head, shuffled, vectors))
+    full, _ = fit_head(tiny_system.segmentation, init, windows, use, LearnSettings(steps=4, features="all"))
+    assert torch.count_nonzero(full.decoder.to_full.weight) > 0
+    with pytest.raises(ValueError, match="features"):
+        fit_head(tiny_system.segmentation, init, windows, use, LearnSettings(steps=1, features="auto"))
+
+
+def test_auto_features_choose_by_inner_holdout_of_the_training_features(
+    tiny_system, flood_windows, monkeypatch
+):
+    """ "auto" trains both candidates on inner spatial splits of the training features only and keeps the
+    better inner mean IoU; the features outside `use` (the scored hold-out) are never trained or scored."""
+    import rsneo.train.learn as learn_module
+
+    labels, windows = flood_windows
+    init = torch.randn(2, tiny_system.config.hidden_size)
+    use = torch.ones(24, dtype=torch.bool)
+    use[:3] = use[12:15] = False  # an outer hold-out of 3 features per class
+    seen = []
+    real_fit, real_loss = learn_module.fit_head, learn_module.holdout_loss
+
+    def fit(head, init_vectors, windows, train, settings, tick=None):
+        seen.append(("fit", settings.features, train.clone()))
+        return real_fit(head, init_vectors, windows, train, settings, tick)
+
+    def loss(head, vectors, windows, check, k):
+        seen.append(("score", None, check.clone()))
+        return real_loss(head, vectors, windows, check, k)
+
+    monkeypatch.setattr(learn_module, "fit_head", fit)
+    monkeypatch.setattr(learn_module, "holdout_loss", loss)
+    settings = LearnSettings(steps=3, select_rounds=2)
+    choice = choose_features(tiny_system.segmentation, init, windows, use, feature_centres(labels),
+                             labels.class_ids, settings)  # fmt: skip
+    assert choice.features in ("all", "pixels") and set(choice.inner_loss) == {"all", "pixels"}
+    inner = choice.inner_loss
+    assert all(v > 0 for v in inner.values())
+    assert choice.features == ("pixels" if inner["pixels"] < inner["all"] else "all")  # ties: "all"
+    assert [(kind, mode) for kind, mode, _ in seen] == [("fit", "all"), ("score", None), ("fit", "pixels"),
+                                                        ("score", None)] * 2  # fmt: skip
+    for _, _, mask in seen:
+        assert not (mask & ~use).any()  # the outer hold-out is never touched
+    fits = [mask for kind, _, mask in seen if kind == "fit"]
+    scored = [mask for kind, _, mask in seen if kind == "score"]
+    for train, check in zip(fits, scored, strict=True):
+        assert check.any() and not (train & check).any()
+    fixed = LearnSettings(features="pixels")
+    centres = feature_centres(labels)
+    assert choose_features(tiny_system.segmentation, init, windows, use, centres, labels.class_ids,
+                           fixed).features == "pixels"  # fmt: skip
+
+
+def test_base_classes_kept_while_decided_as_before(tiny_model_dir, flood_windows, tmp_path):
+    """A base class stays in the vocabulary while the retrained head still decides it as the base head did."""
+    import shutil
+
+    from rsneo.heads.vocabulary import TrainedClass, Vocabulary, save_vocabulary
+
+    folder = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, folder)
+    save_vocabulary(folder, Vocabulary((TrainedClass("water", ("a satellite image of water",), {"iou": 0.8}),
+                                        TrainedClass("land", ("a satellite image of land",)))))  # fmt: skip
+    system = load_system(folder)
+    _, windows = flood_windows
+    same = base_classes_kept(system, system.segmentation, windows, ["Flood water", "dry ground"])
+    assert set(same["kept"]) == {"water", "land"} and not same["dropped"] and same["pixel_agreement"] == 1.0
+    assert all(v in (None, 1.0) for v in same["kept"].values())
+    flipped = copy.deepcopy(system.segmentation)
+    with torch.no_grad():  # every pixel embedding negated: each pixel's decision among the two classes flips
+        flipped.decoder.out.weight.neg_()
+        flipped.decoder.out.bias.neg_()
+    other = base_classes_kept(system, flipped, windows, ["Flood water", "dry ground"])
+    assert other["pixel_agreement"] < 0.9 and other["dropped"]
+    assert set(other["kept"]) | set(other["dropped"]) == {"water", "land"}
+    retaught = base_classes_kept(system, system.segmentation, windows, ["WATER", "dry ground"])
+    assert set(retaught["kept"]) == {"land"}  # a name taught again is the learnt class, not the base one
+
+
+def test_learnt_vocabulary_lists_learnt_then_kept_base_classes(
+    tiny_model_dir, shared_data, flood_points, tmp_path
+):
+    import shutil
+
+    from rsneo.heads.vocabulary import TrainedClass, Vocabulary, load_vocabulary, save_vocabulary
+
+    folder = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, folder)
+    base = Vocabulary((TrainedClass("water", ("a satellite image of water",), {"iou": 0.8}, ("lake",)),
+                       TrainedClass("land", ("a satellite image of land",))))  # fmt: skip
+    save_vocabulary(folder, base)
+    out = tmp_path / "learnt"
+    assert run_app(learn_args(shared_data, flood_points, out, folder, "--features", "all")) == 0
+    record = json.loads((out / LEARN_RECORD).read_text())
+    kept, dropped = record["base_classes"]["kept"], record["base_classes"]["dropped"]
+    assert set(kept) | set(dropped) == {"water", "land"} and not set(kept) & set(dropped)
+    vocabulary = load_vocabulary(out)
+    assert vocabulary.names == ("Flood water", "dry ground", *[n for n in ("water", "land") if n in kept])
+    for c in vocabulary.classes[2:]:
+        original = next(b for b in base.classes if b.name == c.name)
+        assert c.prompts == original.prompts and c.held_out.items() >= original.held_out.items()
+        assert c.synonyms == original.synonyms
+    assert record["features"]["features"] == "all" and record["features"]["inner_loss"] == {}
+
+
+def _write_config(path: Path, shared_data, labels: Path, model: Path, out: Path) -> Path:
+    path.write_text(
+        "rasters: [" + str(shared_data.joinpath(*S2)) + "]\n"
+        f"labels: {labels}\nclass_field: cover\nmodel: {model}\nout: {out}\n"
+        "settings:\n  steps: 4\n  features: all\n"
+    )
+    return path
+
+
+def test_config_file_and_options_give_the_same_model(tiny_model_dir, shared_data, flood_points, tmp_path):
+    """`rsneo learn --config FILE KEY=VALUE` and the same run spelt as options write the same learnt model."""
+    by_options = tmp_path / "options"
+    argv = learn_args(
+        shared_data, flood_points, by_options, tiny_model_dir, "--features", "all", "--seed", "3"
+    )
+    assert run_app([a if a != "5" else "4" for a in argv]) == 0  # --steps 4
+    config = _write_config(tmp_path / "learn.yaml", shared_data, flood_points, tiny_model_dir, tmp_path / "x")
+    by_config = tmp_path / "config"
+    assert run_app(["learn", "--config", str(config), f"out={by_config}", "settings.seed=3"]) == 0
+    a, b = load_learnt(by_options), load_learnt(by_config)
+    assert a.names == b.names
+    torch.testing.assert_close(a.vectors, b.vectors, rtol=0, atol=1e-6)
+    record_a = json.loads((by_options / LEARN_RECORD).read_text())
+    record_b = json.loads((by_config / LEARN_RECORD).read_text())
+    assert record_a["settings"] == record_b["settings"] and record_a["settings"]["seed"] == 3
+    assert record_a["settings"]["steps"] == 4 and record_a["holdout"] == record_b["holdout"]
+    # options typed on the command line win over the config
+    over = tmp_path / "over"
+    assert (
+        run_app(["learn", "--config", str(config), "--out", str(over), "--steps", "2", "--holdout", "0"]) == 0
+    )
+    record = json.loads((over / LEARN_RECORD).read_text())
+    assert record["settings"]["steps"] == 2 and record["settings"]["seed"] == 0
+
+
+def test_holdout_loss_is_the_weighted_training_loss(tiny_system, flood_windows):
+    """Each class weighs the same: a head sure of every held-out pixel's class scores near 0, a uniform one
+    log(K + 1) (K classes and "none of these")."""
+    from rsneo.train.learn import holdout_loss
+
+    _, windows = flood_windows
+    head = copy.deepcopy(tiny_system.segmentation)
+    use = torch.ones(24, dtype=torch.bool)
+    with torch.no_grad():
+        head.decoder.out.weight.zero_()
+        head.decoder.out.bias.zero_()  # every pixel embedding 0: every logit 0, "none" at 0 too
+    vectors = torch.randn(2, tiny_system.config.hidden_size)
+    assert holdout_loss(head, vectors, windows, use, 2) == pytest.approx(np.log(3), rel=1e-4)
+
+
+def test_learn_config_defaults_are_the_settings_defaults(tmp_path, capsys):
+    from dataclasses import asdict
+
+    from rsneo.cli.learn import learn_config
+
+    cfg = learn_config(None, [])
+    assert dict(cfg.settings) == asdict(LearnSettings())
+    quick = learn_config("quick", ["settings.seed=2"])
+    assert quick.settings.steps < LearnSettings().steps and quick.settings.seed == 2
+    assert run_app(["learn", "--config", "no_such_experiment"]) == 2
+    assert "no such learn experiment" in capsys.readouterr().err
+    assert run_app(["learn", "--config", "sen1floods11_s2"]) == 2  # labels, class_field, out still missing
+    assert "missing labels, class_field, out" in " ".join(capsys.readouterr().err.split())

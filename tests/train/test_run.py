@@ -70,7 +70,7 @@ def test_export_writes_a_folder_that_from_pretrained_and_the_products_load(smoke
         and len(system.tokenizer) <= model.config.vocab_size
     )
     # the classes the segmentation head trained on, with the other names it was taught under
-    from rsneo.train.class_words import CLASS_WORDS
+    from rsneo.heads.class_words import CLASS_WORDS
 
     assert system.vocabulary.names == ("land", "water")
     water = system.vocabulary.classes[1]

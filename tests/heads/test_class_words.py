@@ -7,8 +7,8 @@ from collections import Counter
 
 import torch
 
+from rsneo.heads.class_words import CLASS_WORDS, UNTAUGHT_PARAPHRASES, draw_class_names
 from rsneo.heads.vocabulary import match_classes, vocabulary_for_classes
-from rsneo.train.class_words import CLASS_WORDS, UNTAUGHT_PARAPHRASES, draw_class_names
 
 
 def test_draws_name_each_class_by_itself_or_one_of_its_other_names_reproducibly():
