@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 import traceback
@@ -38,32 +37,19 @@ HALF_B = {"hidden_size": 1024, "intermediate_size": 3072, "num_layers": 28, "pre
 
 def golden(device: str, golden_dir: Path) -> list[str]:
     """Rows `| case | dtype | max logit diff | max vision diff |` for the golden cases on `device`."""
-    from safetensors.torch import load_file
+    from rsneo.model import RSNeoForCausalLM
+    from rsneo.model.golden import CASES, golden_cases, golden_config, golden_inputs, golden_state
 
-    from rsneo.model import ImageInput, RSNeoConfig, RSNeoForCausalLM, pack_documents
-    from rsneo.model.convert import neo_state_dict_to_rsneo
-
-    config = RSNeoConfig.from_neo_json(json.loads((golden_dir / "neo_tiny_config.json").read_text()))
-    cases = load_file(str(golden_dir / "neo_tiny_cases.safetensors"))
-    state = neo_state_dict_to_rsneo(load_file(str(golden_dir / "neo_tiny_weights.safetensors")), config)
+    config = golden_config(golden_dir)
+    cases = golden_cases(golden_dir)
+    state = golden_state(golden_dir, config)
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         model = RSNeoForCausalLM(config)
         model.load_state_dict(state, strict=True)
         model = model.to(device, dtype).eval()
-        for case in ("single", "packed"):
-            ids = cases[f"{case}.input_ids"]
-            bounds = cases[f"{case}.seq_boundaries"].tolist()
-            images = [cases[f"{case}.image{i}"] for i in range(8) if f"{case}.image{i}" in cases]
-            docs, used = [], 0
-            for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-                doc = ids[start:end]
-                n = int((doc == config.img_start_token_id).sum())
-                rgb = [ImageInput(im.to(dtype), torch.tensor([0.665, 0.56, 0.49]), ("red", "green", "blue"))
-                       for im in images[used : used + n]]  # fmt: skip
-                docs.append((doc, rgb))
-                used += n
-            inputs = pack_documents([docs], config).to(device)
+        for case in CASES:
+            inputs = golden_inputs(cases, case, config, dtype).to(device)
             label = str(dtype).removeprefix("torch.")
             try:
                 with torch.no_grad():

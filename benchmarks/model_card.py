@@ -122,7 +122,7 @@ def change_scores(system, workdir: Path) -> dict[str, dict[str, float]]:
 def answers(system, workdir: Path) -> list[dict[str, str]]:
     """The model's answers to fixed questions on held-out data, with what the labels say."""
     from rsneo.heads.generation import CAPTION_QUESTION, CHANGE_QUESTION
-    from rsneo.predict.ask import ask_rasters
+    from rsneo.predict.ask import ask
 
     samples = bundled_samples()
     label = read_band_file(samples.water_label, HELD_OUT)[0]
@@ -141,7 +141,7 @@ def answers(system, workdir: Path) -> list[dict[str, str]]:
         {
             "input": ", ".join(p.name for p in rasters),
             "question": question,
-            "answer": ask_rasters(system, rasters, question, max_side=256, max_new_tokens=48),
+            "answer": ask(system, rasters, question, max_side=256).text,
             "reference": reference,
         }
         for rasters, question, reference in asked

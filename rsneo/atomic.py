@@ -74,8 +74,8 @@ def atomic_folder(path: Path) -> Iterator[Path]:
     """Yield an empty temporary folder next to `path`; when the block ends without an error its files are
     synced and it is renamed to `path` (an existing `path` is replaced), else it is removed.
 
-    Replacing an existing folder takes two renames (the old one aside, then the new one in), so a crash
-    between them leaves `path` absent but never half written.
+    Replacing an existing folder takes two renames (the old one aside, then the new one in): a failed second
+    rename puts the old folder back, and a crash between them leaves `path` absent but never half written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,13 +86,19 @@ def atomic_folder(path: Path) -> Iterator[Path]:
             if item.is_file():
                 fsync_path(item)
         fsync_path(tmp)
-        old = None
+        aside = None
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-            os.replace(path, old / path.name)
-        os.replace(tmp, path)
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, aside / path.name)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if aside is not None:
+                os.replace(aside / path.name, path)
+            raise
+        finally:
+            if aside is not None:
+                shutil.rmtree(aside, ignore_errors=True)
         fsync_path(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

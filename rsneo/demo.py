@@ -22,7 +22,7 @@ from rsneo.heads.system import (
     random_system,
 )
 from rsneo.io.cog import check_writable, read_legend
-from rsneo.predict.ask import ask_rasters
+from rsneo.predict.ask import ask
 from rsneo.predict.change import detect_change
 from rsneo.predict.segment import segment_raster
 from rsneo.predict.sliding_window import WindowPlan
@@ -222,7 +222,7 @@ def run_demo(
     seconds["change"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    answer = ask_rasters(system, [samples.sentinel2], question, max_side=256, max_new_tokens=48)
+    answer = ask(system, [samples.sentinel2], question, max_side=256).text
     atomic.write_text(out / "answer.txt", f"Q: {question}\nA: {answer}\n")
     seconds["question"] = time.perf_counter() - start
 

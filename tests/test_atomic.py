@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from rsneo import atomic
@@ -54,5 +57,23 @@ def test_a_failed_folder_write_leaves_the_old_folder(tmp_path):
     with pytest.raises(ValueError), atomic.atomic_folder(dst) as tmp:
         (tmp / "weights").write_text("half")
         raise ValueError("conversion failed")
+    assert (dst / "weights").read_text() == "complete"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_failed_final_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
+    dst = tmp_path / "model"
+    dst.mkdir()
+    (dst / "weights").write_text("complete")
+    rename = os.replace
+
+    def refuse_the_new_folder(src, target):
+        if Path(src).name.startswith(".model.partial-"):
+            raise OSError("disk gone")
+        rename(src, target)
+
+    monkeypatch.setattr(atomic.os, "replace", refuse_the_new_folder)
+    with pytest.raises(OSError, match="disk gone"), atomic.atomic_folder(dst) as tmp:
+        (tmp / "weights").write_text("new")
     assert (dst / "weights").read_text() == "complete"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]

@@ -66,7 +66,7 @@ def test_every_reader_in_every_command(command, kind, shared_data, tiny_model_di
         "info": ["info", raster],
         "segment": ["segment", raster, "--classes", "water,land", "--out", out, *model, *small],
         "change": ["change", raster, raster, "--out", out, *model, *small],
-        "ask": ["ask", raster, "What is there?", "--max-tokens", "2", "--max-side", "64", *model],
+        "ask": ["ask", raster, "What is there?", "--max-side", "64", *model],
     }[command]
     assert run_app(argv) == 0
     err = " ".join(capsys.readouterr().err.split())

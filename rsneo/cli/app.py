@@ -26,6 +26,9 @@ app = typer.Typer(
 )
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "RSNEO_DEBUG"
+# Warnings this command has shown: the input check and the work report in separate spans (the check's before
+# the model loads), and a warning both meet (pixel units) is shown once.
+_SHOWN: set[str] = set()
 
 
 @app.callback()
@@ -35,6 +38,7 @@ def _root(
     ] = False,
 ) -> None:
     """Native vision-language models for Earth observation: segment, detect change, ask, train."""
+    _SHOWN.clear()  # a new command (run_app runs several in one process in tests and notebooks)
 
 
 class _Stderr:
@@ -55,8 +59,8 @@ err_console = _Stderr()
 
 @contextlib.contextmanager
 def reported_warnings() -> Iterator[None]:
-    """Show rsneo's warnings meant for the user (pixel units, ...) once each, one line on stderr, in every
-    command alike (stdout stays clean for --json)."""
+    """Show rsneo's warnings meant for the user (pixel units, ...) once each per command, one line on stderr,
+    in every command alike (stdout stays clean for --json)."""
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
@@ -65,7 +69,8 @@ def reported_warnings() -> Iterator[None]:
             yield
         finally:
             shown = [w.message for w in caught if "rsneo" in w.filename or _is_rsneo_warning(w.category)]
-            for message in dict.fromkeys(str(m) for m in shown):
+            for message in dict.fromkeys(str(m) for m in shown if str(m) not in _SHOWN):
+                _SHOWN.add(message)
                 err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 

@@ -28,7 +28,9 @@ SensorOption = Annotated[
 BandsOption = Annotated[
     str | None, typer.Option("--bands", help="The raster's band names in file order, e.g. B5,B4,B3,B2.")
 ]
-WindowOption = Annotated[int, typer.Option("--window", help="Window size in pixels (a multiple of 32).")]
+WindowOption = Annotated[
+    int, typer.Option("--window", help="Window size in pixels (whole model tokens: multiples of 32 for NEO).")
+]
 OverlapOption = Annotated[int, typer.Option("--overlap", help="Overlap between windows in pixels.")]
 BatchOption = Annotated[int, typer.Option("--batch", help="Windows per model call.")]
 OUTPUT_BYTES_PER_PIXEL = 4.0  # uint8 map + its partial copy + overviews + polygons, with headroom
@@ -52,13 +54,23 @@ def _plan(window: int, overlap: int, batch: int):
     from rsneo.errors import InputError
     from rsneo.predict.sliding_window import WindowPlan
 
-    if window <= 0 or window % 32:
-        raise InputError(f"--window: expected a positive multiple of 32 pixels, got {window}")
+    if window <= 0:
+        raise InputError(f"--window: expected a positive number of pixels, got {window}")
     if not 0 <= overlap < window:
         raise InputError(f"--overlap: expected 0 <= overlap < window ({window}), got {overlap}")
     if batch < 1:
         raise InputError(f"--batch: expected at least 1, got {batch}")
     return WindowPlan(window, overlap, batch)
+
+
+def _check_window(plan, token_size: int) -> None:
+    """Windows hold whole image tokens of the model (its config's `token_size`); known once it has loaded."""
+    from rsneo.errors import InputError
+
+    if plan.size % token_size:
+        raise InputError(
+            f"--window: expected a multiple of the model's token size ({token_size} pixels), got {plan.size}"
+        )
 
 
 def _bands(text: str | None) -> list[str] | None:
@@ -159,6 +171,7 @@ def segment_command(
         _check_rasters([raster], sensor, _bands(bands), out)
     with _output_folder(out), reported_warnings():
         system = _system(model, device, "segmentation", band_groups)
+        _check_window(plan, system.config.token_size)
         result = segment_raster(
             system,
             raster,
@@ -216,6 +229,7 @@ def change_command(
         _check_rasters(rasters, sensor, _bands(bands), out)
     with _output_folder(out), reported_warnings():
         system = _system(model, device, "change", band_groups)
+        _check_window(plan, system.config.token_size)
         result = detect_change(
             system, rasters, out, class_names=names, plan=plan, sensor=sensor, bands=_bands(bands),
             show_progress=True, strict=strict,
@@ -242,7 +256,14 @@ def ask_command(
     model: ModelOption = None,
     sensor: SensorOption = None,
     bands: BandsOption = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest answer in tokens.")] = 64,
+    max_tokens: Annotated[  # accepted so that existing scripts keep working; unused
+        int | None,
+        typer.Option(
+            "--max-tokens",
+            hidden=True,
+            help="Deprecated, ignored: answers are read from the maps, not generated token by token.",
+        ),
+    ] = None,
     max_side: Annotated[
         int,
         typer.Option(
@@ -253,18 +274,10 @@ def ask_command(
     device: DeviceOption = "cpu",
 ) -> None:
     """Ask a question about a raster, or one question over a time series of rasters."""
-    from rsneo.predict.ask import ask_rasters
+    from rsneo.predict.ask import ask
 
     with reported_warnings():
         _check_rasters(rasters, sensor, _bands(bands))
         system = _system(model, device, band_groups=band_groups)
-        answer = ask_rasters(
-            system,
-            rasters,
-            question,
-            sensor=sensor,
-            bands=_bands(bands),
-            max_side=max_side,
-            max_new_tokens=max_tokens,
-        )
-    typer.echo(answer)
+        answer = ask(system, rasters, question, sensor=sensor, bands=_bands(bands), max_side=max_side)
+    typer.echo(answer.text)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +23,10 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from rsneo import atomic
 from rsneo.errors import InputError
+from rsneo.io.grid import Grid
+from rsneo.sensors import get_sensor
 
 FORMAT = "rsneo-shards"
 FORMAT_VERSION = 1
@@ -40,21 +41,6 @@ class Sample:
     key: str
     arrays: dict[str, np.ndarray]
     meta: dict[str, Any]
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and a rename (never half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; shards are shared files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -94,14 +80,14 @@ def write_shard(path: Path, samples: Sequence[Sample]) -> dict[str, Any]:
             for name, s in _band_sums(sample).items():
                 sums[name] = sums.get(name, 0) + np.array(s)
                 bands.setdefault(name, sample.meta.get("arrays", {}).get(name, {}).get("bands", []))
-    atomic_write(path, buffer.getvalue())
+    atomic.write_bytes(path, buffer.getvalue())
     record = {
         "shard": path.name,
         "samples": len(samples),
         "keys": [s.key for s in samples],
         "sums": {k: {"bands": bands[k], "count_sum_sumsq": v.tolist()} for k, v in sums.items()},
     }
-    atomic_write(path.with_suffix(".json"), json.dumps(record).encode())
+    atomic.write_bytes(path.with_suffix(".json"), json.dumps(record).encode())
     return record
 
 
@@ -181,8 +167,8 @@ def prepare_shards(
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     if not (out / PLAN).exists():
-        atomic_write(out / PLAN, plan.encode())
-    for stale in out.glob(".*.tmp"):  # a crashed run's partial files
+        atomic.write_bytes(out / PLAN, plan.encode())
+    for stale in out.glob(".*.partial"):  # a crashed run's partial files (atomic's temporary names)
         stale.unlink()
     chunks = [list(items[i : i + items_per_shard]) for i in range(0, len(items), items_per_shard)]
     paths = [out / f"shard-{i:05d}.tar" for i in range(len(chunks))]
@@ -219,7 +205,7 @@ def prepare_shards(
         "shards": [{"name": r["shard"], "samples": r["samples"]} for r in ordered],
         "statistics": merged_statistics(ordered),
     }
-    atomic_write(out / MANIFEST, json.dumps(manifest, indent=1).encode())
+    atomic.write_bytes(out / MANIFEST, json.dumps(manifest, indent=1).encode())
     return manifest
 
 
@@ -415,9 +401,7 @@ def shard_scene(sample: dict[str, Any], name: str = "image") -> Any:
     from affine import Affine
     from rasterio.crs import CRS
 
-    from rsneo.io.grid import Grid
-    from rsneo.io.scene import to_scene
-    from rsneo.sensors import get_sensor
+    from rsneo.io.scene import to_scene  # xarray: loader workers that only stream tensors start without it
 
     info = sample["meta"]["arrays"][name]
     sensor = get_sensor(info["sensor"])

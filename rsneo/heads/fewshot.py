@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from rsneo.errors import InputError
+from rsneo.heads.segmentation import encode_class_prompts
 
 LEARNT_WEIGHTS = "learnt_classes.safetensors"
 LEARN_RECORD = "learn.json"
@@ -65,8 +66,6 @@ def load_learnt(folder: Path | None) -> LearntClasses | None:
 
 def class_vectors(system, names: list[str]) -> Tensor:
     """(K, hidden) class vectors of `names` for `system` (a `System`): learnt ones first, else prompts."""
-    from rsneo.heads.segmentation import encode_class_prompts
-
     learnt = load_learnt(system.folder)
     found = [learnt.lookup(n) if learnt is not None else None for n in names]
     prompted = [n for n, v in zip(names, found, strict=True) if v is None]

@@ -113,7 +113,6 @@ def vocabulary_for_classes(
 ) -> Vocabulary:
     """The vocabulary of a run that trained `classes`: each with its prompts and the other names it was taught
     under (`words`, default `rsneo.heads.class_words.CLASS_WORDS`); held-out scores are not known yet."""
-
     words = CLASS_WORDS if words is None else words
     out = []
     for name in classes:

@@ -16,27 +16,13 @@ Every area rsneo reports (GeoPackage, change table, report, answers) goes throug
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import rasterio
 
-from rsneo.io.read import PixelUnitsWarning
-
 SQ_M_PER_HA = 1e4
 COLUMN_STEP = 16  # columns between exact measurements on grids whose pixel area varies along a row
-
-
-def warn_pixel_units(path: Path | str) -> None:
-    """The one warning for a raster without a CRS, naming the file."""
-    warnings.warn(
-        f"{path}: has no CRS (coordinate reference system); outputs are in pixel units and areas are pixel "
-        "counts, not hectares",
-        PixelUnitsWarning,
-        stacklevel=3,
-    )
 
 
 def _authalic_q(lat_rad: np.ndarray, e: float) -> np.ndarray:

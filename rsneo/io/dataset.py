@@ -61,6 +61,8 @@ _STAMPS: dict[tuple[int, str], tuple[int, int] | None] = {}  # (size, mtime in n
 MAX_OPEN = 256
 # dtypes float32 holds exactly: GDAL converts them while reading, and nodata is compared in float32
 _EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "float32"}
+MASK_BAND = "mask"  # `band_validity`: GDAL's first mask band says (a per-dataset mask, an alpha band)
+DATASET_MASK = "dataset"  # `band_validity`: band masks of another kind, only GDAL's dataset mask says
 
 
 @dataclass(frozen=True)
@@ -186,29 +188,40 @@ def dataset_header(path: str) -> DatasetHeader:
     src = open_dataset(path)  # also keeps the two caches in step: evicting a handle drops its header
     header = _HEADERS.get(key)
     if header is None:
-        dtype = np.dtype(src.dtypes[0])
-        compare = np.dtype(np.float32) if dtype.name in _EXACT_IN_FLOAT32 else dtype
-        nodata, mask_band = [], []
-        for flags, value in zip(src.mask_flag_enums, src.nodatavals, strict=True):
-            if MaskFlags.all_valid in flags:
-                nodata.append(None)
-                mask_band.append(False)
-            elif MaskFlags.nodata in flags and value is not None:
-                nodata.append(_nodata_as(value, dtype, compare))
-                mask_band.append(False)
-            else:  # per-dataset mask, alpha band, ...: only GDAL's mask band knows
-                nodata.append(None)
-                mask_band.append(True)
-        header = DatasetHeader(dataset_grid(src), dtype.name, tuple(nodata), tuple(mask_band))
+        validity = band_validity(src)
+        nodata = tuple(None if isinstance(v, str) else v for v in validity)
+        mask_band = tuple(isinstance(v, str) for v in validity)
+        header = DatasetHeader(dataset_grid(src), np.dtype(src.dtypes[0]).name, nodata, mask_band)
         _HEADERS[key] = header
     return header
 
 
+def band_validity(src: rasterio.io.DatasetReaderBase) -> tuple[float | str | None, ...]:
+    """How each band tells its valid pixels, read once from GDAL's mask flags for every reader (the headers
+    here, the sliding window's `rsneo.io.windows`): None (all valid, also for a nodata value no pixel can
+    hold), the nodata value (as the band's pixels hold it, in the dtype reads compare in), `MASK_BAND` (a
+    per-dataset mask or alpha band: GDAL's first mask band) or `DATASET_MASK` (only GDAL's dataset mask)."""
+    dtype = np.dtype(src.dtypes[0])
+    compare = np.dtype(np.float32) if dtype.name in _EXACT_IN_FLOAT32 else dtype
+    validity: list[float | str | None] = []
+    for flags, value in zip(src.mask_flag_enums, src.nodatavals, strict=True):
+        if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
+            validity.append(MASK_BAND)
+        elif MaskFlags.all_valid in flags:
+            validity.append(None)
+        elif MaskFlags.nodata in flags and value is not None:
+            validity.append(_nodata_as(value, dtype, compare))
+        else:
+            validity.append(DATASET_MASK)
+    return tuple(validity)
+
+
 def _nodata_as(value: float, stored: np.dtype, compare: np.dtype) -> float | None:
-    """`value` as pixels of dtype `stored` hold it, in dtype `compare`; None when no pixel can hold it."""
+    """`value` as pixels of dtype `stored` hold it, in dtype `compare`; None when no pixel can hold it (out of
+    the integer range). A fraction is cut to an integer, as GDAL's nodata mask cuts it (0.5 masks 0)."""
     if np.issubdtype(stored, np.integer):
         info = np.iinfo(stored)
-        if not (float(value).is_integer() and info.min <= value <= info.max):
+        if not info.min <= value <= info.max:
             return None
     return compare.type(stored.type(value)).item()
 

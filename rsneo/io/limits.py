@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rsneo.errors import InputError
-from rsneo.io.read import RasterSource
+from rsneo.io.read import RasterSource, open_dataset
 
 MAX_PIXELS = 2**33  # ~8.6e9 pixels (a 90,000-pixel square): days of CPU work; crop first beyond that
 SAMPLE_SIDE = 512  # the valid-pixel check reads at most this many pixels a side (overviews where present)
@@ -56,8 +56,6 @@ def check_has_valid_pixels(source: RasterSource) -> None:
     A decimated read of its mask answers at once for almost every raster; only when that finds nothing are the
     blocks read in full (stopping at the first valid one), so a small valid patch is never missed.
     """
-    from rsneo.io.read import open_dataset
-
     src = open_dataset(source.files[0].path)
     scale = max(1, max(src.width, src.height) // SAMPLE_SIDE)
     shape = (max(1, src.height // scale), max(1, src.width // scale))

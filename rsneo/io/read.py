@@ -8,7 +8,6 @@ stored units, as float32 with NaN wherever the file says nodata (or has no data:
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,6 @@ from rasterio.windows import Window
 
 from rsneo.errors import InputError, RSNeoWarning
 from rsneo.io.dataset import (  # noqa: F401  (gdal_message: imported from here by the CLI)
-    _HANDLES,
     BandFile,
     DatasetHeader,
     RasterSource,
@@ -43,6 +41,17 @@ RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".png", ".img", ".vrt", ".jpg", ".jp
 
 class PixelUnitsWarning(RSNeoWarning):
     """The raster has no georeference; coordinates are pixel columns and rows."""
+
+
+def warn_pixel_units(path: Path | str, stacklevel: int = 3) -> None:
+    """The one warning for a raster without a georeference, naming the file: the reader and the products
+    say it in the same words, so a command that meets it twice shows it once."""
+    warnings.warn(
+        f"{path} has no georeference: using pixel units (x, y are column and row; areas are pixel counts, "
+        "not hectares)",
+        PixelUnitsWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def _folder_files(folder: Path) -> list[Path]:
@@ -86,11 +95,7 @@ def open_source(
         band_files = [BandFile(str(path), i + 1) for i in range(first.count)]
     grid = dataset_grid(first)
     if grid.crs is None:
-        warnings.warn(
-            f"{path} has no georeference: using pixel units (x, y are column and row)",
-            PixelUnitsWarning,
-            stacklevel=2,
-        )
+        warn_pixel_units(path)
     return RasterSource(
         path=str(path),
         sensor=sensor_obj,
@@ -309,8 +314,8 @@ def _read_files(
         end = position + 1
         while end < len(files) and files[end].path == path:
             end += 1
-        header = dataset_header(path)  # opens (or finds) the dataset too
-        src = _HANDLES[os.getpid(), path]
+        header = dataset_header(path)
+        src = open_dataset(path)  # the handle the header was read from (cached)
         indexes = [f.index for f in files[position:end]]
         window = _window_in_file(path, header, grid)
         with gdal_errors(name):

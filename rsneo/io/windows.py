@@ -1,9 +1,11 @@
-"""Reading rasters window by window for prediction: one raster or dates of one place aligned on one grid.
+"""Reading rasters window by window, as the model reads them: one raster or dates of one place on one grid.
 
 `aligned_datasets` opens the dates (a file, band folder or STAC item each, `rsneo.io.read.open_input`), checks
 them as training's scenes are checked (`rsneo.io.grid.check_series`) and warps later dates onto the first
-one's grid; `RasterWindows` reads square windows of them with a validity mask. `read_overview` and
-`raster_statistics` read a whole raster reduced (pictures, calibration, the statistics of 8-bit stretches).
+one's grid; `RasterWindows` reads square windows of them with their valid pixels (GDAL's dataset mask, known
+from the mask flags as `rsneo.io.dataset.band_validity` reads them for every reader); prediction's sliding
+window and `rsneo learn` read through it. `read_overview` and `raster_statistics` read a whole raster reduced
+(pictures, calibration, the statistics of 8-bit stretches).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from rsneo.errors import InputError
-from rsneo.io.dataset import dataset_grid
+from rsneo.io.dataset import DATASET_MASK, MASK_BAND, band_validity, dataset_grid
 from rsneo.io.grid import check_series
 from rsneo.io.read import PixelUnitsWarning, open_input
 
@@ -73,19 +75,16 @@ class RasterWindows:
 
 
 def _mask_source(dataset: rasterio.io.DatasetReaderBase, bands: list[int]) -> str | list[float | None]:
-    """How validity is known: "all" valid, "mask" (a per-dataset mask or alpha band), nodata per band, or
-    "dataset" (band masks of another kind: GDAL's dataset mask itself)."""
-    flags = [dataset.mask_flag_enums[b - 1] for b in bands]
-    if any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags):
-        return "mask"
-    if all(MaskFlags.all_valid in f for f in flags):
+    """How validity is known for `bands`: "all" valid, `MASK_BAND`, `DATASET_MASK`, or nodata per band (None:
+    valid everywhere), from the one reading of GDAL's mask flags (`band_validity`)."""
+    validity = band_validity(dataset)
+    kinds = [validity[b - 1] for b in bands]
+    for kind in (MASK_BAND, DATASET_MASK):
+        if kind in kinds:
+            return kind
+    if all(k is None for k in kinds):
         return "all"
-    if not all(MaskFlags.nodata in f or MaskFlags.all_valid in f for f in flags):
-        return "dataset"
-    return [
-        dataset.nodatavals[b - 1] if MaskFlags.nodata in f else None
-        for b, f in zip(bands, flags, strict=True)
-    ]
+    return kinds
 
 
 def _window_valid(
@@ -94,9 +93,9 @@ def _window_valid(
     """(h, w) validity of one window, the same as `dataset.dataset_mask(window=window) > 0`."""
     if mask == "all":
         return True
-    if mask == "mask":
+    if mask == MASK_BAND:
         return dataset.read_masks(1, window=window) > 0
-    if mask == "dataset":
+    if mask == DATASET_MASK:
         return dataset.dataset_mask(window=window) > 0
     valid = np.zeros(raw.shape[1:], bool)
     for values, nodata in zip(raw, mask, strict=True):

@@ -40,18 +40,3 @@ def ask(
             raise InputError(f"{raster}: file not found")
         dates.append(band_layout(raster, sensor, bands).date)
     return grounded_answer(system, rasters, question, dates, sensor=sensor, bands=bands, max_side=max_side)
-
-
-def ask_rasters(
-    system: System,
-    rasters: list[Path],
-    question: str,
-    *,
-    sensor: str | None = None,
-    bands: list[str] | None = None,
-    max_side: int = 512,
-    max_new_tokens: int = 64,
-) -> str:
-    """The answer's text (`ask`); `max_new_tokens` is kept for callers of the generated answers."""
-    del max_new_tokens  # grounded answers are not generated token by token
-    return ask(system, rasters, question, sensor=sensor, bands=bands, max_side=max_side).text

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from rasterio.enums import Resampling
 
+from rsneo.atomic import atomic_path
 from rsneo.baselines import change_vector_magnitude, otsu_threshold
 from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
@@ -27,9 +27,12 @@ from rsneo.heads.segmentation import image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import format_area
-from rsneo.io.cog import ClassLegend, check_writable, gdal_env, hidden_path
+from rsneo.io.cog import ClassLegend, check_writable, gdal_env
 from rsneo.io.dataset import open_raster
+from rsneo.io.qgis import write_qgz, write_qml
+from rsneo.io.report import ChangeReport, ReportImage, change_summary, png_data_uri, stretch_rgb, write_report
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
+from rsneo.io.vector import class_areas, write_class_polygons
 from rsneo.io.windows import aligned_datasets, data_bands, overview_size, read_overview
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes, window_inputs
 from rsneo.predict.sliding_window import (
@@ -226,7 +229,6 @@ def detect_change(
     sensor: str | None = None,
     bands: list[str] | None = None,
     show_progress: bool = False,
-    max_new_tokens: int = 64,
     strict: bool = False,
 ) -> ChangeOutputs:
     """Compare the first and last of `rasters` (dates of one place); write every output to `out_dir`.
@@ -252,7 +254,7 @@ def detect_change(
     with output_lock(out_dir), gdal_env():
         return _detect_change_locked(
             system, rasters, out_dir, class_names=class_names, plan=plan, sensor=sensor, bands=bands,
-            show_progress=show_progress, max_new_tokens=max_new_tokens, untrained=untrained,
+            show_progress=show_progress, untrained=untrained,
         )  # fmt: skip
 
 
@@ -266,13 +268,9 @@ def _detect_change_locked(
     sensor: str | None,
     bands: list[str] | None,
     show_progress: bool,
-    max_new_tokens: int,
     untrained: tuple[str, ...] = (),
 ) -> ChangeOutputs:
     """`detect_change` once this process holds `out_dir`."""
-    from rsneo.io.qgis import write_qgz, write_qml
-    from rsneo.io.vector import class_areas, write_class_polygons
-
     layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
     legend = change_legend(class_names, untrained)
     n_classes = len(class_names) + 1 if class_names else None
@@ -335,7 +333,6 @@ def _detect_change_locked(
                 compared,
                 unit,
                 pixel_units,
-                max_new_tokens,
             )
         except InputError:  # a user error: nothing half-written stays (a kill keeps the map for the next run)
             for path in outputs:
@@ -367,8 +364,7 @@ def ordered_rows(rows: list[tuple[str, float]]) -> list[tuple[str, float]]:
 
 
 def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, unit: str) -> None:
-    partial = hidden_path(path, "partial.csv")
-    with partial.open("w", newline="") as f:
+    with atomic_path(path, "partial.csv") as partial, partial.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["from", "to", f"area_{unit}", "percent_of_compared", "kind"])
         for name, area in ordered_rows(rows):
@@ -377,7 +373,6 @@ def _write_table(path: Path, rows: list[tuple[str, float]], compared: float, uni
             writer.writerow(
                 [before, after, value, f"{100 * area / max(compared, 1e-12):.3f}", change_kind(name)]
             )
-    os.replace(partial, path)
 
 
 def _write_change_report(
@@ -393,18 +388,8 @@ def _write_change_report(
     compared: float,
     unit: str,
     pixel_units: bool,
-    max_new_tokens: int,
 ) -> str:
-    """Pictures of the first and last date and of the change map, measured numbers, generated summary."""
-    from rsneo.io.report import (
-        ChangeReport,
-        ReportImage,
-        change_summary,
-        png_data_uri,
-        stretch_rgb,
-        write_report,
-    )
-
+    """Pictures of the first and last date and of the change map, measured numbers, the summary of them."""
     ref = datasets[0]
     shape = overview_size(ref.width, ref.height, 512, system.config.token_size)
     views = [read_overview(ds, shape) for ds in datasets]

@@ -17,9 +17,8 @@ from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io import qgis  # module attribute at call time: the resume tests stop a run inside it
-from rsneo.io.areas import warn_pixel_units
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env
-from rsneo.io.read import open_input
+from rsneo.io.read import open_input, warn_pixel_units
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.io.vector import write_class_polygons
 from rsneo.model.inputs import ModelInputs

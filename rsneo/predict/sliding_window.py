@@ -161,7 +161,8 @@ def predict_raster(
     grid = dict(width=source.width, height=source.height, crs=crs, transform=transform)
     # Accumulator channels C: weighted probabilities (K), weight sum, valid count. `carry` holds what the
     # previous window row added to the first `overlap` rows of this one, for every column: (C, overlap, span).
-    progress, carry = _saved_state(out_path, signature, outputs, rows, stride, span, plan.overlap, grid)
+    run = ResumeContext(out_path, signature, outputs, rows, stride, span, plan.overlap, grid)
+    progress, carry = _saved_state(run)
     if progress.rows_done == len(rows) and set(progress.finished) == set(outputs):
         return out_path  # a completed map whose record the caller kept: nothing to do
     resume = progress.rows_done > 0
@@ -266,57 +267,54 @@ def predict_raster(
     return out_path
 
 
-def _saved_state(
-    out_path: Path,
-    signature: str,
-    outputs: dict[str, Path],
-    rows: list[int],
-    stride: int,
-    span: int,
-    overlap: int,
-    grid: dict,
-) -> tuple[Progress, np.ndarray | None]:
+@dataclass(frozen=True)
+class ResumeContext:
+    """What saved state must fit to be resumed: this run's outputs, its signature and its window layout."""
+
+    out_path: Path
+    signature: str
+    outputs: dict[str, Path]  # product name -> final path
+    rows: list[int]  # window row offsets
+    stride: int
+    span: int  # columns the windows cover
+    overlap: int
+    grid: dict  # width, height, crs, transform
+
+
+def _saved_state(run: ResumeContext) -> tuple[Progress, np.ndarray | None]:
     """Progress and carry of an interrupted run of this signature, each part checked; else a fresh start.
 
     State that fails a check is removed with one `ResumeNotice`; leftovers without a progress record (a run
     stopped inside its first window row) are removed silently.
     """
-    fresh = Progress(signature), None
-    progress_path = hidden_path(out_path, "progress.json")
+    fresh = Progress(run.signature), None
+    progress_path = hidden_path(run.out_path, "progress.json")
     if not progress_path.exists():
-        discard_partial(out_path)
+        discard_partial(run.out_path)
         return fresh
-    checked = _check_state(out_path, signature, outputs, rows, stride, span, overlap, grid)
+    checked = _check_state(run)
     if isinstance(checked, str):
-        notice_discarded(out_path, f"saved state of an interrupted run {checked}")
-        discard_partial(out_path)
+        notice_discarded(run.out_path, f"saved state of an interrupted run {checked}")
+        discard_partial(run.out_path)
         return fresh
     return checked
 
 
-def _check_state(
-    out_path: Path,
-    signature: str,
-    outputs: dict[str, Path],
-    rows: list[int],
-    stride: int,
-    span: int,
-    overlap: int,
-    grid: dict,
-) -> tuple[Progress, np.ndarray | None] | str:
+def _check_state(run: ResumeContext) -> tuple[Progress, np.ndarray | None] | str:
     """The saved (progress, carry) if every part reads back as recorded, else why not (one phrase)."""
+    rows = run.rows
     try:
-        saved = Progress(**json.loads(hidden_path(out_path, "progress.json").read_text()))
+        saved = Progress(**json.loads(hidden_path(run.out_path, "progress.json").read_text()))
         rows_done = int(saved.rows_done)
         if not isinstance(saved.digests, dict) or not isinstance(saved.finished, dict):
             raise TypeError("digests and finished must be objects")
     except (OSError, ValueError, TypeError):  # unreadable, truncated or another layout
         return "is unreadable"
-    if saved.signature != signature:
+    if saved.signature != run.signature:
         return "belongs to another input, option or rsneo version"
-    if not 0 < rows_done <= len(rows) or set(saved.finished) - set(outputs):
+    if not 0 < rows_done <= len(rows) or set(saved.finished) - set(run.outputs):
         return "is inconsistent"
-    for name, path in outputs.items():
+    for name, path in run.outputs.items():
         if name in saved.finished:
             if not path.exists() or _file_digest(path) != saved.finished[name]:
                 return f"does not match {path.name}"
@@ -324,13 +322,16 @@ def _check_state(
         digests = saved.digests.get(name)
         if not isinstance(digests, list) or len(digests) != rows_done:
             return "is inconsistent"
-        if not _partial_matches(hidden_path(path, "partial.tif"), digests, rows, stride, grid):
+        if not _partial_matches(hidden_path(path, "partial.tif"), digests, rows, run.stride, run.grid):
             return f"does not match the partial {path.name}"
     carry = None
     if rows_done < len(rows):
         try:
             # our own file handle: np.load leaves it open when the archive is damaged
-            with open(_carry_path(out_path, rows_done), "rb") as f, np.load(f, allow_pickle=False) as archive:
+            with (
+                open(_carry_path(run.out_path, rows_done), "rb") as f,
+                np.load(f, allow_pickle=False) as archive,
+            ):
                 carry = archive["carry"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return "has an unreadable carry"
@@ -338,7 +339,7 @@ def _check_state(
             carry.dtype != np.float32
             or carry.ndim != 3
             or carry.shape[0] < 3
-            or carry.shape[1:] != (overlap, span)
+            or carry.shape[1:] != (run.overlap, run.span)
             or not np.isfinite(carry).all()
         ):
             return "has a carry of another shape"
@@ -374,8 +375,9 @@ def confidence_path(out_path: Path) -> Path:
 def discard_partial(out_path: Path) -> None:
     """Remove every trace of an unfinished run for `out_path` (partial COGs, progress, carries)."""
     out_path = Path(out_path)
-    for suffix in ("partial.tif", "cog.tif", "progress.json", "progress.json.tmp"):
+    for suffix in ("partial.tif", "cog.tif", "progress.json"):
         hidden_path(out_path, suffix).unlink(missing_ok=True)
+    hidden_path(hidden_path(out_path, "progress.json"), "partial").unlink(missing_ok=True)  # write cut short
     for suffix in ("partial.tif", "cog.tif"):
         hidden_path(confidence_path(out_path), suffix).unlink(missing_ok=True)
     _clear_carries(out_path)

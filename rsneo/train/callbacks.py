@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
+
+from rsneo.atomic import atomic_path
 
 
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -44,10 +45,9 @@ def plot_loss_curves(metrics_csv: Path, png: Path) -> Path:
         ax.legend(fontsize=8)
     ax.set_title(metrics_csv.parent.name)
     fig.tight_layout()
-    tmp = png.with_name(f".{png.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp)
+    with atomic_path(png, "partial.png") as tmp:  # savefig takes the format from the suffix
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, png)
     return png
 
 

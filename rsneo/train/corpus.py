@@ -2,8 +2,8 @@
 
 Each source turns one archive layout under `data_root` into `Document`s (token ids, band groups, which
 tokens the language-model loss learns) and, where masks exist, `LabelledChip`s for the segmentation
-objective. Rasters are read with `rsneo.io.scene.read_scene` and cut into tiles of `tile` pixels (a
-multiple of 32).
+objective. Rasters are read with `rsneo.io.scene.read_scene` and cut into tiles of `tile` pixels (whole
+image tokens of the model: `rsneo.train.datamodule.check_tile`).
 
 Sources: `sen1floods11` (Sentinel-2 groups + Sentinel-1 VV/VH in one frame; water-share sentence; water
 masks), `bigearthnet` (Sentinel-2 L2A + Sentinel-1; multi-label sentence), `timeseries` (Landsat
@@ -32,11 +32,15 @@ from rsneo.data.archives import sen1floods11_chips
 from rsneo.data.documents import Document, DocumentBuilder
 from rsneo.data.frames import frame_groups, normalise
 from rsneo.data.recipes import tiles
+from rsneo.data.shards import ShardDataset, shard_scene
 from rsneo.data.tokenizer import IM_END
 from rsneo.errors import InputError
 from rsneo.heads.generation import chat_prompt
+from rsneo.io.read import PixelUnitsWarning
+from rsneo.io.scene import read_scene
 from rsneo.model.inputs import ImageInput
 from rsneo.train.batch import ChangeSource
+from rsneo.train.pairs import LANDSAT_LIKE_GROUPS, changed_percent, simulate_pair
 from rsneo.train.sentences import (
     CHANGE_QUESTIONS,
     LAND_COVER_QUESTIONS,
@@ -91,9 +95,7 @@ def _date(scene: xr.DataArray, t: int) -> str | None:
 
 
 def change_source(scene: xr.DataArray, values: np.ndarray, window: tuple[slice, slice]) -> ChangeSource:
-    """Every date of a tile in Landsat-like band groups (`rsneo.train.change.LANDSAT_LIKE_GROUPS`)."""
-    from rsneo.train.change import LANDSAT_LIKE_GROUPS
-
+    """Every date of a tile in Landsat-like band groups (`rsneo.train.pairs.LANDSAT_LIKE_GROUPS`)."""
     family = next((k for k in LANDSAT_LIKE_GROUPS if str(scene.attrs["sensor"]).startswith(k)), None)
     groups = LANDSAT_LIKE_GROUPS[family] if family else None
     frames = [frame_groups(scene, values, t, window, groups) for t in range(scene.sizes["time"])]
@@ -108,8 +110,6 @@ def change_qa_samples(
 
     The pair is simulated from one date only: a real later date may hold real, unlabelled change, which
     would make the stated share wrong."""
-    from rsneo.train.change import changed_percent, simulate_pair
-
     samples = []
     for i, source in enumerate(sources):
         generator = torch.Generator().manual_seed(seed * 7919 + i)
@@ -140,8 +140,6 @@ def sen1floods11(
 
     `qa`: also a water-share question and a description request per tile, and a simulated change pair's
     question, in the chat layout (the tile's chip and change source ride along)."""
-    from rsneo.io.scene import read_scene
-
     base = _require(root / "sen1floods11")
     samples: list[Sample] = []
     sources: list[ChangeSource] = []
@@ -233,8 +231,6 @@ def bigearthnet(
 ) -> list[Sample]:
     """BigEarthNet patches (120x120 at 10 m): the centre `tile` pixels (at most 96), with the label
     sentence; `qa`: also each land-cover question (chat layout) and a simulated change pair's question."""
-    from rsneo.io.scene import read_scene
-
     base = _require(root / "bigearthnet")
     size = min(tile, 96)
     samples: list[Sample] = []
@@ -278,8 +274,6 @@ def timeseries(
 
     Each tile's dates are also a change source (real date pairs, treated with care: see
     `rsneo.train.change`); `qa`: also a simulated change pair's question per tile."""
-    from rsneo.io.scene import read_scene
-
     base = _require(root / "timeseries" / "landsat_pucallpa")
     paths = sorted(base.glob("*.tif"))
     scene = read_scene(paths, sensor="landsat5_tm", bands=["B5", "B4", "B3", "B2"])
@@ -300,8 +294,6 @@ def taizhou(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> li
     """Two Landsat-7 dates over Taizhou with the share of changed reference pixels of each tile as text."""
     from PIL import Image
 
-    from rsneo.io.scene import read_scene
-
     base = _require(root / "landsat_change_taizhou")
     scene = read_scene([base / "2000TM", base / "2003TM"])
     values = normalise(scene)
@@ -321,9 +313,6 @@ def taizhou(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> li
 
 def captions(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> list[Sample]:
     """RSICD scenes (RGB): the centre crop of `tile` pixels (at least 64) followed by each of its captions."""
-    from rsneo.io.read import PixelUnitsWarning
-    from rsneo.io.scene import read_scene
-
     base = _require(root / "text" / "rsicd_mini")
     size = max(tile, 64)
     samples = []
@@ -347,8 +336,6 @@ def shards(
     instead (`rsneo.train.datamodule`), one `shard_sample` at a time. `tile` is fixed when the shards were
     prepared.
     """
-    from rsneo.data.shards import ShardDataset
-
     folder = Path(path) if path else root / "shards"
     return [shard_sample(item, builder) for item in ShardDataset(_require(folder))]
 
@@ -356,9 +343,7 @@ def shards(
 def shard_sample(item: dict, builder: Callable[[], DocumentBuilder]) -> Sample:
     """One streamed shard sample as a document: its dates as frames (all arrays of a date, e.g. Sentinel-2
     and Sentinel-1, in one frame), then a sentence from its mask (class shares), scene labels or first
-    caption. A mask on a grid of whole 32-pixel tokens also gives a labelled chip."""
-    from rsneo.data.shards import shard_scene
-
+    caption. A mask on a grid of whole image tokens (the frames' `token_size`) also gives a labelled chip."""
     meta = item["meta"]
     scenes = [shard_scene(item, name) for name in meta["arrays"]]
     values = [normalise(scene) for scene in scenes]
@@ -380,7 +365,8 @@ def shard_sample(item: dict, builder: Callable[[], DocumentBuilder]) -> Sample:
         mask = item["mask"].numpy().astype(np.int64)
         names = dict(enumerate(meta.get("classes", ["background", "foreground"])))
         doc.text(class_share_sentence(mask, names, nodata=meta.get("mask_nodata", -1)), learn=True)
-        if mask.shape[0] % 32 == 0 and mask.shape[1] % 32 == 0:
+        size = first_groups[0].token_size
+        if mask.shape[0] % size == 0 and mask.shape[1] % size == 0:
             chip = LabelledChip(first_groups, torch.from_numpy(mask), tuple(names.values()))
     elif meta.get("labels"):
         doc.text(scene_labels_sentence(meta["labels"]), learn=True)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import csv
 import os
+from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from rsneo.atomic import atomic_path
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -42,12 +45,10 @@ class _AppendingWriter(ExperimentWriter):
             columns = list(reader.fieldnames or [])
         kept = [r for r in rows if not r.get("step") or int(float(r["step"])) < first_step]
         self.metrics_keys = sorted(set(columns) | set(self.metrics_keys))
-        tmp = f"{self.metrics_file_path}.tmp{os.getpid()}"
-        with open(tmp, "w", newline="") as handle:
+        with atomic_path(Path(self.metrics_file_path)) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.metrics_keys)
             writer.writeheader()
             writer.writerows(kept)
-        os.replace(tmp, self.metrics_file_path)
 
 
 class ResumableCSVLogger(CSVLogger):

@@ -26,7 +26,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rsneo.data.documents import Document, DocumentBuilder
 from rsneo.data.frames import DEFAULT_BAND_GROUPS, check_band_groups, fold_groups
+from rsneo.data.packing import collate_rows
+from rsneo.data.shards import ShardDataset, read_manifest
 from rsneo.errors import InputError
+from rsneo.heads.segmentation import image_documents
 from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import ChangeSource, SegmentationBatch, TrainBatch
 from rsneo.train.corpus import QA_SOURCES, SOURCES, Sample, shard_sample
@@ -79,8 +82,6 @@ def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy:
     """One document per row (`collate_rows`: right-padded, next-token labels on learned text);
     the samples' labelled chips become one segmentation batch of image documents; their change sources are
     passed on (the module simulates the pairs with the step's generator)."""
-    from rsneo.data.packing import collate_rows
-
     inputs = collate_rows([[s.document] for s in samples], tokens, pad_id, policy)
     chips = [s.chip for s in samples if s.chip is not None]
     # one class vocabulary and chip size per segmentation batch; other chips sit out this batch's loss
@@ -89,8 +90,6 @@ def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy:
     ]
     segmentation = None
     if chips:
-        from rsneo.heads.segmentation import image_documents
-
         seg_inputs = image_documents([[c.groups] for c in chips], tokens)
         labels = torch.stack([c.labels for c in chips])  # (chips, height, width)
         segmentation = SegmentationBatch(seg_inputs, labels, chips[0].class_names)
@@ -100,7 +99,8 @@ def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy:
 
 def fold_document(doc: Document, tokens: ImageTokens) -> Document:
     """`doc` with each `<img>` frame's band groups folded into one (`rsneo.data.frames.fold_groups`): the
-    frame's image tokens shrink to one per 32x32 pixels; text and what the LM learns are unchanged."""
+    frame's image tokens shrink to one per token square of pixels; text and what the LM learns are
+    unchanged."""
     out = Document()
     index = position = 0
     while position < len(doc.ids):
@@ -136,12 +136,26 @@ def apply_band_groups(sample: Sample, mode: str, tokens: ImageTokens) -> Sample:
     return Sample(fold_document(sample.document, tokens), chip, change)
 
 
+def check_tile(tile: int, token_size: int) -> None:
+    """Tiles hold whole image tokens of the model being trained (its config's `token_size`)."""
+    if tile <= 0 or tile % token_size:
+        raise InputError(
+            f"data.tile: expected a multiple of {token_size} pixels (the model's token size), got {tile}"
+        )
+
+
 def build_samples(
-    sources: Sequence[str], root: Path, tokenizer: Any, tokens: ImageTokens, tile: int, **options: Any
+    sources: Sequence[str],
+    root: Path,
+    tokenizer: Any,
+    tokens: ImageTokens,
+    tile: int,
+    *,
+    token_size: int,
+    **options: Any,
 ) -> list[Sample]:
-    """All samples of the named sources (see `rsneo.train.corpus.SOURCES`)."""
-    if tile % 32:
-        raise InputError(f"data.tile: expected a multiple of 32 pixels, got {tile}")
+    """All samples of the named sources (see `rsneo.train.corpus.SOURCES`), in tiles of whole tokens."""
+    check_tile(tile, token_size)
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
         raise InputError(f"data.sources: expected names from {sorted(SOURCES)}, got {unknown}")
@@ -185,10 +199,11 @@ class RSNeoDataModule(L.LightningDataModule):
 
     def __init__(
         self, data: dict[str, Any], root: Path, tokenizer: Any, tokens: ImageTokens, batches: int, seed: int,
-        policy: str = "frame", num_workers: int = 0, val_batches: int = 0,
+        policy: str = "frame", num_workers: int = 0, val_batches: int = 0, *, token_size: int,
     ) -> None:  # fmt: skip
         super().__init__()
         self.data, self.root, self.tokenizer, self.tokens = data, root, tokenizer, tokens
+        self.token_size = token_size  # the model's (`RSNeoConfig.token_size`): tiles hold whole tokens
         self.batches, self.seed, self.policy, self.num_workers = batches, seed, policy, num_workers
         self.val_batches = val_batches
         self.samples: list[Sample] | None = None
@@ -221,6 +236,7 @@ class RSNeoDataModule(L.LightningDataModule):
                 self.tokenizer,
                 self.tokens,
                 int(self.data["tile"]),
+                token_size=self.token_size,
                 split=split,
                 path=self.data.get("path"),
                 qa=bool(self.data.get("qa", False)),
@@ -233,10 +249,7 @@ class RSNeoDataModule(L.LightningDataModule):
             self.samples = [s for i, s in enumerate(samples) if i not in held]
 
     def _stream_split(self) -> tuple[Path, list[int], Path, list[int]]:
-        from rsneo.data.shards import read_manifest
-
-        if int(self.data["tile"]) % 32:
-            raise InputError(f"data.tile: expected a multiple of 32 pixels, got {self.data['tile']}")
+        check_tile(int(self.data["tile"]), self.token_size)
         folder = Path(self.data["path"]).expanduser() if self.data.get("path") else self.root / "shards"
         count = len(read_manifest(folder)["shards"])
         if self.val_batches <= 0:
@@ -271,8 +284,6 @@ class RSNeoDataModule(L.LightningDataModule):
         rank, world = self._rank_world()
         size = int(self.data["batch_size"])
         if self.streaming:
-            from rsneo.data.shards import ShardDataset
-
             layout = {"world": world, "workers": self.num_workers}
             changed = {k: (self.restored[k], v) for k, v in layout.items() if self.restored.get(k, v) != v}
             if changed:
@@ -297,8 +308,6 @@ class RSNeoDataModule(L.LightningDataModule):
         rank, world = self._rank_world()
         size = int(self.data["batch_size"])
         if self.streaming:
-            from rsneo.data.shards import ShardDataset
-
             _, _, folder, shards = self.stream
             dataset = ShardDataset(
                 folder, shards=shards, repeat=True, transform=self.documents(),

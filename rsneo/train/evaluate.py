@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rsneo.baselines import iou
+from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
 from rsneo.model.positions import ImageTokens
 from rsneo.train.corpus import LabelledChip
 
@@ -18,8 +20,6 @@ def predict_chips(
 ) -> list[np.ndarray]:
     """Class index per pixel (height, width) for each chip: argmax of the label-as-text logits over its
     classes."""
-    from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
-
     was_training = model.training, head.training
     model.eval(), head.eval()
     tokens = ImageTokens.of(model.config)
@@ -36,8 +36,6 @@ def predict_chips(
 
 def class_iou(predicted: Sequence[np.ndarray], chips: Sequence[LabelledChip], value: int) -> float:
     """IoU of class `value` over the labelled pixels (label >= 0) of all chips together."""
-    from rsneo.baselines import iou
-
     pred = np.concatenate([np.asarray(p).ravel() for p in predicted])
     labels = np.concatenate([chip.labels.numpy().ravel() for chip in chips])
     if pred.shape != labels.shape:

@@ -9,22 +9,22 @@ and renamed when complete.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
+from rsneo.atomic import atomic_folder
 from rsneo.errors import InputError
+from rsneo.heads.change import ChangeHead, ChangeHeadConfig
+from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
+from rsneo.heads.system import save_heads
+from rsneo.heads.vocabulary import save_vocabulary, vocabulary_for_classes
+from rsneo.model.causal_lm import RSNeoForCausalLM
+from rsneo.model.config import RSNeoConfig
 from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, submodule_state, write_tokenizer_files
+from rsneo.train.corpus import WATER_CLASSES
 
 
 def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite: bool = False) -> Path:
     """Write the model of a Lightning checkpoint to `folder`; returns the folder."""
-    from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
-    from rsneo.heads.system import save_heads
-    from rsneo.heads.vocabulary import save_vocabulary, vocabulary_for_classes
-    from rsneo.model.causal_lm import RSNeoForCausalLM
-    from rsneo.model.config import RSNeoConfig
-
     checkpoint = load_checkpoint(checkpoint_path)
     folder = Path(folder).expanduser().resolve()
     if folder.exists() and any(folder.iterdir()) and not overwrite:
@@ -46,23 +46,16 @@ def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite
         segmentation.load_state_dict(submodule_state(state, "seg_head"))
     change = None
     if meta.get("change_head_config"):
-        from rsneo.heads.change import ChangeHead, ChangeHeadConfig
-
         change = ChangeHead(ChangeHeadConfig(**meta["change_head_config"]))
         change.load_state_dict(submodule_state(state, "change_head"))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.partial{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    write_tokenizer_files(meta["tokenizer_files"], tmp)
-    save_heads(tmp, segmentation, change)
-    if segmentation is not None:
-        classes = trained_classes(meta)
-        if classes:
-            save_vocabulary(tmp, vocabulary_for_classes(classes, segmentation.config.prompt_template))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with atomic_folder(folder) as tmp:
+        model.save_pretrained(tmp)
+        write_tokenizer_files(meta["tokenizer_files"], tmp)
+        save_heads(tmp, segmentation, change)
+        if segmentation is not None:
+            classes = trained_classes(meta)
+            if classes:
+                save_vocabulary(tmp, vocabulary_for_classes(classes, segmentation.config.prompt_template))
     return folder
 
 
@@ -72,7 +65,5 @@ def trained_classes(meta: dict) -> list[str]:
     recorded = list(meta.get("segmentation_classes") or ())
     if recorded:
         return recorded
-    from rsneo.train.corpus import WATER_CLASSES
-
     sources = ((meta.get("run_config") or {}).get("data") or {}).get("sources") or ()
     return list(WATER_CLASSES) if "sen1floods11" in sources else []

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -32,10 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rsneo.data.frames import BandLayout
+from rsneo.atomic import atomic_folder
+from rsneo.data.frames import BandLayout, band_layout
 from rsneo.errors import InputError
-from rsneo.heads.segmentation import SegmentationHead
-from rsneo.io.labels import UNLABELLED
+from rsneo.heads.fewshot import LEARN_RECORD, LearntClasses, _key, class_vectors, load_learnt, save_learnt
+from rsneo.heads.segmentation import SegmentationHead, encode_class_prompts, image_documents, image_features
+from rsneo.heads.system import System, save_system
+from rsneo.heads.vocabulary import DEFAULT_MATCH_THRESHOLD, TrainedClass, Vocabulary
+from rsneo.io.labels import UNLABELLED, burn_labels, read_labels
+from rsneo.io.read import dataset_grid, open_input
+from rsneo.io.windows import RasterWindows
 
 Tick = Callable[[str, int], None]  # (task, advance) progress callback
 
@@ -50,7 +54,7 @@ class LearnSettings:
     # L2 pull of the trained decoder layers back to the starting model's (L2-SP), divided by the number of
     # training features: a prior worth a fixed number of labels, strong with 5 points, faint with 500
     anchor: float = 1.0
-    window: int = 256  # pixels a side, a multiple of 32
+    window: int = 256  # pixels a side, whole image tokens of the model (multiples of 32 for NEO)
     windows_per_step: int = 8
     holdout: float = 0.25  # share of each class's features held out for the score
     blocks: int = 4  # the labels' extent is cut into blocks x blocks squares for the hold-out
@@ -143,10 +147,6 @@ def labelled_windows(
     system, rasters: Sequence[LabelledRaster], window: int, tick: Tick | None = None
 ) -> list[LabelledPixels]:
     """Run the backbone and the frozen decoder context once over every window holding labels."""
-    from rsneo.heads.segmentation import image_documents, image_features
-    from rsneo.io.read import open_input
-    from rsneo.io.windows import RasterWindows
-
     head = system.segmentation
     out = []
     for raster in rasters:
@@ -477,10 +477,6 @@ def prepare_rasters(
     rasters: Sequence[Path], labels, sensor: str | None = None, bands: list[str] | None = None
 ) -> list[LabelledRaster]:
     """Burn `labels` (a LabelFile) onto each raster; a raster the labels miss is an InputError."""
-    from rsneo.data.frames import band_layout
-    from rsneo.io.labels import burn_labels
-    from rsneo.io.read import dataset_grid, open_input
-
     out = []
     for path in map(Path, rasters):
         if not path.exists():
@@ -520,12 +516,9 @@ def learn(
     show_progress: bool = False,
 ) -> LearnResult:
     """Learn the classes of `class_field` in `labels_path` on `rasters`; write a model folder `out`."""
-    from rsneo.heads.fewshot import LearntClasses
-    from rsneo.heads.segmentation import encode_class_prompts
-    from rsneo.io.labels import read_labels
-
-    if settings.window <= 0 or settings.window % 32:
-        raise InputError(f"--window: expected a positive multiple of 32 pixels, got {settings.window}")
+    token = system.config.token_size  # windows hold whole image tokens of the model
+    if settings.window <= 0 or settings.window % token:
+        raise InputError(f"--window: expected a positive multiple of {token} pixels, got {settings.window}")
     if settings.steps < 1:
         raise InputError(f"--steps: expected at least 1, got {settings.steps}")
     if not 0.0 <= settings.holdout < 1.0:
@@ -588,8 +581,6 @@ def base_classes_kept(system, head: SegmentationHead, windows, learnt_names) -> 
     gives it any pixel while all decisions agree that often; a name the user taught again is replaced.
     Returns {"kept": {name: agreement or None}, "dropped": {name: agreement}, "pixel_agreement": float}.
     """
-    from rsneo.heads.fewshot import _key, class_vectors
-
     vocabulary = getattr(system, "vocabulary", None)
     taught = {_key(n) for n in learnt_names}
     names = [n for n in (vocabulary.names if vocabulary is not None else ()) if _key(n) not in taught]
@@ -619,8 +610,6 @@ def base_classes_kept(system, head: SegmentationHead, windows, learnt_names) -> 
 def with_base_learnt(system, learnt, kept: dict):
     """`learnt` plus the learnt vectors of kept base classes (a starting folder that was itself learnt), so
     that those names keep the vectors they were checked with."""
-    from rsneo.heads.fewshot import LearntClasses, load_learnt
-
     base = load_learnt(system.folder) if system.folder is not None else None
     extra = [(n, base.lookup(n)) for n in kept] if base is not None else []
     extra = [(n, v) for n, v in extra if v is not None]
@@ -697,8 +686,6 @@ def learnt_vocabulary(head: SegmentationHead, record: dict, base=None):
     """The folder's vocabulary.json: the learnt classes with their hold-out scores, then the starting model's
     trained classes (`base`, its Vocabulary) that `base_classes_kept` found still decided as before, with the
     base scores and that agreement; the others are left out (named in learn.json)."""
-    from rsneo.heads.vocabulary import DEFAULT_MATCH_THRESHOLD, TrainedClass, Vocabulary
-
     holdout = record["holdout"]
     data = f"rsneo learn hold-out ({holdout['method']}) of {Path(record['labels']).name}; learn.json"
     classes = []
@@ -727,30 +714,15 @@ def learnt_vocabulary(head: SegmentationHead, record: dict, base=None):
 
 def write_model_folder(system, head, learnt, record: dict, out: Path, overwrite: bool) -> Path:
     """Write the model folder to a hidden temporary folder beside `out`, then rename it into place."""
-    from rsneo.heads.fewshot import LEARN_RECORD, save_learnt
-    from rsneo.heads.system import System, save_system
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     check_destination(out, overwrite)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_folder(out) as tmp:
         head = head.to(system.device)
         vocabulary = learnt_vocabulary(head, record, getattr(system, "vocabulary", None))
         save_system(System(system.model, system.tokenizer, head, system.change, vocabulary=vocabulary), tmp)
         save_learnt(tmp, learnt)
         (tmp / LEARN_RECORD).write_text(json.dumps(record, indent=1))
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return out
 
 

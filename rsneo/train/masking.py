@@ -3,8 +3,9 @@
 Unlabelled archives teach the model through this objective: with several band groups in a frame (RGB,
 red edge, NIR, SWIR, SAR), whole groups are hidden and must be predicted from the others and from
 earlier dates (cross-band and cross-sensor prediction); a frame with a single group hides a random share
-of its 32x32 patches instead. Hiding is done on the pixels (set to 0, the normalised mean), so it works
-with any backbone that reads `ModelInputs`; the decoder reads the hidden state of each hidden token.
+of its token patches (the model's `token_size` pixels a side, 32 for NEO) instead. Hiding is done on the
+pixels (set to 0, the normalised mean), so it works with any backbone that reads `ModelInputs`; the decoder
+reads the hidden state of each hidden token.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsneo.model.inputs import ImageInput, ModelInputs
-
-PATCH = 32  # pixels per token side
 
 
 @dataclass
@@ -79,20 +78,21 @@ def choose_mask(
 
 
 def apply_mask(inputs: ModelInputs, mask: TokenMask) -> ModelInputs:
-    """A copy of `inputs` whose hidden tokens' 32x32 pixel patches are zero (the normalised mean)."""
+    """A copy of `inputs` whose hidden tokens' pixel patches are zero (the normalised mean)."""
     images = []
     for image, grid in zip(inputs.images, mask.grids, strict=True):
+        size = image.token_size
         keep = (~grid).to(image.pixels.dtype)  # (rows, cols)
-        keep = keep.repeat_interleave(PATCH, 0).repeat_interleave(PATCH, 1).to(image.pixels.device)
+        keep = keep.repeat_interleave(size, 0).repeat_interleave(size, 1).to(image.pixels.device)
         images.append(replace(image, pixels=image.pixels * keep))  # (bands, height, width)
     return replace(inputs, images=images)
 
 
-def patchify(pixels: Tensor) -> Tensor:
-    """(bands, H, W) -> (tokens, bands, 32*32), tokens row-major, as the backbone orders them."""
+def patchify(pixels: Tensor, token_size: int) -> Tensor:
+    """(bands, H, W) -> (tokens, bands, token_size**2), tokens row-major, as the backbone orders them."""
     bands, height, width = pixels.shape
-    x = pixels.reshape(bands, height // PATCH, PATCH, width // PATCH, PATCH)
-    return x.permute(1, 3, 0, 2, 4).reshape(-1, bands, PATCH * PATCH)
+    x = pixels.reshape(bands, height // token_size, token_size, width // token_size, token_size)
+    return x.permute(1, 3, 0, 2, 4).reshape(-1, bands, token_size * token_size)
 
 
 def wavelength_features(wavelengths: Tensor, size: int = 16) -> Tensor:
@@ -104,18 +104,20 @@ def wavelength_features(wavelengths: Tensor, size: int = 16) -> Tensor:
 
 
 class BandDecoder(nn.Module):
-    """A small decoder from a token's hidden state to its 32x32 pixels, for any band, by wavelength.
+    """A small decoder from a token's hidden state to its pixels, for any band, by wavelength.
 
     The hidden state is normalised and modulated per band by a code of the band's wavelength (FiLM),
-    then one linear layer gives the patch: (tokens, hidden), (bands,) -> (tokens, bands, 32*32).
+    then one linear layer gives the patch: (tokens, hidden), (bands,) -> (tokens, bands, token_size**2),
+    `token_size` being the model's (`RSNeoConfig.token_size`).
     """
 
-    def __init__(self, hidden_size: int, features: int = 16) -> None:
+    def __init__(self, hidden_size: int, token_size: int, features: int = 16) -> None:
         super().__init__()
+        self.token_size = token_size
         self.features = features
         self.norm = nn.LayerNorm(hidden_size)
         self.band_code = nn.Linear(features, hidden_size)
-        self.to_pixels = nn.Linear(hidden_size, PATCH * PATCH)
+        self.to_pixels = nn.Linear(hidden_size, token_size * token_size)
         nn.init.zeros_(self.band_code.weight)
         nn.init.zeros_(self.band_code.bias)
 
@@ -124,7 +126,7 @@ class BandDecoder(nn.Module):
             wavelength_features(wavelengths, self.features).to(hidden.dtype)
         )  # (bands, hidden)
         z = self.norm(hidden)[:, None, :] * (1 + code[None])  # (tokens, bands, hidden)
-        return self.to_pixels(z)  # (tokens, bands, 1024)
+        return self.to_pixels(z)  # (tokens, bands, token_size**2)
 
 
 def masked_band_loss(
@@ -149,7 +151,7 @@ def masked_band_loss(
     for image, hide, picked in zip(images, hides, states, strict=True):
         if picked.shape[0] == 0:
             continue
-        target = patchify(image.pixels)[hide]  # (hidden tokens, bands, 1024)
+        target = patchify(image.pixels, decoder.token_size)[hide]  # (hidden tokens, bands, token_size**2)
         pred = decoder(picked, image.wavelengths)
         total = total + F.mse_loss(pred.float(), target.float(), reduction="sum")
         count += target.numel()

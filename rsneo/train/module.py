@@ -44,7 +44,9 @@ class RSNeoTraining(L.LightningModule):
         self.weights = {name: float(spec["weight"]) for name, spec in objectives.items()}
         self.mask_ratio = float(objectives["masked_bands"].get("mask_ratio", 0.5))
         self.band_decoder = (
-            BandDecoder(model.config.hidden_size) if self.weights["masked_bands"] > 0 else None
+            BandDecoder(model.config.hidden_size, model.config.token_size)
+            if self.weights["masked_bands"] > 0
+            else None
         )
         self.seg_head = seg_head if self.weights.get("segmentation", 0) > 0 else None
         self.change_head = change_head if self.weights.get("change", 0) > 0 else None

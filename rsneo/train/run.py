@@ -16,12 +16,23 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rsneo import atomic
+from rsneo.data.frames import DEFAULT_BAND_GROUPS, check_band_groups
+from rsneo.data.tokenizer import image_token_ids, load_tokenizer, train_tokenizer
 from rsneo.errors import InputError
+from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
+from rsneo.model.causal_lm import RSNeoForCausalLM
+from rsneo.model.config import RSNeoConfig
 from rsneo.model.positions import ImageTokens
+from rsneo.train.callbacks import LossCurve, TokenThroughput, step_progress_bar
 from rsneo.train.change import build_change_head
+from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, write_tokenizer_files
 from rsneo.train.config import REPO_DIR, resolve_data_root
+from rsneo.train.corpus import corpus_texts
+from rsneo.train.csvlog import ResumableCSVLogger
 from rsneo.train.datamodule import RSNeoDataModule
 from rsneo.train.module import RSNeoTraining
+from rsneo.train.scale import build_strategy, fsdp_builds_on_meta, meta_model, tag_for_materialization
 
 BUNDLED_TOKENIZER = Path(__file__).resolve().parents[1] / "assets" / "tokenizer"
 
@@ -41,9 +52,6 @@ class TrainingRun:
 def build_tokenizer(cfg: dict[str, Any], root: Path, vocab_size: int):
     """The run's tokenizer: `tokenizer` (a folder or `bundled`), else the `model.init_from` folder's, else a
     small byte-level BPE trained offline on the corpus texts."""
-    from rsneo.data.tokenizer import load_tokenizer, train_tokenizer
-    from rsneo.train.corpus import corpus_texts
-
     if cfg.get("tokenizer") == "bundled":
         return load_tokenizer(BUNDLED_TOKENIZER)
     if cfg.get("tokenizer"):
@@ -61,9 +69,6 @@ def checkpoint_tokenizer(path: str | Path):
     """The tokenizer stored in a training checkpoint (as plain text files)."""
     import tempfile
 
-    from rsneo.data.tokenizer import load_tokenizer
-    from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, write_tokenizer_files
-
     files = load_checkpoint(path)[RSNEO_KEY]["tokenizer_files"]
     with tempfile.TemporaryDirectory() as folder:
         write_tokenizer_files(files, Path(folder))
@@ -73,10 +78,6 @@ def checkpoint_tokenizer(path: str | Path):
 def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
     """The backbone with a vocabulary that fits the tokenizer and its image token ids; from `init_from` if
     set."""
-    from rsneo.data.tokenizer import image_token_ids
-    from rsneo.model.causal_lm import RSNeoForCausalLM
-    from rsneo.model.config import RSNeoConfig
-
     ids = image_token_ids(tokenizer)
     if model_cfg.get("init_from"):
         model = RSNeoForCausalLM.from_pretrained(model_cfg["init_from"]).train()  # loads in eval mode
@@ -105,8 +106,6 @@ def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
 def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torch.nn.Module | None:
     if float(cfg["objectives"]["segmentation"]["weight"]) <= 0:
         return None
-    from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
-
     options = dict(cfg["objectives"]["segmentation"].get("head") or {})
     return SegmentationHead(SegmentationHeadConfig(hidden_size=model.config.hidden_size, **options))
 
@@ -114,10 +113,6 @@ def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torc
 def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any]) -> L.Trainer:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
-
-    from rsneo.train.callbacks import LossCurve, TokenThroughput, step_progress_bar
-    from rsneo.train.csvlog import ResumableCSVLogger
-    from rsneo.train.scale import build_strategy
 
     t = cfg["trainer"]
     loggers: list[Any] = [ResumableCSVLogger(save_dir=str(out_dir), name="", version="")]
@@ -200,15 +195,10 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     out_dir = Path(config["out_dir"]).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     model_cfg = config["model"]
-    from rsneo.model.config import RSNeoConfig
-
     if config.get("resume"):  # the vocabulary the checkpoint was trained with travels inside it
         tokenizer = checkpoint_tokenizer(config["resume"])
     else:
         tokenizer = build_tokenizer(config, root, RSNeoConfig.from_preset(model_cfg["preset"]).vocab_size)
-    from rsneo.data.frames import DEFAULT_BAND_GROUPS, check_band_groups
-    from rsneo.train.scale import fsdp_builds_on_meta, meta_model, tag_for_materialization
-
     on_meta = fsdp_builds_on_meta(config["trainer"], model_cfg)
     with meta_model(on_meta):  # FSDP materialises it unit by unit, on each rank its own shard
         model = build_model(model_cfg, tokenizer)
@@ -227,15 +217,10 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         int(config["seed"]), policy=model.config.mask_policy,
         num_workers=int(config["trainer"].get("num_workers", 0)),
         val_batches=validation_options(config["trainer"]).get("limit_val_batches", 0),
+        token_size=model.config.token_size,
     )  # fmt: skip
     trainer = build_trainer(config, out_dir, model_cfg)
     return TrainingRun(config, tokenizer, module, datamodule, trainer, out_dir)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def train(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
@@ -249,7 +234,7 @@ def train(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     try:
         run = build_run(cfg)
         if run.trainer.is_global_zero:
-            write_text_atomic(run.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(run.config)))
+            atomic.write_text(run.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(run.config)))
             run.tokenizer.save_pretrained(str(run.out_dir / "tokenizer"))
         resume = run.config.get("resume")
         if resume and not Path(resume).is_file():

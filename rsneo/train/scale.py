@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from rsneo.model.backbone import NativeLayer
+
 INIT_ATTR = "_rsneo_init"  # on each submodule of a meta-built model: how the model initialises it
 
 
@@ -32,8 +34,6 @@ def build_strategy(trainer_cfg: dict[str, Any], model_cfg: dict[str, Any]) -> An
         return DDPStrategy(process_group_backend=backend, find_unused_parameters=False)
     if name == "fsdp":
         from lightning.pytorch.strategies import FSDPStrategy
-
-        from rsneo.model.backbone import NativeLayer
 
         fsdp = dict(trainer_cfg.get("fsdp") or {})
         cpu = trainer_cfg["accelerator"] == "cpu"
@@ -83,8 +83,6 @@ def enable_activation_checkpointing(model: nn.Module) -> int:
     """
     from torch.utils.checkpoint import checkpoint
 
-    from rsneo.model.backbone import NativeLayer
-
     count = 0
     for layer in model.modules():
         if isinstance(layer, NativeLayer) and "forward" not in vars(layer):
@@ -96,8 +94,6 @@ def enable_activation_checkpointing(model: nn.Module) -> int:
 
 def compile_layers(model: nn.Module) -> int:
     """`torch.compile` each decoder layer in place (names unchanged); CUDA only, where it pays off."""
-    from rsneo.model.backbone import NativeLayer
-
     layers = [m for m in model.modules() if isinstance(m, NativeLayer)]
     for layer in layers:
         layer.compile()

@@ -25,16 +25,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rsneo.atomic import atomic_folder
+from rsneo.data.documents import DocumentBuilder
 from rsneo.heads.class_words import UNTAUGHT_PARAPHRASES, class_words, draw_class_names
+from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
+from rsneo.heads.system import load_system, save_system
+from rsneo.heads.vocabulary import Vocabulary, save_vocabulary, vocabulary_for_classes
+from rsneo.model.positions import ImageTokens
+from rsneo.train.config import resolve_data_root
+from rsneo.train.corpus import bigearthnet, sen1floods11, timeseries
 
 
 def training_token_ids(system, root: Path, tile: int = 64) -> tuple[set[int], list]:
     """Every token id in the demo run's training documents (sources with question/answer documents), and
     the Sen1Floods11 training chips (left half)."""
-    from rsneo.data.documents import DocumentBuilder
-    from rsneo.model.positions import ImageTokens
-    from rsneo.train.corpus import bigearthnet, sen1floods11, timeseries
-
     tokens = ImageTokens.of(system.model.config)
 
     def builder():
@@ -59,8 +63,6 @@ def prompt_ids(system, names: list[str]) -> set[int]:
 @torch.no_grad()
 def chip_pixels(system, chips, pixels_per_chip: int, generator: torch.Generator):
     """Unit pixel embeddings (N, dim) of labelled pixels of the chips and their labels (N,)."""
-    from rsneo.heads.segmentation import image_documents, image_features
-
     head = system.segmentation
     vectors, labels = [], []
     for chip in chips:
@@ -84,8 +86,6 @@ def teach(
     log_every: int = 25,
 ) -> dict:
     """Train the free embedding rows in place; returns what was taught and the final losses."""
-    from rsneo.heads.segmentation import encode_class_prompts
-
     model, head = system.model, system.segmentation
     classes = list(system.vocabulary.names) if system.vocabulary else ["land", "water"]
     generator = torch.Generator().manual_seed(seed)
@@ -141,10 +141,6 @@ def teach(
 
 
 def main() -> None:
-    from rsneo.heads.system import load_system, save_system
-    from rsneo.heads.vocabulary import Vocabulary, save_vocabulary, vocabulary_for_classes
-    from rsneo.train.config import resolve_data_root
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("out", type=Path)
@@ -156,10 +152,6 @@ def main() -> None:
     system = load_system(args.model)
     result = teach(system, resolve_data_root(args.data_root), args.steps, args.lr)
     print(f"taught {len(result['names'])} names through {result['free_tokens']} embedding rows")
-    tmp = args.out.with_name(f".{args.out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(args.model, tmp)
-    save_system(system, tmp)
     old = system.vocabulary
     note = (
         f"Segmentation trained on the class words {' and '.join(result['classes'])}; their other names "
@@ -177,10 +169,10 @@ def main() -> None:
             vocabulary.match_threshold,
             vocabulary.note,
         )
-    save_vocabulary(tmp, vocabulary)
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    tmp.rename(args.out)
+    with atomic_folder(args.out) as tmp:
+        shutil.copytree(args.model, tmp, dirs_exist_ok=True)
+        save_system(system, tmp)
+        save_vocabulary(tmp, vocabulary)
     print(f"wrote {args.out}")
 
 

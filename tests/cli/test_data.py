@@ -13,6 +13,7 @@ import rasterio
 import torch
 from torch.utils.data import DataLoader
 
+from rsneo import atomic
 from rsneo.cli import run_app
 from rsneo.data.frames import scene_frames
 from rsneo.data.recipes import RECIPES
@@ -144,14 +145,14 @@ def test_resume_keeps_finished_shards_and_redoes_only_the_missing_one(shared_dat
         assert before[name][1] == (ben_shards / name).read_bytes()
     (out / "shard-00001.tar").unlink()  # an interrupted run: shard 1 never finished ...
     (out / "shard-00001.json").unlink()
-    (out / ".shard-00001.tar.abc.tmp").write_bytes(b"half a shard")  # ... and left a partial file
+    atomic.hidden_path(out / "shard-00001.tar", "partial").write_bytes(b"half a shard")  # ... and its partial
     (out / "manifest.json").unlink()
     prepare_shards(items, recipe.load, out, 2, progress=False)
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("shard-*")}
     for name in ("shard-00000.tar", "shard-00002.tar", "shard-00000.json"):
         assert after[name] == before[name]  # untouched
     assert after["shard-00001.tar"][1] == before["shard-00001.tar"][1]  # redone, byte for byte
-    assert not list(out.glob(".*.tmp")) and read_manifest(out)["num_samples"] == 6
+    assert not list(out.glob(".*.partial")) and read_manifest(out)["num_samples"] == 6
 
 
 def test_sen1floods11_and_timeseries_recipes(shared_data, tmp_path):

@@ -167,17 +167,16 @@ def test_change_on_png_pairs_uses_pixel_units_with_a_warning(tiny_model_dir, sha
 
 
 def test_ask_answers_one_question_over_a_time_series(tiny_model_dir, tiny_system, shared_data, capsys):
-    from rsneo.predict.ask import ask_rasters
+    from rsneo.predict.ask import ask
 
     series = sorted((shared_data / "timeseries" / "landsat_pucallpa").glob("*.tif"))[:3]
     argv = ["ask", *map(str, series), "Where was forest cleared?", "--model", str(tiny_model_dir)]
+    # --max-tokens is deprecated and ignored, but scripts that still pass it keep working
     options = ["--sensor", "landsat5_tm", "--bands", "B5,B4,B3,B2", "--max-tokens", "5", "--max-side", "128"]
     assert run_app([*argv, *options]) == 0
     bands = ["B5", "B4", "B3", "B2"]
     question = "Where was forest cleared?"
-    expected = ask_rasters(
-        tiny_system, series, question, sensor="landsat5_tm", bands=bands, max_side=128, max_new_tokens=5
-    )
+    expected = ask(tiny_system, series, question, sensor="landsat5_tm", bands=bands, max_side=128).text
     assert capsys.readouterr().out == expected + "\n"
 
 
@@ -195,8 +194,9 @@ def test_empty_class_list(tiny_model_dir, shared_data, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--window", "100"], "--window: expected a positive multiple of 32 pixels, got 100"),
-        (["--window", "0"], "--window: expected a positive multiple of 32 pixels, got 0"),
+        # whole tokens of the model: known once it has loaded (its config's token_size, 32 here)
+        (["--window", "100"], "--window: expected a multiple of the model's token size (32 pixels), got 100"),
+        (["--window", "0"], "--window: expected a positive number of pixels, got 0"),
         (["--window", "256", "--overlap", "256"], "--overlap: expected 0 <= overlap < window (256), got 256"),
         (["--overlap", "-1"], "--overlap: expected 0 <= overlap < window (256), got -1"),
         (["--batch", "0"], "--batch: expected at least 1, got 0"),

@@ -10,7 +10,7 @@ import rasterio
 from rasterio.windows import Window
 
 from rsneo.errors import InputError
-from rsneo.predict.ask import ask, ask_rasters
+from rsneo.predict.ask import ask
 
 NAIP = "timeseries/naip_m4709963"
 DATES = ("20090818", "20100629")
@@ -50,14 +50,6 @@ def test_unsupported_questions_abstain(tiny_system, naip_pair):
     answer = ask(tiny_system, naip_pair[:1], "How many buildings are there?")
     assert answer.abstained and answer.kind == "unsupported"
     assert answer.text.startswith("The model was not trained to answer this kind of question.")
-
-
-def test_ask_rasters_is_the_answers_text(tiny_system, naip_pair):
-    question = "What changed between these images?"
-    assert (
-        ask_rasters(tiny_system, naip_pair[:1], question, max_new_tokens=3)
-        == ask(tiny_system, naip_pair[:1], question).text
-    )
 
 
 @pytest.mark.parametrize(

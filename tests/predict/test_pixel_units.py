@@ -31,7 +31,8 @@ def test_segment_without_crs_counts_pixels_and_says_so(tiny_model_dir, shared_da
     assert run_app([*argv, "--model", str(tiny_model_dir), "--window", "64", "--overlap", "16"]) == 0
     captured = capsys.readouterr()
     err = " ".join(captured.err.split())
-    assert f"{raster}: has no CRS" in err and "areas are pixel counts" in err
+    assert f"{raster} has no georeference" in err and "areas are pixel counts" in err
+    assert err.count("has no georeference") == 1  # the input check and the run meet it; shown once
     printed = re.findall(r"^\s+.+: ([\d,]+) pixels$", captured.out, re.MULTILINE)
     assert printed and sum(int(p.replace(",", "")) for p in printed) == valid  # counts, not 90,000 m^2 "px"
     frame = gpd.read_file(out / "nocrs_classes.gpkg", layer="classes")

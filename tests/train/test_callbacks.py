@@ -14,7 +14,7 @@ def test_loss_curve_png_from_sparse_metrics_rows(tmp_path):
     series = read_metrics(metrics)
     assert series["train/loss"] == [(0, 4.5), (1, 4.0)] and series["lr-AdamW/pg1"] == [(0, 0.001), (1, 0.001)]
     png = plot_loss_curves(metrics, tmp_path / "loss_curve.png")
-    assert png.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob(".*tmp*"))
+    assert png.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob(".*"))
 
 
 def test_cpu_runs_set_their_thread_count_deliberately():

@@ -8,10 +8,11 @@ import torch
 from omegaconf import OmegaConf
 
 from rsneo.train.batch import ChangeSource
-from rsneo.train.change import build_change_head, change_batch, rms_difference, simulate_pair
+from rsneo.train.change import build_change_head, change_batch
 from rsneo.train.config import load_config
 from rsneo.train.datamodule import collate
 from rsneo.train.module import RSNeoTraining
+from rsneo.train.pairs import rms_difference, simulate_pair
 
 
 def change_module(model, tokenizer) -> RSNeoTraining:

@@ -67,9 +67,11 @@ def test_prepared_shards_become_documents_and_labelled_chips(shared_data, builde
 
 def test_unknown_source_and_bad_tile_are_input_errors(shared_data, tokenizer, image_tokens):
     with pytest.raises(InputError, match=r"data.sources: expected names from .* got \['modis'\]"):
-        build_samples(["modis"], shared_data, tokenizer, image_tokens, 64)
-    with pytest.raises(InputError, match="data.tile: expected a multiple of 32 pixels, got 50"):
-        build_samples(["sen1floods11"], shared_data, tokenizer, image_tokens, 50)
+        build_samples(["modis"], shared_data, tokenizer, image_tokens, 64, token_size=32)
+    with pytest.raises(InputError, match="data.tile: expected a multiple of 32 pixels .* got 50"):
+        build_samples(["sen1floods11"], shared_data, tokenizer, image_tokens, 50, token_size=32)
+    with pytest.raises(InputError, match="data.tile: expected a multiple of 48 pixels .* got 64"):
+        build_samples(["sen1floods11"], shared_data, tokenizer, image_tokens, 64, token_size=48)
 
 
 def test_qa_adds_chat_documents_with_answers_only_learned_and_taizhou_gives_no_change_source(

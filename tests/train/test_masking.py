@@ -3,13 +3,13 @@ targets."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rsneo.data.documents import DocumentBuilder
 from rsneo.train.corpus import Sample
 from rsneo.train.datamodule import collate
 from rsneo.train.masking import (
-    PATCH,
     BandDecoder,
     apply_mask,
     choose_mask,
@@ -46,24 +46,27 @@ def test_apply_mask_zeroes_exactly_the_hidden_patches(flood_samples, image_token
     mask = choose_mask(inputs, image_tokens.context, 0.5, torch.Generator().manual_seed(2))
     masked = apply_mask(inputs, mask)
     for before, after, grid in zip(inputs.images, masked.images, mask.grids, strict=True):
+        size = before.token_size  # the model's token side, carried by each image
         for r in range(grid.shape[0]):
             for c in range(grid.shape[1]):
-                window = (slice(None), slice(r * PATCH, (r + 1) * PATCH), slice(c * PATCH, (c + 1) * PATCH))
+                window = (slice(None), slice(r * size, (r + 1) * size), slice(c * size, (c + 1) * size))
                 expected = torch.zeros_like(before.pixels[window]) if grid[r, c] else before.pixels[window]
                 assert torch.equal(after.pixels[window], expected)
     assert masked.input_ids is inputs.input_ids  # tokens and positions are untouched
 
 
-def test_patchify_orders_tokens_row_major_like_the_backbone():
-    pixels = torch.arange(2 * 64 * 96, dtype=torch.float32).reshape(2, 64, 96)
-    patches = patchify(pixels)  # (tokens, bands, 1024)
-    assert patches.shape == (6, 2, PATCH * PATCH)
-    assert torch.equal(patches[4, 1].reshape(PATCH, PATCH), pixels[1, 32:64, 32:64])  # row 1, column 1
+@pytest.mark.parametrize("size", [32, 16])  # NEO's token side, and a model with smaller tokens
+def test_patchify_orders_tokens_row_major_like_the_backbone(size):
+    pixels = torch.arange(2 * 2 * size * 3 * size, dtype=torch.float32).reshape(2, 2 * size, 3 * size)
+    patches = patchify(pixels, size)  # (tokens, bands, size**2)
+    assert patches.shape == (6, 2, size * size)
+    expected = pixels[1, size : 2 * size, size : 2 * size]  # row 1, column 1
+    assert torch.equal(patches[4, 1].reshape(size, size), expected)
 
 
 def test_band_decoder_tells_bands_apart_by_wavelength():
-    decoder = BandDecoder(hidden_size=16)
+    decoder = BandDecoder(hidden_size=16, token_size=32)
     torch.nn.init.normal_(decoder.band_code.weight)
     out = decoder(torch.randn(5, 16), torch.tensor([0.49, 0.842, 55465.0]))
-    assert out.shape == (5, 3, PATCH * PATCH)
+    assert out.shape == (5, 3, 32 * 32)
     assert not torch.allclose(out[:, 0], out[:, 1]) and not torch.allclose(out[:, 1], out[:, 2])
