@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from rsneo.errors import RSNeoError
 
@@ -156,7 +157,8 @@ def run_app(argv: list[str] | None = None) -> int:
     except RSNeoError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: messages quote user input and choices in brackets, which rich would take for markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         if debug:
@@ -191,7 +193,7 @@ def run_app(argv: list[str] | None = None) -> int:
             )
             return 2
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
             f"This is a bug in rsneo, not in your input; run again with {DEBUG_FLAG} for the traceback.",
             highlight=False,
             soft_wrap=True,

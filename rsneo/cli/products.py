@@ -128,7 +128,7 @@ def _system(model: Path | None, device: str, head: str | None = None, band_group
             f"{band_groups} as asked (expect less accurate results)",
             highlight=False,
         )
-        system.config.extra = {**system.config.extra, "band_groups": band_groups}
+        system.config.band_groups = band_groups
     return system
 
 

@@ -28,7 +28,9 @@ def train(
     ctx: typer.Context,
     show: Annotated[bool, typer.Option("--show", help="Print the composed config and exit.")] = False,
 ) -> None:
-    """Train with Hydra overrides KEY=VALUE; any config value can be set, e.g. trainer.max_steps=50.
+    """Train with Hydra overrides KEY=VALUE; any config value can be set, e.g. trainer.max_steps=50 or
+    model.attn_backend=sdpa. Unknown keys and values of the wrong type are refused before the run starts (the
+    keys and their types: rsneo/train/schema.py; --show lists them all).
 
     Writes OUT_DIR/metrics.csv, OUT_DIR/checkpoints/last.ckpt, TensorBoard logs and OUT_DIR/loss_curve.png.
     See docs/training.md.

@@ -265,8 +265,8 @@ class BandLayout:
 
 def model_band_groups(config: Any) -> str:
     """How the model groups bands, as it was trained (`rsneo train` records `data.band_groups` in the model
-    config's `extra`); a model without the record (the bundled one) was trained with the sensor's groups."""
-    return check_band_groups(str(config.extra.get("band_groups", "sensor")), "model config band_groups")
+    config's `band_groups`, "sensor" for models without the record, such as the bundled one)."""
+    return check_band_groups(str(config.band_groups), "model config band_groups")
 
 
 def band_layout(

@@ -21,7 +21,7 @@ ids;
   `spectral_coordinate` (spectral.py): a band group's S coordinate.
 - `attn_backend=` "auto" (flash-attn varlen when installed and the batch is document-blocked, else Flex on
 CUDA,
-  dense SDPA on CPU), "sdpa", "flex", "flash".
+  dense SDPA on CPU), "sdpa", "flex", "flash"; a call without it uses `config.attn_backend` (default "auto").
 """
 
 from rsneo.model.backbone import BackboneOutput, KVCache, RSNeoBackbone

@@ -131,18 +131,19 @@ class RSNeoBackbone(nn.Module):
         self,
         inputs: ModelInputs,
         output_hidden_states: bool = False,
-        attn_backend: str = "auto",
+        attn_backend: str | None = None,
         cache: KVCache | None = None,
         image_embeds: Tensor | None = None,
     ) -> BackboneOutput:
-        """Run the stack. With `cache`, `inputs` are the new tokens only, written into the cache in place."""
+        """Run the stack. With `cache`, `inputs` are the new tokens only, written into the cache in place.
+        `attn_backend` None: the config's (`RSNeoConfig.attn_backend`)."""
         cfg = self.config
         x = self.embed(inputs, image_embeds)
         rope = NativeRopeTables.build(
             inputs.positions.to(x.device), cfg.head_dim, cfg.spectral_head_dim,
             cfg.rope_theta, cfg.rope_theta_hw, cfg.rope_theta_s, x.dtype, cfg.rope_linear_factor,
         )  # fmt: skip
-        mask = self.attention_mask(inputs, attn_backend, cache)
+        mask = self.attention_mask(inputs, attn_backend or cfg.attn_backend, cache)
         hidden = [x] if output_hidden_states else None
         for i, layer in enumerate(self.layers):
             x, _ = layer(x, rope, mask, cache, i)

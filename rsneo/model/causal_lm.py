@@ -96,7 +96,7 @@ class RSNeoForCausalLM(nn.Module):
         *,
         input_ids: Tensor | None = None,
         output_hidden_states: bool = False,
-        attn_backend: str = "auto",
+        attn_backend: str | None = None,  # None: model.config.attn_backend
         cache: KVCache | None = None,
         image_embeds: Tensor | None = None,
     ) -> CausalLMOutput:

@@ -7,11 +7,12 @@ Layer counting follows NEO's golden config: `num_layers` is the whole stack, of 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from rsneo.errors import InputError
+from rsneo.model.masks import BACKENDS
 
 # Anchor wavelengths (micrometres) of the spectral kernel generator: NEO's blue/green/red first, then the
 # rest of the
@@ -58,8 +59,12 @@ class RSNeoConfig:
     date_spacing: float | None = None  # T units per day between frames; None = consecutive frames
     mask_policy: str = "frame"  # "frame" or "scene"
     initializer_range: float = 0.02
-    # records of how the model was trained that prediction follows (`band_groups`: `sensor` or `fold`)
-    extra: dict[str, Any] = field(default_factory=dict)
+    # how the model was trained to group bands, which prediction follows (rsneo.data.frames.BAND_GROUPS);
+    # models without the record (the bundled one) were trained with the sensor's groups
+    band_groups: str = "sensor"
+    # attention kernels when a call names none (rsneo.model.masks.BACKENDS): a choice of this process (the
+    # training config's `model.attn_backend`), not of the weights, so it is not saved (to_dict)
+    attn_backend: str = "auto"
 
     def __post_init__(self) -> None:
         self.spectral_anchors_um = tuple(float(a) for a in self.spectral_anchors_um)
@@ -76,6 +81,10 @@ class RSNeoConfig:
             raise InputError(f"config: mask_policy must be 'frame' or 'scene', got {self.mask_policy!r}")
         if list(self.spectral_anchors_um) != sorted(set(self.spectral_anchors_um)):
             raise InputError("config: spectral_anchors_um must be strictly increasing")
+        if self.attn_backend not in BACKENDS:
+            raise InputError(
+                f"config: attn_backend must be one of {list(BACKENDS)}, got {self.attn_backend!r}"
+            )
 
     @property
     def post_layers(self) -> int:
@@ -102,10 +111,15 @@ class RSNeoConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["spectral_anchors_um"] = list(self.spectral_anchors_um)
+        del d["attn_backend"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RSNeoConfig:
+        d = dict(d)
+        legacy = d.pop("extra", None) or {}  # config.json files written before `band_groups` was a field
+        if "band_groups" in legacy:
+            d.setdefault("band_groups", legacy["band_groups"])
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

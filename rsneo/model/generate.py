@@ -38,7 +38,7 @@ def generate(
     max_new_tokens: int = 32,
     eos_token_id: int | None = None,
     use_cache: bool = True,
-    attn_backend: str = "auto",
+    attn_backend: str | None = None,  # None: model.config.attn_backend
 ) -> Tensor:
     """Greedy continuation (batch, new tokens) of each row; rows that produced `eos_token_id` repeat it."""
     if isinstance(inputs, Tensor):

@@ -56,10 +56,10 @@ def change_loss(head: nn.Module, model: nn.Module, batch: ChangeBatch) -> Tensor
 
 def build_change_head(cfg: dict, model: nn.Module) -> nn.Module | None:
     """The products' change head when the run's `objectives.change.weight` is positive, else None."""
-    spec = (cfg["objectives"].get("change") or {}) if isinstance(cfg.get("objectives"), dict) else {}
-    if float(spec.get("weight", 0)) <= 0:
+    spec = cfg["objectives"]["change"]
+    if float(spec["weight"]) <= 0:
         return None
-    options = dict(spec.get("head") or {})
+    options = dict(spec["head"])
     return ChangeHead(ChangeHeadConfig(hidden_size=model.config.hidden_size, **options))
 
 

@@ -216,7 +216,7 @@ class RSNeoDataModule(L.LightningDataModule):
 
     @property
     def band_groups(self) -> str:
-        return check_band_groups(str(self.data.get("band_groups", DEFAULT_BAND_GROUPS)))
+        return check_band_groups(str(self.data["band_groups"]))
 
     def documents(self) -> ShardDocuments:
         return ShardDocuments(self.tokenizer, self.tokens, self.band_groups)
@@ -229,7 +229,7 @@ class RSNeoDataModule(L.LightningDataModule):
         if self.streaming and self.stream is None:
             self.stream = self._stream_split()
         elif not self.streaming and self.samples is None:
-            split = self.data.get("split", "all")
+            split = self.data["split"]
             samples = build_samples(
                 self.data["sources"],
                 self.root,
@@ -238,26 +238,26 @@ class RSNeoDataModule(L.LightningDataModule):
                 int(self.data["tile"]),
                 token_size=self.token_size,
                 split=split,
-                path=self.data.get("path"),
-                qa=bool(self.data.get("qa", False)),
+                path=self.data["path"],
+                qa=bool(self.data["qa"]),
                 band_groups=self.band_groups,
             )
             held: set[int] = set()
             if self.val_batches > 0:
-                held = set(held_out(len(samples), float(self.data.get("val_fraction", 0.1)), self.seed))
+                held = set(held_out(len(samples), float(self.data["val_fraction"]), self.seed))
             self.val_samples = [s for i, s in enumerate(samples) if i in held]
             self.samples = [s for i, s in enumerate(samples) if i not in held]
 
     def _stream_split(self) -> tuple[Path, list[int], Path, list[int]]:
         check_tile(int(self.data["tile"]), self.token_size)
-        folder = Path(self.data["path"]).expanduser() if self.data.get("path") else self.root / "shards"
+        folder = Path(self.data["path"]).expanduser() if self.data["path"] else self.root / "shards"
         count = len(read_manifest(folder)["shards"])
         if self.val_batches <= 0:
             return folder, list(range(count)), folder, []
-        if self.data.get("val_path"):
+        if self.data["val_path"]:
             val = Path(self.data["val_path"]).expanduser()
             return folder, list(range(count)), val, list(range(len(read_manifest(val)["shards"])))
-        keep = int(self.data.get("val_shards", 1))
+        keep = int(self.data["val_shards"])
         if not 0 < keep < count:
             raise InputError(
                 f"{folder}: {count} shard(s), cannot hold out data.val_shards={keep} for validation; "
@@ -293,8 +293,8 @@ class RSNeoDataModule(L.LightningDataModule):
                 )
             folder, shards, _, _ = self.stream
             self.dataset = ShardDataset(
-                folder, shuffle=bool(self.data.get("shuffle", True)), seed=self.seed,
-                buffer=int(self.data.get("shuffle_buffer", 64)), shards=shards, repeat=True,
+                folder, shuffle=bool(self.data["shuffle"]), seed=self.seed,
+                buffer=int(self.data["shuffle_buffer"]), shards=shards, repeat=True,
                 transform=self.documents(), rank=rank, world=world, batch_size=size,
             )  # fmt: skip
             self.dataset.start_batch = self.start_batch

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from rsneo.train.batch import TrainBatch
 from rsneo.train.change import change_batch, change_loss
 from rsneo.train.checkpoint import RSNEO_KEY, tokenizer_files
+from rsneo.train.config import run_config as config_of_run
 from rsneo.train.freezing import apply_stage
 from rsneo.train.masking import BandDecoder, apply_mask, choose_mask, image_token_slots, masked_band_loss
 from rsneo.train.objectives import backbone_forward, language_model_loss, segmentation_loss
@@ -26,7 +27,8 @@ from rsneo.train.schedule import build_optimizer
 
 
 class RSNeoTraining(L.LightningModule):
-    """Trains `model` (an `RSNeoForCausalLM`) with the objectives of `run_config` (plain-dict config)."""
+    """Trains `model` (an `RSNeoForCausalLM`) with the objectives of `run_config` (a composed config or a dict
+    of its keys)."""
 
     def __init__(
         self,
@@ -37,12 +39,13 @@ class RSNeoTraining(L.LightningModule):
         change_head: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        run_config = config_of_run(run_config)  # every key of the schema, plain types (saved in checkpoints)
         self.model = model
         self.run_config = run_config
         self.tokenizer = tokenizer
         objectives = run_config["objectives"]
         self.weights = {name: float(spec["weight"]) for name, spec in objectives.items()}
-        self.mask_ratio = float(objectives["masked_bands"].get("mask_ratio", 0.5))
+        self.mask_ratio = float(objectives["masked_bands"]["mask_ratio"])
         self.band_decoder = (
             BandDecoder(model.config.hidden_size, model.config.token_size)
             if self.weights["masked_bands"] > 0
@@ -51,14 +54,14 @@ class RSNeoTraining(L.LightningModule):
         self.seg_head = seg_head if self.weights.get("segmentation", 0) > 0 else None
         self.change_head = change_head if self.weights.get("change", 0) > 0 else None
         # several simulated pairs per source and step: pairs are cheap (two small frames, no text)
-        self.change_pairs = int((objectives.get("change") or {}).get("pairs_per_source", 1))
+        self.change_pairs = int(objectives["change"]["pairs_per_source"])
         # the class words the segmentation objective saw, in order (export's vocabulary.json)
         self.segmentation_classes: dict[str, None] = {}
         stage = run_config["stage"]
         apply_stage(model, stage["trainable"])
-        if run_config["model"].get("activation_checkpointing"):
+        if run_config["model"]["activation_checkpointing"]:
             enable_activation_checkpointing(model)
-        if run_config["model"].get("compile") and torch.cuda.is_available():
+        if run_config["model"]["compile"] and torch.cuda.is_available():
             compile_layers(model)
 
     # ---- one step ---------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ every `checkpoint_every_n_steps`), `out_dir/tokenizer/`, `out_dir/config.yaml` a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rsneo import atomic
-from rsneo.data.frames import DEFAULT_BAND_GROUPS, check_band_groups
 from rsneo.data.tokenizer import image_token_ids, load_tokenizer, train_tokenizer
 from rsneo.errors import InputError
 from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
@@ -27,7 +26,7 @@ from rsneo.model.positions import ImageTokens
 from rsneo.train.callbacks import LossCurve, TokenThroughput, step_progress_bar
 from rsneo.train.change import build_change_head
 from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, write_tokenizer_files
-from rsneo.train.config import REPO_DIR, resolve_data_root
+from rsneo.train.config import REPO_DIR, resolve_data_root, run_config
 from rsneo.train.corpus import corpus_texts
 from rsneo.train.csvlog import ResumableCSVLogger
 from rsneo.train.datamodule import RSNeoDataModule
@@ -49,17 +48,16 @@ class TrainingRun:
     out_dir: Path
 
 
-def build_tokenizer(cfg: dict[str, Any], root: Path, vocab_size: int):
+def build_tokenizer(tokenizer: str | None, init_from: str | None, root: Path, vocab_size: int):
     """The run's tokenizer: `tokenizer` (a folder or `bundled`), else the `model.init_from` folder's, else a
     small byte-level BPE trained offline on the corpus texts."""
-    if cfg.get("tokenizer") == "bundled":
+    if tokenizer == "bundled":
         return load_tokenizer(BUNDLED_TOKENIZER)
-    if cfg.get("tokenizer"):
-        path = Path(cfg["tokenizer"]).expanduser()
+    if tokenizer:
+        path = Path(tokenizer).expanduser()
         if not path.is_absolute() and not path.exists() and (REPO_DIR / path).exists():
             path = REPO_DIR / path  # a path relative to the repository, as the shipped configs write it
         return load_tokenizer(path)
-    init_from = (cfg.get("model") or {}).get("init_from")
     if init_from and (Path(init_from) / "tokenizer.json").is_file():
         return load_tokenizer(init_from)  # the vocabulary the starting weights were trained with
     return train_tokenizer(corpus_texts(root), vocab_size - 8)  # a few ids to spare below the model's size
@@ -77,10 +75,16 @@ def checkpoint_tokenizer(path: str | Path):
 
 def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
     """The backbone with a vocabulary that fits the tokenizer and its image token ids; from `init_from` if
-    set."""
+    set. `model_cfg` is a run config's `model` section (rsneo.train.schema.ModelConfig)."""
+    overrides = dict(model_cfg["overrides"])
+    unknown = sorted(set(overrides) - {f.name for f in fields(RSNeoConfig)})
+    if unknown:
+        raise InputError(f"model.overrides: {unknown} are not RSNeoConfig fields (rsneo/model/config.py)")
     ids = image_token_ids(tokenizer)
-    if model_cfg.get("init_from"):
+    backend = str(model_cfg["attn_backend"])
+    if model_cfg["init_from"]:
         model = RSNeoForCausalLM.from_pretrained(model_cfg["init_from"]).train()  # loads in eval mode
+        model.config.attn_backend = backend  # read at each forward by the backbone (the same object)
         if len(tokenizer) > model.config.vocab_size or model.config.img_context_token_id != ids.context:
             raise InputError(
                 f"model.init_from {model_cfg['init_from']}: its vocabulary ({model.config.vocab_size}, "
@@ -97,7 +101,8 @@ def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
             "img_end_token_id": ids.end,
             "img_context_token_id": ids.context,
             "eos_token_id": tokenizer.eos_token_id,
-            **dict(model_cfg.get("overrides") or {}),
+            "attn_backend": backend,
+            **overrides,
         },
     )
     return RSNeoForCausalLM(config)
@@ -106,7 +111,7 @@ def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
 def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torch.nn.Module | None:
     if float(cfg["objectives"]["segmentation"]["weight"]) <= 0:
         return None
-    options = dict(cfg["objectives"]["segmentation"].get("head") or {})
+    options = dict(cfg["objectives"]["segmentation"]["head"])
     return SegmentationHead(SegmentationHeadConfig(hidden_size=model.config.hidden_size, **options))
 
 
@@ -116,7 +121,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
 
     t = cfg["trainer"]
     loggers: list[Any] = [ResumableCSVLogger(save_dir=str(out_dir), name="", version="")]
-    if t.get("tensorboard", True):
+    if t["tensorboard"]:
         loggers.append(
             TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", version="", default_hp_metric=False)
         )
@@ -132,26 +137,26 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         LearningRateMonitor(logging_interval="step"),
         TokenThroughput(int(t["log_every_n_steps"])),
     ]
-    if t.get("progress_bar", True):
+    if t["progress_bar"]:
         callbacks.append(step_progress_bar(int(t["max_steps"])))
-    if cfg.get("loss_curve", True):
+    if cfg["loss_curve"]:
         callbacks.append(LossCurve(out_dir))
     return L.Trainer(
         accelerator=t["accelerator"],
         devices=t["devices"],
-        num_nodes=int(t.get("num_nodes", 1)),
+        num_nodes=int(t["num_nodes"]),
         strategy=build_strategy(t, model_cfg),
         precision=t["precision"],
-        max_steps=int(t.get("stop_at_step") or t["max_steps"]),
+        max_steps=int(t["stop_at_step"] or t["max_steps"]),
         max_epochs=-1,  # the run is bounded by max_steps (the data stream is exactly that long)
-        accumulate_grad_batches=int(t.get("accumulate_grad_batches", 1)),
-        gradient_clip_val=float(cfg["stage"].get("grad_clip") or 0) or None,
+        accumulate_grad_batches=int(t["accumulate_grad_batches"]),
+        gradient_clip_val=float(cfg["stage"]["grad_clip"] or 0) or None,
         log_every_n_steps=int(t["log_every_n_steps"]),
         **validation_options(t),
         num_sanity_val_steps=0,
         logger=loggers,
         callbacks=callbacks,
-        enable_progress_bar=bool(t.get("progress_bar", True)),
+        enable_progress_bar=bool(t["progress_bar"]),
         enable_model_summary=False,
         default_root_dir=str(out_dir),
         deterministic=t["accelerator"] == "cpu",
@@ -168,54 +173,53 @@ def set_cpu_threads(t: dict[str, Any]) -> int | None:
     devices = int(t["devices"]) if str(t["devices"]).isdigit() else 1
     default = os.environ.get("OMP_NUM_THREADS", "")
     fair = max(1, len(os.sched_getaffinity(0)) // max(devices, 1))
-    threads = int(t.get("threads") or (int(default) if default.isdigit() and int(default) > 0 else fair))
+    threads = int(t["threads"] or (int(default) if default.isdigit() and int(default) > 0 else fair))
     torch.set_num_threads(threads)
     return threads
 
 
 def validation_options(t: dict[str, Any]) -> dict[str, Any]:
     """Trainer options for the validation loop: `val_batches` held-out batches every `val_every_n_steps`."""
-    every = int(t.get("val_every_n_steps") or 0)
+    every = int(t["val_every_n_steps"])
     if every <= 0:
         return {"limit_val_batches": 0}
-    accumulate = int(t.get("accumulate_grad_batches", 1))
+    accumulate = int(t["accumulate_grad_batches"])
     return {
-        "limit_val_batches": int(t.get("val_batches", 2)),
+        "limit_val_batches": int(t["val_batches"]),
         "val_check_interval": every * accumulate,  # counted in batches
         "check_val_every_n_epoch": None,
     }
 
 
 def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
-    """Tokenizer, model, objectives, data and trainer for a composed config."""
-    config = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    """Tokenizer, model, objectives, data and trainer for a composed config (or a dict of the same keys)."""
+    config = run_config(cfg)
     L.seed_everything(int(config["seed"]), workers=True, verbose=False)
     set_cpu_threads(config["trainer"])
     root = resolve_data_root(config["data_root"])
     out_dir = Path(config["out_dir"]).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     model_cfg = config["model"]
-    if config.get("resume"):  # the vocabulary the checkpoint was trained with travels inside it
+    if config["resume"]:  # the vocabulary the checkpoint was trained with travels inside it
         tokenizer = checkpoint_tokenizer(config["resume"])
     else:
-        tokenizer = build_tokenizer(config, root, RSNeoConfig.from_preset(model_cfg["preset"]).vocab_size)
+        vocab_size = RSNeoConfig.from_preset(model_cfg["preset"]).vocab_size
+        tokenizer = build_tokenizer(config["tokenizer"], model_cfg["init_from"], root, vocab_size)
     on_meta = fsdp_builds_on_meta(config["trainer"], model_cfg)
     with meta_model(on_meta):  # FSDP materialises it unit by unit, on each rank its own shard
         model = build_model(model_cfg, tokenizer)
     if on_meta:
         tag_for_materialization(model, model.init_module)
     # prediction groups bands as the model was trained (rsneo.data.frames.model_band_groups)
-    grouping = (config.get("data") or {}).get("band_groups", DEFAULT_BAND_GROUPS)
-    # a new dict: presets' configs share theirs
-    model.config.extra = {**model.config.extra, "band_groups": check_band_groups(str(grouping))}
+    model.config.band_groups = config["data"]["band_groups"]
     module = RSNeoTraining(
         model, config, tokenizer, build_segmentation_head(config, model), build_change_head(config, model)
     )
     datamodule = RSNeoDataModule(
         config["data"], root, tokenizer, ImageTokens.of(model.config),
-        int(config["trainer"]["max_steps"]) * int(config["trainer"].get("accumulate_grad_batches", 1)),
+        int(config["trainer"]["max_steps"]) * int(config["trainer"]["accumulate_grad_batches"]),
         int(config["seed"]), policy=model.config.mask_policy,
-        num_workers=int(config["trainer"].get("num_workers", 0)),
+        num_workers=int(config["trainer"]["num_workers"]),
         val_batches=validation_options(config["trainer"]).get("limit_val_batches", 0),
         token_size=model.config.token_size,
     )  # fmt: skip
@@ -236,7 +240,7 @@ def train(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         if run.trainer.is_global_zero:
             atomic.write_text(run.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(run.config)))
             run.tokenizer.save_pretrained(str(run.out_dir / "tokenizer"))
-        resume = run.config.get("resume")
+        resume = run.config["resume"]
         if resume and not Path(resume).is_file():
             raise InputError(f"resume: {resume}: expected a Lightning checkpoint file, found none")
         run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resume or None, weights_only=True)

@@ -26,7 +26,7 @@ INIT_ATTR = "_rsneo_init"  # on each submodule of a meta-built model: how the mo
 
 def build_strategy(trainer_cfg: dict[str, Any], model_cfg: dict[str, Any]) -> Any:
     """A Lightning strategy object (or name) for `trainer.strategy`: auto, ddp, fsdp."""
-    name = trainer_cfg.get("strategy", "auto")
+    name = trainer_cfg["strategy"]
     if name == "ddp":
         from lightning.pytorch.strategies import DDPStrategy
 
@@ -35,14 +35,14 @@ def build_strategy(trainer_cfg: dict[str, Any], model_cfg: dict[str, Any]) -> An
     if name == "fsdp":
         from lightning.pytorch.strategies import FSDPStrategy
 
-        fsdp = dict(trainer_cfg.get("fsdp") or {})
+        fsdp = trainer_cfg["fsdp"]
         cpu = trainer_cfg["accelerator"] == "cpu"
         return (cpu_fsdp_strategy() if cpu else FSDPStrategy)(
             auto_wrap_policy={NativeLayer},
             param_init_fn=materialize_unit,  # used only when the model was built on the meta device
-            sharding_strategy=fsdp.get("sharding_strategy", "FULL_SHARD"),
-            state_dict_type=fsdp.get("state_dict_type", "sharded"),
-            cpu_offload=bool(fsdp.get("cpu_offload", False)),
+            sharding_strategy=fsdp["sharding_strategy"],
+            state_dict_type=fsdp["state_dict_type"],
+            cpu_offload=bool(fsdp["cpu_offload"]),
             **({"process_group_backend": "gloo"} if cpu else {}),
         )
     return name
@@ -102,7 +102,7 @@ def compile_layers(model: nn.Module) -> int:
 
 def fsdp_builds_on_meta(trainer_cfg: dict[str, Any], model_cfg: dict[str, Any]) -> bool:
     """A fresh (not `init_from`) model under FSDP is built on the meta device."""
-    return trainer_cfg.get("strategy") == "fsdp" and not model_cfg.get("init_from")
+    return trainer_cfg["strategy"] == "fsdp" and not model_cfg["init_from"]
 
 
 @contextmanager

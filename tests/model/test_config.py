@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,26 @@ def test_token_size_follows_patch_and_merge_size():
     assert model.backbone.vision([image]).shape[0] == 6
     with pytest.raises(InputError, match="made for 32-pixel tokens, but this model's tokens are 16 pixels"):
         model.backbone.vision([ImageInput(image.pixels, image.wavelengths, image.band_keys)])
+
+
+def test_band_groups_is_a_saved_field_and_configs_with_the_old_extra_record_still_load(tmp_path):
+    bundled = Path(rsneo.__file__).parent / "assets" / "model" / "config.json"
+    assert "band_groups" not in json.loads(bundled.read_text())  # trained with sensor groups, no record
+    assert RSNeoConfig.load(bundled).band_groups == "sensor"
+    cfg = RSNeoConfig.from_preset("tiny", band_groups="fold")
+    cfg.save(tmp_path / "new.json")
+    saved = json.loads((tmp_path / "new.json").read_text())
+    assert saved["band_groups"] == "fold" and "extra" not in saved
+    assert RSNeoConfig.load(tmp_path / "new.json").band_groups == "fold"
+    old = {k: v for k, v in saved.items() if k != "band_groups"}
+    for extra, expected in (({"band_groups": "fold"}, "fold"), ({}, "sensor")):
+        (tmp_path / "old.json").write_text(json.dumps({**old, "extra": extra}))
+        assert RSNeoConfig.load(tmp_path / "old.json") == replace(cfg, band_groups=expected)
+
+
+def test_attn_backend_is_checked_and_not_saved_with_the_weights():
+    cfg = RSNeoConfig.from_preset("tiny", attn_backend="sdpa")
+    assert cfg.attn_backend == "sdpa" and "attn_backend" not in cfg.to_dict()
+    assert RSNeoConfig.from_dict(cfg.to_dict()).attn_backend == "auto"  # each process chooses its own
+    with pytest.raises(InputError, match=r"attn_backend must be one of \['auto', 'sdpa', 'flex', 'flash'\]"):
+        RSNeoConfig(attn_backend="flax")

@@ -4,14 +4,13 @@ reads (`rsneo.io.windows`)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import rasterio
 import torch
 
 from rsneo.data.frames import band_layout, model_band_groups
+from rsneo.errors import InputError
 from rsneo.io.windows import overview_size, raster_statistics
 from rsneo.sensors import get_sensor
 
@@ -86,8 +85,12 @@ def test_raster_statistics_of_a_decimated_read_stay_close_to_the_full_ones(share
 
 
 def test_model_band_groups_as_trained_and_sensor_by_default():
-    assert model_band_groups(SimpleNamespace(extra={})) == "sensor"  # the bundled model: no record
-    assert model_band_groups(SimpleNamespace(extra={"band_groups": "fold"})) == "fold"
+    from rsneo.model.config import RSNeoConfig
+
+    assert model_band_groups(RSNeoConfig()) == "sensor"  # the bundled model: no record
+    assert model_band_groups(RSNeoConfig(band_groups="fold")) == "fold"
+    with pytest.raises(InputError, match="model config band_groups: expected one of"):
+        model_band_groups(RSNeoConfig(band_groups="bands"))
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from rsneo.model.positions import ImageTokens
 def tokenizer(shared_data: Path):
     from rsneo.train.run import build_tokenizer
 
-    return build_tokenizer({}, shared_data, 512)
+    return build_tokenizer(None, None, shared_data, 512)
 
 
 @pytest.fixture(scope="session")
@@ -28,10 +28,13 @@ def image_tokens(tokenizer) -> ImageTokens:
 
 @pytest.fixture
 def tiny_model(tokenizer):
+    from dataclasses import asdict
+
     from rsneo.train.run import build_model
+    from rsneo.train.schema import ModelConfig
 
     torch.manual_seed(0)
-    return build_model({"preset": "tiny", "overrides": {}}, tokenizer)
+    return build_model(asdict(ModelConfig(preset="tiny")), tokenizer)
 
 
 @pytest.fixture(scope="session")

@@ -53,5 +53,5 @@ def test_prediction_groups_bands_as_the_model_was_trained(shared_data):
     assert band_layout(raster, band_groups="fold").groups == (tuple(i for g in sensor for i in g),)
     config = RSNeoConfig.from_preset("tiny")
     assert model_band_groups(config) == "sensor"  # models without a record were trained with sensor groups
-    config = replace(config, extra={**config.extra, "band_groups": "fold"})
+    config = replace(config, band_groups="fold")
     assert model_band_groups(RSNeoConfig.from_dict(config.to_dict())) == "fold"  # travels in config.json

@@ -66,3 +66,107 @@ def test_data_root_is_found_beside_the_repository_or_named_when_missing(shared_d
     with pytest.raises(InputError, match="data_root: expected a folder with the sample data"):
         resolve_data_root(str(tmp_path / "nowhere"))
     assert Path(resolve_data_root(str(shared_data))) == shared_data.resolve()
+
+
+def test_every_experiment_composes_with_every_key_typed_and_set():
+    from rsneo.train.config import run_config
+
+    assert options("experiment") == ["demo", "smoke"]
+    for name in options("experiment"):
+        plain = run_config(load_config([f"experiment={name}"]))  # raises on a missing value
+        assert plain["name"] == name and isinstance(plain["trainer"]["max_steps"], int)
+        assert plain["model"]["attn_backend"] == "auto" and plain["data"]["band_groups"] == "fold"
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("trainer.max_stepz=5", "Key 'max_stepz' not in 'TrainerConfig'; full_key: trainer.max_stepz"),
+        ("+model.atn_backend=flex", "Key 'atn_backend' not in 'ModelConfig'; full_key: model.atn_backend"),
+        ("trainer.max_steps=abc", "could not be converted to Integer; full_key: trainer.max_steps"),
+        ("model.attn_backend=flax", "one of [auto, sdpa, flex, flash]; full_key: model.attn_backend"),
+        ("data.band_groups=bands", "'bands', expected one of [sensor, fold]; full_key: data.band_groups"),
+        ("data.tile=???", "no value for ['data.tile']"),
+    ],
+)  # fmt: skip
+def test_rsneo_train_refuses_unknown_keys_and_wrong_types_at_start_with_exit_2(
+    override, named, tmp_path, capsys
+):
+    from rsneo.cli import run_app
+
+    out = tmp_path / "run"
+    assert run_app(["train", "experiment=smoke", override, f"out_dir={out}"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert named in err and "Traceback" not in err, err
+    assert not out.exists()  # refused before anything ran
+
+
+def test_a_misspelt_key_inside_a_users_experiment_file_is_refused_by_name(tmp_path, capsys):
+    from rsneo.cli import run_app
+
+    (tmp_path / "experiment").mkdir()
+    mine = tmp_path / "experiment" / "mine.yaml"
+    mine.write_text("# @package _global_\ntrainer:\n  max_steps: 5\n  log_every_n_steps: 1\n")
+    search = f"hydra.searchpath=[file://{tmp_path}]"
+    assert load_config([search, "experiment=mine"]).trainer.max_steps == 5  # found outside the package
+    mine.write_text(mine.read_text().replace("log_every", "log_evry"))
+    assert run_app(["train", search, "experiment=mine", "--show"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "In 'experiment/mine'" in err and "full_key: trainer.log_evry_n_steps" in err, err
+
+
+def test_a_hand_made_run_config_gets_the_schema_defaults_and_its_checks():
+    from rsneo.train.config import run_config
+
+    composed = run_config(load_config([]))
+    plain = run_config({**composed, "trainer": {**composed["trainer"], "threads": 1}})
+    assert plain == {**composed, "trainer": {**composed["trainer"], "threads": 1}}
+    del composed["trainer"]["val_batches"], composed["data"]["shuffle_buffer"]
+    plain = run_config(composed)  # keys a dict leaves out take the schema's defaults
+    assert (plain["trainer"]["val_batches"], plain["data"]["shuffle_buffer"]) == (2, 64)
+    with pytest.raises(
+        InputError, match=r"Key 'max_stepz' not in 'TrainerConfig'; full_key: trainer.max_stepz"
+    ):
+        run_config({**composed, "trainer": {"max_stepz": 3}})
+
+
+def test_attn_backend_from_the_command_line_reaches_the_models_forward(tokenizer, monkeypatch):
+    import torch
+
+    from rsneo.model.backbone import RSNeoBackbone
+    from rsneo.train.config import run_config
+    from rsneo.train.run import build_model
+
+    model = build_model(run_config(load_config(["model.attn_backend=sdpa"]))["model"], tokenizer)
+    assert model.config.attn_backend == "sdpa"
+    assert "attn_backend" not in model.config.to_dict()  # a choice of the run, not saved with the weights
+    seen: list[str] = []
+    original = RSNeoBackbone.attention_mask
+
+    def spy(self, inputs, backend, cache=None):
+        seen.append(backend)
+        return original(self, inputs, backend, cache)
+
+    monkeypatch.setattr(RSNeoBackbone, "attention_mask", spy)
+    model(input_ids=torch.tensor([[1, 2, 3]]))
+    model(input_ids=torch.tensor([[1, 2, 3]]), attn_backend="auto")  # a call's own choice wins
+    assert seen == ["sdpa", "auto"]
+    assert build_model(run_config(load_config([]))["model"], tokenizer).config.attn_backend == "auto"
+
+
+def test_attn_backend_is_set_on_a_model_started_from_a_folder(tmp_path, tiny_model, tokenizer):
+    from rsneo.train.config import run_config
+    from rsneo.train.run import build_model
+
+    tiny_model.save_pretrained(tmp_path)
+    model_cfg = run_config(load_config([f"model.init_from={tmp_path}", "model.attn_backend=flex"]))["model"]
+    assert build_model(model_cfg, tokenizer).config.attn_backend == "flex"
+
+
+def test_model_overrides_name_unknown_fields(tokenizer):
+    from rsneo.train.config import run_config
+    from rsneo.train.run import build_model
+
+    model_cfg = run_config(load_config(["+model.overrides.num_layerz=2"]))["model"]
+    with pytest.raises(InputError, match=r"model.overrides: \['num_layerz'\] are not RSNeoConfig fields"):
+        build_model(model_cfg, tokenizer)

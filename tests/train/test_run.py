@@ -58,6 +58,7 @@ def test_export_writes_a_folder_that_from_pretrained_and_the_products_load(smoke
     assert run_app(["export", str(smoke_run / "checkpoints" / "last.ckpt"), str(folder)]) == 0
     checkpoint = torch.load(smoke_run / "checkpoints" / "last.ckpt", weights_only=True)
     model = RSNeoForCausalLM.from_pretrained(folder)
+    assert model.config.band_groups == "fold"  # the smoke run's data.band_groups, which prediction follows
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, checkpoint["state_dict"][f"model.{name}"]), name
     system = load_system(folder)
@@ -138,10 +139,10 @@ def test_tokenizer_given_relative_to_the_repository_or_as_bundled_is_found(tmp_p
     if not (BUNDLED_TOKENIZER / "tokenizer.json").is_file():
         pytest.skip("no bundled tokenizer in rsneo/assets")
     monkeypatch.chdir(tmp_path)
-    by_path = build_tokenizer({"tokenizer": "rsneo/assets/tokenizer"}, tmp_path, 512)
-    assert by_path.get_vocab() == build_tokenizer({"tokenizer": "bundled"}, tmp_path, 512).get_vocab()
+    by_path = build_tokenizer("rsneo/assets/tokenizer", None, tmp_path, 512)
+    assert by_path.get_vocab() == build_tokenizer("bundled", None, tmp_path, 512).get_vocab()
     with pytest.raises(InputError, match="nope: expected a tokenizer folder with tokenizer.json"):
-        build_tokenizer({"tokenizer": "nope"}, tmp_path, 512)
+        build_tokenizer("nope", None, tmp_path, 512)
 
 
 def test_a_new_stage_starts_from_an_exported_folder_with_its_weights_and_tokenizer(

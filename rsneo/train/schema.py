@@ -1,0 +1,169 @@
+"""The typed schema of `rsneo train`'s config: one dataclass per group, registered in Hydra's ConfigStore.
+
+`train.yaml` lists `train_schema` first in its defaults, so every group option, experiment and command-line
+override is merged into these dataclasses: a misspelt key or a value of the wrong type fails at start with
+OmegaConf's message naming the key, instead of being ignored or failing late. The defaults here are the only
+ones: code reads the composed values, never `get(key, default)`. `MISSING` fields have no sensible default and
+must come from a group option (e.g. `model: tiny`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from rsneo.data.frames import BAND_GROUPS, DEFAULT_BAND_GROUPS
+from rsneo.model.masks import BACKENDS
+
+# The choices where the model and data code define them; OmegaConf checks values against the members' names.
+AttnBackend = StrEnum("AttnBackend", {name: name for name in BACKENDS})
+BandGroups = StrEnum("BandGroups", {name: name for name in BAND_GROUPS})
+
+
+class DataSplit(StrEnum):
+    """Sen1Floods11's halves: `train` the left half of each chip, `val` the right, `all` both."""
+
+    all = "all"
+    train = "train"
+    val = "val"
+
+
+@dataclass
+class ModelConfig:
+    """The backbone: a preset (rsneo.model.config.PRESETS) with field overrides, or a folder to start from."""
+
+    preset: str = MISSING
+    # RSNeoConfig fields to change from the preset's, e.g. {num_layers: 4}
+    overrides: dict[str, Any] = field(default_factory=dict)
+    # a from_pretrained folder (or converted NEO / Qwen3 checkpoint folder); null = random init
+    init_from: str | None = None
+    # attention kernels (rsneo.model.masks.BACKENDS): auto = flash-attn or Flex on CUDA, SDPA on CPU
+    attn_backend: AttnBackend = AttnBackend.auto  # type: ignore[attr-defined]
+    activation_checkpointing: bool = False
+    compile: bool = False  # torch.compile each decoder layer (CUDA only)
+
+
+@dataclass
+class DataConfig:
+    """Which samples a run trains on and how they are batched (rsneo.train.datamodule)."""
+
+    sources: list[str] = MISSING
+    tile: int = MISSING  # pixels, a multiple of 32
+    batch_size: int = MISSING
+    split: DataSplit = DataSplit.all
+    qa: bool = False  # question/answer documents where a source has them
+    path: str | None = None  # shards: the folder (null: data_root/shards)
+    shuffle: bool = True
+    shuffle_buffer: int = 64
+    val_fraction: float = 0.1  # in-memory sources: share held out when validating
+    val_path: str | None = None  # shards: a held-out shard folder ...
+    val_shards: int = 1  # ... or else the last `val_shards` shards
+    # fold: all bands of a frame in one group; sensor: the sensor's band groups (recorded in the model config)
+    band_groups: BandGroups = BandGroups[DEFAULT_BAND_GROUPS]  # type: ignore[misc]
+
+
+@dataclass
+class StageConfig:
+    """What trains and how fast (rsneo.train.freezing, rsneo.train.schedule)."""
+
+    name: str = "custom"  # a label for people (logs, config.yaml); nothing reads it
+    # `all`, or roles of model.parameter_groups() (vision, prebuffer, native_positions, post_llm, language)
+    trainable: Any = MISSING
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    betas: list[float] = MISSING
+    warmup_steps: int = MISSING
+    min_lr_ratio: float = MISSING
+    grad_clip: float | None = None  # gradient norm clip; null or 0 = none
+
+
+@dataclass
+class ObjectiveConfig:
+    """One loss; a weight of 0 switches it off."""
+
+    weight: float = 0.0
+
+
+@dataclass
+class MaskedBandsConfig(ObjectiveConfig):
+    # share of tokens hidden in frames with a single band group (frames with several groups hide whole groups)
+    mask_ratio: float = 0.5
+
+
+@dataclass
+class SegmentationObjective(ObjectiveConfig):
+    head: dict[str, Any] = field(default_factory=dict)  # SegmentationHeadConfig fields
+
+
+@dataclass
+class ChangeObjective(ObjectiveConfig):
+    pairs_per_source: int = 1  # simulated change pairs per source and step
+    head: dict[str, Any] = field(default_factory=dict)  # ChangeHeadConfig fields
+
+
+@dataclass
+class ObjectivesConfig:
+    masked_bands: MaskedBandsConfig = field(default_factory=MaskedBandsConfig)
+    lm: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    segmentation: SegmentationObjective = field(default_factory=SegmentationObjective)
+    change: ChangeObjective = field(default_factory=ChangeObjective)
+
+
+@dataclass
+class FSDPConfig:
+    sharding_strategy: str = "FULL_SHARD"
+    state_dict_type: str = "sharded"
+    cpu_offload: bool = False
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer options and rsneo's step-based schedule of checkpoints, logs and validation."""
+
+    accelerator: str = MISSING
+    devices: int | str = MISSING  # a count, -1 (all) or Lightning's strings
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | fsdp
+    precision: str = MISSING
+    max_steps: int = MISSING
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = MISSING
+    checkpoint_every_n_steps: int = MISSING
+    progress_bar: bool = True
+    tensorboard: bool = True
+    num_workers: int = 0
+    # intra-op threads per CPU process (null: the usable cores divided by `devices`)
+    threads: int | None = None
+    # stop early at this step (the schedule and data stream still span max_steps)
+    stop_at_step: int | None = None
+    val_every_n_steps: int = 0  # 0 = never
+    val_batches: int = 2
+    fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+
+
+@dataclass
+class TrainConfig:
+    """The whole run (train.yaml)."""
+
+    name: str = "train"
+    seed: int = 0
+    data_root: str = MISSING
+    out_dir: str = MISSING
+    resume: str | None = None  # a Lightning checkpoint to resume from
+    # a tokenizer folder, `bundled`, or null (train a small byte-level BPE on the run's texts)
+    tokenizer: str | None = None
+    loss_curve: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    stage: StageConfig = field(default_factory=StageConfig)
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def register() -> None:
+    """Store the schema as `train_schema`, the first entry of train.yaml's defaults."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
