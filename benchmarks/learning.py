@@ -159,7 +159,7 @@ def measure_throughput(
     from rsneo.model.inputs import ImageInput
     from rsneo.model.positions import ImageTokens, pack_documents
     from rsneo.model.tokenizer import train_tokenizer
-    from rsneo.train.objectives import language_model_loss
+    from rsneo.train.objectives import language_model_loss, lm_targets
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
@@ -180,15 +180,17 @@ def measure_throughput(
         text = tokenizer("a satellite image of water and land")["input_ids"] * 8
         ids = [tokens.start] + [tokens.context] * (2 * grid * grid) + [tokens.end] + text
         rows.append([(torch.tensor(ids), groups)])
-    inputs = pack_documents(rows, config).to(device)
-    inputs.labels = inputs.input_ids.roll(-1, 1)
+    inputs = pack_documents(rows, config)
+    target_rows, target_cols, targets = (t.to(device) for t in lm_targets(inputs.input_ids.roll(-1, 1)))
+    inputs = inputs.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=cuda)
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=cuda)
     n_tokens = int(inputs.input_ids.numel())
 
     def step() -> None:
         with autocast:
-            loss = language_model_loss(model.lm_head, model.backbone(inputs).last_hidden_state, inputs.labels)
+            hidden = model.backbone(inputs, check_inputs=False).last_hidden_state
+            loss = language_model_loss(model.lm_head, hidden[target_rows, target_cols], targets)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -119,3 +119,51 @@ def unpack(inputs: ModelInputs, image_context_id: int) -> list[UnpackedDocument]
                 UnpackedDocument(ids, inputs.positions[:, r, sl], inputs.block_ids[r, sl], groups, labels)
             )
     return out
+
+
+def concat_rows(parts: Sequence[ModelInputs], pad_id: int = 0) -> ModelInputs:
+    """The rows of several batches as one batch, right-padded to the widest (padding: doc id -1, which
+    attends only itself), images in row order; `labels` are dropped (the parts' targets are gathered by
+    position instead). Each part keeps its own mask policy: its block ids are taken as they are."""
+    width = max(p.input_ids.shape[1] for p in parts)
+
+    def pad(t: Tensor, value: float) -> Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[-1]), value=value)
+
+    return ModelInputs(
+        input_ids=torch.cat([pad(p.input_ids, pad_id) for p in parts]),
+        positions=torch.cat([pad(p.positions, 0.0) for p in parts], dim=1),
+        doc_ids=torch.cat([pad(p.doc_ids, -1) for p in parts]),
+        block_ids=torch.cat([pad(p.block_ids, -1) for p in parts]),
+        images=[im for p in parts for im in p.images],
+    )
+
+
+def repack(
+    inputs: ModelInputs, image_context_id: int, max_tokens: int, pad_id: int = 0
+) -> tuple[ModelInputs, list[tuple[int, int, int]]]:
+    """The documents of `inputs` packed anew, first-fit, into rows of at most `max_tokens` (several short
+    documents to a row instead of a padded row each), positions and block ids kept as they were; with each
+    document's (row, first column, length) in the new batch, in the documents' original order."""
+    docs = unpack(inputs, image_context_id)
+    rows = pack_rows([len(d.ids) for d in docs], max_tokens)
+    width = max(sum(len(docs[i].ids) for i in row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    positions = torch.zeros(4, len(rows), width)
+    doc_ids = torch.full((len(rows), width), -1, dtype=torch.long)
+    block_ids = torch.full((len(rows), width), -1, dtype=torch.long)
+    images: list[ImageInput] = []
+    where = [(0, 0, 0)] * len(docs)
+    for r, row in enumerate(rows):
+        start = 0
+        for d, i in enumerate(row):
+            doc = docs[i]
+            end = start + len(doc.ids)
+            input_ids[r, start:end] = doc.ids
+            positions[:, r, start:end] = doc.positions
+            doc_ids[r, start:end] = d
+            block_ids[r, start:end] = doc.block_ids
+            images.extend(doc.groups)
+            where[i] = (r, start, len(doc.ids))
+            start = end
+    return ModelInputs(input_ids, positions, doc_ids, block_ids, images), where

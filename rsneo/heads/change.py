@@ -90,8 +90,8 @@ class ChangeHead(nn.Module):
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Cross-entropy; labels (B, H, W): 0 unchanged, 1 changed, -1 unknown (ignored)."""
-        labels = labels.long().clone()
-        labels[(labels < 0) | (labels > 1)] = IGNORE
+        labels = labels.long()
+        labels = torch.where((labels < 0) | (labels > 1), IGNORE, labels)  # no mask index: no host sync
         return F.cross_entropy(logits, labels, ignore_index=IGNORE)
 
     def to_json(self) -> dict:

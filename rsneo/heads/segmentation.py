@@ -163,8 +163,9 @@ class SegmentationHead(nn.Module):
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Cross-entropy over the given classes; labels (B, H, W), -1 or any value >= K is ignored."""
-        labels = labels.long().clone()
-        labels[(labels < 0) | (labels >= logits.shape[1])] = IGNORE
+        labels = labels.long()
+        # `where`, not a boolean assignment: an index by mask is a nonzero (a host sync on an accelerator)
+        labels = torch.where((labels < 0) | (labels >= logits.shape[1]), IGNORE, labels)
         return F.cross_entropy(logits, labels, ignore_index=IGNORE)
 
     def probabilities(self, logits: Tensor, none_threshold: float | None = None) -> Tensor:
@@ -188,13 +189,18 @@ def backbone_states(model: nn.Module, inputs: ModelInputs) -> tuple[Tensor, tupl
     return out.last_hidden_state, tuple(out.hidden_states)
 
 
+def class_prompt_ids(tokenizer, names: list[str], config: SegmentationHeadConfig) -> list[list[int]]:
+    """The token ids of each class name's prompt (`prompt_template`), no special tokens."""
+    prompts = [config.prompt_template.format(name.strip()) for name in names]
+    return [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+
 def encode_class_prompts(
     model: nn.Module, tokenizer, names: list[str], config: SegmentationHeadConfig
 ) -> Tensor:
     """(K, hidden): each class prompt's last-token final hidden state."""
     device = next(model.parameters()).device
-    prompts = [config.prompt_template.format(name.strip()) for name in names]
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    encoded = class_prompt_ids(tokenizer, names, config)
     width = max(len(ids) for ids in encoded)
     ids = torch.zeros(len(encoded), width, dtype=torch.long)
     last = torch.tensor([len(e) - 1 for e in encoded])
@@ -204,22 +210,60 @@ def encode_class_prompts(
     return hidden[torch.arange(len(encoded), device=device), last.to(device)]
 
 
+def image_document(frames: list[list[ImageInput]], tokens) -> tuple[Tensor, list[ImageInput]]:
+    """One sample's document `(ids, band groups)`: each frame is `<img>` + its groups' tokens + `</img>`."""
+    ids_of = ImageTokens.of(tokens)
+    ids: list[int] = []
+    groups: list[ImageInput] = []
+    for frame in frames:
+        ids += [ids_of.start] + [ids_of.context] * sum(g.num_tokens for g in frame) + [ids_of.end]
+        groups += frame
+    return torch.tensor(ids), groups
+
+
 def image_documents(frames: list[list[list[ImageInput]]], tokens, policy: str = "frame") -> ModelInputs:
-    """One document per sample: each frame is `<img>` + its band groups' tokens + `</img>`.
+    """One document per sample and row (`image_document`).
 
     `frames[b][t]` are the band groups of frame t of sample b. `tokens` gives the image token ids (an
     `RSNeoConfig`). With `policy="scene"` all frames of a sample see each other.
     """
-    ids_of = ImageTokens.of(tokens)
-    rows = []
-    for sample in frames:
-        ids: list[int] = []
-        groups: list[ImageInput] = []
-        for frame in sample:
-            ids += [ids_of.start] + [ids_of.context] * sum(g.num_tokens for g in frame) + [ids_of.end]
-            groups += frame
-        rows.append([(torch.tensor(ids), groups)])
-    return pack_documents(rows, tokens, policy)
+    return pack_documents([[image_document(sample, tokens)] for sample in frames], tokens, policy)
+
+
+def frame_pixels(images: list[ImageInput], samples: int, frames: int) -> tuple[Tensor, Tensor]:
+    """The normalised pixels (samples, frames, bands, H, W) of image documents' band groups (`images` in
+    document order, every frame the same groups), and the wavelengths (bands,) of one frame."""
+    per_frame = len(images) // (samples * frames)
+    stacked = [
+        torch.cat([g.pixels for g in images[i : i + per_frame]])  # (bands, H, W)
+        for i in range(0, len(images), per_frame)
+    ]
+    pixels = torch.stack(stacked).view(samples, frames, *stacked[0].shape)
+    return pixels, torch.cat([g.wavelengths for g in images[:per_frame]])
+
+
+def gather_features(
+    last: Tensor,
+    early: Tensor,
+    rows: Tensor,
+    cols: Tensor,
+    grid: tuple[int, int],
+    pixels: Tensor,
+    wavelengths: Tensor,
+) -> ImageFeatures:
+    """`ImageFeatures` read from one backbone pass at the image tokens (`rows`, `cols`): every sample's
+    tokens, frame after frame, band group after group, row-major; several groups of a frame are averaged per
+    location. `pixels` (samples, frames, bands, H, W). Indexing by positions known in advance keeps every
+    shape fixed: no device read, so the training step can share this with inference."""
+    samples, frames = pixels.shape[:2]
+    per_group = grid[0] * grid[1]
+
+    def gather(states: Tensor) -> Tensor:
+        # (rows, tokens, hidden) -> (samples, frames, hidden, rows, cols)
+        picked = states[rows, cols].view(samples, frames, -1, per_group, states.shape[-1]).mean(2)
+        return picked.view(samples, frames, *grid, -1).permute(0, 1, 4, 2, 3)
+
+    return ImageFeatures(gather(last), gather(early), pixels, wavelengths)
 
 
 def image_features(
@@ -233,25 +277,9 @@ def image_features(
     All frames share one grid and one band set. Several band groups of a frame are averaged per location.
     """
     last, hidden_states = backbone_states(model, inputs)
-    early = hidden_states[early_layer]
-    context = inputs.input_ids == model.config.img_context_token_id  # (B, L)
-    device = last.device
-    batch = inputs.input_ids.shape[0]
-    groups_per_sample = len(inputs.images) // batch
-    groups_per_frame = groups_per_sample // frames
-    rows, cols = inputs.images[0].grid
-    per_group = rows * cols
-
-    def gather(states: Tensor) -> Tensor:
-        # (B, L, hidden) -> (B, frames, hidden, rows, cols)
-        picked = states[context].view(batch, frames, groups_per_frame, per_group, -1).mean(2)
-        return picked.view(batch, frames, rows, cols, -1).permute(0, 1, 4, 2, 3)
-
-    groups = inputs.images
-    frame_pixels = [
-        torch.cat([g.pixels for g in groups[i : i + groups_per_frame]])  # (bands, H, W)
-        for i in range(0, len(groups), groups_per_frame)
-    ]
-    pixels = torch.stack(frame_pixels).view(batch, frames, *frame_pixels[0].shape)  # (B, frames, bands, H, W)
-    wavelengths = torch.cat([g.wavelengths for g in inputs.images[:groups_per_frame]])
-    return ImageFeatures(gather(last), gather(early), pixels.to(device), wavelengths.to(device))
+    rows, cols = torch.nonzero(inputs.input_ids == model.config.img_context_token_id, as_tuple=True)
+    pixels, wavelengths = frame_pixels(inputs.images, inputs.input_ids.shape[0], frames)
+    return gather_features(
+        last, hidden_states[early_layer], rows, cols, inputs.images[0].grid,
+        pixels.to(last.device), wavelengths.to(last.device),
+    )  # fmt: skip

@@ -84,19 +84,24 @@ class RSNeoBackbone(nn.Module):
     def post_layers(self) -> list[NativeLayer]:
         return list(self.layers[self.config.prebuffer_layers :])
 
-    def embed(self, inputs: ModelInputs, image_embeds: Tensor | None = None) -> Tensor:
-        """Word embeddings, `<IMG_CONTEXT>` positions replaced by patch embeddings (batch, tokens, hidden)."""
+    def embed(self, inputs: ModelInputs, image_embeds: Tensor | None = None, check: bool = True) -> Tensor:
+        """Word embeddings, `<IMG_CONTEXT>` positions replaced by patch embeddings (batch, tokens, hidden).
+
+        `check=False` skips counting the `<IMG_CONTEXT>` tokens against the band groups: the count reads the
+        ids back (a host sync on an accelerator), and inputs built by `pack_documents` were matched to their
+        band groups already. How many image tokens there are is then known on the host, from the groups.
+        """
         x = self.embed_tokens(inputs.input_ids)
         slots = inputs.input_ids == self.config.img_context_token_id
-        n_slots = int(slots.sum())
+        n_slots = int(slots.sum()) if check else sum(im.num_tokens for im in inputs.images)
         if image_embeds is None and n_slots:
             image_embeds = self.vision(inputs.images)
         n_embeds = 0 if image_embeds is None else image_embeds.shape[0]
-        if n_slots != n_embeds:
+        if check and n_slots != n_embeds:
             raise InputError(
                 f"inputs: {n_slots} <IMG_CONTEXT> tokens but the band groups give {n_embeds} image tokens"
             )
-        if n_slots:
+        if n_embeds:
             x = x.masked_scatter(slots[..., None], image_embeds.to(x.dtype))
         return x
 
@@ -134,11 +139,15 @@ class RSNeoBackbone(nn.Module):
         attn_backend: str | None = None,
         cache: KVCache | None = None,
         image_embeds: Tensor | None = None,
+        check_inputs: bool = True,
     ) -> BackboneOutput:
         """Run the stack. With `cache`, `inputs` are the new tokens only, written into the cache in place.
-        `attn_backend` None: the config's (`RSNeoConfig.attn_backend`)."""
+
+        `attn_backend` None: the config's (`RSNeoConfig.attn_backend`). `check_inputs=False`: see `embed` (the
+        training step, whose inputs `pack_documents` built, passes it).
+        """
         cfg = self.config
-        x = self.embed(inputs, image_embeds)
+        x = self.embed(inputs, image_embeds, check_inputs)
         rope = NativeRopeTables.build(
             inputs.positions.to(x.device), cfg.head_dim, cfg.spectral_head_dim,
             cfg.rope_theta, cfg.rope_theta_hw, cfg.rope_theta_s, x.dtype, cfg.rope_linear_factor,

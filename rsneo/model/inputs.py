@@ -55,6 +55,17 @@ class ImageInput:
     band_keys: tuple[str, ...]
     time: float | None = None  # days since an epoch; used when T is spaced by acquisition date
     token_size: int = DEFAULT_TOKEN_SIZE  # pixels per token side of its model (`RSNeoConfig.token_size`)
+    # the wavelengths' host copy, kept by `ModelInputs.to`: the patch embedding picks kernels by wavelength
+    # on the host, and reading them back from an accelerator would stall every step (a host sync). A
+    # `replace` that changes `wavelengths` must pass host_wavelengths=None with them.
+    host_wavelengths: Tensor | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def wavelengths_on_host(self) -> Tensor:
+        """The wavelengths as a CPU tensor, without a device read when the host copy is known."""
+        if self.host_wavelengths is not None:
+            return self.host_wavelengths
+        return self.wavelengths if self.wavelengths.device.type == "cpu" else self.wavelengths.cpu()
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -95,7 +106,14 @@ class ModelInputs:
             doc_ids=move(self.doc_ids),
             block_ids=move(self.block_ids),
             images=[
-                replace(im, pixels=im.pixels.to(device), wavelengths=im.wavelengths.to(device))
+                replace(
+                    im,
+                    pixels=im.pixels.to(device),
+                    wavelengths=im.wavelengths.to(device),
+                    host_wavelengths=im.host_wavelengths
+                    if im.host_wavelengths is not None or im.wavelengths.device.type != "cpu"
+                    else im.wavelengths,
+                )
                 for im in self.images
             ],
             labels=move(self.labels),

@@ -83,26 +83,27 @@ class SpectralPatchEmbedding(nn.Module):
                 "give one key per band"
             )
         log_anchor = torch.tensor(self.config.spectral_anchors_um, dtype=torch.float32).log()
+        # host arithmetic read with `tolist` (the float32 values, as before): no device read, no host sync
         wl = wavelengths.detach().to("cpu", torch.float32)
         kernels = []
         for i, key in enumerate(band_keys):
-            if is_radar(float(wl[i]), key):
+            um = wl[i].tolist()
+            if is_radar(um, key):
                 if key not in SAR_KEYS:
                     raise InputError(
-                        f"band {i}: radar wavelength {float(wl[i])} um needs a polarisation key, "
-                        f"found {key!r}"
+                        f"band {i}: radar wavelength {um} um needs a polarisation key, found {key!r}"
                     )
                 kernel = self.sar_kernels[SAR_KEYS.index(key)]
             else:
-                if not float(wl[i]) > 0:
-                    raise InputError(
-                        f"band {i} ({key!r}): expected a positive wavelength in um, found {float(wl[i])}"
-                    )
+                if not um > 0:
+                    raise InputError(f"band {i} ({key!r}): expected a positive wavelength in um, found {um}")
                 x = wl[i].log()
-                left = int(torch.searchsorted(log_anchor, x, right=True)) - 1
+                left = torch.searchsorted(log_anchor, x, right=True).tolist() - 1
                 left = min(max(left, 0), len(log_anchor) - 2)
-                t = float(
-                    ((x - log_anchor[left]) / (log_anchor[left + 1] - log_anchor[left])).clamp(0.0, 1.0)
+                t = (
+                    ((x - log_anchor[left]) / (log_anchor[left + 1] - log_anchor[left]))
+                    .clamp(0.0, 1.0)
+                    .tolist()
                 )
                 # exact at an anchor: (1 - 0) * A + 0 * B == A, bit for bit
                 kernel = (1.0 - t) * self.anchors[left] + t * self.anchors[left + 1]
@@ -124,7 +125,7 @@ class SpectralPatchEmbedding(nn.Module):
             raise InputError(
                 f"image: height and width must be multiples of {step} pixels, found {height}x{width}"
             )
-        kernel = self.band_kernels(first.wavelengths, first.band_keys).to(self.anchors.dtype)
+        kernel = self.band_kernels(first.wavelengths_on_host, first.band_keys).to(self.anchors.dtype)
         pixels = torch.stack([im.pixels for im in images]).to(
             device=self.anchors.device, dtype=self.anchors.dtype
         )
@@ -142,7 +143,7 @@ class SpectralPatchEmbedding(nn.Module):
             return self.anchors.new_zeros(0, self.config.hidden_size)
         buckets: dict[tuple, list[int]] = {}
         for i, im in enumerate(images):
-            signature = (tuple(im.wavelengths.tolist()), tuple(im.band_keys), tuple(im.pixels.shape))
+            signature = (tuple(im.wavelengths_on_host.tolist()), tuple(im.band_keys), tuple(im.pixels.shape))
             buckets.setdefault(signature, []).append(i)
         grids: list[Tensor] = [self.anchors.new_zeros(0)] * len(images)
         for indices in buckets.values():

@@ -67,13 +67,17 @@ class LossCurve(L.Callback):
             plot_loss_curves(metrics, self.out_dir / "loss_curve.png")
 
 
-def step_progress_bar(max_steps: int) -> L.Callback:
-    """A rich progress bar that counts optimizer steps of `max_steps`.
+def step_progress_bar(max_steps: int, every: int = 1) -> L.Callback:
+    """A rich progress bar that counts optimizer steps of `max_steps` and shows the loss every `every` steps.
 
     The run is bounded by steps (max_epochs=-1, one endless stream), so Lightning's own bar reads "Epoch 0/-2"
-    and counts batches; this one reads "step" and shows global_step / max_steps, also after a resume.
+    and counts batches; this one reads "step" and shows global_step / max_steps, also after a resume. The
+    loss is read from the device only on the steps it is logged (`log_every_n_steps`): reading it every
+    step would be a host sync per step.
     """
     from lightning.pytorch.callbacks import RichProgressBar
+
+    every = max(1, every)
 
     class StepProgressBar(RichProgressBar):
         @property
@@ -83,17 +87,26 @@ def step_progress_bar(max_steps: int) -> L.Callback:
         def _get_train_description(self, current_epoch: int) -> str:
             return "step"
 
+        def get_metrics(self, trainer, pl_module) -> dict:
+            metrics = super().get_metrics(trainer, pl_module)
+            loss = trainer.callback_metrics.get("train/loss")
+            if loss is not None:
+                metrics["loss"] = f"{float(loss):.4g}"
+            return metrics
+
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if not self.is_disabled and self.train_progress_bar_id is None:
                 self._initialize_train_progress_bar_id()
             self._update(self.train_progress_bar_id, trainer.global_step)
-            self._update_metrics(trainer, pl_module)
+            if trainer.global_step % every == 0:
+                self._update_metrics(trainer, pl_module)
 
     return StepProgressBar(leave=True)
 
 
 class TokenThroughput(L.Callback):
-    """Logs `train/tokens_per_s` (all ranks; padding excluded) every `every` optimizer steps.
+    """Logs `train/tokens_per_s` (all ranks; padding excluded) every `every` optimizer steps: the tokens of
+    the step's one backbone pass (training rows, and the chips, change pairs and class prompts with them).
 
     Tokens are counted on the batch's device, so a step holds no host sync for this: the count is read once
     per `every` steps, when it is logged. The rate covers the whole loop (data loading included).

@@ -48,12 +48,6 @@ def change_batch(sources: Sequence[ChangeSource], generator: torch.Generator, to
     return ChangeBatch(image_documents(pairs, tokens, policy="scene"), torch.stack(labels))
 
 
-def change_loss(head: nn.Module, model: nn.Module, batch: ChangeBatch) -> Tensor:
-    """The change head's cross-entropy on a change batch, through the same features `rsneo change` uses."""
-    features = image_features(model, batch.inputs, head.config.early_layer, frames=2)
-    return head.loss(head(features, 0, 1), batch.labels)
-
-
 def build_change_head(cfg: dict, model: nn.Module) -> nn.Module | None:
     """The products' change head when the run's `objectives.change.weight` is positive, else None."""
     spec = cfg["objectives"]["change"]

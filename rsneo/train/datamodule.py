@@ -33,6 +33,7 @@ from rsneo.heads.segmentation import image_documents
 from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import ChangeSource, SegmentationBatch, TrainBatch
 from rsneo.train.corpus import QA_SOURCES, SOURCES, Sample, shard_sample
+from rsneo.train.step import StepBatch  # what `on_before_batch_transfer` makes of a training batch
 
 
 class StepSampler(Sampler[int]):
@@ -317,10 +318,21 @@ class RSNeoDataModule(L.LightningDataModule):
         sampler = StepSampler(len(self.val_samples), size, max(self.val_batches, 1), self.seed, rank, world)
         return self._loader(SampleList(self.val_samples), sampler)
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches become the module's step plan here, on the host (`RSNeoTraining.plan`)."""
+        trainer = self.trainer
+        if (
+            trainer is not None
+            and trainer.training
+            and hasattr(trainer.lightning_module, "plan_training_batch")
+        ):
+            return trainer.lightning_module.plan_training_batch(batch)
+        return batch
+
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return (
             batch.to(device)
-            if isinstance(batch, TrainBatch)
+            if isinstance(batch, TrainBatch | StepBatch)
             else super().transfer_batch_to_device(batch, device, dataloader_idx)
         )
 

@@ -129,30 +129,61 @@ class BandDecoder(nn.Module):
         return self.to_pixels(z)  # (tokens, bands, token_size**2)
 
 
-def masked_band_loss(
-    hidden: Tensor,
-    images: list[ImageInput],
-    mask: TokenMask,
-    slots: list[tuple[Tensor, Tensor]],
-    decoder: BandDecoder,
-) -> Tensor:
+@dataclass
+class MaskedTargets:
+    """What masked band-group reconstruction reads, fixed on the host: where the hidden tokens sit in the
+    batch (`rows`, `cols`: every image's hidden tokens, image after image), how many per image (`counts`),
+    and their true normalised pixels. Images with no hidden token are left out."""
+
+    rows: Tensor  # (hidden tokens,) long
+    cols: Tensor  # (hidden tokens,) long
+    counts: list[int]
+    wavelengths: list[Tensor]  # (bands,) per image
+    targets: list[Tensor]  # (count, bands, token_size**2) per image, from the unmasked pixels
+
+    def to(self, device: torch.device | str) -> MaskedTargets:
+        move = lambda ts: [t.to(device) for t in ts]
+        return MaskedTargets(
+            self.rows.to(device),
+            self.cols.to(device),
+            self.counts,
+            move(self.wavelengths),
+            move(self.targets),
+        )
+
+
+def masked_targets(
+    images: list[ImageInput], mask: TokenMask, slots: list[tuple[Tensor, Tensor]]
+) -> MaskedTargets | None:
+    """The targets of `mask` over `images` (the unmasked originals; `slots` from `image_token_slots`), on
+    the host; None when nothing is hidden."""
+    rows, cols, counts, wavelengths, targets = [], [], [], [], []
+    for image, grid, (row, col) in zip(images, mask.grids, slots, strict=True):
+        picked = grid.reshape(-1).nonzero().flatten()  # host tensors: no device read
+        if picked.numel() == 0:
+            continue
+        rows.append(row[picked])
+        cols.append(col[picked])
+        counts.append(picked.numel())
+        wavelengths.append(image.wavelengths)
+        targets.append(patchify(image.pixels, image.token_size)[picked])  # (count, bands, token_size**2)
+    if not counts:
+        return None
+    return MaskedTargets(torch.cat(rows), torch.cat(cols), counts, wavelengths, targets)
+
+
+def masked_band_loss(hidden: Tensor, targets: MaskedTargets, decoder: BandDecoder) -> Tensor:
     """Mean squared error between decoded and true (unmasked) normalised pixels over the hidden tokens.
 
-    `hidden` is (batch, tokens, hidden) from the masked input; `images` are the original, unmasked
-    images. The hidden tokens of all images are gathered in one indexing step (one scatter in the
-    backward pass).
+    `hidden` is (batch, tokens, hidden) from the masked input. The hidden tokens of all images are gathered
+    in one indexing step (one scatter in the backward pass), at positions fixed on the host, so no shape
+    here depends on a device value.
     """
-    hides = [grid.reshape(-1).to(hidden.device) for grid in mask.grids]  # (tokens,) per image
-    rows = torch.cat([row[h] for (row, _), h in zip(slots, hides, strict=True)])
-    cols = torch.cat([col[h] for (_, col), h in zip(slots, hides, strict=True)])
-    states = hidden[rows, cols].split([int(h.sum()) for h in hides])  # per image (hidden tokens, hidden)
+    states = hidden[targets.rows, targets.cols].split(targets.counts)  # per image (count, hidden)
     total = hidden.new_zeros((), dtype=torch.float32)
     count = 0
-    for image, hide, picked in zip(images, hides, states, strict=True):
-        if picked.shape[0] == 0:
-            continue
-        target = patchify(image.pixels, decoder.token_size)[hide]  # (hidden tokens, bands, token_size**2)
-        pred = decoder(picked, image.wavelengths)
+    for picked, wavelengths, target in zip(states, targets.wavelengths, targets.targets, strict=True):
+        pred = decoder(picked, wavelengths)
         total = total + F.mse_loss(pred.float(), target.float(), reduction="sum")
         count += target.numel()
-    return total / max(count, 1)
+    return total / count

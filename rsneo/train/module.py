@@ -1,10 +1,12 @@
 """The Lightning module: one backbone, the run's objectives, stage freezing, optimizer and schedule.
 
-A step: hide band groups of the batch's images, run the backbone once on the masked batch, and sum the
-weighted losses (masked band-group reconstruction on image tokens, language modelling on text with
-labels, label-as-text segmentation where masks exist, the change head on simulated change pairs). Every
-random choice of a step comes from a generator seeded by (seed, global step, rank), so a resumed run draws
-exactly what an uninterrupted one would.
+A step: the host plans it (`rsneo.train.step.plan_step`, in `on_before_batch_transfer`: band groups to
+hide, text targets, simulated change pairs, every objective's rows packed into one input), the device runs
+the backbone once over all of it and sums the weighted losses (masked band-group reconstruction on image
+tokens, language modelling on text with labels, label-as-text segmentation where masks exist, the change
+head on simulated change pairs) without reading a device value back (no host sync; Lightning reads the
+logged losses every `log_every_n_steps`). Every random choice of a step comes from a generator seeded by
+(seed, global step, rank), so a resumed run draws exactly what an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from rsneo.heads.segmentation import gather_features
 from rsneo.train.batch import TrainBatch
-from rsneo.train.change import change_batch, change_loss
 from rsneo.train.checkpoint import RSNEO_KEY, tokenizer_files
 from rsneo.train.config import run_config as config_of_run
 from rsneo.train.freezing import apply_stage
-from rsneo.train.masking import BandDecoder, apply_mask, choose_mask, image_token_slots, masked_band_loss
-from rsneo.train.objectives import backbone_forward, language_model_loss, segmentation_loss
+from rsneo.train.masking import BandDecoder, masked_band_loss
+from rsneo.train.objectives import language_model_loss
 from rsneo.train.scale import compile_layers, enable_activation_checkpointing
 from rsneo.train.schedule import build_optimizer
+from rsneo.train.step import HeadTargets, StepBatch, plan_step
 
 
 class RSNeoTraining(L.LightningModule):
@@ -69,30 +72,59 @@ class RSNeoTraining(L.LightningModule):
         seed = int(self.run_config["seed"]) * 1_000_003 + self.global_step * 101 + self.global_rank
         return torch.Generator().manual_seed(seed)
 
-    def losses(self, batch: TrainBatch, generator: torch.Generator) -> dict[str, Tensor]:
-        """The unweighted losses of the objectives that apply to `batch`."""
-        inputs = batch.inputs
-        context_id = self.model.config.img_context_token_id
-        use_masking = self.band_decoder is not None and len(inputs.images) > 0
-        mask = choose_mask(inputs, context_id, self.mask_ratio, generator) if use_masking else None
-        seen = apply_mask(inputs, mask) if mask is not None else inputs
-        hidden = backbone_forward(self.model, seen)  # (batch, tokens, hidden)
-        out: dict[str, Tensor] = {}
-        if mask is not None and mask.num_hidden > 0:
-            slots = image_token_slots(inputs, context_id)
-            out["masked_bands"] = masked_band_loss(hidden, inputs.images, mask, slots, self.band_decoder)
-        if self.weights.get("lm", 0) > 0 and inputs.labels is not None and bool((inputs.labels >= 0).any()):
-            out["lm"] = language_model_loss(self.model.lm_head, hidden, inputs.labels)
+    def plan(self, batch: TrainBatch, generator: torch.Generator) -> StepBatch:
+        """The host half of a step on `batch` (CPU tensors): see `rsneo.train.step.plan_step`."""
         if self.seg_head is not None and batch.segmentation is not None:
             self.segmentation_classes.update(dict.fromkeys(batch.segmentation.class_names))
-            out["segmentation"] = segmentation_loss(
-                self.seg_head, self.model, self.tokenizer, batch.segmentation, generator
-            )
-        if self.change_head is not None and batch.change:
-            pairs = change_batch(list(batch.change) * self.change_pairs, generator, self.model.config)
-            if pairs is not None:
-                out["change"] = change_loss(self.change_head, self.model, pairs.to(self.device))
-        return out
+        return plan_step(
+            batch,
+            self.model.config,
+            generator,
+            mask_ratio=self.mask_ratio if self.band_decoder is not None else None,
+            lm=self.weights.get("lm", 0) > 0,
+            segmentation=self.seg_head.config if self.seg_head is not None else None,
+            tokenizer=self.tokenizer,
+            change_pairs=self.change_pairs if self.change_head is not None else 0,
+            pad_id=int(getattr(self.tokenizer, "pad_token_id", None) or 0),
+        )
+
+    def step_losses(self, step: StepBatch) -> dict[str, Tensor]:
+        """The device half: one backbone pass over the planned rows, every loss gathered at positions fixed
+        by the plan (no value is read back from the device)."""
+        heads = step.segmentation is not None or step.change is not None
+        backend = getattr(self.model.config, "attn_backend", None) or "auto"
+        if backend == "auto":  # the plan knows whether flash could apply: no test of the ids on the device
+            backend = "auto" if step.flash else ("flex" if step.inputs.input_ids.is_cuda else "sdpa")
+        out = self.model.backbone(
+            step.inputs, output_hidden_states=heads, attn_backend=backend, check_inputs=False
+        )
+        last = out.last_hidden_state  # (rows, tokens, hidden), after the final norm
+        losses: dict[str, Tensor] = {}
+        if step.masked is not None:
+            losses["masked_bands"] = masked_band_loss(last, step.masked, self.band_decoder)
+        if step.lm is not None:
+            rows, cols, targets = step.lm
+            losses["lm"] = language_model_loss(self.model.lm_head, last[rows, cols], targets)
+        if step.segmentation is not None:
+            seg = step.segmentation
+            features = self.head_features(out, seg, self.seg_head.config.early_layer)
+            classes = last[seg.prompt_rows, seg.prompt_cols]  # (K, hidden) each prompt's last token
+            losses["segmentation"] = self.seg_head.loss(self.seg_head(features, classes), seg.labels)
+        if step.change is not None:
+            features = self.head_features(out, step.change, self.change_head.config.early_layer)
+            losses["change"] = self.change_head.loss(self.change_head(features, 0, 1), step.change.labels)
+        return losses
+
+    @staticmethod
+    def head_features(out: Any, targets: HeadTargets, early_layer: int) -> Any:
+        return gather_features(
+            out.last_hidden_state, out.hidden_states[early_layer], targets.rows, targets.cols, targets.grid,
+            targets.pixels, targets.wavelengths,
+        )  # fmt: skip
+
+    def losses(self, batch: TrainBatch, generator: torch.Generator) -> dict[str, Tensor]:
+        """The unweighted losses of the objectives that apply to `batch` (planned here, on its device)."""
+        return self.step_losses(self.plan(batch.to("cpu"), generator).to(self.device))
 
     def weighted_total(self, losses: dict[str, Tensor]) -> Tensor:
         return sum(
@@ -100,17 +132,26 @@ class RSNeoTraining(L.LightningModule):
             torch.zeros((), device=self.device),
         )
 
-    def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
-        losses = self.losses(batch, self.step_generator())
+    def plan_training_batch(self, batch: Any) -> Any:
+        """A training batch planned on the host, before it moves to the device (called by the datamodule's
+        `on_before_batch_transfer`, Lightning's hook for this, which the datamodule owns)."""
+        if isinstance(batch, TrainBatch):
+            return self.plan(batch, self.step_generator())
+        return batch
+
+    def training_step(self, batch: StepBatch | TrainBatch, batch_idx: int) -> Tensor:
+        step = batch if isinstance(batch, StepBatch) else self.plan(batch.to("cpu"), self.step_generator())
+        losses = self.step_losses(step.to(self.device))
         total = self.weighted_total(losses)
         if self._trainer is not None and self.trainer.world_size > 1:
             # Every trainable parameter joins the graph (with weight 0), so that under DDP every rank reduces
             # the same gradients even when its batch has no chip for the head or no radar band.
             total = total + sum(p.sum() * 0.0 for p in self.parameters() if p.requires_grad)
-        size = batch.inputs.input_ids.shape[0]
         for name, value in losses.items():
-            self.log(f"train/{name}_loss", value.detach(), batch_size=size)
-        self.log("train/loss", total.detach(), prog_bar=True, batch_size=size)
+            self.log(f"train/{name}_loss", value.detach(), batch_size=step.size)
+        # not on the progress bar: Lightning turns progress-bar values into numbers after every batch (a host
+        # sync per step); the bar shows the loss when it is logged (`rsneo.train.callbacks`)
+        self.log("train/loss", total.detach(), batch_size=step.size)
         return total
 
     def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:

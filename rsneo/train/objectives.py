@@ -1,8 +1,8 @@
-"""The text and segmentation objectives, and the one backbone pass that the image and text objectives
-share.
+"""The language-modelling objective: next-token cross-entropy at positions chosen on the host.
 
-Masked band-group reconstruction lives in `rsneo.train.masking`; label-as-text segmentation is the
-products head (`rsneo.heads.segmentation`), called here, not re-implemented.
+Masked band-group reconstruction lives in `rsneo.train.masking`, label-as-text segmentation is the products
+head (`rsneo.heads.segmentation`), the change objective `rsneo.train.change`; `rsneo.train.step` lays them all
+out for the one backbone pass of a step.
 """
 
 from __future__ import annotations
@@ -11,44 +11,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsneo.model.inputs import ModelInputs
-from rsneo.train.batch import SegmentationBatch
+
+def lm_targets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+    """Rows, columns and targets (each (n,) long) of the tokens with a next-token target (`labels` >= 0,
+    -100 = none), row-major; None when there is none. Called on the host (CPU labels, at the step's
+    planning): the count of targets is a data-dependent shape, which read on an accelerator is a host sync."""
+    rows, cols = torch.nonzero(labels >= 0, as_tuple=True)
+    if rows.numel() == 0:
+        return None
+    return rows, cols, labels[rows, cols]
 
 
-def backbone_forward(model: nn.Module, inputs: ModelInputs) -> Tensor:
-    """One backbone pass: the last hidden state (batch, tokens, hidden), after the final norm."""
-    return model.backbone(inputs).last_hidden_state
-
-
-def language_model_loss(lm_head: nn.Module, hidden: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy over the tokens with a target; `labels` are next-token targets (-100 = none).
+def language_model_loss(lm_head: nn.Module, states: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy of the next tokens `targets` (n,) from the hidden `states` (n, hidden) of the
+    tokens that have one (gathered at positions from `lm_targets`).
 
     Logits are computed only where there is a target: with a 150k-word vocabulary the full (batch, tokens,
-    vocab) logits of an image-heavy batch would be most of the step's memory.
+    vocab) logits of an image-heavy batch would be most of the step's memory, and the positions come from
+    the host, so the gather has a fixed shape.
     """
-    targets = labels >= 0  # (batch, tokens)
-    logits = lm_head(hidden[targets])  # (targets, vocab)
-    return F.cross_entropy(logits.float(), labels[targets])
-
-
-def segmentation_loss(
-    head: nn.Module,
-    model: nn.Module,
-    tokenizer,
-    batch: SegmentationBatch,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Label-as-text segmentation loss: the products head on the chips' pixels against the class prompts.
-
-    With `generator`, each class is named by itself or by one of its other names (`rsneo.heads.class_words`,
-    drawn per step), so that the text side learns that "reservoir" means what "water" means."""
-    from rsneo.heads.class_words import draw_class_names
-    from rsneo.heads.segmentation import encode_class_prompts, image_features
-
-    names = list(batch.class_names)
-    if generator is not None:
-        names = draw_class_names(names, generator)
-    classes = encode_class_prompts(model, tokenizer, names, head.config)  # (K, hidden)
-    features = image_features(model, batch.inputs, head.config.early_layer)
-    logits = head(features, classes)  # (rows, K, H, W)
-    return head.loss(logits, batch.labels)
+    return F.cross_entropy(lm_head(states).float(), targets)

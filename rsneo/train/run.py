@@ -138,7 +138,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         TokenThroughput(int(t["log_every_n_steps"])),
     ]
     if t["progress_bar"]:
-        callbacks.append(step_progress_bar(int(t["max_steps"])))
+        callbacks.append(step_progress_bar(int(t["max_steps"]), int(t["log_every_n_steps"])))
     if cfg["loss_curve"]:
         callbacks.append(LossCurve(out_dir))
     return L.Trainer(

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from rsneo.train.config import load_config
 from rsneo.train.datamodule import collate
 from rsneo.train.module import RSNeoTraining
-from rsneo.train.objectives import language_model_loss
+from rsneo.train.objectives import language_model_loss, lm_targets
 from rsneo.train.run import build_segmentation_head
 from rsneo.train.sentences import class_share_sentence
 
@@ -52,10 +52,15 @@ def test_language_model_loss_counts_only_labelled_tokens():
     with torch.no_grad():
         head.weight.copy_(torch.tensor([[0.0, 0.0], [0.0, 0.0], [10.0, 0.0], [0.0, 0.0]]))
     hidden = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])  # (batch, tokens, hidden)
-    labels = torch.tensor([[2, -100, -100]])
-    assert language_model_loss(head, hidden, labels) < 1e-3  # the two unlabelled positions are ignored
-    labels = torch.tensor([[-100, 0, -100]])  # a token whose logits are all 0: log(4)
-    assert torch.isclose(language_model_loss(head, hidden, labels), torch.log(torch.tensor(4.0)))
+
+    def loss(labels: torch.Tensor) -> torch.Tensor:
+        rows, cols, targets = lm_targets(labels)  # on the host, as the step plans it
+        return language_model_loss(head, hidden[rows, cols], targets)
+
+    assert loss(torch.tensor([[2, -100, -100]])) < 1e-3  # the two unlabelled positions are ignored
+    # a token whose logits are all 0: log(4)
+    assert torch.isclose(loss(torch.tensor([[-100, 0, -100]])), torch.log(torch.tensor(4.0)))
+    assert lm_targets(torch.full((2, 3), -100)) is None  # no target: no LM loss in the step
 
 
 def test_label_sentences_are_next_token_targets_of_the_text_only(flood_samples, image_tokens, tokenizer):
