@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
@@ -194,6 +194,18 @@ def dataset_header(path: str) -> DatasetHeader:
         header = DatasetHeader(dataset_grid(src), np.dtype(src.dtypes[0]).name, nodata, mask_band)
         _HEADERS[key] = header
     return header
+
+
+def data_bands(src: rasterio.io.DatasetReaderBase) -> list[int]:
+    """1-based indexes of a dataset's data bands, for every reader. A band tagged alpha is a mask, not data,
+    when GDAL masks the other bands with it (an RGBA PNG, a WarpedVRT's added alpha); an alpha tag GDAL does
+    not use as a mask stays data (GDAL tags the 4th band of an RGB-photometric GeoTIFF alpha by default, so a
+    NAIP crop's near infrared band written with its source's nodata would otherwise be lost)."""
+    interp, flags = src.colorinterp, src.mask_flag_enums
+    masked_by_alpha = any(
+        MaskFlags.alpha in f for c, f in zip(interp, flags, strict=True) if c != ColorInterp.alpha
+    )
+    return [i + 1 for i, c in enumerate(interp) if not (c == ColorInterp.alpha and masked_by_alpha)]
 
 
 def band_validity(src: rasterio.io.DatasetReaderBase) -> tuple[float | str | None, ...]:

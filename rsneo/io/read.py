@@ -24,6 +24,7 @@ from rsneo.io.dataset import (  # noqa: F401  (gdal_message: imported from here 
     BandFile,
     DatasetHeader,
     RasterSource,
+    data_bands,
     dataset_grid,
     dataset_header,
     gdal_errors,
@@ -90,9 +91,12 @@ def open_source(
         first = open_dataset(str(path))
         descriptions = [d or "" for d in first.descriptions]
         wavelengths = _envi_wavelengths(first)
-        sensor_obj = detect_sensor(path, first, descriptions, sensor, band_count=first.count)
-        band_objs = assign_bands(path, sensor_obj, descriptions, bands, wavelengths, first.count)
-        band_files = [BandFile(str(path), i + 1) for i in range(first.count)]
+        indexes = data_bands(first)  # an alpha band that masks the others is not a band of the sensor
+        descriptions = [descriptions[i - 1] for i in indexes]
+        wavelengths = None if wavelengths is None else [wavelengths[i - 1] for i in indexes]
+        sensor_obj = detect_sensor(path, first, descriptions, sensor, band_count=len(indexes))
+        band_objs = assign_bands(path, sensor_obj, descriptions, bands, wavelengths, len(indexes))
+        band_files = [BandFile(str(path), i) for i in indexes]
     grid = dataset_grid(first)
     if grid.crs is None:
         warn_pixel_units(path)

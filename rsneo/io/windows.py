@@ -19,20 +19,15 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from rsneo.errors import InputError
-from rsneo.io.dataset import DATASET_MASK, MASK_BAND, band_validity, dataset_grid
+from rsneo.io.dataset import DATASET_MASK, MASK_BAND, band_validity, data_bands, dataset_grid
 from rsneo.io.grid import check_series
 from rsneo.io.read import PixelUnitsWarning, open_input
-
-
-def data_bands(dataset: rasterio.io.DatasetReaderBase) -> list[int]:
-    """1-based indexes of a dataset's data bands: an alpha band (of a WarpedVRT, say) is a mask, not data."""
-    return [i + 1 for i, interp in enumerate(dataset.colorinterp) if interp != ColorInterp.alpha]
 
 
 class RasterWindows:

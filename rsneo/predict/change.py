@@ -28,12 +28,12 @@ from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import format_area
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env
-from rsneo.io.dataset import open_raster
+from rsneo.io.dataset import data_bands, open_raster
 from rsneo.io.qgis import write_qgz, write_qml
 from rsneo.io.report import ChangeReport, ReportImage, change_summary, png_data_uri, stretch_rgb, write_report
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.io.vector import class_areas, write_class_polygons
-from rsneo.io.windows import aligned_datasets, data_bands, overview_size, read_overview
+from rsneo.io.windows import aligned_datasets, overview_size, read_overview
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes, window_inputs
 from rsneo.predict.sliding_window import (
     RasterWindows,
