@@ -88,7 +88,7 @@ def contextual(k: int, weights: list[float], bias: float):
     import rsneo.predict.change as change
     from rsneo.baselines import otsu_threshold
     from rsneo.heads.change import ChangeHead, magnitude_excess
-    from rsneo.predict.sliding_window import data_bands
+    from rsneo.io.dataset import data_bands
 
     measure = change.SceneMagnitude.measure.__func__
 

@@ -227,11 +227,12 @@ def run_engine(size: int, folder: Path, device: str, window: int, batch: int, pr
     import rasterio
     import torch
 
+    from rsneo.data.frames import band_layout
     from rsneo.heads.system import random_system
     from rsneo.io.cog import ClassLegend, gdal_env
-    from rsneo.predict.bands import band_layout
+    from rsneo.io.windows import RasterWindows
     from rsneo.predict.segment import NONE_OF_THESE, SegmentationPredictor
-    from rsneo.predict.sliding_window import RasterWindows, WindowPlan, predict_raster
+    from rsneo.predict.sliding_window import WindowPlan, predict_raster
 
     raster = folder / f"s2_{size}.tif"
     names = ["water", "forest", "built-up"]

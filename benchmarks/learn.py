@@ -77,7 +77,7 @@ def cache_pixels(system, scenes: list[Scene]):
     """Every labelled pixel is its own feature (id = running pixel index); returns the cached windows and,
     per feature, its class, whether it lies in the training or the hold-out region, and its centre (x, y)
     in pixels (for `rsneo learn`'s inner spatial hold-out that chooses what the head reads)."""
-    from rsneo.predict.bands import band_layout
+    from rsneo.data.frames import band_layout
     from rsneo.train.learn import LabelledRaster, labelled_windows
 
     rasters, classes, region, centres = [], [], [], []

@@ -11,8 +11,7 @@ import pystac
 import pytest
 
 from rsneo.cli import run_app
-from rsneo.io.cog import open_raster
-from rsneo.io.read import open_source, read_source
+from rsneo.io.read import open_input, open_source, read_source
 
 BEN = "bigearthnet/BigEarthNet-S2-Example/S2A_MSIL2A_20170613T101031_87_48"
 PNG = "levir_cd/A/test_2_0000_0000.png"
@@ -36,7 +35,7 @@ def test_band_folder_opens_as_one_stacked_raster(shared_data):
 
     source = open_source(shared_data / BEN)
     want = read_source(source)  # (bands, h, w) on the finest (10 m) grid
-    with open_raster(shared_data / BEN) as src:
+    with open_input(shared_data / BEN) as src:
         got = src.read().astype(np.float32)
         assert list(src.descriptions) == [b.name for b in source.bands]
     for i, band in enumerate(source.bands):

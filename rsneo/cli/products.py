@@ -110,9 +110,8 @@ BandGroupsOption = Annotated[
 def _system(model: Path | None, device: str, head: str | None = None, band_groups: str | None = None):
     """Load the model folder; say so when the head a command relies on was never trained there, or when the
     band grouping asked for is not the one it was trained with (its inputs then differ from training)."""
-    from rsneo.data.frames import check_band_groups
+    from rsneo.data.frames import check_band_groups, model_band_groups
     from rsneo.heads.system import load_system
-    from rsneo.predict.bands import model_band_groups
 
     if band_groups is not None:
         band_groups = check_band_groups(band_groups, "--band-groups")

@@ -3,10 +3,13 @@
 Public API (what train, products and demo call):
 - Tokenizer (`rsneo.model.tokenizer`): `train_tokenizer(texts, vocab_size)`, `load_tokenizer(folder)`,
   `add_image_tokens(tokenizer) -> ImageTokens` (idempotent), `image_token_ids(tokenizer)`.
-- Frames (`rsneo.data.frames`): `normalise(scene, stats=None)` (sensor statistics; NaN -> 0),
-  `frame_groups(scene, values, t, window=None, groups=None) -> list[ImageInput]` (the sensor's band groups,
-  padded to multiples of 32), `scene_frames(scene, window=None, stats=None, groups=None, captions=False)
-  -> list[Frame]` (one per date), `band_statistics(scene)`.
+- Frames (`rsneo.data.frames`), the one path from values to `ImageInput`s for training and prediction:
+  `normalise(scene, stats=None)` (`statistics`: the sensor's, or an 8-bit stretch's own; `standardise`: NaN ->
+  0), `frame_groups(scene, values, t, window=None, groups=None, token_size=32) -> list[ImageInput]` (the
+  sensor's band groups, `band_group_indices`, padded to whole tokens, `image_groups`), `scene_frames(scene,
+  window=None, stats=None, groups=None, captions=False, token_size=32) -> list[Frame]` (one per date),
+  `band_statistics(scene)`, `fold_groups(groups)`; for prediction `band_layout(path, sensor, bands,
+  band_groups) -> BandLayout` (`.images(pixels, valid, token_size)`) and `model_band_groups(config)`.
 - Documents (`rsneo.data.documents`): `Document(ids, groups, learn)`, `DocumentBuilder(tokenizer)
   .text(s, learn).frame(groups).end()`, `build_document(parts, tokenizer)` with parts `str` / `Prompt` (no
   loss) / `Answer` (loss) / `Frame` / list of `ImageInput`.

@@ -1,4 +1,5 @@
-"""Writing class maps as Cloud-Optimised GeoTIFFs, block by block, complete or absent.
+"""Writing class maps as Cloud-Optimised GeoTIFFs, block by block, complete or absent (reading any raster
+goes through `rsneo.io.dataset`).
 
 A `CogBlockWriter` streams blocks into a hidden tiled GeoTIFF in the destination folder (so memory stays flat
 and an interrupted run can reopen it), then `finish()` turns it into a COG with rio-cogeo (overviews, class
@@ -21,6 +22,7 @@ from rasterio.windows import Window
 from rsneo import atomic
 from rsneo.atomic import hidden_path
 from rsneo.errors import InputError
+from rsneo.io.dataset import open_raster
 from rsneo.io.palette import class_colors
 
 NODATA_CLASS = 255  # class value for pixels with no valid input ("none of these" gets its own class)
@@ -36,7 +38,6 @@ GDAL_ENV = {
 def gdal_env() -> rasterio.Env:
     """The one place rsneo's GDAL settings are applied (a rasterio.Env of `GDAL_ENV`)."""
     return rasterio.Env(**GDAL_ENV)
-
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,11 @@ class ClassLegend:
         return table
 
 
-def open_raster(path: Path, mode: str = "r", **profile) -> rasterio.io.DatasetReaderBase:
-    """rasterio.open without the warnings pixel-unit images (PNG pairs) raise; failures name the file."""
+def _open_for_writing(path: Path, mode: str, **profile) -> rasterio.io.DatasetWriter:
+    """rasterio.open for writing ("w") or updating ("r+") a partial file; reading goes through
+    `rsneo.io.dataset.open_raster`. Pixel-unit class maps have no CRS on purpose: no warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        if mode == "r":
-            from rsneo.io.read import PixelUnitsWarning, is_multi_file, open_source, source_vrt
-
-            if is_multi_file(path):  # a band folder or STAC item: one stacked virtual raster
-                warnings.simplefilter("ignore", PixelUnitsWarning)
-                return rasterio.open(source_vrt(open_source(path)))
         try:
             return rasterio.open(path, mode, **profile)
         except rasterio.errors.RasterioIOError as exc:
@@ -140,7 +136,7 @@ class CogBlockWriter:
         self.legend = legend
         if resume and self.partial.exists():
             with gdal_env():
-                self._dst = open_raster(self.partial, "r+")
+                self._dst = _open_for_writing(self.partial, "r+")
             return
         profile = dict(
             driver="GTiff",
@@ -157,7 +153,7 @@ class CogBlockWriter:
             compress="deflate",
         )
         with gdal_env():
-            self._dst = open_raster(self.partial, "w", **profile)
+            self._dst = _open_for_writing(self.partial, "w", **profile)
         self._dst.set_band_description(1, description)
         if legend is None:
             return
@@ -181,7 +177,7 @@ class CogBlockWriter:
         """Make the blocks written so far durable, so a resumed run can trust them."""
         with gdal_env():
             self._dst.close()
-            self._dst = open_raster(self.partial, "r+")
+            self._dst = _open_for_writing(self.partial, "r+")
 
     def finish(self) -> Path:
         """Convert to a COG (deflate, tiled, with overviews), rename into place, return the path."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
@@ -114,18 +114,9 @@ def gdal_message(exc: BaseException) -> str:
     return "; ".join(dict.fromkeys(useful)) or messages[0]
 
 
-def open_dataset(path: str) -> rasterio.DatasetReader:
-    """An open dataset for `path`, cached per process (workers each open their own; headers read once).
-
-    At most `MAX_OPEN` stay open; the least recently used is closed first (archives have many files).
-    """
-    key = (os.getpid(), path)
-    stamp = _file_stamp(path)
-    if key in _HANDLES and _STAMPS.get(key) == stamp:
-        _HANDLES[key] = _HANDLES.pop(key)  # most recently used last
-        return _HANDLES[key]
-    if key in _HANDLES:  # the file was rewritten since it was opened: its cached header and pixels are stale
-        _forget(key)
+def _open(path: str) -> rasterio.DatasetReader:
+    """Open `path` for reading with rsneo's checks: a missing, empty or unreadable file, or one cut off before
+    its last block, is an InputError naming it; pixel-unit images open without GDAL's warning."""
     check_raster_file(Path(path))
     with gdal_errors(path, "open"), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -144,11 +135,36 @@ def open_dataset(path: str) -> rasterio.DatasetReader:
     except InputError:
         handle.close()
         raise
+    return handle
+
+
+def open_dataset(path: str) -> rasterio.DatasetReader:
+    """An open dataset for `path`, cached per process (workers each open their own; headers read once).
+
+    At most `MAX_OPEN` stay open; the least recently used is closed first (archives have many files).
+    """
+    key = (os.getpid(), path)
+    stamp = _file_stamp(path)
+    if key in _HANDLES and _STAMPS.get(key) == stamp:
+        _HANDLES[key] = _HANDLES.pop(key)  # most recently used last
+        return _HANDLES[key]
+    if key in _HANDLES:  # the file was rewritten since it was opened: its cached header and pixels are stale
+        _forget(key)
+    handle = _open(path)
     while len(_HANDLES) >= MAX_OPEN:
         _forget(next(iter(_HANDLES)))
     _HANDLES[key] = handle
     _STAMPS[key] = stamp
     return handle
+
+
+@contextmanager
+def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
+    """A raster file to read all of, closed on exit: opened with `open_dataset`'s checks but not cached, so a
+    file rsneo rewrites (its own products, partial files) reads back fresh. Band folders and STAC items:
+    `rsneo.io.read.open_input`."""
+    with _open(str(path)) as handle:
+        yield handle
 
 
 def _file_stamp(path: str) -> tuple[int, int] | None:
@@ -178,6 +194,18 @@ def dataset_header(path: str) -> DatasetHeader:
         header = DatasetHeader(dataset_grid(src), np.dtype(src.dtypes[0]).name, nodata, mask_band)
         _HEADERS[key] = header
     return header
+
+
+def data_bands(src: rasterio.io.DatasetReaderBase) -> list[int]:
+    """1-based indexes of a dataset's data bands, for every reader. A band tagged alpha is a mask, not data,
+    when GDAL masks the other bands with it (an RGBA PNG, a WarpedVRT's added alpha); an alpha tag GDAL does
+    not use as a mask stays data (GDAL tags the 4th band of an RGB-photometric GeoTIFF alpha by default, so a
+    NAIP crop's near infrared band written with its source's nodata would otherwise be lost)."""
+    interp, flags = src.colorinterp, src.mask_flag_enums
+    masked_by_alpha = any(
+        MaskFlags.alpha in f for c, f in zip(interp, flags, strict=True) if c != ColorInterp.alpha
+    )
+    return [i + 1 for i, c in enumerate(interp) if not (c == ColorInterp.alpha and masked_by_alpha)]
 
 
 def band_validity(src: rasterio.io.DatasetReaderBase) -> tuple[float | str | None, ...]:

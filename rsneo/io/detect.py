@@ -15,6 +15,7 @@ import rasterio
 from rasterio.enums import ColorInterp
 
 from rsneo.errors import InputError
+from rsneo.io.dataset import data_bands
 from rsneo.sensors import Band, Sensor, get_sensor, list_sensors
 
 # Product naming conventions (ESA, USGS, USDA) -> sensor.
@@ -83,7 +84,8 @@ def detect_sensor(
         if len(fits) == 1 or len(exact) == 1:
             return (exact or fits)[0]
     rgb = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
-    if band_count == 3 and (tuple(src.colorinterp) == rgb or src.driver in ("PNG", "JPEG")):
+    interp = tuple(src.colorinterp[i - 1] for i in data_bands(src))  # without an alpha band that is a mask
+    if band_count == 3 and (interp == rgb or src.driver in ("PNG", "JPEG")):
         return get_sensor("rgb")
     same_count = [s.name for s in list_sensors() if len(s.bands) == band_count] or ["none"]
     raise InputError(

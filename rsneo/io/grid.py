@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
+
+from rsneo.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -85,3 +90,50 @@ class Grid:
             and window.col_off + window.width <= self.width
             and window.row_off + window.height <= self.height
         )
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def check_series(
+    paths: Sequence[str | Path],
+    sensors: Sequence[str],
+    bands: Sequence[Sequence[str]],
+    grids: Sequence[Grid],
+    target: Grid | None = None,
+) -> None:
+    """The checks every series of dates passes before it is put on one grid (training scenes, `rsneo change`
+    and `ask`), so each refuses the same inputs with the same words: one sensor and one band list, every
+    date georeferenced or none, the same size when none is (compared pixel by pixel), and each date
+    overlapping `target` (default: the first date's grid).
+    """
+    first, target = paths[0], target or grids[0]
+    for path, sensor, names in zip(paths[1:], sensors[1:], bands[1:], strict=True):
+        if sensor != sensors[0] or list(names) != list(bands[0]):
+            raise InputError(
+                f"{path}: sensor {sensor} with bands {list(names)} differs from {first} "
+                f"(sensor {sensors[0]}, bands {list(bands[0])}); "
+                "expected every date from the same sensor with the same bands (pass subset= / --bands)"
+            )
+    for path, grid in zip(paths[1:], grids[1:], strict=True):
+        if (grid.crs is None) != (grids[0].crs is None):
+            missing = path if grid.crs is None else first
+            raise InputError(
+                f"{missing}: has no CRS; expected one to reproject the dates onto one grid "
+                f"({first} and {path}), or none on every date (same-size images compared pixel by pixel)"
+            )
+        if target.crs is None and grid.width_height != grids[0].width_height:
+            raise InputError(
+                f"{path}: has no georeference and is {grid.width}x{grid.height} pixels; expected "
+                f"{grids[0].width}x{grids[0].height} like {first} to compare them pixel by pixel"
+            )
+        bounds = grid.bounds
+        if target.crs is not None and grid.crs != target.crs:
+            bounds = transform_bounds(grid.crs, target.crs, *bounds, densify_pts=21)
+        if not _overlaps(bounds, target.bounds):
+            raise InputError(
+                f"{path} does not overlap {first}: expected intersecting extents "
+                f"(rasters of the same place), found "
+                f"{tuple(round(v, 3) for v in bounds)} vs {tuple(round(v, 3) for v in target.bounds)}"
+            )

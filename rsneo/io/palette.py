@@ -44,8 +44,19 @@ FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[RGB, ...]], ...] = (
     (
         "built",
         (
-            "built", "urban", "building", "house", "settlement", "city", "town", "residential",
-            "industrial", "commercial", "impervious", "roof", "construction",
+            "built",
+            "urban",
+            "building",
+            "house",
+            "settlement",
+            "city",
+            "town",
+            "residential",
+            "industrial",
+            "commercial",
+            "impervious",
+            "roof",
+            "construction",
         ),
         ((215, 35, 35), (150, 20, 60), (255, 120, 110)),
     ),  # fmt: skip

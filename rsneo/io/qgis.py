@@ -25,8 +25,9 @@ from rasterio.windows import Window
 
 from rsneo import atomic
 from rsneo.errors import InputError
-from rsneo.io.cog import ClassLegend, open_raster
+from rsneo.io.cog import ClassLegend
 from rsneo.io.palette import family_of
+from rsneo.io.read import open_input
 
 QGIS_VERSION = "3.22.0-Białowieża"  # the format version we write; later QGIS versions read it
 PREDICTION_OPACITY = 0.6  # class maps over the imagery: colours readable, the image still visible beneath
@@ -51,7 +52,7 @@ def raster_display(
     `rsneo segment`'s time once), so the sample is up to `blocks` whole blocks spread evenly over the raster,
     each read decimated to at most `sample / 4` pixels a side.
     """
-    with open_raster(path) as src:
+    with open_input(path) as src:
         bands = rgb or ((1, 2, 3) if src.count >= 3 else (1,))
         block_h, block_w = src.block_shapes[bands[0] - 1]
         n_blocks = -(-src.height // block_h) * -(-src.width // block_w)

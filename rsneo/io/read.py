@@ -9,6 +9,8 @@ stored units, as float32 with NaN wherever the file says nodata (or has no data:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +24,13 @@ from rsneo.io.dataset import (  # noqa: F401  (gdal_message: imported from here 
     BandFile,
     DatasetHeader,
     RasterSource,
+    data_bands,
     dataset_grid,
     dataset_header,
     gdal_errors,
     gdal_message,
     open_dataset,
+    open_raster,
 )
 from rsneo.io.detect import acquisition_date, assign_bands, detect_sensor, folder_band_name
 from rsneo.io.grid import Grid
@@ -87,9 +91,12 @@ def open_source(
         first = open_dataset(str(path))
         descriptions = [d or "" for d in first.descriptions]
         wavelengths = _envi_wavelengths(first)
-        sensor_obj = detect_sensor(path, first, descriptions, sensor, band_count=first.count)
-        band_objs = assign_bands(path, sensor_obj, descriptions, bands, wavelengths, first.count)
-        band_files = [BandFile(str(path), i + 1) for i in range(first.count)]
+        indexes = data_bands(first)  # an alpha band that masks the others is not a band of the sensor
+        descriptions = [descriptions[i - 1] for i in indexes]
+        wavelengths = None if wavelengths is None else [wavelengths[i - 1] for i in indexes]
+        sensor_obj = detect_sensor(path, first, descriptions, sensor, band_count=len(indexes))
+        band_objs = assign_bands(path, sensor_obj, descriptions, bands, wavelengths, len(indexes))
+        band_files = [BandFile(str(path), i) for i in indexes]
     grid = dataset_grid(first)
     if grid.crs is None:
         warn_pixel_units(path)
@@ -170,6 +177,23 @@ def is_multi_file(path: str | Path) -> bool:
     """A band folder or a STAC item: one acquisition stored in several files."""
     path = Path(path)
     return path.is_dir() or path.suffix.lower() == ".json"
+
+
+@contextmanager
+def open_input(path: str | Path) -> Iterator[rasterio.io.DatasetReaderBase]:
+    """An input to read windows of, closed on exit: a raster file (`rsneo.io.dataset.open_raster`), or a band
+    folder or STAC item as one stacked virtual raster (`source_vrt`)."""
+    if not is_multi_file(path):
+        with open_raster(path) as handle:
+            yield handle
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PixelUnitsWarning)
+        vrt = source_vrt(open_source(path))
+    with gdal_errors(str(path), "open"):
+        handle = rasterio.open(vrt)
+    with handle:
+        yield handle
 
 
 def select_bands(source: RasterSource, names: list[str] | None) -> RasterSource:

@@ -19,25 +19,14 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from rsneo.errors import InputError
-from rsneo.io.grid import Grid
+from rsneo.io.grid import Grid, check_series
 from rsneo.io.read import BandFile, RasterSource, open_source, read_band, read_source, select_bands
 from rsneo.sensors import Band, Sensor, get_sensor
 
 PathLike = str | Path
-
-
-def _bounds_in(source: RasterSource, crs: CRS | None) -> tuple[float, float, float, float]:
-    if crs is None or source.grid.crs is None or source.grid.crs == crs:
-        return source.grid.bounds
-    return transform_bounds(source.grid.crs, crs, *source.grid.bounds)
-
-
-def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def scene_grid(
@@ -91,31 +80,14 @@ def read_scene(
     if all(s.date is not None for s in sources):
         sources.sort(key=lambda s: s.date)
     first = sources[0]
-    for other in sources[1:]:
-        if [b.name for b in other.bands] != [b.name for b in first.bands]:
-            raise InputError(
-                f"{other.path}: has bands {[b.name for b in other.bands]}; expected the same bands as "
-                f"{first.path} ({[b.name for b in first.bands]}) to stack them; pass subset= / --bands"
-            )
     grid = scene_grid(first, window, bounds, resolution)
-    for other in sources[1:]:
-        if (other.grid.crs is None) != (first.grid.crs is None):
-            missing = other if other.grid.crs is None else first
-            raise InputError(
-                f"{missing.path}: has no CRS; expected one to reproject the dates onto one grid "
-                f"({first.path} and {other.path})"
-            )
-        if grid.crs is None and other.grid.width_height != first.grid.width_height:
-            raise InputError(
-                f"{other.path}: has no georeference and is {other.grid.width}x{other.grid.height} pixels; "
-                f"expected {first.grid.width}x{first.grid.height} like {first.path} to stack them"
-            )
-        if not _overlaps(_bounds_in(other, grid.crs), grid.bounds):
-            raise InputError(
-                f"{other.path} does not overlap {first.path}: expected intersecting extents, found "
-                f"{tuple(round(v, 3) for v in _bounds_in(other, grid.crs))} vs "
-                f"{tuple(round(v, 3) for v in grid.bounds)}"
-            )
+    check_series(
+        [s.path for s in sources],
+        [s.sensor.name for s in sources],
+        [[b.name for b in s.bands] for s in sources],
+        [s.grid for s in sources],
+        grid,
+    )
     data = np.stack([read_source(s, grid, resampling) for s in sources])  # (time, band, y, x)
     if np.isnan(data).all():
         raise InputError(

@@ -21,7 +21,8 @@ from rasterio.windows import Window
 
 from rsneo import atomic
 from rsneo.io.areas import PixelAreas
-from rsneo.io.cog import NODATA_CLASS, ClassLegend, gdal_env, hidden_path, open_raster, read_legend
+from rsneo.io.cog import NODATA_CLASS, ClassLegend, gdal_env, hidden_path, read_legend
+from rsneo.io.dataset import open_raster
 
 LAYER = "classes"
 WRITE_BATCH = 20_000  # polygons held before an append to the GeoPackage

@@ -1,24 +1,33 @@
-"""Square windows of aligned rasters and their valid pixels, as the model reads them.
+"""Reading rasters window by window, as the model reads them: one raster or dates of one place on one grid.
 
-Prediction's sliding window and `rsneo learn` read rasters through `RasterWindows`; validity is GDAL's
-dataset mask, known from the mask flags as `rsneo.io.dataset.band_validity` reads them for every reader.
+`aligned_datasets` opens the dates (a file, band folder or STAC item each, `rsneo.io.read.open_input`), checks
+them as training's scenes are checked (`rsneo.io.grid.check_series`) and warps later dates onto the first
+one's grid; `RasterWindows` reads square windows of them with their valid pixels (GDAL's dataset mask, known
+from the mask flags as `rsneo.io.dataset.band_validity` reads them for every reader); prediction's sliding
+window and `rsneo learn` read through it. `read_overview` and `raster_statistics` read a whole raster reduced
+(pictures, calibration, the statistics of 8-bit stretches).
 """
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from rsneo.errors import InputError
-from rsneo.io.dataset import DATASET_MASK, MASK_BAND, band_validity
-
-
-def data_bands(dataset: rasterio.io.DatasetReaderBase) -> list[int]:
-    """1-based indexes of a dataset's data bands: an alpha band (of a WarpedVRT, say) is a mask, not data."""
-    return [i + 1 for i, interp in enumerate(dataset.colorinterp) if interp != ColorInterp.alpha]
+from rsneo.io.dataset import DATASET_MASK, MASK_BAND, band_validity, data_bands, dataset_grid
+from rsneo.io.grid import check_series
+from rsneo.io.read import PixelUnitsWarning, open_input
 
 
 class RasterWindows:
@@ -89,3 +98,96 @@ def _window_valid(
             return True  # a band without nodata is valid everywhere, so is the union
         valid |= ~np.isnan(values) if np.isnan(nodata) else values != np.asarray(nodata).astype(values.dtype)
     return valid
+
+
+@contextlib.contextmanager
+def aligned_datasets(
+    paths: Sequence[Path], sensors: Sequence[str], bands: Sequence[Sequence[str]]
+) -> Iterator[tuple[list, CRS | None, Affine, bool]]:
+    """Open dates of one place on the first one's grid; yields (datasets, crs or None, transform,
+    pixel_units).
+
+    `sensors` and `bands` name each date's sensor and bands. The dates pass the same checks as a training
+    scene's (`rsneo.io.grid.check_series`); later dates on another grid are warped onto the first one's
+    (WarpedVRT, read window by window, bilinear as `read_scene` resamples).
+    """
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(open_input(p)) for p in paths]
+        grids = [dataset_grid(s) for s in sources]
+        check_series(paths, sensors, bands, grids)
+        ref = sources[0]
+        if grids[0].crs is None:
+            warnings.warn(
+                f"{paths[0]} and the other dates have no georeference: comparing pixel by pixel, "
+                "areas are in pixels",
+                PixelUnitsWarning,
+                stacklevel=3,
+            )
+            yield sources, None, Affine.identity(), True
+            return
+        datasets = [ref]
+        for src, grid in zip(sources[1:], grids[1:], strict=True):
+            if (grid.crs, grid.transform, grid.width, grid.height) == (
+                grids[0].crs,
+                grids[0].transform,
+                grids[0].width,
+                grids[0].height,
+            ):
+                datasets.append(src)
+            else:
+                datasets.append(
+                    stack.enter_context(
+                        WarpedVRT(
+                            src,
+                            crs=ref.crs,
+                            transform=ref.transform,
+                            width=ref.width,
+                            height=ref.height,
+                            resampling=Resampling.bilinear,
+                            add_alpha=_needs_alpha(src),
+                        )
+                    )
+                )
+        yield datasets, ref.crs, ref.transform, False
+
+
+def _needs_alpha(src: rasterio.DatasetReader) -> bool:
+    """Whether a reprojected view needs an alpha band to tell "outside the source" from real zeros."""
+    return src.nodata is None and all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums)
+
+
+def raster_statistics(path: Path, sample: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and std (bands,) of the valid pixels of a decimated read (<= `sample` px a side)."""
+    with open_input(path) as src:
+        scale = max(1, max(src.width, src.height) // sample)
+        shape = (max(1, src.height // scale), max(1, src.width // scale))
+        data = src.read(out_shape=(src.count, *shape)).astype(np.float64)  # (bands, h, w)
+        valid = src.dataset_mask(out_shape=shape) > 0
+    values = data[:, valid]  # (bands, n)
+    if values.shape[1] == 0:
+        return np.zeros(src.count), np.ones(src.count)
+    values = np.where(np.isfinite(values), values, np.nan)
+    mean = np.nanmean(values, axis=1)
+    std = np.nanstd(values, axis=1)
+    return mean, np.where(std > 1e-6, std, 1.0)
+
+
+def overview_size(width: int, height: int, max_side: int, token_size: int) -> tuple[int, int]:
+    """(height, width) of a reduced read: longest side about `max_side`, whole tokens of `token_size` pixels
+    (the model's `RSNeoConfig.token_size`), aspect kept."""
+    scale = min(1.0, max_side / max(width, height))
+
+    def whole_tokens(n: int) -> int:
+        return max(token_size, int(round(n * scale / token_size)) * token_size)
+
+    return whole_tokens(height), whole_tokens(width)
+
+
+def read_overview(dataset, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A whole open dataset (or WarpedVRT) resampled to `shape`: pixels (bands, h, w), valid (h, w)."""
+    bands = data_bands(dataset)
+    pixels = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average).astype(
+        np.float32
+    )
+    valid = dataset.dataset_mask(out_shape=shape) > 0
+    return pixels, valid

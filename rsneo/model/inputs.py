@@ -17,6 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+# Pixels per image token side where no model config says otherwise (`RSNeoConfig.token_size`; NEO's 16-pixel
+# patches merged 2 x 2).
+DEFAULT_TOKEN_SIZE = 32
+
 
 @dataclass(frozen=True)
 class ImageTokens:
@@ -50,7 +54,7 @@ class ImageInput:
     wavelengths: Tensor  # (bands,) micrometres
     band_keys: tuple[str, ...]
     time: float | None = None  # days since an epoch; used when T is spaced by acquisition date
-    token_size: int = 32  # pixels per token side of the model that reads it (`RSNeoConfig.token_size`)
+    token_size: int = DEFAULT_TOKEN_SIZE  # pixels per token side of its model (`RSNeoConfig.token_size`)
     # the wavelengths' host copy, kept by `ModelInputs.to`: the patch embedding picks kernels by wavelength
     # on the host, and reading them back from an accelerator would stall every step (a host sync). A
     # `replace` that changes `wavelengths` must pass host_wavelengths=None with them.

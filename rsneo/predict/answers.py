@@ -20,21 +20,23 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
+from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import match_classes
 from rsneo.io.areas import format_area
-from rsneo.io.cog import ClassLegend, open_raster
+from rsneo.io.cog import ClassLegend
+from rsneo.io.read import open_input
 from rsneo.io.vector import class_areas
-from rsneo.predict.bands import band_layout, model_band_groups, overview_size, read_overview
+from rsneo.io.windows import RasterWindows, aligned_datasets, overview_size, read_overview
 from rsneo.predict.change import (
-    aligned_datasets,
     change_legend,
     change_predictor,
     changed_and_compared,
     from_to_classifier,
+    layout_bands,
 )
 from rsneo.predict.segment import NONE_OF_THESE, SegmentationPredictor
-from rsneo.predict.sliding_window import RasterWindows, predict_raster
+from rsneo.predict.sliding_window import predict_raster
 
 IMAGE_WORDS = r"(?:image|images|area|scene|picture|photo|tile|region|map|view)"
 CHANGE = re.compile(
@@ -154,7 +156,7 @@ def _change_target(text: str) -> str | None:
 
 
 @contextlib.contextmanager
-def _reduced(datasets: list, max_side: int) -> Iterator[list]:
+def _reduced(datasets: list, max_side: int, token_size: int) -> Iterator[list]:
     """The datasets themselves when small enough, else in-memory overviews (same place, coarser pixels)."""
     from rasterio.io import MemoryFile
 
@@ -162,7 +164,7 @@ def _reduced(datasets: list, max_side: int) -> Iterator[list]:
     if max(ref.width, ref.height) <= max_side:
         yield datasets
         return
-    height, width = overview_size(ref.width, ref.height, max_side)
+    height, width = overview_size(ref.width, ref.height, max_side, token_size)
     transform = ref.transform @ Affine.scale(ref.width / width, ref.height / height)
     with contextlib.ExitStack() as stack:
         out = []
@@ -178,6 +180,21 @@ def _reduced(datasets: list, max_side: int) -> Iterator[list]:
         yield out
 
 
+def _map_shares(
+    system: System, layout: BandLayout, dataset, classes: list[str], out: Path
+) -> tuple[dict[str, float], float, str]:
+    """Percent of the valid pixels per class in the segmentation map of one open dataset, its valid area and
+    the area's unit."""
+    legend = ClassLegend.from_names([*classes, NONE_OF_THESE])
+    predictor = SegmentationPredictor(system, layout, classes)
+    cog = predict_raster(RasterWindows([dataset]), predictor, out, legend=legend, crs=dataset.crs,
+                         transform=dataset.transform, confidence=False)  # fmt: skip
+    areas = class_areas(cog, legend)
+    valid = areas.pop("")
+    unit = "ha" if dataset.crs is not None else "px"
+    return {k: 100 * v / max(valid, 1e-12) for k, v in areas.items()}, valid, unit
+
+
 def class_shares(
     system: System, raster: Path, classes: list[str], *, sensor=None, bands=None, max_side: int = 512
 ) -> tuple[dict[str, float], float, str]:
@@ -187,15 +204,32 @@ def class_shares(
     overview when its long side exceeds `max_side`.
     """
     layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
-    legend = ClassLegend.from_names([*classes, NONE_OF_THESE])
-    predictor = SegmentationPredictor(system, layout, classes)
-    with tempfile.TemporaryDirectory() as tmp, open_raster(raster) as src, _reduced([src], max_side) as (ds,):
-        cog = predict_raster(RasterWindows([ds]), predictor, Path(tmp) / "classes.tif", legend=legend,
-                             crs=ds.crs, transform=ds.transform, confidence=False)  # fmt: skip
-        areas = class_areas(cog, legend)
-        unit = "ha" if ds.crs is not None else "px"
-    valid = areas.pop("")
-    return {k: 100 * v / max(valid, 1e-12) for k, v in areas.items()}, valid, unit
+    token = system.config.token_size
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        open_input(raster) as src,
+        _reduced([src], max_side, token) as (ds,),
+    ):
+        return _map_shares(system, layout, ds, classes, Path(tmp) / "classes.tif")
+
+
+def first_and_last_shares(
+    system: System, rasters: list[Path], classes: list[str], *, sensor=None, bands=None, max_side: int = 512
+) -> list[tuple[dict[str, float], float, str]]:
+    """`class_shares` of the first and the last date, both on the first date's grid (`aligned_datasets`, as
+    the change map sees them), so the two shares are of the same ground."""
+    ends = [rasters[0], rasters[-1]]
+    layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in ends]
+    token = system.config.token_size
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        aligned_datasets(ends, *layout_bands(layouts)) as (aligned, *_),
+        _reduced(aligned, max_side, token) as datasets,
+    ):
+        return [
+            _map_shares(system, layout, ds, classes, Path(tmp) / f"classes{i}.tif")
+            for i, (layout, ds) in enumerate(zip(layouts, datasets, strict=True))
+        ]
 
 
 def changed_share(
@@ -208,10 +242,11 @@ def changed_share(
     """
     layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
     legend = change_legend(None)
+    token = system.config.token_size
     with (
         tempfile.TemporaryDirectory() as tmp,
-        aligned_datasets(rasters, layouts) as (aligned, crs, _, pixel_units),
-        _reduced(aligned, max_side) as datasets,
+        aligned_datasets(rasters, *layout_bands(layouts)) as (aligned, crs, _, pixel_units),
+        _reduced(aligned, max_side, token) as datasets,
     ):
         predictor = change_predictor(system, layouts, datasets)
         cog = predict_raster(
@@ -285,8 +320,10 @@ def grounded_answer(
                 )
                 return Answer(text, asked.kind, share, abstained=True)
             else:
-                first = class_shares(system, rasters[0], classes, **options)[0][name]
-                last = class_shares(system, rasters[-1], classes, **options)[0][name]
+                first, last = (
+                    shares[name]
+                    for shares, _, _ in first_and_last_shares(system, rasters, classes, **options)
+                )
                 text += (
                     f" {name}{_as_read(asked.target, name)}: {first:.0f}% of the image on the first date, "
                     f"{last:.0f}% on the last."

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rsneo.data.frames import band_layout
 from rsneo.errors import InputError
 from rsneo.heads.system import System
 from rsneo.predict.answers import Answer, grounded_answer
-from rsneo.predict.bands import band_layout
 
 
 def ask(

@@ -8,38 +8,33 @@ compares the first and the last date, and label-as-text segmentation on those tw
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import torch
-from rasterio.enums import MaskFlags, Resampling
-from rasterio.vrt import WarpedVRT
-from rasterio.warp import transform_bounds
+from rasterio.enums import Resampling
 
 from rsneo.atomic import atomic_path
 from rsneo.baselines import change_vector_magnitude, otsu_threshold
+from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, ChangeHead, magnitude_excess
 from rsneo.heads.fewshot import class_vectors
-from rsneo.heads.segmentation import image_documents, image_features
+from rsneo.heads.segmentation import image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import format_area
-from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
+from rsneo.io.cog import ClassLegend, check_writable, gdal_env
+from rsneo.io.dataset import data_bands, open_raster
 from rsneo.io.qgis import write_qgz, write_qml
-from rsneo.io.read import PixelUnitsWarning
 from rsneo.io.report import ChangeReport, ReportImage, change_summary, png_data_uri, stretch_rgb, write_report
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.io.vector import class_areas, write_class_polygons
-from rsneo.io.windows import data_bands
-from rsneo.predict.bands import BandLayout, band_layout, model_band_groups, overview_size, read_overview
-from rsneo.predict.segment import NONE_OF_THESE, parse_classes
+from rsneo.io.windows import aligned_datasets, overview_size, read_overview
+from rsneo.predict.segment import NONE_OF_THESE, parse_classes, window_inputs
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
@@ -53,84 +48,9 @@ MAX_FROM_TO_CLASSES = (
 )
 
 
-def _georeferenced(src: rasterio.DatasetReader) -> bool:
-    return src.crs is not None and src.transform != rasterio.Affine.identity()
-
-
-@contextlib.contextmanager
-def aligned_datasets(paths: list[Path], layouts: list[BandLayout]):
-    """Open the dates on the first one's grid; yields (datasets, crs or None, transform, pixel_units)."""
-    first = layouts[0]
-    for path, layout in zip(paths[1:], layouts[1:], strict=True):
-        if layout.sensor != first.sensor or layout.band_names != first.band_names:
-            raise InputError(
-                f"{path}: sensor {layout.sensor} with bands {list(layout.band_names)} differs from "
-                f"{paths[0]} "
-                f"(sensor {first.sensor}, bands {list(first.band_names)}); change detection needs every date "
-                "from the same sensor with the same bands"
-            )
-    with contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(open_raster(p)) for p in paths]
-        ref = sources[0]
-        georef = [_georeferenced(s) for s in sources]
-        if not any(georef):
-            for path, src in zip(paths[1:], sources[1:], strict=True):
-                if (src.width, src.height) != (ref.width, ref.height):
-                    raise InputError(
-                        f"{path}: has no georeference and is {src.width}x{src.height} pixels; expected "
-                        f"{ref.width}x{ref.height} like {paths[0]} to compare them pixel by pixel"
-                    )
-            warnings.warn(
-                f"{paths[0]} and the other dates have no georeference: comparing pixel by pixel, "
-                "areas are in pixels",
-                PixelUnitsWarning,
-                stacklevel=3,
-            )
-            yield sources, None, rasterio.Affine.identity(), True
-            return
-        if not all(georef):
-            bad = paths[georef.index(False)] if georef[0] else paths[0]
-            raise InputError(
-                f"{bad}: has no georeference while the other dates have one; "
-                "expected all dates georeferenced "
-                "(or none, for same-size image pairs)"
-            )
-        datasets = [ref]
-        for path, src in zip(paths[1:], sources[1:], strict=True):
-            left, bottom, right, top = transform_bounds(src.crs, ref.crs, *src.bounds, densify_pts=21)
-            r = ref.bounds
-            if not (left < r.right and r.left < right and bottom < r.top and r.bottom < top):
-                raise InputError(
-                    f"{path} ({src.crs.to_string()}) does not overlap {paths[0]} ({ref.crs.to_string()}); "
-                    "expected rasters of the same place"
-                )
-            if (src.crs, src.transform, src.width, src.height) == (
-                ref.crs,
-                ref.transform,
-                ref.width,
-                ref.height,
-            ):
-                datasets.append(src)
-            else:
-                datasets.append(
-                    stack.enter_context(
-                        WarpedVRT(
-                            src,
-                            crs=ref.crs,
-                            transform=ref.transform,
-                            width=ref.width,
-                            height=ref.height,
-                            resampling=Resampling.bilinear,
-                            add_alpha=_needs_alpha(src),
-                        )
-                    )
-                )
-        yield datasets, ref.crs, ref.transform, False
-
-
-def _needs_alpha(src: rasterio.DatasetReader) -> bool:
-    """Whether a reprojected view needs an alpha band to tell "outside the source" from real zeros."""
-    return src.nodata is None and all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums)
+def layout_bands(layouts: list[BandLayout]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Each date's sensor and band names, as `aligned_datasets` checks them."""
+    return [lay.sensor for lay in layouts], [lay.band_names for lay in layouts]
 
 
 def change_legend(class_names: list[str] | None, untrained: tuple[str, ...] = ()) -> ClassLegend:
@@ -158,8 +78,8 @@ def calibrated_change_head(
     """
     head = copy.deepcopy(system.change)
     valid = np.logical_and.reduce([v for _, v in views])  # (h, w)
-    frames = [[layout.images(p, valid) for layout, (p, _) in zip(layouts, views, strict=True)]]
-    inputs = image_documents(frames, system.config, policy="scene").to(system.device)
+    pixels = np.stack([p for p, _ in views])[None]  # (1, dates, bands, h, w)
+    inputs = window_inputs(layouts, pixels, valid[None], system.config, "scene").to(system.device)
     features = image_features(system.model, inputs, head.config.early_layer, frames=len(views))
     a, b = head.embeddings(features, 0), head.embeddings(features, len(views) - 1)
     distance = (1.0 - (a * b).sum(1))[0].float().cpu().numpy()[valid]  # (valid pixels,)
@@ -230,11 +150,7 @@ class ChangePredictor:
     @torch.inference_mode()
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
         system, dates = self.system, pixels.shape[1]
-        frames = [
-            [layout.images(sample[t], v) for t, layout in enumerate(self.layouts)]
-            for sample, v in zip(pixels, valid, strict=True)
-        ]
-        inputs = image_documents(frames, system.config, policy="scene").to(system.device)
+        inputs = window_inputs(self.layouts, pixels, valid, system.config, "scene").to(system.device)
         features = image_features(system.model, inputs, self.head.config.early_layer, frames=dates)
         logits = self.head(features, 0, dates - 1)  # (B, 2, S, S)
         if self.magnitude is not None:
@@ -260,7 +176,8 @@ def change_predictor(
     head = system.change
     if "change" not in system.trained_heads:
         ref = datasets[0]
-        views = [read_overview(ds, overview_size(ref.width, ref.height, 512)) for ds in datasets]
+        shape = overview_size(ref.width, ref.height, 512, system.config.token_size)
+        views = [read_overview(ds, shape) for ds in datasets]
         head = calibrated_change_head(system, layouts, views)
     magnitude = SceneMagnitude.measure(datasets[0], datasets[-1]) if head.uses_magnitude else None
     return ChangePredictor(system, layouts, class_names, head, magnitude)
@@ -370,7 +287,7 @@ def _detect_change_locked(
         heads=system.trained_heads,
         plan=plan,
     )
-    with aligned_datasets(rasters, layouts) as (datasets, crs, transform, pixel_units):
+    with aligned_datasets(rasters, *layout_bands(layouts)) as (datasets, crs, transform, pixel_units):
         predictor = change_predictor(system, layouts, datasets, class_names)
         calibration = (float(predictor.head.threshold.detach()), float(predictor.head.log_scale.detach()))
         predict_raster(
@@ -474,7 +391,7 @@ def _write_change_report(
 ) -> str:
     """Pictures of the first and last date and of the change map, measured numbers, the summary of them."""
     ref = datasets[0]
-    shape = overview_size(ref.width, ref.height, 512)
+    shape = overview_size(ref.width, ref.height, 512, system.config.token_size)
     views = [read_overview(ds, shape) for ds in datasets]
     # file names, with their folder when the dates share one name (LEVIR-CD's A/x.png and B/x.png)
     plain = [r.name for r in rasters]

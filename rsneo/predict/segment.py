@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.fewshot import class_vectors
 from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io import qgis  # module attribute at call time: the resume tests stop a run inside it
-from rsneo.io.cog import ClassLegend, check_writable, gdal_env, open_raster
-from rsneo.io.read import warn_pixel_units
+from rsneo.io.cog import ClassLegend, check_writable, gdal_env
+from rsneo.io.read import open_input, warn_pixel_units
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.io.vector import write_class_polygons
-from rsneo.predict.bands import BandLayout, band_layout, model_band_groups
+from rsneo.model.inputs import ModelInputs
 from rsneo.predict.sliding_window import (
     RasterWindows,
     WindowPlan,
@@ -41,6 +44,25 @@ def parse_classes(text: str | list[str]) -> list[str]:
     return names
 
 
+def window_inputs(
+    layouts: Sequence[BandLayout], pixels: np.ndarray, valid: np.ndarray, config: Any, policy: str = "frame"
+) -> ModelInputs:
+    """Windows read by `RasterWindows` -> the model's inputs: one document per window, one frame per date.
+
+    `pixels` (B, bands, S, S) for one raster (one layout) or (B, dates, bands, S, S) for aligned dates (a
+    layout each); `valid` (B, S, S). `config` (an `RSNeoConfig`) gives the token size and image token ids;
+    `policy="scene"` lets the dates of a window see each other.
+    """
+    if pixels.ndim == 4:
+        pixels = pixels[:, None]
+    token = config.token_size
+    frames = [
+        [layout.images(sample[t], v, token) for t, layout in enumerate(layouts)]
+        for sample, v in zip(pixels, valid, strict=True)
+    ]
+    return image_documents(frames, config, policy=policy)
+
+
 class SegmentationPredictor:
     """The `predict_fn` of the sliding-window engine: windows -> class probabilities plus "none of these"."""
 
@@ -55,8 +77,7 @@ class SegmentationPredictor:
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
         # pixels (B, bands, S, S), valid (B, S, S) -> (B, K + 1, S, S)
         head = self.system.segmentation
-        frames = [[self.layout.images(p, v)] for p, v in zip(pixels, valid, strict=True)]
-        inputs = image_documents(frames, self.system.config).to(self.system.device)
+        inputs = window_inputs([self.layout], pixels, valid, self.system.config).to(self.system.device)
         features = image_features(self.system.model, inputs, head.config.early_layer)
         probs = head.probabilities(head(features, self.class_vectors), self.none_threshold)
         return probs.float().cpu().numpy()
@@ -141,7 +162,7 @@ def _segment_locked(
         bands=bands,
     )
     predictor = SegmentationPredictor(system, layout, class_names, none_threshold)
-    with open_raster(raster) as src:
+    with open_input(raster) as src:
         crs = src.crs
         if crs is None:
             warn_pixel_units(raster)

@@ -31,9 +31,10 @@ from rasterio.windows import Window
 
 from rsneo import atomic
 from rsneo.errors import InputError
-from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, gdal_env, hidden_path, open_raster
+from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter, gdal_env, hidden_path
+from rsneo.io.dataset import open_raster
 from rsneo.io.runstate import notice_discarded, run_identity
-from rsneo.io.windows import RasterWindows, data_bands  # noqa: F401  (data_bands: predict.bands imports it here)
+from rsneo.io.windows import RasterWindows
 
 ENGINE_VERSION = 3  # saved progress of another engine version is never resumed
 # pixels (batch, ..., size, size), valid (batch, size, size) -> probabilities (batch, channels, size, size)

@@ -24,6 +24,7 @@ from rsneo.heads.change import ChangeHead, ChangeHeadConfig, magnitude_excess
 from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import load_system, save_heads
 from rsneo.io.scene import read_scene
+from rsneo.model.inputs import DEFAULT_TOKEN_SIZE
 from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import ChangeBatch, ChangeSource
 from rsneo.train.corpus import DocumentBuilder, timeseries
@@ -64,7 +65,9 @@ NAIP_GROUPS = {  # RGB alone (what an RGB pair such as a PNG gives `rsneo change
 }
 
 
-def naip_change_sources(folder: Path, tile: int = 128, bands: str = "rgb") -> list[ChangeSource]:
+def naip_change_sources(
+    folder: Path, tile: int = 128, bands: str = "rgb", token_size: int = DEFAULT_TOKEN_SIZE
+) -> list[ChangeSource]:
     """The NAIP dates of one place as change sources: real change over a decade, public domain.
 
     The dates' grids shift by about a pixel: every date is resampled (bilinear) onto the first one's grid
@@ -85,7 +88,9 @@ def naip_change_sources(folder: Path, tile: int = 128, bands: str = "rgb") -> li
     for window in tiles(scene.sizes["y"], scene.sizes["x"], tile):
         if not valid[window].all():
             continue
-        frames = [frame_groups(scene, values, t, window, NAIP_GROUPS[bands]) for t in range(len(dates))]
+        frames = [
+            frame_groups(scene, values, t, window, NAIP_GROUPS[bands], token_size) for t in range(len(dates))
+        ]
         sources.append(ChangeSource(frames, dates))
     return sources
 
@@ -232,13 +237,17 @@ def change_pools(
 def _read_pools(names: Sequence[str], data_root: Path, system, naip_tile: int, pucallpa_tile: int) -> list:
     naip = Path(data_root) / "timeseries" / "naip_m4709963"
     tokens = ImageTokens.of(system.model.config)
+    token_size = system.model.config.token_size
     pools = []
     for name in names:
         if name in ("naip_rgb", "naip_rgbn"):
-            pools.append(naip_change_sources(naip, naip_tile, name.removeprefix("naip_")))
+            pools.append(naip_change_sources(naip, naip_tile, name.removeprefix("naip_"), token_size))
         elif name == "pucallpa":
             samples = timeseries(
-                Path(data_root), lambda: DocumentBuilder(system.tokenizer, tokens), pucallpa_tile
+                Path(data_root),
+                lambda: DocumentBuilder(system.tokenizer, tokens),
+                pucallpa_tile,
+                token_size=token_size,
             )
             pools.append([s.change for s in samples if s.change is not None])
         else:

@@ -40,7 +40,7 @@ from rsneo.errors import InputError
 from rsneo.heads.generation import chat_prompt
 from rsneo.io.read import PixelUnitsWarning
 from rsneo.io.scene import read_scene
-from rsneo.model.inputs import ImageInput
+from rsneo.model.inputs import DEFAULT_TOKEN_SIZE, ImageInput
 from rsneo.train.batch import ChangeSource
 from rsneo.train.pairs import LANDSAT_LIKE_GROUPS, changed_percent, simulate_pair
 from rsneo.train.sentences import (
@@ -96,11 +96,16 @@ def _date(scene: xr.DataArray, t: int) -> str | None:
     return None if np.isnat(value) else str(np.datetime_as_string(value, unit="D"))
 
 
-def change_source(scene: xr.DataArray, values: np.ndarray, window: tuple[slice, slice]) -> ChangeSource:
+def change_source(
+    scene: xr.DataArray, values: np.ndarray, window: tuple[slice, slice], token_size: int = DEFAULT_TOKEN_SIZE
+) -> ChangeSource:
     """Every date of a tile in Landsat-like band groups (`rsneo.train.pairs.LANDSAT_LIKE_GROUPS`)."""
     family = next((k for k in LANDSAT_LIKE_GROUPS if str(scene.attrs["sensor"]).startswith(k)), None)
     groups = LANDSAT_LIKE_GROUPS[family] if family else None
-    frames = [frame_groups(scene, values, t, window, groups) for t in range(scene.sizes["time"])]
+    frames = [
+        frame_groups(scene, values, t, window, groups, token_size=token_size)
+        for t in range(scene.sizes["time"])
+    ]
     return ChangeSource(frames, [_date(scene, t) for t in range(scene.sizes["time"])])
 
 
@@ -136,7 +141,12 @@ def _require(path: Path) -> Path:
 
 
 def sen1floods11(
-    root: Path, builder: Callable[[], DocumentBuilder], tile: int, split: str = "all", qa: bool = False
+    root: Path,
+    builder: Callable[[], DocumentBuilder],
+    tile: int,
+    split: str = "all",
+    qa: bool = False,
+    token_size: int = DEFAULT_TOKEN_SIZE,
 ) -> list[Sample]:
     """Sen1Floods11 tiles. `split`: `train` = left half of each chip, `val` = right half, `all` = both.
 
@@ -162,13 +172,13 @@ def sen1floods11(
             mask = labels[window]
             if (mask < 0).mean() > 0.5:
                 continue
-            optical = frame_groups(s2, v2, 0, window)
-            radar = frame_groups(s1, v1, 0, window)
+            optical = frame_groups(s2, v2, 0, window, token_size=token_size)
+            radar = frame_groups(s1, v1, 0, window, token_size=token_size)
             sentence = class_share_sentence(mask, dict(enumerate(WATER_CLASSES)), nodata=-1)
             doc = builder().frame(optical + radar).text(sentence, learn=True).end()
             origin = (window[0].start, window[1].start)
             chip = LabelledChip(optical, torch.from_numpy(mask.copy()), WATER_CLASSES, origin)
-            source = change_source(s2, v2, window)
+            source = change_source(s2, v2, window, token_size)
             samples.append(Sample(doc, chip, source))
             if qa:
                 n, frame = len(sources), [optical]  # as `rsneo ask` reads a Sentinel-2 file
@@ -179,7 +189,7 @@ def sen1floods11(
                 samples.append(Sample(describe, chip, source))
             sources.append(source)
         if qa:
-            samples += water_overview_samples(s2, v2, labels, split, builder)
+            samples += water_overview_samples(s2, v2, labels, split, builder, token_size)
     if qa:
         samples += change_qa_samples(sources, builder, seed=1)
     return samples
@@ -191,6 +201,7 @@ def water_overview_samples(
     labels: np.ndarray,
     split: str,
     builder: Callable[[], DocumentBuilder],
+    token_size: int = DEFAULT_TOKEN_SIZE,
 ) -> list[Sample]:
     """Water questions about larger views of the split's half (128 px tiles, 256 px tiles and the whole half,
     these two averaged down 2x, as `rsneo ask` reads a whole raster at a reduced size); the answer is the
@@ -217,7 +228,7 @@ def water_overview_samples(
         mask = labels[window]
         if (mask < 0).mean() > 0.5:
             continue
-        groups = frame_groups(scene, values, 0, window)
+        groups = frame_groups(scene, values, 0, window, token_size=token_size)
         if factor > 1:
             groups = [
                 ImageInput(F.avg_pool2d(g.pixels[None], factor)[0], g.wavelengths, g.band_keys, g.time)
@@ -229,7 +240,11 @@ def water_overview_samples(
 
 
 def bigearthnet(
-    root: Path, builder: Callable[[], DocumentBuilder], tile: int, qa: bool = False
+    root: Path,
+    builder: Callable[[], DocumentBuilder],
+    tile: int,
+    qa: bool = False,
+    token_size: int = DEFAULT_TOKEN_SIZE,
 ) -> list[Sample]:
     """BigEarthNet patches (120x120 at 10 m): the centre `tile` pixels (at most 96), with the label
     sentence; `qa`: also each land-cover question (chat layout) and a simulated change pair's question."""
@@ -245,13 +260,13 @@ def bigearthnet(
         start = (s2.sizes["y"] - size) // 2
         window = (slice(start, start + size), slice(start, start + size))
         values = normalise(s2)
-        groups = frame_groups(s2, values, 0, window)
-        source = change_source(s2, values, window)
+        groups = frame_groups(s2, values, 0, window, token_size=token_size)
+        source = change_source(s2, values, window, token_size)
         s1_folder = bigearthnet_s1_folder(patch, base / "BigEarthNet-S1-Example")
         if s1_folder is not None:
             s1 = read_scene(s1_folder, sensor="sentinel1_grd")
             if s1.sizes["y"] >= start + size:
-                groups += frame_groups(s1, normalise(s1), 0, window)
+                groups += frame_groups(s1, normalise(s1), 0, window, token_size=token_size)
         doc = builder().frame(groups).text(scene_labels_sentence(labels), learn=True).end()
         samples.append(Sample(doc, None, source))
         if qa:
@@ -265,7 +280,11 @@ def bigearthnet(
 
 
 def timeseries(
-    root: Path, builder: Callable[[], DocumentBuilder], tile: int, qa: bool = False
+    root: Path,
+    builder: Callable[[], DocumentBuilder],
+    tile: int,
+    qa: bool = False,
+    token_size: int = DEFAULT_TOKEN_SIZE,
 ) -> list[Sample]:
     """Landsat composites over Pucallpa, 1985..2020: one frame per date with its year as text before it.
 
@@ -279,14 +298,18 @@ def timeseries(
     for window in tiles(scene.sizes["y"], scene.sizes["x"], tile):
         doc = builder()
         for t, year in enumerate(years):
-            doc.text(f"{year}:", learn=False).frame(frame_groups(scene, values, t, window))
-        samples.append(Sample(doc.end(), None, change_source(scene, values, window)))
+            doc.text(f"{year}:", learn=False).frame(
+                frame_groups(scene, values, t, window, token_size=token_size)
+            )
+        samples.append(Sample(doc.end(), None, change_source(scene, values, window, token_size)))
     if qa:
         samples += change_qa_samples([s.change for s in samples if s.change is not None], builder, seed=3)
     return samples
 
 
-def taizhou(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> list[Sample]:
+def taizhou(
+    root: Path, builder: Callable[[], DocumentBuilder], tile: int, token_size: int = DEFAULT_TOKEN_SIZE
+) -> list[Sample]:
     """Two Landsat-7 dates over Taizhou with the share of changed reference pixels of each tile as text."""
     from PIL import Image
 
@@ -302,12 +325,16 @@ def taizhou(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> li
             continue
         doc = builder()
         for t, year in enumerate(("2000", "2003")):
-            doc.text(f"{year}:", learn=False).frame(frame_groups(scene, values, t, window))
+            doc.text(f"{year}:", learn=False).frame(
+                frame_groups(scene, values, t, window, token_size=token_size)
+            )
         samples.append(Sample(doc.text(change_sentence(c, u, "2000", "2003"), learn=True).end()))
     return samples
 
 
-def captions(root: Path, builder: Callable[[], DocumentBuilder], tile: int) -> list[Sample]:
+def captions(
+    root: Path, builder: Callable[[], DocumentBuilder], tile: int, token_size: int = DEFAULT_TOKEN_SIZE
+) -> list[Sample]:
     """RSICD scenes (RGB): the centre crop of `tile` pixels (at least 64) followed by each of its captions."""
     base = _require(root / "text" / "rsicd_mini")
     size = max(tile, 64)
@@ -332,6 +359,7 @@ def torchgeo_raster(
     file_bands: list[str] | None = None,
     count: int = 64,
     seed: int = 0,
+    token_size: int = DEFAULT_TOKEN_SIZE,
 ) -> list[Sample]:
     """`count` seeded windows of `tile` pixels from a folder of GeoTIFFs of one sensor (`SensorRaster` +
     `RandomGeoSampler`), each one frame with no text: the image objectives learn from a user's own rasters.
@@ -342,13 +370,18 @@ def torchgeo_raster(
     for item in random_raster_samples(Path(folder).expanduser(), sensor, tile, count, seed, file_bands):
         scene = sample_scene(item)
         values = normalise(scene)
-        document = builder().frame(frame_groups(scene, values, 0)).end()
-        samples.append(Sample(document, None, change_source(scene, values, (slice(None), slice(None)))))
+        document = builder().frame(frame_groups(scene, values, 0, token_size=token_size)).end()
+        whole = (slice(None), slice(None))
+        samples.append(Sample(document, None, change_source(scene, values, whole, token_size)))
     return samples
 
 
 def shards(
-    root: Path, builder: Callable[[], DocumentBuilder], tile: int, path: str | None = None
+    root: Path,
+    builder: Callable[[], DocumentBuilder],
+    tile: int,
+    path: str | None = None,
+    token_size: int = DEFAULT_TOKEN_SIZE,
 ) -> list[Sample]:
     """Samples of a prepared shard folder (`rsneo prepare`; default `data_root/shards`), read into memory.
 
@@ -357,10 +390,12 @@ def shards(
     prepared.
     """
     folder = Path(path) if path else root / "shards"
-    return [shard_sample(item, builder) for item in ShardDataset(_require(folder))]
+    return [shard_sample(item, builder, token_size) for item in ShardDataset(_require(folder))]
 
 
-def shard_sample(item: dict, builder: Callable[[], DocumentBuilder]) -> Sample:
+def shard_sample(
+    item: dict, builder: Callable[[], DocumentBuilder], token_size: int = DEFAULT_TOKEN_SIZE
+) -> Sample:
     """One streamed shard sample as a document: its dates as frames (all arrays of a date, e.g. Sentinel-2
     and Sentinel-1, in one frame), then a sentence from its mask (class shares), scene labels or first
     caption. A mask on a grid of whole image tokens (the frames' `token_size`) also gives a labelled chip."""
@@ -372,14 +407,14 @@ def shard_sample(item: dict, builder: Callable[[], DocumentBuilder]) -> Sample:
     first_groups: list[ImageInput] = []
     for t in range(main.sizes["time"]):
         groups = [g for scene, v in zip(scenes, values, strict=True) if t < scene.sizes["time"]
-                  for g in frame_groups(scene, v, t)]  # fmt: skip
+                  for g in frame_groups(scene, v, t, token_size=token_size)]  # fmt: skip
         if main.sizes["time"] > 1:
             date = main["time"].values[t]
             doc.text(
                 f"{'unknown date' if np.isnat(date) else str(date.astype('datetime64[D]'))}:", learn=False
             )
         doc.frame(groups)
-        first_groups = first_groups or frame_groups(main, values[0], t)
+        first_groups = first_groups or frame_groups(main, values[0], t, token_size=token_size)
     chip = None
     if "mask" in item:
         mask = item["mask"].numpy().astype(np.int64)

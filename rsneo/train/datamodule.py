@@ -30,6 +30,7 @@ from rsneo.data.packing import collate_rows
 from rsneo.data.shards import ShardDataset, read_manifest
 from rsneo.errors import InputError
 from rsneo.heads.segmentation import image_documents
+from rsneo.model.inputs import DEFAULT_TOKEN_SIZE
 from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import ChangeSource, SegmentationBatch, TrainBatch
 from rsneo.train.corpus import QA_SOURCES, SOURCES, Sample, shard_sample
@@ -168,7 +169,9 @@ def build_samples(
             extra.update(options.get("raster", {}))
         if options.get("qa") and name in QA_SOURCES:
             extra["qa"] = True
-        samples += SOURCES[name](root, lambda: DocumentBuilder(tokenizer, tokens), tile, **extra)
+        samples += SOURCES[name](
+            root, lambda: DocumentBuilder(tokenizer, tokens), tile, token_size=token_size, **extra
+        )
     mode = options.get("band_groups", DEFAULT_BAND_GROUPS)
     samples = [apply_band_groups(s, mode, tokens) for s in samples]
     if not samples:
@@ -179,11 +182,18 @@ def build_samples(
 class ShardDocuments:
     """Turns streamed shard samples into training samples inside a DataLoader worker (picklable)."""
 
-    def __init__(self, tokenizer: Any, tokens: ImageTokens, band_groups: str = DEFAULT_BAND_GROUPS) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        tokens: ImageTokens,
+        band_groups: str = DEFAULT_BAND_GROUPS,
+        token_size: int = DEFAULT_TOKEN_SIZE,
+    ) -> None:
         self.tokenizer, self.tokens, self.band_groups = tokenizer, tokens, band_groups
+        self.token_size = token_size  # the model's (`RSNeoConfig.token_size`)
 
     def __call__(self, item: dict[str, Any]) -> Sample:
-        sample = shard_sample(item, lambda: DocumentBuilder(self.tokenizer, self.tokens))
+        sample = shard_sample(item, lambda: DocumentBuilder(self.tokenizer, self.tokens), self.token_size)
         return apply_band_groups(sample, self.band_groups, self.tokens)
 
 
@@ -222,7 +232,7 @@ class RSNeoDataModule(L.LightningDataModule):
         return check_band_groups(str(self.data["band_groups"]))
 
     def documents(self) -> ShardDocuments:
-        return ShardDocuments(self.tokenizer, self.tokens, self.band_groups)
+        return ShardDocuments(self.tokenizer, self.tokens, self.band_groups, self.token_size)
 
     @property
     def streaming(self) -> bool:

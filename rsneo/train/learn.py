@@ -31,16 +31,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rsneo.atomic import atomic_folder
+from rsneo.data.frames import BandLayout, band_layout
 from rsneo.errors import InputError
 from rsneo.heads.fewshot import LEARN_RECORD, LearntClasses, _key, class_vectors, load_learnt, save_learnt
 from rsneo.heads.segmentation import SegmentationHead, encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System, save_system
 from rsneo.heads.vocabulary import DEFAULT_MATCH_THRESHOLD, TrainedClass, Vocabulary
-from rsneo.io.cog import open_raster
 from rsneo.io.labels import UNLABELLED, burn_labels, read_labels
-from rsneo.io.read import dataset_grid
+from rsneo.io.read import dataset_grid, open_input
 from rsneo.io.windows import RasterWindows
-from rsneo.predict.bands import BandLayout, band_layout
 
 Tick = Callable[[str, int], None]  # (task, advance) progress callback
 
@@ -151,7 +150,7 @@ def labelled_windows(
     head = system.segmentation
     out = []
     for raster in rasters:
-        with open_raster(raster.path) as src:
+        with open_input(raster.path) as src:
             reader = RasterWindows([src])
             for row, col in window_starts(raster.classes, window):
                 pixels, valid = reader.read(row, col, window)
@@ -159,7 +158,9 @@ def labelled_windows(
                 feature = _crop(raster.feature, row, col, window)
                 mask = torch.from_numpy((classes >= 0) & valid)
                 if mask.any():
-                    inputs = image_documents([[raster.layout.images(pixels, valid)]], system.config)
+                    inputs = image_documents(
+                        [[raster.layout.images(pixels, valid, system.config.token_size)]], system.config
+                    )
                     with torch.no_grad():  # not inference_mode: these tensors feed autograd later
                         feats = image_features(
                             system.model, inputs.to(system.device), head.config.early_layer
@@ -481,7 +482,7 @@ def prepare_rasters(
         if not path.exists():
             raise InputError(f"{path}: file not found")
         layout = band_layout(path, sensor, bands)
-        with open_raster(path) as src:
+        with open_input(path) as src:
             grid = dataset_grid(src)
         burnt = burn_labels(labels, grid)
         if not (burnt.classes >= 0).any():

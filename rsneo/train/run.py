@@ -210,7 +210,7 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         model = build_model(model_cfg, tokenizer)
     if on_meta:
         tag_for_materialization(model, model.init_module)
-    # prediction groups bands as the model was trained (rsneo.predict.bands.model_band_groups)
+    # prediction groups bands as the model was trained (rsneo.data.frames.model_band_groups)
     model.config.band_groups = config["data"]["band_groups"]
     module = RSNeoTraining(
         model, config, tokenizer, build_segmentation_head(config, model), build_change_head(config, model)

@@ -8,9 +8,9 @@ import rasterio
 import torch
 from PIL import Image
 
+from rsneo.data.frames import band_layout
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig
 from rsneo.heads.segmentation import image_documents, image_features
-from rsneo.predict.bands import band_layout
 
 
 def scene_features(system, layouts, pixels, size):

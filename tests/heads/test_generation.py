@@ -6,8 +6,8 @@ import numpy as np
 import rasterio
 import torch
 
+from rsneo.data.frames import band_layout
 from rsneo.heads.generation import generate_answer, question_document
-from rsneo.predict.bands import band_layout
 
 
 def frames_of(shared_data, names, size=64):

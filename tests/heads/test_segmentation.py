@@ -7,6 +7,7 @@ import pytest
 import rasterio
 import torch
 
+from rsneo.data.frames import band_layout
 from rsneo.heads.segmentation import (
     ImageFeatures,
     SegmentationHead,
@@ -15,7 +16,6 @@ from rsneo.heads.segmentation import (
     image_documents,
     image_features,
 )
-from rsneo.predict.bands import band_layout
 
 S2 = ("sen1floods11", "S2", "Spain_7370579_S2Hand.tif")
 LABEL = ("sen1floods11", "Labels", "Spain_7370579_LabelHand.tif")

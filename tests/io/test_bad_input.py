@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import pytest
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 
 from rsneo.cli import run_app
 from rsneo.errors import InputError
@@ -37,13 +39,24 @@ def test_band_count_that_does_not_match_the_sensor(shared_data):
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 @pytest.mark.filterwarnings("ignore::rsneo.io.read.PixelUnitsWarning")
 def test_missing_crs_where_one_is_needed(shared_data, tmp_path):
-    png = tmp_path / "m_4709963_se_14_1_20220101.png"
+    # a later date that lost its georeference: NAIP's 4 bands in a GeoTIFF without CRS or transform (a PNG
+    # would not do: its 4th band is opacity)
+    png = tmp_path / "m_4709963_se_14_1_20220101.tif"
     with rasterio.open(shared_data / "timeseries/naip_m4709963/m_4709963_se_14_1_20090818.tif") as src:
-        profile = {"driver": "PNG", "width": 64, "height": 64, "count": 4, "dtype": "uint8"}
-        with rasterio.open(png, "w", **profile) as dst:
-            dst.write(src.read(window=((0, 64), (0, 64))))
+        profile = {
+            "driver": "GTiff",
+            "width": 64,
+            "height": 64,
+            "count": 4,
+            "dtype": "uint8",
+            "photometric": "minisblack",
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(png, "w", **profile) as dst:
+                dst.write(src.read(window=((0, 64), (0, 64))))
     first = shared_data / "timeseries/naip_m4709963/m_4709963_se_14_1_20090818.tif"
-    with pytest.raises(InputError, match=r"20220101.png: has no CRS; expected one to reproject the dates"):
+    with pytest.raises(InputError, match=r"20220101.tif: has no CRS; expected one to reproject the dates"):
         read_scene([first, png])
 
 

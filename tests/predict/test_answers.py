@@ -30,7 +30,8 @@ def chip(shared_data, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("chip") / "chip.tif"
     with rasterio.open(shared_data.joinpath(*S2)) as src:
         window = Window(256, 128, 128, 128)
-        profile = src.profile | {"width": 128, "height": 128, "transform": src.window_transform(window)}
+        size = {"width": 128, "height": 128, "transform": src.window_transform(window)}
+        profile = src.profile | size | {"photometric": "MINISBLACK"}  # band 4 is NIR, not alpha
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(src.read(window=window))
             dst.descriptions = src.descriptions
@@ -193,3 +194,23 @@ def test_answers_agree_in_bf16(bundled, chip):
     assert ask(half, [chip], "How much of this image is banana?").abstained
     lake = ask(half, [chip], "How much of this image is lake?")  # a taught name, read as water in bf16 too
     assert not lake.abstained and abs(lake.value - full.value) <= 5.0
+
+
+def test_the_shares_of_two_dates_are_measured_on_the_same_ground(tiny_system, shared_data, tmp_path):
+    """A change question's "X% on the first date, Y% on the last" reads both maps on the first date's grid:
+    a last date covering more ground than the first is cut to the first's footprint, not measured whole."""
+    from rsneo.predict.answers import class_shares, first_and_last_shares
+
+    full = shared_data / "timeseries/naip_m4709963/m_4709963_se_14_1_20100629.tif"
+    crop = tmp_path / "m_4709963_se_14_1_20090818.tif"  # the first date: a 128-pixel corner of the same place
+    with rasterio.open(full) as src:
+        window = Window(64, 64, 128, 128)
+        size = {"width": 128, "height": 128, "transform": src.window_transform(window)}
+        profile = src.profile | size | {"photometric": "MINISBLACK"}  # band 4 is NIR, not alpha
+        with rasterio.open(crop, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+    classes = ["water", "land"]
+    (_, first, unit), (_, last, _) = first_and_last_shares(tiny_system, [crop, full], classes)
+    _, alone, _ = class_shares(tiny_system, full, classes)
+    assert unit == "ha" and last == pytest.approx(first, rel=1e-6)  # the same 128 x 128 pixels of 5 m
+    assert first == pytest.approx(128 * 128 * 25 / 1e4, rel=0.01) and alone > 20 * first

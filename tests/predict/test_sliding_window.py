@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from rsneo.io.cog import NODATA_CLASS, ClassLegend, open_raster
+from rsneo.io.cog import NODATA_CLASS, ClassLegend
 from rsneo.io.runstate import ResumeNotice
 from rsneo.predict.sliding_window import (
     RasterWindows,
@@ -105,43 +105,3 @@ def test_window_plan_covers_every_pixel():
         starts = plan.starts(length)
         assert starts == list(range(0, starts[-1] + 1, 96))  # a regular stride
         assert starts[-1] + 128 >= length and (len(starts) == 1 or starts[-1] + 32 < length)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "rasters/RGB.byte.tif",  # uint8, nodata 0 on every band
-        "rasters/shade.tif",  # one band, nodata 255
-        "sen1floods11/S1/Spain_7370579_S1Hand.tif",  # float32 with NaN
-        "sen1floods11/S2/Spain_7370579_S2Hand.tif",  # 13 int16 bands
-        "levir_cd/A/test_2_0000_0000.png",  # no nodata at all
-    ],
-)
-def test_window_validity_is_gdal_dataset_mask(shared_data, name):
-    """Validity taken from the values already read equals `dataset_mask` (which re-reads every band)."""
-    with open_raster(shared_data / name) as src:  # no NotGeoreferencedWarning for the PNG
-        windows = RasterWindows([src])
-        for row, col in [(0, 0), (src.height // 3, src.width // 2), (src.height - 40, src.width - 40)]:
-            _, valid = windows.read(row, col, 64)
-            h, w = min(64, src.height - row), min(64, src.width - col)
-            expected = src.dataset_mask(window=rasterio.windows.Window(col, row, w, h)) > 0
-            np.testing.assert_array_equal(valid[:h, :w], expected)
-            assert not valid[h:, :].any() and not valid[:, w:].any()
-
-
-def test_window_validity_of_a_reprojected_view_uses_its_alpha(shared_data):
-    from rasterio.vrt import WarpedVRT
-
-    with (
-        rasterio.open(shared_data / "rasters" / "RGB.byte.tif") as src,
-        WarpedVRT(src, crs="EPSG:4326", add_alpha=True) as vrt,
-    ):
-        windows = RasterWindows([vrt])
-        assert windows.bands == [[1, 2, 3]]  # the alpha band is the mask, not data
-        seen = []
-        for row, col in [(0, 0), (vrt.height // 2, vrt.width // 2), (vrt.height // 4, 0)]:
-            _, valid = windows.read(row, col, 64)
-            expected = vrt.dataset_mask(window=rasterio.windows.Window(col, row, 64, 64)) > 0
-            np.testing.assert_array_equal(valid, expected)
-            seen.append(valid)
-        assert np.concatenate(seen).any() and not np.concatenate(seen).all()  # both kinds of pixels occur

@@ -44,8 +44,8 @@ def test_folded_batches_run_through_the_model_and_unknown_modes_are_refused(
 
 
 def test_prediction_groups_bands_as_the_model_was_trained(shared_data):
+    from rsneo.data.frames import band_layout, model_band_groups
     from rsneo.model.config import RSNeoConfig
-    from rsneo.predict.bands import band_layout, model_band_groups
 
     raster = next((shared_data / "sen1floods11" / "S2").glob("*_S2Hand.tif"))
     sensor = band_layout(raster).groups

@@ -90,3 +90,14 @@ def test_qa_adds_chat_documents_with_answers_only_learned_and_taizhou_gives_no_c
         assert answer.startswith(("The scene shows", "About", "No change", "Less than")), answer
         assert answer.endswith("<|im_end|>")
     assert all(s.change is not None for s in plain) and all(s.change is None for s in held_out)
+
+
+def test_training_frames_follow_the_models_token_size(shared_data, tokenizer, image_tokens):
+    """A model with 16-pixel tokens gets 16-pixel token grids: a 48-pixel tile is 3 x 3 tokens, not 64 px."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        samples = build_samples(["timeseries"], shared_data, tokenizer, image_tokens, 48, token_size=16)
+    groups = samples[0].document.groups
+    assert {g.token_size for g in groups} == {16}
+    assert {tuple(g.pixels.shape[-2:]) for g in groups} == {(48, 48)} and groups[0].grid == (3, 3)
+    assert {g.token_size for g in samples[0].change.frames[0]} == {16}

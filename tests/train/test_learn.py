@@ -86,8 +86,8 @@ def test_spatial_holdout_keeps_features_whole_and_every_class_trained():
 def test_labelled_pixel_path_equals_the_segmentation_head(tiny_system, shared_data, flood_points):
     """The cheap training path (frozen context cached at labelled pixels) gives the head's own logits."""
     from rsneo.heads.segmentation import image_documents, image_features
-    from rsneo.io.cog import open_raster
-    from rsneo.predict.sliding_window import RasterWindows
+    from rsneo.io.dataset import open_raster
+    from rsneo.io.windows import RasterWindows
 
     labels = read_labels(flood_points, "cover")
     raster = prepare_rasters([shared_data.joinpath(*S2)], labels)[0]

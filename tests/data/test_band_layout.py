@@ -1,5 +1,6 @@
-"""`rsneo.predict.bands`: how the bands of a real raster become the model's normalised band groups (wavelength
-order, groups as the sensor defines them or folded into one, statistics) and the size of reduced reads."""
+"""`rsneo.data.frames.band_layout`: how the bands of a real raster become the model's normalised band groups
+(wavelength order, groups as the sensor defines them or folded into one, statistics), and the size of reduced
+reads (`rsneo.io.windows`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 import rasterio
 import torch
 
+from rsneo.data.frames import band_layout, model_band_groups
 from rsneo.errors import InputError
-from rsneo.predict.bands import band_layout, model_band_groups, overview_size, raster_statistics
 from rsneo.sensors import get_sensor
 
 S2 = "sen1floods11/S2/Spain_7370579_S2Hand.tif"
@@ -63,23 +64,14 @@ def test_images_are_one_standardised_group_each_with_invalid_pixels_zero(shared_
         pixels = src.read(window=((0, 32), (0, 64))).astype(np.float32)  # (13, 32, 64)
     valid = np.ones((32, 64), bool)
     valid[0, :5] = False
-    images = layout.images(pixels, valid, time=12.0)
+    images = layout.images(pixels, valid)
     assert [im.band_keys for im in images][0] == ("red", "green", "blue")
     assert [tuple(im.pixels.shape) for im in images][:2] == [(3, 32, 64), (3, 32, 64)]
     red = images[0].pixels[0]
     expected = (pixels[3] - layout.mean[3]) / layout.std[3]
     torch.testing.assert_close(red[1:], torch.from_numpy(expected[1:]), rtol=1e-6, atol=1e-6)
-    assert red[0, :5].abs().sum() == 0 and images[0].time == 12.0
+    assert red[0, :5].abs().sum() == 0 and images[0].time is None  # the chip's date is unknown
     assert images[0].wavelengths.tolist() == pytest.approx([0.665, 0.56, 0.49])
-
-
-def test_raster_statistics_of_a_decimated_read_stay_close_to_the_full_ones(shared_data):
-    mean, std = raster_statistics(shared_data / S2, sample=128)  # 512 pixels a side read 1 in 4
-    with rasterio.open(shared_data / S2) as src:
-        full = src.read().astype(np.float64).reshape(src.count, -1)
-    # nearest-neighbour decimation of a 512-pixel scene: a few percent of a band's spread
-    np.testing.assert_allclose(mean, full.mean(1), atol=0.05 * full.std(1).max())
-    np.testing.assert_allclose(std, full.std(1), rtol=0.15, atol=1.0)
 
 
 def test_model_band_groups_as_trained_and_sensor_by_default():
@@ -89,15 +81,3 @@ def test_model_band_groups_as_trained_and_sensor_by_default():
     assert model_band_groups(RSNeoConfig(band_groups="fold")) == "fold"
     with pytest.raises(InputError, match="model config band_groups: expected one of"):
         model_band_groups(RSNeoConfig(band_groups="bands"))
-
-
-@pytest.mark.parametrize(
-    ("size", "max_side", "expected"),
-    [
-        ((400, 400), 512, (384, 384)),  # never enlarged, rounded to multiples of 32
-        ((2048, 1024), 512, (256, 512)),  # (height, width), aspect kept
-        ((10000, 100), 512, (32, 512)),  # never below one token
-    ],
-)
-def test_overview_size(size, max_side, expected):
-    assert overview_size(*size, max_side) == expected
