@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
@@ -201,7 +202,13 @@ def data_bands(src: rasterio.io.DatasetReaderBase) -> list[int]:
     when GDAL masks the other bands with it (an RGBA PNG, a WarpedVRT's added alpha); an alpha tag GDAL does
     not use as a mask stays data (GDAL tags the 4th band of an RGB-photometric GeoTIFF alpha by default, so a
     NAIP crop's near infrared band written with its source's nodata would otherwise be lost)."""
-    interp, flags = src.colorinterp, src.mask_flag_enums
+    try:
+        interp = src.colorinterp
+    except CPLE_BaseError:
+        # rasterio reports GDAL's last error after this call when the value is non-zero: one left behind by an
+        # earlier failed read (a truncated file refused before) surfaces here; reporting it cleared it
+        interp = src.colorinterp
+    flags = src.mask_flag_enums
     masked_by_alpha = any(
         MaskFlags.alpha in f for c, f in zip(interp, flags, strict=True) if c != ColorInterp.alpha
     )
