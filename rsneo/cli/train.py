@@ -13,8 +13,9 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def config_groups() -> str:
-    """The config groups and their options, read from the shipped config folder (no Hydra import)."""
-    groups = sorted(p for p in CONFIG_DIR.iterdir() if p.is_dir())
+    """The config groups of `rsneo train` and their options, read from the shipped config folder (no Hydra
+    import); `learn_experiment` belongs to `rsneo learn --config`."""
+    groups = sorted(p for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "learn_experiment")
     return "; ".join(f"{g.name}=" + "|".join(sorted(f.stem for f in g.glob("*.yaml"))) for g in groups)
 
 
