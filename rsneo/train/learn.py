@@ -364,6 +364,19 @@ def choose_features(
     return Choice(best, {m: round(v, 5) for m, v in loss.items()}, held_total)
 
 
+def held_out_logits(
+    head: SegmentationHead, vectors: Tensor, windows: Sequence[LabelledPixels], use: Tensor
+) -> Iterator[tuple[LabelledPixels, Tensor]]:
+    """Each window's pixels of the features in `use` with their class logits (K, n), without gradients."""
+    for w in windows:
+        keep = use[w.feature]
+        if keep.any():
+            w = w.subset(keep)
+            with torch.no_grad():  # not around the yield: grad mode would stay off in the caller's code
+                logits = pixel_logits(head, w, vectors)
+            yield w, logits
+
+
 def holdout_loss(
     head: SegmentationHead, vectors: Tensor, windows: Sequence[LabelledPixels], use: Tensor, k: int
 ) -> float:
@@ -371,15 +384,10 @@ def holdout_loss(
     class and every feature within it weighing the same (`pixel_weights`, as in training)."""
     weights = pixel_weights(windows, use, k)
     total = 0.0
-    with torch.no_grad():
-        for w in windows:
-            keep = use[w.feature]
-            if keep.any():
-                w = w.subset(keep)
-                logits = pixel_logits(head, w, vectors)  # (K, n)
-                none = (head.scale * head.config.none_threshold).expand_as(logits[:1])
-                ce = F.cross_entropy(torch.cat([logits, none]).T, w.classes, reduction="none")
-                total += float((ce * weights[w.feature]).sum())
+    for w, logits in held_out_logits(head, vectors, windows, use):
+        none = (head.scale * head.config.none_threshold).expand_as(logits[:1])
+        ce = F.cross_entropy(torch.cat([logits, none]).T, w.classes, reduction="none")
+        total += float((ce * weights[w.feature]).sum())
     return total
 
 
@@ -435,14 +443,9 @@ def holdout_confusion(
     """(k, k + 1) reference x predicted pixel counts over the features in `use` (last column: none of
     these, as `segment` decides)."""
     confusion = np.zeros((k, k + 1), np.int64)
-    with torch.no_grad():
-        for w in windows:
-            keep = use[w.feature]
-            if keep.any():
-                w = w.subset(keep)
-                logits = pixel_logits(head, w, vectors)  # (K, n)
-                predicted = head.probabilities(logits[None, :, :, None])[0, :, :, 0].argmax(0)
-                np.add.at(confusion, (w.classes.numpy(), predicted.numpy()), 1)
+    for w, logits in held_out_logits(head, vectors, windows, use):
+        predicted = head.probabilities(logits[None, :, :, None])[0, :, :, 0].argmax(0)
+        np.add.at(confusion, (w.classes.numpy(), predicted.numpy()), 1)
     return confusion
 
 
