@@ -69,3 +69,36 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("checkpoint") / "last.ckpt"
     torch.save(checkpoint, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def water_label_points(shared_data, tmp_path_factory):
+    """Makes labels as a user draws them for `rsneo learn`: `count` random pixels per class ("Flood water",
+    "dry ground", field `cover`) of the hand-labelled Sen1Floods11 water mask, as points (or squares of
+    `buffer_px` pixels around them), saved to `name` in the raster's CRS or in `to_crs`."""
+    import geopandas as gpd
+    import numpy as np
+    import rasterio
+    from shapely.geometry import Point
+
+    def make(count: int, seed: int, name: str, buffer_px: float = 0.0, to_crs: int | None = None) -> Path:
+        with rasterio.open(shared_data / "sen1floods11" / "Labels" / "Spain_7370579_LabelHand.tif") as src:
+            label, transform, crs = src.read(1), src.transform, src.crs
+        rng = np.random.default_rng(seed)
+        records = []
+        for value, cover in ((1, "Flood water"), (0, "dry ground")):
+            rows, cols = np.nonzero(label == value)
+            for i in rng.choice(len(rows), count, replace=False):
+                point = Point(transform @ (cols[i] + 0.5, rows[i] + 0.5))
+                records.append(
+                    {
+                        "cover": cover,
+                        "geometry": point.buffer(abs(transform.a) * buffer_px) if buffer_px else point,
+                    }
+                )
+        frame = gpd.GeoDataFrame(records, crs=crs)
+        path = tmp_path_factory.mktemp("labels") / name
+        (frame if to_crs is None else frame.to_crs(to_crs)).to_file(path)
+        return path
+
+    return make

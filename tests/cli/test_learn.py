@@ -8,32 +8,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import geopandas as gpd
-import numpy as np
 import pytest
-import rasterio
-from shapely.geometry import Point
 
 from rsneo.cli import run_app
 
 S2 = "sen1floods11/S2/Spain_7370579_S2Hand.tif"
-LABEL = "sen1floods11/Labels/Spain_7370579_LabelHand.tif"
 
 
 @pytest.fixture(scope="module")
-def points(shared_data, tmp_path_factory) -> Path:
+def points(water_label_points) -> Path:
     """8 points per class from the hand-labelled water mask, as a GeoJSON in the raster's CRS."""
-    with rasterio.open(shared_data / LABEL) as src:
-        label, transform, crs = src.read(1), src.transform, src.crs
-    rng = np.random.default_rng(1)
-    records = []
-    for value, name in ((1, "Flood water"), (0, "dry ground")):
-        rows, cols = np.nonzero(label == value)
-        for i in rng.choice(len(rows), 8, replace=False):
-            records.append({"cover": name, "geometry": Point(transform @ (cols[i] + 0.5, rows[i] + 0.5))})
-    path = tmp_path_factory.mktemp("labels") / "points.geojson"
-    gpd.GeoDataFrame(records, crs=crs).to_file(path)
-    return path
+    return water_label_points(8, seed=1, name="points.geojson")
 
 
 def argv(shared_data, points: Path, out: Path, model: Path, *extra: str) -> list[str]:

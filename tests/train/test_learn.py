@@ -32,24 +32,12 @@ from rsneo.train.learn import (
 )
 
 S2 = ("sen1floods11", "S2", "Spain_7370579_S2Hand.tif")
-LABEL = ("sen1floods11", "Labels", "Spain_7370579_LabelHand.tif")
 
 
 @pytest.fixture(scope="module")
-def flood_points(shared_data, tmp_path_factory) -> Path:
+def flood_points(water_label_points) -> Path:
     """12 points per class drawn from the hand-labelled water mask, saved in web mercator (EPSG:3857)."""
-    with rasterio.open(shared_data.joinpath(*LABEL)) as src:
-        label, transform, crs = src.read(1), src.transform, src.crs
-    rng = np.random.default_rng(0)
-    records = []
-    for value, name in ((1, "Flood water"), (0, "dry ground")):
-        rows, cols = np.nonzero(label == value)
-        for i in rng.choice(len(rows), 12, replace=False):
-            x, y = transform @ (cols[i] + 0.5, rows[i] + 0.5)
-            records.append({"cover": name, "geometry": Point(x, y).buffer(abs(transform.a) * 1.5)})
-    path = tmp_path_factory.mktemp("labels") / "points.gpkg"
-    gpd.GeoDataFrame(records, crs=crs).to_crs(3857).to_file(path)
-    return path
+    return water_label_points(12, seed=0, name="points.gpkg", buffer_px=1.5, to_crs=3857)
 
 
 def learn_args(shared_data, labels: Path, out: Path, model: Path, *extra: str) -> list[str]:
