@@ -102,3 +102,18 @@ def water_label_points(shared_data, tmp_path_factory):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def flood_tiles(shared_data) -> list:
+    """The Sen1Floods11 chip cut into 64-pixel samples by its `rsneo prepare` recipe (S2 + S1 + mask), read
+    once for every shard test."""
+    import warnings
+
+    from rsneo.data.recipes import RECIPES
+
+    recipe = RECIPES["sen1floods11"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        [item] = recipe.items(shared_data / "sen1floods11", 64)[:1]
+        return recipe.load(item)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from itertools import islice
 from pathlib import Path
 
@@ -26,15 +25,9 @@ def _whole(item: list[Sample]) -> list[Sample]:
 
 
 @pytest.fixture(scope="module")
-def uneven_shards(shared_data, tmp_path_factory) -> Path:
+def uneven_shards(flood_tiles, tmp_path_factory) -> Path:
     """Real Sen1Floods11 tiles (S2 + S1 + mask) re-cut into four shards of uneven sizes."""
-    from rsneo.data.recipes import RECIPES
-
-    recipe = RECIPES["sen1floods11"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        [item] = recipe.items(shared_data / "sen1floods11", 64)[:1]
-        samples = recipe.load(item)[: sum(SIZES)]
+    samples = flood_tiles[: sum(SIZES)]
     ends = np.cumsum(SIZES)
     chunks = [samples[end - size : end] for size, end in zip(SIZES, ends, strict=True)]
     out = tmp_path_factory.mktemp("uneven") / "shards"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import math
-import warnings
 from pathlib import Path
 
 import pytest
@@ -26,16 +25,11 @@ def rows(metrics: Path, column: str) -> dict[int, float]:
 
 
 @pytest.fixture(scope="module")
-def flood_shards(shared_data, tmp_path_factory) -> Path:
+def flood_shards(flood_tiles, tmp_path_factory) -> Path:
     """50 real Sen1Floods11 tiles in three shards: two to train on, the last held out."""
-    from rsneo.data.recipes import RECIPES
     from rsneo.data.shards import prepare_shards
 
-    recipe = RECIPES["sen1floods11"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        [item] = recipe.items(shared_data / "sen1floods11", 64)[:1]
-        samples = recipe.load(item)
+    samples = flood_tiles
     out = tmp_path_factory.mktemp("flood") / "shards"
     prepare_shards([samples[:20], samples[20:40], samples[40:50]], _whole, out, 1, progress=False)
     return out
