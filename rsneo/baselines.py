@@ -63,7 +63,8 @@ def iou(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = Non
 def binary_scores(predicted: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> dict[str, float]:
     """Scores of a boolean change map on a sparse reference (`positive` changed, `negative` unchanged pixels).
 
-    Returns overall accuracy, Cohen's kappa, precision, recall and F1 over the reference pixels only.
+    Returns overall accuracy, Cohen's kappa, precision, recall, F1 and the share marked changed, over the
+    reference pixels only.
     """
     tp = float(np.logical_and(predicted, positive).sum())
     fn = float(np.logical_and(~predicted, positive).sum())
@@ -76,4 +77,8 @@ def binary_scores(predicted: np.ndarray, positive: np.ndarray, negative: np.ndar
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"accuracy": accuracy, "kappa": kappa, "precision": precision, "recall": recall, "f1": f1}
+    share = (tp + fp) / n  # of the reference pixels, how many the map marks changed
+    return {
+        "accuracy": accuracy, "kappa": kappa, "precision": precision, "recall": recall, "f1": f1,
+        "predicted_share": share,
+    }  # fmt: skip

@@ -213,6 +213,18 @@ def change_command(
     band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
     strict: StrictOption = False,
+    of: Annotated[
+        str | None,
+        typer.Option(
+            "--of",
+            help="buildings: map new buildings only (RGB imagery of 2 m or finer; a building index, not the "
+            "model).",
+        ),
+    ] = None,
+    pixel_size: Annotated[
+        float | None,
+        typer.Option("--pixel-size", help="--of buildings: metres per pixel of images without georeference."),
+    ] = None,
 ) -> None:
     """Change between the first and last date: change-map COG, polygons, from-to table, HTML report.
 
@@ -232,7 +244,7 @@ def change_command(
         _check_window(plan, system.config.token_size)
         result = detect_change(
             system, rasters, out, class_names=names, plan=plan, sensor=sensor, bands=_bands(bands),
-            show_progress=True, strict=strict,
+            show_progress=True, strict=strict, of=of, pixel_size=pixel_size,
         )  # fmt: skip
     from rsneo.io.areas import format_area
 

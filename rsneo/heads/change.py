@@ -81,7 +81,8 @@ class ChangeHead(nn.Module):
         """Head logits (B, 2, H, W) and the relative magnitude excess (B, 1, H, W) -> calibrated logits.
 
         Why both: the head is robust to misregistration and illumination but coarse; the magnitude is sharp
-        but counts every radiometric difference. At head_weight 0 this is exactly CVA + Otsu.
+        but counts every radiometric difference. At head_weight 0 this is CVA + Otsu of the `blur`red
+        magnitude.
         """
         c = self.config
         vote = torch.sigmoid(logits[:, 1:]) - 0.5  # bounded: an over-confident head on an unseen sensor
@@ -96,6 +97,27 @@ class ChangeHead(nn.Module):
 
     def to_json(self) -> dict:
         return asdict(self.config)
+
+
+MAGNITUDE_SIGMA = 1.0  # pixels: the scale of misregistration and sensor blur, below any change worth mapping
+
+
+def blur(magnitude: Tensor, sigma: float = MAGNITUDE_SIGMA) -> Tensor:
+    """(B, 1, H, W) -> the same, smoothed by a Gaussian of `sigma` pixels (edges mirrored).
+
+    Why: a changed field is a region, while noise, speckle and one-pixel misregistration are isolated pixels;
+    averaging over the sensor's own blur scale keeps the first and damps the second before the Otsu cut."""
+    if sigma <= 0:
+        return magnitude
+    radius = max(1, math.ceil(2 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=magnitude.dtype, device=magnitude.device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    mode = "reflect" if min(magnitude.shape[-2:]) > radius else "replicate"
+    out = F.pad(magnitude, (radius, radius, 0, 0), mode=mode)
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1))
+    out = F.pad(out, (0, 0, radius, radius), mode=mode)
+    return F.conv2d(out, kernel.view(1, 1, -1, 1))
 
 
 def magnitude_excess(magnitude: Tensor, threshold: float | Tensor) -> Tensor:

@@ -50,18 +50,21 @@ def change_summary(
     unit: str,
     dates: list[str | None],
     rows: list[tuple[str, float]] = (),
+    subject: str | None = None,
 ) -> str:
     """One or two sentences about the change, from the measured map (never a generated template).
 
     `rows` are (class "A → B", area) of the from-to table, when classes were given; the largest real
-    transition (A differs from B) is named.
+    transition (A differs from B) is named. `subject` names what a one-kind map found ("new buildings").
     """
     share = 100 * changed / max(compared, 1e-12)
 
     amount = format_area(changed, unit)
     when = f"between {dates[0]} and {dates[-1]}" if dates and dates[0] and dates[-1] else "between the dates"
     if changed <= 0:
-        return f"The change map shows no change {when}."
+        return f"The change map shows no {subject or 'change'} {when}."
+    if subject:
+        return f"{subject.capitalize()} cover about {share:.1f}% of the compared area, {when} ({amount})."
     text = f"About {share:.1f}% of the compared area changed {when} ({amount})."
     moves = [(name, area) for name, area in rows if len(set(name.split(" → "))) == 2]
     if moves:

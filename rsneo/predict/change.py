@@ -21,7 +21,7 @@ from rsneo.atomic import atomic_path
 from rsneo.baselines import change_vector_magnitude, otsu_threshold
 from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
-from rsneo.heads.change import CHANGE_NAMES, ChangeHead, magnitude_excess
+from rsneo.heads.change import CHANGE_NAMES, MAGNITUDE_SIGMA, ChangeHead, blur, magnitude_excess
 from rsneo.heads.fewshot import class_vectors
 from rsneo.heads.segmentation import image_features
 from rsneo.heads.system import System
@@ -34,6 +34,13 @@ from rsneo.io.report import ChangeReport, ReportImage, change_summary, png_data_
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.io.vector import class_areas, write_class_polygons
 from rsneo.io.windows import aligned_datasets, overview_size, read_overview
+from rsneo.predict.buildings import (
+    BUILDING_NAMES,
+    BuildingChangePredictor,
+    SceneBuildings,
+    pixel_size_of,
+    visible_bands,
+)
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes, window_inputs
 from rsneo.predict.sliding_window import (
     RasterWindows,
@@ -120,14 +127,17 @@ class SceneMagnitude:
         std = np.where(std > 0, std, 1.0)
         magnitude = change_vector_magnitude((values[0] - mean[0, :, :, 0]) / std[0, :, :, 0],
                                             (values[1] - mean[1, :, :, 0]) / std[1, :, :, 0])  # fmt: skip
-        return cls(mean, std, otsu_threshold(magnitude))
+        field = np.zeros(shape)
+        field[valid] = magnitude
+        field = blur(torch.from_numpy(field)[None, None], MAGNITUDE_SIGMA / step)[0, 0].numpy()
+        return cls(mean, std, otsu_threshold(field[valid]))
 
     def excess(self, before: np.ndarray, after: np.ndarray) -> torch.Tensor:
         """(B, bands, H, W) raw pixels of both dates -> (B, 1, H, W) magnitude excess over the scene cut."""
         a = (before - self.mean[0]) / self.std[0]
         b = (after - self.mean[1]) / self.std[1]
         magnitude = torch.from_numpy(np.sqrt(((b - a) ** 2).sum(1, keepdims=True)).astype(np.float32))
-        return magnitude_excess(magnitude, self.cut)
+        return magnitude_excess(blur(magnitude), self.cut)
 
 
 class ChangePredictor:
@@ -230,11 +240,15 @@ def detect_change(
     bands: list[str] | None = None,
     show_progress: bool = False,
     strict: bool = False,
+    of: str | None = None,
+    pixel_size: float | None = None,
 ) -> ChangeOutputs:
     """Compare the first and last of `rasters` (dates of one place); write every output to `out_dir`.
 
-    One writer per `out_dir`; an interrupted run resumes (a run killed after the change map reuses it).
-    Areas are true hectares in any CRS, integer pixel counts for dates without georeference.
+    `of="buildings"` maps new buildings instead of any change (`rsneo.predict.buildings`; `pixel_size` in
+    metres for images without georeference). One writer per `out_dir`; an interrupted run resumes (a run
+    killed after the change map reuses it). Areas are true hectares in any CRS, integer pixel counts for
+    dates without georeference.
     """
     rasters = [Path(r) for r in rasters]
     if len(rasters) < 2:
@@ -249,12 +263,19 @@ def detect_change(
                 f"--classes: at most {MAX_FROM_TO_CLASSES - 1} classes for from-to change, "
                 f"got {len(class_names)}"
             )
+    if of is not None:
+        of = of.strip().lower()
+        if of not in ("building", "buildings"):
+            raise InputError(f"--of: expected buildings (the one kind of change mapped apart), got {of!r}")
+        if class_names:
+            raise InputError("--of buildings maps new buildings; it cannot be combined with --classes")
+        of = "buildings"
     untrained = untrained_classes(system, class_names, strict=strict) if class_names else ()
     out_dir = check_writable(Path(out_dir))
     with output_lock(out_dir), gdal_env():
         return _detect_change_locked(
             system, rasters, out_dir, class_names=class_names, plan=plan, sensor=sensor, bands=bands,
-            show_progress=show_progress, untrained=untrained,
+            show_progress=show_progress, untrained=untrained, of=of, pixel_size=pixel_size,
         )  # fmt: skip
 
 
@@ -269,10 +290,12 @@ def _detect_change_locked(
     bands: list[str] | None,
     show_progress: bool,
     untrained: tuple[str, ...] = (),
+    of: str | None = None,
+    pixel_size: float | None = None,
 ) -> ChangeOutputs:
     """`detect_change` once this process holds `out_dir`."""
     layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
-    legend = change_legend(class_names, untrained)
+    legend = ClassLegend.from_names(list(BUILDING_NAMES)) if of else change_legend(class_names, untrained)
     n_classes = len(class_names) + 1 if class_names else None
     cog, gpkg = out_dir / "change.tif", out_dir / "change.gpkg"
     qml, qgz = out_dir / "change.qml", out_dir / "change.qgz"
@@ -286,10 +309,19 @@ def _detect_change_locked(
         model=folder_fingerprint(system.folder),
         heads=system.trained_heads,
         plan=plan,
+        of=of,
+        pixel_size=pixel_size,
     )
     with aligned_datasets(rasters, *layout_bands(layouts)) as (datasets, crs, transform, pixel_units):
-        predictor = change_predictor(system, layouts, datasets, class_names)
-        calibration = (float(predictor.head.threshold.detach()), float(predictor.head.log_scale.detach()))
+        if of:
+            rgb = [visible_bands(layout, str(r)) for layout, r in zip(layouts, rasters, strict=True)][0]
+            scene = SceneBuildings.measure(
+                RasterWindows(datasets, stack=True), rgb, pixel_size_of(datasets[0], pixel_size)
+            )
+            predictor, calibration = BuildingChangePredictor(scene), (scene.building_cut, scene.rise_cut)
+        else:
+            predictor = change_predictor(system, layouts, datasets, class_names)
+            calibration = (float(predictor.head.threshold.detach()), float(predictor.head.log_scale.detach()))
         predict_raster(
             RasterWindows(datasets, stack=True),
             predictor,
@@ -333,6 +365,7 @@ def _detect_change_locked(
                 compared,
                 unit,
                 pixel_units,
+                of,
             )
         except InputError:  # a user error: nothing half-written stays (a kill keeps the map for the next run)
             for path in outputs:
@@ -388,6 +421,7 @@ def _write_change_report(
     compared: float,
     unit: str,
     pixel_units: bool,
+    of: str | None = None,
 ) -> str:
     """Pictures of the first and last date and of the change map, measured numbers, the summary of them."""
     ref = datasets[0]
@@ -415,7 +449,8 @@ def _write_change_report(
         ReportImage("change map (dark grey: no change, black: no data)", png_data_uri(lut[classes]))
     )
 
-    summary = change_summary(changed, compared, unit, [lay.date for lay in layouts], rows)
+    dates = [lay.date for lay in layouts]
+    summary = change_summary(changed, compared, unit, dates, rows, BUILDING_NAMES[1] + "s" if of else None)
     share = 100 * changed / max(compared, 1e-12)
     measured = [
         f"Compared area: {format_area(compared, unit)} (valid on every date).",
@@ -438,7 +473,13 @@ def _write_change_report(
         )
     if pixel_units:
         notes.append("The inputs have no georeference: areas are in pixels, not hectares.")
-    if "change" not in system.trained_heads:
+    if of:
+        notes.append(
+            "New buildings are mapped by the morphological building index of each date (bright, roof-sized "
+            "shapes) where it rose clearly, both cuts by Otsu's method on this pair; the model is not used "
+            "for this map (it never saw buildings). Demolished buildings are not mapped."
+        )
+    elif "change" not in system.trained_heads:
         notes.append(
             "The change head was not trained in this model folder: the map is a feature distance between the "
             "dates, thresholded by Otsu's method on this pair."

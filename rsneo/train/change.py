@@ -20,7 +20,7 @@ from rsneo.baselines import change_vector_magnitude, otsu_threshold, standardise
 from rsneo.data.archives import date_rasters
 from rsneo.data.frames import frame_groups
 from rsneo.data.recipes import tiles
-from rsneo.heads.change import ChangeHead, ChangeHeadConfig, magnitude_excess
+from rsneo.heads.change import ChangeHead, ChangeHeadConfig, blur, magnitude_excess
 from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import load_system, save_heads
 from rsneo.io.scene import read_scene
@@ -148,11 +148,13 @@ def train_change_head(
 
 def pair_magnitude(pixels: Tensor) -> Tensor:
     """(B, 2, bands, H, W) pixels of pairs -> (B, H, W) change-vector magnitude with every band of every date
-    standardised over its own tile (the CVA + Otsu baseline's radiometric normalisation)."""
+    standardised over its own tile (the CVA + Otsu baseline's radiometric normalisation), then `blur`red as
+    prediction's `SceneMagnitude` does."""
     values = pixels.detach().float().cpu().numpy()
-    return torch.from_numpy(
+    magnitude = torch.from_numpy(
         np.stack([change_vector_magnitude(standardise_bands(p[0]), standardise_bands(p[1])) for p in values])
     ).float()
+    return blur(magnitude[:, None])[:, 0]
 
 
 @torch.no_grad()

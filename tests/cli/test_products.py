@@ -166,6 +166,27 @@ def test_change_on_png_pairs_uses_pixel_units_with_a_warning(tiny_model_dir, sha
     assert "areas are in pixels" in html and "Compared area: 65,536 pixels" in html
 
 
+def test_change_of_buildings_on_a_png_pair_needs_and_uses_the_pixel_size(
+    tiny_model_dir, shared_data, tmp_path, capsys
+):
+    """`--of buildings` on a LEVIR-CD pair: without `--pixel-size` a clear error (exit 2, nothing written);
+    with it, the new-building map and the share printed from it."""
+    levir = shared_data / "levir_cd"
+    name = "train_36_0512_0512.png"
+    argv = ["change", str(levir / "A" / name), str(levir / "B" / name), "--of", "buildings"]
+    out = tmp_path / "buildings"
+    assert run_app([*argv, "--out", str(out), "--model", str(tiny_model_dir)]) == 2
+    assert "pass --pixel-size METRES" in stderr(capsys)
+    assert not list(out.glob("change*"))
+    assert run_app([*argv, "--out", str(out), "--pixel-size", "0.5", "--model", str(tiny_model_dir)]) == 0
+    printed = capsys.readouterr().out
+    with rasterio.open(out / "change.tif") as src:
+        new = int((src.read(1) == 1).sum())
+    assert f"changed: {new:,} pixels of 65,536 pixels" in printed and 0 < new < 0.5 * 65_536
+    with (out / "change_table.csv").open() as f:
+        assert [row["from"] for row in csv.DictReader(f)] == ["new building"]
+
+
 def test_ask_answers_one_question_over_a_time_series(tiny_model_dir, tiny_system, shared_data, capsys):
     from rsneo.predict.ask import ask
 
