@@ -6,6 +6,8 @@ and series, NAIP, LEVIR-CD RGB pairs). References:
   raster (`segment_raster`, classes "water, land"); an answer agrees when its value is within 5 percentage
   points (presence: the same yes/no at 0.5 %);
 - change: the changed share of the compared area in `rsneo change`'s map of the same dates (`detect_change`);
+- buildings ("are there new buildings?"): the new-building share in `rsneo change --of buildings`'s map of the
+  same dates (LEVIR-CD: `--pixel-size 0.5`, as `rsneo ask --pixel-size 0.5` is asked);
 - abstain: a change question over one date, a class the model was never trained on, a question of a kind it
   was not trained for; the answer agrees when it says it cannot answer.
 Printed: every question with its answer and reference, then agreement (quantitative answers within 5 points)
@@ -40,9 +42,17 @@ TOLERANCE = 5.0  # percentage points
 PUCALLPA = {"sensor": "landsat5_tm", "bands": ["B5", "B4", "B3", "B2"]}  # as rsneo/train/corpus.py reads it
 
 
+LEVIR_PIXEL_M = 0.5  # LEVIR-CD's ground sampling distance; its PNG crops carry no georeference
+
+
 def options(key: str) -> dict:
     """Sensor and band names for rasters whose metadata does not say (the Pucallpa composites)."""
     return PUCALLPA if key.startswith("pucallpa") else {}
+
+
+def ask_options(key: str) -> dict:
+    """`options`, and the pixel size of the LEVIR-CD crops (new buildings are measured in metres)."""
+    return options(key) | ({"pixel_size": LEVIR_PIXEL_M} if key.startswith("levir") else {})
 
 
 def inputs(tmp: Path) -> dict[str, list[Path]]:
@@ -70,7 +80,8 @@ def inputs(tmp: Path) -> dict[str, list[Path]]:
     }
 
 
-# (input, question, expected): "share:CLASS", "area:CLASS", "presence:CLASS", "describe", "change", "abstain"
+# (input, question, expected): "share:CLASS", "area:CLASS", "presence:CLASS", "describe", "change",
+# "buildings", "abstain"
 QUESTIONS = [
     ("flood chip", "How much of this image is water?", "share:water"),
     ("flood chip", "What percentage of the image is covered by land?", "share:land"),
@@ -100,7 +111,10 @@ QUESTIONS = [
     ("flood chip", "What changed between these images?", "abstain"),
     ("flood right half", "Are there new buildings?", "abstain"),
     ("taizhou 2000", "How much forest was lost?", "abstain"),
-    ("levir test_2", "Are there new buildings?", "abstain"),
+    ("levir test_2", "Are there new buildings?", "buildings"),
+    ("levir test_55", "Were new buildings built between the dates?", "buildings"),
+    ("levir test_7", "Are there any new houses?", "buildings"),
+    ("taizhou pair", "Are there new buildings?", "abstain"),
     ("flood right half", "How much of this image is forest?", "abstain"),
     ("flood right half", "What percentage of the image is built-up?", "abstain"),
     ("flood right half", "How much of this image is river and lakes?", "share:water"),  # a paraphrase
@@ -130,7 +144,7 @@ def main() -> None:
         tmp = Path(name)
         rasters = inputs(tmp)
         maps: dict[str, dict[str, float]] = {}
-        changes: dict[str, float] = {}
+        changes: dict[tuple, float] = {}
 
         def map_shares(key: str) -> dict[str, float]:
             if key not in maps:
@@ -141,15 +155,16 @@ def main() -> None:
                 maps[key] = {k: 100 * v / areas[""] for k, v in areas.items() if k}
             return maps[key]
 
-        def change_share(key: str) -> float:
-            if key not in changes:
-                out = detect_change(system, rasters[key], tmp / f"change{len(changes)}", **options(key))
-                changes[key] = 100 * out.changed_area / out.compared_area
-            return changes[key]
+        def change_share(key: str, **more) -> float:
+            if (key, *more) not in changes:
+                folder = tmp / f"change{len(changes)}"
+                out = detect_change(system, rasters[key], folder, **options(key), **more)
+                changes[(key, *more)] = 100 * out.changed_area / out.compared_area
+            return changes[(key, *more)]
 
         for key, question, expected in QUESTIONS:
             start = time.perf_counter()
-            answer = ask(system, rasters[key], question, max_side=args.max_side, **options(key))
+            answer = ask(system, rasters[key], question, max_side=args.max_side, **ask_options(key))
             seconds = time.perf_counter() - start
             kind, _, cls = expected.partition(":")
             row = dict(input=key, question=question, expected=expected, answer=answer.text, seconds=seconds,
@@ -157,8 +172,9 @@ def main() -> None:
             if kind == "abstain":
                 row["agrees"] = answer.abstained
                 row["reference"] = "abstain"
-            elif kind == "change":
-                ref = change_share(key)
+            elif kind in ("change", "buildings"):
+                more = {"of": "buildings", "pixel_size": LEVIR_PIXEL_M} if kind == "buildings" else {}
+                ref = change_share(key, **more)
                 row["reference"] = ref
                 row["agrees"] = answer.value is not None and abs(answer.value - ref) <= TOLERANCE
             elif kind == "describe":

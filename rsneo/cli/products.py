@@ -135,6 +135,10 @@ def _system(model: Path | None, device: str, head: str | None = None, band_group
 StrictOption = Annotated[
     bool, typer.Option("--strict", help="Refuse class names the model was not trained on (exit 2).")
 ]
+PixelSizeOption = Annotated[
+    float | None,
+    typer.Option("--pixel-size", help="New buildings: metres per pixel of images without georeference."),
+]
 
 
 @app.command("segment")
@@ -221,10 +225,7 @@ def change_command(
             "model).",
         ),
     ] = None,
-    pixel_size: Annotated[
-        float | None,
-        typer.Option("--pixel-size", help="--of buildings: metres per pixel of images without georeference."),
-    ] = None,
+    pixel_size: PixelSizeOption = None,
 ) -> None:
     """Change between the first and last date: change-map COG, polygons, from-to table, HTML report.
 
@@ -284,6 +285,7 @@ def ask_command(
     ] = 512,
     band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
+    pixel_size: PixelSizeOption = None,
 ) -> None:
     """Ask a question about a raster, or one question over a time series of rasters."""
     from rsneo.predict.ask import ask
@@ -291,5 +293,8 @@ def ask_command(
     with reported_warnings():
         _check_rasters(rasters, sensor, _bands(bands))
         system = _system(model, device, band_groups=band_groups)
-        answer = ask(system, rasters, question, sensor=sensor, bands=_bands(bands), max_side=max_side)
+        answer = ask(
+            system, rasters, question, sensor=sensor, bands=_bands(bands), max_side=max_side,
+            pixel_size=pixel_size,
+        )  # fmt: skip
     typer.echo(answer.text)

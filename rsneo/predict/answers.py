@@ -21,6 +21,7 @@ import numpy as np
 from affine import Affine
 
 from rsneo.data.frames import BandLayout, band_layout, model_band_groups
+from rsneo.errors import InputError
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import match_classes
 from rsneo.io.areas import format_area
@@ -28,6 +29,7 @@ from rsneo.io.cog import ClassLegend
 from rsneo.io.read import open_input
 from rsneo.io.vector import class_areas
 from rsneo.io.windows import RasterWindows, aligned_datasets, overview_size, read_overview
+from rsneo.predict.buildings import BUILDING_NAMES, building_predictor
 from rsneo.predict.change import (
     change_legend,
     change_predictor,
@@ -79,6 +81,7 @@ TRAILING = re.compile(
     r"|\s+(?:here|there|in (?:hectares|ha|percent|pixels|square \w+))$"
 )
 PRESENT_SHARE = 0.5  # percent of the valid pixels above which a class counts as present
+BUILDINGS = re.compile(r"(?:buildings?|houses?|homes?|roofs?|construction|built structures?)")
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,8 @@ def _before_change_words(target: str | None) -> str | None:
 
 def _change_target(text: str) -> str | None:
     """ "are there new buildings" -> "buildings"; "how has the forest changed" -> "forest"."""
-    for pattern in (r"\bnew (?P<t>[a-z -]+?)(?: (?:since|between|in|appear\w*|were|are)\b|$)",
+    for pattern in (r"\bnew (?P<t>[a-z -]+?)(?: (?:since|between|in|appear\w*|were|are|built|constructed|"
+                    r"erected|added)\b|$)",
                     r"\bhow (?:has|have|did|do|does) (?:the )?(?P<t>[a-z -]+?) (?:chang\w*|grow\w*|shr\w*)",
                     r"\b(?:more|less|fewer) (?P<t>[a-z -]+?)(?: (?:than|now|since|between)\b|$)",
                     r"\b(?:was|were|is|are|has|have) (?:the |any |some )?(?P<t>[a-z -]+?) (?:been )?"
@@ -156,12 +160,13 @@ def _change_target(text: str) -> str | None:
 
 
 @contextlib.contextmanager
-def _reduced(datasets: list, max_side: int, token_size: int) -> Iterator[list]:
-    """The datasets themselves when small enough, else in-memory overviews (same place, coarser pixels)."""
+def _reduced(datasets: list, max_side: int | None, token_size: int) -> Iterator[list]:
+    """The datasets themselves when small enough (or `max_side` None), else in-memory overviews (same place,
+    coarser pixels)."""
     from rasterio.io import MemoryFile
 
     ref = datasets[0]
-    if max(ref.width, ref.height) <= max_side:
+    if max_side is None or max(ref.width, ref.height) <= max_side:
         yield datasets
         return
     height, width = overview_size(ref.width, ref.height, max_side, token_size)
@@ -233,22 +238,34 @@ def first_and_last_shares(
 
 
 def changed_share(
-    system: System, rasters: list[Path], *, sensor=None, bands=None, max_side: int = 512
+    system: System,
+    rasters: list[Path],
+    *,
+    sensor=None,
+    bands=None,
+    max_side: int = 512,
+    buildings: bool = False,
+    pixel_size: float | None = None,
 ) -> tuple[float, float, str]:
     """Percent of the compared pixels the change map marks changed, the compared area and its unit.
 
     The map is `rsneo change`'s (`change_predictor`: same head, calibration and magnitude combination; same
     engine and window plan) over the aligned dates, or over overviews when the long side exceeds `max_side`.
+    With `buildings`, `rsneo change --of buildings`'s new-building map, always at full resolution (its
+    scales are metres on the ground).
     """
     layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
-    legend = change_legend(None)
+    legend = ClassLegend.from_names(list(BUILDING_NAMES)) if buildings else change_legend(None)
     token = system.config.token_size
     with (
         tempfile.TemporaryDirectory() as tmp,
         aligned_datasets(rasters, *layout_bands(layouts)) as (aligned, crs, _, pixel_units),
-        _reduced(aligned, max_side, token) as datasets,
+        _reduced(aligned, None if buildings else max_side, token) as datasets,
     ):
-        predictor = change_predictor(system, layouts, datasets)
+        if buildings:
+            predictor = building_predictor(layouts, rasters, datasets, pixel_size)
+        else:
+            predictor = change_predictor(system, layouts, datasets)
         cog = predict_raster(
             RasterWindows(datasets, stack=True), predictor, Path(tmp) / "change.tif", legend=legend, crs=crs,
             transform=datasets[0].transform, confidence=False, classify=from_to_classifier(None),
@@ -278,6 +295,23 @@ def _as_read(target: str, name: str) -> str:
     return "" if target.lower() == name.lower() else f' ("{target}" read as the trained class "{name}")'
 
 
+def _new_buildings(system: System, rasters: list[Path], when: str, options: dict) -> Answer:
+    """ "Are there new buildings?": the share of `rsneo change --of buildings`'s map, or why it cannot."""
+    try:
+        share, compared, unit = changed_share(system, rasters, buildings=True, **options)
+    except InputError as exc:
+        return Answer(f"New buildings cannot be mapped here: {exc}", "change", abstained=True)
+    verdict = "Yes" if share >= PRESENT_SHARE else "No"
+    area = format_area(compared, unit)
+    return Answer(
+        f"{verdict}: new buildings cover about {share:.1f}% of the compared area ({area}){when}, mapped by "
+        "the building index of `rsneo change --of buildings` (the model itself was not "
+        "trained on buildings).",
+        "change",
+        share,
+    )
+
+
 def grounded_answer(
     system: System,
     rasters: list[Path],
@@ -287,6 +321,7 @@ def grounded_answer(
     sensor: str | None = None,
     bands: list[str] | None = None,
     max_side: int = 512,
+    pixel_size: float | None = None,
 ) -> Answer:
     """Answer `question` about `rasters` (dates in order) from the model's maps, or say why it cannot."""
     asked = parse_question(question)
@@ -295,8 +330,8 @@ def grounded_answer(
         known = ", ".join(system.vocabulary.names) if system.vocabulary else "its classes"
         return Answer(
             "The model was not trained to answer this kind of question. It can say how much of an image is "
-            f"one of the classes it knows ({known}), whether there is any, its area, and how much changed "
-            "between two dates.",
+            f"one of the classes it knows ({known}), whether there is any, its area, how much changed "
+            "between two dates, and whether there are new buildings (imagery of 2 m or finer).",
             asked.kind,
             abstained=True,
         )
@@ -308,8 +343,10 @@ def grounded_answer(
                 asked.kind,
                 abstained=True,
             )
-        share, compared, unit = changed_share(system, rasters, **options)
         when = f" between {dates[0]} and {dates[-1]}" if dates[0] and dates[-1] else " between these images"
+        if asked.target and BUILDINGS.fullmatch(asked.target):
+            return _new_buildings(system, rasters, when, options | {"pixel_size": pixel_size})
+        share, compared, unit = changed_share(system, rasters, **options)
         text = f"About {share:.0f}% of the compared area ({format_area(compared, unit)}) changed{when}."
         if asked.target:
             classes, name = _resolve(system, asked.target)

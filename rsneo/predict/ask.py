@@ -24,10 +24,12 @@ def ask(
     sensor: str | None = None,
     bands: list[str] | None = None,
     max_side: int = 512,
+    pixel_size: float | None = None,
 ) -> Answer:
     """The grounded answer to `question` about `rasters` (dates in order), with its kind and measured value.
 
-    Maps are computed on each raster, or on an overview of at most `max_side` pixels a side when larger.
+    Maps are computed on each raster, or on an overview of at most `max_side` pixels a side when larger
+    (new buildings: always at full resolution, `pixel_size` metres per pixel when there is no georeference).
     """
     if not question.strip():
         raise InputError("ask: expected a question, got an empty string")
@@ -39,4 +41,6 @@ def ask(
         if not raster.exists():
             raise InputError(f"{raster}: file not found")
         dates.append(band_layout(raster, sensor, bands).date)
-    return grounded_answer(system, rasters, question, dates, sensor=sensor, bands=bands, max_side=max_side)
+    return grounded_answer(
+        system, rasters, question, dates, sensor=sensor, bands=bands, max_side=max_side, pixel_size=pixel_size
+    )

@@ -150,6 +150,19 @@ class SceneBuildings:
         return cls(rgb, pixel_size, otsu_threshold(indices), otsu_threshold(rises))
 
 
+def building_predictor(
+    layouts: list[BandLayout], rasters: list, datasets: list, pixel_size: float | None = None
+) -> BuildingChangePredictor:
+    """The new-building map's predictor for these aligned dates, its cuts measured on the whole scene;
+    `rsneo change --of buildings` and `rsneo ask` ("are there new buildings?") both map with it."""
+    for layout, raster in zip(layouts, rasters, strict=True):
+        rgb = visible_bands(layout, str(raster))  # every date has them; they are in the same order
+    scene = SceneBuildings.measure(
+        RasterWindows(datasets, stack=True), rgb, pixel_size_of(datasets[0], pixel_size)
+    )
+    return BuildingChangePredictor(scene)
+
+
 class BuildingChangePredictor:
     """`predict_fn` for `--of buildings`: (B, dates, bands, S, S) -> [P(no change), P(new building)].
 

@@ -34,13 +34,7 @@ from rsneo.io.report import ChangeReport, ReportImage, change_summary, png_data_
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
 from rsneo.io.vector import class_areas, write_class_polygons
 from rsneo.io.windows import aligned_datasets, overview_size, read_overview
-from rsneo.predict.buildings import (
-    BUILDING_NAMES,
-    BuildingChangePredictor,
-    SceneBuildings,
-    pixel_size_of,
-    visible_bands,
-)
+from rsneo.predict.buildings import BUILDING_NAMES, building_predictor
 from rsneo.predict.segment import NONE_OF_THESE, parse_classes, window_inputs
 from rsneo.predict.sliding_window import (
     RasterWindows,
@@ -314,11 +308,8 @@ def _detect_change_locked(
     )
     with aligned_datasets(rasters, *layout_bands(layouts)) as (datasets, crs, transform, pixel_units):
         if of:
-            rgb = [visible_bands(layout, str(r)) for layout, r in zip(layouts, rasters, strict=True)][0]
-            scene = SceneBuildings.measure(
-                RasterWindows(datasets, stack=True), rgb, pixel_size_of(datasets[0], pixel_size)
-            )
-            predictor, calibration = BuildingChangePredictor(scene), (scene.building_cut, scene.rise_cut)
+            predictor = building_predictor(layouts, rasters, datasets, pixel_size)
+            calibration = (predictor.scene.building_cut, predictor.scene.rise_cut)
         else:
             predictor = change_predictor(system, layouts, datasets, class_names)
             calibration = (float(predictor.head.threshold.detach()), float(predictor.head.log_scale.detach()))

@@ -52,6 +52,8 @@ def chip(shared_data, tmp_path_factory) -> Path:
         ("What changed between these images?", "change", None),
         ("How much of this image changed?", "change", None),
         ("Are there new buildings?", "change", "buildings"),
+        ("Were new buildings built between the dates?", "change", "buildings"),
+        ("Are there any new houses?", "change", "houses"),
         ("How much water was lost?", "change", "water"),
         ("How has the forest changed?", "change", "forest"),
         ("What is the capital of France?", "unsupported", None),
@@ -134,6 +136,28 @@ def test_a_change_answer_is_the_changed_share_of_the_change_map(tiny_system, sha
     html = out.report.read_text()
     assert f"About {reference:.1f}% of the compared area changed" in out.summary
     assert out.summary in html
+
+
+def test_a_new_buildings_answer_is_the_share_of_the_building_map(tiny_system, shared_data, tmp_path):
+    """ "Are there new buildings?" over a LEVIR-CD pair: the share of `rsneo change --of buildings`'s map of
+    the same dates (same predictor, full resolution); without the pixel size, or on 30 m Landsat, it says why
+    it cannot, with no figure."""
+    from rsneo.predict.change import detect_change
+
+    pair = [shared_data / "levir_cd" / d / "train_36_0512_0512.png" for d in ("A", "B")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        answer = ask(tiny_system, pair, "Are there new buildings?", pixel_size=0.5)
+        out = detect_change(tiny_system, pair, tmp_path, of="buildings", pixel_size=0.5)
+        unknown = ask(tiny_system, pair, "Were new buildings built between the dates?")
+        taizhou = [shared_data / "landsat_change_taizhou" / n for n in ("2000TM", "2003TM")]
+        coarse = ask(tiny_system, taizhou, "Are there new buildings?")
+    reference = 100 * out.changed_area / out.compared_area
+    assert answer.kind == "change" and not answer.abstained
+    assert answer.value == pytest.approx(reference, abs=1e-6) and 5 < reference < 50
+    assert answer.text.startswith(f"Yes: new buildings cover about {reference:.1f}% of the compared area")
+    assert unknown.abstained and "pass --pixel-size METRES" in unknown.text and "%" not in unknown.text
+    assert coarse.abstained and "pixels of 30 m are too coarse" in coarse.text and "%" not in coarse.text
 
 
 def test_the_bundled_models_change_answer_is_its_change_maps_share(bundled, shared_data, tmp_path):
