@@ -446,7 +446,7 @@ def _write_change_report(
     measured = [
         f"Compared area: {format_area(compared, unit)} (valid on every date).",
         f"Changed area: {format_area(changed, unit)}, {share:.2f} % of the compared area.",
-        f"Dates: {', '.join((lay.date or r.name) for lay, r in zip(layouts, rasters, strict=True))}; "
+        f"Dates: {', '.join((lay.date or n) for lay, n in zip(layouts, names, strict=True))}; "
         f"the change map compares the first and the last.",
     ]
     within = sum(area for name, area in rows if change_kind(name) == WITHIN_CLASS)
@@ -487,9 +487,15 @@ def _write_change_report(
         share = f"{100 * area / max(compared, 1e-12):.2f}"
         table_rows.append([before, after, format_area(area, unit).split()[0], share, change_kind(name)])
     report = ChangeReport(
-        title=f"Change between {names[0]} and {names[-1]}",
+        title=f"{'New buildings' if of else 'Change'} between {names[0]} and {names[-1]}",
         inputs=[str(r) for r in rasters],
-        model=f"the model in {system.folder}" if system.folder else "an untrained model",
+        model=(
+            "the morphological building index (no model)"
+            if of
+            else f"the model in {system.folder}"
+            if system.folder
+            else "an untrained model"
+        ),
         legend=[(legend.label(i), legend.hex(i)) for i in (legend.names.index(name) for name, _ in rows)],
         images=images,
         measured=measured,

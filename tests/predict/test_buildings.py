@@ -77,6 +77,8 @@ def test_new_buildings_beat_cva_and_the_all_changed_map(shared_data, tiny_system
     assert out.summary.startswith("New buildings cover about")
     report = out.report.read_text()
     assert "morphological building index" in report and "Demolished buildings are not mapped" in report
+    assert "with the morphological building index (no model)" in report and "the model in" not in report
+    assert f"Dates: A/{name}, B/{name}" in report  # the folder tells two dates of one name apart
     with rasterio.open(out.cog) as src:
         assert json.loads(src.tags()["class_names"]) == list(BUILDING_NAMES)
 
