@@ -133,11 +133,12 @@ def test_an_rgb_photo_is_outside_the_bundled_segmentation_head(bundled, shared_d
     path = shared_data / LEVIR
     with pytest.warns(OutsideTrainingWarning) as caught:
         note = check_inputs(bundled, "segmentation", [path])
-    assert len(caught) == 1
-    assert str(caught[0].message) == note == (
-        f"{path}: rgb imagery at an unknown pixel size; the segmentation head was trained on sentinel2_l1c "
-        "at 10 m only: its map here is unverified"
+    expected = (
+        f"{path}: rgb imagery at an unknown pixel size; the segmentation head was trained on "
+        "sentinel2_l1c at 10 m only: its map here is unverified"
     )
+    assert [str(w.message) for w in caught] == [expected]
+    assert note == expected
 
 
 def test_the_dates_of_a_pair_are_named_in_one_warning(bundled, shared_data):
