@@ -35,7 +35,7 @@ SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
 # The bundled model was trained to tell these two apart (label-as-text); any other words may be typed too.
 DEMO_CLASSES = ("water", "land")
 DEMO_QUESTION = "How much of the image is water?"
-UNVERIFIED = "\n(unverified: a sensor the change head was not trained on)"
+UNVERIFIED = "\n(unverified: sensor not trained on)"
 
 
 @dataclass(frozen=True)
