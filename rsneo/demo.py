@@ -2,8 +2,11 @@
 
 Three products, each written the way the product commands write them: a Sentinel-2 segmentation with typed
 class names (COG, GeoPackage, QGIS project), a change report for a Landsat-7 pair, and an answer to a question
-about a scene. A picture of all of it goes to `overview.png`. Without trained weights in `rsneo/assets/model`
-the demo runs a small random model and says so on screen and in the picture.
+about a scene. The Landsat-7 pair is Taizhou, the change test pair of the model card: a sensor the bundled
+change head was never trained on (it saw Landsat-5 TM composites, Sentinel-2 and NAIP), so its change map
+carries the `OutsideTrainingWarning` and the demo's summary, picture and report say it is unverified there.
+A picture of all of it goes to `overview.png`. Without trained weights in `rsneo/assets/model` the demo runs a
+small random model and says so on screen and in the picture.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
 # The bundled model was trained to tell these two apart (label-as-text); any other words may be typed too.
 DEMO_CLASSES = ("water", "land")
 DEMO_QUESTION = "How much of the image is water?"
+UNVERIFIED = "\n(unverified: sensor not trained on)"
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ def overview_figure(
     answer: str,
     model_note: str,
     warn: bool = False,
+    change_unverified: bool = False,
 ) -> Path:
     """Write a 2 x 3 panel PNG of the demo (inputs, products, references) for the README; returns `path`."""
     import matplotlib
@@ -135,7 +140,7 @@ def overview_figure(
         (reference, "hand-labelled water (reference)", [("water", (31 / 255, 120 / 255, 230 / 255))]),
         (true_colour(samples.landsat_before, (3, 2, 1)), "Landsat-7, Taizhou, 2000-03-17", None),
         (true_colour(samples.landsat_after, (3, 2, 1)), "Landsat-7, Taizhou, 2003-02-06", None),
-        (change_rgba, "rsneo change map", change_legend),
+        (change_rgba, "rsneo change map" + (UNVERIFIED if change_unverified else ""), change_legend),
     ]
     for ax, (image, title, legend) in zip(axes.ravel(), panels, strict=True):
         ax.imshow(image, interpolation="nearest")
@@ -170,6 +175,7 @@ class DemoResult:
     answer: str
     overview: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # inputs outside the imagery the model was trained on (rsneo.heads.domain)
 
 
 def demo_system(model: Path | None = None):
@@ -238,10 +244,12 @@ def run_demo(
         question=question,
         answer=answer,
         seconds=seconds,
+        notes=seg.notes + change.notes,
     )
     result.overview = overview_figure(
-        out / "overview.png", samples, seg.cog, change.cog, question, answer, note, warn=not trained
-    )
+        out / "overview.png", samples, seg.cog, change.cog, question, answer, note, warn=not trained,
+        change_unverified=bool(change.notes),
+    )  # fmt: skip
     return result
 
 
@@ -272,6 +280,8 @@ def print_summary(result: DemoResult) -> None:
     areas = ", ".join(f"{k} {v:,.1f} {result.area_unit}" for k, v in result.areas.items())
     console.print(f"Segmentation of the Sentinel-2 scene: {areas}")
     console.print(f"Changed share of the Landsat pair: {100 * result.changed_share:.1f} %")
+    for note in result.notes:
+        console.print(f"[yellow]Unverified:[/] {note}.", highlight=False)
     console.print(f"Q: {result.question}\nA: {result.answer or '(no answer)'}")
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     console.print(f"Took {timing}.")

@@ -18,3 +18,8 @@ class InputError(RSNeoError):
 
 class RSNeoWarning(UserWarning):
     """Base of rsneo's own warnings (the test suite turns the unexpected ones into errors)."""
+
+
+class OutsideTrainingWarning(RSNeoWarning):
+    """Input imagery of a sensor or pixel size the head making the map was never trained on: its map is
+    unverified there (`rsneo.heads.domain`)."""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rsneo.cli.app import app
+from rsneo.cli.app import app, reported_warnings
 
 
 @app.command(
@@ -34,5 +34,6 @@ def demo(
     """
     from rsneo.demo import print_summary, run_demo
 
-    result = run_demo(out, model=model, window=window, show_progress=True)
+    with reported_warnings():  # e.g. the Landsat-7 pair, outside the change head's training data
+        result = run_demo(out, model=model, window=window, show_progress=True)
     print_summary(result)

@@ -133,7 +133,12 @@ def _system(model: Path | None, device: str, head: str | None = None, band_group
 
 
 StrictOption = Annotated[
-    bool, typer.Option("--strict", help="Refuse class names the model was not trained on (exit 2).")
+    bool,
+    typer.Option(
+        "--strict",
+        help="Refuse class names the model was not trained on, and imagery outside what it was trained on "
+        "(sensor, pixel size; its folder's domain.json) (exit 2).",
+    ),
 ]
 PixelSizeOption = Annotated[
     float | None,
@@ -163,7 +168,8 @@ def segment_command(
 
     Class names are free text, read by the model's text path. A name far from every class the model was
     trained on (its folder's vocabulary.json) gives an arbitrary map: it is warned about and marked
-    "(untrained)" in the legend; --strict refuses it.
+    "(untrained)" in the legend. So is imagery of a sensor or pixel size the model was not trained on (its
+    folder's domain.json): warned about and noted in the outputs. --strict refuses both.
 
     An interrupted run started again with the same options continues where it stopped.
     """

@@ -2,8 +2,9 @@
 
 Folder layout: the model's `config.json` + safetensors weights (`RSNeoForCausalLM.save_pretrained`), the
 tokenizer files (`tokenizer.json`, ...), `heads.safetensors` + `heads.json` for the segmentation and
-change heads, and optionally `vocabulary.json`: the classes the segmentation head was trained on, with their
-held-out scores (`rsneo.heads.vocabulary`). Heads are optional: a folder without them gets freshly
+change heads, optionally `vocabulary.json`: the classes the segmentation head was trained on, with their
+held-out scores (`rsneo.heads.vocabulary`), and optionally `domain.json`: the sensors and pixel sizes each
+head was trained on (`rsneo.heads.domain`). Heads are optional: a folder without them gets freshly
 initialised heads (and the commands say so).
 """
 
@@ -19,6 +20,7 @@ from torch import nn
 from rsneo import atomic
 from rsneo.errors import InputError
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig
+from rsneo.heads.domain import TrainingDomain, load_domain, save_domain
 from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
 from rsneo.heads.vocabulary import Vocabulary, load_vocabulary, save_vocabulary
 from rsneo.model.causal_lm import RSNeoForCausalLM
@@ -41,6 +43,7 @@ class System:
     folder: Path | None = None
     trained_heads: tuple[str, ...] = field(default_factory=tuple)  # heads loaded from heads.safetensors
     vocabulary: Vocabulary | None = None  # classes the folder records as trained (vocabulary.json)
+    domain: TrainingDomain | None = None  # imagery the folder records its heads trained on (domain.json)
 
     @property
     def config(self):
@@ -129,7 +132,9 @@ def load_system(folder: Path | str | None = None, device: str | torch.device = "
     check_tokenizer_folder(folder)  # refused now, as before; loaded on first use (`System.__getattr__`)
     seg, change, loaded = load_heads(folder, model.config.hidden_size)
     vocabulary = load_vocabulary(folder)
-    system = System(model, None, seg.to(device), change.to(device), folder, loaded, vocabulary)
+    system = System(
+        model, None, seg.to(device), change.to(device), folder, loaded, vocabulary, load_domain(folder)
+    )
     del system.tokenizer  # not loaded yet: the first `system.tokenizer` loads it from `folder`
     return system.eval()
 
@@ -173,4 +178,6 @@ def save_system(system: System, folder: Path) -> None:
     save_heads(folder, system.segmentation, system.change)
     if system.vocabulary is not None:
         save_vocabulary(folder, system.vocabulary)
+    if system.domain is not None:
+        save_domain(folder, system.domain)
     system.folder = folder

@@ -47,16 +47,19 @@ class ClassLegend:
     names: tuple[str, ...]
     colors: tuple[tuple[int, int, int], ...]
     untrained: tuple[str, ...] = ()  # names the model was never taught: labelled so in legends and styles
+    notes: tuple[str, ...] = ()  # caveats on the whole map (input outside the training data), in its tags
 
     @classmethod
-    def from_names(cls, names: list[str] | tuple[str, ...], untrained: tuple[str, ...] = ()) -> ClassLegend:
+    def from_names(
+        cls, names: list[str] | tuple[str, ...], untrained: tuple[str, ...] = (), notes: tuple[str, ...] = ()
+    ) -> ClassLegend:
         """Colours by meaning, kept apart in CIELAB (`rsneo.io.palette.class_colors`)."""
         names = tuple(n.strip() for n in names)
         if not names or any(not n for n in names):
             raise InputError(f"class list: expected one or more non-empty class names, got {list(names)!r}")
         if len(names) >= NODATA_CLASS:
             raise InputError(f"class list: expected at most {NODATA_CLASS - 1} classes, got {len(names)}")
-        return cls(names, class_colors(names), tuple(untrained))
+        return cls(names, class_colors(names), tuple(untrained), tuple(notes))
 
     def label(self, index: int) -> str:
         """The name as shown in a legend: marked when the model was never trained on it."""
@@ -160,6 +163,8 @@ class CogBlockWriter:
         self._dst.write_colormap(1, legend.colormap())
         names = json.dumps(list(legend.names), ensure_ascii=False)
         self._dst.update_tags(class_names=names, rsneo_product="class map")
+        if legend.notes:
+            self._dst.update_tags(rsneo_notes=json.dumps(list(legend.notes), ensure_ascii=False))
         self._dst.update_tags(
             1,
             class_names=names,
@@ -227,5 +232,7 @@ def read_legend(path: Path) -> ClassLegend:
         tags = src.tags(1)
         names = json.loads(tags.get("class_names", "[]"))
         untrained = json.loads(tags.get("untrained_classes", "[]"))
+        notes = json.loads(src.tags().get("rsneo_notes", "[]"))
         cmap = src.colormap(1)
-    return ClassLegend(tuple(names), tuple(tuple(cmap[i][:3]) for i in range(len(names))), tuple(untrained))
+    colors = tuple(tuple(cmap[i][:3]) for i in range(len(names)))
+    return ClassLegend(tuple(names), colors, tuple(untrained), tuple(notes))

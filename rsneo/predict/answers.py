@@ -5,7 +5,8 @@ The language head of the bundled model learned a few answer templates and repeat
 class, change, description), and answers it from the heads: the segmentation map over the model's trained
 classes (the same engine and window plan as `rsneo segment`), or the change map of the first and last date
 (as `rsneo change`). A class the model was not trained on, a change question over a single date, and any
-other kind of question get an answer that says so instead of a template.
+other kind of question get an answer that says so instead of a template. A figure read from a map whose input
+lies outside the imagery its head was trained on (`rsneo.heads.domain`) carries that caveat in the sentence.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from affine import Affine
 
 from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
+from rsneo.heads.domain import check_inputs
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import match_classes
 from rsneo.io.areas import format_area
@@ -295,6 +297,13 @@ def _as_read(target: str, name: str) -> str:
     return "" if target.lower() == name.lower() else f' ("{target}" read as the trained class "{name}")'
 
 
+def _caveat(system: System, head: str, rasters: list[Path], options: dict) -> str:
+    """The sentence a figure from `head`'s map of `rasters` carries when they lie outside the imagery that
+    head was trained on (warned about too), else ""."""
+    note = check_inputs(system, head, rasters, sensor=options["sensor"], bands=options["bands"])
+    return f" Caveat: {note}." if note else ""
+
+
 def _new_buildings(system: System, rasters: list[Path], when: str, options: dict) -> Answer:
     """ "Are there new buildings?": the share of `rsneo change --of buildings`'s map, or why it cannot."""
     try:
@@ -348,12 +357,13 @@ def grounded_answer(
             return _new_buildings(system, rasters, when, options | {"pixel_size": pixel_size})
         share, compared, unit = changed_share(system, rasters, **options)
         text = f"About {share:.0f}% of the compared area ({format_area(compared, unit)}) changed{when}."
+        caveat = _caveat(system, "change", rasters, options)
         if asked.target:
             classes, name = _resolve(system, asked.target)
             if name is None:
                 text = (
                     f'The model was not trained to recognise "{asked.target}", so it cannot say how it '
-                    f"changed. {text}"
+                    f"changed. {text}{caveat}"
                 )
                 return Answer(text, asked.kind, share, abstained=True)
             else:
@@ -365,12 +375,14 @@ def grounded_answer(
                     f" {name}{_as_read(asked.target, name)}: {first:.0f}% of the image on the first date, "
                     f"{last:.0f}% on the last."
                 )
-        return Answer(text, asked.kind, share)
+                caveat += _caveat(system, "segmentation", [rasters[0], rasters[-1]], options)
+        return Answer(text + caveat, asked.kind, share)
     if asked.kind == "describe":
         if len(rasters) > 1:
             share, compared, unit = changed_share(system, rasters, **options)
-            return Answer(f"About {share:.0f}% of the compared area changed between the first and last date.",
-                          asked.kind, share)  # fmt: skip
+            caveat = _caveat(system, "change", rasters, options)
+            return Answer(f"About {share:.0f}% of the compared area changed between the first and last date."
+                          f"{caveat}", asked.kind, share)  # fmt: skip
         if system.vocabulary is None:
             return Answer(
                 "This model folder records no trained classes, so the model cannot describe the image.",
@@ -379,7 +391,8 @@ def grounded_answer(
             )
         shares, _, _ = class_shares(system, rasters[-1], list(system.vocabulary.names), **options)
         parts = [f"{v:.0f}% {k}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v >= 0.5]
-        return Answer(f"The model's map of this image: about {', '.join(parts)}.", asked.kind)
+        caveat = _caveat(system, "segmentation", rasters[-1:], options)
+        return Answer(f"The model's map of this image: about {', '.join(parts)}.{caveat}", asked.kind)
     classes, name = _resolve(system, asked.target)
     if name is None:
         return Answer(_untrained(system, asked.target), asked.kind, abstained=True)
@@ -395,4 +408,4 @@ def grounded_answer(
         text = f"{verdict}: about {share:.1f}% of the image is {name}{read_as}{on}."
     else:
         text = f"About {share:.0f}% of this image is {name}{read_as}{on}."
-    return Answer(text, asked.kind, share)
+    return Answer(text + _caveat(system, "segmentation", rasters[-1:], options), asked.kind, share)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from rsneo.baselines import change_vector_magnitude, otsu_threshold
 from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, MAGNITUDE_SIGMA, ChangeHead, blur, magnitude_excess
+from rsneo.heads.domain import check_inputs
 from rsneo.heads.fewshot import class_vectors
 from rsneo.heads.segmentation import image_features
 from rsneo.heads.system import System
@@ -221,6 +222,7 @@ class ChangeOutputs:
     compared_area: float
     area_unit: str
     summary: str
+    notes: tuple[str, ...] = ()  # caveats also written into the report (input outside the training data)
 
 
 def detect_change(
@@ -242,7 +244,9 @@ def detect_change(
     `of="buildings"` maps new buildings instead of any change (`rsneo.predict.buildings`; `pixel_size` in
     metres for images without georeference). One writer per `out_dir`; an interrupted run resumes (a run
     killed after the change map reuses it). Areas are true hectares in any CRS, integer pixel counts for
-    dates without georeference.
+    dates without georeference. Dates outside the imagery the change head (and, with classes, the
+    segmentation head) was trained on are warned about and noted in the report; `strict` refuses them, and
+    untrained class names, before anything is written. The building map does not use the model: not checked.
     """
     rasters = [Path(r) for r in rasters]
     if len(rasters) < 2:
@@ -265,11 +269,14 @@ def detect_change(
             raise InputError("--of buildings maps new buildings; it cannot be combined with --classes")
         of = "buildings"
     untrained = untrained_classes(system, class_names, strict=strict) if class_names else ()
+    heads = () if of else ("change", "segmentation") if class_names else ("change",)  # buildings: no model
+    notes = [check_inputs(system, h, rasters, sensor=sensor, bands=bands, strict=strict) for h in heads]
     out_dir = check_writable(Path(out_dir))
     with output_lock(out_dir), gdal_env():
         return _detect_change_locked(
             system, rasters, out_dir, class_names=class_names, plan=plan, sensor=sensor, bands=bands,
             show_progress=show_progress, untrained=untrained, of=of, pixel_size=pixel_size,
+            notes=tuple(n for n in notes if n),
         )  # fmt: skip
 
 
@@ -286,10 +293,12 @@ def _detect_change_locked(
     untrained: tuple[str, ...] = (),
     of: str | None = None,
     pixel_size: float | None = None,
+    notes: tuple[str, ...] = (),
 ) -> ChangeOutputs:
     """`detect_change` once this process holds `out_dir`."""
     layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
     legend = ClassLegend.from_names(list(BUILDING_NAMES)) if of else change_legend(class_names, untrained)
+    legend = replace(legend, notes=notes)
     n_classes = len(class_names) + 1 if class_names else None
     cog, gpkg = out_dir / "change.tif", out_dir / "change.gpkg"
     qml, qgz = out_dir / "change.qml", out_dir / "change.qgz"
@@ -326,6 +335,7 @@ def _detect_change_locked(
             classify=from_to_classifier(n_classes),
             keep_state=True,
         )
+        unverified = " (unverified: outside the model's training data)" if notes else ""
         try:
             unit = "px" if pixel_units else "ha"
             write_class_polygons(cog, gpkg, legend, skip=(0,))
@@ -337,7 +347,7 @@ def _detect_change_locked(
                 class_maps=[(cog, legend)],
                 polygons=[(gpkg, legend)],
                 crs=crs,
-                title="rsneo change" + (" (pixel units)" if pixel_units else ""),
+                title="rsneo change" + (" (pixel units)" if pixel_units else "") + unverified,
             )
             areas = class_areas(cog, legend)
             changed, compared = changed_and_compared(areas)
@@ -364,7 +374,7 @@ def _detect_change_locked(
             remove_temporaries(outputs)
             raise
     remove_temporaries(outputs)  # the kept record of the map and temporaries of a killed run
-    return ChangeOutputs(cog, gpkg, qml, qgz, table, report, changed, compared, unit, summary)
+    return ChangeOutputs(cog, gpkg, qml, qgz, table, report, changed, compared, unit, summary, notes)
 
 
 WITHIN_CLASS = "within class"
@@ -457,7 +467,7 @@ def _write_change_report(
             "separately in the table, not as a class transition)."
         )
     measured += [f"{name}: {format_area(area, unit)}" for name, area in ordered_rows(rows)[:10]]
-    notes = []
+    notes = [f"Outside the model's training data: {note}." for note in legend.notes]
     if legend.untrained:
         notes.append(
             "Classes the model was not trained on are marked (untrained): their from-to labels are arbitrary."

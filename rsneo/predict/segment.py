@@ -12,6 +12,7 @@ import torch
 
 from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
+from rsneo.heads.domain import check_inputs
 from rsneo.heads.fewshot import class_vectors
 from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
@@ -92,6 +93,7 @@ class SegmentOutputs:
     confidence: Path | None  # winning probability in percent, when asked for
     areas: dict[str, float]  # class name -> hectares (or integer pixel counts without a CRS)
     area_unit: str  # "ha" or "px"
+    notes: tuple[str, ...] = ()  # caveats also written into the outputs (input outside the training data)
 
 
 def segment_raster(
@@ -114,19 +116,22 @@ def segment_raster(
     Resumes an interrupted run with the same settings (a run killed after the class map reuses it). One
     writer per `out_dir` (a second one is refused). Areas are true hectares in any CRS, integer pixel counts
     without one (with a `PixelUnitsWarning`). Returns None only when `stop_after_rows` stopped it early.
-    Names the model was not trained on are warned about and marked "(untrained)"; `strict` refuses them.
+    Names the model was not trained on are warned about and marked "(untrained)"; an input outside the
+    imagery the segmentation head was trained on (`rsneo.heads.domain`) is warned about and noted in the
+    class map's metadata and the QGIS project's title; `strict` refuses both before anything is written.
     """
     raster = Path(raster)
     class_names = parse_classes(class_names)
     if not raster.exists():
         raise InputError(f"{raster}: file not found")
     untrained = untrained_classes(system, class_names, strict=strict)  # refused before anything is written
+    outside = check_inputs(system, "segmentation", [raster], sensor=sensor, bands=bands, strict=strict)
     out_dir = check_writable(Path(out_dir))
     with output_lock(out_dir), gdal_env():
         return _segment_locked(
             system, raster, class_names, out_dir, plan=plan, sensor=sensor, bands=bands,
             none_threshold=none_threshold, confidence=confidence, show_progress=show_progress,
-            stop_after_rows=stop_after_rows, untrained=untrained,
+            stop_after_rows=stop_after_rows, untrained=untrained, notes=(outside,) if outside else (),
         )  # fmt: skip
 
 
@@ -144,10 +149,11 @@ def _segment_locked(
     show_progress: bool,
     stop_after_rows: int | None,
     untrained: tuple[str, ...] = (),
+    notes: tuple[str, ...] = (),
 ) -> SegmentOutputs | None:
     """`segment_raster` once this process holds `out_dir`."""
     layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
-    legend = ClassLegend.from_names([*class_names, NONE_OF_THESE], untrained=untrained)
+    legend = ClassLegend.from_names([*class_names, NONE_OF_THESE], untrained=untrained, notes=notes)
     stem = raster.stem
     cog = out_dir / f"{stem}_classes.tif"
     signature = run_signature(
@@ -182,6 +188,7 @@ def _segment_locked(
         )
     if result is None:
         return None
+    unverified = " (unverified: outside the model's training data)" if notes else ""
     gpkg = out_dir / f"{stem}_classes.gpkg"
     qml = out_dir / f"{stem}_classes.qml"
     qgz = out_dir / f"{stem}.qgz"
@@ -195,7 +202,7 @@ def _segment_locked(
             class_maps=[(cog, legend)],
             polygons=[(gpkg, legend)],
             crs=crs,
-            title=f"rsneo segment {raster.name}" + (" (pixel units)" if crs is None else ""),
+            title=f"rsneo segment {raster.name}" + (" (pixel units)" if crs is None else "") + unverified,
         )
     except InputError:  # a user error: nothing half-written stays (a kill keeps the map for the next run)
         for path in (cog, confidence_path(cog), gpkg, qml, qgz):
@@ -212,4 +219,5 @@ def _segment_locked(
         confidence_path(cog) if confidence else None,
         areas,
         "ha" if crs is not None else "px",
+        notes,
     )

@@ -21,13 +21,14 @@ from rsneo.data.archives import date_rasters
 from rsneo.data.frames import frame_groups
 from rsneo.data.recipes import tiles
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig, blur, magnitude_excess
+from rsneo.heads.domain import HeadDomain, TrainingDomain, load_domain, pixel_size, save_domain
 from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import load_system, save_heads
 from rsneo.io.scene import read_scene
 from rsneo.model.inputs import DEFAULT_TOKEN_SIZE
 from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import ChangeBatch, ChangeSource
-from rsneo.train.corpus import DocumentBuilder, timeseries
+from rsneo.train.corpus import DocumentBuilder, head_imagery, timeseries
 from rsneo.train.pairs import simulate_pair, stack_groups
 
 
@@ -257,6 +258,20 @@ def _read_pools(names: Sequence[str], data_root: Path, system, naip_tile: int, p
     return pools
 
 
+def widened_domain(domain: TrainingDomain, names: Sequence[str], data_root: Path) -> TrainingDomain:
+    """`domain` with the change head's record widened by the pools `names` it was trained or fit on here
+    (NAIP: its sensor and measured pixel size; Pucallpa: as the corpus reads it)."""
+    change = domain.heads.get("change", HeadDomain(()))
+    for name in dict.fromkeys(names):
+        if name.startswith("naip"):
+            rasters = [(r, "naip") for r in date_rasters(Path(data_root) / "timeseries" / "naip_m4709963")]
+        else:
+            rasters = [(r, sensor) for _, r, sensor in head_imagery("timeseries", Path(data_root)) or []]
+        for raster, sensor in rasters[:1]:  # the dates of one place share their grid's pixel size
+            change = change.including(sensor, pixel_size(raster))
+    return TrainingDomain(domain.heads | {"change": change}, domain.note)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Train the bundled model's change head as an experiment file says (e.g. change_naip.yaml)."""
     import json
@@ -284,6 +299,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if out.resolve() != Path(spec["model"]).resolve():
         shutil.copytree(spec["model"], out, dirs_exist_ok=True)
     save_heads(out, system.segmentation, system.change)
+    domain = load_domain(out)  # the starting model's record; without one, the head's earlier data is unknown
+    if domain is not None:
+        names = [n for stage in spec["stages"] for n in stage["sources"]] + list(fit["sources"])
+        save_domain(out, widened_domain(domain, names, Path(spec["data_root"])))
     print(f"heads written to {out}")
 
 

@@ -441,6 +441,27 @@ SOURCES: dict[str, Callable[..., list[Sample]]] = {
 }
 
 
+def head_imagery(name: str, root: Path) -> list[tuple[str, Path, str]] | None:
+    """(head, raster, sensor) of each raster source `name` trains a head on, as the source above reads it
+    (`rsneo export` measures their pixel sizes for the folder's domain.json); [] for sources that train no
+    head (taizhou, captions: text and image objectives only), None for those whose imagery is the user's and
+    not known from the run's config (shards, torchgeo_raster)."""
+    if name == "sen1floods11":  # labelled chips and change sources: the Sentinel-2 bands
+        chips = sen1floods11_chips(_require(root / "sen1floods11"))
+        return [(head, c.s2, "sentinel2_l1c") for c in chips for head in ("segmentation", "change")]
+    if name == "bigearthnet":  # change sources only (no masks): the Sentinel-2 L2A patches
+        patches = bigearthnet_patches(_require(root / "bigearthnet" / "BigEarthNet-S2-Example"))
+        return [("change", p.folder, "sentinel2_l2a") for p in patches if p.labels is not None]
+    if name == "timeseries":  # change sources: the Pucallpa composites, read as Landsat-5 TM
+        return [
+            ("change", r, "landsat5_tm")
+            for r in date_rasters(_require(root / "timeseries" / "landsat_pucallpa"))
+        ]
+    if name in ("taizhou", "captions"):
+        return []
+    return None
+
+
 def corpus_texts(root: Path) -> list[str]:
     """Texts to train a small tokenizer on when the run has none: captions and the sentence templates."""
     texts = [

@@ -3,8 +3,10 @@ tokenizer).
 
 The folder is what `RSNeoForCausalLM.from_pretrained` and `rsneo.heads.system.load_system` read:
 `config.json` and safetensors weights, the tokenizer files, and `heads.safetensors` + `heads.json` (the
-segmentation and change heads when the run trained them). It is written under a temporary name beside DIR
-and renamed when complete.
+segmentation and change heads when the run trained them), `vocabulary.json` and `domain.json` (the sensors
+and pixel sizes of the rasters each head trained on, measured on the run's sources under its data_root; left
+out when a source's imagery is not known from the config, or the data is not there to measure). It is written
+under a temporary name beside DIR and renamed when complete.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from pathlib import Path
 from rsneo.atomic import atomic_folder
 from rsneo.errors import InputError
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig
+from rsneo.heads.domain import HeadDomain, TrainingDomain, pixel_size, save_domain
 from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
 from rsneo.heads.system import save_heads
 from rsneo.heads.vocabulary import save_vocabulary, vocabulary_for_classes
 from rsneo.model.causal_lm import RSNeoForCausalLM
 from rsneo.model.config import RSNeoConfig
 from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, submodule_state, write_tokenizer_files
-from rsneo.train.corpus import WATER_CLASSES
+from rsneo.train.config import resolve_data_root
+from rsneo.train.corpus import WATER_CLASSES, head_imagery
 
 
 def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite: bool = False) -> Path:
@@ -56,6 +60,10 @@ def export_checkpoint(checkpoint_path: str | Path, folder: str | Path, overwrite
             classes = trained_classes(meta)
             if classes:
                 save_vocabulary(tmp, vocabulary_for_classes(classes, segmentation.config.prompt_template))
+        exported = [name for name, head in (("segmentation", segmentation), ("change", change)) if head]
+        domain = training_domain(meta, exported)
+        if domain is not None:
+            save_domain(tmp, domain)
     return folder
 
 
@@ -67,3 +75,27 @@ def trained_classes(meta: dict) -> list[str]:
         return recorded
     sources = ((meta.get("run_config") or {}).get("data") or {}).get("sources") or ()
     return list(WATER_CLASSES) if "sen1floods11" in sources else []
+
+
+def training_domain(meta: dict, heads: list[str]) -> TrainingDomain | None:
+    """The imagery each of `heads` trained on: the sensors of the run's sources and the pixel sizes of their
+    rasters, measured under the run's data_root. None when a source's imagery is not known from the config
+    (a user's shards or folder) or the data is not there to measure: no record rather than a guessed one."""
+    run = meta.get("run_config") or {}
+    sources = (run.get("data") or {}).get("sources") or ()
+    if not run.get("data_root"):
+        return None
+    try:
+        root = resolve_data_root(str(run.get("data_root") or ""))
+        found = [head_imagery(name, root) for name in sources]
+    except InputError:
+        return None
+    if any(f is None for f in found):
+        return None
+    domains: dict[str, HeadDomain] = {}
+    for head, raster, sensor in (item for items in found for item in items):
+        if head in heads:
+            domains[head] = domains.get(head, HeadDomain(())).including(sensor, pixel_size(raster))
+    if not domains:
+        return None
+    return TrainingDomain(domains, f"Measured by rsneo export on the run's sources ({', '.join(sources)}).")

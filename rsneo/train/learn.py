@@ -33,6 +33,7 @@ from torch import Tensor
 from rsneo.atomic import atomic_folder
 from rsneo.data.frames import BandLayout, band_layout
 from rsneo.errors import InputError
+from rsneo.heads.domain import HeadDomain, TrainingDomain, pixel_size
 from rsneo.heads.fewshot import LEARN_RECORD, LearntClasses, _key, class_vectors, load_learnt, save_learnt
 from rsneo.heads.segmentation import SegmentationHead, encode_class_prompts, image_documents, image_features
 from rsneo.heads.system import System, save_system
@@ -715,6 +716,20 @@ def learnt_vocabulary(head: SegmentationHead, record: dict, base=None):
     return Vocabulary(tuple(classes), threshold, note + ".")
 
 
+def learnt_domain(record: dict, base: TrainingDomain | None = None) -> TrainingDomain:
+    """The folder's domain.json: the segmentation head was last trained on the learn rasters (their sensor
+    and measured pixel sizes; unknown without georeference); the change head, untouched, keeps the starting
+    model's record (none when it had none)."""
+    segmentation = HeadDomain(())
+    for raster in record["rasters"]:
+        segmentation = segmentation.including(record["sensor"], pixel_size(Path(raster)))
+    heads = {"segmentation": segmentation}
+    if base is not None and "change" in base.heads:
+        heads["change"] = base.heads["change"]
+    return TrainingDomain(heads, f"Segmentation head retrained by rsneo learn on {len(record['rasters'])} "
+                                 "raster(s) (learn.json); change head as the starting model's.")  # fmt: skip
+
+
 def write_model_folder(system, head, learnt, record: dict, out: Path, overwrite: bool) -> Path:
     """Write the model folder to a hidden temporary folder beside `out`, then rename it into place."""
     out = Path(out)
@@ -723,7 +738,11 @@ def write_model_folder(system, head, learnt, record: dict, out: Path, overwrite:
     with atomic_folder(out) as tmp:
         head = head.to(system.device)
         vocabulary = learnt_vocabulary(head, record, getattr(system, "vocabulary", None))
-        save_system(System(system.model, system.tokenizer, head, system.change, vocabulary=vocabulary), tmp)
+        domain = learnt_domain(record, getattr(system, "domain", None))
+        learnt_system = System(
+            system.model, system.tokenizer, head, system.change, vocabulary=vocabulary, domain=domain
+        )
+        save_system(learnt_system, tmp)
         save_learnt(tmp, learnt)
         (tmp / LEARN_RECORD).write_text(json.dumps(record, indent=1))
     return out

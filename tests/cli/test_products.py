@@ -321,3 +321,27 @@ def test_band_groups_option_overrides_the_trained_grouping_with_a_warning(
     same = tmp_path / "same"  # the model's own grouping, asked for explicitly: no warning
     assert run_app([*argv, "--out", str(same), "--band-groups", "sensor", *SMALL]) == 0
     assert "trained with --band-groups" not in stderr(capsys)
+
+
+def test_an_rgb_photo_is_warned_about_and_strict_refuses_it(shared_data, tmp_path, capsys):
+    """The bundled model's segmentation head saw Sentinel-2 at 10 m only: a 0.5 m RGB photo is named in one
+    warning line; --strict refuses it with exit 2 and writes nothing."""
+    photo = shared_data / "levir_cd" / "B" / "test_7_0256_0512.png"
+    message = (
+        f"{photo}: rgb imagery at an unknown pixel size; the segmentation head was trained on sentinel2_l1c "
+        "at 10 m only: its map here is unverified"
+    )
+    out = tmp_path / "warned"
+    assert run_app(["segment", str(photo), "--classes", "water, land", "--out", str(out)]) == 0
+    assert flat(f"warning: {message}") in flat(stderr(capsys))
+    refused = tmp_path / "refused"
+    command = ["segment", str(photo), "--classes", "water, land", "--out", str(refused), "--strict"]
+    assert run_app(command) == 2
+    refusal = f"{message}; --strict refuses input outside the model's training data"
+    assert flat(refusal) in flat(stderr(capsys))
+    assert not refused.exists()
+
+
+def flat(text: str) -> str:
+    """Text without whitespace: rich wraps long lines wherever the terminal width says."""
+    return "".join(text.split())

@@ -167,11 +167,13 @@ def test_the_bundled_models_change_answer_is_its_change_maps_share(bundled, shar
 
     pair = [shared_data / "levir_cd" / d / "test_7_0256_0512.png" for d in ("A", "B")]
     assert bundled.change.uses_magnitude
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = detect_change(bundled, pair, tmp_path)
+    from rsneo.errors import OutsideTrainingWarning
+
+    with pytest.warns(PixelUnitsWarning), pytest.warns(OutsideTrainingWarning, match="change head"):
+        out = detect_change(bundled, pair, tmp_path)  # an RGB photo pair: outside the head's training data
         answer = ask(bundled, pair, "How much of this image changed?")
         reduced = ask(bundled, pair, "How much of this image changed?", max_side=128)  # on overviews
+    assert "Caveat: " in answer.text and "the change head was trained on" in answer.text
     reference = 100 * out.changed_area / out.compared_area
     assert 1.0 < reference < 99.0  # a map with both classes in it
     assert answer.value == pytest.approx(reference, abs=1e-6)
@@ -238,3 +240,27 @@ def test_the_shares_of_two_dates_are_measured_on_the_same_ground(tiny_system, sh
     _, alone, _ = class_shares(tiny_system, full, classes)
     assert unit == "ha" and last == pytest.approx(first, rel=1e-6)  # the same 128 x 128 pixels of 5 m
     assert first == pytest.approx(128 * 128 * 25 / 1e4, rel=0.01) and alone > 20 * first
+
+
+def test_a_figure_from_an_rgb_photo_carries_the_caveat_and_keeps_its_value(bundled, shared_data):
+    from rsneo.errors import OutsideTrainingWarning
+
+    photo = shared_data / "levir_cd" / "B" / "test_7_0256_0512.png"
+    with pytest.warns(OutsideTrainingWarning, match="segmentation head"):
+        answer = ask(bundled, [photo], "How much of this image is water?")
+    assert answer.value is not None and 0.0 <= answer.value <= 100.0
+    assert not answer.abstained
+    assert answer.text.startswith(f"About {answer.value:.0f}% of this image is water.")
+    assert answer.text.endswith(
+        f" Caveat: {photo}: rgb imagery at an unknown pixel size; the segmentation head was trained on "
+        "sentinel2_l1c at 10 m only: its map here is unverified."
+    )
+
+
+def test_a_figure_from_the_training_imagery_carries_no_caveat(bundled, chip):
+    from rsneo.errors import OutsideTrainingWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutsideTrainingWarning)
+        answer = ask(bundled, [chip], "How much of this image is water?")
+    assert "Caveat" not in answer.text and answer.value is not None

@@ -1,10 +1,17 @@
-"""Change pipeline pieces: Otsu's threshold and the from-to decoding of blended channels."""
+"""Change pipeline pieces: Otsu's threshold and the from-to decoding of blended channels; input outside the
+change head's training imagery warned about, noted in the report, refused under strict."""
 
 from __future__ import annotations
 
-import numpy as np
+import html
+import warnings
 
-from rsneo.predict.change import change_legend, from_to_classifier, otsu_threshold
+import numpy as np
+import pytest
+
+from rsneo.errors import InputError, OutsideTrainingWarning
+from rsneo.io.read import PixelUnitsWarning
+from rsneo.predict.change import change_legend, detect_change, from_to_classifier, otsu_threshold
 
 
 def test_otsu_threshold_splits_two_groups():
@@ -51,3 +58,47 @@ def test_from_to_table_keeps_within_class_change_apart(tmp_path):
     _write_table(path, [("change", 12.0)], compared=100.0, unit="px")  # no classes asked: one plain row
     with path.open() as f:
         assert [(r["kind"], r["area_px"]) for r in csv.DictReader(f)] == [("change", "12")]
+
+
+# ---- input outside the imagery the change head was trained on (rsneo.heads.domain) -------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    from rsneo.heads.system import load_system
+
+    return load_system()
+
+
+def _levir(shared_data, name: str = "test_7_0256_0512.png") -> list:
+    return [shared_data / "levir_cd" / d / name for d in ("A", "B")]
+
+
+def test_an_rgb_pair_is_warned_about_and_noted_in_the_report(bundled, shared_data, tmp_path):
+    pair = _levir(shared_data)
+    with pytest.warns(PixelUnitsWarning), pytest.warns(OutsideTrainingWarning) as caught:
+        out = detect_change(bundled, pair, tmp_path)
+    expected = (
+        f"{pair[0]}, {pair[1]}: rgb imagery at an unknown pixel size; the change head was trained on "
+        "sentinel2_l1c, sentinel2_l2a, landsat5_tm, naip at 5-90 m: its map here is unverified"
+    )
+    assert [str(w.message) for w in caught if w.category is OutsideTrainingWarning] == [expected]
+    assert out.notes == (expected,)
+    report = html.unescape(out.report.read_text())
+    assert f"Outside the model's training data: {expected}." in report
+
+
+def test_strict_refuses_an_rgb_pair_and_writes_nothing(bundled, shared_data, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="--strict refuses input outside"):
+        detect_change(bundled, _levir(shared_data), out, strict=True)
+    assert not out.exists()
+
+
+def test_new_buildings_do_not_use_the_model_and_are_not_warned_about(bundled, shared_data, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PixelUnitsWarning)  # the PNG pair has no georeference, as said above
+        warnings.simplefilter("error", OutsideTrainingWarning)
+        pair = _levir(shared_data)
+        out = detect_change(bundled, pair, tmp_path, of="buildings", pixel_size=0.5, strict=True)
+    assert out.notes == ()

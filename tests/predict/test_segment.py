@@ -82,3 +82,70 @@ def test_empty_or_repeated_class_lists_are_refused(text, message, tiny_system, c
     with pytest.raises(InputError, match=f"--classes: {message}"):
         segment_raster(tiny_system, crop, text, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# ---- input outside the imagery the head was trained on (rsneo.heads.domain) --------------------------------
+
+LEVIR_AFTER = "levir_cd/B/test_7_0256_0512.png"
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    from rsneo.heads.system import load_system
+
+    return load_system()
+
+
+@pytest.fixture(scope="module")
+def s2_corner(shared_data, tmp_path_factory):
+    """128 x 128 pixels of the Sen1Floods11 Sentinel-2 chip, band names kept: the imagery the bundled
+    segmentation head was trained on."""
+    path = tmp_path_factory.mktemp("s2") / "s2.tif"
+    with rasterio.open(shared_data / "sen1floods11/S2/Spain_7370579_S2Hand.tif") as src:
+        window = Window(256, 128, 128, 128)
+        size = {"width": 128, "height": 128, "transform": src.window_transform(window)}
+        with rasterio.open(path, "w", **(src.profile | size | {"photometric": "MINISBLACK"})) as dst:
+            dst.write(src.read(window=window))
+            dst.descriptions = src.descriptions
+    return path
+
+
+def test_an_rgb_photo_is_warned_about_and_noted_in_the_outputs(bundled, shared_data, tmp_path):
+    import zipfile
+
+    from rsneo.errors import OutsideTrainingWarning
+    from rsneo.io.cog import read_legend
+    from rsneo.io.read import PixelUnitsWarning
+
+    photo = shared_data / LEVIR_AFTER
+    with pytest.warns(PixelUnitsWarning), pytest.warns(OutsideTrainingWarning) as caught:
+        result = segment_raster(bundled, photo, ["water", "land"], tmp_path)
+    expected = (
+        f"{photo}: rgb imagery at an unknown pixel size; the segmentation head was trained on sentinel2_l1c "
+        "at 10 m only: its map here is unverified"
+    )
+    assert [str(w.message) for w in caught if w.category is OutsideTrainingWarning] == [expected]
+    assert result.notes == (expected,)
+    assert read_legend(result.cog).notes == (expected,)  # kept in the class map's metadata
+    with zipfile.ZipFile(result.qgz) as project:
+        qgs = project.read(next(n for n in project.namelist() if n.endswith(".qgs"))).decode()
+    assert "unverified: outside the model's training data" in qgs
+
+
+def test_strict_refuses_an_rgb_photo_and_writes_nothing(bundled, shared_data, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="--strict refuses input outside the model's training data"):
+        segment_raster(bundled, shared_data / LEVIR_AFTER, ["water", "land"], out, strict=True)
+    assert not out.exists()
+
+
+def test_the_training_imagery_is_not_warned_about(bundled, s2_corner, tmp_path):
+    import warnings
+
+    from rsneo.errors import OutsideTrainingWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutsideTrainingWarning)
+        result = segment_raster(bundled, s2_corner, ["water", "land"], tmp_path, strict=True)
+    assert result.notes == ()
+    assert result.areas["water"] > 0

@@ -113,3 +113,21 @@ def test_head_training_leaves_the_backbone_alone_and_the_fit_round_trips(tiny_sy
     save_heads(tmp_path, tiny_system.segmentation, head)
     _, loaded, names = load_heads(tmp_path, model.config.hidden_size)
     assert "change" in names and loaded.config == head.config
+
+
+def test_the_change_domain_widens_by_the_pools_trained_here(shared_data):
+    import pytest
+
+    from rsneo.heads.domain import HeadDomain, TrainingDomain
+    from rsneo.train.change import widened_domain
+
+    base = TrainingDomain(
+        {
+            "segmentation": HeadDomain(("sentinel2_l1c",), (10.0, 10.0)),
+            "change": HeadDomain(("sentinel2_l1c",)),
+        }
+    )
+    widened = widened_domain(base, ["naip_rgb", "naip_rgbn", "pucallpa"], shared_data)
+    assert widened.heads["segmentation"] == base.heads["segmentation"]
+    assert widened.heads["change"].sensors == ("sentinel2_l1c", "naip", "landsat5_tm")
+    assert widened.heads["change"].pixel_size_m == pytest.approx((5.0, 89.2), abs=0.1)

@@ -101,3 +101,18 @@ def test_training_frames_follow_the_models_token_size(shared_data, tokenizer, im
     assert {g.token_size for g in groups} == {16}
     assert {tuple(g.pixels.shape[-2:]) for g in groups} == {(48, 48)} and groups[0].grid == (3, 3)
     assert {g.token_size for g in samples[0].change.frames[0]} == {16}
+
+
+def test_head_imagery_names_the_rasters_each_head_trains_on(shared_data):
+    from rsneo.train.corpus import head_imagery
+
+    floods = head_imagery("sen1floods11", shared_data)
+    assert {(head, sensor) for head, _, sensor in floods} == {
+        ("segmentation", "sentinel2_l1c"),
+        ("change", "sentinel2_l1c"),
+    }
+    assert {sensor for _, _, sensor in head_imagery("bigearthnet", shared_data)} == {"sentinel2_l2a"}
+    series = head_imagery("timeseries", shared_data)
+    assert len(series) == 8 and {(h, s) for h, _, s in series} == {("change", "landsat5_tm")}
+    assert head_imagery("taizhou", shared_data) == []  # language only: held out from the change head
+    assert head_imagery("shards", shared_data) is None  # the user's: not known from the config

@@ -72,3 +72,28 @@ def test_files_that_are_not_rsneo_checkpoints_are_refused(tiny_checkpoint, tmp_p
     with pytest.raises(InputError, match=r"wrong.ckpt: its weights do not match its model config \(missing"):
         export_checkpoint(tmp_path / "wrong.ckpt", tmp_path / "c")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.ckpt", "wrong.ckpt"]  # nothing exported
+
+
+def test_exported_folder_records_the_imagery_its_heads_trained_on(exported):
+    """The smoke run's sources (every sample archive): segmentation on the Sen1Floods11 Sentinel-2 chip
+    (EPSG:4326, 8.9 m by its true pixel area), change also on BigEarthNet L2A (10 m) and Pucallpa (89 m)."""
+    from rsneo.heads.domain import load_domain
+
+    domain = load_domain(exported)
+    assert domain.heads["segmentation"].sensors == ("sentinel2_l1c",)
+    assert domain.heads["segmentation"].pixel_size_m == pytest.approx((8.86, 8.86), abs=0.05)
+    change = domain.heads["change"]
+    assert set(change.sensors) == {"sentinel2_l1c", "sentinel2_l2a", "landsat5_tm"}
+    assert change.pixel_size_m == pytest.approx((8.86, 89.2), abs=0.1)
+
+
+def test_no_domain_is_recorded_rather_than_a_guessed_one(shared_data, tmp_path):
+    from rsneo.train.export import training_domain
+
+    def meta(root, sources):
+        return {"run_config": {"data_root": str(root), "data": {"sources": sources}}}
+
+    assert training_domain(meta(shared_data, ["sen1floods11"]), ["segmentation"]) is not None
+    assert training_domain(meta(shared_data, ["sen1floods11", "shards"]), ["segmentation"]) is None
+    assert training_domain(meta(tmp_path / "gone", ["sen1floods11"]), ["segmentation"]) is None
+    assert training_domain(meta(tmp_path, ["sen1floods11"]), ["segmentation"]) is None  # no archive there

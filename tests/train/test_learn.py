@@ -410,3 +410,21 @@ def test_learn_config_defaults_are_the_settings_defaults(tmp_path, capsys):
     assert "no such learn experiment" in capsys.readouterr().err
     assert run_app(["learn", "--config", "sen1floods11_s2"]) == 2  # labels, class_field, out still missing
     assert "missing labels, class_field, out" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_learnt_folder_records_the_learn_rasters_and_keeps_the_change_record(shared_data):
+    """The segmentation head was retrained on the learn rasters (their sensor and measured pixel size); the
+    change head, frozen, keeps the starting model's record, and none when it had none."""
+    from rsneo.heads.domain import HeadDomain, TrainingDomain
+    from rsneo.train.learn import learnt_domain
+
+    s2 = shared_data / "sen1floods11" / "S2" / "Spain_7370579_S2Hand.tif"
+    record = {"rasters": [str(s2)], "sensor": "sentinel2_l1c"}
+    base = TrainingDomain({"change": HeadDomain(("naip",), (5.0, 5.0))})
+    domain = learnt_domain(record, base)
+    assert domain.heads["segmentation"].sensors == ("sentinel2_l1c",)
+    assert domain.heads["segmentation"].pixel_size_m == pytest.approx((8.86, 8.86), abs=0.05)
+    assert domain.heads["change"] == base.heads["change"]
+    assert set(learnt_domain(record).heads) == {"segmentation"}
+    photo = {"rasters": [str(shared_data / "levir_cd" / "B" / "test_7_0256_0512.png")], "sensor": "rgb"}
+    assert learnt_domain(photo).heads["segmentation"] == HeadDomain(("rgb",))  # size unknown: not checked
