@@ -89,6 +89,15 @@ class ChangeHead(nn.Module):
         change = c.head_weight * vote + c.magnitude_weight * excess.to(logits.dtype) + c.bias
         return torch.cat([logits[:, :1], change], dim=1)
 
+    def magnitude_alone(self, excess: Tensor) -> Tensor:
+        """The relative magnitude excess (B, 1, H, W) -> logits without the head's vote: change exactly where
+        the blurred magnitude passes the scene's Otsu cut (CVA + Otsu), on the combination's own scale.
+
+        Why: the vote was fit for the imagery the head was trained on; on other sensors it extrapolates, while
+        the magnitude, standardised and cut per scene, makes no such assumption."""
+        change = self.config.magnitude_weight * excess.float()
+        return torch.cat([torch.zeros_like(change), change], dim=1)
+
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Cross-entropy; labels (B, H, W): 0 unchanged, 1 changed, -1 unknown (ignored)."""
         labels = labels.long()
@@ -102,13 +111,19 @@ class ChangeHead(nn.Module):
 MAGNITUDE_SIGMA = 1.0  # pixels: the scale of misregistration and sensor blur, below any change worth mapping
 
 
-def blur(magnitude: Tensor, sigma: float = MAGNITUDE_SIGMA) -> Tensor:
-    """(B, 1, H, W) -> the same, smoothed by a Gaussian of `sigma` pixels (edges mirrored).
+def blur(magnitude: Tensor, sigma: float = MAGNITUDE_SIGMA, valid: Tensor | None = None) -> Tensor:
+    """(B, 1, H, W) -> the same, smoothed by a Gaussian of `sigma` pixels (edges mirrored); with `valid`
+    (B, 1, H, W), a mean over the valid pixels only (normalised convolution), so nodata and the padding of a
+    window at the raster's edge do not leak into the pixels beside them.
 
     Why: a changed field is a region, while noise, speckle and one-pixel misregistration are isolated pixels;
     averaging over the sensor's own blur scale keeps the first and damps the second before the Otsu cut."""
     if sigma <= 0:
         return magnitude
+    if valid is not None:
+        weight = valid.to(magnitude.dtype)
+        total, count = blur(magnitude * weight, sigma), blur(weight, sigma)
+        return torch.where(count > 1e-6, total / count.clamp(min=1e-6), magnitude)
     radius = max(1, math.ceil(2 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=magnitude.dtype, device=magnitude.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)

@@ -174,6 +174,16 @@ def outside_message(system, head: str, inputs: Sequence[Imagery]) -> str | None:
     return f"{found}; the {head} head was trained on {trained.describe()}: its map here is unverified"
 
 
+def inside(
+    system, head: str, rasters: Sequence[Path], sensor: str | None = None, bands: list[str] | None = None
+) -> bool:
+    """True when every input lies inside `head`'s training domain, or the folder records none (no warning:
+    for choosing what to trust, where `check_inputs` tells the user)."""
+    if getattr(system, "domain", None) is None or head not in system.domain.heads:
+        return True
+    return outside_message(system, head, [imagery(r, sensor, bands) for r in rasters]) is None
+
+
 def check_inputs(
     system,
     head: str,

@@ -23,7 +23,7 @@ from affine import Affine
 
 from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
-from rsneo.heads.domain import check_inputs
+from rsneo.heads.domain import check_inputs, inside
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import match_classes
 from rsneo.io.areas import format_area
@@ -267,7 +267,8 @@ def changed_share(
         if buildings:
             predictor = building_predictor(layouts, rasters, datasets, pixel_size)
         else:
-            predictor = change_predictor(system, layouts, datasets)
+            votes = inside(system, "change", rasters, sensor, bands)  # as `rsneo change` decides it
+            predictor = change_predictor(system, layouts, datasets, head_votes=votes)
         cog = predict_raster(
             RasterWindows(datasets, stack=True), predictor, Path(tmp) / "change.tif", legend=legend, crs=crs,
             transform=datasets[0].transform, confidence=False, classify=from_to_classifier(None),

@@ -124,15 +124,18 @@ class SceneMagnitude:
                                             (values[1] - mean[1, :, :, 0]) / std[1, :, :, 0])  # fmt: skip
         field = np.zeros(shape)
         field[valid] = magnitude
-        field = blur(torch.from_numpy(field)[None, None], MAGNITUDE_SIGMA / step)[0, 0].numpy()
+        mask = torch.from_numpy(valid)[None, None]
+        field = blur(torch.from_numpy(field)[None, None], MAGNITUDE_SIGMA / step, mask)[0, 0].numpy()
         return cls(mean, std, otsu_threshold(field[valid]))
 
-    def excess(self, before: np.ndarray, after: np.ndarray) -> torch.Tensor:
-        """(B, bands, H, W) raw pixels of both dates -> (B, 1, H, W) magnitude excess over the scene cut."""
+    def excess(self, before: np.ndarray, after: np.ndarray, valid: np.ndarray | None = None) -> torch.Tensor:
+        """(B, bands, H, W) raw pixels of both dates (and their (B, H, W) valid mask) -> (B, 1, H, W)
+        magnitude excess over the scene cut, blurred over the valid pixels."""
         a = (before - self.mean[0]) / self.std[0]
         b = (after - self.mean[1]) / self.std[1]
         magnitude = torch.from_numpy(np.sqrt(((b - a) ** 2).sum(1, keepdims=True)).astype(np.float32))
-        return magnitude_excess(blur(magnitude), self.cut)
+        mask = None if valid is None else torch.from_numpy(np.asarray(valid, bool))[:, None]
+        return magnitude_excess(blur(magnitude, valid=mask), self.cut)
 
 
 class ChangePredictor:
@@ -145,8 +148,10 @@ class ChangePredictor:
         class_names: list[str] | None,
         head: ChangeHead,
         magnitude: SceneMagnitude | None = None,
+        votes: bool = True,
     ) -> None:
         self.system, self.layouts, self.head, self.magnitude = system, layouts, head, magnitude
+        self.votes = votes or magnitude is None  # without the magnitude the head is all there is
         self.class_vectors = None
         if class_names:
             with torch.inference_mode():
@@ -155,12 +160,18 @@ class ChangePredictor:
     @torch.inference_mode()
     def __call__(self, pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
         system, dates = self.system, pixels.shape[1]
-        inputs = window_inputs(self.layouts, pixels, valid, system.config, "scene").to(system.device)
-        features = image_features(system.model, inputs, self.head.config.early_layer, frames=dates)
-        logits = self.head(features, 0, dates - 1)  # (B, 2, S, S)
+        features = None
+        if self.votes or self.class_vectors is not None:
+            inputs = window_inputs(self.layouts, pixels, valid, system.config, "scene").to(system.device)
+            features = image_features(system.model, inputs, self.head.config.early_layer, frames=dates)
         if self.magnitude is not None:
-            excess = self.magnitude.excess(pixels[:, 0], pixels[:, -1]).to(logits.device)
-            logits = self.head.combine(logits.float(), excess)
+            excess = self.magnitude.excess(pixels[:, 0], pixels[:, -1], valid).to(system.device)
+        if not self.votes:  # outside the head's training imagery: the magnitude alone
+            logits = self.head.magnitude_alone(excess)
+        else:
+            logits = self.head(features, 0, dates - 1)  # (B, 2, S, S)
+            if self.magnitude is not None:
+                logits = self.head.combine(logits.float(), excess)
         out = [logits.softmax(1)]
         if self.class_vectors is not None:
             seg = system.segmentation
@@ -172,12 +183,17 @@ class ChangePredictor:
 
 
 def change_predictor(
-    system: System, layouts: list[BandLayout], datasets: list, class_names: list[str] | None = None
+    system: System,
+    layouts: list[BandLayout],
+    datasets: list,
+    class_names: list[str] | None = None,
+    head_votes: bool = True,
 ) -> ChangePredictor:
     """The change map's predictor for these aligned dates: the change head (calibrated on this scene when the
     model folder did not train it) and, when the head combines it, the radiometric change magnitude measured
-    on the whole scene. `rsneo change` and `rsneo ask` both map change with it, so an answer's changed share
-    and the change map of the same dates come from one definition."""
+    on the whole scene; `head_votes` False (dates outside the head's training imagery) leaves the head's vote
+    out when there is a magnitude to map with. `rsneo change` and `rsneo ask` both map change with it, so an
+    answer's changed share and the change map of the same dates come from one definition."""
     head = system.change
     if "change" not in system.trained_heads:
         ref = datasets[0]
@@ -185,7 +201,7 @@ def change_predictor(
         views = [read_overview(ds, shape) for ds in datasets]
         head = calibrated_change_head(system, layouts, views)
     magnitude = SceneMagnitude.measure(datasets[0], datasets[-1]) if head.uses_magnitude else None
-    return ChangePredictor(system, layouts, class_names, head, magnitude)
+    return ChangePredictor(system, layouts, class_names, head, magnitude, votes=head_votes)
 
 
 def changed_and_compared(areas: dict[str, float]) -> tuple[float, float]:
@@ -271,12 +287,13 @@ def detect_change(
     untrained = untrained_classes(system, class_names, strict=strict) if class_names else ()
     heads = () if of else ("change", "segmentation") if class_names else ("change",)  # buildings: no model
     notes = [check_inputs(system, h, rasters, sensor=sensor, bands=bands, strict=strict) for h in heads]
+    head_votes = not (heads and notes[0])  # the change head's own imagery: else its vote is left out
     out_dir = check_writable(Path(out_dir))
     with output_lock(out_dir), gdal_env():
         return _detect_change_locked(
             system, rasters, out_dir, class_names=class_names, plan=plan, sensor=sensor, bands=bands,
             show_progress=show_progress, untrained=untrained, of=of, pixel_size=pixel_size,
-            notes=tuple(n for n in notes if n),
+            notes=tuple(n for n in notes if n), head_votes=head_votes,
         )  # fmt: skip
 
 
@@ -294,6 +311,7 @@ def _detect_change_locked(
     of: str | None = None,
     pixel_size: float | None = None,
     notes: tuple[str, ...] = (),
+    head_votes: bool = True,
 ) -> ChangeOutputs:
     """`detect_change` once this process holds `out_dir`."""
     layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
@@ -314,13 +332,14 @@ def _detect_change_locked(
         plan=plan,
         of=of,
         pixel_size=pixel_size,
+        head_votes=head_votes,
     )
     with aligned_datasets(rasters, *layout_bands(layouts)) as (datasets, crs, transform, pixel_units):
         if of:
             predictor = building_predictor(layouts, rasters, datasets, pixel_size)
             calibration = (predictor.scene.building_cut, predictor.scene.rise_cut)
         else:
-            predictor = change_predictor(system, layouts, datasets, class_names)
+            predictor = change_predictor(system, layouts, datasets, class_names, head_votes)
             calibration = (float(predictor.head.threshold.detach()), float(predictor.head.log_scale.detach()))
         predict_raster(
             RasterWindows(datasets, stack=True),
@@ -367,6 +386,7 @@ def _detect_change_locked(
                 unit,
                 pixel_units,
                 of,
+                _how_mapped(system, of, predictor),
             )
         except InputError:  # a user error: nothing half-written stays (a kill keeps the map for the next run)
             for path in outputs:
@@ -375,6 +395,33 @@ def _detect_change_locked(
             raise
     remove_temporaries(outputs)  # the kept record of the map and temporaries of a killed run
     return ChangeOutputs(cog, gpkg, qml, qgz, table, report, changed, compared, unit, summary, notes)
+
+
+def _how_mapped(system: System, of: str | None, predictor) -> str | None:
+    """The report's sentence on how the map was made (None: nothing to add)."""
+    if of:
+        return (
+            "New buildings are mapped by the morphological building index of each date (bright, roof-sized "
+            "shapes) where it rose clearly, both cuts by Otsu's method on this pair; the model is not used "
+            "for this map (it never saw buildings). Demolished buildings are not mapped."
+        )
+    if "change" not in system.trained_heads:
+        return (
+            "The change head was not trained in this model folder: the map is a feature distance between the "
+            "dates, thresholded by Otsu's method on this pair."
+        )
+    if not predictor.votes:
+        return (
+            "The change head was not trained on imagery like this (above), so its vote is left out: the map "
+            "is the radiometric change magnitude of the two dates (bands standardised, blurred by one "
+            "pixel), cut by Otsu's method on this pair, i.e. change-vector analysis."
+        )
+    if system.change.uses_magnitude:
+        return (
+            "The change map combines the change head's vote with the radiometric change magnitude of the two "
+            "dates (relative to its Otsu cut on this pair), weights fit on training pairs (model card)."
+        )
+    return None
 
 
 WITHIN_CLASS = "within class"
@@ -423,6 +470,7 @@ def _write_change_report(
     unit: str,
     pixel_units: bool,
     of: str | None = None,
+    how_mapped: str | None = None,
 ) -> str:
     """Pictures of the first and last date and of the change map, measured numbers, the summary of them."""
     ref = datasets[0]
@@ -474,22 +522,8 @@ def _write_change_report(
         )
     if pixel_units:
         notes.append("The inputs have no georeference: areas are in pixels, not hectares.")
-    if of:
-        notes.append(
-            "New buildings are mapped by the morphological building index of each date (bright, roof-sized "
-            "shapes) where it rose clearly, both cuts by Otsu's method on this pair; the model is not used "
-            "for this map (it never saw buildings). Demolished buildings are not mapped."
-        )
-    elif "change" not in system.trained_heads:
-        notes.append(
-            "The change head was not trained in this model folder: the map is a feature distance between the "
-            "dates, thresholded by Otsu's method on this pair."
-        )
-    elif system.change.uses_magnitude:
-        notes.append(
-            "The change map combines the change head's vote with the radiometric change magnitude of the two "
-            "dates (relative to its Otsu cut on this pair), weights fit on training pairs (model card)."
-        )
+    if how_mapped:
+        notes.append(how_mapped)
     header = ["from", "to", "area (px)" if unit == "px" else "area (ha)", "% of compared", "kind"]
     table_rows = []
     for name, area in ordered_rows(rows):

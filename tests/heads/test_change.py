@@ -88,6 +88,9 @@ def test_combination_without_the_head_is_cva_with_otsu_on_the_blurred_magnitude(
         near_cut = np.abs(excess[0, 0].numpy()) < (1e-5 if dtype == torch.float32 else 1e-2)
         assert np.array_equal(changed[~near_cut], expected[~near_cut])
         assert near_cut.mean() < 0.01
+    alone = (head.magnitude_alone(excess).softmax(1)[0, 1] > 0.5).numpy()  # the same map without any head
+    near_cut = np.abs(excess[0, 0].numpy()) < 1e-5
+    assert np.array_equal(alone[~near_cut], expected[~near_cut])
 
 
 def test_blur_keeps_regions_and_damps_isolated_pixels():
@@ -104,6 +107,14 @@ def test_blur_keeps_regions_and_damps_isolated_pixels():
     torch.testing.assert_close(blur(torch.full((2, 1, 9, 7), 3.0), 1.0), torch.full((2, 1, 9, 7), 3.0))
     torch.testing.assert_close(blur(torch.ones(1, 1, 2, 2), 1.0), torch.ones(1, 1, 2, 2))  # tiny: replicated
     assert torch.equal(blur(field, 0.0), field)
+    # with a valid mask, nodata (here a zero-filled collar, as a window padded past the raster's edge) does
+    # not darken the valid pixels beside it: a flat valid field stays flat up to its edge
+    flat = torch.full((1, 1, 20, 20), 2.0)
+    flat[..., :, 15:] = 0.0
+    valid = torch.zeros(1, 1, 20, 20, dtype=torch.bool)
+    valid[..., :, :15] = True
+    torch.testing.assert_close(blur(flat, 1.0, valid)[..., :, :15], torch.full((1, 1, 20, 15), 2.0))
+    assert blur(flat, 1.0)[0, 0, 10, 14] < 1.8  # without the mask the collar leaks in
 
 
 def test_bundled_change_head_carries_its_fitted_combination():

@@ -102,3 +102,50 @@ def test_new_buildings_do_not_use_the_model_and_are_not_warned_about(bundled, sh
         pair = _levir(shared_data)
         out = detect_change(bundled, pair, tmp_path, of="buildings", pixel_size=0.5, strict=True)
     assert out.notes == ()
+
+
+def test_outside_its_imagery_the_head_does_not_vote(bundled, shared_data, tmp_path):
+    """Taizhou is Landsat-7, a sensor the bundled change head never saw: its vote is left out and the map is
+    the blurred change magnitude cut by Otsu (CVA + Otsu on the blurred magnitude, scipy's filter as the
+    reference), the report says so, and `ask` measures the same map. A copy of the folder whose domain lists
+    Landsat-7 gets the head's vote back, and a different map."""
+    import shutil
+
+    import rasterio
+    from scipy import ndimage
+
+    from rsneo.baselines import change_vector_magnitude, otsu_threshold, standardise_bands
+    from rsneo.heads.change import MAGNITUDE_SIGMA
+    from rsneo.heads.domain import TrainingDomain, load_domain, save_domain
+    from rsneo.heads.system import BUNDLED_MODEL, load_system
+    from rsneo.predict.ask import ask
+
+    pair = [shared_data / "landsat_change_taizhou" / name for name in ("2000TM", "2003TM")]
+    with pytest.warns(OutsideTrainingWarning, match="landsat7_etm imagery at 30 m"):
+        out = detect_change(bundled, pair, tmp_path / "outside")
+    with rasterio.open(pair[0]) as a, rasterio.open(pair[1]) as b:
+        magnitude = change_vector_magnitude(standardise_bands(a.read()), standardise_bands(b.read()))
+    blurred = ndimage.gaussian_filter(magnitude, MAGNITUDE_SIGMA, mode="mirror", truncate=2.0)
+    expected = blurred > otsu_threshold(blurred.ravel())
+    with rasterio.open(out.cog) as src:
+        changed = src.read(1) == 1
+    # the same map but for the window seams and the raster's edge (where the blur averages the valid pixels
+    # of a window, scipy mirrors the whole raster): 20 of 160,000 pixels today; the head's vote moves >1 %
+    assert (changed != expected).mean() < 1e-3 and 0.05 < expected.mean() < 0.5
+    assert "so its vote is left out" in html.unescape(out.report.read_text())
+    with pytest.warns(OutsideTrainingWarning):
+        answer = ask(bundled, pair, "How much of the area changed?")
+    assert answer.value == pytest.approx(100 * out.changed_area / out.compared_area, abs=1e-6)
+
+    folder = tmp_path / "model"
+    shutil.copytree(BUNDLED_MODEL, folder)
+    domain = load_domain(folder)
+    change = domain.heads["change"].including("landsat7_etm", 30.0)
+    save_domain(folder, TrainingDomain({**domain.heads, "change": change}, domain.note))
+    widened = load_system(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutsideTrainingWarning)  # inside now: nothing to warn about
+        voted = detect_change(widened, pair, tmp_path / "inside")
+    with rasterio.open(voted.cog) as src:
+        assert (src.read(1) == 1).mean() > changed.mean() + 0.01  # the head's vote adds change here
+    assert "combines the change head's vote" in html.unescape(voted.report.read_text())
