@@ -3,8 +3,9 @@
 Three products, each written the way the product commands write them: a Sentinel-2 segmentation with typed
 class names (COG, GeoPackage, QGIS project), a change report for a Landsat-7 pair, and an answer to a question
 about a scene. The Landsat-7 pair is Taizhou, the change test pair of the model card: a sensor the bundled
-change head was never trained on (it saw Landsat-5 TM composites, Sentinel-2 and NAIP), so its change map
-carries the `OutsideTrainingWarning` and the demo's summary, picture and report say it is unverified there.
+change head was never trained on (it saw Landsat-5 TM composites, Sentinel-2 and NAIP), so the head's vote is
+left out there and the map is the change magnitude alone; the `OutsideTrainingWarning`, the demo's summary,
+picture and report say so.
 A picture of all of it goes to `overview.png`. Without trained weights in `rsneo/assets/model` the demo runs a
 small random model and says so on screen and in the picture.
 """
@@ -35,7 +36,7 @@ SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
 # The bundled model was trained to tell these two apart (label-as-text); any other words may be typed too.
 DEMO_CLASSES = ("water", "land")
 DEMO_QUESTION = "How much of the image is water?"
-UNVERIFIED = "\n(unverified: sensor not trained on)"
+UNVERIFIED = "\n(outside the model's training data)"
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,7 @@ def print_summary(result: DemoResult) -> None:
     console.print(f"Segmentation of the Sentinel-2 scene: {areas}")
     console.print(f"Changed share of the Landsat pair: {100 * result.changed_share:.1f} %")
     for note in result.notes:
-        console.print(f"[yellow]Unverified:[/] {note}.", highlight=False)
+        console.print(f"[yellow]Outside the model's training data:[/] {note}.", highlight=False)
     console.print(f"Q: {result.question}\nA: {result.answer or '(no answer)'}")
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     console.print(f"Took {timing}.")

@@ -171,7 +171,16 @@ def outside_message(system, head: str, inputs: Sequence[Imagery]) -> str | None:
     for item in outside:  # the dates of one pair usually share the description: named together
         groups.setdefault(item.describe(), []).append(str(item.path))
     found = "; ".join(f"{', '.join(dict.fromkeys(paths))}: {what}" for what, paths in groups.items())
-    return f"{found}; the {head} head was trained on {trained.describe()}: its map here is unverified"
+    return f"{found}; the {head} head was trained on {trained.describe()}: {_consequence(system, head)}"
+
+
+def _consequence(system, head: str) -> str:
+    """What being outside means for the map: a trained change head with a magnitude to fall back on is left
+    out (`rsneo.predict.change`), any other head's map is shown but unverified."""
+    change = getattr(system, "change", None)
+    if head == "change" and getattr(change, "uses_magnitude", False) and "change" in system.trained_heads:
+        return "its vote is left out, the map is the change magnitude alone (change-vector analysis)"
+    return "its map here is unverified"
 
 
 def inside(

@@ -148,7 +148,8 @@ def test_the_dates_of_a_pair_are_named_in_one_warning(bundled, shared_data):
     assert len(caught) == 1
     assert str(caught[0].message) == (
         f"{pair[0]}, {pair[1]}: rgb imagery at an unknown pixel size; the change head was trained on "
-        "sentinel2_l1c, sentinel2_l2a, landsat5_tm, naip at 5-90 m: its map here is unverified"
+        "sentinel2_l1c, sentinel2_l2a, landsat5_tm, naip at 5-90 m: its vote is left out, the map is the "
+        "change magnitude alone (change-vector analysis)"
     )
 
 

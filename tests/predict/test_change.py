@@ -80,7 +80,8 @@ def test_an_rgb_pair_is_warned_about_and_noted_in_the_report(bundled, shared_dat
         out = detect_change(bundled, pair, tmp_path)
     expected = (
         f"{pair[0]}, {pair[1]}: rgb imagery at an unknown pixel size; the change head was trained on "
-        "sentinel2_l1c, sentinel2_l2a, landsat5_tm, naip at 5-90 m: its map here is unverified"
+        "sentinel2_l1c, sentinel2_l2a, landsat5_tm, naip at 5-90 m: its vote is left out, the map is the "
+        "change magnitude alone (change-vector analysis)"
     )
     assert [str(w.message) for w in caught if w.category is OutsideTrainingWarning] == [expected]
     assert out.notes == (expected,)
