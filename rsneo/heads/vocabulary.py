@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from rsneo import atomic
-from rsneo.errors import InputError
+from rsneo.errors import InputError, RSNeoWarning
 from rsneo.heads.class_words import CLASS_WORDS
 from rsneo.heads.segmentation import encode_class_prompts
 
@@ -32,7 +32,7 @@ VOCABULARY_JSON = "vocabulary.json"
 DEFAULT_MATCH_THRESHOLD = 0.95
 
 
-class UntrainedClassWarning(UserWarning):
+class UntrainedClassWarning(RSNeoWarning):
     """A class name the model was never trained on: its map is not to be trusted."""
 
 
