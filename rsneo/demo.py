@@ -36,7 +36,7 @@ SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
 # The bundled model was trained to tell these two apart (label-as-text); any other words may be typed too.
 DEMO_CLASSES = ("water", "land")
 DEMO_QUESTION = "How much of the image is water?"
-UNVERIFIED = "\n(outside the model's training data)"
+UNVERIFIED = "\n(change magnitude alone: outside the head's training)"
 
 
 @dataclass(frozen=True)
