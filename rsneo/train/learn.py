@@ -378,6 +378,7 @@ def held_out_logits(
             yield w, logits
 
 
+@torch.no_grad()
 def holdout_loss(
     head: SegmentationHead, vectors: Tensor, windows: Sequence[LabelledPixels], use: Tensor, k: int
 ) -> float:
