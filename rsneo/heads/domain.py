@@ -139,10 +139,14 @@ def pixel_size(path: Path) -> float | None:
 
 
 def imagery(path: Path, sensor: str | None = None, bands: list[str] | None = None) -> Imagery:
-    """The sensor (as `band_layout` identifies it; an RGB picture is "rgb") and pixel size of an input."""
-    from rsneo.data.frames import band_layout
+    """The sensor (as the reader identifies it for `band_layout`; an RGB picture is "rgb") and pixel size of
+    an input. Only the headers are read: no band statistics, which the commands measure once themselves."""
+    from rsneo.io.read import PixelUnitsWarning, open_source
 
-    return Imagery(Path(path), band_layout(path, sensor, bands).sensor, pixel_size(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PixelUnitsWarning)  # the commands warn about pixel units themselves
+        name = open_source(path, sensor=sensor, bands=bands).sensor.name
+    return Imagery(Path(path), name, pixel_size(path))
 
 
 def is_outside(head: HeadDomain, item: Imagery) -> bool:
