@@ -23,6 +23,7 @@ from rsneo import atomic
 from rsneo.errors import InputError, OutsideTrainingWarning
 
 DOMAIN_JSON = "domain.json"
+UNVERIFIED_TITLE = " (unverified: outside the model's training data)"  # a QGIS project's title, when noted
 HEADS = ("segmentation", "change")
 # An input's pixel size counts as trained within [SMALLER x the smallest, LARGER x the largest] trained size:
 # a factor of two either way is a resampling the model sees no different from the training tiles' own spread.

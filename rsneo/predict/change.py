@@ -22,7 +22,7 @@ from rsneo.baselines import change_vector_magnitude, otsu_threshold
 from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, MAGNITUDE_SIGMA, ChangeHead, blur, magnitude_excess
-from rsneo.heads.domain import check_inputs
+from rsneo.heads.domain import UNVERIFIED_TITLE, check_inputs
 from rsneo.heads.fewshot import class_vectors
 from rsneo.heads.segmentation import image_features
 from rsneo.heads.system import System
@@ -354,7 +354,7 @@ def _detect_change_locked(
             classify=from_to_classifier(n_classes),
             keep_state=True,
         )
-        unverified = " (unverified: outside the model's training data)" if notes else ""
+        unverified = UNVERIFIED_TITLE if notes else ""
         try:
             unit = "px" if pixel_units else "ha"
             write_class_polygons(cog, gpkg, legend, skip=(0,))

@@ -12,7 +12,7 @@ import torch
 
 from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
-from rsneo.heads.domain import check_inputs
+from rsneo.heads.domain import UNVERIFIED_TITLE, check_inputs
 from rsneo.heads.fewshot import class_vectors
 from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
@@ -188,7 +188,7 @@ def _segment_locked(
         )
     if result is None:
         return None
-    unverified = " (unverified: outside the model's training data)" if notes else ""
+    unverified = UNVERIFIED_TITLE if notes else ""
     gpkg = out_dir / f"{stem}_classes.gpkg"
     qml = out_dir / f"{stem}_classes.qml"
     qgz = out_dir / f"{stem}.qgz"
