@@ -6,6 +6,7 @@ Only typer and the standard library are imported here: `rsneo --help` must not p
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import sys
@@ -145,6 +146,22 @@ def _is_gdal_error(exc: BaseException) -> bool:
     return "rasterio" in sys.modules and isinstance(exc, sys.modules["rasterio"].errors.RasterioError)
 
 
+def _is_out_of_space(exc: BaseException) -> bool:
+    """The disk (or the user's quota) filled up: an OSError from Python, or GDAL's message from rasterio."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return _is_gdal_error(exc) and "No space left on device" in str(exc)
+
+
+def _out_of_space_message(exc: BaseException) -> str:
+    where = getattr(exc, "filename", None)
+    return (
+        f"no space left on the device{f' while writing {where}' if where else ''}; free some space and run "
+        "the same command again: segment and change keep their partial files and resume from the last "
+        "finished row, other commands start over"
+    )
+
+
 def run_app(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status.
 
@@ -182,6 +199,11 @@ def run_app(argv: list[str] | None = None) -> int:
             return exc.exit_code if exc.exit_code != 1 else 2
         if debug:
             raise
+        if _is_out_of_space(exc):
+            err_console.print(
+                f"[bold red]error:[/] {escape(_out_of_space_message(exc))}", highlight=False, soft_wrap=True
+            )
+            return 2
         if _is_gdal_error(exc):  # a raster that failed past the opening checks (a corrupt block mid-file)
             from rsneo.io.read import gdal_message
 

@@ -189,6 +189,7 @@ def learn_run(
 
 def learn_config(config: str | None, overrides: list[str]):
     """The composed learn config: configs/learn.yaml, the experiment or YAML file `config`, overrides."""
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -201,6 +202,11 @@ def learn_config(config: str | None, overrides: list[str]):
         cfg = load_config([], config_name="learn")
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
+        except yaml.YAMLError as exc:  # a syntax error, or a tag such as !!python/object that is never run
+            raise InputError(
+                f"--config {config}: not plain YAML ({' '.join(str(exc).split())}); expected the keys of "
+                "rsneo/configs/learn.yaml as plain values"
+            ) from None
         except (OmegaConfBaseException, ValueError) as exc:
             raise InputError(f"--config {config}: cannot apply it ({str(exc).splitlines()[0]})") from None
         return cfg

@@ -25,6 +25,7 @@ from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
 from rsneo.heads.vocabulary import Vocabulary, load_vocabulary, save_vocabulary
 from rsneo.model.causal_lm import RSNeoForCausalLM
 from rsneo.model.config import RSNeoConfig
+from rsneo.model.device import torch_device
 from rsneo.model.tokenizer import check_tokenizer_folder, image_token_ids, load_tokenizer, train_tokenizer
 
 HEADS_WEIGHTS = "heads.safetensors"
@@ -121,6 +122,7 @@ def load_heads(folder: Path, hidden_size: int) -> tuple[SegmentationHead, Change
 
 def load_system(folder: Path | str | None = None, device: str | torch.device = "cpu") -> System:
     """Load model, tokenizer and heads from `folder` (default: the bundled model in rsneo/assets/model)."""
+    device = torch_device(device)
     folder = Path(folder) if folder is not None else BUNDLED_MODEL
     if not (folder / "config.json").is_file():
         raise InputError(

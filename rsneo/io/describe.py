@@ -22,7 +22,7 @@ def describe_raster(
     if side > STATS_MAX_SIDE and grid.crs is not None:
         grid = grid.resampled(max(grid.res) * side / STATS_MAX_SIDE)
     data = read_source(source, grid)  # (bands, y, x)
-    valid = ~np.isnan(data)
+    valid = np.isfinite(data)  # read_source gives NaN for nodata, NaN and inf
     band_rows = []
     for band, values, ok in zip(source.bands, data, valid, strict=True):
         v = values[ok].astype(np.float64)

@@ -45,23 +45,48 @@ def check_disk(source: RasterSource, out: Path, bytes_per_pixel: float) -> None:
     free = shutil.disk_usage(folder).free
     if need > free:
         raise InputError(
-            f"{source.path}: its outputs need about {need / 1e9:,.1f} GB in {out}, but {folder} has "
-            f"{free / 1e9:,.1f} GB free; expected room for them (free some space or choose another --out)"
+            f"{source.path}: its outputs need about {byte_size(need)} in {out}, but {folder} has "
+            f"{byte_size(free)} free; expected room for them (free some space or choose another --out)"
         )
 
 
-def check_has_valid_pixels(source: RasterSource) -> None:
-    """Refuse a raster whose every pixel is nodata.
+def byte_size(n: float) -> str:
+    """A size a person reads at a glance: GB from 1 GB up, MB below (never "0.0 GB")."""
+    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.1f} MB"
 
-    A decimated read of its mask answers at once for almost every raster; only when that finds nothing are the
-    blocks read in full (stopping at the first valid one), so a small valid patch is never missed.
+
+def check_has_valid_pixels(source: RasterSource) -> None:
+    """Refuse a raster whose every pixel is nodata, NaN or infinite.
+
+    A decimated read answers at once for almost every raster; only when that finds nothing are the blocks read
+    in full (stopping at the first valid one), so a small valid patch is never missed. Float rasters are read
+    as values, not only as GDAL's mask: a NaN raster without a nodata tag has a mask that says "all valid".
     """
     src = open_dataset(source.files[0].path)
     scale = max(1, max(src.width, src.height) // SAMPLE_SIDE)
     shape = (max(1, src.height // scale), max(1, src.width // scale))
-    if np.any(src.dataset_mask(out_shape=shape)):
-        return
-    if scale > 1 and any(np.any(src.dataset_mask(window=w)) for _, w in src.block_windows(1)):
+    found = _valid_reads(src, [{"out_shape": shape}])
+    if scale > 1 and found != "valid":
+        blocks = _valid_reads(src, [{"window": w} for _, w in src.block_windows(1)])
+        found = blocks if blocks != "none" else found
+    if found == "valid":
         return
     nodata = "" if src.nodata is None else f" (nodata value {src.nodata:g})"
+    if found == "non-finite":
+        nodata += " or NaN/infinite"
     raise InputError(f"{source.path}: every pixel is nodata{nodata}; expected some valid pixels")
+
+
+def _valid_reads(src, reads: list[dict]) -> str:
+    """What the reads hold: "valid" (stopping at the first read with a valid pixel), else "non-finite" where
+    GDAL's mask kept pixels whose float values are NaN or infinite in some band, else "none"."""
+    floating = np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
+    found = "none"
+    for read in reads:
+        mask = src.dataset_mask(**read) > 0
+        if not mask.any():
+            continue
+        if not floating or (mask & np.isfinite(src.read(**read)).all(0)).any():
+            return "valid"
+        found = "non-finite"
+    return found

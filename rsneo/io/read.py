@@ -298,13 +298,15 @@ def read_source(
     grid: Grid | None = None,
     resampling: Resampling = Resampling.bilinear,
 ) -> np.ndarray:
-    """All bands of `source` on `grid` (default: its own grid): (bands, height, width) float32 with NaN.
+    """All bands of `source` on `grid` (default: its own grid): (bands, height, width) float32, NaN where a
+    pixel is nodata, masked, NaN or infinite in the file.
 
     The bands stored in one file are read in one call when the window lies on the file's grid.
     """
     grid = grid or source.grid
     out = np.empty((len(source.files), grid.height, grid.width), np.float32)
     _read_files(source.files, grid, resampling, source.path, out)
+    out[np.isinf(out)] = np.nan  # an infinity is no measurement either: invalid like NaN and nodata
     return out
 
 

@@ -4,7 +4,8 @@
   the kernel drops when its process dies however it dies (kill -9 included), so a lock left by a killed run
   is simply taken over; a second live writer is refused with an `InputError` (exit 2) before it touches
   anything.
-- `fingerprint(paths)`: what an input is (resolved path, size, modification time) for resume signatures,
+- `fingerprint(paths)`: what an input is (resolved path, size, modification time, content digest) for resume
+  signatures,
   together with the rsneo version (`run_identity`), so state from another input, option or release never
   matches.
 - `ResumeNotice`: the one-line warning shown when saved state is discarded and the work starts again.
@@ -16,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import glob
+import hashlib
 import os
 import socket
 import warnings
@@ -37,16 +39,50 @@ def notice_discarded(what: Path, why: str) -> None:
     warnings.warn(f"{what}: {why}; discarded it and starting again", ResumeNotice, stacklevel=3)
 
 
-def fingerprint(paths: list[Path]) -> list[tuple[str, int, int]]:
-    """(resolved path, size in bytes, mtime in ns) of each input: any rewrite of an input changes it."""
+FULL_HASH_BYTES = 1 << 30  # files up to 1 GiB are hashed whole (about a second); larger ones are sampled
+SAMPLE_BLOCK = 1 << 16
+SAMPLE_BLOCKS = 256
+
+
+def fingerprint(paths: list[Path]) -> list[tuple[str, int, int, str]]:
+    """(resolved path, size in bytes, mtime in ns, content digest) of each input.
+
+    Any rewrite changes it, and so does a replacement that keeps the size and restores the old mtime (`cp -p`,
+    `rsync -t`, `tar`): the digest reads the content. A band folder is digested file by file.
+    """
     out = []
     for path in map(Path, paths):
         stat = path.stat()
-        out.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+        out.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns, content_digest(path)))
     return out
 
 
-def folder_fingerprint(folder: Path | None) -> list[tuple[str, int, int]] | None:
+def content_digest(path: Path) -> str:
+    """BLAKE2b of a file's bytes, or of a folder's files' names and digests.
+
+    Files up to `FULL_HASH_BYTES` are hashed whole. Beyond that the first and last MiB and `SAMPLE_BLOCKS`
+    evenly spaced 64 KiB blocks are: a change confined to unsampled bytes of such a file is the one
+    replacement it misses."""
+    digest = hashlib.blake2b(digest_size=16)
+    if path.is_dir():
+        for child in sorted(p for p in path.iterdir() if p.is_file()):
+            digest.update(f"{child.name}\0{content_digest(child)}\0".encode())
+        return digest.hexdigest()
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if size <= FULL_HASH_BYTES:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        else:
+            step = (size - SAMPLE_BLOCK) // (SAMPLE_BLOCKS - 1)
+            offsets = [0, size - (1 << 20)] + [i * step for i in range(SAMPLE_BLOCKS)]
+            for offset in offsets:
+                f.seek(offset)
+                digest.update(f.read(1 << 20 if offset in offsets[:2] else SAMPLE_BLOCK))
+    return digest.hexdigest()
+
+
+def folder_fingerprint(folder: Path | None) -> list[tuple[str, int, int, str]] | None:
     """`fingerprint` of the files directly in `folder` (a model folder: retrained weights change it)."""
     if folder is None:
         return None

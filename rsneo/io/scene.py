@@ -146,8 +146,8 @@ def bands_of(scene: xr.DataArray) -> list[Band]:
 
 
 def valid_mask(scene: xr.DataArray) -> np.ndarray:
-    """True where a value is valid (not nodata): (time, band, y, x) bool."""
-    return ~np.isnan(scene.values)
+    """True where a value is valid (not nodata, NaN or infinite): (time, band, y, x) bool."""
+    return np.isfinite(scene.values)
 
 
 def read_mask(path: PathLike, grid: Grid, band: int = 1) -> np.ndarray:

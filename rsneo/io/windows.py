@@ -37,7 +37,8 @@ class RasterWindows:
     when valid on every date. `datasets` may be rasterio datasets or WarpedVRTs already on one grid.
     Validity is GDAL's dataset mask, taken from the pixels already read where the mask is nodata values (a
     pixel is valid when any band holds data) and read once per window otherwise (an internal mask or alpha
-    band): reading `dataset_mask` per window would decode every band a second time.
+    band): reading `dataset_mask` per window would decode every band a second time. A float pixel that is
+    NaN or infinite in any band is invalid too (and read as 0), tagged nodata or not.
     """
 
     def __init__(self, datasets: list[rasterio.io.DatasetReaderBase], stack: bool = False) -> None:
@@ -63,6 +64,11 @@ class RasterWindows:
                     f"{ds.name}: cannot read pixels at row {row}, column {col}; expected a complete raster, "
                     f"the file looks truncated or corrupt ({exc})"
                 ) from None
+            if np.issubdtype(raw.dtype, np.floating):  # NaN and inf are no data, whatever the tags say
+                finite = np.isfinite(raw).all(0)
+                if not finite.all():
+                    valid[:h, :w] &= finite
+                    raw = np.where(finite, raw, 0)
             data[:, :h, :w] = raw
             frames.append(data)
         pixels = np.stack(frames) if self.stack else frames[0]
@@ -189,5 +195,5 @@ def read_overview(dataset, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     pixels = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.average).astype(
         np.float32
     )
-    valid = dataset.dataset_mask(out_shape=shape) > 0
-    return pixels, valid
+    valid = (dataset.dataset_mask(out_shape=shape) > 0) & np.isfinite(pixels).all(0)
+    return np.nan_to_num(pixels, nan=0.0, posinf=0.0, neginf=0.0), valid

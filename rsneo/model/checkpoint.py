@@ -21,6 +21,7 @@ from torch import Tensor
 from rsneo import atomic
 from rsneo.errors import InputError
 from rsneo.model.config import RSNeoConfig
+from rsneo.model.device import torch_device
 
 INDEX = "model.safetensors.index.json"
 CONFIG = "config.json"
@@ -83,10 +84,11 @@ def save_pretrained(model: torch.nn.Module, folder: str | Path, max_shard_bytes:
 
 
 def _shard_files(folder: Path) -> list[Path]:
+    """The weight shards of a folder, as its index lists them; every one a file inside the folder (an index
+    may come from anyone: a shard named `../x` or `/x` is refused, not read)."""
     index = folder / INDEX
     if index.is_file():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        files = [folder / n for n in names]
+        files = [_shard_inside(folder, n, index) for n in sorted(set(_weight_map(index).values()))]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise InputError(f"{folder}: the index lists shard {missing[0]}, which is not in the folder")
@@ -94,6 +96,27 @@ def _shard_files(folder: Path) -> list[Path]:
     if (folder / "model.safetensors").is_file():
         return [folder / "model.safetensors"]
     raise InputError(f"{folder}: expected model.safetensors or {INDEX}, found neither")
+
+
+def _weight_map(index: Path) -> dict[str, str]:
+    """The index's tensor -> shard file map, or an InputError naming the index and what is wrong with it."""
+    try:
+        data = json.loads(index.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{index}: not a JSON file ({exc}); expected a safetensors index") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise InputError(f"{index}: expected a JSON object with a 'weight_map' of tensor -> shard file name")
+    return weight_map
+
+
+def _shard_inside(folder: Path, name: str, index: Path) -> Path:
+    path = folder / name
+    if Path(name).is_absolute() or len(Path(name).parts) != 1 or path.resolve().parent != folder.resolve():
+        raise InputError(
+            f"{index}: shard {name!r} is outside the model folder; expected plain file names inside {folder}"
+        )
+    return path
 
 
 def load_pretrained(
@@ -107,6 +130,7 @@ def load_pretrained(
     The model class is passed in (`RSNeoForCausalLM.from_pretrained` passes itself), so this module does not
     import the model it loads.
     """
+    device = torch_device(device)
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: expected an rsneo model folder, found no such folder")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from rsneo.errors import InputError
 from rsneo.model.masks import BACKENDS
@@ -124,6 +125,10 @@ class RSNeoConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise InputError(f"config: unknown keys {unknown}")
+        hints = get_type_hints(cls)
+        for key, value in d.items():
+            if not _has_type(value, hints[key]):
+                raise InputError(f"config: {key!r} is {value!r}; expected {_type_name(hints[key])}")
         return cls(**d)
 
     def save(self, path: str | Path) -> None:
@@ -134,7 +139,16 @@ class RSNeoConfig:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: expected an rsneo config.json, found none")
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: not a JSON file ({exc}); expected an rsneo config.json") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: expected a JSON object of config keys, found {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
 
     @classmethod
     def from_neo_json(cls, neo: dict[str, Any], **overrides: Any) -> RSNeoConfig:
@@ -277,3 +291,29 @@ PRESETS: dict[str, RSNeoConfig] = {
         eos_token_id=151645,
     ),
 }
+
+
+def _has_type(value: Any, kind: Any) -> bool:
+    """Whether a JSON value fits a config field's type (an int fits a float; a bool is not a number)."""
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if get_origin(kind) in (UnionType, Union):
+        return any(_has_type(value, k) for k in get_args(kind))
+    if get_origin(kind) is tuple:
+        item = get_args(kind)[0]
+        return isinstance(value, list | tuple) and all(_has_type(v, item) for v in value)
+    if kind is type(None):
+        return value is None
+    return isinstance(value, kind)
+
+
+def _type_name(kind: Any) -> str:
+    if get_origin(kind) in (UnionType, Union):
+        return " or ".join(_type_name(k) for k in get_args(kind))
+    if get_origin(kind) is tuple:
+        return f"a list of {_type_name(get_args(kind)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        kind, "null" if kind is type(None) else str(kind)
+    )

@@ -189,14 +189,35 @@ def _all_nodata(shared: Path, folder: Path) -> Path:
     return path
 
 
+def _all_nan(shared: Path, folder: Path) -> Path:
+    """A float raster of NaN with no nodata tag: GDAL's mask says every pixel is valid."""
+    import rasterio
+
+    path = folder / "S2_MSIL1C_nan.tif"
+    with rasterio.open(shared / S2HAND) as src:
+        profile = src.profile | {
+            "width": 64,
+            "height": 64,
+            "nodata": None,
+            "dtype": "float32",
+            "tiled": False,
+        }
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(np.full((src.count, 64, 64), np.nan, np.float32))
+            dst.descriptions = src.descriptions
+    return path
+
+
 TOO_BIG = r"S2_MSIL1C_huge.vrt: 1,000,000 x 1,000,000 pixels \(1e\+12\) is more than rsneo processes"
 NO_VALID = r"S2_MSIL1C_nodata.tif: every pixel is nodata \(nodata value 0\); expected some valid pixels"
+ALL_NAN = r"S2_MSIL1C_nan.tif: every pixel is nodata or NaN/infinite; expected some valid pixels"
 
 
 @pytest.mark.parametrize(
     ("command", "make", "expected"),
     [(c, _huge_vrt, TOO_BIG) for c in ("info", "segment", "change", "ask")]
-    + [(c, _all_nodata, NO_VALID) for c in ("segment", "change", "ask")],
+    + [(c, _all_nodata, NO_VALID) for c in ("segment", "change", "ask")]
+    + [(c, _all_nan, ALL_NAN) for c in ("segment", "change", "ask")],
 )
 def test_refused_before_work_starts(command, make, expected, shared_data, tmp_path, capsys):
     import re
@@ -242,3 +263,76 @@ def test_rsneo_alone_shows_the_help_and_exits_2(capsys):
     code = run_app([])
     out = capsys.readouterr()
     assert code == 2 and "segment" in out.out + out.err and "Traceback" not in out.out + out.err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("command", ["segment", "change", "ask"])
+def test_a_gpu_this_machine_lacks_is_a_user_error(command, shared_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = run([*_argv(command, shared_data / S2HAND, out), "--device", "cuda"], capsys)
+    assert code == 2 and "error: --device cuda: this machine has no CUDA GPU" in err, err
+    assert "expected one of ['cpu']" in err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('steps: !!python/object/apply:os.system ["touch {marker}"]\n', "could not determine a constructor"),
+        ("steps: [unclosed\n", "while parsing a flow sequence"),
+    ],
+)
+def test_learn_refuses_a_config_that_is_not_plain_yaml_and_runs_nothing(
+    text, expected, shared_data, tmp_path, capsys
+):
+    marker = tmp_path / "ran"
+    config = tmp_path / "evil.yaml"
+    config.write_text(text.format(marker=marker))
+    code, err = run(["learn", str(shared_data / S2HAND), "--config", str(config)], capsys)
+    assert code == 2 and f"error: --config {config}: not plain YAML (" in err and expected in err, err
+    assert not marker.exists()  # the tag was never constructed
+
+
+def test_a_full_disk_mid_run_is_a_user_error_and_the_next_run_resumes(
+    tiny_model_dir, shared_data, tmp_path, capsys, monkeypatch
+):
+    """ENOSPC while the map is half written: exit 2, one message that says the partial files are kept, and
+    once there is room the same command resumes and ends with the map an uninterrupted run writes."""
+    import errno
+
+    import rasterio
+
+    from rsneo.predict import sliding_window
+
+    raster = tmp_path / "crop.tif"  # 192 x 160 pixels of the RGB scene: 3 window rows
+    with rasterio.open(shared_data / "rasters" / "RGB.byte.tif") as src:
+        window = rasterio.windows.Window(300, 300, 192, 160)
+        profile = {**src.profile, "width": 192, "height": 160, "transform": src.window_transform(window)}
+        with rasterio.open(raster, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+
+    def argv(out: Path) -> list[str]:
+        return ["segment", str(raster), "--classes", "water,land", "--out", str(out), "--model",
+                str(tiny_model_dir), "--window", "64", "--overlap", "16", "--batch", "2"]  # fmt: skip
+
+    assert run(argv(tmp_path / "reference"), capsys)[0] == 0
+    original, calls = sliding_window._save_carry, []
+
+    def full_disk(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(sliding_window, "_save_carry", full_disk)
+    out = tmp_path / "out"
+    code, err = run(argv(out), capsys)
+    assert code == 2 and err.startswith("error: no space left on the device while writing "), err
+    assert "segment and change keep their partial files and resume from the last finished row" in err
+    assert any(p.name.startswith(".crop_classes.tif") for p in out.iterdir())  # kept for the resume
+    monkeypatch.setattr(sliding_window, "_save_carry", original)
+    assert run(argv(out), capsys)[0] == 0
+    with (
+        rasterio.open(out / "crop_classes.tif") as a,
+        rasterio.open(tmp_path / "reference" / "crop_classes.tif") as b,
+    ):
+        np.testing.assert_array_equal(a.read(), b.read())  # integer class maps: exact

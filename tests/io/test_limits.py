@@ -3,12 +3,21 @@ what it expected."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import rasterio
 
 from rsneo.errors import InputError
-from rsneo.io.limits import MAX_PIXELS, check_disk, check_has_valid_pixels, check_size, max_pixels
+from rsneo.io.limits import (
+    MAX_PIXELS,
+    byte_size,
+    check_disk,
+    check_has_valid_pixels,
+    check_size,
+    max_pixels,
+)
 from rsneo.io.read import open_source
 
 S2HAND = "sen1floods11/S2/Spain_7370579_S2Hand.tif"  # 512 x 512 pixels, 13 bands
@@ -76,3 +85,30 @@ def test_a_small_valid_patch_in_a_large_raster_is_found(shared_data, tmp_path):
 
 def test_a_real_sample_has_valid_pixels(shared_data):
     check_has_valid_pixels(open_source(shared_data / S1HAND))
+
+
+def test_disk_figures_under_a_gigabyte_are_in_megabytes(shared_data, tmp_path, monkeypatch):
+    source = open_source(shared_data / S2HAND)
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9 - 3 * 10**5, 3 * 10**5)
+    )
+    with pytest.raises(InputError, match=r"need about 1\.0 MB in .*, but .* has 0\.3 MB free"):
+        check_disk(source, tmp_path, 4.0)  # 512 x 512 x 4 bytes = 1.05 MB
+    assert byte_size(2.5e9) == "2.5 GB" and byte_size(999e6) == "999.0 MB"
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf])
+def test_a_float_raster_of_nan_or_inf_without_a_nodata_tag_is_refused(shared_data, tmp_path, fill):
+    """GDAL's mask says every pixel of an untagged float raster is valid; its values say none is."""
+    path = tmp_path / "nan.tif"
+    _s1_like(shared_data, path, np.full((2, 64, 64), fill, np.float32), nodata=None)
+    with pytest.raises(InputError, match=r"nan.tif: every pixel is nodata or NaN/infinite; expected some"):
+        check_has_valid_pixels(open_source(path))
+    data = np.full((2, 64, 64), fill, np.float32)
+    data[1, 5, 7] = -3.0  # one band of one pixel holds a value, the other is still NaN: still no valid pixel
+    _s1_like(shared_data, path, data, nodata=None)
+    with pytest.raises(InputError, match="every pixel is nodata or NaN/infinite"):
+        check_has_valid_pixels(open_source(path))
+    data[0, 5, 7] = -9.0
+    _s1_like(shared_data, path, data, nodata=None)
+    check_has_valid_pixels(open_source(path))

@@ -3,6 +3,7 @@ a discarded resume, and the clean-up of an interrupted run's hidden files."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -10,10 +11,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import rsneo
 from rsneo.errors import InputError
+from rsneo.io import runstate
 from rsneo.io.runstate import (
     LOCK_NAME,
     ResumeNotice,
@@ -68,12 +71,13 @@ def test_the_refusal_says_what_to_do(tmp_path):
     assert str(refused.value).endswith("wait for it to finish or choose another --out")
 
 
-def test_fingerprint_is_the_resolved_path_size_and_modification_time(tmp_path, monkeypatch):
+def test_fingerprint_is_the_resolved_path_size_modification_time_and_content(tmp_path, monkeypatch):
     path = tmp_path / "in.tif"
     path.write_bytes(b"1234")
     monkeypatch.chdir(tmp_path)
-    ((name, size, mtime),) = fingerprint([Path("in.tif")])  # a relative path is resolved
+    ((name, size, mtime, digest),) = fingerprint([Path("in.tif")])  # a relative path is resolved
     assert name == str(path.resolve()) and size == 4 and mtime == path.stat().st_mtime_ns
+    assert digest == hashlib.blake2b(b"1234", digest_size=16).hexdigest()
     assert fingerprint([path]) == fingerprint([Path("in.tif")])
 
 
@@ -87,6 +91,35 @@ def test_fingerprint_changes_when_the_input_is_rewritten_with_the_same_bytes(tmp
     assert fingerprint([path])[0][1] == 5
 
 
+def test_fingerprint_sees_a_replacement_of_the_same_size_with_the_old_mtime(tmp_path):
+    path = tmp_path / "in.tif"
+    path.write_bytes(b"1234")
+    before = fingerprint([path])
+    path.write_bytes(b"4321")  # another file of the same size, its old mtime restored as cp -p / rsync -t do
+    os.utime(path, ns=(before[0][2], before[0][2]))
+    after = fingerprint([path])
+    assert after[0][:3] == before[0][:3] and after != before
+
+
+def test_a_large_file_is_sampled_and_still_sees_a_replaced_header(tmp_path, monkeypatch):
+    monkeypatch.setattr(runstate, "FULL_HASH_BYTES", 1 << 20)
+    path = tmp_path / "big.tif"
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes())
+    path.write_bytes(bytes(data))
+    before = runstate.content_digest(path)
+    data[100] ^= 1  # a header byte
+    path.write_bytes(bytes(data))
+    assert runstate.content_digest(path) != before
+
+
+def test_a_band_folder_is_digested_file_by_file(tmp_path):
+    (tmp_path / "B02.tif").write_bytes(b"aa")
+    (tmp_path / "B03.tif").write_bytes(b"bb")
+    before = fingerprint([tmp_path])
+    (tmp_path / "B03.tif").write_bytes(b"cc")
+    assert fingerprint([tmp_path])[0][3] != before[0][3]
+
+
 def test_folder_fingerprint_follows_the_files_of_a_model_folder_only(tmp_path):
     assert folder_fingerprint(None) is None  # the bundled model: no folder to sign
     (tmp_path / "b.safetensors").write_bytes(b"b")
@@ -94,7 +127,7 @@ def test_folder_fingerprint_follows_the_files_of_a_model_folder_only(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "ignored.bin").write_bytes(b"x")
     before = folder_fingerprint(tmp_path)
-    assert [Path(p).name for p, _, _ in before] == ["a.json", "b.safetensors"]  # sorted; folders left out
+    assert [Path(p).name for p, *_ in before] == ["a.json", "b.safetensors"]  # sorted; folders left out
     (tmp_path / "sub" / "ignored.bin").write_bytes(b"xy")
     assert folder_fingerprint(tmp_path) == before
     (tmp_path / "b.safetensors").write_bytes(b"retrained")

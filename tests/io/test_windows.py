@@ -123,3 +123,25 @@ def test_an_alpha_band_that_masks_the_others_is_not_data(shared_data, tmp_path):
     with pytest.warns(PixelUnitsWarning):  # a picture without georeference
         source = open_source(tmp_path / "rgba.png")  # read as RGB: the opacity band is its mask
     assert source.sensor.name == "rgb" and len(source.bands) == 3
+
+
+def test_nan_and_inf_pixels_of_an_untagged_float_raster_are_invalid_and_read_as_zero(shared_data, tmp_path):
+    """GDAL's mask calls every pixel of a float raster without a nodata tag valid; NaN and inf are no data all
+    the same (a NaN in any band invalidates the pixel: the model must not read half a spectrum)."""
+    with rasterio.open(shared_data / S2) as src:
+        profile = src.profile | {"dtype": "float32", "nodata": None}
+        data = src.read(window=Window(0, 0, 64, 64)).astype(np.float32)
+    profile |= {"width": 64, "height": 64}
+    data[:, :10] = np.nan
+    data[3, 20, 30] = np.inf
+    data[5, 40, 41] = -np.inf
+    path = tmp_path / "holes.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    with open_raster(path) as src:
+        assert (src.dataset_mask() > 0).all()  # what GDAL alone says
+        pixels, valid = RasterWindows([src]).read(0, 0, 64)
+    expected = np.isfinite(data).all(0)
+    np.testing.assert_array_equal(valid, expected)
+    assert valid.sum() == 64 * 54 - 2
+    assert np.isfinite(pixels).all() and (pixels[:, ~expected] == 0).all()

@@ -92,3 +92,62 @@ def test_a_truncated_weights_file_is_named_not_an_internal_error(saved):
         InputError, match=rf"{shard.name}: cannot read its tensors; the file may be truncated"
     ):
         RSNeoForCausalLM.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    ("index_text", "expected"),
+    [
+        ("not json", r"model.safetensors.index.json: not a JSON file .*expected a safetensors index"),
+        ('{"metadata": {}}', r"index.json: expected a JSON object with a 'weight_map'"),
+        ('{"weight_map": {"a": "../elsewhere.safetensors"}}', r"shard '../elsewhere.safetensors' is outside"),
+        ('{"weight_map": {"a": "/etc/x.safetensors"}}', r"shard '/etc/x.safetensors' is outside the model"),
+    ],
+)
+def test_an_index_that_is_not_json_or_points_outside_the_folder_is_refused(saved, index_text, expected):
+    """An index may come from anyone: shards are plain file names inside the model folder, never `../` or
+    absolute paths (which would load tensors from anywhere on the machine)."""
+    _, folder = saved
+    outside = folder.parent / "elsewhere.safetensors"
+    outside.write_bytes((next(folder.glob("model-00001-*.safetensors"))).read_bytes())
+    (folder / "model.safetensors.index.json").write_text(index_text)
+    with pytest.raises(InputError, match=expected):
+        RSNeoForCausalLM.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("num_layers", "six", r"'num_layers' is 'six'; expected an integer"),
+        ("num_layers", 2.5, r"'num_layers' is 2.5; expected an integer"),
+        ("tie_word_embeddings", 1, r"'tie_word_embeddings' is 1; expected true or false"),
+        ("rope_theta", "1e6", r"'rope_theta' is '1e6'; expected a number"),
+        ("eos_token_id", "0", r"'eos_token_id' is '0'; expected an integer or null"),
+        ("spectral_anchors_um", [0.4, "x"], r"'spectral_anchors_um' .*expected a list of a number"),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_is_named(saved, key, value, expected):
+    _, folder = saved
+    config = json.loads((folder / "config.json").read_text())
+    config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match=rf"config.json: config: {expected}"):
+        RSNeoForCausalLM.from_pretrained(folder)
+
+
+def test_a_config_that_is_not_json_is_named(saved):
+    _, folder = saved
+    (folder / "config.json").write_text("{truncated")
+    with pytest.raises(InputError, match=r"config.json: not a JSON file .*expected an rsneo config.json"):
+        RSNeoForCausalLM.from_pretrained(folder)
+    (folder / "config.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match=r"config.json: expected a JSON object of config keys, found list"):
+        RSNeoForCausalLM.from_pretrained(folder)
+
+
+def test_a_device_this_machine_lacks_is_refused_before_loading(saved):
+    _, folder = saved
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match=r"--device cuda: this machine has no CUDA GPU .*expected one of"):
+            RSNeoForCausalLM.from_pretrained(folder, device="cuda")
+    with pytest.raises(InputError, match=r"--device gpu0: not a device name; expected one of \['cpu'"):
+        RSNeoForCausalLM.from_pretrained(folder, device="gpu0")

@@ -140,6 +140,34 @@ def test_state_of_an_input_rewritten_since_is_not_resumed(rgb, reference, tmp_pa
     assert_finished_like(reference, out)
 
 
+def _uncompressed(src: Path, dst: Path, flip: bool = False) -> Path:
+    with rasterio.open(src) as ds:
+        profile = {**ds.profile, "compress": None, "tiled": False}
+        data = ds.read()
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data[:, ::-1] if flip else data)
+    return dst
+
+
+def test_an_input_replaced_with_the_same_size_and_mtime_is_not_resumed(rgb, tmp_path):
+    """`cp -p`, `rsync -t` and `tar` keep size and mtime: the content digest tells the new file apart, so the
+    map is the new file's alone, never a mix of two inputs."""
+    raster = _uncompressed(rgb, tmp_path / "in.tif")
+    other = _uncompressed(rgb, tmp_path / "other.tif", flip=True)
+    assert raster.stat().st_size == other.stat().st_size
+    (tmp_path / "expected").mkdir()
+    expected = read_pair(run(other, tmp_path / "expected" / "a.tif"))
+    first = run(raster, tmp_path / "a.tif", signature=run_signature(inputs=fingerprint([raster])),
+                stop_after_rows=2)  # fmt: skip
+    assert first is None
+    mtime = raster.stat().st_mtime_ns
+    raster.write_bytes(other.read_bytes())
+    os.utime(raster, ns=(mtime, mtime))
+    with pytest.warns(ResumeNotice, match="belongs to another input, option or rsneo version"):
+        out = run(raster, tmp_path / "a.tif", signature=run_signature(inputs=fingerprint([raster])))
+    assert_finished_like(expected, out)
+
+
 def test_truncated_input_leaves_nothing_and_the_next_run_works(rgb, reference, tmp_path):
     broken = tmp_path / "in" / "RGB.byte.tif"
     broken.parent.mkdir()
