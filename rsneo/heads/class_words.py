@@ -74,6 +74,39 @@ CLASS_WORDS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Narrower classes each trained class contains. A class map made for such a name is the whole broader class
+# ("cropland" gives every land pixel, forest and town included; "lake" every water pixel, rivers and sea
+# included), so a typed name found here is reported as read as the broader class and counts as untrained
+# (flagged, refused by --strict), even where it was taught as an other name of the class. Grouped as the
+# CORINE levels and the WorldCover / Dynamic World classes group land covers. Names are compared lowercase
+# with single spaces; a trailing "s" (plural) is ignored.
+NARROWER: dict[str, tuple[str, ...]] = {
+    "water": (
+        # water bodies of one kind (CORINE 5.1.x inland, 5.2.x marine)
+        "lake", "river", "reservoir", "pond", "sea", "ocean", "stream", "canal", "lagoon", "estuary",
+        "water course", "coastal water", "inland water", "standing water", "running water",
+        # water of one origin: the Sen1Floods11 class is permanent and flood water together
+        "flood", "floodwater", "flood water", "flooded area", "inundation", "flooded land",
+        "permanent water", "seasonal water",
+    ),
+    "land": (
+        # agriculture (CORINE 2; WorldCover cropland; Dynamic World crops)
+        "cropland", "crop", "crops", "farmland", "farm field", "field", "arable land", "cultivated land",
+        "agricultural land", "agriculture", "agricultural area", "paddy", "rice field", "orchard", "vineyard",
+        "plantation", "pasture", "countryside",
+        # forest and semi-natural areas (CORINE 3; WorldCover tree cover, shrubland, grassland, ...)
+        "forest", "woodland", "tree", "tree cover", "vegetation", "grassland", "grass", "meadow",
+        "rangeland", "shrubland", "shrub", "scrub", "heath", "moss and lichen",
+        "bare ground", "bare soil", "soil", "barren land", "barren", "sand", "beach", "dune", "desert",
+        "rock", "snow", "ice", "snow and ice", "glacier",
+        # artificial surfaces (CORINE 1; WorldCover built-up; Dynamic World built area)
+        "built-up", "built-up area", "built area", "urban", "urban area", "city", "town", "village",
+        "settlement", "building", "road", "impervious surface", "industrial area",
+        # wetlands (CORINE 4; WorldCover herbaceous wetland, mangroves)
+        "wetland", "marsh", "swamp", "bog", "mangrove",
+    ),
+}  # fmt: skip
+
 # Paraphrases measured on held-out data but never taught (benchmarks/vocabulary.py lists them).
 UNTAUGHT_PARAPHRASES: tuple[str, ...] = ("river and lakes", "rivers and lakes", "streams and ponds")
 
@@ -96,3 +129,14 @@ def draw_class_names(names: tuple[str, ...] | list[str], generator: torch.Genera
         index = torch.randint(len(words), (), generator=generator).item()
         out.append(name if draw < CANONICAL_SHARE or len(words) == 1 else words[index])
     return out
+
+
+def name_key(name: str) -> str:
+    """How names are compared: lowercase, single spaces, a plural "s" dropped ("Fields" = "field")."""
+    key = " ".join(name.split()).lower()
+    return key[:-1] if key.endswith("s") and not key.endswith("ss") and len(key) > 3 else key
+
+
+def narrower_names(name: str) -> tuple[str, ...]:
+    """The narrower classes of trained class `name` (`NARROWER`); none for classes it does not list."""
+    return NARROWER.get(name, ())

@@ -6,8 +6,11 @@ each (where it was measured). A typed class name is compared with every trained 
 space: the backbone's last-token state of the class prompt, the very vector the segmentation head reads
 (cosine similarity; a class is as close as its nearest taught name). A name whose nearest trained class is
 less similar than the folder's `match_threshold` is "untrained": the model was never taught it, so its map is
-arbitrary. Commands say so (a warning, "(untrained)" in legends, a report note) and `strict` refuses such
-names.
+arbitrary. A name listed as narrower than a trained class (`narrower`, from
+`rsneo.heads.class_words.NARROWER`: "cropland" in "land", "lake" in "water") is read as that broader class,
+so its map is the whole broader class: it counts as untrained too. Commands say so (a warning, "(read as
+land, broader; untrained)" or "(untrained)" in legends, tags and reports) and `strict` refuses such names; a
+name read as a class it means (a taught other name, a close paraphrase) is reported with what it was read as.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch.nn.functional as F
 
 from rsneo import atomic
 from rsneo.errors import InputError, RSNeoWarning
-from rsneo.heads.class_words import CLASS_WORDS
+from rsneo.heads.class_words import CLASS_WORDS, name_key, narrower_names
 from rsneo.heads.segmentation import encode_class_prompts
 
 VOCABULARY_JSON = "vocabulary.json"
@@ -42,6 +45,7 @@ class TrainedClass:
     prompts: tuple[str, ...]
     held_out: dict = field(default_factory=dict)  # {"iou": float, "data": "what it was measured on"}
     synonyms: tuple[str, ...] = ()  # other names taught as this class ("lake", "reservoir", ...)
+    narrower: tuple[str, ...] = ()  # narrower classes it contains: typed, they read as this broader class
 
 
 @dataclass(frozen=True)
@@ -57,12 +61,37 @@ class Vocabulary:
 
 @dataclass(frozen=True)
 class ClassMatch:
-    """A typed name, its nearest trained class and their cosine similarity in the model's text space."""
+    """A typed name, its nearest trained class and their cosine similarity in the model's text space.
+
+    `broader`: the name is a narrower class of `nearest` (its map is all of `nearest`); such a name is not
+    `trained`. `read_as`: the trained class the name is read as, when that is not the name itself."""
 
     name: str
     nearest: str
     similarity: float
     trained: bool
+    broader: bool = False
+
+    @property
+    def read_as(self) -> str | None:
+        if name_key(self.name) == name_key(self.nearest) or not (self.trained or self.broader):
+            return None
+        return self.nearest
+
+    @property
+    def reading(self) -> str | None:
+        """What legends and reports say after the name: "read as land, broader" or "read as water"."""
+        if self.read_as is None:
+            return None
+        return f"read as {self.read_as}, broader" if self.broader else f"read as {self.read_as}"
+
+
+@dataclass(frozen=True)
+class ClassReadings:
+    """How a run reads its typed class names: those to flag as untrained, and what each was read as."""
+
+    untrained: tuple[str, ...] = ()
+    read_as: dict[str, str] = field(default_factory=dict)  # typed name -> "read as land, broader"
 
 
 def load_vocabulary(folder: Path | None) -> Vocabulary | None:
@@ -78,6 +107,7 @@ def load_vocabulary(folder: Path | None) -> Vocabulary | None:
                 tuple(c.get("prompts", ())),
                 dict(c.get("held_out", {})),
                 tuple(str(w) for w in c.get("synonyms", ())),
+                tuple(str(w) for w in c.get("narrower", narrower_names(c["name"]))),
             )
             for c in data["classes"]
         )
@@ -96,7 +126,9 @@ def save_vocabulary(folder: Path, vocabulary: Vocabulary) -> Path:
     path = Path(folder) / VOCABULARY_JSON
     data = {
         "classes": [
-            asdict(c) | {"prompts": list(c.prompts), "synonyms": list(c.synonyms)} for c in vocabulary.classes
+            asdict(c)
+            | {"prompts": list(c.prompts), "synonyms": list(c.synonyms), "narrower": list(c.narrower)}
+            for c in vocabulary.classes
         ],
         "match_threshold": vocabulary.match_threshold,
         "note": vocabulary.note,
@@ -118,7 +150,7 @@ def vocabulary_for_classes(
     for name in classes:
         taught = tuple(w for w in words.get(name, (name,)) if w != name)
         prompts = tuple(prompt_template.format(w) for w in (name, *taught))
-        out.append(TrainedClass(name, prompts, {}, taught))
+        out.append(TrainedClass(name, prompts, {}, taught, narrower_names(name)))
     if not note:
         taught = [f"{c.name} ({len(c.synonyms)} other names)" for c in out]
         note = (
@@ -145,34 +177,56 @@ def match_classes(system, names: list[str]) -> list[ClassMatch] | None:
     for k in range(len(trained)):  # a class is as close as its nearest taught name
         similarity[:, k] = per_word[:, owner == k].max(dim=1).values
     for i, name in enumerate(names):  # the same name up to case and spacing is that class (rsneo learn's
-        key = " ".join(name.split()).lower()  # learnt classes are looked up that way too)
-        same = [k for k, w in taught if " ".join(w.split()).lower() == key]
+        key = name_key(name)  # learnt classes are looked up that way too)
+        same = [k for k, w in taught if name_key(w) == key]
         if same:
             similarity[i, same[0]] = 1.0
     best, index = similarity.max(dim=1)
-    return [
-        ClassMatch(name, trained[int(i)], float(s), float(s) >= vocabulary.match_threshold)
-        for name, s, i in zip(names, best, index, strict=True)
-    ]
+    out = []
+    for name, s, i in zip(names, best, index, strict=True):
+        nearest, close = vocabulary.classes[int(i)], float(s) >= vocabulary.match_threshold
+        # read as a class that lists it as narrower: its map is that whole broader class
+        broader = close and name_key(name) in {name_key(w) for w in nearest.narrower}
+        out.append(ClassMatch(name, nearest.name, float(s), close and not broader, broader))
+    return out
+
+
+def read_classes(
+    system, names: list[str], *, strict: bool = False, what: str = "--classes"
+) -> ClassReadings:
+    """How the model reads each typed name. Untrained names (never taught, or narrower than the class they
+    read as) get one warning naming them; `strict` refuses them (InputError)."""
+    matches = match_classes(system, names)
+    if matches is None:
+        return ClassReadings()
+    read_as = {m.name: m.reading for m in matches if m.reading is not None}
+    unknown = [m for m in matches if not m.trained]
+    if not unknown:
+        return ClassReadings((), read_as)
+    trained = ", ".join(system.vocabulary.names)
+    broad = [m for m in unknown if m.broader]
+    never = [m for m in unknown if not m.broader]
+    parts = []
+    if never:
+        detail = "; ".join(
+            f'"{m.name}" (nearest: "{m.nearest}", similarity {m.similarity:.2f})' for m in never
+        )
+        parts.append(f"the model in {system.folder} was trained on {trained} only; not on {detail}")
+    if broad:
+        detail = "; ".join(f'"{m.name}" -> read as "{m.nearest}" (broader)' for m in broad)
+        parts.append(
+            f"{detail}: {'its' if len(broad) == 1 else 'each'} map is every pixel of the broader class, "
+            "not the narrower class typed"
+        )
+    message = f"{what}: {'; '.join(parts)}. Their maps are not what was typed"
+    if strict:
+        raise InputError(f"{message}; --strict refuses them (use trained class names, or teach the model)")
+    warnings.warn(f"{message} and are marked (untrained).", UntrainedClassWarning, stacklevel=2)
+    return ClassReadings(tuple(m.name for m in unknown), read_as)
 
 
 def untrained_classes(
     system, names: list[str], *, strict: bool = False, what: str = "--classes"
 ) -> tuple[str, ...]:
-    """The names the model was not trained on; a warning names them, `strict` refuses them (InputError)."""
-    matches = match_classes(system, names)
-    if matches is None:
-        return ()
-    unknown = [m for m in matches if not m.trained]
-    if not unknown:
-        return ()
-    trained = ", ".join(system.vocabulary.names)
-    detail = "; ".join(f'"{m.name}" (nearest: "{m.nearest}", similarity {m.similarity:.2f})' for m in unknown)
-    message = (
-        f"{what}: the model in {system.folder} was trained on {trained} only; not on {detail}. "
-        "Their maps are arbitrary"
-    )
-    if strict:
-        raise InputError(f"{message}; --strict refuses them (use trained class names, or teach the model)")
-    warnings.warn(f"{message} and are marked (untrained).", UntrainedClassWarning, stacklevel=2)
-    return tuple(m.name for m in unknown)
+    """The names the model was not trained on (`read_classes`, its warning and `strict` included)."""
+    return read_classes(system, names, strict=strict, what=what).untrained

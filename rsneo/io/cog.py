@@ -48,10 +48,15 @@ class ClassLegend:
     colors: tuple[tuple[int, int, int], ...]
     untrained: tuple[str, ...] = ()  # names the model was never taught: labelled so in legends and styles
     notes: tuple[str, ...] = ()  # caveats on the whole map (input outside the training data), in its tags
+    read_as: tuple[tuple[str, str], ...] = ()  # (typed name, "read as land, broader"): what the model read
 
     @classmethod
     def from_names(
-        cls, names: list[str] | tuple[str, ...], untrained: tuple[str, ...] = (), notes: tuple[str, ...] = ()
+        cls,
+        names: list[str] | tuple[str, ...],
+        untrained: tuple[str, ...] = (),
+        notes: tuple[str, ...] = (),
+        read_as: dict[str, str] | None = None,
     ) -> ClassLegend:
         """Colours by meaning, kept apart in CIELAB (`rsneo.io.palette.class_colors`)."""
         names = tuple(n.strip() for n in names)
@@ -59,12 +64,15 @@ class ClassLegend:
             raise InputError(f"class list: expected one or more non-empty class names, got {list(names)!r}")
         if len(names) >= NODATA_CLASS:
             raise InputError(f"class list: expected at most {NODATA_CLASS - 1} classes, got {len(names)}")
-        return cls(names, class_colors(names), tuple(untrained), tuple(notes))
+        readings = tuple((n, r) for n, r in (read_as or {}).items() if n in names)
+        return cls(names, class_colors(names), tuple(untrained), tuple(notes), readings)
 
     def label(self, index: int) -> str:
-        """The name as shown in a legend: marked when the model was never trained on it."""
+        """The name as shown in a legend, with what the model read it as and whether it was ever taught:
+        "cropland (read as land, broader; untrained)", "open water (read as water)", "forest (untrained)"."""
         name = self.names[index]
-        return f"{name} (untrained)" if name in self.untrained else name
+        marks = [r for n, r in self.read_as if n == name] + (["untrained"] if name in self.untrained else [])
+        return f"{name} ({'; '.join(marks)})" if marks else name
 
     def hex(self, index: int) -> str:
         r, g, b = self.colors[index]
@@ -170,6 +178,8 @@ class CogBlockWriter:
             class_names=names,
             class_colors=json.dumps([legend.hex(i) for i in range(len(legend.names))]),
             untrained_classes=json.dumps(list(legend.untrained), ensure_ascii=False),
+            class_labels=json.dumps([legend.label(i) for i in range(len(legend.names))], ensure_ascii=False),
+            read_as=json.dumps(dict(legend.read_as), ensure_ascii=False),
             **{f"class_{i}": name for i, name in enumerate(legend.names)},
         )
 
@@ -232,7 +242,8 @@ def read_legend(path: Path) -> ClassLegend:
         tags = src.tags(1)
         names = json.loads(tags.get("class_names", "[]"))
         untrained = json.loads(tags.get("untrained_classes", "[]"))
+        read_as = json.loads(tags.get("read_as", "{}"))
         notes = json.loads(src.tags().get("rsneo_notes", "[]"))
         cmap = src.colormap(1)
     colors = tuple(tuple(cmap[i][:3]) for i in range(len(names)))
-    return ClassLegend(tuple(names), colors, tuple(untrained), tuple(notes))
+    return ClassLegend(tuple(names), colors, tuple(untrained), tuple(notes), tuple(read_as.items()))

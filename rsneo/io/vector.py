@@ -10,6 +10,7 @@ polygons' areas add up to the class totals of `class_areas`.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from itertools import chain
@@ -199,6 +200,20 @@ def _merge_pieces(pieces: list) -> object:
     return shapely.Polygon(merged.exterior, [*merged.interiors, *holes])
 
 
+def layer_description(legend: ClassLegend) -> dict:
+    """What the GeoPackage layer says of its classes (QGIS shows the description in the layer's properties):
+    each label as the legend shows it (read as, untrained) and the map's notes; also as layer metadata."""
+    labels = [legend.label(i) for i in range(len(legend.names))]
+    text = "rsneo classes: " + "; ".join(labels) + "".join(f". Note: {n}" for n in legend.notes)
+    return {
+        "layer_options": {"DESCRIPTION": text},
+        "layer_metadata": {
+            "rsneo_class_labels": json.dumps(labels, ensure_ascii=False),
+            "rsneo_notes": json.dumps(list(legend.notes), ensure_ascii=False),
+        },
+    }
+
+
 def write_class_polygons(
     cog_path: Path,
     gpkg_path: Path,
@@ -243,7 +258,8 @@ def write_class_polygons(
                 frame = gpd.GeoDataFrame(columns, geometry="geometry", crs=src.crs)
                 with warnings.catch_warnings():  # a class map without a CRS has none on purpose
                     warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
-                    frame.to_file(partial, layer=LAYER, driver="GPKG", mode="a" if wrote else "w")
+                    first = {} if wrote else layer_description(legend)  # the layer's header, once
+                    frame.to_file(partial, layer=LAYER, driver="GPKG", mode="a" if wrote else "w", **first)
                 wrote = True
 
             def finish(class_ids, area, pixels, geometry, last: bool = False) -> None:
@@ -319,7 +335,7 @@ def write_class_polygons(
                 )
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
-                    empty.to_file(partial, layer=LAYER, driver="GPKG")
+                    empty.to_file(partial, layer=LAYER, driver="GPKG", **layer_description(legend))
         atomic.replace(partial, gpkg_path)
     finally:
         partial.unlink(missing_ok=True)

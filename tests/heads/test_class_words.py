@@ -7,7 +7,7 @@ from collections import Counter
 
 import torch
 
-from rsneo.heads.class_words import CLASS_WORDS, UNTAUGHT_PARAPHRASES, draw_class_names
+from rsneo.heads.class_words import CLASS_WORDS, NARROWER, UNTAUGHT_PARAPHRASES, draw_class_names
 from rsneo.heads.vocabulary import match_classes, vocabulary_for_classes
 
 
@@ -32,10 +32,14 @@ def test_a_vocabulary_records_the_other_names_and_matches_them_to_their_class(ti
     assert len(water.prompts) == len(CLASS_WORDS["water"])
     assert "2 other names" not in vocabulary.note and "water (" in vocabulary.note
     system = dataclasses.replace(tiny_system, vocabulary=vocabulary)
-    matches = match_classes(system, ["Reservoir", "bare  soil", "water"])
-    # a taught name (up to case and spacing) is its class, even in a random model's text space
-    assert [(m.nearest, m.similarity, m.trained) for m in matches] == [
-        ("water", 1.0, True),
-        ("land", 1.0, True),
-        ("water", 1.0, True),
+    matches = match_classes(system, ["Reservoir", "bare  soil", "water", "Open  Water", "dry land"])
+    # a taught name (up to case and spacing) is its class, even in a random model's text space; one that names
+    # a narrower class (a reservoir, bare soil) is read as the broader class and so is not trained
+    assert [(m.nearest, m.similarity, m.trained, m.broader) for m in matches] == [
+        ("water", 1.0, False, True),
+        ("land", 1.0, False, True),
+        ("water", 1.0, True, False),
+        ("water", 1.0, True, False),
+        ("land", 1.0, True, False),
     ]
+    assert water.narrower == NARROWER["water"] and "reservoir" in water.narrower

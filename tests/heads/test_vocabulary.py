@@ -16,11 +16,13 @@ from rsneo.cli import run_app
 from rsneo.errors import InputError
 from rsneo.heads.system import BUNDLED_MODEL, load_system
 from rsneo.heads.vocabulary import (
+    ClassMatch,
     TrainedClass,
     UntrainedClassWarning,
     Vocabulary,
     load_vocabulary,
     match_classes,
+    read_classes,
     save_vocabulary,
     untrained_classes,
 )
@@ -59,7 +61,9 @@ def test_taught_names_and_paraphrases_match_and_other_names_do_not(bundled):
     water = ("open water", "surface water", "lake", "river and lakes")
     assert [matches[n].nearest for n in water] == ["water"] * 4
     assert matches["dry land"].nearest == "land"
-    assert all(matches[n].trained for n in (*water, "dry land"))
+    assert all(matches[n].trained for n in ("open water", "surface water", "river and lakes", "dry land"))
+    # "lake" was taught as water, but water is broader than lake: its map holds rivers and sea too
+    assert matches["lake"].broader and not matches["lake"].trained
     # the bundled model never learned these: its map for them is arbitrary
     assert not any(matches[n].trained for n in ("urban area", "banana"))
     for m in matches.values():
@@ -91,6 +95,49 @@ def test_untrained_names_warn_and_strict_refuses_them(bundled):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert untrained_classes(bundled, ["open water", "land"], strict=True) == ()
+
+
+@pytest.mark.parametrize("name", ["cropland", "farm fields", "Fields", "bare soil"])
+def test_a_narrower_name_read_as_a_trained_class_is_reported_broader_and_untrained(bundled, name):
+    """The issue's case: "cropland" sits at cosine 0.99 from "land" and used to pass silently; its map is
+    every land pixel (forest and town included), so it is reported as read as land (broader) and counts as
+    untrained."""
+    (match,) = match_classes(bundled, [name])
+    assert match.similarity >= bundled.vocabulary.match_threshold  # the model does read it as land
+    assert (match.nearest, match.broader, match.trained) == ("land", True, False)
+    assert match.reading == "read as land, broader"
+
+
+@pytest.mark.parametrize("name", ["forest", "urban area", "built-up", "vegetation"])
+def test_hyponyms_the_model_does_not_read_as_land_are_untrained(bundled, name):
+    (match,) = match_classes(bundled, [name])
+    assert not match.trained and match.reading is None  # its own prompt makes its map: arbitrary
+
+
+def test_readings_warn_once_name_the_broader_class_and_strict_refuses(bundled):
+    names = ["water", "open water", "cropland", "banana"]
+    with pytest.warns(UntrainedClassWarning) as caught:
+        readings = read_classes(bundled, names)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert '"cropland" -> read as "land" (broader)' in message and '"banana" (nearest:' in message
+    assert readings.untrained == ("cropland", "banana")
+    assert readings.read_as == {"open water": "read as water", "cropland": "read as land, broader"}
+    with pytest.raises(InputError, match=r'"cropland" -> read as "land" \(broader\).*--strict refuses them'):
+        read_classes(bundled, ["water", "cropland"], strict=True)
+
+
+def test_a_learnt_class_is_never_broader_than_itself():
+    match = ClassMatch("Cropland", "cropland", 1.0, True)
+    assert match.read_as is None and match.reading is None
+
+
+def test_older_vocabularies_get_the_narrower_names_of_their_classes(tiny_model_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "vocabulary.json").write_text(json.dumps({"classes": [{"name": "land", "prompts": ["land"]}]}))
+    (land,) = load_vocabulary(folder).classes
+    assert "cropland" in land.narrower and "forest" in land.narrower and "ground" not in land.narrower
 
 
 def test_a_folder_without_vocabulary_says_nothing(tiny_system):

@@ -103,6 +103,25 @@ def test_untrained_names_are_labelled_and_survive_the_cog(rgb, tmp_path):
     assert read_legend(writer.finish()) == legend
 
 
+def test_what_a_name_was_read_as_is_labelled_and_survives_the_cog(rgb, tmp_path):
+    legend = ClassLegend.from_names(
+        ["open water", "cropland", "quarry pit"],
+        untrained=("cropland", "quarry pit"),
+        read_as={"open water": "read as water", "cropland": "read as land, broader", "absent": "read as x"},
+    )
+    assert [legend.label(i) for i in range(3)] == [
+        "open water (read as water)",
+        "cropland (read as land, broader; untrained)",
+        "quarry pit (untrained)",
+    ]
+    with rasterio.open(rgb) as src:
+        writer, _ = write_blocks(tmp_path / "classes.tif", src, legend)
+    cog = writer.finish()
+    assert read_legend(cog) == legend
+    with rasterio.open(cog) as src:  # what another GIS reads from the tags alone
+        assert json.loads(src.tags(1)["class_labels"])[1] == "cropland (read as land, broader; untrained)"
+
+
 def test_check_writable_names_the_folder(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")

@@ -98,3 +98,36 @@ def test_regions_merged_across_strips_are_the_polygons_traced_in_one_strip(share
     assert (spanning & with_holes).sum() >= 3  # the merge of pieces with holes is exercised
     same = shapely.equals(strips.geometry.values, whole.geometry.values)
     assert same.all(), strips[~same].head()
+
+
+def test_the_layer_describes_its_classes_as_the_legend_does(shared_data, tmp_path):
+    """QGIS shows a GeoPackage layer's description; the labels (read as, untrained) and notes are there and in
+    the layer metadata, so the polygons alone say what each class is."""
+    import json
+
+    import pyogrio
+
+    cog, _, _, _, _ = label_cog(
+        shared_data / "sen1floods11" / "Labels" / "Spain_7370579_LabelHand.tif", tmp_path / "c.tif"
+    )
+    legend = ClassLegend.from_names(
+        ["cropland", "water"], untrained=("cropland",), notes=("outside the training data",),
+        read_as={"cropland": "read as land, broader"},
+    )  # fmt: skip
+    write_class_polygons(cog, tmp_path / "c.gpkg", legend)
+    info = pyogrio.read_info(tmp_path / "c.gpkg", layer="classes")
+    metadata = info["layer_metadata"]
+    assert json.loads(metadata["rsneo_class_labels"]) == [
+        "cropland (read as land, broader; untrained)",
+        "water",
+    ]
+    assert json.loads(metadata["rsneo_notes"]) == ["outside the training data"]
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "c.gpkg") as db:
+        (description,) = db.execute(
+            "select description from gpkg_contents where table_name='classes'"
+        ).fetchone()
+    assert description == (
+        "rsneo classes: cropland (read as land, broader; untrained); water. Note: outside the training data"
+    )
