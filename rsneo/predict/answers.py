@@ -280,22 +280,36 @@ def changed_share(
 # ---- questions -> answers ------------------------------------------------------------------------------
 
 
-def _resolve(system: System, target: str) -> tuple[list[str], str | None]:
-    """The classes to map and the one that answers for `target` (None: the model was not trained on it)."""
+def _resolve(system: System, target: str) -> tuple[list[str], str | None, str]:
+    """The classes to map, the one that answers for `target` (None: the model was not trained on it) and how
+    the answer says `target` was read ("" when it is that class itself)."""
     matches = match_classes(system, [target])
     if matches is None:  # a folder that records no vocabulary: map the name as typed
-        return [target], target
+        return [target], target, ""
     vocabulary = list(system.vocabulary.names)
-    return vocabulary, (matches[0].nearest if matches[0].trained else None)
+    match = matches[0]
+    if match.broader:  # a narrower name: the figure is the whole broader class, and the answer says so
+        return (
+            vocabulary,
+            match.nearest,
+            (
+                f' ("{target}" read as the broader trained class "{match.nearest}": the model cannot tell '
+                f"{target} from the rest of {match.nearest})"
+            ),
+        )
+    if not match.trained:
+        return vocabulary, None, ""
+    as_read = (
+        ""
+        if target.lower() == match.nearest.lower()
+        else f' ("{target}" read as the trained class "{match.nearest}")'
+    )
+    return vocabulary, match.nearest, as_read
 
 
 def _untrained(system: System, target: str) -> str:
     known = ", ".join(system.vocabulary.names) if system.vocabulary else "its trained classes"
     return f'The model was not trained to recognise "{target}" (it knows: {known}), so it cannot measure it.'
-
-
-def _as_read(target: str, name: str) -> str:
-    return "" if target.lower() == name.lower() else f' ("{target}" read as the trained class "{name}")'
 
 
 def _caveat(system: System, head: str, rasters: list[Path], options: dict) -> str:
@@ -360,7 +374,7 @@ def grounded_answer(
         text = f"About {share:.0f}% of the compared area ({format_area(compared, unit)}) changed{when}."
         caveat = _caveat(system, "change", rasters, options)
         if asked.target:
-            classes, name = _resolve(system, asked.target)
+            classes, name, read_as = _resolve(system, asked.target)
             if name is None:
                 text = (
                     f'The model was not trained to recognise "{asked.target}", so it cannot say how it '
@@ -373,8 +387,7 @@ def grounded_answer(
                     for shares, _, _ in first_and_last_shares(system, rasters, classes, **options)
                 )
                 text += (
-                    f" {name}{_as_read(asked.target, name)}: {first:.0f}% of the image on the first date, "
-                    f"{last:.0f}% on the last."
+                    f" {name}{read_as}: {first:.0f}% of the image on the first date, {last:.0f}% on the last."
                 )
                 caveat += _caveat(system, "segmentation", [rasters[0], rasters[-1]], options)
         return Answer(text + caveat, asked.kind, share)
@@ -394,12 +407,11 @@ def grounded_answer(
         parts = [f"{v:.0f}% {k}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v >= 0.5]
         caveat = _caveat(system, "segmentation", rasters[-1:], options)
         return Answer(f"The model's map of this image: about {', '.join(parts)}.{caveat}", asked.kind)
-    classes, name = _resolve(system, asked.target)
+    classes, name, read_as = _resolve(system, asked.target)
     if name is None:
         return Answer(_untrained(system, asked.target), asked.kind, abstained=True)
     shares, valid, unit = class_shares(system, rasters[-1], classes, **options)
     share = shares[name]
-    read_as = _as_read(asked.target, name)
     on = f" (on {dates[-1]}, the last date)" if len(rasters) > 1 and dates[-1] else ""
     if asked.kind == "area":
         area = share / 100 * valid

@@ -105,6 +105,16 @@ def test_a_paraphrase_with_the_trained_head_noun_is_read_as_it(bundled, chip):
     assert '"river and lakes" read as the trained class "water"' in c.text
 
 
+def test_a_narrower_name_is_answered_as_its_broader_class_and_says_so(bundled, chip):
+    """ "cropland" is read as "land": the figure is all land, and the sentence says the model cannot tell
+    cropland from the rest of it, instead of passing the land share off as cropland."""
+    land = ask(bundled, [chip], "How much of this image is land?")
+    crop = ask(bundled, [chip], "How much of this image is cropland?")
+    assert not crop.abstained and crop.value == pytest.approx(land.value, abs=1e-6)
+    said = '"cropland" read as the broader trained class "land": the model cannot tell cropland from the rest'
+    assert f"{said} of land" in crop.text
+
+
 @pytest.mark.parametrize(
     ("question", "says"),
     [
@@ -218,8 +228,9 @@ def test_answers_agree_in_bf16(bundled, chip):
     # bf16 moves a few pixels across the class boundary; the answer stays within the 5-point agreement
     assert abs(low.value - full.value) <= 5.0
     assert ask(half, [chip], "How much of this image is banana?").abstained
-    lake = ask(half, [chip], "How much of this image is lake?")  # a taught name, read as water in bf16 too
+    lake = ask(half, [chip], "How much of this image is lake?")  # read as the broader water in bf16 too
     assert not lake.abstained and abs(lake.value - full.value) <= 5.0
+    assert '"lake" read as the broader trained class "water"' in lake.text
 
 
 def test_the_shares_of_two_dates_are_measured_on_the_same_ground(tiny_system, shared_data, tmp_path):
