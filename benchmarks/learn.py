@@ -143,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-    from rsneo.heads.segmentation import encode_class_prompts
+    from rsneo.heads.features import encode_class_prompts
     from rsneo.heads.system import load_system
     from rsneo.train.learn import LearnSettings, choose_features, fit_head, holdout_scores
 

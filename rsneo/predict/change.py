@@ -23,8 +23,8 @@ from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, MAGNITUDE_SIGMA, ChangeHead, blur, magnitude_excess
 from rsneo.heads.domain import UNVERIFIED_TITLE, check_inputs
+from rsneo.heads.features import image_features
 from rsneo.heads.fewshot import class_vectors
-from rsneo.heads.segmentation import image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io.areas import format_area

@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from rsneo.data.documents import image_documents
 from rsneo.data.frames import BandLayout, band_layout, model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.domain import UNVERIFIED_TITLE, check_inputs
+from rsneo.heads.features import image_features
 from rsneo.heads.fewshot import class_vectors
-from rsneo.heads.segmentation import image_documents, image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
 from rsneo.io import qgis  # module attribute at call time: the resume tests stop a run inside it

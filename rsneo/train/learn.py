@@ -31,11 +31,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rsneo.atomic import atomic_folder
+from rsneo.data.documents import image_documents
 from rsneo.data.frames import BandLayout, band_layout
 from rsneo.errors import InputError
 from rsneo.heads.domain import HeadDomain, TrainingDomain, pixel_size
+from rsneo.heads.features import encode_class_prompts, image_features
 from rsneo.heads.fewshot import LEARN_RECORD, LearntClasses, _key, class_vectors, load_learnt, save_learnt
-from rsneo.heads.segmentation import SegmentationHead, encode_class_prompts, image_documents, image_features
+from rsneo.heads.segmentation import SegmentationHead
 from rsneo.heads.system import System, save_system
 from rsneo.heads.vocabulary import DEFAULT_MATCH_THRESHOLD, TrainedClass, Vocabulary
 from rsneo.io.labels import UNLABELLED, burn_labels, read_labels

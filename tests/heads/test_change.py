@@ -8,9 +8,10 @@ import rasterio
 import torch
 from PIL import Image
 
+from rsneo.data.documents import image_documents
 from rsneo.data.frames import band_layout
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig
-from rsneo.heads.segmentation import image_documents, image_features
+from rsneo.heads.features import image_features
 
 
 def scene_features(system, layouts, pixels, size):

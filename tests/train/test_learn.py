@@ -73,7 +73,8 @@ def test_spatial_holdout_keeps_features_whole_and_every_class_trained():
 
 def test_labelled_pixel_path_equals_the_segmentation_head(tiny_system, shared_data, flood_points):
     """The cheap training path (frozen context cached at labelled pixels) gives the head's own logits."""
-    from rsneo.heads.segmentation import image_documents, image_features
+    from rsneo.data.documents import image_documents
+    from rsneo.heads.features import image_features
     from rsneo.io.dataset import open_raster
     from rsneo.io.windows import RasterWindows
 
