@@ -117,3 +117,36 @@ def flood_tiles(shared_data) -> list:
         warnings.simplefilter("ignore")
         [item] = recipe.items(shared_data / "sen1floods11", 64)[:1]
         return recipe.load(item)
+
+
+class RunStopped(Exception):
+    """Raised by `stop_after_rows` where a killed run would have stopped."""
+
+
+@pytest.fixture
+def stop_after_rows():
+    """`with stop_after_rows(n): ...` interrupts a sliding-window run (`predict_raster`, or a product that
+    makes its map with it) right after its `n`-th window row of this call is durable, as a kill there would:
+    the engine keeps its partial state and the exception, `RunStopped`, propagates. The next call resumes."""
+    import contextlib
+
+    from rsneo.predict import resume
+
+    @contextlib.contextmanager
+    def stopping(rows: int):
+        original, saved = resume.save_row, []
+
+        def save_row(*args, **kwargs):
+            original(*args, **kwargs)
+            saved.append(1)
+            if len(saved) == rows:
+                raise RunStopped(f"stopped after {rows} window rows")
+
+        resume.save_row = save_row
+        try:
+            with pytest.raises(RunStopped):
+                yield
+        finally:
+            resume.save_row = original
+
+    return stopping

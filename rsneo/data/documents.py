@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
-from rsneo.data.frames import Frame
+from rsneo.data.frames import BandLayout, Frame
 from rsneo.model.inputs import ImageInput, ImageTokens, ModelInputs
 from rsneo.model.positions import pack_documents
 from rsneo.model.tokenizer import image_token_ids
@@ -115,3 +116,23 @@ def image_documents(
         ids = [i for frame in sample for i in frame_ids(frame, ids_of)]
         rows.append([(torch.tensor(ids), [g for frame in sample for g in frame])])
     return pack_documents(rows, tokens, policy)
+
+
+def window_documents(
+    layouts: Sequence[BandLayout], pixels: np.ndarray, valid: np.ndarray, config: Any, policy: str = "frame"
+) -> ModelInputs:
+    """Windows read by `RasterWindows` -> the model's inputs: one document per window, one frame per date.
+
+    `pixels` (B, bands, S, S) for one raster (one layout) or (B, dates, bands, S, S) for aligned dates (a
+    layout each); `valid` (B, S, S). `config` (an `RSNeoConfig`) gives the token size and image token ids;
+    `policy="scene"` lets the dates of a window see each other. Training reads the same windows through
+    `rsneo.data.frames.scene_frames` into the same inputs (tests/predict/test_one_path.py).
+    """
+    if pixels.ndim == 4:
+        pixels = pixels[:, None]
+    token = config.token_size
+    frames = [
+        [layout.images(sample[t], v, token) for t, layout in enumerate(layouts)]
+        for sample, v in zip(pixels, valid, strict=True)
+    ]
+    return image_documents(frames, config, policy=policy)

@@ -35,6 +35,8 @@ from torch import Tensor, nn
 from rsneo.heads.decoder import IGNORE, PixelDecoder
 from rsneo.heads.features import ImageFeatures
 
+NONE_OF_THESE = "none of these"  # the class of `probabilities`' last channel, as the products name it
+
 
 @dataclass
 class SegmentationHeadConfig:

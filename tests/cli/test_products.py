@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -17,6 +18,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from rsneo.cli import run_app
 from rsneo.io.qgis import QGIS_PYTHON, describe_with_qgis, qgis_available
+from rsneo.predict.requests import AskRequest, SegmentRequest
 
 
 def open_in_qgis(project: Path) -> dict:
@@ -197,7 +199,10 @@ def test_ask_answers_one_question_over_a_time_series(tiny_model_dir, tiny_system
     assert run_app([*argv, *options]) == 0
     bands = ["B5", "B4", "B3", "B2"]
     question = "Where was forest cleared?"
-    expected = ask(tiny_system, series, question, sensor="landsat5_tm", bands=bands, max_side=128).text
+    expected = ask(
+        tiny_system,
+        AskRequest(rasters=series, question=question, sensor="landsat5_tm", bands=bands, max_side=128),
+    ).text
     assert capsys.readouterr().out == expected + "\n"
 
 
@@ -274,7 +279,7 @@ def test_missing_model_folder(shared_data, tmp_path, capsys):
     assert "expected a model folder with config.json" in stderr(capsys)
 
 
-def test_resumed_segment_run_matches_a_fresh_one(tiny_system, shared_data, tmp_path):
+def test_resumed_segment_run_matches_a_fresh_one(tiny_system, shared_data, tmp_path, stop_after_rows):
     from rsneo.predict.segment import segment_raster
     from rsneo.predict.sliding_window import WindowPlan
 
@@ -285,13 +290,14 @@ def test_resumed_segment_run_matches_a_fresh_one(tiny_system, shared_data, tmp_p
         with rasterio.open(raster, "w", **profile) as dst:
             dst.write(src.read(window=window))
             dst.descriptions = src.descriptions
-    plan = WindowPlan(128, 32, 4)
-    stopped = segment_raster(
-        tiny_system, raster, ["water", "land"], tmp_path / "a", plan=plan, stop_after_rows=2
+    request = SegmentRequest(
+        raster=raster, classes=["water", "land"], out=tmp_path / "a", plan=WindowPlan(128, 32, 4)
     )
-    assert stopped is None and not (tmp_path / "a" / "chip_classes.tif").exists()
-    resumed = segment_raster(tiny_system, raster, ["water", "land"], tmp_path / "a", plan=plan)
-    fresh = segment_raster(tiny_system, raster, ["water", "land"], tmp_path / "b", plan=plan)
+    with stop_after_rows(2):
+        segment_raster(tiny_system, request)
+    assert not (tmp_path / "a" / "chip_classes.tif").exists()
+    resumed = segment_raster(tiny_system, request)
+    fresh = segment_raster(tiny_system, replace(request, out=tmp_path / "b"))
     with rasterio.open(resumed.cog) as a, rasterio.open(fresh.cog) as b:
         np.testing.assert_array_equal(a.read(), b.read())
     assert not any(p.name.startswith(".") for p in (tmp_path / "a").iterdir())

@@ -136,7 +136,7 @@ def test_change_marks_untrained_from_to_classes_and_strict_refuses_them(shared_d
     assert run_app(argv) == 2
     assert '"urban area"' in " ".join(capsys.readouterr().err.split()) and not refused.exists()
 
-    from rsneo.predict.change import change_legend
+    from rsneo.predict.change_classes import change_legend
 
     legend = change_legend(["water", "urban area"], ("urban area",))
     labels = [legend.label(i) for i in range(len(legend.names))]

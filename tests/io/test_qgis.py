@@ -24,6 +24,7 @@ from rsneo.io.qgis import (
     write_qml,
 )
 from rsneo.io.vector import write_class_polygons
+from rsneo.predict.requests import ChangeRequest
 
 
 def open_in_qgis(project: Path) -> dict:
@@ -231,7 +232,7 @@ def test_change_outputs_of_a_png_pair_sit_on_the_images_in_qgis(tiny_system, sha
     pair = [shared_data / "levir_cd" / d / "test_7_0256_0512.png" for d in ("A", "B")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = detect_change(tiny_system, pair, tmp_path / "out")
+        out = detect_change(tiny_system, ChangeRequest(rasters=pair, out=tmp_path / "out"))
     seen = open_in_qgis(out.qgz)
     assert len(seen["layers"]) == 4 and all(layer["valid"] for layer in seen["layers"]), seen
     rasters = [layer for layer in seen["layers"] if layer["renderer"] != "categorizedSymbol"]
