@@ -18,6 +18,7 @@ from omegaconf import MISSING
 
 from rsneo.data.frames import BAND_GROUPS, DEFAULT_BAND_GROUPS
 from rsneo.model.masks import BACKENDS
+from rsneo.train.learn_config import LearnConfig
 
 # The choices where the model and data code define them; OmegaConf checks values against the members' names.
 AttnBackend = StrEnum("AttnBackend", {name: name for name in BACKENDS})
@@ -171,5 +172,7 @@ class TrainConfig:
 
 
 def register() -> None:
-    """Store the schema as `train_schema`, the first entry of train.yaml's defaults."""
+    """Store the schemas as `train_schema` and `learn_schema`, the first entries of train.yaml's and
+    learn.yaml's defaults."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    ConfigStore.instance().store(name="learn_schema", node=LearnConfig)
