@@ -57,7 +57,7 @@ def build_change_head(cfg: dict, model: nn.Module) -> nn.Module | None:
     spec = cfg["objectives"]["change"]
     if float(spec["weight"]) <= 0:
         return None
-    options = dict(spec["head"])
+    options = {k: v for k, v in spec["head"].items() if v is not None}  # None: the head's own default
     return ChangeHead(ChangeHeadConfig(hidden_size=model.config.hidden_size, **options))
 
 
