@@ -7,7 +7,6 @@ import csv
 import json
 import re
 from dataclasses import replace
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -17,18 +16,7 @@ from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 
 from rsneo.cli import run_app
-from rsneo.io.qgis import QGIS_PYTHON, describe_with_qgis, qgis_available
 from rsneo.predict.requests import AskRequest, SegmentRequest
-
-
-def open_in_qgis(project: Path) -> dict:
-    """What QGIS itself sees in `project`; skips when Debian's python3-qgis is not installed."""
-    if not qgis_available():
-        pytest.skip(
-            f"QGIS's python bindings are not importable from {QGIS_PYTHON} (apt install python3-qgis)"
-        )
-    return describe_with_qgis(project)
-
 
 S2 = ("sen1floods11", "S2", "Spain_7370579_S2Hand.tif")
 S1 = ("sen1floods11", "S1", "Spain_7370579_S1Hand.tif")
@@ -66,8 +54,8 @@ def test_segment_writes_cog_polygons_style_and_project(segmented, shared_data):
 
 
 @pytest.mark.qgis
-def test_segment_project_opens_in_qgis(segmented):
-    seen = open_in_qgis(segmented / "Spain_7370579_S2Hand.qgz")
+def test_segment_project_opens_in_qgis(qgis, segmented):
+    seen = qgis.describe(segmented / "Spain_7370579_S2Hand.qgz")
     assert seen["crs"] == "EPSG:4326"
     assert len(seen["layers"]) == 3 and all(layer["valid"] for layer in seen["layers"]), seen
     palette = next(layer for layer in seen["layers"] if layer["renderer"] == "paletted")
