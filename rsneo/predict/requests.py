@@ -51,8 +51,12 @@ class Reading:
     show_progress: bool = False  # a rich progress bar on the console
 
     def __post_init__(self) -> None:
-        if self.bands is not None:
-            object.__setattr__(self, "bands", tuple(self.bands))
+        """Paths as `Path`, lists as tuples: a request holds what was asked, whatever types it came in."""
+        converters = {"raster": Path, "out": Path, "rasters": _paths, "bands": tuple}
+        for name, convert in converters.items():
+            value = getattr(self, name, None)
+            if value is not None:
+                object.__setattr__(self, name, convert(value))
 
     @property
     def band_list(self) -> list[str] | None:
@@ -71,11 +75,6 @@ class SegmentRequest(Reading):
     confidence: bool = True  # also write the winning probability in percent
     strict: bool = False  # refuse untrained class names and imagery outside the training data
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "raster", Path(self.raster))
-        object.__setattr__(self, "out", Path(self.out))
-
 
 @dataclass(frozen=True)
 class ChangeRequest(Reading):
@@ -86,11 +85,6 @@ class ChangeRequest(Reading):
     classes: tuple[str, ...] | str | None = None
     strict: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "rasters", _paths(self.rasters))
-        object.__setattr__(self, "out", Path(self.out))
-
 
 @dataclass(frozen=True)
 class BuildingsRequest(Reading):
@@ -99,11 +93,6 @@ class BuildingsRequest(Reading):
     rasters: tuple[Path, ...]
     out: Path
     pixel_size: float | None = None  # metres per pixel of images without georeference
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "rasters", _paths(self.rasters))
-        object.__setattr__(self, "out", Path(self.out))
 
 
 @dataclass(frozen=True)
@@ -114,10 +103,6 @@ class AskRequest(Reading):
     question: str
     max_side: int = 512  # maps are made on overviews of at most this many pixels a side
     pixel_size: float | None = None  # new buildings: metres per pixel of images without georeference
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "rasters", _paths(self.rasters))
 
 
 @dataclass
