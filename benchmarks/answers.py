@@ -129,7 +129,9 @@ def main() -> None:
     from rsneo.heads.system import BUNDLED_MODEL, load_system
     from rsneo.io.vector import class_areas
     from rsneo.predict.ask import ask
+    from rsneo.predict.buildings import map_new_buildings
     from rsneo.predict.change import detect_change
+    from rsneo.predict.requests import AskRequest, BuildingsRequest, ChangeRequest, SegmentRequest
     from rsneo.predict.segment import segment_raster
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -150,21 +152,33 @@ def main() -> None:
             if key not in maps:
                 folder = tmp / f"seg{len(maps)}"
                 raster, opts = rasters[key][-1], options(key)
-                out = segment_raster(system, raster, CLASSES, folder, confidence=False, **opts)
+                out = segment_raster(
+                    system,
+                    SegmentRequest(raster=raster, classes=CLASSES, out=folder, confidence=False, **opts),
+                )
                 areas = class_areas(out.cog)
                 maps[key] = {k: 100 * v / areas[""] for k, v in areas.items() if k}
             return maps[key]
 
-        def change_share(key: str, **more) -> float:
-            if (key, *more) not in changes:
+        def change_share(key: str, buildings: bool = False) -> float:
+            if (key, buildings) not in changes:
                 folder = tmp / f"change{len(changes)}"
-                out = detect_change(system, rasters[key], folder, **options(key), **more)
-                changes[(key, *more)] = 100 * out.changed_area / out.compared_area
-            return changes[(key, *more)]
+                if buildings:
+                    request = BuildingsRequest(rasters[key], folder, LEVIR_PIXEL_M, **options(key))
+                    out = map_new_buildings(system, request)
+                else:
+                    out = detect_change(system, ChangeRequest(rasters[key], folder, **options(key)))
+                changes[(key, buildings)] = 100 * out.changed_area / out.compared_area
+            return changes[(key, buildings)]
 
         for key, question, expected in QUESTIONS:
             start = time.perf_counter()
-            answer = ask(system, rasters[key], question, max_side=args.max_side, **ask_options(key))
+            answer = ask(
+                system,
+                AskRequest(
+                    rasters=rasters[key], question=question, max_side=args.max_side, **ask_options(key)
+                ),
+            )
             seconds = time.perf_counter() - start
             kind, _, cls = expected.partition(":")
             row = dict(input=key, question=question, expected=expected, answer=answer.text, seconds=seconds,
@@ -173,8 +187,7 @@ def main() -> None:
                 row["agrees"] = answer.abstained
                 row["reference"] = "abstain"
             elif kind in ("change", "buildings"):
-                more = {"of": "buildings", "pixel_size": LEVIR_PIXEL_M} if kind == "buildings" else {}
-                ref = change_share(key, **more)
+                ref = change_share(key, buildings=kind == "buildings")
                 row["reference"] = ref
                 row["agrees"] = answer.value is not None and abs(answer.value - ref) <= TOLERANCE
             elif kind == "describe":

@@ -88,17 +88,29 @@ def mirrored_pair(rasters: list[Path], changed: np.ndarray, unchanged: np.ndarra
 
 
 def score_rsneo(
-    system, rasters: list[Path], workdir: Path, changed, unchanged, mirrored: bool = False, **options
+    system,
+    rasters: list[Path],
+    workdir: Path,
+    changed,
+    unchanged,
+    mirrored: bool = False,
+    buildings_pixel_m: float | None = None,
 ) -> tuple[dict, float, float]:
-    """(scores, wall s, CPU s) of `rsneo change` on one pair (`options`: more `detect_change` arguments)."""
+    """(scores, wall s, CPU s) of `rsneo change` on one pair; with `buildings_pixel_m`, of `rsneo change --of
+    buildings --pixel-size M`."""
+    from rsneo.predict.buildings import map_new_buildings
     from rsneo.predict.change import detect_change
+    from rsneo.predict.requests import BuildingsRequest, ChangeRequest
 
+    reading = {"sensor": "landsat7_etm", "bands": list(TAIZHOU_BANDS)} if mirrored else {}
     wall, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if mirrored:
-            options |= {"sensor": "landsat7_etm", "bands": list(TAIZHOU_BANDS)}
-        outputs = detect_change(system, rasters, workdir, **options)
+        if buildings_pixel_m is not None:
+            request = BuildingsRequest(rasters, workdir, buildings_pixel_m, **reading)
+            outputs = map_new_buildings(system, request)
+        else:
+            outputs = detect_change(system, ChangeRequest(rasters, workdir, **reading))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     predicted = _read(outputs.cog)[0] == 1  # 0 no change, 1 change, 255 no data
     return baselines.binary_scores(predicted, changed, unchanged), wall, cpu
@@ -169,7 +181,7 @@ def main() -> None:
                 if name.startswith("levir"):  # the change LEVIR-CD labels: `rsneo change --of buildings`
                     scores, _, _ = score_rsneo(
                         system, rasters, Path(tmp) / f"buildings{i}", changed, unchanged,
-                        of="buildings", pixel_size=LEVIR_PIXEL_M,
+                        buildings_pixel_m=LEVIR_PIXEL_M,
                     )  # fmt: skip
                     row |= {"buildings": scores["f1"], "buildings_share": scores["predicted_share"]}
                 row["truth_share"] = float(changed.sum() / max(changed.sum() + unchanged.sum(), 1))

@@ -42,7 +42,7 @@ def fit(system, data: Path) -> dict[str, tuple[list[float], float, float]]:
 
     from rsneo.baselines import otsu_threshold
     from rsneo.heads.change import magnitude_excess
-    from rsneo.heads.segmentation import image_features
+    from rsneo.heads.features import image_features
     from rsneo.train.change import _f1, change_batch, change_pools, pair_magnitude
 
     head = system.change

@@ -81,7 +81,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "I/O: COG conversion": ("rsneo.io.cog", "CogBlockWriter.finish"),
     "I/O: display stretch (QGIS)": ("rsneo.io.qgis", "raster_display"),
     "I/O: polygons (GeoPackage)": ("rsneo.io.vector", "write_class_polygons"),
-    "model compute": ("rsneo.predict.segment", "SegmentationPredictor.__call__"),
+    "model compute": ("rsneo.predict.maps.segmentation", "SegmentationPredictor.__call__"),
     "load model": ("rsneo.cli.products", "_system"),
 }
 NESTED = {"I/O: validity masks": "I/O: pixel reads"}
@@ -133,7 +133,7 @@ def run_segment(raster: Path, out: Path, window: int, batch: int, cprofile: int,
     from rsneo.cli.app import app
 
     if stand_in:
-        from rsneo.predict.segment import SegmentationPredictor
+        from rsneo.predict.maps.segmentation import SegmentationPredictor
 
         SegmentationPredictor.__call__ = spectral_rule
 
@@ -228,11 +228,12 @@ def run_engine(size: int, folder: Path, device: str, window: int, batch: int, pr
     import torch
 
     from rsneo.data.frames import band_layout
+    from rsneo.heads.segmentation import NONE_OF_THESE
     from rsneo.heads.system import random_system
     from rsneo.io.cog import ClassLegend, gdal_env
     from rsneo.io.windows import RasterWindows
-    from rsneo.predict.segment import NONE_OF_THESE, SegmentationPredictor
-    from rsneo.predict.sliding_window import WindowPlan, predict_raster
+    from rsneo.predict.maps.segmentation import SegmentationPredictor
+    from rsneo.predict.sliding_window import MapSpec, WindowPlan, predict_raster
 
     raster = folder / f"s2_{size}.tif"
     names = ["water", "forest", "built-up"]
@@ -248,7 +249,7 @@ def run_engine(size: int, folder: Path, device: str, window: int, batch: int, pr
     start = time.perf_counter()
     with gdal_env(), rasterio.open(raster) as src:
         predict_raster(
-            RasterWindows([src]), predict_fn, out, legend=legend, crs=src.crs, transform=src.transform,
+            RasterWindows([src]), MapSpec(predict_fn, legend), out, crs=src.crs, transform=src.transform,
             plan=WindowPlan(window, 32, batch), signature=f"bench{size}",
         )  # fmt: skip
     if device.startswith("cuda"):

@@ -1,9 +1,9 @@
 """`rsneo learn` against a random forest on the same labelled pixels, on real labelled imagery.
 
 For each set, N labelled points per class (N = 5, 20, 100) are drawn from the training region; rsneo's head
-(`rsneo.train.learn.choose_features` then `fit_head`, exactly what `rsneo learn` trains: "auto" chooses
-between the backbone context with the raw bands and the raw bands only by inner spatial hold-outs of these
-training points, never the scored region) and a scikit-learn RandomForest (200 trees,
+(`rsneo.train.learn_holdout.choose_features` then `rsneo.train.learn_fit.fit_head`, exactly what `rsneo learn`
+trains: "auto" chooses between the backbone context with the raw bands and the raw bands only by inner spatial
+hold-outs of these training points, never the scored region) and a scikit-learn RandomForest (200 trees,
 on the same pixels' normalised band values) learn from them, and both are scored on every labelled pixel of
 a spatially separate hold-out region (IoU and F1 per class; rsneo's "none of these" counts as wrong, as in
 `segment`). Several seeds per N; the table gives the mean.
@@ -78,7 +78,7 @@ def cache_pixels(system, scenes: list[Scene]):
     per feature, its class, whether it lies in the training or the hold-out region, and its centre (x, y)
     in pixels (for `rsneo learn`'s inner spatial hold-out that chooses what the head reads)."""
     from rsneo.data.frames import band_layout
-    from rsneo.train.learn import LabelledRaster, labelled_windows
+    from rsneo.train.learn_pixels import LabelledRaster, labelled_windows
 
     rasters, classes, region, centres = [], [], [], []
     offset = 0
@@ -120,7 +120,7 @@ def gather(windows, use: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def rf_scores(windows, train: torch.Tensor, test: torch.Tensor, names: list[str], seed: int):
     from sklearn.ensemble import RandomForestClassifier
 
-    from rsneo.train.learn import scores_from_confusion
+    from rsneo.train.learn_holdout import scores_from_confusion
 
     x, y = gather(windows, train)
     forest = RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=1).fit(x, y)
@@ -143,9 +143,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-    from rsneo.heads.segmentation import encode_class_prompts
+    from rsneo.heads.features import encode_class_prompts
     from rsneo.heads.system import load_system
-    from rsneo.train.learn import LearnSettings, choose_features, fit_head, holdout_scores
+    from rsneo.train.learn_config import LearnSettings
+    from rsneo.train.learn_fit import fit_head
+    from rsneo.train.learn_holdout import choose_features, holdout_scores
 
     system = load_system(args.model)
     settings = LearnSettings()

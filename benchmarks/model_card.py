@@ -29,6 +29,7 @@ from rasterio.windows import Window
 
 from rsneo import baselines
 from rsneo.demo import BUNDLED_MODEL, bundled_samples
+from rsneo.predict.requests import AskRequest, ChangeRequest, SegmentRequest
 
 HELD_OUT = Window(col_off=256, row_off=0, width=256, height=512)  # right half of the 512 x 512 chip
 WATER_CLASSES = ["water", "land"]
@@ -70,7 +71,9 @@ def water_scores(system, workdir: Path) -> dict[str, float]:
     }
     if system is not None:
         water_class = WATER_CLASSES.index("water")
-        whole = segment_raster(system, samples.sentinel2, WATER_CLASSES, workdir / "whole")
+        whole = segment_raster(
+            system, SegmentRequest(raster=samples.sentinel2, classes=WATER_CLASSES, out=workdir / "whole")
+        )
         predicted = read_band_file(whole.cog, HELD_OUT)[0] == water_class
         scores["rsneo segment, whole chip"] = baselines.iou(predicted, water, valid)
         seen = Window(col_off=0, row_off=0, width=256, height=512)
@@ -80,9 +83,11 @@ def water_scores(system, workdir: Path) -> dict[str, float]:
             predicted_seen, label_seen == 1, label_seen != -1
         )
         alone = crop(samples.sentinel2, HELD_OUT, workdir / "held_out_S2.tif")
-        predicted_alone = read_band_file(segment_raster(system, alone, WATER_CLASSES, workdir / "alone").cog)[
-            0
-        ]
+        predicted_alone = read_band_file(
+            segment_raster(
+                system, SegmentRequest(raster=alone, classes=WATER_CLASSES, out=workdir / "alone")
+            ).cog
+        )[0]
         scores["rsneo segment, right half alone"] = baselines.iou(
             predicted_alone == water_class, water, valid
         )
@@ -113,7 +118,10 @@ def change_scores(system, workdir: Path) -> dict[str, dict[str, float]]:
     unchanged = read_band_file(samples.unchanged_reference)[0] > 0
     scores = {"CVA + Otsu": baselines.binary_scores(baselines.cva_otsu(before, after), changed, unchanged)}
     if system is not None:
-        outputs = detect_change(system, [samples.landsat_before, samples.landsat_after], workdir / "change")
+        outputs = detect_change(
+            system,
+            ChangeRequest(rasters=[samples.landsat_before, samples.landsat_after], out=workdir / "change"),
+        )
         predicted = read_band_file(outputs.cog)[0] == 1  # 0 no change, 1 change, 255 no data
         scores["rsneo"] = baselines.binary_scores(predicted, changed, unchanged)
     return scores
@@ -141,7 +149,7 @@ def answers(system, workdir: Path) -> list[dict[str, str]]:
         {
             "input": ", ".join(p.name for p in rasters),
             "question": question,
-            "answer": ask(system, rasters, question, max_side=256).text,
+            "answer": ask(system, AskRequest(rasters=rasters, question=question, max_side=256)).text,
             "reference": reference,
         }
         for rasters, question, reference in asked

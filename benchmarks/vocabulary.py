@@ -26,6 +26,7 @@ from rasterio.windows import Window
 
 from rsneo import baselines
 from rsneo.demo import BUNDLED_MODEL, bundled_samples
+from rsneo.predict.requests import SegmentRequest
 
 HELD_OUT = Window(col_off=256, row_off=0, width=256, height=512)  # as benchmarks/model_card.py
 PARAPHRASES = ["water", "river and lakes", "surface water", "open water", "lake", "flood water", "water body"]
@@ -86,7 +87,10 @@ def main() -> None:
         for i, name in enumerate(names):
             start = time.perf_counter()
             out = segment_raster(
-                system, samples.sentinel2, [name, "land"], Path(tmp) / str(i), confidence=False
+                system,
+                SegmentRequest(
+                    raster=samples.sentinel2, classes=[name, "land"], out=Path(tmp) / str(i), confidence=False
+                ),
             )
             classes = read(out.cog, HELD_OUT)
             row = {"name": name, "water_iou": baselines.iou(classes == 0, label == 1, valid)}

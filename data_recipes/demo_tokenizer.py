@@ -4,7 +4,7 @@ Text: the caption, question/answer and class-name text in ../shared/data/text (R
 RSIVQA questions and answers; used only to learn the subword vocabulary, no sentence is shipped), the label
 vocabularies of the bundled data (BigEarthNet CORINE classes, Sen1Floods11 water classes, eo-learn LULC
 classes), and sensor and band names. Byte-level BPE with Qwen3's text specials and NEO's image tokens
-(`rsneo.data.tokenizer`), plus a ChatML chat template like Qwen3's, so a real Qwen3 tokenizer folder is a
+(`rsneo.model.tokenizer`), plus a ChatML chat template like Qwen3's, so a real Qwen3 tokenizer folder is a
 drop-in replacement.
 
 Usage: python data_recipes/demo_tokenizer.py [--shared ../shared/data] [--out rsneo/assets/tokenizer]
@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from rsneo.data.tokenizer import train_tokenizer
+from rsneo.model.tokenizer import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB_SIZE = 8192  # the model's "demo" preset

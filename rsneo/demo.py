@@ -28,6 +28,7 @@ from rsneo.heads.system import (
 from rsneo.io.cog import check_writable, read_legend
 from rsneo.predict.ask import ask
 from rsneo.predict.change import detect_change
+from rsneo.predict.requests import AskRequest, ChangeRequest, SegmentRequest
 from rsneo.predict.segment import segment_raster
 from rsneo.predict.sliding_window import WindowPlan
 
@@ -216,20 +217,22 @@ def run_demo(
     seconds["load"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    seg = segment_raster(
-        system, samples.sentinel2, list(classes), out / "segmentation", plan=plan, show_progress=show_progress
-    )
+    request = SegmentRequest(
+        raster=samples.sentinel2, classes=list(classes), out=out / "segmentation", plan=plan,
+        show_progress=show_progress,
+    )  # fmt: skip
+    seg = segment_raster(system, request)
     seconds["segmentation"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    pair = [samples.landsat_before, samples.landsat_after]
     change = detect_change(
-        system, [samples.landsat_before, samples.landsat_after], out / "change", plan=plan,
-        show_progress=show_progress,
-    )  # fmt: skip
+        system, ChangeRequest(rasters=pair, out=out / "change", plan=plan, show_progress=show_progress)
+    )
     seconds["change"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    answer = ask(system, [samples.sentinel2], question, max_side=256).text
+    answer = ask(system, AskRequest(rasters=[samples.sentinel2], question=question, max_side=256)).text
     atomic.write_text(out / "answer.txt", f"Q: {question}\nA: {answer}\n")
     seconds["question"] = time.perf_counter() - start
 

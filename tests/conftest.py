@@ -1,7 +1,9 @@
-"""Shared fixtures: where the real sample imagery and the NEO golden vectors live."""
+"""Shared fixtures: where the real sample imagery and the NEO golden vectors live, tiny models, a way to stop
+a sliding-window run, and QGIS itself (headless) to open and draw what rsneo writes."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -117,3 +119,169 @@ def flood_tiles(shared_data) -> list:
         warnings.simplefilter("ignore")
         [item] = recipe.items(shared_data / "sen1floods11", 64)[:1]
         return recipe.load(item)
+
+
+class RunStopped(Exception):
+    """Raised by `stop_after_rows` where a killed run would have stopped."""
+
+
+@pytest.fixture
+def stop_after_rows():
+    """`with stop_after_rows(n): ...` interrupts a sliding-window run (`predict_raster`, or a product that
+    makes its map with it) right after its `n`-th window row of this call is durable, as a kill there would:
+    the engine keeps its partial state and the exception, `RunStopped`, propagates. The next call resumes."""
+    import contextlib
+
+    from rsneo.predict import resume
+
+    @contextlib.contextmanager
+    def stopping(rows: int):
+        original, saved = resume.save_row, []
+
+        def save_row(*args, **kwargs):
+            original(*args, **kwargs)
+            saved.append(1)
+            if len(saved) == rows:
+                raise RunStopped(f"stopped after {rows} window rows")
+
+        resume.save_row = save_row
+        try:
+            with pytest.raises(RunStopped):
+                yield
+        finally:
+            resume.save_row = original
+
+    return stopping
+
+
+# ---- QGIS itself, headless: opens and draws the projects rsneo writes (Debian's python3-qgis) -------------
+
+QGIS_PYTHON = "/usr/bin/python3"  # the system python, where python3-qgis installs its bindings
+QGIS_PROBE = r"""
+import json, sys
+from qgis.core import QgsApplication, QgsProject
+app = QgsApplication([], False)
+app.initQgis()
+project = QgsProject.instance()
+out = {"read": project.read(sys.argv[1]), "crs": project.crs().authid(), "layers": []}
+for layer in project.mapLayers().values():
+    box = layer.extent()
+    info = {"name": layer.name(), "valid": layer.isValid(), "crs": layer.crs().authid(), "classes": [],
+            "extent": [box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()]}
+    renderer = layer.renderer()
+    info["renderer"] = renderer.type() if renderer else None
+    if info["renderer"] == "paletted":
+        info["classes"] = [[int(c.value), c.label, c.color.name()] for c in renderer.classes()]
+    elif info["renderer"] == "categorizedSymbol":
+        info["classes"] = [[c.value(), c.label(), c.symbol().color().name()] for c in renderer.categories()]
+    out["layers"].append(info)
+print("PROBE" + json.dumps(out))
+app.exitQgis()
+"""
+
+
+QGIS_RENDER = r"""
+import json, sys
+from qgis.core import QgsApplication, QgsMapRendererSequentialJob, QgsMapSettings, QgsProject
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor
+app = QgsApplication([], False)
+app.initQgis()
+project = QgsProject.instance()
+args = json.loads(sys.argv[2])
+ok = project.read(sys.argv[1])
+tree = [node.layer() for node in project.layerTreeRoot().findLayers() if node.isVisible()]
+layers = [layer for layer in tree if not args["layers"] or layer.name() in args["layers"]]
+frame = next((layer for layer in tree if layer.name() == args["extent_of"]), None)
+box = (frame or layers[0]).extent()
+for layer in [] if frame else layers[1:]:
+    box.combineExtentWith(layer.extent())
+settings = QgsMapSettings()
+settings.setLayers(layers)
+settings.setDestinationCrs(project.crs())
+settings.setBackgroundColor(QColor(255, 255, 255))
+scale = args["size"] / max(box.width(), box.height())
+settings.setOutputSize(QSize(round(box.width() * scale), round(box.height() * scale)))
+settings.setExtent(box)
+job = QgsMapRendererSequentialJob(settings)
+job.start()
+job.waitForFinished()
+saved = job.renderedImage().save(sys.argv[3], "PNG")
+print("PROBE" + json.dumps({"read": ok, "saved": saved, "layers": [layer.name() for layer in layers],
+                            "extent": [box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()]}))
+app.exitQgis()
+"""
+
+
+class HeadlessQgis:
+    """Runs a QGIS script in a subprocess (offscreen, a private runtime folder); each prints one line
+    "PROBE" + JSON, returned parsed."""
+
+    def __init__(self, python: str = QGIS_PYTHON, timeout: float = 180) -> None:
+        self.python, self.timeout = python, timeout
+
+    @functools.cached_property
+    def available(self) -> bool:
+        """Whether the python can import QGIS's bindings (qgis.core)."""
+        import subprocess
+
+        if not Path(self.python).exists():
+            return False
+        try:
+            done = subprocess.run([self.python, "-c", "import qgis.core"], capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return done.returncode == 0
+
+    def run(self, script: str, args: list[str]) -> dict:
+        """The script's result; the test is skipped here where QGIS is not installed."""
+        import json
+        import subprocess
+        import tempfile
+
+        if not self.available:
+            pytest.skip(
+                f"QGIS's python bindings are not importable from {self.python} (apt install python3-qgis)"
+            )
+
+        with tempfile.TemporaryDirectory(prefix="rsneo-qgis-") as runtime:  # Qt wants a private (0700) one
+            env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": runtime}
+            done = subprocess.run(
+                [self.python, "-c", script, *args],
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                env=env,
+            )
+        line = next((x for x in done.stdout.splitlines() if x.startswith("PROBE")), None)
+        assert line is not None, f"QGIS could not open {args[0]}: {done.stderr.strip()[-500:]}"
+        return json.loads(line[len("PROBE") :])
+
+    def describe(self, project: Path) -> dict:
+        """`project` as QGIS sees it: {"read", "crs", "layers": [{"name", "valid", "crs", "renderer",
+        "extent": [xmin, ymin, xmax, ymax], "classes": [[value, label, colour]]}]}."""
+        return self.run(QGIS_PROBE, [str(project)])
+
+    def render(
+        self,
+        project: Path,
+        png: Path,
+        *,
+        layers: list[str] | None = None,
+        extent_of: str | None = None,
+        size: int = 256,
+    ) -> dict:
+        """Draw `project` as QGIS would (white background) into `png`, `size` px on the long side: the layers
+        named in `layers` (default all, in the project's order) over the extent of the layer `extent_of`
+        (default: all drawn layers). Returns {"read", "saved", "layers", "extent"}."""
+        import json
+
+        args = json.dumps({"layers": layers or [], "extent_of": extent_of, "size": size})
+        return self.run(QGIS_RENDER, [str(project), args, str(png)])
+
+
+@pytest.fixture(scope="session")
+def qgis() -> HeadlessQgis:
+    """QGIS itself, to open and draw projects; a test using it is skipped at that point where Debian's
+    python3-qgis is not installed."""
+    return HeadlessQgis()

@@ -137,7 +137,7 @@ def test_demo_experiment_holds_out_the_evaluation_data_and_uses_the_bundled_toke
     from rsneo.train.run import BUNDLED_TOKENIZER
 
     cfg = load_config(["experiment=demo"])
-    assert cfg.model.preset == "demo" and cfg.stage.trainable == "all"
+    assert cfg.model.preset == "demo" and list(cfg.stage.trainable) == ["all"]
     assert cfg.data.split == "train"  # Sen1Floods11: left half only; the right half scores the model card
     assert "taizhou" not in cfg.data.sources and "captions" not in cfg.data.sources
     assert cfg.tokenizer == "bundled" and (BUNDLED_TOKENIZER / "tokenizer.json").is_file()

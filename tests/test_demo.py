@@ -16,6 +16,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from rsneo.cli import run_app
 from rsneo.demo import DEMO_CLASSES, DEMO_QUESTION, bundled_samples, run_demo
+from rsneo.predict.requests import SegmentRequest
 
 
 def flat(text: str) -> str:
@@ -83,7 +84,10 @@ def test_bundled_model_beats_the_mndwi_baseline_on_held_out_water(tmp_path):
     from rsneo.predict.segment import segment_raster
 
     samples = bundled_samples()
-    outputs = segment_raster(load_system(BUNDLED_MODEL), samples.sentinel2, ["water", "land"], tmp_path)
+    outputs = segment_raster(
+        load_system(BUNDLED_MODEL),
+        SegmentRequest(raster=samples.sentinel2, classes=["water", "land"], out=tmp_path),
+    )
     with rasterio.open(outputs.cog) as cog, rasterio.open(samples.water_label) as lab:
         water_map, label = cog.read(1)[:, 256:], lab.read(1)[:, 256:]  # the right half is held out
     with rasterio.open(samples.sentinel2) as src:

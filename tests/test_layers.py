@@ -166,3 +166,41 @@ def test_the_checker_sees_function_level_imports_and_relative_ones(tmp_path, mon
     monkeypatch.setattr(sys.modules[__name__], "ROOT", fake)
     assert imports_of(fake / "io" / "a.py") == {"rsneo.io.b"}
     assert imports_of(fake / "io" / "b.py") == {"rsneo.io.a"}
+
+
+# rsneo.predict in floors: the engine, the engine's products (maps), the products. A floor imports only the
+# floors below it; a product imports no other product (ask reads its questions through answers, one product).
+PREDICT_FLOORS = {
+    "sliding_window": 0, "resume": 0, "inputs": 0, "requests": 0, "change_classes": 0,
+    "maps": 1,
+    "change_outputs": 2, "segment": 2, "change": 2, "buildings": 2, "answers": 2, "ask": 2,
+}  # fmt: skip
+ONE_PRODUCT = {("rsneo.predict.ask", "rsneo.predict.answers")}
+
+
+def predict_floor(module: str) -> tuple[int, str] | None:
+    parts = module.split(".")
+    if parts[:2] != ["rsneo", "predict"] or len(parts) < 3:
+        return None
+    return PREDICT_FLOORS[parts[2]], parts[2]
+
+
+def test_every_predict_module_has_a_floor(graph):
+    names = {m.split(".")[2] for m in graph if m.startswith("rsneo.predict.")}
+    assert names <= set(PREDICT_FLOORS), f"add to PREDICT_FLOORS: {sorted(names - set(PREDICT_FLOORS))}"
+
+
+def test_predict_floors_point_down_and_products_do_not_import_each_other(graph):
+    bad = []
+    for module, targets in graph.items():
+        here = predict_floor(module)
+        if here is None:
+            continue
+        for target in targets:
+            there = predict_floor(target)
+            if there is None or there[1] == here[1] or (module, target) in ONE_PRODUCT:
+                continue
+            products = here[0] == there[0] == 2 and "change_outputs" not in (there[1],)
+            if there[0] > here[0] or products:
+                bad.append(f"{module} -> {target}")
+    assert not bad, "predict imports against its floors:\n" + "\n".join(sorted(bad))

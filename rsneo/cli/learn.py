@@ -2,7 +2,8 @@
 
 The same run can be described as a Hydra config (`rsneo/configs/learn.yaml`, experiments in
 `rsneo/configs/learn_experiment/`): `--config NAME|FILE` and KEY=VALUE overrides; options typed on the command
-line win over the config. Heavy modules are imported inside the command so `rsneo --help` stays fast.
+line win over the config. Every default is the schema's (`rsneo.train.learn_config`), shown in `--help`.
+Heavy modules are imported inside the command so `rsneo --help` stays fast.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import typer
 
 from rsneo.cli.app import app, check_output_folder, err_console, reported_warnings
 from rsneo.errors import InputError
+from rsneo.train.learn_config import LearnConfig, LearnSettings
 
-# command-line option -> key of the learn config (rsneo/configs/learn.yaml)
+RUN, TRAIN = LearnConfig(), LearnSettings()  # the defaults the options show (typed: they win over --config)
+# command-line option -> key of the learn config (rsneo.train.learn_config.LearnConfig)
 OPTION_KEYS = {
     "labels": "labels", "class_field": "class_field", "out": "out", "model": "model", "sensor": "sensor",
     "bands": "bands", "device": "device", "overwrite": "overwrite", "steps": "settings.steps",
@@ -34,13 +37,13 @@ def learn_command(
     labels: Annotated[
         Path | None,
         typer.Option("--labels", help="Polygons or points (GeoPackage, Shapefile, GeoJSON; any CRS)."),
-    ] = None,
+    ] = RUN.labels,
     class_field: Annotated[
         str | None, typer.Option("--class-field", help="The field holding each feature's class.")
-    ] = None,
+    ] = RUN.class_field,
     out: Annotated[
         Path | None, typer.Option("--out", help="Model folder to write (a new or empty folder).")
-    ] = None,
+    ] = RUN.out,
     config: Annotated[
         str | None,
         typer.Option(
@@ -51,25 +54,25 @@ def learn_command(
     ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", help="Model folder to start from. Default: the bundled model.")
-    ] = None,
+    ] = RUN.model,
     sensor: Annotated[
         str | None, typer.Option("--sensor", help="Sensor name when the raster's metadata does not tell.")
-    ] = None,
+    ] = RUN.sensor,
     bands: Annotated[
         str | None, typer.Option("--bands", help="The raster's band names in file order, e.g. B5,B4,B3,B2.")
     ] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Training steps of the head.")] = 300,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 3e-3,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps of the head.")] = TRAIN.steps,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = TRAIN.lr,
     holdout: Annotated[
         float,
         typer.Option("--holdout", help="Share of each class's features held out for the score (0: none)."),
-    ] = 0.25,
+    ] = TRAIN.holdout,
     refit: Annotated[
         bool,
         typer.Option(
             "--refit/--no-refit", help="Train again on every feature (hold-out included) at the end."
         ),
-    ] = True,
+    ] = TRAIN.refit,
     features: Annotated[
         str,
         typer.Option(
@@ -77,13 +80,19 @@ def learn_command(
             help="What the head reads: all (backbone context and raw bands), pixels (raw bands only), or "
             "auto (the better of the two on inner spatial hold-outs of the training features).",
         ),
-    ] = "auto",
-    window: Annotated[int, typer.Option("--window", help="Window size in pixels (a multiple of 32).")] = 256,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the training.")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")] = False,
+    ] = TRAIN.features,
+    window: Annotated[
+        int, typer.Option("--window", help="Window size in pixels (a multiple of 32).")
+    ] = TRAIN.window,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the hold-out split and the training.")
+    ] = TRAIN.seed,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")
+    ] = RUN.overwrite,
     device: Annotated[
         str, typer.Option("--device", help="Device of the backbone pass: cpu, cuda, ...")
-    ] = "cpu",
+    ] = RUN.device,
 ) -> None:
     """Learn new classes from a few polygons or points; writes a model folder for segment/change/ask --model.
 
@@ -92,9 +101,6 @@ def learn_command(
     Then: rsneo segment RASTER --model OUT --classes "<the learnt class names>".
     The same run as a Hydra config: --config NAME|FILE [KEY=VALUE ...] (docs/training.md).
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from rsneo.cli.products import _system
     from rsneo.train.learn import learn
 
@@ -108,13 +114,18 @@ def learn_command(
     overrides = [a for a in items if "=" in a and not Path(a).exists()]
     paths = [a for a in items if a not in overrides]
     run = learn_run(config, overrides, paths, given)
-    check_output_folder(run["out"])
+    check_output_folder(run.out)
     with reported_warnings():
-        system = _system(run["model"], run["device"])
-        result = learn(
-            system, run["rasters"], run["labels"], run["class_field"], run["out"], settings=run["settings"],
-            sensor=run["sensor"], bands=run["bands"], overwrite=run["overwrite"], show_progress=True,
-        )  # fmt: skip
+        system = _system(run.model, run.device)
+        result = learn(system, run, show_progress=True)
+    _print_result(result)
+
+
+def _print_result(result: Any) -> None:
+    """The hold-out score per class, the feature choice, the vocabulary kept, and how to use the folder."""
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="hold-out score (whole features held out by spatial blocks)")
     for column in ("class", "IoU", "F1", "held-out pixels", "held-out features"):
         table.add_column(column, justify="left" if column == "class" else "right")
@@ -141,12 +152,10 @@ def learn_command(
 
 def learn_run(
     config: str | None, overrides: list[str], rasters: list[str], given: dict[str, Any]
-) -> dict[str, Any]:
-    """The run's arguments: the learn config (`config`: an experiment name or a YAML file; KEY=VALUE
-    `overrides`), then the rasters and options typed on the command line (`given`) on top."""
+) -> LearnConfig:
+    """The run: the learn config (`config`: an experiment name or a YAML file; KEY=VALUE `overrides`), then
+    the rasters and options typed on the command line (`given`) on top, as the typed schema."""
     from omegaconf import OmegaConf
-
-    from rsneo.train.learn import LearnSettings
 
     cfg = learn_config(config, overrides)
     for name, value in given.items():
@@ -165,30 +174,11 @@ def learn_run(
             f"rsneo learn: missing {', '.join(missing)} (give RASTER --labels --class-field --out, or a "
             "--config that sets rasters, labels, class_field and out)"
         )
-    data = OmegaConf.to_container(cfg, resolve=True)
-    known = set(LearnSettings.__dataclass_fields__)
-    unknown = sorted(set(data["settings"]) - known)
-    if unknown:
-        raise InputError(f"learn config: unknown settings {unknown}; expected some of {sorted(known)}")
-    bands = data["bands"]
-    if isinstance(bands, str):
-        bands = [b.strip() for b in bands.split(",") if b.strip()]
-    return {
-        "rasters": [Path(r) for r in data["rasters"]],
-        "labels": Path(data["labels"]),
-        "class_field": str(data["class_field"]),
-        "out": Path(data["out"]),
-        "model": Path(data["model"]) if data["model"] is not None else None,
-        "sensor": data["sensor"],
-        "bands": bands,
-        "device": data["device"],
-        "overwrite": bool(data["overwrite"]),
-        "settings": LearnSettings(**data["settings"]),
-    }
+    return OmegaConf.to_object(cfg)
 
 
 def learn_config(config: str | None, overrides: list[str]):
-    """The composed learn config: configs/learn.yaml, the experiment or YAML file `config`, overrides."""
+    """The composed learn config: the schema, the experiment or YAML file `config`, the overrides."""
     import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException

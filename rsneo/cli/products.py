@@ -173,7 +173,8 @@ def segment_command(
 
     An interrupted run started again with the same options continues where it stopped.
     """
-    from rsneo.predict.segment import parse_classes, segment_raster
+    from rsneo.predict.requests import SegmentRequest, parse_classes
+    from rsneo.predict.segment import segment_raster
 
     names = parse_classes(classes)
     plan = _plan(window, overlap, batch)
@@ -182,18 +183,11 @@ def segment_command(
     with _output_folder(out), reported_warnings():
         system = _system(model, device, "segmentation", band_groups)
         _check_window(plan, system.config.token_size)
-        result = segment_raster(
-            system,
-            raster,
-            names,
-            out,
-            plan=plan,
-            sensor=sensor,
-            bands=_bands(bands),
-            none_threshold=none_threshold,
-            show_progress=True,
-            strict=strict,
-        )
+        request = SegmentRequest(
+            raster=raster, classes=names, out=out, sensor=sensor, bands=_bands(bands), plan=plan,
+            none_threshold=none_threshold, strict=strict, show_progress=True,
+        )  # fmt: skip
+        result = segment_raster(system, request)
     typer.echo(f"class map: {result.cog}")
     typer.echo(f"polygons:  {result.gpkg}")
     typer.echo(f"style:     {result.qml}")
@@ -201,7 +195,20 @@ def segment_command(
     from rsneo.io.areas import format_area
 
     for name, area in result.areas.items():
-        typer.echo(f"  {name}: {format_area(area, result.area_unit)}")
+        typer.echo(f"  {result.labels.get(name, name)}: {format_area(area, result.area_unit)}")
+
+
+def _buildings(of: str | None, classes: list[str] | None) -> bool:
+    """Whether `--of` asks for the new-building map (the one kind of change mapped apart)."""
+    from rsneo.errors import InputError
+
+    if of is None:
+        return False
+    if of.strip().lower() not in ("building", "buildings"):
+        raise InputError(f"--of: expected buildings (the one kind of change mapped apart), got {of!r}")
+    if classes:
+        raise InputError("--of buildings maps new buildings; it cannot be combined with --classes")
+    return True
 
 
 @app.command("change")
@@ -239,8 +246,9 @@ def change_command(
 
     Images without georeference (PNG pairs) are compared pixel by pixel: areas in pixels, with a warning.
     """
+    from rsneo.predict.buildings import map_new_buildings
     from rsneo.predict.change import detect_change
-    from rsneo.predict.segment import parse_classes
+    from rsneo.predict.requests import BuildingsRequest, ChangeRequest, parse_classes
 
     names = parse_classes(classes) if classes is not None else None
     plan = _plan(window, overlap, batch)
@@ -249,10 +257,15 @@ def change_command(
     with _output_folder(out), reported_warnings():
         system = _system(model, device, "change", band_groups)
         _check_window(plan, system.config.token_size)
-        result = detect_change(
-            system, rasters, out, class_names=names, plan=plan, sensor=sensor, bands=_bands(bands),
-            show_progress=True, strict=strict, of=of, pixel_size=pixel_size,
-        )  # fmt: skip
+        reading = dict(sensor=sensor, bands=_bands(bands), plan=plan, show_progress=True)
+        if _buildings(of, names):
+            result = map_new_buildings(
+                system, BuildingsRequest(rasters=rasters, out=out, pixel_size=pixel_size, **reading)
+            )
+        else:
+            result = detect_change(
+                system, ChangeRequest(rasters=rasters, out=out, classes=names, strict=strict, **reading)
+            )
     from rsneo.io.areas import format_area
 
     changed = format_area(result.changed_area, result.area_unit)
@@ -295,12 +308,14 @@ def ask_command(
 ) -> None:
     """Ask a question about a raster, or one question over a time series of rasters."""
     from rsneo.predict.ask import ask
+    from rsneo.predict.requests import AskRequest
 
     with reported_warnings():
         _check_rasters(rasters, sensor, _bands(bands))
         system = _system(model, device, band_groups=band_groups)
-        answer = ask(
-            system, rasters, question, sensor=sensor, bands=_bands(bands), max_side=max_side,
+        request = AskRequest(
+            rasters=rasters, question=question, sensor=sensor, bands=_bands(bands), max_side=max_side,
             pixel_size=pixel_size,
         )  # fmt: skip
+        answer = ask(system, request)
     typer.echo(answer.text)

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsneo.heads.segmentation import IGNORE, ImageFeatures, PixelDecoder
+from rsneo.heads.decoder import IGNORE, PixelDecoder
+from rsneo.heads.features import ImageFeatures
 
 CHANGE_NAMES = ("no change", "change")
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from rsneo.errors import InputError
-from rsneo.heads.segmentation import encode_class_prompts
+from rsneo.heads.features import encode_class_prompts
 
 LEARNT_WEIGHTS = "learnt_classes.safetensors"
 LEARN_RECORD = "learn.json"

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from rsneo import atomic
 from rsneo.errors import InputError, RSNeoWarning
 from rsneo.heads.class_words import CLASS_WORDS, name_key, narrower_names
-from rsneo.heads.segmentation import encode_class_prompts
+from rsneo.heads.features import encode_class_prompts
 
 VOCABULARY_JSON = "vocabulary.json"
 # On the bundled model, taught names and names ending in a taught word ("open water", "river and lakes",

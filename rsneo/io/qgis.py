@@ -4,13 +4,12 @@ The project opens the input raster (RGB-like band choice, stretched), the class 
 renderer (class names and colours, semi-transparent so the imagery shows through; "no change" not drawn)
 and the class polygons as outlines in their class colours (categorised renderer). Classes the model was
 never trained on are labelled "(untrained)". Paths inside the project are relative to the project file for
-the outputs beside it, absolute for the input. Tests open the result with QGIS itself, and draw it
-(`render_with_qgis`) to check where layers land.
+the outputs beside it, absolute for the input. Tests open the result with QGIS itself and draw it, to check
+where layers land (the `qgis` fixture of tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 import warnings
 import zipfile
@@ -24,7 +23,6 @@ import rasterio
 from rasterio.windows import Window
 
 from rsneo import atomic
-from rsneo.errors import InputError
 from rsneo.io.cog import ClassLegend
 from rsneo.io.palette import family_of
 from rsneo.io.read import open_input
@@ -291,128 +289,3 @@ def write_qgz(
     ):
         archive.writestr(f"{path.stem}.qgs", qgs_document(layers, crs, title))
     return path
-
-
-# ---- checking a project with QGIS itself (python3-qgis, run headless by the system python) ----------------
-
-QGIS_PYTHON = "/usr/bin/python3"
-_QGIS_PROBE = r"""
-import json, sys
-from qgis.core import QgsApplication, QgsProject
-app = QgsApplication([], False)
-app.initQgis()
-project = QgsProject.instance()
-out = {"read": project.read(sys.argv[1]), "crs": project.crs().authid(), "layers": []}
-for layer in project.mapLayers().values():
-    box = layer.extent()
-    info = {"name": layer.name(), "valid": layer.isValid(), "crs": layer.crs().authid(), "classes": [],
-            "extent": [box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()]}
-    renderer = layer.renderer()
-    info["renderer"] = renderer.type() if renderer else None
-    if info["renderer"] == "paletted":
-        info["classes"] = [[int(c.value), c.label, c.color.name()] for c in renderer.classes()]
-    elif info["renderer"] == "categorizedSymbol":
-        info["classes"] = [[c.value(), c.label(), c.symbol().color().name()] for c in renderer.categories()]
-    out["layers"].append(info)
-print("PROBE" + json.dumps(out))
-app.exitQgis()
-"""
-
-
-def qgis_available(python: str = QGIS_PYTHON) -> bool:
-    """Whether `python` can import QGIS's bindings (qgis.core)."""
-    import subprocess
-
-    if not Path(python).exists():
-        return False
-    try:
-        return (
-            subprocess.run([python, "-c", "import qgis.core"], capture_output=True, timeout=60).returncode
-            == 0
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-_QGIS_RENDER = r"""
-import json, sys
-from qgis.core import QgsApplication, QgsMapRendererSequentialJob, QgsMapSettings, QgsProject
-from qgis.PyQt.QtCore import QSize
-from qgis.PyQt.QtGui import QColor
-app = QgsApplication([], False)
-app.initQgis()
-project = QgsProject.instance()
-args = json.loads(sys.argv[2])
-ok = project.read(sys.argv[1])
-tree = [node.layer() for node in project.layerTreeRoot().findLayers() if node.isVisible()]
-layers = [layer for layer in tree if not args["layers"] or layer.name() in args["layers"]]
-frame = next((layer for layer in tree if layer.name() == args["extent_of"]), None)
-box = (frame or layers[0]).extent()
-for layer in [] if frame else layers[1:]:
-    box.combineExtentWith(layer.extent())
-settings = QgsMapSettings()
-settings.setLayers(layers)
-settings.setDestinationCrs(project.crs())
-settings.setBackgroundColor(QColor(255, 255, 255))
-scale = args["size"] / max(box.width(), box.height())
-settings.setOutputSize(QSize(round(box.width() * scale), round(box.height() * scale)))
-settings.setExtent(box)
-job = QgsMapRendererSequentialJob(settings)
-job.start()
-job.waitForFinished()
-saved = job.renderedImage().save(sys.argv[3], "PNG")
-print("PROBE" + json.dumps({"read": ok, "saved": saved, "layers": [layer.name() for layer in layers],
-                            "extent": [box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()]}))
-app.exitQgis()
-"""
-
-
-def _run_qgis(script: str, args: list[str], python: str, timeout: float) -> dict:
-    """Run a QGIS script headless in a subprocess; it prints one line "PROBE" + JSON, returned parsed."""
-    import json
-    import subprocess
-    import tempfile
-
-    try:
-        with tempfile.TemporaryDirectory(prefix="rsneo-qgis-") as runtime:  # Qt wants a private (0700) one
-            env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": runtime}
-            done = subprocess.run(
-                [python, "-c", script, *args], capture_output=True, text=True, timeout=timeout, env=env
-            )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise InputError(f"QGIS ({python}): could not open {args[0]} ({exc})") from None
-    line = next((x for x in done.stdout.splitlines() if x.startswith("PROBE")), None)
-    if line is None:
-        raise InputError(f"QGIS ({python}): could not open {args[0]}: {done.stderr.strip()[-500:]}")
-    return json.loads(line[len("PROBE") :])
-
-
-def describe_with_qgis(project: Path, python: str = QGIS_PYTHON, timeout: float = 180) -> dict:
-    """Open `project` in QGIS (headless, in a subprocess) and describe it as QGIS sees it.
-
-    Returns {"read", "crs", "layers": [{"name", "valid", "crs", "renderer", "extent": [xmin, ymin, xmax,
-    ymax], "classes": [[value, label, colour]]}]}. Raises InputError when QGIS cannot be run.
-    """
-    return _run_qgis(_QGIS_PROBE, [str(project)], python, timeout)
-
-
-def render_with_qgis(
-    project: Path,
-    png: Path,
-    *,
-    layers: list[str] | None = None,
-    extent_of: str | None = None,
-    size: int = 256,
-    python: str = QGIS_PYTHON,
-    timeout: float = 180,
-) -> dict:
-    """Draw `project` as QGIS would (headless, white background) into `png`, `size` px on the long side.
-
-    `layers` picks visible layers by name (default all, in the project's order); the map shows the extent
-    of the layer named `extent_of` (default: all drawn layers). This is how tests check where layers land.
-    Returns {"read", "saved", "layers", "extent"}.
-    """
-    import json
-
-    args = json.dumps({"layers": layers or [], "extent_of": extent_of, "size": size})
-    return _run_qgis(_QGIS_RENDER, [str(project), args, str(png)], python, timeout)

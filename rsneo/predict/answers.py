@@ -11,36 +11,23 @@ lies outside the imagery its head was trained on (`rsneo.heads.domain`) carries 
 
 from __future__ import annotations
 
-import contextlib
 import re
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from affine import Affine
-
-from rsneo.data.frames import BandLayout, band_layout, model_band_groups
+from rsneo.data.frames import model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.domain import check_inputs, inside
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import match_classes
 from rsneo.io.areas import format_area
-from rsneo.io.cog import ClassLegend
-from rsneo.io.read import open_input
 from rsneo.io.vector import class_areas
-from rsneo.io.windows import RasterWindows, aligned_datasets, overview_size, read_overview
-from rsneo.predict.buildings import BUILDING_NAMES, building_predictor
-from rsneo.predict.change import (
-    change_legend,
-    change_predictor,
-    changed_and_compared,
-    from_to_classifier,
-    layout_bands,
-)
-from rsneo.predict.segment import NONE_OF_THESE, SegmentationPredictor
-from rsneo.predict.sliding_window import predict_raster
+from rsneo.predict import maps
+from rsneo.predict.change_classes import changed_and_compared
+from rsneo.predict.inputs import Inputs, layouts_of, open_dates, open_raster_input, reduced
+from rsneo.predict.requests import AskRequest
+from rsneo.predict.sliding_window import MapSpec, predict_raster
 
 IMAGE_WORDS = r"(?:image|images|area|scene|picture|photo|tile|region|map|view)"
 CHANGE = re.compile(
@@ -161,44 +148,23 @@ def _change_target(text: str) -> str | None:
 # ---- maps the answers are read from --------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _reduced(datasets: list, max_side: int | None, token_size: int) -> Iterator[list]:
-    """The datasets themselves when small enough (or `max_side` None), else in-memory overviews (same place,
-    coarser pixels)."""
-    from rasterio.io import MemoryFile
-
-    ref = datasets[0]
-    if max_side is None or max(ref.width, ref.height) <= max_side:
-        yield datasets
-        return
-    height, width = overview_size(ref.width, ref.height, max_side, token_size)
-    transform = ref.transform @ Affine.scale(ref.width / width, ref.height / height)
-    with contextlib.ExitStack() as stack:
-        out = []
-        for ds in datasets:
-            pixels, valid = read_overview(ds, (height, width))
-            pixels[:, ~valid] = np.nan
-            memory = stack.enter_context(MemoryFile())
-            profile = dict(driver="GTiff", width=width, height=height, count=pixels.shape[0], dtype="float32",
-                           crs=ref.crs, transform=transform, nodata=float("nan"))  # fmt: skip
-            with memory.open(**profile) as dst:
-                dst.write(pixels)
-            out.append(stack.enter_context(memory.open()))
-        yield out
+def _map_areas(spec: MapSpec, inputs: Inputs, out: Path) -> dict[str, float]:
+    """Area per class of the engine's map `spec` of `inputs` (a temporary COG at `out`); "" is the valid
+    area."""
+    cog = predict_raster(
+        inputs.windows(), spec, out, crs=inputs.crs, transform=inputs.transform, confidence=False
+    )
+    return class_areas(cog, spec.legend)
 
 
-def _map_shares(
-    system: System, layout: BandLayout, dataset, classes: list[str], out: Path
+def _shares(
+    system: System, inputs: Inputs, classes: list[str], out: Path
 ) -> tuple[dict[str, float], float, str]:
-    """Percent of the valid pixels per class in the segmentation map of one open dataset, its valid area and
-    the area's unit."""
-    legend = ClassLegend.from_names([*classes, NONE_OF_THESE])
-    predictor = SegmentationPredictor(system, layout, classes)
-    cog = predict_raster(RasterWindows([dataset]), predictor, out, legend=legend, crs=dataset.crs,
-                         transform=dataset.transform, confidence=False)  # fmt: skip
-    areas = class_areas(cog, legend)
+    """Percent of the valid pixels per class in the segmentation map of one raster, its valid area and the
+    area's unit."""
+    areas = _map_areas(maps.segmentation_map(system, inputs.layouts[0], classes), inputs, out)
     valid = areas.pop("")
-    unit = "ha" if dataset.crs is not None else "px"
+    unit = "px" if inputs.pixel_units else "ha"
     return {k: 100 * v / max(valid, 1e-12) for k, v in areas.items()}, valid, unit
 
 
@@ -210,33 +176,30 @@ def class_shares(
     The map is `rsneo segment`'s (same predictor, engine and window plan) over the raster, or over an
     overview when its long side exceeds `max_side`.
     """
-    layout = band_layout(raster, sensor, bands, model_band_groups(system.config))
+    layouts = layouts_of([raster], sensor, bands, model_band_groups(system.config))
     token = system.config.token_size
     with (
         tempfile.TemporaryDirectory() as tmp,
-        open_input(raster) as src,
-        _reduced([src], max_side, token) as (ds,),
+        open_raster_input(raster, layouts[0]) as full,
+        reduced(full, max_side, token) as inputs,
     ):
-        return _map_shares(system, layout, ds, classes, Path(tmp) / "classes.tif")
+        return _shares(system, inputs, classes, Path(tmp) / "classes.tif")
 
 
 def first_and_last_shares(
     system: System, rasters: list[Path], classes: list[str], *, sensor=None, bands=None, max_side: int = 512
 ) -> list[tuple[dict[str, float], float, str]]:
-    """`class_shares` of the first and the last date, both on the first date's grid (`aligned_datasets`, as
-    the change map sees them), so the two shares are of the same ground."""
+    """`class_shares` of the first and the last date, both on the first date's grid (as the change map sees
+    them), so the two shares are of the same ground."""
     ends = [rasters[0], rasters[-1]]
-    layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in ends]
+    layouts = layouts_of(ends, sensor, bands, model_band_groups(system.config))
     token = system.config.token_size
     with (
         tempfile.TemporaryDirectory() as tmp,
-        aligned_datasets(ends, *layout_bands(layouts)) as (aligned, *_),
-        _reduced(aligned, max_side, token) as datasets,
+        open_dates(ends, layouts) as aligned,
+        reduced(aligned, max_side, token) as inputs,
     ):
-        return [
-            _map_shares(system, layout, ds, classes, Path(tmp) / f"classes{i}.tif")
-            for i, (layout, ds) in enumerate(zip(layouts, datasets, strict=True))
-        ]
+        return [_shares(system, inputs.date(i), classes, Path(tmp) / f"classes{i}.tif") for i in range(2)]
 
 
 def changed_share(
@@ -251,30 +214,25 @@ def changed_share(
 ) -> tuple[float, float, str]:
     """Percent of the compared pixels the change map marks changed, the compared area and its unit.
 
-    The map is `rsneo change`'s (`change_predictor`: same head, calibration and magnitude combination; same
+    The map is `rsneo change`'s (`maps.change_map`: same head, calibration and magnitude combination; same
     engine and window plan) over the aligned dates, or over overviews when the long side exceeds `max_side`.
     With `buildings`, `rsneo change --of buildings`'s new-building map, always at full resolution (its
     scales are metres on the ground).
     """
-    layouts = [band_layout(r, sensor, bands, model_band_groups(system.config)) for r in rasters]
-    legend = ClassLegend.from_names(list(BUILDING_NAMES)) if buildings else change_legend(None)
+    layouts = layouts_of(rasters, sensor, bands, model_band_groups(system.config))
     token = system.config.token_size
     with (
         tempfile.TemporaryDirectory() as tmp,
-        aligned_datasets(rasters, *layout_bands(layouts)) as (aligned, crs, _, pixel_units),
-        _reduced(aligned, None if buildings else max_side, token) as datasets,
+        open_dates(rasters, layouts) as aligned,
+        reduced(aligned, None if buildings else max_side, token) as inputs,
     ):
         if buildings:
-            predictor = building_predictor(layouts, rasters, datasets, pixel_size)
+            spec = maps.building_map(inputs, pixel_size)
         else:
             votes = inside(system, "change", rasters, sensor, bands)  # as `rsneo change` decides it
-            predictor = change_predictor(system, layouts, datasets, head_votes=votes)
-        cog = predict_raster(
-            RasterWindows(datasets, stack=True), predictor, Path(tmp) / "change.tif", legend=legend, crs=crs,
-            transform=datasets[0].transform, confidence=False, classify=from_to_classifier(None),
-        )  # fmt: skip
-        changed, compared = changed_and_compared(class_areas(cog, legend))
-    return 100 * changed / max(compared, 1e-12), compared, "px" if pixel_units else "ha"
+            spec = maps.change_map(system, inputs, head_votes=votes)
+        changed, compared = changed_and_compared(_map_areas(spec, inputs, Path(tmp) / "change.tif"))
+    return 100 * changed / max(compared, 1e-12), compared, "px" if inputs.pixel_units else "ha"
 
 
 # ---- questions -> answers ------------------------------------------------------------------------------
@@ -299,12 +257,9 @@ def _resolve(system: System, target: str) -> tuple[list[str], str | None, str]:
         )
     if not match.trained:
         return vocabulary, None, ""
-    as_read = (
-        ""
-        if target.lower() == match.nearest.lower()
-        else f' ("{target}" read as the trained class "{match.nearest}")'
-    )
-    return vocabulary, match.nearest, as_read
+    if target.lower() == match.nearest.lower():
+        return vocabulary, match.nearest, ""
+    return vocabulary, match.nearest, f' ("{target}" read as the trained class "{match.nearest}")'
 
 
 def _untrained(system: System, target: str) -> str:
@@ -312,17 +267,24 @@ def _untrained(system: System, target: str) -> str:
     return f'The model was not trained to recognise "{target}" (it knows: {known}), so it cannot measure it.'
 
 
-def _caveat(system: System, head: str, rasters: list[Path], options: dict) -> str:
+def _options(request: AskRequest) -> dict:
+    """How the maps of an answer read the rasters (`class_shares`, `changed_share`)."""
+    return dict(sensor=request.sensor, bands=request.band_list, max_side=request.max_side)
+
+
+def _caveat(system: System, head: str, rasters: list[Path], request: AskRequest) -> str:
     """The sentence a figure from `head`'s map of `rasters` carries when they lie outside the imagery that
     head was trained on (warned about too), else ""."""
-    note = check_inputs(system, head, rasters, sensor=options["sensor"], bands=options["bands"])
+    note = check_inputs(system, head, rasters, sensor=request.sensor, bands=request.band_list)
     return f" Caveat: {note}." if note else ""
 
 
-def _new_buildings(system: System, rasters: list[Path], when: str, options: dict) -> Answer:
+def _new_buildings(system: System, request: AskRequest, when: str) -> Answer:
     """ "Are there new buildings?": the share of `rsneo change --of buildings`'s map, or why it cannot."""
     try:
-        share, compared, unit = changed_share(system, rasters, buildings=True, **options)
+        share, compared, unit = changed_share(
+            system, list(request.rasters), buildings=True, pixel_size=request.pixel_size, **_options(request)
+        )
     except InputError as exc:
         return Answer(f"New buildings cannot be mapped here: {exc}", "change", abstained=True)
     verdict = "Yes" if share >= PRESENT_SHARE else "No"
@@ -336,20 +298,10 @@ def _new_buildings(system: System, rasters: list[Path], when: str, options: dict
     )
 
 
-def grounded_answer(
-    system: System,
-    rasters: list[Path],
-    question: str,
-    dates: list[str | None],
-    *,
-    sensor: str | None = None,
-    bands: list[str] | None = None,
-    max_side: int = 512,
-    pixel_size: float | None = None,
-) -> Answer:
-    """Answer `question` about `rasters` (dates in order) from the model's maps, or say why it cannot."""
-    asked = parse_question(question)
-    options = dict(sensor=sensor, bands=bands, max_side=max_side)
+def grounded_answer(system: System, request: AskRequest, dates: list[str | None]) -> Answer:
+    """Answer `request.question` about `request.rasters` (dates in order) from the model's maps, or say why
+    it cannot."""
+    asked = parse_question(request.question)
     if asked.kind == "unsupported":
         known = ", ".join(system.vocabulary.names) if system.vocabulary else "its classes"
         return Answer(
@@ -360,57 +312,72 @@ def grounded_answer(
             abstained=True,
         )
     if asked.kind == "change":
-        if len(rasters) < 2:
-            return Answer(
-                "This question is about change: it needs two or more images of the same place (dates), "
-                "and only one was given.",
-                asked.kind,
-                abstained=True,
-            )
-        when = f" between {dates[0]} and {dates[-1]}" if dates[0] and dates[-1] else " between these images"
-        if asked.target and BUILDINGS.fullmatch(asked.target):
-            return _new_buildings(system, rasters, when, options | {"pixel_size": pixel_size})
-        share, compared, unit = changed_share(system, rasters, **options)
-        text = f"About {share:.0f}% of the compared area ({format_area(compared, unit)}) changed{when}."
-        caveat = _caveat(system, "change", rasters, options)
-        if asked.target:
-            classes, name, read_as = _resolve(system, asked.target)
-            if name is None:
-                text = (
-                    f'The model was not trained to recognise "{asked.target}", so it cannot say how it '
-                    f"changed. {text}{caveat}"
-                )
-                return Answer(text, asked.kind, share, abstained=True)
-            else:
-                first, last = (
-                    shares[name]
-                    for shares, _, _ in first_and_last_shares(system, rasters, classes, **options)
-                )
-                text += (
-                    f" {name}{read_as}: {first:.0f}% of the image on the first date, {last:.0f}% on the last."
-                )
-                caveat += _caveat(system, "segmentation", [rasters[0], rasters[-1]], options)
-        return Answer(text + caveat, asked.kind, share)
+        return _change_answer(system, request, asked, dates)
     if asked.kind == "describe":
-        if len(rasters) > 1:
-            share, compared, unit = changed_share(system, rasters, **options)
-            caveat = _caveat(system, "change", rasters, options)
-            return Answer(f"About {share:.0f}% of the compared area changed between the first and last date."
-                          f"{caveat}", asked.kind, share)  # fmt: skip
-        if system.vocabulary is None:
-            return Answer(
-                "This model folder records no trained classes, so the model cannot describe the image.",
-                asked.kind,
-                abstained=True,
+        return _description(system, request)
+    return _class_answer(system, request, asked, dates)
+
+
+def _change_answer(system: System, request: AskRequest, asked: Question, dates: list[str | None]) -> Answer:
+    """How much changed between the first and the last date, and how a named class changed."""
+    rasters = list(request.rasters)
+    if len(rasters) < 2:
+        return Answer(
+            "This question is about change: it needs two or more images of the same place (dates), "
+            "and only one was given.",
+            asked.kind,
+            abstained=True,
+        )
+    when = f" between {dates[0]} and {dates[-1]}" if dates[0] and dates[-1] else " between these images"
+    if asked.target and BUILDINGS.fullmatch(asked.target):
+        return _new_buildings(system, request, when)
+    share, compared, unit = changed_share(system, rasters, **_options(request))
+    text = f"About {share:.0f}% of the compared area ({format_area(compared, unit)}) changed{when}."
+    caveat = _caveat(system, "change", rasters, request)
+    if asked.target:
+        classes, name, read_as = _resolve(system, asked.target)
+        if name is None:
+            text = (
+                f'The model was not trained to recognise "{asked.target}", so it cannot say how it '
+                f"changed. {text}{caveat}"
             )
-        shares, _, _ = class_shares(system, rasters[-1], list(system.vocabulary.names), **options)
-        parts = [f"{v:.0f}% {k}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v >= 0.5]
-        caveat = _caveat(system, "segmentation", rasters[-1:], options)
-        return Answer(f"The model's map of this image: about {', '.join(parts)}.{caveat}", asked.kind)
+            return Answer(text, asked.kind, share, abstained=True)
+        first, last = (
+            shares[name]
+            for shares, _, _ in first_and_last_shares(system, rasters, classes, **_options(request))
+        )
+        text += f" {name}{read_as}: {first:.0f}% of the image on the first date, {last:.0f}% on the last."
+        caveat += _caveat(system, "segmentation", [rasters[0], rasters[-1]], request)
+    return Answer(text + caveat, asked.kind, share)
+
+
+def _description(system: System, request: AskRequest) -> Answer:
+    """The changed share of a series, or the class shares of one image."""
+    rasters = list(request.rasters)
+    if len(rasters) > 1:
+        share, compared, unit = changed_share(system, rasters, **_options(request))
+        caveat = _caveat(system, "change", rasters, request)
+        return Answer(f"About {share:.0f}% of the compared area changed between the first and last date."
+                      f"{caveat}", "describe", share)  # fmt: skip
+    if system.vocabulary is None:
+        return Answer(
+            "This model folder records no trained classes, so the model cannot describe the image.",
+            "describe",
+            abstained=True,
+        )
+    shares, _, _ = class_shares(system, rasters[-1], list(system.vocabulary.names), **_options(request))
+    parts = [f"{v:.0f}% {k}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v >= 0.5]
+    caveat = _caveat(system, "segmentation", rasters[-1:], request)
+    return Answer(f"The model's map of this image: about {', '.join(parts)}.{caveat}", "describe")
+
+
+def _class_answer(system: System, request: AskRequest, asked: Question, dates: list[str | None]) -> Answer:
+    """Share, area or presence of one class in the last image."""
+    rasters = list(request.rasters)
     classes, name, read_as = _resolve(system, asked.target)
     if name is None:
         return Answer(_untrained(system, asked.target), asked.kind, abstained=True)
-    shares, valid, unit = class_shares(system, rasters[-1], classes, **options)
+    shares, valid, unit = class_shares(system, rasters[-1], classes, **_options(request))
     share = shares[name]
     on = f" (on {dates[-1]}, the last date)" if len(rasters) > 1 and dates[-1] else ""
     if asked.kind == "area":
@@ -421,4 +388,4 @@ def grounded_answer(
         text = f"{verdict}: about {share:.1f}% of the image is {name}{read_as}{on}."
     else:
         text = f"About {share:.0f}% of this image is {name}{read_as}{on}."
-    return Answer(text + _caveat(system, "segmentation", rasters[-1:], options), asked.kind, share)
+    return Answer(text + _caveat(system, "segmentation", rasters[-1:], request), asked.kind, share)

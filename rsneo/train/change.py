@@ -18,11 +18,12 @@ from torch import Tensor, nn
 
 from rsneo.baselines import change_vector_magnitude, otsu_threshold, standardise_bands
 from rsneo.data.archives import date_rasters
+from rsneo.data.documents import image_documents
 from rsneo.data.frames import frame_groups
 from rsneo.data.recipes import tiles
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig, blur, magnitude_excess
 from rsneo.heads.domain import HeadDomain, TrainingDomain, load_domain, pixel_size, save_domain
-from rsneo.heads.segmentation import image_documents, image_features
+from rsneo.heads.features import image_features
 from rsneo.heads.system import load_system, save_heads
 from rsneo.io.scene import read_scene
 from rsneo.model.inputs import DEFAULT_TOKEN_SIZE
@@ -56,7 +57,7 @@ def build_change_head(cfg: dict, model: nn.Module) -> nn.Module | None:
     spec = cfg["objectives"]["change"]
     if float(spec["weight"]) <= 0:
         return None
-    options = dict(spec["head"])
+    options = {k: v for k, v in spec["head"].items() if v is not None}  # None: the head's own default
     return ChangeHead(ChangeHeadConfig(hidden_size=model.config.hidden_size, **options))
 
 

@@ -35,12 +35,12 @@ from rsneo.data.documents import Document, DocumentBuilder
 from rsneo.data.frames import frame_groups, normalise
 from rsneo.data.recipes import tiles
 from rsneo.data.shards import ShardDataset, shard_scene
-from rsneo.data.tokenizer import IM_END
 from rsneo.errors import InputError
 from rsneo.heads.generation import chat_prompt
 from rsneo.io.read import PixelUnitsWarning
 from rsneo.io.scene import read_scene
 from rsneo.model.inputs import DEFAULT_TOKEN_SIZE, ImageInput
+from rsneo.model.tokenizer import IM_END
 from rsneo.train.batch import ChangeSource
 from rsneo.train.pairs import LANDSAT_LIKE_GROUPS, changed_percent, simulate_pair
 from rsneo.train.sentences import (

@@ -24,12 +24,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rsneo.data.documents import Document, DocumentBuilder
+from rsneo.data.documents import Document, DocumentBuilder, image_documents
 from rsneo.data.frames import DEFAULT_BAND_GROUPS, check_band_groups, fold_groups
 from rsneo.data.packing import collate_rows
 from rsneo.data.shards import ShardDataset, read_manifest
 from rsneo.errors import InputError
-from rsneo.heads.segmentation import image_documents
 from rsneo.model.inputs import DEFAULT_TOKEN_SIZE
 from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import ChangeSource, SegmentationBatch, TrainBatch

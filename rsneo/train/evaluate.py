@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from rsneo.baselines import iou
-from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
+from rsneo.data.documents import image_documents
+from rsneo.heads.features import encode_class_prompts, image_features
 from rsneo.model.positions import ImageTokens
 from rsneo.train.corpus import LabelledChip
 

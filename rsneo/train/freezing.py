@@ -19,10 +19,10 @@ ROLES = ("vision", "prebuffer", "native_positions", "post_llm", "language")
 
 
 def stage_roles(trainable: str | Sequence[str]) -> tuple[str, ...]:
-    """The roles a stage trains: `"all"` or a list of role names."""
-    if trainable == "all":
+    """The roles a stage trains: a list of role names, where `all` (or `"all"` alone) means every role."""
+    roles = (trainable,) if isinstance(trainable, str) else tuple(str(r) for r in trainable)
+    if "all" in roles:
         return ROLES
-    roles = (trainable,) if isinstance(trainable, str) else tuple(trainable)
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
         raise InputError(f"stage.trainable: expected 'all' or roles from {list(ROLES)}, got {unknown}")

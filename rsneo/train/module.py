@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from rsneo.heads.segmentation import gather_features
+from rsneo.heads.features import gather_features
 from rsneo.train.batch import TrainBatch
 from rsneo.train.checkpoint import RSNEO_KEY, tokenizer_files
 from rsneo.train.config import run_config as config_of_run

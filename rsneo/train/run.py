@@ -17,12 +17,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rsneo import atomic
-from rsneo.data.tokenizer import image_token_ids, load_tokenizer, train_tokenizer
 from rsneo.errors import InputError
 from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
 from rsneo.model.causal_lm import RSNeoForCausalLM
 from rsneo.model.config import RSNeoConfig
 from rsneo.model.positions import ImageTokens
+from rsneo.model.tokenizer import image_token_ids, load_tokenizer, train_tokenizer
 from rsneo.train.callbacks import LossCurve, TokenThroughput, step_progress_bar
 from rsneo.train.change import build_change_head
 from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, write_tokenizer_files
@@ -111,7 +111,7 @@ def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
 def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torch.nn.Module | None:
     if float(cfg["objectives"]["segmentation"]["weight"]) <= 0:
         return None
-    options = dict(cfg["objectives"]["segmentation"]["head"])
+    options = {k: v for k, v in cfg["objectives"]["segmentation"]["head"].items() if v is not None}
     return SegmentationHead(SegmentationHeadConfig(hidden_size=model.config.hidden_size, **options))
 
 

@@ -9,7 +9,8 @@ must come from a group option (e.g. `model: tiny`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -17,11 +18,29 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from rsneo.data.frames import BAND_GROUPS, DEFAULT_BAND_GROUPS
+from rsneo.heads.change import ChangeHeadConfig
+from rsneo.heads.segmentation import SegmentationHeadConfig
 from rsneo.model.masks import BACKENDS
+from rsneo.train.freezing import ROLES
+from rsneo.train.learn_config import LearnConfig
 
 # The choices where the model and data code define them; OmegaConf checks values against the members' names.
 AttnBackend = StrEnum("AttnBackend", {name: name for name in BACKENDS})
 BandGroups = StrEnum("BandGroups", {name: name for name in BAND_GROUPS})
+Role = StrEnum("Role", {name: name for name in ("all", *ROLES)})  # parameter roles a stage trains
+
+
+def head_options(config: type, name: str) -> type:
+    """The schema of a head's settings: every field of its config (`SegmentationHeadConfig`, ...) but the
+    hidden size, which is the model's, typed as there and optional; None keeps the head's own default, so
+    the defaults have one home, the head's config."""
+    hints = typing.get_type_hints(config)
+    options = [(f.name, hints[f.name] | None, None) for f in fields(config) if f.name != "hidden_size"]
+    return make_dataclass(name, options)
+
+
+SegmentationHeadOptions = head_options(SegmentationHeadConfig, "SegmentationHeadOptions")
+ChangeHeadOptions = head_options(ChangeHeadConfig, "ChangeHeadOptions")
 
 
 class DataSplit(StrEnum):
@@ -76,9 +95,8 @@ class DataConfig:
 class StageConfig:
     """What trains and how fast (rsneo.train.freezing, rsneo.train.schedule)."""
 
-    name: str = "custom"  # a label for people (logs, config.yaml); nothing reads it
-    # `all`, or roles of model.parameter_groups() (vision, prebuffer, native_positions, post_llm, language)
-    trainable: Any = MISSING
+    # `[all]`, or roles of model.parameter_groups() (vision, prebuffer, native_positions, post_llm, language)
+    trainable: list[Role] = MISSING  # type: ignore[valid-type]
     lr: float = MISSING
     weight_decay: float = MISSING
     betas: list[float] = MISSING
@@ -102,13 +120,13 @@ class MaskedBandsConfig(ObjectiveConfig):
 
 @dataclass
 class SegmentationObjective(ObjectiveConfig):
-    head: dict[str, Any] = field(default_factory=dict)  # SegmentationHeadConfig fields
+    head: SegmentationHeadOptions = field(default_factory=SegmentationHeadOptions)  # type: ignore[valid-type]
 
 
 @dataclass
 class ChangeObjective(ObjectiveConfig):
     pairs_per_source: int = 1  # simulated change pairs per source and step
-    head: dict[str, Any] = field(default_factory=dict)  # ChangeHeadConfig fields
+    head: ChangeHeadOptions = field(default_factory=ChangeHeadOptions)  # type: ignore[valid-type]
 
 
 @dataclass
@@ -171,5 +189,7 @@ class TrainConfig:
 
 
 def register() -> None:
-    """Store the schema as `train_schema`, the first entry of train.yaml's defaults."""
+    """Store the schemas as `train_schema` and `learn_schema`, the first entries of train.yaml's and
+    learn.yaml's defaults."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    ConfigStore.instance().store(name="learn_schema", node=LearnConfig)

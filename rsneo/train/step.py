@@ -26,7 +26,7 @@ from torch import Tensor
 
 from rsneo.data.packing import concat_rows, pack_rows, repack
 from rsneo.heads.class_words import draw_class_names
-from rsneo.heads.segmentation import class_prompt_ids, frame_pixels
+from rsneo.heads.features import class_prompt_ids, frame_pixels
 from rsneo.model.inputs import ModelInputs
 from rsneo.model.masks import flash_plan
 from rsneo.model.positions import pack_documents

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from rsneo.atomic import atomic_folder
-from rsneo.data.documents import DocumentBuilder
+from rsneo.data.documents import DocumentBuilder, image_documents
 from rsneo.heads.class_words import UNTAUGHT_PARAPHRASES, class_words, draw_class_names
-from rsneo.heads.segmentation import encode_class_prompts, image_documents, image_features
+from rsneo.heads.features import encode_class_prompts, image_features
 from rsneo.heads.system import load_system, save_system
 from rsneo.heads.vocabulary import Vocabulary, save_vocabulary, vocabulary_for_classes
 from rsneo.model.positions import ImageTokens

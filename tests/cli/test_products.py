@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from pathlib import Path
+from dataclasses import replace
 
 import geopandas as gpd
 import numpy as np
@@ -16,17 +16,7 @@ from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 
 from rsneo.cli import run_app
-from rsneo.io.qgis import QGIS_PYTHON, describe_with_qgis, qgis_available
-
-
-def open_in_qgis(project: Path) -> dict:
-    """What QGIS itself sees in `project`; skips when Debian's python3-qgis is not installed."""
-    if not qgis_available():
-        pytest.skip(
-            f"QGIS's python bindings are not importable from {QGIS_PYTHON} (apt install python3-qgis)"
-        )
-    return describe_with_qgis(project)
-
+from rsneo.predict.requests import AskRequest, SegmentRequest
 
 S2 = ("sen1floods11", "S2", "Spain_7370579_S2Hand.tif")
 S1 = ("sen1floods11", "S1", "Spain_7370579_S1Hand.tif")
@@ -64,8 +54,8 @@ def test_segment_writes_cog_polygons_style_and_project(segmented, shared_data):
 
 
 @pytest.mark.qgis
-def test_segment_project_opens_in_qgis(segmented):
-    seen = open_in_qgis(segmented / "Spain_7370579_S2Hand.qgz")
+def test_segment_project_opens_in_qgis(qgis, segmented):
+    seen = qgis.describe(segmented / "Spain_7370579_S2Hand.qgz")
     assert seen["crs"] == "EPSG:4326"
     assert len(seen["layers"]) == 3 and all(layer["valid"] for layer in seen["layers"]), seen
     palette = next(layer for layer in seen["layers"] if layer["renderer"] == "paletted")
@@ -197,7 +187,10 @@ def test_ask_answers_one_question_over_a_time_series(tiny_model_dir, tiny_system
     assert run_app([*argv, *options]) == 0
     bands = ["B5", "B4", "B3", "B2"]
     question = "Where was forest cleared?"
-    expected = ask(tiny_system, series, question, sensor="landsat5_tm", bands=bands, max_side=128).text
+    expected = ask(
+        tiny_system,
+        AskRequest(rasters=series, question=question, sensor="landsat5_tm", bands=bands, max_side=128),
+    ).text
     assert capsys.readouterr().out == expected + "\n"
 
 
@@ -274,7 +267,7 @@ def test_missing_model_folder(shared_data, tmp_path, capsys):
     assert "expected a model folder with config.json" in stderr(capsys)
 
 
-def test_resumed_segment_run_matches_a_fresh_one(tiny_system, shared_data, tmp_path):
+def test_resumed_segment_run_matches_a_fresh_one(tiny_system, shared_data, tmp_path, stop_after_rows):
     from rsneo.predict.segment import segment_raster
     from rsneo.predict.sliding_window import WindowPlan
 
@@ -285,13 +278,14 @@ def test_resumed_segment_run_matches_a_fresh_one(tiny_system, shared_data, tmp_p
         with rasterio.open(raster, "w", **profile) as dst:
             dst.write(src.read(window=window))
             dst.descriptions = src.descriptions
-    plan = WindowPlan(128, 32, 4)
-    stopped = segment_raster(
-        tiny_system, raster, ["water", "land"], tmp_path / "a", plan=plan, stop_after_rows=2
+    request = SegmentRequest(
+        raster=raster, classes=["water", "land"], out=tmp_path / "a", plan=WindowPlan(128, 32, 4)
     )
-    assert stopped is None and not (tmp_path / "a" / "chip_classes.tif").exists()
-    resumed = segment_raster(tiny_system, raster, ["water", "land"], tmp_path / "a", plan=plan)
-    fresh = segment_raster(tiny_system, raster, ["water", "land"], tmp_path / "b", plan=plan)
+    with stop_after_rows(2):
+        segment_raster(tiny_system, request)
+    assert not (tmp_path / "a" / "chip_classes.tif").exists()
+    resumed = segment_raster(tiny_system, request)
+    fresh = segment_raster(tiny_system, replace(request, out=tmp_path / "b"))
     with rasterio.open(resumed.cog) as a, rasterio.open(fresh.cog) as b:
         np.testing.assert_array_equal(a.read(), b.read())
     assert not any(p.name.startswith(".") for p in (tmp_path / "a").iterdir())

@@ -89,3 +89,23 @@ def test_time_series_documents_keep_every_dates_groups_in_order(tokenizer):
         ("nir",),
     ]
     assert len(doc) == 3 * (2 + 2)  # per date: <img>, two context tokens (one per group), </img>
+
+
+def test_image_documents_give_one_document_per_sample_and_one_block_per_frame_or_scene(tokenizer):
+    """The same token rule as `DocumentBuilder.frame`; `frame` masks each `<img>` block apart, `scene` lets
+    the frames of a sample see each other."""
+    from rsneo.data.documents import frame_ids, image_documents
+
+    tokens = image_token_ids(tokenizer)
+    samples = [[[group(3, 64, 32)], [group(3, 64, 32)]] for _ in range(2)]  # 2 dates of 2 x 1 tokens
+    for policy, second_block in (("frame", 1), ("scene", 0)):
+        inputs = image_documents(samples, tokens, policy=policy)
+        one_date = frame_ids(samples[0][0], tokens)
+        assert one_date == [tokens.start, tokens.context, tokens.context, tokens.end]
+        assert inputs.input_ids.tolist() == [one_date * 2] * 2
+        assert inputs.doc_ids.tolist() == [[0] * 8] * 2
+        context = inputs.input_ids[0] == tokens.context
+        assert inputs.block_ids[0, context].tolist() == [0, 0, second_block, second_block]
+        assert len(inputs.images) == 4
+    built = DocumentBuilder(tokenizer, tokens).frame(samples[0][0]).end(eos=False)
+    assert built.ids == frame_ids(samples[0][0], tokens)

@@ -8,9 +8,10 @@ import rasterio
 import torch
 from PIL import Image
 
+from rsneo.data.documents import image_documents
 from rsneo.data.frames import band_layout
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig
-from rsneo.heads.segmentation import image_documents, image_features
+from rsneo.heads.features import image_features
 
 
 def scene_features(system, layouts, pixels, size):
@@ -56,41 +57,6 @@ def test_change_loss_ignores_unknown_pixels():
     labels = torch.tensor([[[0, 1, -1], [1, 1, -1], [0, 0, -1]]])
     expected = torch.nn.functional.cross_entropy(logits[..., :2], labels[..., :2])
     torch.testing.assert_close(head.loss(logits, labels), expected)
-
-
-def test_combination_without_the_head_is_cva_with_otsu_on_the_blurred_magnitude(shared_data):
-    """head_weight 0, magnitude_weight 1, bias 0: the combined map is the CVA + Otsu baseline computed on the
-    magnitude blurred by a Gaussian of `MAGNITUDE_SIGMA` pixels (scipy's filter as the reference: same
-    standardisation, same cut), in float32 and bf16 (pixels within float rounding of the cut may differ)."""
-    import numpy as np
-    import rasterio
-    from scipy import ndimage
-
-    from rsneo.baselines import change_vector_magnitude, otsu_threshold, standardise_bands
-    from rsneo.heads.change import MAGNITUDE_SIGMA, ChangeHead, ChangeHeadConfig
-    from rsneo.predict.change import SceneMagnitude
-
-    folder = shared_data / "landsat_change_taizhou"
-    with rasterio.open(folder / "2000TM") as first, rasterio.open(folder / "2003TM") as last:
-        scene = SceneMagnitude.measure(first, last)  # 400 px a side: every pixel read
-        before, after = first.read().astype(np.float32), last.read().astype(np.float32)
-    head = ChangeHead(ChangeHeadConfig(hidden_size=8, head_weight=0.0, magnitude_weight=1.0, bias=0.0))
-    assert head.uses_magnitude
-    excess = scene.excess(before[None], after[None])  # (1, 1, H, W)
-    magnitude = change_vector_magnitude(standardise_bands(before), standardise_bands(after))
-    blurred = ndimage.gaussian_filter(magnitude, MAGNITUDE_SIGMA, mode="mirror", truncate=2.0)
-    expected = blurred > otsu_threshold(blurred.ravel())
-    assert 0.05 < expected.mean() < 0.5  # a real split of the scene, not an empty map
-    for dtype in (torch.float32, torch.bfloat16):
-        logits = head.combine(torch.zeros(1, 2, *expected.shape, dtype=dtype), excess)
-        assert logits.dtype == dtype
-        changed = (logits.float().softmax(1)[0, 1] > 0.5).numpy()
-        near_cut = np.abs(excess[0, 0].numpy()) < (1e-5 if dtype == torch.float32 else 1e-2)
-        assert np.array_equal(changed[~near_cut], expected[~near_cut])
-        assert near_cut.mean() < 0.01
-    alone = (head.magnitude_alone(excess).softmax(1)[0, 1] > 0.5).numpy()  # the same map without any head
-    near_cut = np.abs(excess[0, 0].numpy()) < 1e-5
-    assert np.array_equal(alone[~near_cut], expected[~near_cut])
 
 
 def test_blur_keeps_regions_and_damps_isolated_pixels():

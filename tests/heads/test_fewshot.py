@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from rsneo.errors import InputError
+from rsneo.heads.features import encode_class_prompts
 from rsneo.heads.fewshot import LEARNT_WEIGHTS, LearntClasses, class_vectors, load_learnt, save_learnt
-from rsneo.heads.segmentation import encode_class_prompts
 
 
 def test_learnt_classes_round_trip_through_a_model_folder(tmp_path):

@@ -61,7 +61,7 @@ def test_paraphrases_match_their_trained_class(bundled):
 def test_paraphrases_segment_held_out_water_within_0_05_iou_of_water(bundled, shared_data):
     """`rsneo segment --classes "NAME, land"`'s predictor on one window of the held-out half."""
     from rsneo.data.frames import band_layout, model_band_groups
-    from rsneo.predict.segment import SegmentationPredictor
+    from rsneo.predict.maps.segmentation import SegmentationPredictor
 
     base = shared_data / "sen1floods11"
     image = base / "S2" / "Spain_7370579_S2Hand.tif"

@@ -183,9 +183,41 @@ def test_change_marks_untrained_from_to_classes_and_strict_refuses_them(shared_d
     assert run_app(argv) == 2
     assert '"urban area"' in " ".join(capsys.readouterr().err.split()) and not refused.exists()
 
-    from rsneo.predict.change import change_legend
+    from rsneo.predict.change_classes import change_legend
 
     legend = change_legend(["water", "urban area"], ("urban area",))
     labels = [legend.label(i) for i in range(len(legend.names))]
     assert "water → water" in labels and "water → urban area (untrained)" in labels
     assert "none of these → urban area (untrained)" in labels and "water → none of these" in labels
+
+
+def test_segment_says_what_each_name_was_read_as_everywhere_and_strict_refuses_broader(
+    shared_data, tmp_path, capsys
+):
+    """The issue's run: "cropland" is read as the trained class "land". The console, the QML legend, the COG
+    tags and the GeoPackage layer all say so, and --strict refuses it like an untrained name."""
+    import pyogrio
+
+    chip = small_chip(shared_data, tmp_path)
+    argv = ["segment", str(chip), "--classes", "open water, cropland", "--window", "64", "--overlap", "0"]
+    refused = tmp_path / "refused"
+    assert run_app([*argv, "--out", str(refused), "--strict"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert '"cropland" -> read as "land" (broader)' in err and "--strict refuses them" in err
+    assert not refused.exists()
+
+    out = tmp_path / "out"
+    assert run_app([*argv, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert '"cropland" -> read as "land" (broader)' in " ".join(captured.err.split())
+    console = [line.strip() for line in captured.out.splitlines() if line.startswith("  ")]
+    assert console[0].startswith("open water (read as water): ")
+    assert console[1].startswith("cropland (read as land, broader; untrained): ")
+    expected = ["open water (read as water)", "cropland (read as land, broader; untrained)", "none of these"]
+    root = ET.fromstring((out / "chip_classes.qml").read_text().split("\n", 1)[1])
+    assert [e.get("label") for e in root.iter("paletteEntry")] == expected
+    with rasterio.open(out / "chip_classes.tif") as src:
+        assert json.loads(src.tags(1)["class_labels"]) == expected
+        assert json.loads(src.tags(1)["untrained_classes"]) == ["cropland"]
+    info = pyogrio.read_info(out / "chip_classes.gpkg", layer="classes")
+    assert json.loads(info["layer_metadata"]["rsneo_class_labels"]) == expected

@@ -14,25 +14,13 @@ from rasterio.windows import Window
 from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter
 from rsneo.io.qgis import (
     PREDICTION_OPACITY,
-    QGIS_PYTHON,
-    describe_with_qgis,
-    qgis_available,
     qml_document,
     raster_display,
-    render_with_qgis,
     write_qgz,
     write_qml,
 )
 from rsneo.io.vector import write_class_polygons
-
-
-def open_in_qgis(project: Path) -> dict:
-    """What QGIS itself sees in `project`; skips when Debian's python3-qgis is not installed."""
-    if not qgis_available():
-        pytest.skip(
-            f"QGIS's python bindings are not importable from {QGIS_PYTHON} (apt install python3-qgis)"
-        )
-    return describe_with_qgis(project)
+from rsneo.predict.requests import ChangeRequest
 
 
 def make_outputs(shared_data: Path, folder: Path) -> tuple[Path, Path, Path, ClassLegend, rasterio.crs.CRS]:
@@ -100,9 +88,9 @@ def test_qgz_is_a_zip_with_one_qgs_and_relative_output_paths(shared_data, tmp_pa
 
 
 @pytest.mark.qgis
-def test_qgis_opens_the_project_with_valid_styled_layers(shared_data, tmp_path):
+def test_qgis_opens_the_project_with_valid_styled_layers(qgis, shared_data, tmp_path):
     raster, project, legend = make_project(shared_data, tmp_path)
-    seen = open_in_qgis(project)
+    seen = qgis.describe(project)
     assert seen["read"] is True
     assert seen["crs"] == "EPSG:32618"
     assert len(seen["layers"]) == 3
@@ -140,13 +128,13 @@ def test_display_stretch_from_a_block_sample_or_overviews_lies_near_the_full_ras
 
 
 @pytest.mark.qgis
-def test_untrained_labels_reach_qgis_legends(shared_data, tmp_path):
+def test_untrained_labels_reach_qgis_legends(qgis, shared_data, tmp_path):
     raster, cog, gpkg, _, crs = make_outputs(shared_data, tmp_path)
     legend = ClassLegend.from_names(["water", "forest", "built-up"], untrained=("built-up",))
     project = write_qgz(
         tmp_path / "p.qgz", inputs=[raster], class_maps=[(cog, legend)], polygons=[(gpkg, legend)], crs=crs
     )
-    seen = {layer["renderer"]: layer for layer in open_in_qgis(project)["layers"]}
+    seen = {layer["renderer"]: layer for layer in qgis.describe(project)["layers"]}
     assert [c[1] for c in seen["paletted"]["classes"]] == ["water", "forest", "built-up (untrained)"]
     assert [c[1] for c in seen["categorizedSymbol"]["classes"]] == ["water", "forest", "built-up (untrained)"]
 
@@ -169,7 +157,7 @@ def rendered(path: Path) -> np.ndarray:
 @pytest.mark.qgis
 # the PNG is ungeoreferenced on purpose: rasterio says so when the test opens it
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-def test_outputs_of_an_ungeoreferenced_png_land_exactly_on_it_in_qgis(shared_data, tmp_path):
+def test_outputs_of_an_ungeoreferenced_png_land_exactly_on_it_in_qgis(qgis, shared_data, tmp_path):
     """QGIS shows a PNG without georeference at x 0..width, y 0..-height: the outputs must sit there."""
     png = sorted((shared_data / "levir_cd" / "A").glob("*.png"))[0]
     with rasterio.open(png) as src:
@@ -191,13 +179,13 @@ def test_outputs_of_an_ungeoreferenced_png_land_exactly_on_it_in_qgis(shared_dat
         tmp_path / "project.qgz", inputs=[png], class_maps=[(cog, legend)],
         polygons=[(tmp_path / "pred.gpkg", legend)], crs=None,
     )  # fmt: skip
-    seen = open_in_qgis(project)
+    seen = qgis.describe(project)
     assert all(layer["valid"] for layer in seen["layers"]), seen
     for layer in seen["layers"]:  # exact placement: pixel units, integral edges
         assert layer["extent"] == pytest.approx([0, -height, width, 0], abs=1e-6), layer
 
     # the class map alone, drawn over white in the PNG's own frame: each quadrant its colour, at the opacity
-    classes_only = render_with_qgis(
+    classes_only = qgis.render(
         project, tmp_path / "classes.png", layers=["pred"], extent_of=png.name, size=width
     )
     assert classes_only["saved"] and classes_only["extent"] == pytest.approx([0, -height, width, 0])
@@ -211,8 +199,8 @@ def test_outputs_of_an_ungeoreferenced_png_land_exactly_on_it_in_qgis(shared_dat
         np.testing.assert_allclose(drawn[row, col], expected, atol=3, err_msg=f"class {value} misplaced")
 
     # the whole project: the imagery shows through the predictions (blend of class colour and the image)
-    render_with_qgis(project, tmp_path / "input.png", layers=[png.name], extent_of=png.name, size=width)
-    render_with_qgis(project, tmp_path / "all.png", extent_of=png.name, size=width)
+    qgis.render(project, tmp_path / "input.png", layers=[png.name], extent_of=png.name, size=width)
+    qgis.render(project, tmp_path / "all.png", extent_of=png.name, size=width)
     image, both = rendered(tmp_path / "input.png"), rendered(tmp_path / "all.png")
     for value, (row, col) in centres.items():
         under = (1 - PREDICTION_OPACITY) * image[row, col]
@@ -222,7 +210,7 @@ def test_outputs_of_an_ungeoreferenced_png_land_exactly_on_it_in_qgis(shared_dat
 
 
 @pytest.mark.qgis
-def test_change_outputs_of_a_png_pair_sit_on_the_images_in_qgis(tiny_system, shared_data, tmp_path):
+def test_change_outputs_of_a_png_pair_sit_on_the_images_in_qgis(qgis, tiny_system, shared_data, tmp_path):
     """End to end: `rsneo change` on a LEVIR-CD PNG pair; QGIS draws the change map where its pixels are."""
     import warnings
 
@@ -231,14 +219,14 @@ def test_change_outputs_of_a_png_pair_sit_on_the_images_in_qgis(tiny_system, sha
     pair = [shared_data / "levir_cd" / d / "test_7_0256_0512.png" for d in ("A", "B")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = detect_change(tiny_system, pair, tmp_path / "out")
-    seen = open_in_qgis(out.qgz)
+        out = detect_change(tiny_system, ChangeRequest(rasters=pair, out=tmp_path / "out"))
+    seen = qgis.describe(out.qgz)
     assert len(seen["layers"]) == 4 and all(layer["valid"] for layer in seen["layers"]), seen
     rasters = [layer for layer in seen["layers"] if layer["renderer"] != "categorizedSymbol"]
     for layer in rasters:  # the polygons' extent is that of the changed pixels only
         assert layer["extent"] == pytest.approx([0, -256, 256, 0], abs=1e-6), layer
     png = tmp_path / "change.png"
-    info = render_with_qgis(out.qgz, png, layers=["change"], extent_of=pair[0].name, size=256)
+    info = qgis.render(out.qgz, png, layers=["change"], extent_of=pair[0].name, size=256)
     assert info["extent"] == pytest.approx([0, -256, 256, 0], abs=1e-6)
     with rasterio.open(out.cog) as src:
         changed = src.read(1) == 1  # (256, 256), row 0 at the top

@@ -15,6 +15,8 @@ from rsneo.io.report import change_summary
 from rsneo.io.vector import class_areas
 from rsneo.predict.answers import parse_question
 from rsneo.predict.ask import ask
+from rsneo.predict.buildings import map_new_buildings
+from rsneo.predict.requests import AskRequest, BuildingsRequest, ChangeRequest, SegmentRequest
 
 S2 = ("sen1floods11", "S2", "Spain_7370579_S2Hand.tif")
 
@@ -82,11 +84,13 @@ def test_questions_are_read_as_their_kind_and_class(question, kind, target):
 def test_a_share_answer_is_the_share_of_the_segment_map(bundled, chip, tmp_path):
     from rsneo.predict.segment import segment_raster
 
-    answer = ask(bundled, [chip], "How much of this image is water?")
+    answer = ask(bundled, AskRequest(rasters=[chip], question="How much of this image is water?"))
     assert answer.kind == "share" and not answer.abstained
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = segment_raster(bundled, chip, ["water", "land"], tmp_path, confidence=False)
+        out = segment_raster(
+            bundled, SegmentRequest(raster=chip, classes=["water", "land"], out=tmp_path, confidence=False)
+        )
     areas = class_areas(out.cog)
     reference = 100 * areas["water"] / areas[""]
     assert 5 < reference < 95  # the chip holds both classes, so agreement is not trivial
@@ -96,11 +100,13 @@ def test_a_share_answer_is_the_share_of_the_segment_map(bundled, chip, tmp_path)
 
 
 def test_a_paraphrase_with_the_trained_head_noun_is_read_as_it(bundled, chip):
-    a = ask(bundled, [chip], "How much of this image is water?")
-    b = ask(bundled, [chip], "What fraction of this image is open water?")
+    a = ask(bundled, AskRequest(rasters=[chip], question="How much of this image is water?"))
+    b = ask(bundled, AskRequest(rasters=[chip], question="What fraction of this image is open water?"))
     assert b.value == pytest.approx(a.value, abs=1e-6)
     assert '"open water" read as the trained class "water"' in b.text
-    c = ask(bundled, [chip], "How much of this image is river and lakes?")  # never taught: generalised
+    c = ask(
+        bundled, AskRequest(rasters=[chip], question="How much of this image is river and lakes?")
+    )  # never taught: generalised
     assert c.value == pytest.approx(a.value, abs=5.0) and not c.abstained
     assert '"river and lakes" read as the trained class "water"' in c.text
 
@@ -108,8 +114,8 @@ def test_a_paraphrase_with_the_trained_head_noun_is_read_as_it(bundled, chip):
 def test_a_narrower_name_is_answered_as_its_broader_class_and_says_so(bundled, chip):
     """ "cropland" is read as "land": the figure is all land, and the sentence says the model cannot tell
     cropland from the rest of it, instead of passing the land share off as cropland."""
-    land = ask(bundled, [chip], "How much of this image is land?")
-    crop = ask(bundled, [chip], "How much of this image is cropland?")
+    land = ask(bundled, AskRequest(rasters=[chip], question="How much of this image is land?"))
+    crop = ask(bundled, AskRequest(rasters=[chip], question="How much of this image is cropland?"))
     assert not crop.abstained and crop.value == pytest.approx(land.value, abs=1e-6)
     said = '"cropland" read as the broader trained class "land": the model cannot tell cropland from the rest'
     assert f"{said} of land" in crop.text
@@ -126,7 +132,7 @@ def test_a_narrower_name_is_answered_as_its_broader_class_and_says_so(bundled, c
     ],
 )
 def test_questions_it_cannot_answer_say_so(bundled, chip, question, says):
-    answer = ask(bundled, [chip], question)
+    answer = ask(bundled, AskRequest(rasters=[chip], question=question))
     assert answer.abstained and says in answer.text
     assert "%" not in answer.text  # no made-up figure
 
@@ -136,10 +142,10 @@ def test_a_change_answer_is_the_changed_share_of_the_change_map(tiny_system, sha
 
     pair = [shared_data / "levir_cd" / d / "test_7_0256_0512.png" for d in ("A", "B")]
     with pytest.warns(PixelUnitsWarning, match="no georeference"):  # LEVIR crops are plain PNGs
-        answer = ask(tiny_system, pair, "How much of this image changed?")
+        answer = ask(tiny_system, AskRequest(rasters=pair, question="How much of this image changed?"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = detect_change(tiny_system, pair, tmp_path)
+        out = detect_change(tiny_system, ChangeRequest(rasters=pair, out=tmp_path))
     reference = 100 * out.changed_area / out.compared_area
     assert answer.kind == "change" and answer.value == pytest.approx(reference, abs=1e-6)
     # and the report's summary speaks about that change, with the same number
@@ -152,16 +158,19 @@ def test_a_new_buildings_answer_is_the_share_of_the_building_map(tiny_system, sh
     """ "Are there new buildings?" over a LEVIR-CD pair: the share of `rsneo change --of buildings`'s map of
     the same dates (same predictor, full resolution); without the pixel size, or on 30 m Landsat, it says why
     it cannot, with no figure."""
-    from rsneo.predict.change import detect_change
 
     pair = [shared_data / "levir_cd" / d / "train_36_0512_0512.png" for d in ("A", "B")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        answer = ask(tiny_system, pair, "Are there new buildings?", pixel_size=0.5)
-        out = detect_change(tiny_system, pair, tmp_path, of="buildings", pixel_size=0.5)
-        unknown = ask(tiny_system, pair, "Were new buildings built between the dates?")
+        answer = ask(
+            tiny_system, AskRequest(rasters=pair, question="Are there new buildings?", pixel_size=0.5)
+        )
+        out = map_new_buildings(tiny_system, BuildingsRequest(rasters=pair, out=tmp_path, pixel_size=0.5))
+        unknown = ask(
+            tiny_system, AskRequest(rasters=pair, question="Were new buildings built between the dates?")
+        )
         taizhou = [shared_data / "landsat_change_taizhou" / n for n in ("2000TM", "2003TM")]
-        coarse = ask(tiny_system, taizhou, "Are there new buildings?")
+        coarse = ask(tiny_system, AskRequest(rasters=taizhou, question="Are there new buildings?"))
     reference = 100 * out.changed_area / out.compared_area
     assert answer.kind == "change" and not answer.abstained
     assert answer.value == pytest.approx(reference, abs=1e-6) and 5 < reference < 50
@@ -180,9 +189,13 @@ def test_the_bundled_models_change_answer_is_its_change_maps_share(bundled, shar
     from rsneo.errors import OutsideTrainingWarning
 
     with pytest.warns(PixelUnitsWarning), pytest.warns(OutsideTrainingWarning, match="change head"):
-        out = detect_change(bundled, pair, tmp_path)  # an RGB photo pair: outside the head's training data
-        answer = ask(bundled, pair, "How much of this image changed?")
-        reduced = ask(bundled, pair, "How much of this image changed?", max_side=128)  # on overviews
+        out = detect_change(
+            bundled, ChangeRequest(rasters=pair, out=tmp_path)
+        )  # an RGB photo pair: outside the head's training data
+        answer = ask(bundled, AskRequest(rasters=pair, question="How much of this image changed?"))
+        reduced = ask(
+            bundled, AskRequest(rasters=pair, question="How much of this image changed?", max_side=128)
+        )  # on overviews
     assert "Caveat: " in answer.text and "the change head was trained on" in answer.text
     reference = 100 * out.changed_area / out.compared_area
     assert 1.0 < reference < 99.0  # a map with both classes in it
@@ -202,11 +215,13 @@ def test_change_summary_names_the_largest_real_transition():
 
 
 def test_a_raster_larger_than_max_side_is_answered_from_an_overview_within_5_points(bundled, chip):
-    full = ask(bundled, [chip], "How much of this image is water?")
-    reduced = ask(bundled, [chip], "How much of this image is water?", max_side=64)  # 2x coarser pixels
+    full = ask(bundled, AskRequest(rasters=[chip], question="How much of this image is water?"))
+    reduced = ask(
+        bundled, AskRequest(rasters=[chip], question="How much of this image is water?", max_side=64)
+    )  # 2x coarser pixels
     assert reduced.value != pytest.approx(full.value, abs=1e-9)  # really another map
     assert abs(reduced.value - full.value) <= 5.0
-    area = ask(bundled, [chip], "How large is the water area?", max_side=64)
+    area = ask(bundled, AskRequest(rasters=[chip], question="How large is the water area?", max_side=64))
     assert area.kind == "area" and area.value == pytest.approx(reduced.value, abs=1e-9)
 
 
@@ -223,12 +238,14 @@ def test_answers_agree_in_bf16(bundled, chip):
         model=RSNeoForCausalLM.from_pretrained(BUNDLED_MODEL, dtype=torch.bfloat16),
         segmentation=copy.deepcopy(bundled.segmentation).to(torch.bfloat16),
     )
-    full = ask(bundled, [chip], "How much of this image is water?")
-    low = ask(half, [chip], "How much of this image is water?")
+    full = ask(bundled, AskRequest(rasters=[chip], question="How much of this image is water?"))
+    low = ask(half, AskRequest(rasters=[chip], question="How much of this image is water?"))
     # bf16 moves a few pixels across the class boundary; the answer stays within the 5-point agreement
     assert abs(low.value - full.value) <= 5.0
-    assert ask(half, [chip], "How much of this image is banana?").abstained
-    lake = ask(half, [chip], "How much of this image is lake?")  # read as the broader water in bf16 too
+    assert ask(half, AskRequest(rasters=[chip], question="How much of this image is banana?")).abstained
+    lake = ask(
+        half, AskRequest(rasters=[chip], question="How much of this image is lake?")
+    )  # read as the broader water in bf16 too
     assert not lake.abstained and abs(lake.value - full.value) <= 5.0
     assert '"lake" read as the broader trained class "water"' in lake.text
 
@@ -258,7 +275,7 @@ def test_a_figure_from_an_rgb_photo_carries_the_caveat_and_keeps_its_value(bundl
 
     photo = shared_data / "levir_cd" / "B" / "test_7_0256_0512.png"
     with pytest.warns(OutsideTrainingWarning, match="segmentation head"):
-        answer = ask(bundled, [photo], "How much of this image is water?")
+        answer = ask(bundled, AskRequest(rasters=[photo], question="How much of this image is water?"))
     assert answer.value is not None and 0.0 <= answer.value <= 100.0
     assert not answer.abstained
     assert answer.text.startswith(f"About {answer.value:.0f}% of this image is water.")
@@ -273,5 +290,5 @@ def test_a_figure_from_the_training_imagery_carries_no_caveat(bundled, chip):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", OutsideTrainingWarning)
-        answer = ask(bundled, [chip], "How much of this image is water?")
+        answer = ask(bundled, AskRequest(rasters=[chip], question="How much of this image is water?"))
     assert "Caveat" not in answer.text and answer.value is not None

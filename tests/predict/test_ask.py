@@ -11,6 +11,7 @@ from rasterio.windows import Window
 
 from rsneo.errors import InputError
 from rsneo.predict.ask import ask
+from rsneo.predict.requests import AskRequest
 
 NAIP = "timeseries/naip_m4709963"
 DATES = ("20090818", "20100629")
@@ -34,20 +35,22 @@ def naip_pair(shared_data, tmp_path_factory) -> list[Path]:
 
 
 def test_a_change_question_over_one_date_abstains_without_a_figure(tiny_system, naip_pair):
-    answer = ask(tiny_system, naip_pair[:1], "What changed between these images?")
+    answer = ask(
+        tiny_system, AskRequest(rasters=naip_pair[:1], question="What changed between these images?")
+    )
     assert answer.kind == "change" and answer.abstained and answer.value is None
     assert "needs two or more images of the same place" in answer.text and "%" not in answer.text
 
 
 def test_a_change_question_over_two_dates_names_the_dates_read_from_the_rasters(tiny_system, naip_pair):
-    answer = ask(tiny_system, naip_pair, "Has anything changed?", max_side=128)
+    answer = ask(tiny_system, AskRequest(rasters=naip_pair, question="Has anything changed?", max_side=128))
     assert answer.kind == "change" and not answer.abstained
     assert 0.0 <= answer.value <= 100.0
     assert answer.text.endswith("changed between 2009-08-18 and 2010-06-29.")
 
 
 def test_unsupported_questions_abstain(tiny_system, naip_pair):
-    answer = ask(tiny_system, naip_pair[:1], "How many buildings are there?")
+    answer = ask(tiny_system, AskRequest(rasters=naip_pair[:1], question="How many buildings are there?"))
     assert answer.abstained and answer.kind == "unsupported"
     assert answer.text.startswith("The model was not trained to answer this kind of question.")
 
@@ -62,4 +65,4 @@ def test_unsupported_questions_abstain(tiny_system, naip_pair):
 )
 def test_bad_input_is_refused_before_any_work(tiny_system, rasters, question, message):
     with pytest.raises(InputError, match=message):
-        ask(tiny_system, [Path(r) for r in rasters], question)
+        ask(tiny_system, AskRequest(rasters=[Path(r) for r in rasters], question=question))

@@ -1,5 +1,5 @@
-"""`rsneo change --of buildings`: the morphological building index, its cuts, and the whole command on real
-LEVIR-CD building-change pairs (test data: nothing is fit on them; the cuts are Otsu's on each pair)."""
+"""`rsneo change --of buildings`: the whole command on real LEVIR-CD building-change pairs (test data:
+nothing is fit on them; the cuts are Otsu's on each pair)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import rasterio
 
 from rsneo.baselines import binary_scores, cva_otsu
 from rsneo.errors import InputError
-from rsneo.predict.buildings import BUILDING_NAMES, building_index
+from rsneo.predict.buildings import map_new_buildings
+from rsneo.predict.maps.buildings import BUILDING_NAMES
+from rsneo.predict.requests import BuildingsRequest
 
 
 def _read(path):
@@ -20,33 +22,6 @@ def _read(path):
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(path) as src:
             return src.read()
-
-
-def test_index_scores_a_roof_above_a_road_and_a_field():
-    """At 0.5 m: a 15 m square roof is bright at roof scale in every direction; a 5 m wide road only across
-    itself (3 of 4 directions); a 100 m field in none. The same scene at 1 m gives the same order."""
-    image = np.full((240, 240), 50.0)
-    image[20:50, 20:50] = 200.0  # roof, 30 px = 15 m
-    image[120:130, :] = 200.0  # road, 10 px = 5 m wide, the whole width long
-    image[150:, 30:230] = 120.0  # field, 100 m
-    valid = np.ones_like(image, bool)
-    for pixel_size, step in ((0.5, 1), (1.0, 2)):
-        index = building_index(image[::step, ::step], valid[::step, ::step], pixel_size)
-        roof = index[35 // step, 35 // step]
-        road, field = index[125 // step, 120 // step], index[200 // step, 130 // step]
-        assert roof > 1.2 * road > 0  # the road scores in 3 directions of 4
-        assert field < 0.05 * roof
-        assert index[100 // step, 200 // step] < 0.05 * roof  # plain background
-
-
-def test_index_does_not_invent_roofs_at_a_nodata_edge():
-    """Invalid pixels take their nearest valid value, so a dark nodata collar does not make the valid border
-    look like a bright roof-sized strip."""
-    image = np.full((120, 120), 150.0)
-    valid = np.ones_like(image, bool)
-    image[:, :10], valid[:, :10] = 0.0, False
-    index = building_index(image, valid, 0.5)
-    assert np.abs(index[:, 10:]).max() < 1e-6
 
 
 def _levir(shared_data, name):
@@ -60,12 +35,11 @@ def test_new_buildings_beat_cva_and_the_all_changed_map(shared_data, tiny_system
     roofs are labelled), the new-building map's F1 beats CVA + Otsu and marking everything changed (bundled
     model: 0.411 / 0.464 against at most 0.327 / 0.297, benchmarks/change.py); the tiny model is enough since
     the mode does not use it. The report speaks of new buildings, the legend names them."""
-    from rsneo.predict.change import detect_change
 
     rasters, truth = _levir(shared_data, name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = detect_change(tiny_system, rasters, tmp_path, of="buildings", pixel_size=0.5)
+        out = map_new_buildings(tiny_system, BuildingsRequest(rasters=rasters, out=tmp_path, pixel_size=0.5))
     predicted = _read(out.cog)[0] == 1
     scores = binary_scores(predicted, truth, ~truth)
     before, after = _read(rasters[0]), _read(rasters[1])
@@ -85,25 +59,44 @@ def test_new_buildings_beat_cva_and_the_all_changed_map(shared_data, tiny_system
 
 def test_building_mode_refuses_what_it_cannot_measure(shared_data, tiny_system, tmp_path):
     """Clear errors: no pixel size for a PNG pair, pixels too coarse (NAIP here is about 5 m), radar (no
-    red, green, blue), another kind of change, from-to classes on top."""
-    from rsneo.predict.change import detect_change
+    red, green, blue)."""
 
     rasters, _ = _levir(shared_data, "test_7_0256_0512.png")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(InputError, match=r"no georeference.*--pixel-size METRES"):
-            detect_change(tiny_system, rasters, tmp_path / "a", of="buildings")
+            map_new_buildings(tiny_system, BuildingsRequest(rasters=rasters, out=tmp_path / "a"))
         naip = sorted((shared_data / "timeseries" / "naip_m4709963").glob("*.tif"))[:2]
         with pytest.raises(InputError, match=r"pixels of 5(\.\d+)? m are too coarse"):
-            detect_change(tiny_system, naip, tmp_path / "b", of="buildings")
+            map_new_buildings(tiny_system, BuildingsRequest(rasters=naip, out=tmp_path / "b"))
         radar = shared_data / "sen1floods11" / "S1" / "Spain_7370579_S1Hand.tif"
         with pytest.raises(InputError, match=r"S1Hand.tif: --of buildings needs red, green and blue bands"):
-            detect_change(tiny_system, [radar, radar], tmp_path / "c", of="buildings", pixel_size=0.5)
-        with pytest.raises(InputError, match=r"--of: expected buildings"):
-            detect_change(tiny_system, rasters, tmp_path / "d", of="trees", pixel_size=0.5)
-        with pytest.raises(InputError, match=r"cannot be combined with --classes"):
-            detect_change(tiny_system, rasters, tmp_path / "e", of="buildings", class_names=["water"])
-    assert not [path for d in "abcde" for path in (tmp_path / d).glob("change*")]  # nothing half-written
+            map_new_buildings(
+                tiny_system, BuildingsRequest(rasters=[radar, radar], out=tmp_path / "c", pixel_size=0.5)
+            )
+    assert not [path for d in "abc" for path in (tmp_path / d).glob("change*")]  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--of", "roads", "--pixel-size", "0.5"], "--of: expected buildings (the one kind of change"),
+        (
+            ["--of", "buildings", "--classes", "water"],
+            "--of buildings maps new buildings; it cannot be combined",
+        ),
+    ],
+)
+def test_the_command_refuses_another_kind_of_change_and_from_to_classes(
+    shared_data, tiny_model_dir, tmp_path, capsys, options, message
+):
+    from rsneo.cli.app import run_app
+
+    rasters, _ = _levir(shared_data, "test_7_0256_0512.png")
+    argv = ["change", *map(str, rasters), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir)]
+    assert run_app([*argv, *options]) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_large_georeferenced_pair_is_cut_on_sampled_windows_and_mapped_window_by_window(
@@ -113,8 +106,6 @@ def test_a_large_georeferenced_pair_is_cut_on_sampled_windows_and_mapped_window_
     from 16 native-resolution sample windows, the map from overlapping windows; its F1 against the mirrored
     reference stays within 0.05 of the single crop's, and the areas are in hectares."""
     from rasterio.transform import from_origin
-
-    from rsneo.predict.change import detect_change
 
     rasters, truth = _levir(shared_data, "train_36_0512_0512.png")
 
@@ -135,8 +126,12 @@ def test_a_large_georeferenced_pair_is_cut_on_sampled_windows_and_mapped_window_
         paths.append(out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        small = detect_change(tiny_system, rasters, tmp_path / "small", of="buildings", pixel_size=0.5)
-        large = detect_change(tiny_system, paths, tmp_path / "large", of="buildings", sensor="rgb")
+        small = map_new_buildings(
+            tiny_system, BuildingsRequest(rasters=rasters, out=tmp_path / "small", pixel_size=0.5)
+        )
+        large = map_new_buildings(
+            tiny_system, BuildingsRequest(rasters=paths, out=tmp_path / "large", sensor="rgb")
+        )
     big_truth = mirrored(truth)
     f1_small = binary_scores(_read(small.cog)[0] == 1, truth, ~truth)["f1"]
     f1_large = binary_scores(_read(large.cog)[0] == 1, big_truth, ~big_truth)["f1"]

@@ -1,64 +1,18 @@
-"""Change pipeline pieces: Otsu's threshold and the from-to decoding of blended channels; input outside the
-change head's training imagery warned about, noted in the report, refused under strict."""
+"""`rsneo change`: input outside the change head's training imagery warned about, noted in the report,
+refused under strict; the head's vote left out there, and the same map measured by `ask`."""
 
 from __future__ import annotations
 
 import html
 import warnings
 
-import numpy as np
 import pytest
 
 from rsneo.errors import InputError, OutsideTrainingWarning
 from rsneo.io.read import PixelUnitsWarning
-from rsneo.predict.change import change_legend, detect_change, from_to_classifier, otsu_threshold
-
-
-def test_otsu_threshold_splits_two_groups():
-    values = np.concatenate([np.linspace(0.0, 0.1, 900), np.linspace(0.5, 0.7, 100)])
-    threshold = otsu_threshold(values)
-    assert 0.1 <= threshold <= 0.5
-
-
-def test_from_to_classes_code_before_and_after():
-    legend = change_legend(["water", "built-up"])  # + "none of these": 3 classes, 9 pairs
-    assert legend.names[0] == "no change" and len(legend.names) == 10
-    # channels: P(no change), P(change), before (3), after (3); pixel 0 water -> built-up, pixel 1 unchanged
-    probs = np.zeros((8, 1, 2), np.float32)
-    probs[:, 0, 0] = [0.2, 0.8, 0.9, 0.05, 0.05, 0.1, 0.85, 0.05]
-    probs[:, 0, 1] = [0.7, 0.3, 0.9, 0.05, 0.05, 0.9, 0.05, 0.05]
-    classes, confidence = from_to_classifier(3)(probs)
-    assert legend.names[classes[0, 0]] == "water → built-up" and classes[0, 1] == 0
-    np.testing.assert_allclose(confidence[0], [0.8, 0.7])
-    binary, _ = from_to_classifier(None)(probs[:2])
-    assert binary.tolist() == [[1, 0]]
-
-
-def test_from_to_table_keeps_within_class_change_apart(tmp_path):
-    import csv
-
-    from rsneo.predict.change import _write_table
-
-    rows = [
-        ("vegetation → vegetation", 4181.0),
-        ("water → built-up", 300.0),
-        ("vegetation → built-up", 1071.0),
-    ]
-    path = tmp_path / "table.csv"
-    _write_table(path, rows, compared=10_000.0, unit="ha")
-    with path.open() as f:
-        table = list(csv.DictReader(f))
-    # class transitions first (largest first), the score-only change of one class after them, marked as such
-    assert [(r["from"], r["to"], r["kind"]) for r in table] == [
-        ("vegetation", "built-up", "between classes"),
-        ("water", "built-up", "between classes"),
-        ("vegetation", "vegetation", "within class"),
-    ]
-    assert float(table[2]["area_ha"]) == 4181.0
-    _write_table(path, [("change", 12.0)], compared=100.0, unit="px")  # no classes asked: one plain row
-    with path.open() as f:
-        assert [(r["kind"], r["area_px"]) for r in csv.DictReader(f)] == [("change", "12")]
-
+from rsneo.predict.buildings import map_new_buildings
+from rsneo.predict.change import detect_change
+from rsneo.predict.requests import AskRequest, BuildingsRequest, ChangeRequest
 
 # ---- input outside the imagery the change head was trained on (rsneo.heads.domain) -------------------------
 
@@ -77,7 +31,7 @@ def _levir(shared_data, name: str = "test_7_0256_0512.png") -> list:
 def test_an_rgb_pair_is_warned_about_and_noted_in_the_report(bundled, shared_data, tmp_path):
     pair = _levir(shared_data)
     with pytest.warns(PixelUnitsWarning), pytest.warns(OutsideTrainingWarning) as caught:
-        out = detect_change(bundled, pair, tmp_path)
+        out = detect_change(bundled, ChangeRequest(rasters=pair, out=tmp_path))
     expected = (
         f"{pair[0]}, {pair[1]}: rgb imagery at an unknown pixel size; the change head was trained on "
         "sentinel2_l1c, sentinel2_l2a, landsat5_tm, naip at 5-90 m: its vote is left out, the map is the "
@@ -92,7 +46,7 @@ def test_an_rgb_pair_is_warned_about_and_noted_in_the_report(bundled, shared_dat
 def test_strict_refuses_an_rgb_pair_and_writes_nothing(bundled, shared_data, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(InputError, match="--strict refuses input outside"):
-        detect_change(bundled, _levir(shared_data), out, strict=True)
+        detect_change(bundled, ChangeRequest(rasters=_levir(shared_data), out=out, strict=True))
     assert not out.exists()
 
 
@@ -101,7 +55,7 @@ def test_new_buildings_do_not_use_the_model_and_are_not_warned_about(bundled, sh
         warnings.simplefilter("ignore", PixelUnitsWarning)  # the PNG pair has no georeference, as said above
         warnings.simplefilter("error", OutsideTrainingWarning)
         pair = _levir(shared_data)
-        out = detect_change(bundled, pair, tmp_path, of="buildings", pixel_size=0.5, strict=True)
+        out = map_new_buildings(bundled, BuildingsRequest(rasters=pair, out=tmp_path, pixel_size=0.5))
     assert out.notes == ()
 
 
@@ -123,7 +77,7 @@ def test_outside_its_imagery_the_head_does_not_vote(bundled, shared_data, tmp_pa
 
     pair = [shared_data / "landsat_change_taizhou" / name for name in ("2000TM", "2003TM")]
     with pytest.warns(OutsideTrainingWarning, match="landsat7_etm imagery at 30 m"):
-        out = detect_change(bundled, pair, tmp_path / "outside")
+        out = detect_change(bundled, ChangeRequest(rasters=pair, out=tmp_path / "outside"))
     with rasterio.open(pair[0]) as a, rasterio.open(pair[1]) as b:
         magnitude = change_vector_magnitude(standardise_bands(a.read()), standardise_bands(b.read()))
     blurred = ndimage.gaussian_filter(magnitude, MAGNITUDE_SIGMA, mode="mirror", truncate=2.0)
@@ -135,7 +89,7 @@ def test_outside_its_imagery_the_head_does_not_vote(bundled, shared_data, tmp_pa
     assert (changed != expected).mean() < 1e-3 and 0.05 < expected.mean() < 0.5
     assert "so its vote is left out" in html.unescape(out.report.read_text())
     with pytest.warns(OutsideTrainingWarning):
-        answer = ask(bundled, pair, "How much of the area changed?")
+        answer = ask(bundled, AskRequest(rasters=pair, question="How much of the area changed?"))
     assert answer.value == pytest.approx(100 * out.changed_area / out.compared_area, abs=1e-6)
 
     folder = tmp_path / "model"
@@ -146,7 +100,7 @@ def test_outside_its_imagery_the_head_does_not_vote(bundled, shared_data, tmp_pa
     widened = load_system(folder)
     with warnings.catch_warnings():
         warnings.simplefilter("error", OutsideTrainingWarning)  # inside now: nothing to warn about
-        voted = detect_change(widened, pair, tmp_path / "inside")
+        voted = detect_change(widened, ChangeRequest(rasters=pair, out=tmp_path / "inside"))
     with rasterio.open(voted.cog) as src:
         assert (src.read(1) == 1).mean() > changed.mean() + 0.01  # the head's vote adds change here
     assert "combines the change head's vote" in html.unescape(voted.report.read_text())

@@ -3,7 +3,7 @@ the same `ModelInputs` (normalisation, band groups, padding, dates and token siz
 
 Training: `read_scene` -> `scene_frames` (and `fold_groups` for folded band groups, as the data module does)
 -> `DocumentBuilder` -> `collate_rows`. Prediction: `band_layout` -> `aligned_datasets` ->
-`RasterWindows.read` -> `window_inputs`, what `rsneo segment`, `change` and `ask` call.
+`RasterWindows.read` -> `window_documents`, what `rsneo segment`, `change` and `ask` call.
 
 The windows hold no pixel that is nodata in some bands only: prediction masks whole pixels (GDAL's dataset
 mask: valid where any band is, and on every date of a pair), training masks single values (NaN per band), so
@@ -20,15 +20,14 @@ import pytest
 import torch
 from rasterio.windows import Window
 
-from rsneo.data.documents import DocumentBuilder
+from rsneo.data.documents import DocumentBuilder, window_documents
 from rsneo.data.frames import band_layout, fold_groups, scene_frames
 from rsneo.data.packing import collate_rows
 from rsneo.io.scene import read_scene
 from rsneo.io.windows import RasterWindows, aligned_datasets, overview_size
 from rsneo.model.config import RSNeoConfig
 from rsneo.model.inputs import ImageTokens, ModelInputs
-from rsneo.predict.change import layout_bands
-from rsneo.predict.segment import window_inputs
+from rsneo.predict.inputs import layout_bands
 
 RGB = "rasters/RGB.byte.tif"
 S2HAND = "sen1floods11/S2/Spain_7370579_S2Hand.tif"
@@ -61,7 +60,7 @@ def prediction_inputs(
     with aligned_datasets(paths, *layout_bands(layouts)) as (datasets, *_):
         row, col, size = int(window.row_off), int(window.col_off), int(window.width)
         pixels, valid = RasterWindows(datasets).read(row, col, size)
-    return window_inputs(layouts, pixels[None], valid[None], cfg, policy), layouts
+    return window_documents(layouts, pixels[None], valid[None], cfg, policy), layouts
 
 
 def assert_same_inputs(got: ModelInputs, expected: ModelInputs) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,10 @@ from rsneo.cli.app import run_app
 from rsneo.errors import InputError
 from rsneo.io.cog import ClassLegend
 from rsneo.io.runstate import LOCK_NAME, ResumeNotice, fingerprint
-from rsneo.predict.sliding_window import (
-    RasterWindows,
-    WindowPlan,
-    confidence_path,
-    predict_raster,
-    run_signature,
-)
+from rsneo.io.windows import RasterWindows
+from rsneo.predict.requests import SegmentRequest
+from rsneo.predict.resume import confidence_path, run_signature
+from rsneo.predict.sliding_window import MapSpec, WindowPlan, predict_raster
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = WindowPlan(128, 32, 3)  # 791 x 718 pixels: 8 window rows of 3 batches
@@ -42,7 +40,7 @@ def brightness(pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def run(raster: Path, out: Path, signature: str = "test", **kwargs) -> Path | None:
     with rasterio.open(raster) as src:
         return predict_raster(
-            RasterWindows([src]), brightness, out, legend=ClassLegend.from_names(["bright", "dark"]),
+            RasterWindows([src]), MapSpec(brightness, ClassLegend.from_names(["bright", "dark"])), out,
             crs=src.crs, transform=src.transform, plan=PLAN, signature=signature, **kwargs,
         )  # fmt: skip
 
@@ -109,8 +107,9 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_damaged_state_is_discarded_with_one_notice(rgb, reference, tmp_path, damage):
-    assert run(rgb, tmp_path / "a.tif", stop_after_rows=2) is None
+def test_damaged_state_is_discarded_with_one_notice(rgb, reference, tmp_path, damage, stop_after_rows):
+    with stop_after_rows(2):
+        run(rgb, tmp_path / "a.tif")
     name, spoil = DAMAGE[damage]
     spoil(tmp_path / name)
     with pytest.warns(ResumeNotice) as notices:
@@ -120,19 +119,12 @@ def test_damaged_state_is_discarded_with_one_notice(rgb, reference, tmp_path, da
     assert_finished_like(reference, out)
 
 
-def test_state_of_an_input_rewritten_since_is_not_resumed(rgb, reference, tmp_path):
+def test_state_of_an_input_rewritten_since_is_not_resumed(rgb, reference, tmp_path, stop_after_rows):
     """The commands sign their state with the input's fingerprint: a rewritten input starts over."""
     raster = tmp_path / "in.tif"
     raster.write_bytes(rgb.read_bytes())
-    assert (
-        run(
-            raster,
-            tmp_path / "a.tif",
-            signature=run_signature(inputs=fingerprint([raster])),
-            stop_after_rows=2,
-        )
-        is None
-    )
+    with stop_after_rows(2):
+        run(raster, tmp_path / "a.tif", signature=run_signature(inputs=fingerprint([raster])))
     time.sleep(0.01)
     raster.write_bytes(rgb.read_bytes())  # same bytes, written again: another modification time
     with pytest.warns(ResumeNotice, match="belongs to another input, option or rsneo version"):
@@ -236,7 +228,7 @@ def test_killed_at_any_stage_the_next_run_finishes_identically(rgb, reference, t
 
 def test_killed_before_the_project_reuses_the_map(tiny_model_dir, tiny_system, rgb, tmp_path):
     """A run killed after its class map (before the .qgz) does not compute the map again."""
-    from rsneo.predict import segment
+    from rsneo.predict.maps import segmentation as segment
     from rsneo.predict.segment import segment_raster
 
     raster = tmp_path / "crop.tif"  # 192 x 160 pixels of the RGB scene, so the tiny model runs fast
@@ -249,11 +241,12 @@ def test_killed_before_the_project_reuses_the_map(tiny_model_dir, tiny_system, r
     child = _child(f"""
         import rsneo.io.qgis
         from rsneo.heads.system import load_system
+        from rsneo.predict.requests import SegmentRequest
         from rsneo.predict.segment import segment_raster
         rsneo.io.qgis.write_qgz = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
         system = load_system(Path({str(tiny_model_dir)!r}))
-        segment_raster(system, Path({str(raster)!r}), ["water", "land"], Path({str(tmp_path / "a")!r}),
-                       plan=WindowPlan(64, 16, 4))
+        segment_raster(system, SegmentRequest(raster=Path({str(raster)!r}), classes=["water", "land"],
+                       out=Path({str(tmp_path / "a")!r}), plan=WindowPlan(64, 16, 4)))
     """)
     assert child.wait(300) == -signal.SIGKILL
     assert (tmp_path / "a" / "crop_classes.tif").exists() and not (tmp_path / "a" / "crop.qgz").exists()
@@ -267,9 +260,10 @@ def test_killed_before_the_project_reuses_the_map(tiny_model_dir, tiny_system, r
 
     segment.SegmentationPredictor.__call__ = counted
     try:
-        resumed = segment_raster(tiny_system, raster, ["water", "land"], tmp_path / "a", plan=plan)
+        request = SegmentRequest(raster=raster, classes=["water", "land"], out=tmp_path / "a", plan=plan)
+        resumed = segment_raster(tiny_system, request)
         assert calls == []  # the map was reused, not recomputed
-        fresh = segment_raster(tiny_system, raster, ["water", "land"], tmp_path / "b", plan=plan)
+        fresh = segment_raster(tiny_system, replace(request, out=tmp_path / "b"))
         assert calls  # the fresh run did compute (the counter works)
     finally:
         segment.SegmentationPredictor.__call__ = original
@@ -288,7 +282,8 @@ import numpy as np
 import rasterio
 import rsneo.io.cog
 from rsneo.io.cog import ClassLegend
-from rsneo.predict.sliding_window import RasterWindows, WindowPlan, predict_raster
+from rsneo.io.windows import RasterWindows
+from rsneo.predict.sliding_window import MapSpec, WindowPlan, predict_raster
 
 RGB = Path({rgb!r})
 PLAN = WindowPlan(128, 32, 3)
@@ -340,8 +335,8 @@ def hook_finish(n):
 def run(out, model=None, **kwargs):
     with rasterio.open(RGB) as src:
         return predict_raster(
-            RasterWindows([src]), model or MODEL, out,
-            legend=ClassLegend.from_names(["bright", "dark"]), crs=src.crs, transform=src.transform,
+            RasterWindows([src]), MapSpec(model or MODEL, ClassLegend.from_names(["bright", "dark"])), out,
+            crs=src.crs, transform=src.transform,
             plan=PLAN, signature="test", **kwargs,
         )
 """
@@ -386,7 +381,7 @@ def test_cli_says_in_one_line_that_damaged_state_was_discarded(tiny_model_dir, r
     argv += ["--window", "64", "--overlap", "16", "--batch", "2"]
     child = _child(f"""
         from rsneo.cli import run_app
-        from rsneo.predict import segment
+        from rsneo.predict.maps import segmentation as segment
         original, calls = segment.SegmentationPredictor.__call__, []
 
         def dying(self, pixels, valid):

@@ -1,5 +1,5 @@
 """`rsneo.predict.segment`: a real raster segmented end to end by a tiny model: a class map on the raster's
-grid, nodata where the raster has none, areas that add up to the raster's valid area; class lists checked."""
+grid, nodata where the raster has none, areas that add up to the raster's valid area; bad classes refused."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import rasterio
 from rasterio.windows import Window
 
 from rsneo.errors import InputError
+from rsneo.heads.segmentation import NONE_OF_THESE
 from rsneo.io.cog import NODATA_CLASS
-from rsneo.predict.segment import NONE_OF_THESE, parse_classes, segment_raster
+from rsneo.predict.requests import SegmentRequest
+from rsneo.predict.segment import segment_raster
 from rsneo.predict.sliding_window import WindowPlan
 
 RGB = "rasters/RGB.byte.tif"  # Landsat RGB, UTM 18N, 300 m pixels, a nodata collar
@@ -31,7 +33,10 @@ def crop(shared_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def segmented(tiny_system, crop, tmp_path_factory):
     out = tmp_path_factory.mktemp("segment_out")
-    return segment_raster(tiny_system, crop, ["water", "land"], out, plan=WindowPlan(128, 32, 4))
+    return segment_raster(
+        tiny_system,
+        SegmentRequest(raster=crop, classes=["water", "land"], out=out, plan=WindowPlan(128, 32, 4)),
+    )
 
 
 def test_class_map_is_on_the_raster_grid_with_nodata_where_the_raster_has_none(segmented, crop):
@@ -64,23 +69,12 @@ def test_every_product_is_written_and_nothing_temporary_is_left(segmented):
 
 
 @pytest.mark.parametrize(
-    ("text", "names"),
-    [
-        ("water, forest,built-up", ["water", "forest", "built-up"]),
-        (["  water ", "", "land"], ["water", "land"]),
-    ],
-)
-def test_class_lists_are_split_and_trimmed(text, names):
-    assert parse_classes(text) == names
-
-
-@pytest.mark.parametrize(
     ("text", "message"),
     [(" , ,", "expected a comma-separated list of class names"), ("Water,water", "class names must differ")],
 )
 def test_empty_or_repeated_class_lists_are_refused(text, message, tiny_system, crop, tmp_path):
     with pytest.raises(InputError, match=f"--classes: {message}"):
-        segment_raster(tiny_system, crop, text, tmp_path / "out")
+        segment_raster(tiny_system, SegmentRequest(raster=crop, classes=text, out=tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
@@ -119,7 +113,9 @@ def test_an_rgb_photo_is_warned_about_and_noted_in_the_outputs(bundled, shared_d
 
     photo = shared_data / LEVIR_AFTER
     with pytest.warns(PixelUnitsWarning), pytest.warns(OutsideTrainingWarning) as caught:
-        result = segment_raster(bundled, photo, ["water", "land"], tmp_path)
+        result = segment_raster(
+            bundled, SegmentRequest(raster=photo, classes=["water", "land"], out=tmp_path)
+        )
     expected = (
         f"{photo}: rgb imagery at an unknown pixel size; the segmentation head was trained on sentinel2_l1c "
         "at 10 m only: its map here is unverified"
@@ -135,7 +131,10 @@ def test_an_rgb_photo_is_warned_about_and_noted_in_the_outputs(bundled, shared_d
 def test_strict_refuses_an_rgb_photo_and_writes_nothing(bundled, shared_data, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(InputError, match="--strict refuses input outside the model's training data"):
-        segment_raster(bundled, shared_data / LEVIR_AFTER, ["water", "land"], out, strict=True)
+        segment_raster(
+            bundled,
+            SegmentRequest(raster=shared_data / LEVIR_AFTER, classes=["water", "land"], out=out, strict=True),
+        )
     assert not out.exists()
 
 
@@ -146,6 +145,8 @@ def test_the_training_imagery_is_not_warned_about(bundled, s2_corner, tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", OutsideTrainingWarning)
-        result = segment_raster(bundled, s2_corner, ["water", "land"], tmp_path, strict=True)
+        result = segment_raster(
+            bundled, SegmentRequest(raster=s2_corner, classes=["water", "land"], out=tmp_path, strict=True)
+        )
     assert result.notes == ()
     assert result.areas["water"] > 0

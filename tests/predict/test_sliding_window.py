@@ -8,13 +8,9 @@ import rasterio
 
 from rsneo.io.cog import NODATA_CLASS, ClassLegend
 from rsneo.io.runstate import ResumeNotice
-from rsneo.predict.sliding_window import (
-    RasterWindows,
-    WindowPlan,
-    blend_weights,
-    confidence_path,
-    predict_raster,
-)
+from rsneo.io.windows import RasterWindows
+from rsneo.predict.resume import confidence_path
+from rsneo.predict.sliding_window import MapSpec, WindowPlan, blend_weights, predict_raster
 
 
 def brightness(pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -31,7 +27,7 @@ def rgb(shared_data):
 def run(rgb, out, plan=WindowPlan(128, 32, 3), **kwargs):
     with rasterio.open(rgb) as src:
         return predict_raster(
-            RasterWindows([src]), brightness, out, legend=ClassLegend.from_names(["bright", "dark"]),
+            RasterWindows([src]), MapSpec(brightness, ClassLegend.from_names(["bright", "dark"])), out,
             crs=src.crs, transform=src.transform, plan=plan, signature="test", **kwargs,
         )  # fmt: skip
 
@@ -50,11 +46,12 @@ def test_pointwise_model_gives_the_whole_raster_answer_and_keeps_nodata(rgb, tmp
     assert np.abs(confidence[valid] - expected_conf[valid]).max() <= 1
 
 
-def test_interrupted_run_resumes_to_the_same_output(rgb, tmp_path):
+def test_interrupted_run_resumes_to_the_same_output(rgb, tmp_path, stop_after_rows):
     full = run(rgb, tmp_path / "full" / "a.tif") if (tmp_path / "full").mkdir() is None else None
     folder = tmp_path / "resumed"
     folder.mkdir()
-    assert run(rgb, folder / "a.tif", stop_after_rows=2) is None
+    with stop_after_rows(2):
+        run(rgb, folder / "a.tif")
     assert not (folder / "a.tif").exists()  # complete or absent
     hidden = sorted(p.name for p in folder.iterdir())  # the state of a run stopped after two window rows
     assert hidden == [
@@ -63,7 +60,8 @@ def test_interrupted_run_resumes_to_the_same_output(rgb, tmp_path):
         ".a.tif.progress.json",
         ".a_confidence.tif.partial.tif",
     ]
-    assert run(rgb, folder / "a.tif", stop_after_rows=1) is None  # a second interruption
+    with stop_after_rows(1):  # a second interruption
+        run(rgb, folder / "a.tif")
     resumed = run(rgb, folder / "a.tif")
     with rasterio.open(full) as a, rasterio.open(resumed) as b:
         np.testing.assert_array_equal(a.read(), b.read())
@@ -72,8 +70,9 @@ def test_interrupted_run_resumes_to_the_same_output(rgb, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "a_confidence.tif"]
 
 
-def test_progress_of_other_settings_is_not_reused(rgb, tmp_path):
-    assert run(rgb, tmp_path / "a.tif", stop_after_rows=2) is None
+def test_progress_of_other_settings_is_not_reused(rgb, tmp_path, stop_after_rows):
+    with stop_after_rows(2):
+        run(rgb, tmp_path / "a.tif")
     with pytest.warns(ResumeNotice, match="belongs to another input, option or rsneo version"):
         other = run(rgb, tmp_path / "a.tif", plan=WindowPlan(160, 32, 2))  # new signature: starts again
     fresh = run(rgb, tmp_path / "b.tif", plan=WindowPlan(160, 32, 2))
@@ -81,8 +80,9 @@ def test_progress_of_other_settings_is_not_reused(rgb, tmp_path):
         np.testing.assert_array_equal(a.read(), b.read())
 
 
-def test_damaged_saved_state_starts_over(rgb, tmp_path):
-    assert run(rgb, tmp_path / "a.tif", stop_after_rows=2) is None
+def test_damaged_saved_state_starts_over(rgb, tmp_path, stop_after_rows):
+    with stop_after_rows(2):
+        run(rgb, tmp_path / "a.tif")
     (tmp_path / ".a.tif.carry2.npz").write_bytes(b"not an npz archive")
     with pytest.warns(ResumeNotice, match="discarded it and starting again"):
         damaged = run(rgb, tmp_path / "a.tif")

@@ -46,3 +46,23 @@ def flood_samples(shared_data: Path, tokenizer, image_tokens):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return sen1floods11(shared_data, lambda: DocumentBuilder(tokenizer, image_tokens), 64)
+
+
+S2_CHIP = ("sen1floods11", "S2", "Spain_7370579_S2Hand.tif")
+
+
+@pytest.fixture(scope="session")
+def flood_points(water_label_points) -> Path:
+    """12 points per class drawn from the hand-labelled water mask, saved in web mercator (EPSG:3857)."""
+    return water_label_points(12, seed=0, name="points.gpkg", buffer_px=1.5, to_crs=3857)
+
+
+@pytest.fixture(scope="session")
+def flood_windows(tiny_system, shared_data, flood_points):
+    """The flood points burnt onto the Sen1Floods11 chip and the tiny model's labelled windows of them."""
+    from rsneo.io.labels import read_labels
+    from rsneo.train.learn_pixels import labelled_windows, prepare_rasters
+
+    labels = read_labels(flood_points, "cover")
+    raster = prepare_rasters([shared_data.joinpath(*S2_CHIP)], labels)[0]
+    return labels, labelled_windows(tiny_system, [raster], 256)

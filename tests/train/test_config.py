@@ -30,8 +30,8 @@ def test_every_option_of_a_group_composes(group):
 
 def test_stage_one_trains_the_prebuffer_roles_and_later_stages_train_all():
     assert list(load_config(["stage=stage1"]).stage.trainable) == ["vision", "prebuffer", "native_positions"]
-    assert load_config(["stage=stage2"]).stage.trainable == "all"
-    assert load_config(["stage=stage3"]).stage.trainable == "all"
+    assert list(load_config(["stage=stage2"]).stage.trainable) == ["all"]
+    assert list(load_config(["stage=stage3"]).stage.trainable) == ["all"]
 
 
 def test_scale_configs_compose_from_gpu_defaults():

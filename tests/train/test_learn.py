@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -18,26 +17,10 @@ from rsneo.cli import run_app
 from rsneo.heads.fewshot import LEARN_RECORD, LEARNT_WEIGHTS, class_vectors, load_learnt
 from rsneo.heads.system import load_system
 from rsneo.io.labels import read_labels
-from rsneo.train.learn import (
-    LearnSettings,
-    base_classes_kept,
-    choose_features,
-    feature_centres,
-    fit_head,
-    labelled_windows,
-    pixel_logits,
-    prepare_rasters,
-    spatial_holdout,
-    window_starts,
-)
+from rsneo.train.learn_fit import pixel_logits
+from rsneo.train.learn_pixels import labelled_windows, prepare_rasters, window_starts
 
 S2 = ("sen1floods11", "S2", "Spain_7370579_S2Hand.tif")
-
-
-@pytest.fixture(scope="module")
-def flood_points(water_label_points) -> Path:
-    """12 points per class drawn from the hand-labelled water mask, saved in web mercator (EPSG:3857)."""
-    return water_label_points(12, seed=0, name="points.gpkg", buffer_px=1.5, to_crs=3857)
 
 
 def learn_args(shared_data, labels: Path, out: Path, model: Path, *extra: str) -> list[str]:
@@ -52,47 +35,6 @@ def learnt(tiny_model_dir, shared_data, flood_points, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("learn") / "model"
     assert run_app(learn_args(shared_data, flood_points, out, tiny_model_dir)) == 0
     return out
-
-
-def test_spatial_holdout_keeps_features_whole_and_every_class_trained():
-    rng = np.random.default_rng(1)
-    centres = rng.uniform(0, 1000, size=(60, 2))
-    classes = np.repeat([0, 1, 2], 20)
-    classes[-1] = 3  # a class with a single feature cannot be held out
-    held = spatial_holdout(centres, classes, share=0.25, blocks=4, seed=0)
-    for c in (0, 1, 2):
-        mine = held[classes == c]
-        assert 0 < mine.sum() < len(mine)  # each class is both trained and scored
-    assert not held[classes == 3].any()
-    # held-out features are whole blocks (a 4x4 cut of their extent): no block has features on both sides
-    lo, size = centres.min(0), (centres.max(0) - centres.min(0)) / 4
-    block = (np.minimum(((centres - lo) / size).astype(int), 3) * [4, 1]).sum(1)
-    assert not set(block[held]) & set(block[~held])
-    assert (held == spatial_holdout(centres, classes, share=0.25, blocks=4, seed=0)).all()  # reproducible
-
-
-def test_labelled_pixel_path_equals_the_segmentation_head(tiny_system, shared_data, flood_points):
-    """The cheap training path (frozen context cached at labelled pixels) gives the head's own logits."""
-    from rsneo.heads.segmentation import image_documents, image_features
-    from rsneo.io.dataset import open_raster
-    from rsneo.io.windows import RasterWindows
-
-    labels = read_labels(flood_points, "cover")
-    raster = prepare_rasters([shared_data.joinpath(*S2)], labels)[0]
-    windows = labelled_windows(tiny_system, [raster], 256)
-    vectors = torch.randn(2, tiny_system.config.hidden_size)
-    head = tiny_system.segmentation
-    first = windows[0]
-    with open_raster(raster.path) as src:
-        pixels, valid = RasterWindows([src]).read(0, 0, 256)
-    inputs = image_documents([[raster.layout.images(pixels, valid)]], tiny_system.config)
-    with torch.no_grad():
-        full = head(image_features(tiny_system.model, inputs, head.config.early_layer), vectors)[0]  # (K,S,S)
-        cheap = pixel_logits(head, first, vectors)  # (K, n)
-    mask = torch.from_numpy((raster.classes[:256, :256] >= 0) & valid)
-    assert cheap.shape[1] == int(mask.sum()) > 0
-    # float32 sums in another order (a 1x1 conv after vs before bilinear upsampling): ~1e-6 relative
-    torch.testing.assert_close(cheap, full[:, mask], rtol=1e-4, atol=1e-4)
 
 
 def test_learn_writes_a_model_folder_with_its_record(learnt, flood_points, shared_data, capsys):
@@ -197,20 +139,6 @@ def test_existing_folder_is_kept_unless_overwrite(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary or old folder left
 
 
-def test_bf16_backbone(tiny_model_dir, shared_data, flood_points):
-    """A bf16 backbone feeds the float32 head training; learnt vectors come back in the model's dtype."""
-    system = load_system(tiny_model_dir)
-    system.model.to(torch.bfloat16)
-    raster = prepare_rasters([shared_data.joinpath(*S2)], read_labels(flood_points, "cover"))[0]
-    windows = labelled_windows(system, [raster], 256)
-    assert all(w.context.dtype == torch.float32 and torch.isfinite(w.context).all() for w in windows)
-    use = torch.ones(24, dtype=torch.bool)
-    head, vectors = fit_head(system.segmentation, torch.zeros(2, system.config.hidden_size), windows, use,
-                             LearnSettings(steps=3, features="all"))  # fmt: skip
-    assert torch.isfinite(vectors).all() and vectors.dtype == torch.float32
-    assert not torch.equal(vectors, torch.zeros_like(vectors))  # the vectors trained
-
-
 def test_broken_raster_exit_2_and_write_nothing(tiny_model_dir, flood_points, tmp_path, capsys):
     raster = tmp_path / "random.tif"
     raster.write_bytes(np.random.default_rng(0).bytes(4096))
@@ -219,106 +147,6 @@ def test_broken_raster_exit_2_and_write_nothing(tiny_model_dir, flood_points, tm
     assert run_app([*argv, "--model", str(tiny_model_dir)]) == 2
     assert "random.tif" in " ".join(capsys.readouterr().err.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["random.tif"]
-
-
-@pytest.fixture(scope="module")
-def flood_windows(tiny_system, shared_data, flood_points):
-    labels = read_labels(flood_points, "cover")
-    raster = prepare_rasters([shared_data.joinpath(*S2)], labels)[0]
-    return labels, labelled_windows(tiny_system, [raster], 256)
-
-
-def test_pixels_only_head_ignores_the_backbone_context(tiny_system, flood_windows):
-    """--features pixels: the context projection is zeroed and stays so; logits depend on the bands only."""
-    labels, windows = flood_windows
-    init = torch.randn(2, tiny_system.config.hidden_size)
-    use = torch.ones(24, dtype=torch.bool)
-    head, vectors = fit_head(
-        tiny_system.segmentation, init, windows, use, LearnSettings(steps=4, features="pixels")
-    )
-    assert torch.count_nonzero(head.decoder.to_full.weight) == 0
-    assert (
-        torch.count_nonzero(tiny_system.segmentation.decoder.to_full.weight) > 0
-    )  # the base head is untouched
-    w = windows[0]
-    shuffled = type(w)(torch.randn_like(w.context), w.pixels, w.wavelengths, w.classes, w.feature)
-    with torch.no_grad():
-        torch.testing.assert_close(pixel_logits(head, w, vectors), pixel_logits(head, shuffled, vectors))
-    full, _ = fit_head(tiny_system.segmentation, init, windows, use, LearnSettings(steps=4, features="all"))
-    assert torch.count_nonzero(full.decoder.to_full.weight) > 0
-    with pytest.raises(ValueError, match="features"):
-        fit_head(tiny_system.segmentation, init, windows, use, LearnSettings(steps=1, features="auto"))
-
-
-def test_auto_features_choose_by_inner_holdout_of_the_training_features(
-    tiny_system, flood_windows, monkeypatch
-):
-    """ "auto" trains both candidates on inner spatial splits of the training features only and keeps the
-    better inner mean IoU; the features outside `use` (the scored hold-out) are never trained or scored."""
-    import rsneo.train.learn as learn_module
-
-    labels, windows = flood_windows
-    init = torch.randn(2, tiny_system.config.hidden_size)
-    use = torch.ones(24, dtype=torch.bool)
-    use[:3] = use[12:15] = False  # an outer hold-out of 3 features per class
-    seen = []
-    real_fit, real_loss = learn_module.fit_head, learn_module.holdout_loss
-
-    def fit(head, init_vectors, windows, train, settings, tick=None):
-        seen.append(("fit", settings.features, train.clone()))
-        return real_fit(head, init_vectors, windows, train, settings, tick)
-
-    def loss(head, vectors, windows, check, k):
-        seen.append(("score", None, check.clone()))
-        return real_loss(head, vectors, windows, check, k)
-
-    monkeypatch.setattr(learn_module, "fit_head", fit)
-    monkeypatch.setattr(learn_module, "holdout_loss", loss)
-    settings = LearnSettings(steps=3, select_rounds=2)
-    choice = choose_features(tiny_system.segmentation, init, windows, use, feature_centres(labels),
-                             labels.class_ids, settings)  # fmt: skip
-    assert choice.features in ("all", "pixels") and set(choice.inner_loss) == {"all", "pixels"}
-    inner = choice.inner_loss
-    assert all(v > 0 for v in inner.values())
-    assert choice.features == ("pixels" if inner["pixels"] < inner["all"] else "all")  # ties: "all"
-    assert [(kind, mode) for kind, mode, _ in seen] == [("fit", "all"), ("score", None), ("fit", "pixels"),
-                                                        ("score", None)] * 2  # fmt: skip
-    for _, _, mask in seen:
-        assert not (mask & ~use).any()  # the outer hold-out is never touched
-    fits = [mask for kind, _, mask in seen if kind == "fit"]
-    scored = [mask for kind, _, mask in seen if kind == "score"]
-    for train, check in zip(fits, scored, strict=True):
-        assert check.any() and not (train & check).any()
-    fixed = LearnSettings(features="pixels")
-    centres = feature_centres(labels)
-    assert choose_features(tiny_system.segmentation, init, windows, use, centres, labels.class_ids,
-                           fixed).features == "pixels"  # fmt: skip
-
-
-def test_base_classes_kept_while_decided_as_before(tiny_model_dir, flood_windows, tmp_path):
-    """A base class stays in the vocabulary while the retrained head still decides it as the base head did."""
-    import shutil
-
-    from rsneo.heads.vocabulary import TrainedClass, Vocabulary, save_vocabulary
-
-    folder = tmp_path / "base"
-    shutil.copytree(tiny_model_dir, folder)
-    save_vocabulary(folder, Vocabulary((TrainedClass("water", ("a satellite image of water",), {"iou": 0.8}),
-                                        TrainedClass("land", ("a satellite image of land",)))))  # fmt: skip
-    system = load_system(folder)
-    _, windows = flood_windows
-    same = base_classes_kept(system, system.segmentation, windows, ["Flood water", "dry ground"])
-    assert set(same["kept"]) == {"water", "land"} and not same["dropped"] and same["pixel_agreement"] == 1.0
-    assert all(v in (None, 1.0) for v in same["kept"].values())
-    flipped = copy.deepcopy(system.segmentation)
-    with torch.no_grad():  # every pixel embedding negated: each pixel's decision among the two classes flips
-        flipped.decoder.out.weight.neg_()
-        flipped.decoder.out.bias.neg_()
-    other = base_classes_kept(system, flipped, windows, ["Flood water", "dry ground"])
-    assert other["pixel_agreement"] < 0.9 and other["dropped"]
-    assert set(other["kept"]) | set(other["dropped"]) == {"water", "land"}
-    retaught = base_classes_kept(system, system.segmentation, windows, ["WATER", "dry ground"])
-    assert set(retaught["kept"]) == {"land"}  # a name taught again is the learnt class, not the base one
 
 
 def test_learnt_vocabulary_lists_learnt_then_kept_base_classes(
@@ -380,51 +208,3 @@ def test_config_file_and_options_give_the_same_model(tiny_model_dir, shared_data
     )
     record = json.loads((over / LEARN_RECORD).read_text())
     assert record["settings"]["steps"] == 2 and record["settings"]["seed"] == 0
-
-
-def test_holdout_loss_is_the_weighted_training_loss(tiny_system, flood_windows):
-    """Each class weighs the same: a head sure of every held-out pixel's class scores near 0, a uniform one
-    log(K + 1) (K classes and "none of these")."""
-    from rsneo.train.learn import holdout_loss
-
-    _, windows = flood_windows
-    head = copy.deepcopy(tiny_system.segmentation)
-    use = torch.ones(24, dtype=torch.bool)
-    with torch.no_grad():
-        head.decoder.out.weight.zero_()
-        head.decoder.out.bias.zero_()  # every pixel embedding 0: every logit 0, "none" at 0 too
-    vectors = torch.randn(2, tiny_system.config.hidden_size)
-    assert holdout_loss(head, vectors, windows, use, 2) == pytest.approx(np.log(3), rel=1e-4)
-
-
-def test_learn_config_defaults_are_the_settings_defaults(tmp_path, capsys):
-    from dataclasses import asdict
-
-    from rsneo.cli.learn import learn_config
-
-    cfg = learn_config(None, [])
-    assert dict(cfg.settings) == asdict(LearnSettings())
-    quick = learn_config("quick", ["settings.seed=2"])
-    assert quick.settings.steps < LearnSettings().steps and quick.settings.seed == 2
-    assert run_app(["learn", "--config", "no_such_experiment"]) == 2
-    assert "no such learn experiment" in capsys.readouterr().err
-    assert run_app(["learn", "--config", "sen1floods11_s2"]) == 2  # labels, class_field, out still missing
-    assert "missing labels, class_field, out" in " ".join(capsys.readouterr().err.split())
-
-
-def test_a_learnt_folder_records_the_learn_rasters_and_keeps_the_change_record(shared_data):
-    """The segmentation head was retrained on the learn rasters (their sensor and measured pixel size); the
-    change head, frozen, keeps the starting model's record, and none when it had none."""
-    from rsneo.heads.domain import HeadDomain, TrainingDomain
-    from rsneo.train.learn import learnt_domain
-
-    s2 = shared_data / "sen1floods11" / "S2" / "Spain_7370579_S2Hand.tif"
-    record = {"rasters": [str(s2)], "sensor": "sentinel2_l1c"}
-    base = TrainingDomain({"change": HeadDomain(("naip",), (5.0, 5.0))})
-    domain = learnt_domain(record, base)
-    assert domain.heads["segmentation"].sensors == ("sentinel2_l1c",)
-    assert domain.heads["segmentation"].pixel_size_m == pytest.approx((8.86, 8.86), abs=0.05)
-    assert domain.heads["change"] == base.heads["change"]
-    assert set(learnt_domain(record).heads) == {"segmentation"}
-    photo = {"rasters": [str(shared_data / "levir_cd" / "B" / "test_7_0256_0512.png")], "sensor": "rgb"}
-    assert learnt_domain(photo).heads["segmentation"] == HeadDomain(("rgb",))  # size unknown: not checked

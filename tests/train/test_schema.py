@@ -59,3 +59,36 @@ def test_a_stray_key_or_a_wrong_type_in_a_section_is_refused():
         OmegaConf.merge(OmegaConf.structured(TrainerConfig), {"max_stepz": 5})
     with pytest.raises(ValidationError, match="Invalid value 'flax'"):
         OmegaConf.merge(OmegaConf.structured(ModelConfig), {"attn_backend": "flax"})
+
+
+def test_stage_roles_and_head_settings_are_typed_by_the_code_that_reads_them():
+    """A stage trains roles of `RSNeoForCausalLM.parameter_groups` (or all); a head's settings are its
+    config's fields and types, unset (None) where the head's own default holds, the hidden size left to the
+    model."""
+    from dataclasses import fields
+
+    from rsneo.heads.change import ChangeHeadConfig
+    from rsneo.heads.segmentation import SegmentationHeadConfig
+    from rsneo.train.freezing import ROLES
+    from rsneo.train.schema import ChangeHeadOptions, SegmentationHeadOptions
+
+    stage = OmegaConf.structured(StageConfig)
+    assert "name" not in stage  # read by nothing: gone
+    with pytest.raises(ValidationError, match="Invalid value 'encoder'"):
+        OmegaConf.merge(stage, {"trainable": ["vision", "encoder"]})
+    assert list(OmegaConf.merge(stage, {"trainable": ["all"]}).trainable) == ["all"]
+    assert {r.value for r in type(OmegaConf.merge(stage, {"trainable": ["all"]}).trainable[0])} == {
+        "all",
+        *ROLES,
+    }
+    for options, head in (
+        (SegmentationHeadOptions, SegmentationHeadConfig),
+        (ChangeHeadOptions, ChangeHeadConfig),
+    ):
+        assert [f.name for f in fields(options)] == [f.name for f in fields(head) if f.name != "hidden_size"]
+        assert all(v is None for v in OmegaConf.to_container(OmegaConf.structured(options)).values())
+    typed = OmegaConf.structured(ObjectivesConfig)
+    with pytest.raises(ValidationError, match="full_key: segmentation.head.dim"):
+        OmegaConf.merge(typed, {"segmentation": {"head": {"dim": "wide"}}})
+    with pytest.raises(ConfigKeyError, match="Key 'dims' not in 'SegmentationHeadOptions'"):
+        OmegaConf.merge(typed, {"segmentation": {"head": {"dims": 16}}})

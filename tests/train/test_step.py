@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rsneo.heads.class_words import draw_class_names
-from rsneo.heads.segmentation import encode_class_prompts, image_features
+from rsneo.heads.features import encode_class_prompts, image_features
 from rsneo.train.change import build_change_head, change_batch
 from rsneo.train.config import load_config
 from rsneo.train.datamodule import RSNeoDataModule, collate

@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from rsneo.heads.segmentation import encode_class_prompts
+from rsneo.heads.features import encode_class_prompts
 from rsneo.heads.vocabulary import vocabulary_for_classes
 from rsneo.train.teach_words import teach
 

@@ -1,0 +1,78 @@
+"""The light pixel decoder both dense heads share (segmentation and change): token grid -> full resolution.
+
+The image tokens' last and early-layer hidden states (one per 32x32 pixels) are mixed at 1/8 resolution and
+upsampled; a wavelength-conditioned per-pixel stem over the normalised bands (`SpectralStem`, any band set)
+brings the edges back at full resolution. Each head owns its decoder's weights; this module owns the idea.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+IGNORE = -1  # a label the dense heads' losses skip
+
+
+class SpectralStem(nn.Module):
+    """Per-pixel features of any band set: a 1x1 conv with per-band kernels made from wavelengths (DOFA)."""
+
+    def __init__(self, channels: int, frequencies: int = 8) -> None:
+        super().__init__()
+        self.register_buffer("freqs", 2.0 ** torch.arange(frequencies, dtype=torch.float32), persistent=False)
+        self.kernel = nn.Sequential(nn.Linear(2 * frequencies + 1, 64), nn.GELU(), nn.Linear(64, channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, pixels: Tensor, wavelengths: Tensor) -> Tensor:
+        # pixels (B, bands, H, W), wavelengths (bands,) micrometres -> (B, channels, H, W)
+        # the Fourier code in float32 (fine wavelength differences), then the head's own dtype (bf16 models)
+        x = torch.log(wavelengths.float().clamp(min=1e-3)).unsqueeze(-1) * self.freqs  # (bands, F)
+        code = torch.cat([torch.sin(x), torch.cos(x), x[:, :1] / self.freqs[0]], dim=-1)  # (bands, 2F+1)
+        weight = self.kernel(code.to(self.bias.dtype)) / math.sqrt(pixels.shape[1])  # (bands, channels)
+        pixels = pixels.to(weight.dtype)
+        return F.gelu(torch.einsum("bchw,cd->bdhw", pixels, weight) + self.bias[:, None, None])
+
+
+class PixelDecoder(nn.Module):
+    """Token grid (1/32) -> full-resolution pixel embeddings, guided by the per-pixel stem.
+
+    Spatial context is mixed at 1/8 resolution (3x3 conv). The first full-resolution layer is linear in
+    [upsampled tokens, stem], and bilinear upsampling commutes with a 1x1 conv, so the token part is projected
+    before upsampling; at full resolution only two narrow per-pixel layers run, so large rasters stay cheap.
+    """
+
+    def __init__(
+        self, hidden_size: int, channels: int, stem_channels: int, dim: int, full_channels: int
+    ) -> None:
+        super().__init__()
+        self.tokens = nn.Conv2d(2 * hidden_size, channels, 1)
+        self.up = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GELU())
+        self.to_full = nn.Conv2d(channels, full_channels, 1)
+        self.stem = SpectralStem(stem_channels)
+        self.stem_to_full = nn.Conv2d(stem_channels, full_channels, 1, bias=False)
+        self.out = nn.Conv2d(full_channels, dim, 1)
+
+    @classmethod
+    def from_config(cls, config: Any) -> PixelDecoder:
+        """From a segmentation or change head config (both carry the decoder's sizes under these names)."""
+        c = config
+        return cls(c.hidden_size, c.decoder_channels, c.stem_channels, c.dim, c.full_channels)
+
+    def context(self, last: Tensor, early: Tensor) -> Tensor:
+        """Token features mixed spatially at 1/8 resolution: (N, hidden, rows, cols) -> (N, c, 4r, 4c)."""
+        x = self.tokens(torch.cat([last, early], dim=1))  # (N, c, rows, cols)
+        return self.up(F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False))
+
+    def fuse(self, projected: Tensor, pixels: Tensor, wavelengths: Tensor) -> Tensor:
+        """The per-pixel layers: `to_full` of the upsampled context (N, f, ...) with the stem of the pixels
+        (N, bands, ...) -> (N, dim, ...). Any spatial layout works (`rsneo learn` passes labelled pixels)."""
+        return self.out(F.gelu(projected + self.stem_to_full(self.stem(pixels, wavelengths))))
+
+    def forward(self, last: Tensor, early: Tensor, pixels: Tensor, wavelengths: Tensor) -> Tensor:
+        # last, early (N, hidden, rows, cols); pixels (N, bands, H, W) -> (N, dim, H, W)
+        x = self.to_full(self.context(last, early))  # (N, f, 4r, 4c): projected before upsampling, 1/64 work
+        x = F.interpolate(x, size=pixels.shape[-2:], mode="bilinear", align_corners=False)  # (N, f, H, W)
+        return self.fuse(x, pixels, wavelengths)  # (N, dim, H, W)
