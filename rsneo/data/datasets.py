@@ -24,6 +24,7 @@ from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset, RasterDataset
 from torchgeo.samplers import RandomGeoSampler
 
 from rsneo.data.archives import bigearthnet_patches, sen1floods11_chips
+from rsneo.data.recipes import WATER
 from rsneo.errors import InputError
 from rsneo.io.grid import Grid
 from rsneo.io.read import open_source
@@ -88,10 +89,10 @@ class Sen1Floods11Chips(NonGeoDataset):
     """Sen1Floods11 hand-labelled chips: `S2/*_S2Hand.tif`, `S1/*_S1Hand.tif`, `Labels/*_LabelHand.tif`.
 
     Sample: `image` (13, H, W) Sentinel-2 L1C stored values (NaN = nodata), `image_s1` (2, H, W) dB, `mask`
-    (H, W) long with -1 = no data, 0 = not water, 1 = water; `stem`, `sensor`, `bands`, `wavelengths`.
+    (H, W) long with -1 = no data, 0 = land, 1 = water; `stem`, `sensor`, `bands`, `wavelengths`.
     """
 
-    classes = ("not water", "water")
+    classes = WATER.classes  # ("land", "water"): the one table of the archive (rsneo.data.recipes)
 
     def __init__(self, root: str | Path, transforms: Callable | None = None) -> None:
         self.root = Path(root)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rsneo.data.documents import DocumentBuilder
-from rsneo.train.corpus import Sample
+from rsneo.train.corpus import TrainingSample as Sample
 from rsneo.train.datamodule import collate
 from rsneo.train.masking import (
     BandDecoder,
