@@ -54,7 +54,9 @@ def open_stream(location: str | Path) -> IO[bytes]:
     if not is_url(location):
         return open(location, "rb")  # noqa: SIM115 (the caller closes it)
     try:
-        return fsspec.open(str(location), "rb").open()
+        # a shard is read front to back once: over HTTP as one streamed response (no range requests)
+        streamed = {"block_size": 0} if str(location).startswith(("http://", "https://")) else {}
+        return fsspec.open(str(location), "rb", **streamed).open()
     except ImportError as exc:
         raise InputError(
             f"{location}: reading this protocol needs a package that is missing ({exc})"
