@@ -24,19 +24,29 @@ from rsneo import atomic
 from rsneo.data.sample import Sample
 from rsneo.data.shard_format import FORMAT, FORMAT_VERSION, is_url, iter_shard, join, read_json, shard_bytes
 from rsneo.errors import InputError
+from rsneo.sensors import get_sensor
 
 MANIFEST = "manifest.json"
 PLAN = ".prepare.json"  # what a run that has not finished yet was asked for (recipe, tile size, ...)
 
 
-def _band_sums(sample: Sample) -> dict[str, list[list[float]]]:
-    """Per scene (main and partners): [count, sum, sum of squares] per band over finite values."""
+def statistics_key(scene: Any) -> str:
+    """The manifest's statistics key of a scene's band set: its sensor's name, with the bands when they are
+    not all of the sensor's in its order (so archives of other band sets can share a folder)."""
+    bands = [str(b) for b in scene["band"].values]
+    sensor = get_sensor(scene.attrs["sensor"])
+    return sensor.name if bands == list(sensor.band_names) else f"{sensor.name}/{'+'.join(bands)}"
+
+
+def _band_sums(sample: Sample) -> dict[str, tuple[list[str], list[list[float]]]]:
+    """Per band set of the sample's scenes: bands, [count, sum, sum of squares] per band of finite values."""
     out = {}
-    for key, scene in sample.scenes():
+    for _, scene in sample.scenes():
         values = np.moveaxis(scene.values, 1, 0).reshape(scene.sizes["band"], -1).astype(np.float64)
         ok = np.isfinite(values)
         v = np.where(ok, values, 0.0)
-        out[key] = [ok.sum(1).tolist(), v.sum(1).tolist(), (v * v).sum(1).tolist()]
+        sums = [ok.sum(1).tolist(), v.sum(1).tolist(), (v * v).sum(1).tolist()]
+        out[statistics_key(scene)] = ([str(b) for b in scene["band"].values], sums)
     return out
 
 
@@ -45,10 +55,9 @@ def write_shard(path: Path, samples: Sequence[Sample]) -> dict[str, Any]:
     sums: dict[str, np.ndarray] = {}
     bands: dict[str, list[str]] = {}
     for sample in samples:
-        for key, s in _band_sums(sample).items():
+        for key, (names, s) in _band_sums(sample).items():
             sums[key] = sums.get(key, 0) + np.array(s)
-        for key, scene in sample.scenes():
-            bands.setdefault(key, [str(b) for b in scene["band"].values])
+            bands[key] = names
     atomic.write_bytes(path, shard_bytes(list(samples)))
     record = {
         "shard": path.name,

@@ -113,7 +113,7 @@ def test_bigearthnet_shards_hold_every_patch_with_labels_and_true_band_statistic
     with rasterio.open(next(first.glob("*_B02.tif"))) as src:
         want = src.read(1)[12:108, 12:108].astype(np.float32)
         np.testing.assert_array_equal(samples[0].scene.values[0, 1], want)
-    stats = manifest["statistics"]["scene"]
+    stats = manifest["statistics"]["sentinel2_l2a"]
     b02 = np.concatenate([s.scene.values[0, 1].ravel() for s in samples]).astype(np.float64)
     assert stats["bands"][1] == "B02"
     assert stats["mean"][1] == pytest.approx(b02.mean(), rel=1e-9)
