@@ -25,13 +25,16 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 
-from rsneo.data.sample import Sample, cut, cut_tiles, with_statistics
+from rsneo.data.frames import statistics
+from rsneo.data.sample import SCENE, Sample, tiles, with_statistics
 from rsneo.errors import InputError
 from rsneo.io.dataset import dataset_grid, open_raster
 from rsneo.io.grid import Grid
-from rsneo.io.read import RASTER_SUFFIXES, PixelUnitsWarning, open_source
-from rsneo.io.scene import grid_of, read_mask, read_scene
+from rsneo.io.read import RASTER_SUFFIXES, PixelUnitsWarning, open_source, read_source, warn_pixel_units
+from rsneo.io.scene import grid_of, read_mask, read_scene, to_scene
+from rsneo.io.windows import raster_statistics
 
 SPLITS = ("train", "val", "test")
 
@@ -251,7 +254,10 @@ def change_pairs(
     files = pair_files(root, split)
     for pair in files:  # every header and label first: a bad pair fails before any image is read whole
         check_pair(pair, sensor, bands, classes)
-    return [read_pair(pair, sensor, bands, pixel_size, classes) for pair in files]
+    pairs = [read_pair(pair, sensor, bands, pixel_size, classes) for pair in files]
+    if pixel_size is None and any(not p.scene.attrs["crs"] for p in pairs):
+        warn_pixel_units(Path(root) / "A")  # once for the folder, not per file: pixel_size= gives the scale
+    return pairs
 
 
 # ---- segmentation: images and masks ----------------------------------------------------------------------
@@ -304,6 +310,18 @@ def check_mask_pair(
     classes.indices(values, mask)
 
 
+def covered_window(image: Grid, mask: Grid) -> Window:
+    """The window of `image` that `mask` covers (its bounds reprojected), clipped to the image."""
+    if image.crs is None:
+        return Window(0, 0, image.width, image.height)
+    bounds = transform_bounds(mask.crs, image.crs, *mask.bounds, densify_pts=21)
+    window = image.window_of_bounds(bounds)
+    col0, row0 = max(0, int(window.col_off)), max(0, int(window.row_off))
+    col1 = min(image.width, int(window.col_off + window.width))
+    row1 = min(image.height, int(window.row_off + window.height))
+    return Window(col0, row0, col1 - col0, row1 - row0)
+
+
 def read_mask_chips(
     image: Path,
     mask: Path,
@@ -313,22 +331,34 @@ def read_mask_chips(
     chip: int | None = None,
     split: str | None = None,
 ) -> list[Sample]:
-    """One image and its mask as samples: the mask read onto the image's grid (reprojected, nearest
-    neighbour), cut to where it has data, then into chips of `chip` pixels (None: one sample)."""
+    """One image and its mask as samples: the part of the image the mask covers, in chips of `chip` pixels
+    (None: one sample), each read window by window (a large image is never whole in memory) with the mask
+    read onto the chip's grid (reprojected, nearest neighbour). The image standardises on its sensor's
+    statistics or, for an 8-bit stretch, on its own (`raster_statistics`, as prediction does)."""
     check_mask_pair(image, mask, classes, sensor, bands)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PixelUnitsWarning)
-        scene = read_scene(image, sensor=sensor, bands=bands)
-        values = read_mask(mask, grid_of(scene))
-    if np.isnan(values).all():
-        raise InputError(f"{mask}: does not overlap {image}; expected a mask of the same place")
-    indices = classes.indices(values, mask)
-    rows, cols = np.nonzero(~np.isnan(values))
-    window = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
-    whole = with_statistics(Sample(image.stem, scene, indices, classes.classes, split))
-    if (rows.max() + 1 - rows.min(), cols.max() + 1 - cols.min()) != indices.shape:
-        whole = cut(whole, window, image.stem)  # the part of the image the mask covers
-    return cut_tiles(whole, chip) if chip else [whole]
+        source = open_source(image, sensor, bands)
+    mean, std = statistics(source.sensor, source.bands, source.dtype, lambda: raster_statistics(image))
+    stats = {SCENE: (tuple(float(m) for m in mean), tuple(float(s) for s in std))}
+    covered = covered_window(source.grid, label_grid(mask)[0])
+    size = (int(covered.height), int(covered.width))
+    windows = tiles(*size, chip) if chip else [(slice(0, size[0]), slice(0, size[1]))]
+    out = []
+    for rows, cols in windows:
+        r, c = int(covered.row_off) + rows.start, int(covered.col_off) + cols.start
+        grid = source.grid.window(Window(c, r, cols.stop - cols.start, rows.stop - rows.start))
+        data = read_source(source, grid)  # (bands, y, x)
+        values = read_mask(mask, grid)
+        if np.isnan(data).all() or np.isnan(values).all():
+            continue  # outside the image's data or the mask's extent
+        scene = to_scene(data[None], source.sensor, list(source.bands), grid, [source.date], [source])
+        name = image.stem if not chip else f"{image.stem}_r{r}_c{c}"
+        indices = classes.indices(values, mask)
+        out.append(Sample(name, scene, indices, classes.classes, split, statistics=stats, origin=(r, c)))
+    if not out:
+        raise InputError(f"{mask}: does not overlap the data of {image}; expected a mask of the same place")
+    return out
 
 
 def mask_chips(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +306,40 @@ def test_train_that_stops_on_corrupt_shards_leaves_nothing(ben_shards, tmp_path,
     (out / "mine.txt").write_text("kept")
     assert run_app([*argv, f"out_dir={out}", "trainer.progress_bar=false"]) == 2
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+def test_prepare_labelled_change_pairs_and_masks(shared_data, tmp_path, capsys):
+    levir, out = str(shared_data / "levir_cd"), tmp_path / "levir"
+    argv = ["prepare", "change", levir, str(out), "--tile", "128", "--pixel-size", "0.5", "--split", "test"]
+    assert run_app(argv) == 0
+    samples = list(ShardDataset(out))
+    assert len(samples) == 5 * 4 and {s.split for s in samples} == {"test"}  # 5 test pairs, 4 tiles each
+    assert samples[0].scene.shape == (2, 3, 128, 128) and samples[0].classes == ("no change", "change")
+    assert samples[0].scene.attrs["transform"][0] == 0.5
+    label = str(shared_data / "sen1floods11/Labels/Spain_7370579_LabelHand.tif")
+    masks = ["prepare", "segmentation", str(shared_data / S2HAND), str(tmp_path / "seg"), "--masks", label,
+             "--tile", "256"]  # fmt: skip
+    assert run_app([*masks, "--classes", "0=land,1=water,ignore=-1"]) == 0
+    chips = list(ShardDataset(tmp_path / "seg"))
+    assert len(chips) == 4 and chips[0].classes == ("land", "water") and chips[3].origin == (256, 256)
+    capsys.readouterr()
+    masks[3] = str(tmp_path / "seg2")
+    assert run_app([*masks, "--classes", "0=land,1=water"]) == 2  # -1 is not in the table
+    assert "LabelHand.tif: holds mask values [-1] outside the class table" in capsys.readouterr().err
+    assert run_app(masks) == 2  # no class table
+    assert "--classes" in capsys.readouterr().err and not (tmp_path / "seg2").exists()
+
+
+def test_prepare_refuses_a_change_folder_with_a_missing_partner_before_writing(shared_data, tmp_path, capsys):
+    root = tmp_path / "cd"
+    for folder in ("A", "B", "label"):
+        shutil.copytree(shared_data / "levir_cd" / folder, root / folder)
+    (root / "label" / "test_7_0256_0512.png").unlink()
+    assert run_app(["prepare", "change", str(root), str(tmp_path / "out")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "A/test_7_0256_0512.png: has no partner in" in err and not (tmp_path / "out").exists()
+    assert (
+        run_app(["prepare", "change", str(shared_data / "levir_cd"), str(tmp_path / "out"), "--split", "val"])
+        == 2
+    )
+    assert "split 'val' is empty" in capsys.readouterr().err and not (tmp_path / "out").exists()

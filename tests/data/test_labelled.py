@@ -15,6 +15,7 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from rsneo.data.labelled import ClassTable, change_pairs, mask_chips
 from rsneo.errors import InputError
+from rsneo.io.read import PixelUnitsWarning
 
 S2 = "sen1floods11/S2/Spain_7370579_S2Hand.tif"
 LABEL = "sen1floods11/Labels/Spain_7370579_LabelHand.tif"
@@ -67,7 +68,10 @@ def test_levir_pairs_hold_both_dates_pixel_for_pixel_and_the_label_as_change_ind
     np.testing.assert_array_equal(pair.mask, (label == 255).astype(np.int64))  # 0/255 -> 0/1 indices
     assert pair.classes == ("no change", "change") and pair.mask.dtype == np.int64
     assert pair.scene.attrs["transform"][:5] == (0.5, 0.0, 0.0, 0.0, -0.5)  # --pixel-size 0.5 (LEVIR-CD)
-    assert [p.name for p in change_pairs(shared_data / "levir_cd", "train")] == [
+    with pytest.warns(PixelUnitsWarning, match=r"levir_cd/A has no georeference") as caught:
+        train = change_pairs(shared_data / "levir_cd", "train")  # no pixel_size: areas in pixels, said once
+    assert len([w for w in caught if w.category is PixelUnitsWarning]) == 1
+    assert [p.name for p in train] == [
         "train_36_0512_0512", "train_386_0512_0768", "train_412_0512_0768",
     ]  # fmt: skip
 
