@@ -28,6 +28,7 @@ from rsneo.data.documents import Document, DocumentBuilder
 from rsneo.data.frames import DEFAULT_BAND_GROUPS, check_band_groups, fold_groups
 from rsneo.data.packing import collate_rows
 from rsneo.data.sample import Sample
+from rsneo.data.shard_format import is_url
 from rsneo.data.shards import ShardDataset, read_manifest
 from rsneo.errors import InputError
 from rsneo.heads.segmentation import image_documents
@@ -200,6 +201,11 @@ class ShardDocuments:
         return apply_band_groups(composed, self.band_groups, self.tokens)
 
 
+def shard_location(path: str) -> str | Path:
+    """A shard folder of the config: a URL prefix (`https://`, `s3://`) as it is, else a local path."""
+    return path if is_url(path) else Path(path).expanduser()
+
+
 def held_out(size: int, fraction: float, seed: int) -> list[int]:
     """Seeded indexes of `fraction` of `size` samples (at least one, never all) kept for validation."""
     count = min(size - 1, max(1, round(size * fraction)))
@@ -224,7 +230,8 @@ class RSNeoDataModule(L.LightningDataModule):
         self.val_batches = val_batches
         self.samples: list[TrainingSample] | None = None
         self.val_samples: list[TrainingSample] = []
-        self.stream: tuple[Path, list[int], Path, list[int]] | None = None  # train folder/shards, val's
+        # train folder (or URL) and shards, validation's
+        self.stream: tuple[str | Path, list[int], str | Path, list[int]] | None = None
         self.sampler: StepSampler | None = None
         self.dataset: Any = None
         self.start_batch = 0
@@ -271,14 +278,14 @@ class RSNeoDataModule(L.LightningDataModule):
             self.val_samples = [s for i, s in enumerate(samples) if i in held]
             self.samples = [s for i, s in enumerate(samples) if i not in held]
 
-    def _stream_split(self) -> tuple[Path, list[int], Path, list[int]]:
+    def _stream_split(self) -> tuple[str | Path, list[int], str | Path, list[int]]:
         check_tile(int(self.data["tile"]), self.token_size)
-        folder = Path(self.data["path"]).expanduser() if self.data["path"] else self.root / "shards"
+        folder = shard_location(self.data["path"]) if self.data["path"] else self.root / "shards"
         count = len(read_manifest(folder)["shards"])
         if self.val_batches <= 0:
             return folder, list(range(count)), folder, []
         if self.data["val_path"]:
-            val = Path(self.data["val_path"]).expanduser()
+            val = shard_location(self.data["val_path"])
             return folder, list(range(count)), val, list(range(len(read_manifest(val)["shards"])))
         keep = int(self.data["val_shards"])
         if not 0 < keep < count:

@@ -74,3 +74,11 @@ def test_streamed_documents_fold_band_groups_like_in_memory_ones(archive_samples
     folded = documents(archive_samples[0])  # Sentinel-2 (5 groups) + Sentinel-1: one group per frame
     assert len(folded.document.groups) == 1 and folded.document.groups[0].pixels.shape[0] == 15
     assert folded.chip is not None and folded.chip.class_names == ("land", "water")
+
+
+def test_a_shard_path_may_be_a_url_prefix(tmp_path):
+    from rsneo.train.datamodule import shard_location
+
+    assert shard_location("https://example.org/shards") == "https://example.org/shards"
+    assert shard_location("s3://bucket/shards") == "s3://bucket/shards"
+    assert shard_location(str(tmp_path)) == tmp_path
