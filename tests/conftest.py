@@ -108,17 +108,16 @@ def water_label_points(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def flood_tiles(shared_data) -> list:
-    """The Sen1Floods11 chip cut into 64-pixel samples by its `rsneo prepare` recipe (S2 + S1 + mask), read
-    once for every shard test."""
+    """The Sen1Floods11 chip cut into 64-pixel samples by its recipe (S2 + S1 partner + mask), read once for
+    every shard test."""
     import warnings
 
-    from rsneo.data.recipes import RECIPES
+    from rsneo.data.recipes import RECIPES, load_tiles
 
-    recipe = RECIPES["sen1floods11"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        [item] = recipe.items(shared_data / "sen1floods11", 64)[:1]
-        return recipe.load(item)
+        [item] = RECIPES["sen1floods11"].items(shared_data / "sen1floods11")[:1]
+        return load_tiles("sen1floods11", 64, item)
 
 
 class RunStopped(Exception):

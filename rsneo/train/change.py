@@ -1,7 +1,7 @@
 """Change objective: simulated change pairs (`rsneo.train.pairs`) trained into the products' change head.
 
 The two dates form one scene document (`scene` mask: the dates see each other), as `rsneo change` builds them
-(`rsneo.heads.segmentation.image_documents`), and the products' change head is trained on them. Every random
+(`rsneo.data.documents.image_documents`), and the products' change head is trained on them. Every random
 choice comes from the step's seeded generator, so runs stay reproducible and resumable.
 """
 
@@ -18,9 +18,9 @@ from torch import Tensor, nn
 
 from rsneo.baselines import change_vector_magnitude, otsu_threshold, standardise_bands
 from rsneo.data.archives import date_rasters
-from rsneo.data.documents import image_documents
+from rsneo.data.documents import DocumentBuilder, image_documents
 from rsneo.data.frames import frame_groups
-from rsneo.data.recipes import tiles
+from rsneo.data.sample import tiles
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig, blur, magnitude_excess
 from rsneo.heads.domain import HeadDomain, TrainingDomain, load_domain, pixel_size, save_domain
 from rsneo.heads.features import image_features
@@ -29,7 +29,7 @@ from rsneo.io.scene import read_scene
 from rsneo.model.inputs import DEFAULT_TOKEN_SIZE
 from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import ChangeBatch, ChangeSource
-from rsneo.train.corpus import DocumentBuilder, head_imagery, timeseries
+from rsneo.train.corpus import head_imagery, timeseries
 from rsneo.train.pairs import simulate_pair, stack_groups
 
 
