@@ -56,6 +56,8 @@ def read_class_features(path: Path | str, field: str) -> LabelFile:
         raise InputError(
             f"{path}: cannot read it as a vector file (GeoPackage, Shapefile, GeoJSON): {exc}"
         ) from None
+    if frame.empty:  # no feature, so no field either
+        return LabelFile(path, field, frame.assign(class_name=[])[["class_name", frame.geometry.name]], [])
     if field not in frame.columns:
         fields = [c for c in frame.columns if c != frame.geometry.name]
         raise InputError(f"{path}: has no field {field!r}; its fields are {fields} (pass --class-field NAME)")
