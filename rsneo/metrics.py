@@ -20,17 +20,13 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import (
-    accuracy_score,
-    cohen_kappa_score,
-    jaccard_score,
-    precision_recall_fscore_support,
-)
-from torchmetrics.classification import MulticlassConfusionMatrix
+
+if TYPE_CHECKING:
+    from torchmetrics.classification import MulticlassConfusionMatrix
 
 IGNORE = -1  # reference value that is not scored (no label, or the class table's ignore value)
 
@@ -38,6 +34,10 @@ IGNORE = -1  # reference value that is not scored (no label, or the class table'
 def confusion_metric(columns: int) -> MulticlassConfusionMatrix:
     """A streaming (columns, columns) confusion matrix: `update(predicted, reference)` per batch, reference
     pixels of -1 left out; `compute()` gives reference rows and predicted columns."""
+    # imported on use: `rsneo change` reaches this module through the baselines and must start without
+    # torchmetrics (it loads the text stack) or scikit-learn (tests/test_startup.py)
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
     return MulticlassConfusionMatrix(columns, ignore_index=IGNORE)
 
 
@@ -122,6 +122,14 @@ def _defined(value: float) -> float | None:
 
 def scores(confusion: np.ndarray, names: Sequence[str]) -> Scores:
     """Scores of a (classes, columns >= classes) reference x predicted count matrix, by scikit-learn."""
+    from sklearn.exceptions import UndefinedMetricWarning  # on use, as torchmetrics above
+    from sklearn.metrics import (
+        accuracy_score,
+        cohen_kappa_score,
+        jaccard_score,
+        precision_recall_fscore_support,
+    )
+
     confusion = np.asarray(confusion, dtype=np.int64)
     names = tuple(names)
     k, columns = confusion.shape
