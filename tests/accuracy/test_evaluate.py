@@ -38,14 +38,9 @@ def quietly(read, *args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def levir(shared_data, tmp_path_factory):
-    """Two real LEVIR-CD pairs in the change layout (links to the shared crops)."""
-    root = tmp_path_factory.mktemp("levir")
-    for part in ("A", "B", "label"):
-        (root / part).mkdir()
-        for name in PAIRS:
-            (root / part / f"{name}.png").symlink_to(shared_data / "levir_cd" / part / f"{name}.png")
-    return quietly(change_pairs, root)
+def levir(levir_folder):
+    """Two real LEVIR-CD pairs in the change layout."""
+    return quietly(change_pairs, levir_folder(PAIRS))
 
 
 @pytest.fixture(scope="module")

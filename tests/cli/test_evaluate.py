@@ -14,17 +14,9 @@ SMALL = ["--window", "256", "--overlap", "32", "--batch", "2"]
 
 
 @pytest.fixture(scope="module")
-def levir(shared_data, tmp_path_factory):
-    """Three real LEVIR-CD pairs in the change layout, two of them listed in list/test.txt."""
-    root = tmp_path_factory.mktemp("levir")
-    for part in ("A", "B", "label"):
-        (root / part).mkdir()
-        for name in PAIRS:
-            (root / part / f"{name}.png").symlink_to(shared_data / "levir_cd" / part / f"{name}.png")
-    (root / "list").mkdir()
-    (root / "list" / "test.txt").write_text("test_2_0000_0000.png\ntest_7_0256_0512.png\n")
-    (root / "list" / "val.txt").write_text("\n")
-    return root
+def levir(levir_folder):
+    """Three real LEVIR-CD pairs in the change layout, two of them listed in list/test.txt, none in val."""
+    return levir_folder(PAIRS, {"test": PAIRS[:2], "val": ()})
 
 
 def stderr(capsys) -> str:
