@@ -159,10 +159,9 @@ class MapCache:
         out = self.folder / _folder_name(sources[0], {p.parent.name for p in self.maps.values()})
         signature = self.signature(sources)
         record = out / RECORD
-        if record.is_file():
-            kept = json.loads(record.read_text())
-            if kept.get("signature") == signature and (out / kept["map"]).is_file():
-                return out / kept["map"]
+        kept = _read_record(record)
+        if kept.get("signature") == signature and (out / kept["map"]).is_file():
+            return out / kept["map"]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             cog = predicted_map(self.system, self.task, sources, self.classes, out, self.settings)
@@ -170,6 +169,16 @@ class MapCache:
         kept = {"signature": signature, "map": cog.name, "sources": [str(s) for s in sources]}
         atomic.write_text(record, json.dumps(kept))
         return cog
+
+
+def _read_record(path: Path) -> dict:
+    """A map's record, or {} when there is none or it cannot be trusted (damaged, or naming a path)."""
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    name = kept.get("map") if isinstance(kept, dict) else None
+    return kept if isinstance(name, str) and name == Path(name).name else {}
 
 
 def _folder_name(source: Path, taken: set[str]) -> str:

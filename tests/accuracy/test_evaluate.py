@@ -124,6 +124,9 @@ def test_a_kept_evaluation_resumes_without_predicting_again(tiny_system, flood, 
         np.testing.assert_array_equal(again.model.confusion, first.model.confusion)
         with pytest.raises(AssertionError, match="predicted again"):  # other settings: another map
             evaluate(tiny_system, samples, settings=Settings(WindowPlan(128, 32, 4)), out=tmp_path)
+        (tmp_path / "maps" / "Spain" / "evaluate.json").write_text('{"signature": ')  # a damaged record
+        with pytest.raises(AssertionError, match="predicted again"):
+            evaluate(tiny_system, samples, settings=SETTINGS, out=tmp_path)
 
 
 @pytest.mark.filterwarnings("ignore::rsneo.errors.RSNeoWarning")  # a random model: classes untrained
