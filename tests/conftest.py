@@ -284,3 +284,23 @@ def qgis() -> HeadlessQgis:
     """QGIS itself, to open and draw projects; a test using it is skipped at that point where Debian's
     python3-qgis is not installed."""
     return HeadlessQgis()
+
+
+@pytest.fixture(scope="session")
+def levir_folder(shared_data, tmp_path_factory):
+    """Makes a change folder in the LEVIR-CD layout (`A/ B/ label/`, links to the shared crops) holding the
+    pairs `names`, with `lists` ({split: names}) written to `list/SPLIT.txt`."""
+
+    def make(names: tuple[str, ...], lists: dict[str, tuple[str, ...]] | None = None) -> Path:
+        root = tmp_path_factory.mktemp("levir")
+        for part in ("A", "B", "label"):
+            (root / part).mkdir()
+            for name in names:
+                (root / part / f"{name}.png").symlink_to(shared_data / "levir_cd" / part / f"{name}.png")
+        if lists:
+            (root / "list").mkdir()
+            for split, listed in lists.items():
+                (root / "list" / f"{split}.txt").write_text("".join(f"{n}.png\n" for n in listed) or "\n")
+        return root
+
+    return make

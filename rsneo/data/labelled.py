@@ -169,6 +169,9 @@ def pair_files(root: str | Path, split: str | None = None) -> list[PairFiles]:
             pairs.append(PairFiles(stem, a[stem], b[stem], labels[stem], which))
     if not pairs:
         where = f"{root / 'list' / f'{split}.txt'}" if listed is not None else f"{root}/A/{split}_*"
+        if listed is not None and not (root / "list" / f"{split}.txt").is_file():
+            found = sorted(p.stem for p in (root / "list").glob("*.txt"))
+            raise InputError(f"{where}: split {split!r} not found; the lists of {root} are {found}")
         raise InputError(f"{where}: split {split!r} is empty; expected at least one pair of {root}")
     return pairs
 

@@ -42,8 +42,9 @@ def _class_name(value: object) -> str:
     return str(value).strip()
 
 
-def read_labels(path: Path | str, field: str) -> LabelFile:
-    """Read a vector label file; bad files, a missing field or fewer than two classes raise InputError."""
+def read_class_features(path: Path | str, field: str) -> LabelFile:
+    """Read a vector file's features that have a geometry and a class in `field` (any number of classes);
+    an unreadable file or a missing field raises InputError."""
     import geopandas as gpd
 
     path = Path(path)
@@ -55,6 +56,8 @@ def read_labels(path: Path | str, field: str) -> LabelFile:
         raise InputError(
             f"{path}: cannot read it as a vector file (GeoPackage, Shapefile, GeoJSON): {exc}"
         ) from None
+    if frame.empty:  # no feature, so no field either
+        return LabelFile(path, field, frame.assign(class_name=[])[["class_name", frame.geometry.name]], [])
     if field not in frame.columns:
         fields = [c for c in frame.columns if c != frame.geometry.name]
         raise InputError(f"{path}: has no field {field!r}; its fields are {fields} (pass --class-field NAME)")
@@ -62,13 +65,20 @@ def read_labels(path: Path | str, field: str) -> LabelFile:
     frame = frame.assign(class_name=[_class_name(v) for v in frame[field]])
     frame = frame[frame["class_name"] != ""]
     classes = sorted(set(frame["class_name"]))
-    if len(classes) < 2:
-        raise InputError(
-            f"{path}: field {field!r} holds {len(classes)} class{'' if len(classes) == 1 else 'es'} "
-            f"{classes} in {len(frame)} features; expected at least two classes to learn from"
-        )
     frame = frame[["class_name", frame.geometry.name]].reset_index(drop=True)
     return LabelFile(path, field, frame, classes)
+
+
+def read_labels(path: Path | str, field: str) -> LabelFile:
+    """Read a vector label file; bad files, a missing field or fewer than two classes raise InputError."""
+    labels = read_class_features(path, field)
+    classes = labels.classes
+    if len(classes) < 2:
+        raise InputError(
+            f"{labels.path}: field {field!r} holds {len(classes)} class{'' if len(classes) == 1 else 'es'} "
+            f"{classes} in {len(labels.frame)} features; expected at least two classes to learn from"
+        )
+    return labels
 
 
 def reprojected(labels: LabelFile, grid: Grid):

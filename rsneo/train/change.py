@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rsneo import metrics
 from rsneo.baselines import change_vector_magnitude, otsu_threshold, standardise_bands
 from rsneo.data.archives import date_rasters
 from rsneo.data.documents import DocumentBuilder, image_documents
@@ -218,8 +219,9 @@ def fit_combination(
 
 
 def _f1(predicted, truth) -> float:
-    tp = float((predicted & truth).sum())
-    return 2 * tp / max(float(predicted.sum() + truth.sum()), 1.0)
+    """F1 of the change class (`rsneo.metrics`); 0 when neither marks any change."""
+    confusion = metrics.confusion_matrix(np.asarray(truth, np.int64), np.asarray(predicted, np.int64), 2)
+    return metrics.scores(confusion, ("no change", "change")).per_class["change"].f1 or 0.0
 
 
 def change_pools(
