@@ -1,6 +1,7 @@
 """rsneo's import graph, read from the source with `ast`: no cycles and no upward imports.
 
-Layers, top to bottom: cli -> api -> demo -> predict/train -> heads -> data -> io/model -> sensors -> errors/atomic.
+Layers, top to bottom: cli -> api -> demo -> predict/train -> heads -> data -> io/model -> sensors ->
+errors/atomic/version.
 A module may import its own package and any lower layer; peers in one layer (io and model, predict and train)
 do not import each other. Imports inside functions count too: hiding a cycle in a function does not remove
 it. Only `if __name__ == "__main__":` blocks are left out (they run as a script, never on import).

@@ -15,11 +15,11 @@ from torch.utils.data import DataLoader
 
 from rsneo import atomic
 from rsneo.cli import run_app
-from rsneo.version import __version__ as rsneo_version
 from rsneo.data.frames import scene_frames
 from rsneo.data.recipes import RECIPES
 from rsneo.data.shards import ShardDataset, prepare_shards, read_manifest, shard_scene
 from rsneo.errors import InputError
+from rsneo.version import __version__ as rsneo_version
 
 BEN = "bigearthnet/BigEarthNet-S2-Example"
 S2HAND = "sen1floods11/S2/Spain_7370579_S2Hand.tif"
@@ -68,7 +68,8 @@ def test_info_json_describes_a_real_raster_with_its_band_statistics(shared_data,
     document = json.loads(capsys.readouterr().out)
     assert document["command"] == "info" and document["rsneo"] == rsneo_version
     (report,) = document["rasters"]
-    assert report["path"] == str(shared_data / S2HAND) and report["sensor"] == "sentinel2_l1c" and report["crs"] == "EPSG:4326"
+    assert report["path"] == str(shared_data / S2HAND)
+    assert report["sensor"] == "sentinel2_l1c" and report["crs"] == "EPSG:4326"
     assert (report["width"], report["height"]) == (512, 512) and len(report["bands"]) == 13
     with rasterio.open(shared_data / S2HAND) as src:  # 512 pixels a side: the statistics read it whole
         b02 = src.read(2).astype(np.float64)
