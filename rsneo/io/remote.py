@@ -68,6 +68,14 @@ def remote_name(url: str) -> str:
     return re.sub(r"[^\w.+-]", "_", name) or "remote"
 
 
+def http_timeout() -> float:
+    """Seconds to wait for a server: GDAL_HTTP_TIMEOUT when the user set it, else `HTTP_TIMEOUT_S`."""
+    try:
+        return float(os.environ.get("GDAL_HTTP_TIMEOUT", HTTP_TIMEOUT_S))
+    except ValueError:
+        return float(HTTP_TIMEOUT_S)
+
+
 def use_remote_defaults() -> None:
     """Put `GDAL_REMOTE_DEFAULTS` in the environment (GDAL reads it at every remote open and read), keeping
     any value the user set."""
@@ -86,7 +94,7 @@ def remote_error(url: str, exc: BaseException) -> InputError:
     elif code:
         why = f"the server answered HTTP {code.group(1)}"
     elif re.search(r"timed? ?out|timeout", text, re.IGNORECASE):
-        why = f"no answer within {os.environ.get('GDAL_HTTP_TIMEOUT', HTTP_TIMEOUT_S)} s (timeout)"
+        why = f"no answer within {http_timeout():g} s (timeout)"
     elif re.search(r"resolve|connect|refused", text, re.IGNORECASE):
         why = "cannot reach the server (connection failed)"
     elif "not recognized as being in a supported file format" in text:
@@ -113,7 +121,7 @@ def remote_stamp(url: str) -> dict[str, str]:
         return {}
     request = urllib.request.Request(target, method="HEAD")
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as answer:  # noqa: S310 (http(s) only)
+        with urllib.request.urlopen(request, timeout=http_timeout()) as answer:  # noqa: S310 (http(s) only)
             headers = answer.headers
     except urllib.error.HTTPError as exc:
         raise remote_error(url, RuntimeError(f"HTTP response code: {exc.code}")) from None
@@ -139,6 +147,7 @@ def open_remote(url: str) -> Iterator[rasterio.DatasetReader]:
 def describe_remote(url: str, vrt: Path) -> Path:
     """Write `vrt`, a local VRT that reads the remote raster `url` window by window, unless an identical one
     is there already (an unchanged input keeps its resume signature). Returns `vrt`."""
+    check_url(url)
     stamp = remote_stamp(url)
     with open_remote(url) as src, tempfile.TemporaryDirectory(prefix="rsneo-vrt-") as scratch:
         draft = Path(scratch) / vrt.name
