@@ -181,3 +181,29 @@ def remote_source(vrt: Path) -> str | None:
     with rasterio.open(vrt) as src:
         record = src.tags().get("rsneo_remote")
     return json.loads(record)["url"] if record else None
+
+
+def download_file(url: str, path: Path) -> Path:
+    """Fetch `url` (http or https) to `path` in 1 MiB chunks through a temporary name; a file already there
+    with the remote's size is kept (an interrupted download starts that file again)."""
+    check_url(url)
+    target = url.split("/vsicurl/", 1)[-1]
+    if not target.startswith(("http://", "https://")):
+        raise InputError(f"{url}: only http(s) assets can be downloaded; the product commands stream it")
+    size = remote_stamp(url).get("content-length")
+    if path.is_file() and size is not None and path.stat().st_size == int(size):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with (
+            urllib.request.urlopen(target, timeout=http_timeout()) as answer,  # noqa: S310 (http(s) only)
+            atomic.atomic_path(path, "download") as partial,
+            open(partial, "wb") as f,
+        ):
+            for chunk in iter(lambda: answer.read(1 << 20), b""):
+                f.write(chunk)
+    except urllib.error.HTTPError as exc:
+        raise remote_error(url, RuntimeError(f"HTTP response code: {exc.code}")) from None
+    except (urllib.error.URLError, TimeoutError) as exc:
+        raise remote_error(url, exc) from None
+    return path
