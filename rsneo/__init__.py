@@ -5,6 +5,7 @@ The Python API (`rsneo.api`) is re-exported here and imported on first use, so `
 
     import rsneo
     m = rsneo.load()                                   # the bundled model, or rsneo.load("models/mine")
+    rsneo.samples().sentinel2                          # the bundled sample imagery
     seg = m.segment("scene.tif", classes="water, land")
     seg.classes, seg.polygons, seg.areas               # xarray map with confidence, GeoDataFrame, hectares
     m.change("before.tif", "after.tif").summary
@@ -18,8 +19,8 @@ from typing import Any
 
 from rsneo.version import __version__
 
-__all__ = ["Change", "Model", "Segmentation", "__version__", "learn", "load"]
-_API = {"Change", "Model", "Segmentation", "learn", "load"}
+__all__ = ["Change", "Model", "Segmentation", "__version__", "learn", "load", "samples"]
+_API = {"Change", "Model", "Segmentation", "learn", "load", "samples"}
 
 
 def __getattr__(name: str) -> Any:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rsneo.data.frames import check_band_groups, model_band_groups
+from rsneo.demo import DemoSamples, bundled_samples
 from rsneo.errors import InputError, RSNeoWarning
 from rsneo.heads.system import System, load_system
 from rsneo.io.cog import read_legend
@@ -59,12 +60,18 @@ if TYPE_CHECKING:
 
     from rsneo.train.learn import LearnResult
 
-__all__ = ["Change", "Model", "Segmentation", "learn", "load"]
+__all__ = ["Change", "Model", "Segmentation", "learn", "load", "samples"]
 
 
 class ModelSetupWarning(RSNeoWarning):
     """The model folder lacks a trained head a product relies on, or runs with band groups it was not
     trained with: its results are less accurate than the model card says."""
+
+
+def samples() -> DemoSamples:
+    """The sample imagery bundled with rsneo (paths): `.sentinel2`, `.sentinel1`, `.landsat_before`, ...
+    (rsneo/assets/ATTRIBUTION.md)."""
+    return bundled_samples()
 
 
 def load(model: str | Path | None = None, device: str = "cpu", band_groups: str | None = None) -> Model:
@@ -106,7 +113,7 @@ class Segmentation:
 
     @functools.cached_property
     def polygons(self) -> gpd.GeoDataFrame:
-        """One row per connected region: class, area, geometry (EPSG:4326)."""
+        """One row per connected region: class_id, class_name, area_ha (area_px), geometry (EPSG:4326)."""
         return read_polygons(self.outputs.gpkg)
 
 

@@ -1,5 +1,6 @@
-"""Remote rasters (rsneo.io.remote): a COG served over HTTP on 127.0.0.1 is read window by window through GDAL
-range requests (counted bytes prove it), and bad URLs, 404s and timeouts are one InputError with the URL intact."""
+"""Remote rasters (rsneo.io.remote): a COG served over HTTP on 127.0.0.1 is read window by window through
+GDAL range requests (counted bytes prove it); bad URLs, 404s and timeouts are one InputError with the URL
+intact."""
 
 from __future__ import annotations
 
