@@ -1,5 +1,6 @@
-"""The public Python API (rsneo.api): `rsneo.load()` -> segment / change / ask, `rsneo.learn`; maps as xarray
-with class names, confidence and CRS, polygons as a GeoDataFrame; the README's snippet runs from any folder."""
+"""The public Python API (rsneo.api): `rsneo.load()` -> segment / change / ask, `rsneo.learn`; maps as
+xarray with class names, confidence and CRS, polygons as a GeoDataFrame; the README's snippet runs from any
+folder."""
 
 from __future__ import annotations
 
