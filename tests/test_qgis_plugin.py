@@ -221,3 +221,19 @@ def test_in_qgis_the_class_map_loads_styled_and_a_cancelled_run_leaves_nothing(
     )
     assert not done["ok"] and done["cancelled"] and "cancelled" in done["error"], done
     assert not out.exists()  # the run made the folder: it is removed with everything in it
+
+
+def test_the_plugin_zip_holds_the_package_and_its_metadata(tmp_path):
+    import zipfile
+
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build_qgis_plugin.sh"), str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    archive = Path(done.stdout.strip())
+    with zipfile.ZipFile(archive) as z:
+        names = set(z.namelist())
+        metadata = z.read("rsneo_qgis/metadata.txt").decode()
+    assert archive.name == "rsneo_qgis-0.1.0.zip" and list(tmp_path.iterdir()) == [archive]
+    assert {"rsneo_qgis/__init__.py", "rsneo_qgis/provider.py", "rsneo_qgis/runner.py"} <= names
+    assert "hasProcessingProvider=yes" in metadata and "qgisMinimumVersion=3.22" in metadata

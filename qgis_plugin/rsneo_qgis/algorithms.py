@@ -1,5 +1,6 @@
-"""The Processing algorithms: segment, change (and new buildings), learn, ask and info, each a run of the rsneo
-command line on the project's layers (`runner.run_rsneo`), its outputs loaded back with their QML styles."""
+"""The Processing algorithms: segment, change (and new buildings), learn, ask and info, each a run of the
+rsneo command line on the project's layers (`runner.run_rsneo`), its outputs loaded back with their QML
+styles."""
 
 from __future__ import annotations
 
@@ -250,9 +251,11 @@ class LearnAlgorithm(RsneoAlgorithm):
         rasters = [layer.source() for layer in self.parameterAsLayerList(parameters, "RASTERS", context)]
         labels = self.parameterAsVectorLayer(parameters, "LABELS", context)
         with tempfile.TemporaryDirectory(prefix="rsneo-labels-") as scratch:
-            args = ["learn", *rasters, "--labels", _vector_file(labels, Path(scratch)), "--class-field",
-                    self.parameterAsString(parameters, "FIELD", context), "--out", str(out), "--steps",
-                    str(self.parameterAsInt(parameters, "STEPS", context)), *self.common(parameters, context)]  # fmt: skip
+            field = self.parameterAsString(parameters, "FIELD", context)
+            steps = str(self.parameterAsInt(parameters, "STEPS", context))
+            labels_file = _vector_file(labels, Path(scratch))
+            args = ["learn", *rasters, "--labels", labels_file, "--class-field", field, "--out", str(out),
+                    "--steps", steps, *self.common(parameters, context)]  # fmt: skip
             document = self.run_cli(args, feedback, out)
         feedback.pushInfo(f"mean IoU {document['mean_iou']}, mean F1 {document['mean_f1']}")
         return {"MODEL_FOLDER": document["model"], "SCORES": json.dumps(document["scores"])}
@@ -301,7 +304,7 @@ class AskAlgorithm(RsneoAlgorithm):
 
 class InfoAlgorithm(RsneoAlgorithm):
     name_, title = "info", "Describe a raster"
-    help_text = "What rsneo reads in a raster layer: sensor, bands and wavelengths, CRS, resolution, date, statistics."
+    help_text = "What rsneo reads in a raster layer: sensor, bands, wavelengths, CRS, resolution, statistics."
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Raster layer"))

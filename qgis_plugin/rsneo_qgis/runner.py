@@ -129,7 +129,8 @@ def run_rsneo(
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
-        raise RsneoFailed(f"rsneo printed no JSON document (status {process.returncode}): {text[:500]}")
+        why = f"rsneo printed no JSON document (status {process.returncode}): {text[:500]}"
+        raise RsneoFailed(why) from None
     document["exit_status"] = process.returncode
     return document
 

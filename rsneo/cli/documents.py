@@ -167,3 +167,7 @@ def json_schema(command: str) -> dict[str, Any]:
 def schema_text() -> str:
     """Every command's schema, as one JSON object keyed by command (docs/products.md)."""
     return json.dumps({c: json_schema(c) for c in DOCUMENTS}, indent=1, sort_keys=True)
+
+
+if __name__ == "__main__":  # python -m rsneo.cli.documents > docs/json_schema.json
+    print(schema_text())
