@@ -9,7 +9,7 @@ want_qgis=0
 [ "${1:-}" = "--with-qgis" ] && want_qgis=1
 
 apt_pkgs=(gdal-bin)
-[ "$want_qgis" = 1 ] && apt_pkgs+=(python3-qgis qgis-providers)
+[ "$want_qgis" = 1 ] && apt_pkgs+=(python3-qgis qgis-providers qgis)  # qgis: qgis_process
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then

@@ -304,3 +304,170 @@ def levir_folder(shared_data, tmp_path_factory):
         return root
 
     return make
+
+
+class LoopbackServer:
+    """A static HTTP server on 127.0.0.1 for remote-data tests: files under `root` with range requests (as a
+    COG host serves them) and a static STAC API under /stac (landing page, item search over `stac_items` by
+    collection, bbox and datetime); it counts the bytes of file content it sends per path. It binds loopback
+    only, serves on a daemon thread and stops at the end of its fixture, or by itself after `lifetime` s.
+    Paths under /slow/ answer after `delay` s (timeouts); a missing file is a 404."""
+
+    def __init__(self, root: Path, lifetime: float = 600, delay: float = 5) -> None:
+        import http.server
+        import threading
+
+        self.root, self.delay = Path(root), delay
+        self.sent: dict[str, int] = {}
+        self.requests: list[str] = []
+        self.stac_items: list[dict] = []
+        handler = _loopback_handler(self)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        self._timer = threading.Timer(lifetime, self.stop)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def bytes_sent(self, name: str) -> int:
+        return self.sent.get("/" + name.lstrip("/"), 0)
+
+
+def _loopback_handler(server: LoopbackServer):
+    import contextlib
+    import email.utils
+    import http.server
+    import json
+    import time
+    from urllib.parse import parse_qs, urlparse
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # quiet: the tests read `requests`
+            pass
+
+        def do_HEAD(self) -> None:
+            self._file(head=True)
+
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            server.requests.append(f"GET {self.path} {self.headers.get('Range', '')}")
+            if url.path.rstrip("/") == "/stac":
+                self._json(self._landing())
+            elif url.path == "/stac/search":
+                self._json(self._search({k: v[0] for k, v in parse_qs(url.query).items()}))
+            else:
+                self._file(head=False)
+
+        def do_POST(self) -> None:
+            server.requests.append(f"POST {self.path}")
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if urlparse(self.path).path != "/stac/search":
+                self.send_error(404)
+                return
+            self._json(self._search(body))
+
+        def _landing(self) -> dict:
+            base = f"{server.url}/stac"
+            return {
+                "type": "Catalog", "id": "loopback", "stac_version": "1.0.0", "description": "test API",
+                "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
+                               "https://api.stacspec.org/v1.0.0/item-search"],
+                "links": [
+                    {"rel": "self", "href": base, "type": "application/json"},
+                    {"rel": "root", "href": base, "type": "application/json"},
+                    {"rel": "search", "href": f"{base}/search", "type": "application/geo+json",
+                     "method": "GET"},
+                    {"rel": "search", "href": f"{base}/search", "type": "application/geo+json",
+                     "method": "POST"},
+                ],
+            }  # fmt: skip
+
+        def _search(self, query: dict) -> dict:
+            collections = query.get("collections") or []
+            collections = collections.split(",") if isinstance(collections, str) else collections
+            bbox = query.get("bbox")
+            bbox = [float(v) for v in bbox.split(",")] if isinstance(bbox, str) else bbox
+            found = []
+            for item in server.stac_items:
+                if collections and item.get("collection") not in collections:
+                    continue
+                if bbox and not _boxes_meet(bbox, item["bbox"]):
+                    continue
+                when = item["properties"]["datetime"]
+                if query.get("datetime") and not _in_interval(when, query["datetime"]):
+                    continue
+                found.append(item)
+            limit = int(query.get("limit") or 100)
+            return {"type": "FeatureCollection", "features": found[:limit], "links": [],
+                    "numberMatched": len(found), "numberReturned": min(len(found), limit)}  # fmt: skip
+
+        def _json(self, document: dict) -> None:
+            data = json.dumps(document).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _file(self, head: bool) -> None:
+            path = urlparse(self.path).path
+            if path.startswith("/slow/"):
+                time.sleep(server.delay)
+                path = path[len("/slow") :]
+            file = server.root / path.lstrip("/")
+            if not file.is_file() or ".." in path:
+                self.send_error(404)
+                return
+            size = file.stat().st_size
+            start, end = 0, size - 1
+            ranged = self.headers.get("Range", "").removeprefix("bytes=")
+            if ranged:
+                first, _, last = ranged.partition("-")
+                start, end = int(first), min(int(last) if last else size - 1, size - 1)
+            self.send_response(206 if ranged else 200)
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(end - start + 1))
+            self.send_header("Last-Modified", email.utils.formatdate(file.stat().st_mtime, usegmt=True))
+            if ranged:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.end_headers()
+            if head:
+                return
+            with open(file, "rb") as f:
+                f.seek(start)
+                data = f.read(end - start + 1)
+            server.sent[path] = server.sent.get(path, 0) + len(data)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client hung up
+                self.wfile.write(data)
+
+    return Handler
+
+
+def _boxes_meet(a: list[float], b: list[float]) -> bool:
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def _in_interval(when: str, interval: str) -> bool:
+    """`when` (ISO date-time) inside a STAC datetime interval "start/end" (".." open) or on a single day."""
+    start, _, end = interval.partition("/")
+    day = when[:10]
+    if not end:
+        return day == start[:10]
+    return (start in ("", "..") or day >= start[:10]) and (end in ("", "..") or day <= end[:10])
+
+
+@pytest.fixture
+def loopback(tmp_path):
+    """A `LoopbackServer` over a fresh folder (tmp_path / "www"); stopped at the end of the test."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = LoopbackServer(root)
+    yield server
+    server.stop()

@@ -60,20 +60,36 @@ err_console = _Stderr()
 
 
 @contextlib.contextmanager
-def reported_warnings() -> Iterator[None]:
+def reported_warnings(collected: list[str] | None = None) -> Iterator[list[str]]:
     """Show rsneo's warnings meant for the user (pixel units, ...) once each per command, one line on stderr,
-    in every command alike (stdout stays clean for --json)."""
+    in every command alike (stdout stays clean for --json). Each message shown is also appended to
+    `collected` (yielded), for the command's JSON document."""
     import warnings
 
+    collected = [] if collected is None else collected
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
-            yield
+            yield collected
         finally:
             shown = [w.message for w in caught if "rsneo" in w.filename or _is_rsneo_warning(w.category)]
             for message in dict.fromkeys(str(m) for m in shown if str(m) not in _SHOWN):
                 _SHOWN.add(message)
+                collected.append(message)
                 err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+PROGRESS_ENV = "RSNEO_PROGRESS"  # "json": progress as JSON lines on stderr (the QGIS plugin reads them)
+
+
+def progress_event(stage: str, done: int, total: int, **extra: object) -> None:
+    """One line of the machine-readable progress stream (`RSNEO_PROGRESS=json`), on stderr: {"stage", "done",
+    "total", ...}; nothing otherwise. The engine writes the same lines for its windows."""
+    if os.environ.get(PROGRESS_ENV, "") != "json":
+        return
+    import json
+
+    print(json.dumps({"stage": stage, "done": done, "total": total, **extra}), file=sys.stderr, flush=True)
 
 
 def _is_rsneo_warning(category: type) -> bool:

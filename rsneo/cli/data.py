@@ -32,6 +32,9 @@ def sensors_command(
         register_sensor(path)
     sensors = [get_sensor(name)] if name else list_sensors()
     if as_json:
+        from rsneo.cli.documents import SensorsDocument, render
+        from rsneo.version import __version__
+
         out = [
             {
                 "name": s.name,
@@ -54,7 +57,7 @@ def sensors_command(
             }
             for s in sensors
         ]
-        typer.echo(json.dumps(out, indent=1))
+        typer.echo(render(SensorsDocument(rsneo=__version__, ok=True, sensors=out)))
         return
     console = Console()
     if name:
@@ -94,7 +97,10 @@ def _split(value: str | None) -> list[str] | None:
 
 @app.command("info")
 def info_command(
-    rasters: Annotated[list[Path], typer.Argument(help="Raster files, band folders or STAC item JSONs.")],
+    rasters: Annotated[
+        list[str],
+        typer.Argument(help="Raster files, band folders, STAC item JSONs or remote COG URLs (https://...)."),
+    ],
     sensor: Annotated[str | None, typer.Option(help="Sensor name when the metadata does not say.")] = None,
     bands: Annotated[
         str | None, typer.Option(help="Comma-separated band names of the file's bands, in file order.")
@@ -105,19 +111,28 @@ def info_command(
 
     Statistics come from a read of at most 1024 pixels a side (GDAL overviews where the file has them).
     """
+    import tempfile
+
     from rich.console import Console
     from rich.table import Table
 
     from rsneo.io.describe import describe_raster
     from rsneo.io.limits import check_size
     from rsneo.io.read import open_source
+    from rsneo.io.remote import local_input
 
-    with reported_warnings():
-        for path in rasters:  # a VRT may declare 10^12 pixels: refuse before the statistics read it
+    with reported_warnings() as warned, tempfile.TemporaryDirectory(prefix="rsneo-info-") as scratch:
+        local = [local_input(r, Path(scratch)) for r in rasters]  # a remote raster: a VRT streaming it
+        for path in local:  # a VRT may declare 10^12 pixels: refuse before the statistics read it
             check_size(open_source(path, sensor=sensor, bands=_split(bands)))
-        reports = [describe_raster(path, sensor=sensor, bands=_split(bands)) for path in rasters]
+        reports = [describe_raster(path, sensor=sensor, bands=_split(bands)) for path in local]
+        for report, given in zip(reports, rasters, strict=True):
+            report["path"] = given  # as typed: a URL stays a URL
     if as_json:
-        typer.echo(json.dumps(reports, indent=1))
+        from rsneo.cli.documents import InfoDocument, render
+        from rsneo.version import __version__
+
+        typer.echo(render(InfoDocument(rsneo=__version__, ok=True, warnings=warned, rasters=reports)))
         return
     console = Console()
     for rep in reports:

@@ -93,6 +93,10 @@ def learn_command(
     device: Annotated[
         str, typer.Option("--device", help="Device of the backbone pass: cpu, cuda, ...")
     ] = RUN.device,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON document on stdout: folder, scores (docs/products.md)."),
+    ] = False,
 ) -> None:
     """Learn new classes from a few polygons or points; writes a model folder for segment/change/ask --model.
 
@@ -101,8 +105,7 @@ def learn_command(
     Then: rsneo segment RASTER --model OUT --classes "<the learnt class names>".
     The same run as a Hydra config: --config NAME|FILE [KEY=VALUE ...] (docs/training.md).
     """
-    from rsneo.cli.products import _system
-    from rsneo.train.learn import learn
+    from rsneo.api import learn
 
     values = dict(locals())  # (a comprehension has its own locals before Python 3.12)
     given = {
@@ -115,10 +118,30 @@ def learn_command(
     paths = [a for a in items if a not in overrides]
     run = learn_run(config, overrides, paths, given)
     check_output_folder(run.out)
-    with reported_warnings():
-        system = _system(run.model, run.device)
-        result = learn(system, run, show_progress=True)
+    with reported_warnings() as warned:
+        result = learn(run, show_progress=not as_json)
+    if as_json:
+        typer.echo(_document(result, warned))
+        return
     _print_result(result)
+
+
+def _document(result: Any, warned: list[str]) -> str:
+    """`rsneo learn --json`: the model folder, its classes and hold-out scores (rsneo.cli.documents)."""
+    from dataclasses import asdict
+
+    from rsneo.cli.documents import LearnDocument, render
+    from rsneo.version import __version__
+
+    holdout = result.record["holdout"]
+    scores = {name: asdict(score) for name, score in result.scores.items()}
+    document = LearnDocument(
+        rsneo=__version__, ok=True, warnings=warned, model=str(result.out), classes=list(result.classes),
+        scores={n: {k: s[k] for k in ("iou", "f1", "pixels", "features")} for n, s in scores.items()},
+        mean_iou=holdout["mean_iou"], mean_f1=holdout["mean_f1"],
+        features=result.record["features"]["features"], record=str(Path(result.out) / "learn.json"),
+    )  # fmt: skip
+    return render(document)
 
 
 def _print_result(result: Any) -> None:

@@ -1,6 +1,10 @@
 """`rsneo` commands for products: `segment` (classes as words), `change` (dates of one place), `ask`
-(questions).
+(questions); a thin layer over the Python API (`rsneo.api`).
 
+Each takes one raster or many (several files, folders, globs, STAC ItemCollections, http(s) COG URLs): with
+several, each input writes into its own subfolder of --out and resumes on its own, a bad one is reported and
+skipped, a summary table lists the rest, and the command exits 2 at the end when any failed. `--json` prints
+one document on stdout describing what was written (rsneo.cli.documents); warnings go to stderr only.
 Heavy modules are imported inside the commands so `rsneo --help` stays fast.
 """
 
@@ -9,11 +13,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from rsneo.cli.app import app, err_console, reported_warnings
+from rsneo.cli.app import app, reported_warnings
+from rsneo.cli.batch import Batch, item_folder, write_summary
+from rsneo.cli.inputs import Item, expand_inputs
 
 ModelOption = Annotated[
     Path | None,
@@ -35,6 +41,31 @@ OverlapOption = Annotated[int, typer.Option("--overlap", help="Overlap between w
 BatchOption = Annotated[int, typer.Option("--batch", help="Windows per model call.")]
 OUTPUT_BYTES_PER_PIXEL = 4.0  # uint8 map + its partial copy + overviews + polygons, with headroom
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="One JSON document on stdout: files, totals, warnings (docs/products.md)."),
+]
+BandGroupsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--band-groups",
+        help="How bands become tokens: 'sensor' (one token grid per band group) or 'fold' (all bands of a "
+        "date in one grid, 1/groups of the tokens). Default: as the model was trained (its config says).",
+    ),
+]
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Refuse class names the model was not trained on, and imagery outside what it was trained on "
+        "(sensor, pixel size; its folder's domain.json) (exit 2).",
+    ),
+]
+PixelSizeOption = Annotated[
+    float | None,
+    typer.Option("--pixel-size", help="New buildings: metres per pixel of images without georeference."),
+]
+SUMMARY_CSV = "summary.csv"
 
 
 @contextlib.contextmanager
@@ -48,29 +79,6 @@ def _output_folder(out: Path) -> Iterator[Path]:
         if not existed and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
-
-
-def _plan(window: int, overlap: int, batch: int):
-    from rsneo.errors import InputError
-    from rsneo.predict.sliding_window import WindowPlan
-
-    if window <= 0:
-        raise InputError(f"--window: expected a positive number of pixels, got {window}")
-    if not 0 <= overlap < window:
-        raise InputError(f"--overlap: expected 0 <= overlap < window ({window}), got {overlap}")
-    if batch < 1:
-        raise InputError(f"--batch: expected at least 1, got {batch}")
-    return WindowPlan(window, overlap, batch)
-
-
-def _check_window(plan, token_size: int) -> None:
-    """Windows hold whole image tokens of the model (its config's `token_size`); known once it has loaded."""
-    from rsneo.errors import InputError
-
-    if plan.size % token_size:
-        raise InputError(
-            f"--window: expected a multiple of the model's token size ({token_size} pixels), got {plan.size}"
-        )
 
 
 def _bands(text: str | None) -> list[str] | None:
@@ -97,58 +105,33 @@ def _check_rasters(
             check_disk(source, out, OUTPUT_BYTES_PER_PIXEL)
 
 
-BandGroupsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--band-groups",
-        help="How bands become tokens: 'sensor' (one token grid per band group) or 'fold' (all bands of a "
-        "date in one grid, 1/groups of the tokens). Default: as the model was trained (its config says).",
-    ),
-]
+def _load(model: Path | None, device: str, band_groups: str | None):
+    from rsneo.api import load
+
+    return load(model, device=device, band_groups=band_groups)
 
 
-def _system(model: Path | None, device: str, head: str | None = None, band_groups: str | None = None):
-    """Load the model folder; say so when the head a command relies on was never trained there, or when the
-    band grouping asked for is not the one it was trained with (its inputs then differ from training)."""
-    from rsneo.data.frames import check_band_groups, model_band_groups
-    from rsneo.heads.system import load_system
+def _emit(document: Any, as_json: bool) -> None:
+    if as_json:
+        from rsneo.cli.documents import render
 
-    if band_groups is not None:
-        band_groups = check_band_groups(band_groups, "--band-groups")
-    system = load_system(model, device=device)
-    if head is not None and head not in system.trained_heads:
-        err_console.print(
-            f"[yellow]warning:[/] {system.folder} has no trained {head} head; using a fresh one",
-            highlight=False,
-        )
-    trained = model_band_groups(system.config)
-    if band_groups is not None and band_groups != trained:
-        err_console.print(
-            f"[yellow]warning:[/] {system.folder} was trained with --band-groups {trained}; using "
-            f"{band_groups} as asked (expect less accurate results)",
-            highlight=False,
-        )
-        system.config.band_groups = band_groups
-    return system
+        typer.echo(render(document))
 
 
-StrictOption = Annotated[
-    bool,
-    typer.Option(
-        "--strict",
-        help="Refuse class names the model was not trained on, and imagery outside what it was trained on "
-        "(sensor, pixel size; its folder's domain.json) (exit 2).",
-    ),
-]
-PixelSizeOption = Annotated[
-    float | None,
-    typer.Option("--pixel-size", help="New buildings: metres per pixel of images without georeference."),
-]
+def _remote_vrt(local: Path, item_source: str) -> str | None:
+    """The local VRT that streams a remote input (None for a local one)."""
+    return str(local) if _remote(item_source) else None
 
 
 @app.command("segment")
 def segment_command(
-    raster: Annotated[Path, typer.Argument(help="The raster to segment (GeoTIFF or anything GDAL reads).")],
+    rasters: Annotated[
+        list[str],
+        typer.Argument(
+            help="Rasters to segment: files (anything GDAL reads), folders, globs, STAC items or "
+            "ItemCollections, http(s) COG URLs (/vsicurl/, /vsis3/, s3://). Several: one subfolder each."
+        ),
+    ],
     classes: Annotated[str, typer.Option("--classes", help='Class names as words: "water,forest,built-up".')],
     out: Annotated[Path, typer.Option("--out", help="Output folder (created if needed).")],
     model: ModelOption = None,
@@ -163,6 +146,7 @@ def segment_command(
     band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
     strict: StrictOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Open-vocabulary segmentation: class-map COG, polygons, QML style and QGIS project.
 
@@ -171,50 +155,122 @@ def segment_command(
     "(untrained)" in the legend. So is imagery of a sensor or pixel size the model was not trained on (its
     folder's domain.json): warned about and noted in the outputs. --strict refuses both.
 
-    An interrupted run started again with the same options continues where it stopped.
+    Several inputs: out/<name>/ for each and out/summary.csv (hectares per class and file); a bad input is
+    reported and skipped (exit 2 at the end). An interrupted run started again with the same options
+    continues where it stopped, each input on its own.
     """
-    from rsneo.predict.requests import SegmentRequest, parse_classes
-    from rsneo.predict.segment import segment_raster
+    from rsneo.api import window_plan
+    from rsneo.cli.documents import SegmentDocument
+    from rsneo.predict.requests import parse_classes
+    from rsneo.version import __version__
 
     names = parse_classes(classes)
-    plan = _plan(window, overlap, batch)
-    with reported_warnings():
-        _check_rasters([raster], sensor, _bands(bands), out)
-    with _output_folder(out), reported_warnings():
-        system = _system(model, device, "segmentation", band_groups)
-        _check_window(plan, system.config.token_size)
-        request = SegmentRequest(
-            raster=raster, classes=names, out=out, sensor=sensor, bands=_bands(bands), plan=plan,
-            none_threshold=none_threshold, strict=strict, show_progress=True,
-        )  # fmt: skip
-        result = segment_raster(system, request)
-    typer.echo(f"class map: {result.cog}")
-    typer.echo(f"polygons:  {result.gpkg}")
-    typer.echo(f"style:     {result.qml}")
-    typer.echo(f"project:   {result.qgz}")
+    window_plan(window, overlap, batch)
+    with reported_warnings() as warned:
+        run: Batch = Batch(expand_inputs(rasters))
+        local: dict[str, Path] = {}
+
+        def check(item: Item) -> None:
+            folder = item_folder(out, item, run.several)
+            with _output_folder(folder):
+                local[item.name] = item.local(folder)
+                _check_rasters([local[item.name]], sensor, _bands(bands), folder)
+
+        run.each(check, "check")
+        if run.results:
+            m = _load(model, device, band_groups)
+
+            def segment(item: Item):
+                folder = item_folder(out, item, run.several)
+                with _output_folder(folder):
+                    return m.segment(
+                        local[item.name], names, folder, sensor=sensor, bands=_bands(bands),
+                        none_threshold=none_threshold, window=window, overlap=overlap, batch=batch,
+                        strict=strict, show_progress=not as_json,
+                    )  # fmt: skip
+
+            run.each(segment, "segment")
+    summary = _segment_summary(run, out, names) if run.several else None
+    document = SegmentDocument(
+        rsneo=__version__, ok=not run.errors, warnings=warned, failed=run.failures(),
+        items=[_segment_item(item, result, local[item.name]) for item, result in run.done],
+        summary=str(summary) if summary else None,
+    )  # fmt: skip
+    if as_json:
+        _emit(document, True)
+    else:
+        _print_segmentations(document)
+    run.finish()
+
+
+def _segment_item(item: Item, result: Any, local: Path) -> dict[str, Any]:
+    files = result.outputs
+    return {
+        "name": item.name, "input": item.source, "out": str(files.cog.parent),
+        "files": {
+            "class_map": str(files.cog), "confidence": str(files.confidence) if files.confidence else None,
+            "polygons": str(files.gpkg), "style": str(files.qml), "project": str(files.qgz),
+            "remote_input": _remote_vrt(local, item.source),
+        },
+        "areas": result.areas, "area_unit": result.area_unit, "labels": files.labels,
+        "notes": list(result.notes),
+    }  # fmt: skip
+
+
+def _segment_summary(run: Batch, out: Path, names: list[str]) -> Path:
+    unit = next((r.area_unit for _, r in run.done), "ha")
+    rows = [[item.name, item.source, *(f"{r.areas.get(n, 0.0):.4f}" for n in names), str(r.outputs.cog)]
+            for item, r in run.done]  # fmt: skip
+    header = ["name", "input", *(f"{n}_{unit}" for n in names), "class_map"]
+    return write_summary(Path(out) / SUMMARY_CSV, header, rows)
+
+
+def _print_segmentations(document: Any) -> None:
     from rsneo.io.areas import format_area
 
-    for name, area in result.areas.items():
-        typer.echo(f"  {result.labels.get(name, name)}: {format_area(area, result.area_unit)}")
+    for item in document.items:
+        if len(document.items) > 1:
+            typer.echo(f"{item.name}:")
+        typer.echo(f"class map: {item.files.class_map}")
+        typer.echo(f"polygons:  {item.files.polygons}")
+        typer.echo(f"style:     {item.files.style}")
+        typer.echo(f"project:   {item.files.project}")
+        for name, area in item.areas.items():
+            typer.echo(f"  {item.labels.get(name, name)}: {format_area(area, item.area_unit)}")
+    if document.summary:
+        typer.echo(f"summary:   {document.summary}")
 
 
-def _buildings(of: str | None, classes: list[str] | None) -> bool:
-    """Whether `--of` asks for the new-building map (the one kind of change mapped apart)."""
+def _date_items(rasters: list[str]) -> list[list[Item]]:
+    """Dates of one place, or of many: each argument is one date, or a folder / glob / ItemCollection of that
+    date's inputs, matched across dates by name (LEVIR-CD's A/ and B/) or, for STAC items, by order."""
     from rsneo.errors import InputError
 
-    if of is None:
-        return False
-    if of.strip().lower() not in ("building", "buildings"):
-        raise InputError(f"--of: expected buildings (the one kind of change mapped apart), got {of!r}")
-    if classes:
-        raise InputError("--of buildings maps new buildings; it cannot be combined with --classes")
-    return True
+    dates = [expand_inputs([r]) for r in rasters]
+    counts = {len(d) for d in dates}
+    if len(counts) != 1:
+        raise InputError(
+            f"change: every date must hold the same number of inputs; got {[len(d) for d in dates]} for "
+            f"{rasters}"
+        )
+    if counts == {1}:
+        return [[d[0] for d in dates]]
+    if all(d[0].stac is not None for d in dates):
+        return [list(pair) for pair in zip(*dates, strict=True)]
+    names = [sorted(i.name for i in d) for d in dates]
+    if any(n != names[0] for n in names):
+        raise InputError(f"change: the dates' inputs must have the same file names to pair them; got {names}")
+    return [[next(i for i in d if i.name == name) for d in dates] for name in names[0]]
 
 
 @app.command("change")
 def change_command(
     rasters: Annotated[
-        list[Path], typer.Argument(help="BEFORE AFTER [MORE...]: dates of one place, oldest first.")
+        list[str],
+        typer.Argument(
+            help="BEFORE AFTER [MORE...]: dates of one place, oldest first (files, STAC items, URLs); or one "
+            "folder / glob / ItemCollection per date, paired by file name (or STAC item order)."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (created if needed).")],
     classes: Annotated[
@@ -239,50 +295,128 @@ def change_command(
         ),
     ] = None,
     pixel_size: PixelSizeOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Change between the first and last date: change-map COG, polygons, from-to table, HTML report.
 
     Later dates are reprojected onto the first one's grid when their grids differ.
 
     Images without georeference (PNG pairs) are compared pixel by pixel: areas in pixels, with a warning.
+    Many places at once: one folder (or glob) per date, paired by file name; out/<name>/ for each pair and
+    out/summary.csv.
     """
-    from rsneo.predict.buildings import map_new_buildings
-    from rsneo.predict.change import detect_change
-    from rsneo.predict.requests import BuildingsRequest, ChangeRequest, parse_classes
+    from rsneo.api import wants_buildings, window_plan
+    from rsneo.cli.documents import ChangeDocument
+    from rsneo.errors import InputError
+    from rsneo.predict.requests import parse_classes
+    from rsneo.version import __version__
 
     names = parse_classes(classes) if classes is not None else None
-    plan = _plan(window, overlap, batch)
-    with reported_warnings():
-        _check_rasters(rasters, sensor, _bands(bands), out)
-    with _output_folder(out), reported_warnings():
-        system = _system(model, device, "change", band_groups)
-        _check_window(plan, system.config.token_size)
-        reading = dict(sensor=sensor, bands=_bands(bands), plan=plan, show_progress=True)
-        if _buildings(of, names):
-            result = map_new_buildings(
-                system, BuildingsRequest(rasters=rasters, out=out, pixel_size=pixel_size, **reading)
-            )
-        else:
-            result = detect_change(
-                system, ChangeRequest(rasters=rasters, out=out, classes=names, strict=strict, **reading)
-            )
+    buildings = wants_buildings(of, names)
+    window_plan(window, overlap, batch)
+    if len(rasters) < 2:
+        raise InputError(f"change: expected two or more rasters (dates of one place), got {len(rasters)}")
+    with reported_warnings() as warned:
+        pairs = {group[0].name: group for group in _date_items(rasters)}
+        run: Batch = Batch([group[0] for group in pairs.values()])
+        local: dict[str, list[Path]] = {}
+
+        def check(item: Item) -> None:
+            folder = item_folder(out, item, run.several)
+            with _output_folder(folder):
+                local[item.name] = [date.local(folder) for date in pairs[item.name]]
+                _check_rasters(local[item.name], sensor, _bands(bands), folder)
+
+        run.each(check, "check")
+        if run.results:
+            m = _load(model, device, band_groups)
+
+            def change(item: Item):
+                folder = item_folder(out, item, run.several)
+                with _output_folder(folder):
+                    return m.change(
+                        *local[item.name], out=folder, classes=names, of=of, pixel_size=pixel_size,
+                        sensor=sensor, bands=_bands(bands), window=window, overlap=overlap, batch=batch,
+                        strict=strict, show_progress=not as_json,
+                    )  # fmt: skip
+
+            run.each(change, "change")
+    items = [_change_item(item, pairs[item.name], result, local[item.name]) for item, result in run.done]
+    summary = None
+    if run.several:
+        keys = ("changed_area", "compared_area", "changed_percent")
+        rows = [[i["name"], " ".join(i["inputs"]), *(f"{i[k]:.4f}" for k in keys), i["area_unit"],
+                 i["files"]["change_map"]] for i in items]  # fmt: skip
+        header = ["name", "inputs", "changed", "compared", "changed_percent", "unit", "change_map"]
+        summary = str(write_summary(Path(out) / SUMMARY_CSV, header, rows))
+    document = ChangeDocument(
+        rsneo=__version__, ok=not run.errors, warnings=warned, failed=run.failures(),
+        kind="buildings" if buildings else "change", items=items, summary=summary,
+    )  # fmt: skip
+    if as_json:
+        _emit(document, True)
+    else:
+        _print_changes(document)
+    run.finish()
+
+
+def _remote(text: str) -> bool:
+    from rsneo.io.remote import is_remote
+
+    return is_remote(text)
+
+
+def _change_item(item: Item, dates: list[Item], result: Any, local: list[Path]) -> dict[str, Any]:
+    files = result.outputs
+    share = 100 * result.changed_area / max(result.compared_area, 1e-12)
+    return {
+        "name": item.name, "inputs": [d.source for d in dates], "out": str(files.cog.parent),
+        "files": {
+            "change_map": str(files.cog), "polygons": str(files.gpkg), "style": str(files.qml),
+            "project": str(files.qgz), "table": str(files.table), "report": str(files.report),
+            "remote_inputs": [str(p) for d, p in zip(dates, local, strict=True) if _remote(d.source)],
+        },
+        "changed_area": result.changed_area, "compared_area": result.compared_area, "changed_percent": share,
+        "area_unit": result.area_unit, "classes": _table_areas(files.table), "summary": result.summary,
+        "notes": list(result.notes),
+    }  # fmt: skip
+
+
+def _table_areas(table: Path) -> dict[str, float]:
+    """The from-to table's rows as {"from → to" (or the class): area}."""
+    import csv
+
+    with open(table, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    return {(f"{r[0]} → {r[1]}" if r[1] else r[0]): float(r[2]) for r in rows[1:] if r}
+
+
+def _print_changes(document: Any) -> None:
     from rsneo.io.areas import format_area
 
-    changed = format_area(result.changed_area, result.area_unit)
-    compared = format_area(result.compared_area, result.area_unit)
-    share = 100 * result.changed_area / max(result.compared_area, 1e-12)
-    typer.echo(f"changed: {changed} of {compared} ({share:.2f} %)")
-    typer.echo(f"change map: {result.cog}")
-    typer.echo(f"polygons:   {result.gpkg}")
-    typer.echo(f"table:      {result.table}")
-    typer.echo(f"project:    {result.qgz}")
-    typer.echo(f"report:     {result.report}")
+    for item in document.items:
+        if len(document.items) > 1:
+            typer.echo(f"{item.name}:")
+        changed = format_area(item.changed_area, item.area_unit)
+        compared = format_area(item.compared_area, item.area_unit)
+        typer.echo(f"changed: {changed} of {compared} ({item.changed_percent:.2f} %)")
+        typer.echo(f"change map: {item.files.change_map}")
+        typer.echo(f"polygons:   {item.files.polygons}")
+        typer.echo(f"table:      {item.files.table}")
+        typer.echo(f"project:    {item.files.project}")
+        typer.echo(f"report:     {item.files.report}")
+    if document.summary:
+        typer.echo(f"summary:    {document.summary}")
 
 
 @app.command("ask")
 def ask_command(
     rasters: Annotated[
-        list[Path], typer.Argument(help="One raster, or several dates of one place, oldest first.")
+        list[str],
+        typer.Argument(
+            help="One raster, or several dates of one place, oldest first; a folder, glob or ItemCollection "
+            "(or --each) asks every input on its own."
+        ),
     ],
     question: Annotated[str, typer.Argument(help="The question, in quotes.")],
     model: ModelOption = None,
@@ -305,17 +439,56 @@ def ask_command(
     band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
     pixel_size: PixelSizeOption = None,
+    each: Annotated[
+        bool, typer.Option("--each", help="Ask about every raster on its own (not as dates of one place).")
+    ] = False,
+    summary: Annotated[
+        Path | None, typer.Option("--summary", help="Also write the answers as a CSV table here.")
+    ] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Ask a question about a raster, or one question over a time series of rasters."""
-    from rsneo.predict.ask import ask
-    from rsneo.predict.requests import AskRequest
+    """Ask a question about a raster, one question over a time series of rasters, or about many rasters."""
+    import tempfile
 
-    with reported_warnings():
-        _check_rasters(rasters, sensor, _bands(bands))
-        system = _system(model, device, band_groups=band_groups)
-        request = AskRequest(
-            rasters=rasters, question=question, sensor=sensor, bands=_bands(bands), max_side=max_side,
-            pixel_size=pixel_size,
-        )  # fmt: skip
-        answer = ask(system, request)
-    typer.echo(answer.text)
+    from rsneo.cli.documents import AskDocument
+    from rsneo.version import __version__
+
+    items = expand_inputs(rasters)
+    several = each or len(items) != len(rasters)  # a folder, glob or collection: each input on its own
+    groups = {i.name: [i] for i in items} if several else {items[0].name: items}
+    with reported_warnings() as warned, tempfile.TemporaryDirectory(prefix="rsneo-ask-") as scratch:
+        run: Batch = Batch([group[0] for group in groups.values()])
+        local: dict[str, list[Path]] = {}
+
+        def check(item: Item) -> None:
+            folder = Path(scratch) / item.name
+            folder.mkdir(parents=True, exist_ok=True)
+            local[item.name] = [date.local(folder) for date in groups[item.name]]
+            _check_rasters(local[item.name], sensor, _bands(bands))
+
+        run.each(check, "check")
+        if run.results:
+            m = _load(model, device, band_groups)
+            ask = lambda item: m.ask(  # noqa: E731
+                local[item.name], question, sensor=sensor, bands=_bands(bands), max_side=max_side,
+                pixel_size=pixel_size,
+            )  # fmt: skip
+            run.each(ask, "ask")
+    answers = [
+        {"name": item.name, "inputs": [d.source for d in groups[item.name]], "question": question,
+         "answer": a.text, "kind": a.kind, "value": a.value, "abstained": a.abstained}
+        for item, a in run.done
+    ]  # fmt: skip
+    if summary is not None:
+        rows = [[a["name"], " ".join(a["inputs"]), a["answer"], a["kind"], a["value"]] for a in answers]
+        write_summary(summary, ["name", "inputs", "answer", "kind", "value"], rows)
+    document = AskDocument(
+        rsneo=__version__, ok=not run.errors, warnings=warned, failed=run.failures(), items=answers,
+        summary=str(summary) if summary is not None else None,
+    )  # fmt: skip
+    if as_json:
+        _emit(document, True)
+    else:
+        for answer in document.items:
+            typer.echo(f"{answer.name}: {answer.answer}" if len(document.items) > 1 else answer.answer)
+    run.finish()

@@ -191,9 +191,7 @@ def match_classes(system, names: list[str]) -> list[ClassMatch] | None:
     return out
 
 
-def read_classes(
-    system, names: list[str], *, strict: bool = False, what: str = "--classes"
-) -> ClassReadings:
+def read_classes(system, names: list[str], *, strict: bool = False, what: str = "--classes") -> ClassReadings:
     """How the model reads each typed name. Untrained names (never taught, or narrower than the class they
     read as) get one warning naming them; `strict` refuses them (InputError)."""
     matches = match_classes(system, names)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rsneo import __version__, atomic
+from rsneo import atomic
 from rsneo.io.areas import format_area
+from rsneo.version import __version__
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "predict" / "templates"
 

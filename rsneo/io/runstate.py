@@ -24,8 +24,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from rsneo import __version__
 from rsneo.errors import InputError
+from rsneo.version import __version__
 
 LOCK_NAME = ".rsneo.lock"
 

@@ -1,4 +1,5 @@
-"""A local STAC item (JSON whose assets point at local rasters) as one acquisition, via pystac.
+"""A local STAC item (JSON whose assets point at local rasters) as one acquisition, via pystac; and item
+search on a STAC API (pystac-client), whose items the product commands stream or `rsneo search` downloads.
 
 Each data asset is matched to a sensor band by its key, its `eo:bands`/`bands` names or common names; assets
 that are no band (thumbnails, metadata, masks) are skipped. The sensor comes from `platform`/`constellation`
@@ -70,7 +71,10 @@ def open_stac_item(
             continue
         href = asset.get_absolute_href() or asset.href
         if re.match(r"^[a-z][a-z0-9+.-]*://", href) and not href.startswith("file://"):
-            raise InputError(f"{path}: asset {key} is remote ({href}); expected local files (no downloads)")
+            raise InputError(
+                f"{path}: asset {key} is remote ({href}); `rsneo segment/change/ask` stream such items, "
+                "`rsneo search --download` fetches them; here expected local files"
+            )
         href = href.removeprefix("file://")
         for index, names in enumerate(_asset_band_names(key, asset), start=1):
             band = next((sensor_obj.band(n) for n in names if _known(sensor_obj, n)), None)
@@ -108,3 +112,38 @@ def _known(sensor: Sensor, name: str) -> bool:
     except InputError:
         return False
     return True
+
+
+def search_items(
+    api: str,
+    collections: list[str] | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    datetime: str | None = None,
+    limit: int = 100,
+) -> list[dict]:
+    """Items of a STAC API matching a search (pystac-client), as item dictionaries with absolute hrefs.
+
+    A URL that is no STAC API, a server that does not answer and an API that refuses the search are
+    `InputError`s naming the URL.
+    """
+    import pystac_client
+    import requests
+    from pystac_client.exceptions import APIError
+
+    try:
+        client = pystac_client.Client.open(api, timeout=30)
+        search = client.search(
+            collections=collections, bbox=bbox, datetime=datetime, max_items=limit, limit=min(limit, 100)
+        )
+        return [item.to_dict(transform_hrefs=True) for item in search.items()]
+    except APIError as exc:  # pystac-client wraps failed connections too
+        why = " ".join(str(exc).split())
+        if re.search(r"Failed to establish|Max retries|Name or service|timed out", why):
+            raise InputError(f"{api}: cannot reach the STAC API (connection failed or timed out)") from None
+        raise InputError(f"{api}: the STAC API refused the search ({why[:300]})") from None
+    except requests.exceptions.Timeout:
+        raise InputError(f"{api}: no answer within 30 s (timeout)") from None
+    except requests.exceptions.RequestException as exc:
+        raise InputError(f"{api}: cannot reach the STAC API ({type(exc).__name__})") from None
+    except (NotImplementedError, pystac.STACError, ValueError, KeyError) as exc:
+        raise InputError(f"{api}: expected a STAC API with item search ({exc})") from None

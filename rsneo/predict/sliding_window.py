@@ -17,6 +17,9 @@ same settings continues at the next window row. The final COG appears only when 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,9 +277,24 @@ def _walk_row(source, spec, plan, weights, top, carry, span, output, rows, last_
     return carry
 
 
+def _json_progress(total: int, completed: int) -> Advance:
+    """An `advance` that prints each step of the window count as one JSON line on stderr."""
+    done = [completed]
+
+    def advance(n: int) -> None:
+        done[0] += n
+        print(json.dumps({"stage": "windows", "done": done[0], "total": total}), file=sys.stderr, flush=True)
+
+    return advance
+
+
 @contextlib.contextmanager
 def _progress_bar(show: bool, total: int, completed: int) -> Iterator[Advance]:
-    """A transient rich bar of windows done (`advance(n)`), or nothing."""
+    """A transient rich bar of windows done (`advance(n)`), or nothing; with RSNEO_PROGRESS=json, JSON lines
+    on stderr instead ({"stage": "windows", "done", "total"}: the QGIS plugin's progress)."""
+    if os.environ.get("RSNEO_PROGRESS", "") == "json":
+        yield _json_progress(total, completed)
+        return
     if not show:
         yield lambda n: None
         return

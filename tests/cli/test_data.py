@@ -19,6 +19,7 @@ from rsneo.data.frames import scene_frames
 from rsneo.data.recipes import RECIPES, load_tiles, tile_loader
 from rsneo.data.shards import ShardDataset, prepare_shards, read_manifest
 from rsneo.errors import InputError
+from rsneo.version import __version__ as rsneo_version
 
 BEN = "bigearthnet/BigEarthNet-S2-Example"
 S2HAND = "sen1floods11/S2/Spain_7370579_S2Hand.tif"
@@ -28,7 +29,9 @@ def test_sensors_json_lists_the_registry_as_it_is(capsys):
     from rsneo.sensors import list_sensors
 
     assert run_app(["sensors", "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
+    document = json.loads(capsys.readouterr().out)
+    assert document["command"] == "sensors" and document["ok"]
+    listed = document["sensors"]
     assert [s["name"] for s in listed] == [s.name for s in list_sensors()]
     s2 = next(s for s in listed if s["name"] == "sentinel2_l1c")
     assert [b["name"] for b in s2["bands"]][:4] == ["B01", "B02", "B03", "B04"]
@@ -49,7 +52,7 @@ def test_sensors_add_registers_a_yaml_sensor_for_the_command(tmp_path, capsys, m
         "  - {name: B, common_name: blue, wavelength: 0.47, resolution: 0.05, mean: 100.0, std: 40.0}\n"
     )
     assert run_app(["sensors", "drone3", "--add", str(drone), "--json"]) == 0
-    (only,) = json.loads(capsys.readouterr().out)
+    (only,) = json.loads(capsys.readouterr().out)["sensors"]
     assert only["name"] == "drone3" and [b["wavelength_um"] for b in only["bands"]] == [0.65, 0.55, 0.47]
     assert run_app(["sensors", "drone3"]) == 0  # the table of one sensor's bands
     assert "A three-band drone camera" in " ".join(capsys.readouterr().out.split())
@@ -62,7 +65,10 @@ def test_sensors_refuses_an_unknown_name(capsys):
 
 def test_info_json_describes_a_real_raster_with_its_band_statistics(shared_data, capsys):
     assert run_app(["info", str(shared_data / S2HAND), "--json"]) == 0
-    (report,) = json.loads(capsys.readouterr().out)
+    document = json.loads(capsys.readouterr().out)
+    assert document["command"] == "info" and document["rsneo"] == rsneo_version
+    (report,) = document["rasters"]
+    assert report["path"] == str(shared_data / S2HAND)
     assert report["sensor"] == "sentinel2_l1c" and report["crs"] == "EPSG:4326"
     assert (report["width"], report["height"]) == (512, 512) and len(report["bands"]) == 13
     with rasterio.open(shared_data / S2HAND) as src:  # 512 pixels a side: the statistics read it whole
