@@ -171,7 +171,7 @@ class Model:
     ) -> Segmentation:
         """Segment `raster` into the classes named as words; files go to `out` (None: a new temporary
         folder, kept). An interrupted run into the same `out` resumes."""
-        self._warn_untrained("segmentation")
+        self.warn_untrained("segmentation")
         names = parse_classes(classes)
         out_dir = self._out(out)
         plan = self.plan(window, overlap, batch)
@@ -204,7 +204,7 @@ class Model:
             rasters = tuple(rasters[0])  # m.change([a, b]) as well as m.change(a, b)
         names = parse_classes(classes) if classes is not None else None
         buildings = wants_buildings(of, names)
-        self._warn_untrained("change")
+        self.warn_untrained("change")
         out_dir = self._out(out)
         local = tuple(local_input(r, out_dir) for r in rasters)
         reading = dict(sensor=sensor, bands=_tuple(bands), plan=self.plan(window, overlap, batch),
@@ -252,7 +252,7 @@ class Model:
         self._scratch.append(folder)
         return folder
 
-    def _warn_untrained(self, head: str) -> None:
+    def warn_untrained(self, head: str) -> None:
         if head not in self.system.trained_heads:
             warnings.warn(
                 f"{self.system.folder} has no trained {head} head; using a fresh one",

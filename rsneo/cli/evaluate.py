@@ -23,9 +23,6 @@ from rsneo.cli.products import (
     SensorOption,
     WindowOption,
     _bands,
-    _check_window,
-    _plan,
-    _system,
 )
 
 BUNDLED = "bundled"
@@ -175,14 +172,16 @@ def evaluate_command(
     fields}, per_sample [{name, unpredicted, the same fields}], notes, and the command's inputs.
     """
     from rsneo.accuracy.evaluate import CHANGE, Settings, evaluate
+    from rsneo.api import load, window_plan
 
-    plan = _plan(window, overlap, batch)
+    window_plan(window, overlap, batch)  # refused before the model loads
     folder = None if model == BUNDLED else Path(model)
     with _summarised_warnings():
         samples = _read_samples(data, masks, classes, split, chip, sensor, _bands(bands))
     with reported_warnings():
-        system = _system(folder, device, CHANGE if masks is None else "segmentation")
-        _check_window(plan, system.config.token_size)
+        model_api = load(folder, device=device)
+        model_api.warn_untrained(CHANGE if masks is None else "segmentation")
+        plan, system = model_api.plan(window, overlap, batch), model_api.system
         with _sample_bar(len(samples)) as progress:
             evaluation = evaluate(
                 system, samples, settings=Settings(plan, sensor, _bands(bands)), out=out, progress=progress
