@@ -24,6 +24,7 @@ from rsneo.errors import InputError
 from rsneo.heads.change import CHANGE_NAMES, MAGNITUDE_SIGMA, ChangeHead, blur, magnitude_excess
 from rsneo.heads.domain import UNVERIFIED_TITLE, check_inputs
 from rsneo.heads.fewshot import class_vectors
+from rsneo.heads.finetuned import is_finetuned
 from rsneo.heads.segmentation import image_features
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import untrained_classes
@@ -195,6 +196,8 @@ def change_predictor(
     out when there is a magnitude to map with. `rsneo change` and `rsneo ask` both map change with it, so an
     answer's changed share and the change map of the same dates come from one definition."""
     head = system.change
+    if is_finetuned(head):  # fine-tuned on labelled pairs (`rsneo finetune`): its map alone, no magnitude
+        return ChangePredictor(system, layouts, class_names, head)
     if "change" not in system.trained_heads:
         ref = datasets[0]
         shape = overview_size(ref.width, ref.height, 512, system.config.token_size)
@@ -202,6 +205,14 @@ def change_predictor(
         head = calibrated_change_head(system, layouts, views)
     magnitude = SceneMagnitude.measure(datasets[0], datasets[-1]) if head.uses_magnitude else None
     return ChangePredictor(system, layouts, class_names, head, magnitude, votes=head_votes)
+
+
+def head_calibration(head) -> tuple[float, ...]:
+    """The numbers this scene set in the change head (the run's signature records them): the threshold and
+    scale of the bundled kind; a fine-tuned head's calibration is its own (heads.json)."""
+    if is_finetuned(head):
+        return (head.config.bias,)
+    return (float(head.threshold.detach()), float(head.log_scale.detach()))
 
 
 def changed_and_compared(areas: dict[str, float]) -> tuple[float, float]:
@@ -340,7 +351,7 @@ def _detect_change_locked(
             calibration = (predictor.scene.building_cut, predictor.scene.rise_cut)
         else:
             predictor = change_predictor(system, layouts, datasets, class_names, head_votes)
-            calibration = (float(predictor.head.threshold.detach()), float(predictor.head.log_scale.detach()))
+            calibration = head_calibration(predictor.head)
         predict_raster(
             RasterWindows(datasets, stack=True),
             predictor,
@@ -404,6 +415,12 @@ def _how_mapped(system: System, of: str | None, predictor) -> str | None:
             "New buildings are mapped by the morphological building index of each date (bright, roof-sized "
             "shapes) where it rose clearly, both cuts by Otsu's method on this pair; the model is not used "
             "for this map (it never saw buildings). Demolished buildings are not mapped."
+        )
+    if is_finetuned(system.change):
+        return (
+            "The change map is the change head fine-tuned on labelled pairs (rsneo finetune; finetune.json "
+            "in the model folder says on which and its validation scores), cut where its validation F1 was "
+            "best."
         )
     if "change" not in system.trained_heads:
         return (

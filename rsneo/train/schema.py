@@ -18,6 +18,7 @@ from omegaconf import MISSING
 
 from rsneo.data.frames import BAND_GROUPS, DEFAULT_BAND_GROUPS
 from rsneo.model.masks import BACKENDS
+from rsneo.train.finetune_config import FinetuneConfig
 
 # The choices where the model and data code define them; OmegaConf checks values against the members' names.
 AttnBackend = StrEnum("AttnBackend", {name: name for name in BACKENDS})
@@ -168,6 +169,7 @@ class TrainConfig:
     stage: StageConfig = field(default_factory=StageConfig)
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # `rsneo finetune`; task null: not one
 
 
 def register() -> None:
