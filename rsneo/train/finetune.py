@@ -94,6 +94,10 @@ class CpuBudget(L.Callback):
     def used(self) -> float:
         return self.spent + (time.process_time() - self.started if self.started is not None else 0.0)
 
+    def share(self) -> float:
+        """The share of the budget used (0 without a budget): the learning-rate schedule decays with it."""
+        return min(1.0, self.used() / self.seconds) if self.seconds else 0.0
+
     def on_train_start(self, trainer, pl_module) -> None:
         self.started = time.process_time()
 
@@ -285,6 +289,7 @@ def finetune(cfg: DictConfig | dict[str, Any]) -> FinetuneResult:
     resume = resume_point(config, run_dir)
     atomic.write_text(run_dir / RUN_CONFIG, json.dumps(comparable(config), indent=1))
     budget = CpuBudget(ft["cpu_seconds"], config["trainer"]["stop_at_step"])
+    module.spent = budget.share
     trainer = build_trainer(config, run_dir, budget)
     train_loader, val_loader = loader(train_set), loader(val_set)
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=resume,

@@ -9,7 +9,7 @@ datasets with different class names train one head; each class list is scored ap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -24,6 +24,14 @@ from rsneo.train.finetune_metrics import ShapeScores, metric_collection, per_cla
 from rsneo.train.schedule import warmup_cosine
 
 MONITOR = "val/f1"
+
+
+def budget_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float, spent) -> float:
+    """`warmup_cosine` at `step` or at the share `spent()` of a CPU budget already used, whichever is further:
+    with a budget the decay ends when the budget does, wherever the epochs would have ended it."""
+    fraction = float(spent()) if spent is not None else 0.0
+    equivalent = warmup_steps + fraction * max(total_steps - warmup_steps, 0)
+    return warmup_cosine(max(step, int(equivalent)), warmup_steps, total_steps, min_ratio)
 
 
 class FinetuneModule(L.LightningModule):
@@ -53,6 +61,7 @@ class FinetuneModule(L.LightningModule):
         self.scores: dict[str, float] = {}
         self.class_scores: dict[tuple[str, str], float] = {}  # (class name, "iou" | "f1") -> score
         self.best, self.best_epoch = float("-inf"), None  # the best validation F1 and its epoch
+        self.spent: Callable[[], float] | None = None  # share of the CPU budget used (`CpuBudget.share`)
         self._class_vectors: dict[tuple[str, ...], Tensor] = {}
 
     # ---- forward --------------------------------------------------------------------------------------
@@ -144,8 +153,8 @@ class FinetuneModule(L.LightningModule):
             groups.append({"params": backbone, "lr": float(s["backbone_lr"])})
         optimizer = torch.optim.AdamW(groups, weight_decay=float(s["weight_decay"]))
         total = int(s["max_epochs"]) * int(s["steps_per_epoch"])
-        factor = partial(warmup_cosine, warmup_steps=int(s["warmup_steps"]), total_steps=total,
-                         min_ratio=float(s["min_lr_ratio"]))  # fmt: skip
+        factor = partial(budget_cosine, warmup_steps=int(s["warmup_steps"]), total_steps=total,
+                         min_ratio=float(s["min_lr_ratio"]), spent=self.spent)  # fmt: skip
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -108,8 +108,8 @@ def test_heads_run_in_bf16_close_to_float32():
         half = ImageFeatures(f.last.bfloat16(), f.early.bfloat16(), f.pixels.bfloat16(), f.wavelengths)
         out = run(head.bfloat16(), half)
         assert out.dtype == torch.bfloat16
-        # bf16 keeps 8 bits of mantissa: a few per cent of the logits' spread over ~20 layers
-        assert (out.float() - reference).abs().mean() < 0.05 * reference.std()
+        # bf16 keeps 8 bits of mantissa (0.4 % per rounding): within 2 % of the logits' size after ~20 layers
+        assert (out.float() - reference).abs().mean() < 0.02 * reference.abs().mean()
 
 
 def test_change_loss_ignores_unlabelled_pixels_and_weighs_the_rare_class():
