@@ -88,11 +88,16 @@ class FullResolution(nn.Module):
 
 
 class TokenInjector(nn.Module):
-    """The backbone's last and early-layer tokens (N, hidden, rows, cols) -> the coarsest pyramid level."""
+    """The backbone's last and early-layer tokens (N, hidden, rows, cols) -> added to the coarsest pyramid level.
+
+    The projection starts at zero: training starts from the convolutional branch alone and lets the tokens in
+    as far as they help (imagery the backbone never saw gives tokens that mostly do not)."""
 
     def __init__(self, hidden_size: int, width: int) -> None:
         super().__init__()
         self.project = nn.Conv2d(2 * hidden_size, width, 1)
+        nn.init.zeros_(self.project.weight)
+        nn.init.zeros_(self.project.bias)
 
     def forward(self, coarse: Tensor, last: Tensor, early: Tensor) -> Tensor:
         tokens = self.project(torch.cat([last, early], 1).to(coarse.dtype))  # (N, width, rows, cols)

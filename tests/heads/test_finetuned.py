@@ -50,15 +50,18 @@ def test_the_calibration_bias_shifts_the_change_logit_only():
     assert torch.allclose(head(features())[:, 1], before + 0.75, atol=1e-6)
 
 
-def test_tokens_reach_the_map_unless_switched_off():
-    """With `tokens` the backbone's tokens change the map; without, only the pixels do."""
+def test_tokens_start_at_zero_and_reach_the_map_once_trained_unless_switched_off():
+    """The token projection starts at zero (the convolutional branch alone); once it has weights, the tokens
+    change the map; with `tokens` off they never do."""
     other = features(seed=1)
-    for tokens in (True, False):
-        head = change_head(tokens=tokens)
-        base, mixed = features(), features()
-        mixed.last, mixed.early = other.last, other.early
-        changed = not torch.allclose(head(base), head(mixed))
-        assert changed is tokens
+    base, mixed = features(), features()
+    mixed.last, mixed.early = other.last, other.early
+    head = change_head(tokens=True)
+    assert torch.equal(head(base), head(mixed))  # untrained: tokens weigh nothing yet
+    torch.nn.init.normal_(head.tokens.project.weight, std=0.05)  # as training moves it
+    assert not torch.allclose(head(base), head(mixed))
+    head = change_head(tokens=False)
+    assert head.tokens is None and torch.equal(head(base), head(mixed))
 
 
 def test_a_pixel_changed_in_one_date_moves_the_map_near_it_only_within_the_receptive_field():
