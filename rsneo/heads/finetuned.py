@@ -88,7 +88,7 @@ class FullResolution(nn.Module):
 
 
 class TokenInjector(nn.Module):
-    """The backbone's last and early-layer tokens (N, hidden, rows, cols) -> added to the coarsest pyramid level.
+    """The backbone's last and early-layer tokens (N, hidden, rows, cols), added to the coarsest level.
 
     The projection starts at zero: training starts from the convolutional branch alone and lets the tokens in
     as far as they help (imagery the backbone never saw gives tokens that mostly do not)."""

@@ -124,8 +124,8 @@ def load_samples(config: dict[str, Any]) -> list[Sample]:
         table = ClassTable.parse(ft["change_classes"]) if ft["change_classes"] else None
         if table is not None and len(table.names) != 2:
             raise InputError(
-                f"--classes {ft['change_classes']!r}: the change head maps change against no change; expected "
-                f"two classes (the unchanged value first), got {len(table.names)}"
+                f"--classes {ft['change_classes']!r}: the change head maps change against no change; "
+                f"expected two classes (the unchanged value first), got {len(table.names)}"
             )
         return change_pairs(Path(data["root"]), pixel_size=ft["pixel_size"], classes=table, **options)
     if not ft["segment"]:
