@@ -35,6 +35,7 @@ from rsneo.heads.finetuned import (
     FinetunedSegmentationHeadConfig,
     is_finetuned,
 )
+from rsneo.heads.segmentation import image_features
 from rsneo.heads.system import System, load_system
 from rsneo.io.read import PixelUnitsWarning
 from rsneo.train.callbacks import step_progress_bar
@@ -228,19 +229,14 @@ def calibrate(module: FinetuneModule, loader) -> float:
     logits, labels = [], []
     for batch in loader:
         batch = {k: v.to(module.device) if hasattr(v, "to") else v for k, v in batch.items()}
-        logits.append(module.head.change_logit(image_features_of(module, batch)).flatten().cpu())
+        features = image_features(
+            module.model, batch["inputs"], module.head.config.early_layer, batch["frames"]
+        )
+        logits.append(module.head.change_logit(features).flatten().cpu())
         labels.append(batch["labels"].flatten().cpu())
     cut = best_cut(torch.cat(logits), torch.cat(labels))
     module.head.config.bias = -cut
     return cut
-
-
-def image_features_of(module: FinetuneModule, batch: dict[str, Any]):
-    from rsneo.heads.segmentation import image_features
-
-    return image_features(
-        module.model, batch["inputs"], module.head.config.early_layer, frames=batch["frames"]
-    )
 
 
 def finetune(cfg: DictConfig | dict[str, Any]) -> FinetuneResult:
@@ -257,38 +253,58 @@ def finetune(cfg: DictConfig | dict[str, Any]) -> FinetuneResult:
     L.seed_everything(int(config["seed"]), workers=True, verbose=False)
     set_cpu_threads(config["trainer"])
     system = load_system(config["model"]["init_from"])
-    with warnings.catch_warnings():  # said once below, not once per file
+    samples = read_samples(config)
+    items, validation = split(config, system, samples)
+    trained = set_trainable(system.model, ft["train"], int(ft["lora_rank"]))
+    head, continued = build_head(system, ft["task"], ft)
+    stage = {k: config["stage"][k] for k in ("lr", "weight_decay", "warmup_steps", "min_lr_ratio")}
+    taxonomies = list(dict.fromkeys(item.classes for item in items))
+    module = FinetuneModule(system.model, head, system.tokenizer, ft["task"], taxonomies, settings=ft | stage,
+                            record={"run_config": config})  # fmt: skip
+    budget = fit(config, module, items, system.config)
+    best_epoch = None if module.best_epoch is None else module.best_epoch + 1
+    result = FinetuneResult(
+        out, ft["task"], trained, len(samples), validation, dict(module.scores), module.trainer.current_epoch,
+        best_epoch, budget.used(), per_class(module), continued,
+    )  # fmt: skip
+    write_model_folder(system, module.head, ft, samples, result, config)
+    return result
+
+
+def read_samples(config: dict[str, Any]) -> list[Sample]:
+    """`load_samples`, with the rasters' missing georeference said once rather than once per file."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", PixelUnitsWarning)
         samples = load_samples(config)
     unreferenced = sum(not s.scene.attrs.get("crs") for s in samples)
-    if unreferenced and ft["pixel_size"] is None:
+    if unreferenced and config["finetune"]["pixel_size"] is None:
         warnings.warn(
             f"{unreferenced} of {len(samples)} labelled samples have no georeference: domain.json records no "
             "pixel size for them (give --pixel-size METRES to record one)",
             PixelUnitsWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+    return samples
+
+
+def split(config: dict[str, Any], system: System, samples: list[Sample]) -> tuple[list, str]:
+    """The samples normalised as prediction reads their files, with their validation labels split off."""
+    ft = config["finetune"]
     token, groups = system.config.token_size, model_band_groups(system.config)
     prepared = [prepare(s, groups, token, config["data"]["sensor"]) for s in samples]
-    splits, share, block = [s.split for s in samples], float(ft["val_share"]), int(ft["val_block"])
-    items, validation = split_samples(prepared, splits, ft["val"], share, block, int(ft["val_margin"]),
-                                      int(config["seed"]))  # fmt: skip
-    data = config["data"]
-    train_set = TrainingChips(items, system.config, int(data["tile"]), int(data["batch_size"]),
-                              int(ft["steps_per_epoch"]), int(config["seed"]))  # fmt: skip
-    val_set = ValidationSamples(items, system.config)
-    trained = set_trainable(system.model, ft["train"], int(ft["lora_rank"]))
-    head, continued = build_head(system, ft["task"], ft)
-    taxonomies = list(dict.fromkeys(item.classes for item in items))
-    settings = {
-        **ft,
-        "lr": config["stage"]["lr"],
-        "weight_decay": config["stage"]["weight_decay"],
-        "warmup_steps": config["stage"]["warmup_steps"],
-        "min_lr_ratio": config["stage"]["min_lr_ratio"],
-    }
-    module = FinetuneModule(system.model, head, system.tokenizer, ft["task"], taxonomies, settings,
-                            record={"run_config": config})  # fmt: skip
+    return split_samples(
+        prepared, [s.split for s in samples], ft["val"], float(ft["val_share"]), int(ft["val_block"]),
+        int(ft["val_margin"]), int(config["seed"]),
+    )  # fmt: skip
+
+
+def fit(config: dict[str, Any], module: FinetuneModule, items: list, model_config) -> CpuBudget:
+    """Train (resuming the run folder's last checkpoint of the same config), load the best checkpoint, for
+    change move the cut to the best validation F1, and validate once more for the final scores."""
+    ft, data = config["finetune"], config["data"]
+    chips = TrainingChips(items, model_config, int(data["tile"]), int(data["batch_size"]),
+                          int(ft["steps_per_epoch"]), int(config["seed"]))  # fmt: skip
+    validation = loader(ValidationSamples(items, model_config))
     run_dir = Path(config["out_dir"]).expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     resume = resume_point(config, run_dir)
@@ -296,22 +312,15 @@ def finetune(cfg: DictConfig | dict[str, Any]) -> FinetuneResult:
     budget = CpuBudget(ft["cpu_seconds"], config["trainer"]["stop_at_step"])
     module.spent = budget.share
     trainer = build_trainer(config, run_dir, budget)
-    train_loader, val_loader = loader(train_set), loader(val_set)
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=resume,
+    trainer.fit(module, train_dataloaders=loader(chips), val_dataloaders=validation, ckpt_path=resume,
                 weights_only=True)  # fmt: skip
     best = trainer.checkpoint_callback.best_model_path
     if best:
         module.load_state_dict(load_checkpoint(best)["state_dict"])
     if ft["task"] == "change":
-        calibrate(module, val_loader)
-    trainer.validate(module, dataloaders=val_loader, verbose=False)
-    best_epoch = None if module.best_epoch is None else module.best_epoch + 1
-    result = FinetuneResult(
-        out, ft["task"], trained, len(samples), validation, dict(module.scores), trainer.current_epoch,
-        best_epoch, budget.used(), per_class(module), continued,
-    )  # fmt: skip
-    write_model_folder(system, module.head, ft, samples, result, config)
-    return result
+        calibrate(module, validation)
+    trainer.validate(module, dataloaders=validation, verbose=False)
+    return budget
 
 
 def loader(dataset) -> torch.utils.data.DataLoader:
