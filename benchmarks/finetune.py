@@ -155,9 +155,8 @@ class PeerModule(FinetuneModule):
         self.peer = task
 
     def logits(self, batch: dict) -> torch.Tensor:
-        images = batch["inputs"].images
-        frames = int(batch["frames"])
-        pixels, _ = frame_pixels(images, len(images) // frames, frames)  # (B, frames, bands, H, W)
+        frames, samples = int(batch["frames"]), batch["labels"].shape[0]
+        pixels, _ = frame_pixels(batch["inputs"].images, samples, frames)  # (B, frames, bands, H, W)
         return self.peer(pixels if self.task == "change" else pixels[:, 0])  # (B, 2, H, W)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -93,7 +93,7 @@ def write_model_folder(
                     shutil.copy2(path, tmp / path.name)
         if changed or system.folder is None:
             merge_lora(system.model)
-            system.model.save_pretrained(tmp)
+            system.model.cpu().save_pretrained(tmp)  # from a GPU run too
         if system.folder is None:
             system.tokenizer.save_pretrained(str(tmp))
         heads = {"segmentation": system.segmentation, "change": system.change} | {name: head.cpu()}
