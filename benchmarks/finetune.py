@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -341,6 +342,7 @@ def one_run(set_name: str, fold: int, method: str, budget: float, work: Path, se
         extra = (extra_cut if cut is not None else {}) | {
             "epochs": module.current_epoch, "best_epoch": best_epoch, "validation": {"f1": module.best},
         }  # fmt: skip
+    shutil.rmtree(work / f"{set_name}{fold}_{method}", ignore_errors=True)  # checkpoints and model copies
     return {
         "set": set_name, "fold": fold, "method": method, "test": test, "train_cpu_s": round(cpu, 1),
         "total_cpu_s": round(time.process_time() - started, 1), "scores": scores.compute(),
