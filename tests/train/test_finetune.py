@@ -128,7 +128,8 @@ def test_segmentation_on_two_taxonomies_keeps_both_in_one_head(shared_data, tiny
     cfg = load_config([
         "experiment=finetune_segment", f"model.init_from={tiny_model_dir}", f"out_dir={tmp_path / 'run'}",
         f"finetune.out={tmp_path / 'model'}", "data.tile=64", "data.batch_size=2",
-        "finetune.steps_per_epoch=2", "finetune.max_epochs=1", "finetune.val_block=128", *SMALL,
+        "finetune.steps_per_epoch=2", "finetune.max_epochs=1", "finetune.val_block=128",
+        "trainer.precision=bf16-mixed", *SMALL,
         f"finetune.segment=[{{images: {flood / 'S2'}, masks: {flood / 'Labels'}, classes: '0=land,1=water', "
         f"ignore: -1}}, {{images: {flood / 'S1'}, masks: {flood / 'Labels'}, "
         f"classes: '0=dry ground,1=flood water', ignore: -1}}]",
@@ -149,3 +150,32 @@ def test_segmentation_on_two_taxonomies_keeps_both_in_one_head(shared_data, tiny
     s1 = next((flood / "S1").glob("*.tif"))
     out = quietly(lambda: segment_raster(system, s1, ["dry ground", "flood water"], tmp_path / "seg"))
     assert set(out.areas) >= {"dry ground", "flood water"}
+
+
+def test_a_second_fine_tune_continues_the_head_and_keeps_the_earlier_classes(
+    shared_data, tiny_model_dir, tmp_path
+):
+    """Fine-tuned on land/water, then (starting from that folder) on S1 with other names: the head continues,
+    and vocabulary.json keeps land/water with their earlier scores, said to be earlier ones."""
+    from rsneo.train.finetune import finetune
+
+    flood = shared_data / "sen1floods11"
+
+    def run(start: Path, out: str, images: str, classes: str):
+        return quietly(finetune, load_config([
+            "experiment=finetune_segment", f"model.init_from={start}", f"out_dir={tmp_path / out / 'run'}",
+            f"finetune.out={tmp_path / out / 'model'}", "data.tile=64", "data.batch_size=2",
+            "finetune.steps_per_epoch=1", "finetune.max_epochs=1", "finetune.val_block=128", *SMALL,
+            f"finetune.segment=[{{images: {flood / images}, masks: {flood / 'Labels'}, classes: '{classes}', "
+            "ignore: -1}]",
+        ]))  # fmt: skip
+
+    first = run(tiny_model_dir, "first", "S2", "0=land,1=water")
+    second = run(tmp_path / "first" / "model", "second", "S1", "0=dry ground,1=flood water")
+    assert not first.continued and second.continued
+    vocabulary = json.loads((tmp_path / "second" / "model" / "vocabulary.json").read_text())
+    entries = {c["name"]: c["held_out"] for c in vocabulary["classes"]}
+    assert list(entries) == ["dry ground", "flood water", "land", "water"]
+    assert entries["water"]["iou"] == first.class_scores["water"]["iou"]
+    assert "measured before the later fine-tune" in entries["water"]["note"]
+    assert "note" not in entries["flood water"]
