@@ -471,3 +471,19 @@ def loopback(tmp_path):
     server = LoopbackServer(root)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def levir_crops(shared_data, tmp_path_factory) -> Path:
+    """A change folder (A/ B/ label/) of the top-left 128 x 128 pixels of three real LEVIR-CD pairs: what the
+    fine-tuning tests train on, a quarter of the pixels of the whole crops."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("levir_crops")
+    for folder in ("A", "B", "label"):
+        (root / folder).mkdir()
+        for name in ("test_2_0000_0000", "test_7_0256_0512", "train_36_0512_0512"):
+            pixels = np.asarray(Image.open(shared_data / "levir_cd" / folder / f"{name}.png"))[:128, :128]
+            Image.fromarray(pixels).save(root / folder / f"{name}.png")
+    return root

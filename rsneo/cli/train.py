@@ -48,6 +48,11 @@ def train(
     if show:
         typer.echo(OmegaConf.to_yaml(cfg))
         return
+    if cfg.finetune.task:  # experiment=finetune_change|finetune_segment: the run of `rsneo finetune`
+        from rsneo.cli.finetune import run_finetune
+
+        run_finetune(cfg)
+        return
     from rsneo.train.run import train as run_training
 
     run = run_training(cfg)

@@ -37,6 +37,7 @@ from rsneo.io.scene import grid_of, read_mask, read_scene, to_scene
 from rsneo.io.windows import raster_statistics
 
 SPLITS = ("train", "val", "test")
+IGNORE = -1  # the class index of a pixel that is not scored (torch's ignore_index)
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,9 @@ class ClassTable:
     aliases: dict[int, int] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> ClassTable:
-        """`"1=water,2=forest"`, optionally with `"ignore=255"` among the entries."""
+    def parse(cls, text: str, ignore: int | None = None) -> ClassTable:
+        """`"1=water,2=forest"`, optionally with `"ignore=255"` among the entries (or given as `ignore`)."""
         names: dict[int, str] = {}
-        ignore = None
         for entry in (e.strip() for e in text.split(",")):
             if not entry:
                 continue
@@ -93,7 +93,7 @@ class ClassTable:
             np.isnan(values) if np.issubdtype(values.dtype, np.floating) else np.zeros(values.shape, bool)
         )
         raw = np.where(missing, 0, values).astype(np.int64)
-        out = np.full(raw.shape, -1, dtype=np.int64)
+        out = np.full(raw.shape, IGNORE, dtype=np.int64)
         position = {name: i for i, name in enumerate(self.classes)}
         known = missing.copy()
         for value, name in self.names.items():
@@ -266,6 +266,12 @@ def change_pairs(
 # ---- segmentation: images and masks ----------------------------------------------------------------------
 
 
+def _by_prefix(files: dict[str, Path]) -> dict[str, Path]:
+    """stem -> file keyed by the stem without its last `_part`, where that keeps every name apart."""
+    keys = {stem.rsplit("_", 1)[0]: path for stem, path in files.items()}
+    return keys if len(keys) == len(files) else files
+
+
 def mask_pairs(images: str | Path, masks: str | Path) -> list[tuple[Path, Path]]:
     """(image, mask) files: two folders matched by file stem, or one image and one mask."""
     images, masks = Path(images), Path(masks)
@@ -277,6 +283,8 @@ def mask_pairs(images: str | Path, masks: str | Path) -> list[tuple[Path, Path]]
                 raise InputError(f"{path}: expected a raster file, found none")
         return [(images, masks)]
     found, marks = _rasters(images), _rasters(masks)
+    if set(found) != set(marks):  # Sen1Floods11's S2Hand / LabelHand: the names without their last `_part`
+        found, marks = _by_prefix(found), _by_prefix(marks)
     for stem in sorted(set(found) ^ set(marks)):
         have, folder = (found[stem], masks) if stem in found else (marks[stem], images)
         raise InputError(f"{have}: has no partner in {folder} (expected a raster named {stem}.*)")

@@ -21,6 +21,7 @@ from rsneo import atomic
 from rsneo.errors import InputError
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig
 from rsneo.heads.domain import TrainingDomain, load_domain, save_domain
+from rsneo.heads.finetuned import head_from_json
 from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
 from rsneo.heads.vocabulary import Vocabulary, load_vocabulary, save_vocabulary
 from rsneo.model.causal_lm import RSNeoForCausalLM
@@ -100,10 +101,9 @@ def load_heads(folder: Path, hidden_size: int) -> tuple[SegmentationHead, Change
             tensors = load_file(str(folder / HEADS_WEIGHTS))
         except (OSError, ValueError, SafetensorError) as exc:  # a truncated copy: SafetensorError
             raise InputError(f"{folder / HEADS_WEIGHTS}: cannot read the heads ({exc})") from None
-    seg = SegmentationHead(
-        SegmentationHeadConfig(**configs.get("segmentation", {"hidden_size": hidden_size}))
-    )
-    change = ChangeHead(ChangeHeadConfig(**configs.get("change", {"hidden_size": hidden_size})))
+    # the bundled kind, or the fine-tuned kind where heads.json says so (`rsneo finetune`)
+    seg = head_from_json("segmentation", configs.get("segmentation", {"hidden_size": hidden_size}))
+    change = head_from_json("change", configs.get("change", {"hidden_size": hidden_size}))
     loaded = []
     for name, head in (("segmentation", seg), ("change", change)):
         if name not in configs:

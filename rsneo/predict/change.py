@@ -13,6 +13,7 @@ from dataclasses import replace
 from rsneo.data.frames import model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.domain import check_inputs
+from rsneo.heads.finetuned import is_finetuned
 from rsneo.heads.system import System
 from rsneo.heads.vocabulary import ClassReadings, read_classes
 from rsneo.io.cog import check_writable, gdal_env
@@ -91,6 +92,12 @@ def _detect_change_locked(
 
 def _how_mapped(system: System, spec: MapSpec) -> str | None:
     """The report's sentence on how the map was made (None: nothing to add)."""
+    if is_finetuned(system.change):
+        return (
+            "The change map is the change head fine-tuned on labelled pairs (rsneo finetune; finetune.json "
+            "in the model folder says on which and its validation scores), cut where its validation F1 was "
+            "best."
+        )
     if "change" not in system.trained_heads:
         return (
             "The change head was not trained in this model folder: the map is a feature distance between the "

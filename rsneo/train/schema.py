@@ -21,6 +21,7 @@ from rsneo.data.frames import BAND_GROUPS, DEFAULT_BAND_GROUPS
 from rsneo.heads.change import ChangeHeadConfig
 from rsneo.heads.segmentation import SegmentationHeadConfig
 from rsneo.model.masks import BACKENDS
+from rsneo.train.finetune_config import FinetuneConfig
 from rsneo.train.freezing import ROLES
 from rsneo.train.learn_config import LearnConfig
 
@@ -186,6 +187,7 @@ class TrainConfig:
     stage: StageConfig = field(default_factory=StageConfig)
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # `rsneo finetune`; task null: not one
 
 
 def register() -> None:

@@ -23,6 +23,7 @@ from rsneo.data.frames import BandLayout
 from rsneo.heads.change import MAGNITUDE_SIGMA, ChangeHead, blur, magnitude_excess
 from rsneo.heads.features import image_features
 from rsneo.heads.fewshot import class_vectors
+from rsneo.heads.finetuned import is_finetuned
 from rsneo.heads.system import System
 from rsneo.io.dataset import data_bands
 from rsneo.io.windows import overview_size, read_overview
@@ -152,6 +153,9 @@ def change_predictor(
     combines it, the radiometric change magnitude measured on the whole scene; `head_votes` False (dates
     outside the head's training imagery) leaves the head's vote out when there is a magnitude to map with."""
     head = system.change
+    names = list(class_names) if class_names else None
+    if is_finetuned(head):  # fine-tuned on labelled pairs (`rsneo finetune`): its map alone, no magnitude
+        return ChangePredictor(system, inputs.layouts, names, head)
     if "change" not in system.trained_heads:
         ref = inputs.datasets[0]
         shape = overview_size(ref.width, ref.height, 512, system.config.token_size)
@@ -159,8 +163,15 @@ def change_predictor(
         head = calibrated_change_head(system, inputs.layouts, views)
     first, last = inputs.datasets[0], inputs.datasets[-1]
     magnitude = SceneMagnitude.measure(first, last) if head.uses_magnitude else None
-    names = list(class_names) if class_names else None
     return ChangePredictor(system, inputs.layouts, names, head, magnitude, votes=head_votes)
+
+
+def head_calibration(head) -> tuple[float, ...]:
+    """The numbers this scene set in the change head (the run's signature records them): the threshold and
+    scale of the bundled kind; a fine-tuned head's calibration is its own (heads.json)."""
+    if is_finetuned(head):
+        return (head.config.bias,)
+    return (float(head.threshold.detach()), float(head.log_scale.detach()))
 
 
 def change_map(
@@ -176,6 +187,6 @@ def change_map(
     from one definition."""
     predictor = change_predictor(system, inputs, class_names, head_votes)
     n_classes = len(class_names) + 1 if class_names else None
-    calibration = (float(predictor.head.threshold.detach()), float(predictor.head.log_scale.detach()))
+    calibration = head_calibration(predictor.head)
     legend = change_legend(class_names, untrained)
     return MapSpec(predictor, legend, from_to_classifier(n_classes), calibration)

@@ -1,0 +1,201 @@
+"""Labelled samples -> normalised chips for `rsneo finetune`: the validation split, augmentation, batches.
+
+Every date is standardised with its raster's `BandLayout` (`rsneo.data.frames.band_layout`: the statistics,
+band groups and date `rsneo segment` and `rsneo change` use on that file), invalid pixels set to 0 as
+`BandLayout.images` does, and turned into band groups with `image_groups` after augmentation: a chip reaches
+the model as a window of the same raster reaches it in prediction.
+
+Validation: pairs listed in `list/val.txt`, or spatial blocks: square blocks of every sample are held out
+(their labels scored, never trained on), and a margin around them is not trained on either, so a training
+label never touches a scored pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from rsneo.data.documents import image_documents
+from rsneo.data.frames import BandLayout, band_layout, days, image_groups, pad_to_tokens, standardise
+from rsneo.data.labelled import IGNORE, Sample
+from rsneo.errors import InputError
+
+
+@dataclass
+class Prepared:
+    """One sample, normalised and split: what the training and validation sets cut chips from."""
+
+    name: str
+    pixels: np.ndarray  # (frames, bands, H, W) float32 standardised, invalid 0, padded to whole tokens
+    train: np.ndarray  # (H, W) int64 labels to train on, -1 elsewhere
+    val: np.ndarray  # (H, W) int64 labels to score, -1 elsewhere
+    classes: tuple[str, ...]
+    layout: BandLayout  # of the first date (every date holds the same bands)
+    times: tuple[float | None, ...]
+
+    @property
+    def key(self) -> tuple:
+        """Samples of one key can share a batch: the same classes, bands and number of dates."""
+        return self.classes, self.layout.band_names, self.pixels.shape[0]
+
+
+def prepare(sample: Sample, band_groups: str, token_size: int, sensor: str | None = None) -> Prepared:
+    """Standardise every date of `sample` as prediction would (`band_layout` of its file), pad to tokens."""
+    scene = sample.scene
+    sources = list(scene.attrs.get("sources") or ())
+    if len(sources) != scene.sizes["time"]:
+        raise InputError(f"{sample.name}: expected one source file per date, found {sources}")
+    names = [str(b) for b in scene["band"].values]
+    layouts = [band_layout(path, sensor or scene.attrs["sensor"], names, band_groups) for path in sources]
+    values = scene.values  # (time, band, y, x), NaN = nodata
+    valid = ~np.isnan(values).any(axis=(0, 1))  # (y, x) valid on every date
+    pixels = np.stack(
+        [standardise(np.where(valid, values[t], np.nan), lay.mean, lay.std) for t, lay in enumerate(layouts)]
+    )
+    labels = np.where(valid, sample.mask, IGNORE)
+    pixels = pad_to_tokens(pixels, token_size)
+    pad = [(0, pixels.shape[-2] - labels.shape[0]), (0, pixels.shape[-1] - labels.shape[1])]
+    labels = np.pad(labels, pad, constant_values=IGNORE)
+    times = tuple(days(lay.date) for lay in layouts)
+    return Prepared(
+        sample.name, pixels, labels, np.full_like(labels, IGNORE), sample.classes, layouts[0], times
+    )
+
+
+def hold_out_blocks(
+    item: Prepared, share: float, block: int, margin: int, rng: np.random.Generator
+) -> Prepared:
+    """`item` with about `share` of its labelled blocks (`block` pixels a side) moved to validation, and a
+    `margin` around them taken out of training."""
+    labels = item.train
+    rows, cols = -(-labels.shape[0] // block), -(-labels.shape[1] // block)
+    labelled = [(r, c) for r in range(rows) for c in range(cols)
+                if (labels[r * block : (r + 1) * block, c * block : (c + 1) * block] >= 0).any()]  # fmt: skip
+    if not labelled:
+        return item
+    count = max(1, round(share * len(labelled)))
+    chosen = [labelled[i] for i in rng.choice(len(labelled), count, replace=False)]
+    train, val = labels.copy(), np.full_like(labels, IGNORE)
+    for r, c in chosen:
+        inner = slice(r * block, (r + 1) * block), slice(c * block, (c + 1) * block)
+        val[inner] = labels[inner]
+        train[max(0, r * block - margin) : (r + 1) * block + margin,
+              max(0, c * block - margin) : (c + 1) * block + margin] = IGNORE  # fmt: skip
+    return Prepared(item.name, item.pixels, train, val, item.classes, item.layout, item.times)
+
+
+def split_samples(
+    items: Sequence[Prepared],
+    splits: Sequence[str | None],
+    mode: str,
+    share: float,
+    block: int,
+    margin: int,
+    seed: int,
+) -> tuple[list[Prepared], str]:
+    """Training and validation labels of every item, and a sentence saying how validation was chosen.
+
+    `mode`: "list" (items whose split is "val" are validation, "test" ones are left out), "blocks", or
+    "auto" (list when any item has a split, else blocks)."""
+    if mode not in ("auto", "list", "blocks"):
+        raise InputError(f"finetune.val: expected auto, list or blocks, got {mode!r}")
+    listed = any(s is not None for s in splits)
+    if mode == "list" and not any(s == "val" for s in splits):
+        raise InputError("finetune.val=list: no pair is listed in list/val.txt")
+    if mode == "list" or (mode == "auto" and any(s == "val" for s in splits)):
+        out = []
+        for item, split in zip(items, splits, strict=True):
+            if split == "val":
+                out.append(Prepared(item.name, item.pixels, np.full_like(item.train, IGNORE), item.train,
+                                    item.classes, item.layout, item.times))  # fmt: skip
+            elif split != "test":
+                out.append(item)
+        count = sum(s == "val" for s in splits)
+        return out, f"{count} pair(s) of list/val.txt"
+    rng = np.random.default_rng(seed)
+    kept = [i for i, s in zip(items, splits, strict=True) if not (listed and s == "test")]
+    out = [hold_out_blocks(item, share, block, margin, rng) for item in kept]
+    return out, f"spatial blocks of {block} px ({share:.0%} of each sample, {margin} px margin untrained)"
+
+
+def dihedral(arrays: Sequence[np.ndarray], k: int, flip: bool) -> list[np.ndarray]:
+    """The same rotation by k x 90 degrees (and left-right flip) of every array's last two axes."""
+    out = [np.rot90(a, k, axes=(-2, -1)) for a in arrays]
+    return [np.ascontiguousarray(a[..., ::-1] if flip else a) for a in out]
+
+
+def chip_batch(items: Sequence[Prepared], chips: Sequence[tuple[np.ndarray, np.ndarray]], config) -> dict:
+    """Chips (pixels (frames, bands, S, S), labels (S, S)) of items sharing a key -> a batch: the model's
+    `inputs` (one scene document per chip, dates seeing each other), `labels` (B, S, S), `classes`."""
+    first = items[0]
+    lay, token = first.layout, config.token_size
+    frames = [
+        [image_groups(pixels[t], lay.wavelengths, lay.keys, lay.groups, item.times[t], token)
+         for t in range(pixels.shape[0])]
+        for item, (pixels, _) in zip(items, chips, strict=True)
+    ]  # fmt: skip
+    policy = "scene" if first.pixels.shape[0] > 1 else "frame"
+    return {
+        "inputs": image_documents(frames, config, policy=policy),
+        "labels": torch.from_numpy(np.stack([labels for _, labels in chips])),
+        "classes": first.classes,
+        "frames": first.pixels.shape[0],
+    }
+
+
+class TrainingChips(Dataset):
+    """`steps` batches per epoch of `batch_size` random chips (dihedral augmentation), each batch from one
+    key (`Prepared.key`, taken in turn); every draw is seeded by (seed, epoch, index), so a resumed run
+    draws what an uninterrupted one would."""
+
+    def __init__(self, items: Sequence[Prepared], config, chip: int, batch_size: int, steps: int, seed: int):
+        groups: dict[tuple, list[Prepared]] = {}
+        for item in items:
+            if (item.train >= 0).any():
+                groups.setdefault(item.key, []).append(item)
+        if not groups:
+            raise InputError("finetune: no labelled pixels left to train on after the validation split")
+        if chip % config.token_size:
+            raise InputError(f"data.tile: expected a multiple of {config.token_size} pixels, got {chip}")
+        self.groups, self.config = list(groups.values()), config
+        token = config.token_size  # a group's chips fit its smallest sample, in whole tokens
+        self.sizes = [min(chip, *(min(i.train.shape) // token * token for i in g)) for g in self.groups]
+        self.batch_size, self.steps, self.seed, self.epoch = batch_size, steps, seed, 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        group, size = self.groups[index % len(self.groups)], self.sizes[index % len(self.groups)]
+        items = [group[i] for i in rng.integers(len(group), size=self.batch_size)]
+        return chip_batch(items, [self.crop(item, size, rng) for item in items], self.config)
+
+    @staticmethod
+    def crop(item: Prepared, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        h, w = item.train.shape
+        row, col = rng.integers(h - size + 1), rng.integers(w - size + 1)
+        window = slice(row, row + size), slice(col, col + size)
+        pixels, labels = item.pixels[(..., *window)], item.train[window]
+        return tuple(dihedral([pixels, labels], int(rng.integers(4)), bool(rng.integers(2))))
+
+
+class ValidationSamples(Dataset):
+    """Every item with labels to score, whole, one per batch (sizes may differ)."""
+
+    def __init__(self, items: Sequence[Prepared], config) -> None:
+        self.items = [item for item in items if (item.val >= 0).any()]
+        if not self.items:
+            raise InputError("finetune: the validation split holds no labelled pixels")
+        self.config = config
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        return chip_batch([item], [(item.pixels, item.val)], self.config)
