@@ -32,10 +32,11 @@ RasterPath = str | Path  # a local path, or a URL / GDAL virtual path kept as te
 URL_SCHEMES = ("http://", "https://", "s3://", "gs://")
 VSI_PREFIXES = ("/vsicurl/", "/vsis3/", "/vsigs/", "/vsiaz/", "/vsiadls/", "/vsioss/", "/vsiswift/")
 HTTP_TIMEOUT_S = 30  # seconds GDAL and rsneo wait for a server to answer before the run stops with exit 2
-# GDAL settings for reading remote rasters, unless the user set them: no directory listing on open (one
-# request fewer, and servers that refuse listings do not fail the open), a bounded wait and two retries.
+# GDAL settings for reading remote rasters, unless the user set them: a bounded wait and two retries. (No
+# directory listing on open is set only around `open_remote`: in the environment it would also hide the
+# sidecar files of local rasters, e.g. an ENVI .hdr, from every later open in the process.)
+NO_LISTING = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 GDAL_REMOTE_DEFAULTS = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_HTTP_TIMEOUT": str(HTTP_TIMEOUT_S),
     "GDAL_HTTP_CONNECTTIMEOUT": str(HTTP_TIMEOUT_S),
     "GDAL_HTTP_MAX_RETRY": "2",
@@ -137,7 +138,8 @@ def open_remote(url: str) -> Iterator[rasterio.DatasetReader]:
     check_url(url)
     use_remote_defaults()
     try:
-        handle = rasterio.open(gdal_path(url))
+        with rasterio.Env(**{k: os.environ.get(k, v) for k, v in NO_LISTING.items()}):
+            handle = rasterio.open(gdal_path(url))
     except RasterioError as exc:
         raise remote_error(url, exc) from None
     with handle:

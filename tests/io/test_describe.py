@@ -14,7 +14,7 @@ def test_info_json_reports_sensor_grid_nodata_and_band_statistics(shared_data, c
     path = shared_data / "rasters/RGB.byte.tif"
     assert run_app(["info", str(path), "--json"]) == 0
     out = capsys.readouterr().out
-    [report] = json.loads(out[out.index("[") :])
+    [report] = json.loads(out)["rasters"]
     with rasterio.open(path) as src:
         data = src.read()
         assert report["crs"] == "EPSG:32618" and (report["width"], report["height"]) == (

@@ -85,8 +85,10 @@ def test_bad_sensor_yaml_names_file_and_field(tmp_path):
 
 def test_cli_sensors_lists_and_prints_json(capsys):
     assert run_app(["sensors"]) == 0
+    capsys.readouterr()
     assert run_app(["sensors", "sentinel1_grd", "--json"]) == 0
-    out = capsys.readouterr().out
-    data = json.loads(out[out.index("[") :])
+    document = json.loads(capsys.readouterr().out)
+    assert document["command"] == "sensors" and document["ok"]
+    data = document["sensors"]
     assert [b["name"] for b in data[0]["bands"]] == ["VV", "VH", "HH", "HV"]
     assert run_app(["sensors", "nope"]) == 2
