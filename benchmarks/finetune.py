@@ -263,6 +263,7 @@ def score_rsneo(set_name: str, model: Path, data: dict, test: list[str], work: P
     import rasterio
 
     from rsneo.predict.change import detect_change
+    from rsneo.predict.requests import ChangeRequest, SegmentRequest
     from rsneo.predict.segment import segment_raster
 
     system = load_system(model)
@@ -270,13 +271,15 @@ def score_rsneo(set_name: str, model: Path, data: dict, test: list[str], work: P
     if set_name == "levir":
         for name in test:
             pair = [DATA / "levir_cd" / d / f"{name}.png" for d in ("A", "B")]
-            out = detect_change(system, pair, work / f"change_{name}")
+            out = detect_change(system, ChangeRequest(rasters=tuple(pair), out=work / f"change_{name}"))
             with rasterio.open(out.cog) as src:
                 predicted = src.read(1).astype(np.int64)
             label = change_pairs_label(name)
             scores.update(predicted, label)
         return scores
-    out = segment_raster(system, data["right_image"], ["land", "water"], work / "segment", confidence=False)
+    request = SegmentRequest(raster=data["right_image"], classes=("land", "water"), out=work / "segment",
+                             confidence=False)  # fmt: skip
+    out = segment_raster(system, request)
     with rasterio.open(out.cog) as src:
         predicted = src.read(1).astype(np.int64)  # 0 land, 1 water, 2 none of these (counted as wrong)
     scores.update(np.where(predicted == 1, 1, 0), flood_label(data["right_label"]))

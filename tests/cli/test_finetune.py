@@ -53,6 +53,7 @@ def test_finetune_change_prints_what_trained_and_its_validation_score(finetuned)
 def test_change_and_ask_use_the_fine_tuned_head(finetuned, levir_crops, tmp_path):
     from rsneo.heads.system import load_system
     from rsneo.predict.ask import ask
+    from rsneo.predict.requests import AskRequest
 
     model = finetuned[0]
     pair = [str(levir_crops / d / f"{PAIR}.png") for d in ("A", "B")]
@@ -63,7 +64,8 @@ def test_change_and_ask_use_the_fine_tuned_head(finetuned, levir_crops, tmp_path
         mapped = 100 * float(np.mean(src.read(1) == 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        answer = ask(load_system(model), [Path(p) for p in pair], "How much of the area changed?")
+        request = AskRequest(rasters=tuple(Path(p) for p in pair), question="How much of the area changed?")
+        answer = ask(load_system(model), request)
     assert answer.value is not None and abs(answer.value - mapped) < 0.01  # one map, one definition
 
 
@@ -85,7 +87,7 @@ def test_the_same_run_as_a_hydra_experiment_in_bf16(levir_crops, tiny_model_dir,
     [
         (["segment", "images.tif", "--classes", "1=water"], "expected IMAGES MASKS pairs"),
         (["change", "{levir}", "--train", "everything"], "--train: expected heads, prebuffer, last-N"),
-        (["change", "{levir}", "--classes", "water"], "--classes: expected VALUE=NAME items"),
+        (["change", "{levir}", "--classes", "water"], "--classes: expected entries VALUE=NAME"),
         (["change", "{broken}"], "no partner"),
     ],
 )

@@ -71,13 +71,15 @@ def test_rsneo_change_maps_with_the_fine_tuned_head_as_training_saw_the_pair(
     from rsneo.heads.features import image_features
     from rsneo.heads.system import load_system
     from rsneo.predict.change import detect_change
+    from rsneo.predict.requests import ChangeRequest
     from rsneo.train.finetune_data import chip_batch, prepare
 
     _, tmp = change_run
     system = load_system(tmp / "model")
     name = f"{PAIRS[0]}.png"
     pair = [shared_data / "levir_cd" / "A" / name, shared_data / "levir_cd" / "B" / name]
-    outputs = quietly(lambda: detect_change(system, pair, tmp_path / "change"))
+    request = ChangeRequest(rasters=tuple(pair), out=tmp_path / "change")
+    outputs = quietly(lambda: detect_change(system, request))
     with rasterio.open(outputs.cog) as src:
         mapped = src.read(1)
     sample = next(s for s in quietly(change_pairs, shared_data / "levir_cd") if s.name == PAIRS[0])
@@ -121,6 +123,7 @@ def test_segmentation_on_two_taxonomies_keeps_both_in_one_head(shared_data, tiny
     trained name for `segment`."""
     from rsneo.heads.system import load_system
     from rsneo.heads.vocabulary import match_classes
+    from rsneo.predict.requests import SegmentRequest
     from rsneo.predict.segment import segment_raster
     from rsneo.train.finetune import finetune
 
@@ -148,7 +151,8 @@ def test_segmentation_on_two_taxonomies_keeps_both_in_one_head(shared_data, tiny
     domain = json.loads((tmp_path / "model" / "domain.json").read_text())["heads"]["segmentation"]
     assert sorted(domain["sensors"]) == ["sentinel1_grd", "sentinel2_l1c"]
     s1 = next((flood / "S1").glob("*.tif"))
-    out = quietly(lambda: segment_raster(system, s1, ["dry ground", "flood water"], tmp_path / "seg"))
+    request = SegmentRequest(raster=s1, classes=("dry ground", "flood water"), out=tmp_path / "seg")
+    out = quietly(lambda: segment_raster(system, request))
     assert set(out.areas) >= {"dry ground", "flood water"}
 
 
