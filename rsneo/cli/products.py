@@ -140,6 +140,23 @@ StrictOption = Annotated[
         "(sensor, pixel size; its folder's domain.json) (exit 2).",
     ),
 ]
+MinAreaOption = Annotated[
+    str,
+    typer.Option(
+        "--min-area",
+        help="Minimum mapping unit: regions of the class map smaller than this take the class of their "
+        "largest neighbour before polygons are traced (the COG too, so both agree): hectares (0.5) or pixels "
+        "(4px); 0 keeps every pixel.",
+    ),
+]
+SimplifyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--simplify",
+        help="Simplify polygon outlines, neighbours' shared edges alike: a tolerance in map units (20) or "
+        "pixels (1.5px). Areas stay those of the pixels.",
+    ),
+]
 PixelSizeOption = Annotated[
     float | None,
     typer.Option("--pixel-size", help="New buildings: metres per pixel of images without georeference."),
@@ -163,6 +180,8 @@ def segment_command(
     band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
     strict: StrictOption = False,
+    min_area: MinAreaOption = "2px",
+    simplify: SimplifyOption = None,
 ) -> None:
     """Open-vocabulary segmentation: class-map COG, polygons, QML style and QGIS project.
 
@@ -185,7 +204,8 @@ def segment_command(
         _check_window(plan, system.config.token_size)
         request = SegmentRequest(
             raster=raster, classes=names, out=out, sensor=sensor, bands=_bands(bands), plan=plan,
-            none_threshold=none_threshold, strict=strict, show_progress=True,
+            none_threshold=none_threshold, strict=strict, show_progress=True, min_area=min_area,
+            simplify=simplify,
         )  # fmt: skip
         result = segment_raster(system, request)
     typer.echo(f"class map: {result.cog}")
@@ -194,6 +214,8 @@ def segment_command(
     typer.echo(f"project:   {result.qgz}")
     from rsneo.io.areas import format_area
 
+    if result.sieve:
+        typer.echo(f"areas after the {result.sieve}:")
     for name, area in result.areas.items():
         typer.echo(f"  {result.labels.get(name, name)}: {format_area(area, result.area_unit)}")
 
@@ -239,6 +261,8 @@ def change_command(
         ),
     ] = None,
     pixel_size: PixelSizeOption = None,
+    min_area: MinAreaOption = "2px",
+    simplify: SimplifyOption = None,
 ) -> None:
     """Change between the first and last date: change-map COG, polygons, from-to table, HTML report.
 
@@ -248,16 +272,18 @@ def change_command(
     """
     from rsneo.predict.buildings import map_new_buildings
     from rsneo.predict.change import detect_change
+    from rsneo.predict.change_classes import MAX_FROM_TO_CLASSES
     from rsneo.predict.requests import BuildingsRequest, ChangeRequest, parse_classes
 
-    names = parse_classes(classes) if classes is not None else None
+    names = parse_classes(classes, MAX_FROM_TO_CLASSES - 1) if classes is not None else None
     plan = _plan(window, overlap, batch)
     with reported_warnings():
         _check_rasters(rasters, sensor, _bands(bands), out)
     with _output_folder(out), reported_warnings():
         system = _system(model, device, "change", band_groups)
         _check_window(plan, system.config.token_size)
-        reading = dict(sensor=sensor, bands=_bands(bands), plan=plan, show_progress=True)
+        reading = dict(sensor=sensor, bands=_bands(bands), plan=plan, show_progress=True, min_area=min_area,
+                       simplify=simplify)  # fmt: skip
         if _buildings(of, names):
             result = map_new_buildings(
                 system, BuildingsRequest(rasters=rasters, out=out, pixel_size=pixel_size, **reading)
@@ -271,7 +297,8 @@ def change_command(
     changed = format_area(result.changed_area, result.area_unit)
     compared = format_area(result.compared_area, result.area_unit)
     share = 100 * result.changed_area / max(result.compared_area, 1e-12)
-    typer.echo(f"changed: {changed} of {compared} ({share:.2f} %)")
+    typer.echo(f"changed: {changed} of {compared} ({share:.2f} %)" + (f", after the {result.sieve}"
+                                                                       if result.sieve else ""))  # fmt: skip
     typer.echo(f"change map: {result.cog}")
     typer.echo(f"polygons:   {result.gpkg}")
     typer.echo(f"table:      {result.table}")
@@ -299,12 +326,15 @@ def ask_command(
     max_side: Annotated[
         int,
         typer.Option(
-            "--max-side", help="Each raster is read whole, resampled to at most this many pixels a side."
+            "--max-side",
+            help="Each raster is read whole, resampled to at most this many pixels a side (the answer says "
+            "so); 0: full resolution, the maps of segment and change.",
         ),
     ] = 512,
     band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
     pixel_size: PixelSizeOption = None,
+    min_area: MinAreaOption = "2px",
 ) -> None:
     """Ask a question about a raster, or one question over a time series of rasters."""
     from rsneo.predict.ask import ask
@@ -315,7 +345,7 @@ def ask_command(
         system = _system(model, device, band_groups=band_groups)
         request = AskRequest(
             rasters=rasters, question=question, sensor=sensor, bands=_bands(bands), max_side=max_side,
-            pixel_size=pixel_size,
+            pixel_size=pixel_size, min_area=min_area,
         )  # fmt: skip
         answer = ask(system, request)
     typer.echo(answer.text)

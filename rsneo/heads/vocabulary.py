@@ -176,12 +176,13 @@ def match_classes(system, names: list[str]) -> list[ClassMatch] | None:
     similarity = torch.full((len(names), len(trained)), -1.0)
     for k in range(len(trained)):  # a class is as close as its nearest taught name
         similarity[:, k] = per_word[:, owner == k].max(dim=1).values
-    for i, name in enumerate(names):  # the same name up to case and spacing is that class (rsneo learn's
-        key = name_key(name)  # learnt classes are looked up that way too)
-        same = [k for k, w in taught if name_key(w) == key]
-        if same:
-            similarity[i, same[0]] = 1.0
     best, index = similarity.max(dim=1)
+    for i, name in enumerate(names):  # the same name up to case and spacing is that class, whatever the
+        key = name_key(name)  # cosines say (rsneo learn's learnt classes are looked up that way too)
+        same = [k for k, w in taught if name_key(w) == key]
+        if same:  # a class's own name before another class's other name
+            own = [k for k in same if name_key(vocabulary.classes[k].name) == key]
+            best[i], index[i] = 1.0, (own or same)[0]
     out = []
     for name, s, i in zip(names, best, index, strict=True):
         nearest, close = vocabulary.classes[int(i)], float(s) >= vocabulary.match_threshold
@@ -191,9 +192,16 @@ def match_classes(system, names: list[str]) -> list[ClassMatch] | None:
     return out
 
 
-def read_classes(
-    system, names: list[str], *, strict: bool = False, what: str = "--classes"
-) -> ClassReadings:
+def classes_read(system, names: list[str]) -> list[str | None]:
+    """The trained class each name is read as (itself, a class it is another name of, or the broader class
+    it is narrower than); None for a name read as no trained class, or when the folder has no vocabulary."""
+    matches = match_classes(system, names)
+    if matches is None:
+        return [None] * len(names)
+    return [m.nearest if m.trained or m.broader else None for m in matches]
+
+
+def read_classes(system, names: list[str], *, strict: bool = False, what: str = "--classes") -> ClassReadings:
     """How the model reads each typed name. Untrained names (never taught, or narrower than the class they
     read as) get one warning naming them; `strict` refuses them (InputError)."""
     matches = match_classes(system, names)

@@ -13,8 +13,7 @@ from rsneo.heads.system import BUNDLED_MODEL, load_system
 from rsneo.io.read import PixelUnitsWarning
 from rsneo.io.report import change_summary
 from rsneo.io.vector import class_areas
-from rsneo.predict.answers import parse_question
-from rsneo.predict.ask import ask
+from rsneo.predict.ask import ask, parse_question
 from rsneo.predict.buildings import map_new_buildings
 from rsneo.predict.requests import AskRequest, BuildingsRequest, ChangeRequest, SegmentRequest
 
@@ -248,26 +247,6 @@ def test_answers_agree_in_bf16(bundled, chip):
     )  # read as the broader water in bf16 too
     assert not lake.abstained and abs(lake.value - full.value) <= 5.0
     assert '"lake" read as the broader trained class "water"' in lake.text
-
-
-def test_the_shares_of_two_dates_are_measured_on_the_same_ground(tiny_system, shared_data, tmp_path):
-    """A change question's "X% on the first date, Y% on the last" reads both maps on the first date's grid:
-    a last date covering more ground than the first is cut to the first's footprint, not measured whole."""
-    from rsneo.predict.answers import class_shares, first_and_last_shares
-
-    full = shared_data / "timeseries/naip_m4709963/m_4709963_se_14_1_20100629.tif"
-    crop = tmp_path / "m_4709963_se_14_1_20090818.tif"  # the first date: a 128-pixel corner of the same place
-    with rasterio.open(full) as src:
-        window = Window(64, 64, 128, 128)
-        size = {"width": 128, "height": 128, "transform": src.window_transform(window)}
-        profile = src.profile | size | {"photometric": "MINISBLACK"}  # band 4 is NIR, not alpha
-        with rasterio.open(crop, "w", **profile) as dst:
-            dst.write(src.read(window=window))
-    classes = ["water", "land"]
-    (_, first, unit), (_, last, _) = first_and_last_shares(tiny_system, [crop, full], classes)
-    _, alone, _ = class_shares(tiny_system, full, classes)
-    assert unit == "ha" and last == pytest.approx(first, rel=1e-6)  # the same 128 x 128 pixels of 5 m
-    assert first == pytest.approx(128 * 128 * 25 / 1e4, rel=0.01) and alone > 20 * first
 
 
 def test_a_figure_from_an_rgb_photo_carries_the_caveat_and_keeps_its_value(bundled, shared_data):
