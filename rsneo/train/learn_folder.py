@@ -90,7 +90,7 @@ def learnt_vocabulary(head: SegmentationHead, record: dict, base=None):
     data = f"rsneo learn hold-out ({holdout['method']}) of {Path(record['labels']).name}; learn.json"
     classes = []
     for name in record["learnt_classes"]:
-        score = holdout["scores"][name]
+        score = holdout["scores"].get(name, {"iou": None})  # none with --folds 0
         held_out = (
             {} if score["iou"] is None else {"iou": round(score["iou"], 4), "f1": round(score["f1"], 4)}
         )
