@@ -97,7 +97,7 @@ def learnt_vocabulary(head: SegmentationHead, record: dict, base=None):
         prompt = head.config.prompt_template.format(name.strip())
         others = land_cover_names(name, record["learnt_classes"])  # "city" for a learnt "built-up"
         scored = held_out | ({"data": data} if held_out else {})
-        classes.append(TrainedClass(name, (prompt,), scored, others, narrower_names(name)))
+        classes.append(TrainedClass(name, (prompt,), scored, others, narrower_names(name), by_name_only=True))
     claimed = {name_key(w) for c in classes for w in (c.name, *c.synonyms)}
     kept = record.get("base_classes", {}).get("kept", {})
     for trained in base.classes if base is not None else ():
