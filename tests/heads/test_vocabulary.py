@@ -233,8 +233,8 @@ def test_a_learnt_class_is_read_by_its_names_only_and_its_map_uses_its_learnt_ve
 
     import torch
 
-    from rsneo.heads.fewshot import LearntClasses, class_vectors, save_learnt
     from rsneo.heads.features import encode_class_prompts
+    from rsneo.heads.fewshot import LearntClasses, class_vectors, save_learnt
     from rsneo.train.learn_folder import learnt_vocabulary
 
     folder = tmp_path / "learnt"
