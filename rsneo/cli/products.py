@@ -73,6 +73,17 @@ def _check_window(plan, token_size: int) -> None:
         )
 
 
+def _check_outputs(min_area: str, simplify: str | None) -> None:
+    """--min-area and --simplify read before any model work (the products read them again)."""
+    from affine import Affine
+
+    from rsneo.io.sieve import parse_min_area
+    from rsneo.io.vector import simplify_tolerance
+
+    parse_min_area(min_area)
+    simplify_tolerance(simplify, Affine.identity())
+
+
 def _bands(text: str | None) -> list[str] | None:
     return None if text is None else [b.strip() for b in text.split(",") if b.strip()]
 
@@ -197,6 +208,7 @@ def segment_command(
 
     names = parse_classes(classes)
     plan = _plan(window, overlap, batch)
+    _check_outputs(min_area, simplify)
     with reported_warnings():
         _check_rasters([raster], sensor, _bands(bands), out)
     with _output_folder(out), reported_warnings():
@@ -277,6 +289,7 @@ def change_command(
 
     names = parse_classes(classes, MAX_FROM_TO_CLASSES - 1) if classes is not None else None
     plan = _plan(window, overlap, batch)
+    _check_outputs(min_area, simplify)
     with reported_warnings():
         _check_rasters(rasters, sensor, _bands(bands), out)
     with _output_folder(out), reported_warnings():
@@ -337,15 +350,16 @@ def ask_command(
     min_area: MinAreaOption = "2px",
 ) -> None:
     """Ask a question about a raster, or one question over a time series of rasters."""
-    from rsneo.predict.ask import ask
+    from rsneo.predict.ask import ask, check_request
     from rsneo.predict.requests import AskRequest
 
+    request = AskRequest(
+        rasters=rasters, question=question, sensor=sensor, bands=_bands(bands), max_side=max_side,
+        pixel_size=pixel_size, min_area=min_area,
+    )  # fmt: skip
+    check_request(request)
     with reported_warnings():
         _check_rasters(rasters, sensor, _bands(bands))
         system = _system(model, device, band_groups=band_groups)
-        request = AskRequest(
-            rasters=rasters, question=question, sensor=sensor, bands=_bands(bands), max_side=max_side,
-            pixel_size=pixel_size, min_area=min_area,
-        )  # fmt: skip
         answer = ask(system, request)
     typer.echo(answer.text)

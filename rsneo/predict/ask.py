@@ -16,6 +16,7 @@ import re
 from rsneo.data.frames import band_layout
 from rsneo.errors import InputError
 from rsneo.heads.system import System
+from rsneo.io.sieve import parse_min_area
 from rsneo.predict.answers import BUILDINGS, Answer, Question, grounded_answer
 from rsneo.predict.requests import AskRequest
 
@@ -157,14 +158,8 @@ def _before_change_words(target: str | None) -> str | None:
     return _clean_target(head) if head.strip() else None
 
 
-def ask(system: System, request: AskRequest) -> Answer:
-    """The grounded answer to `request.question` about `request.rasters` (dates in order), with its kind and
-    measured value.
-
-    Maps are computed on each raster, or on an overview of at most `max_side` pixels a side when larger (0:
-    full resolution; new buildings: always at full resolution, `pixel_size` metres per pixel when there is no
-    georeference), sieved by `min_area` as the products sieve.
-    """
+def check_request(request: AskRequest) -> None:
+    """The mistakes a request can hold before any raster or model is read (InputError naming the option)."""
     if not request.question.strip():
         raise InputError("ask: expected a question, got an empty string")
     if not request.rasters:
@@ -173,6 +168,18 @@ def ask(system: System, request: AskRequest) -> Answer:
         raise InputError(
             f"--max-side: expected 0 (full resolution) or a number of pixels, got {request.max_side}"
         )
+    parse_min_area(request.min_area)
+
+
+def ask(system: System, request: AskRequest) -> Answer:
+    """The grounded answer to `request.question` about `request.rasters` (dates in order), with its kind and
+    measured value.
+
+    Maps are computed on each raster, or on an overview of at most `max_side` pixels a side when larger (0:
+    full resolution; new buildings: always at full resolution, `pixel_size` metres per pixel when there is no
+    georeference), sieved by `min_area` as the products sieve.
+    """
+    check_request(request)
     dates = []
     for raster in request.rasters:
         if not raster.exists():
