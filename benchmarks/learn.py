@@ -120,15 +120,14 @@ def gather(windows, use: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def rf_scores(windows, train: torch.Tensor, test: torch.Tensor, names: list[str], seed: int):
     from sklearn.ensemble import RandomForestClassifier
 
+    from rsneo.metrics import confusion_matrix
     from rsneo.train.learn_holdout import scores_from_confusion
 
     x, y = gather(windows, train)
     forest = RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=1).fit(x, y)
     xt, yt = gather(windows, test)
     predicted = forest.predict(xt)
-    confusion = np.zeros((len(names), len(names) + 1), np.int64)
-    np.add.at(confusion, (yt, predicted), 1)
-    return scores_from_confusion(confusion, names)
+    return scores_from_confusion(confusion_matrix(yt, predicted, len(names), len(names) + 1), names)
 
 
 def main() -> None:

@@ -6,7 +6,9 @@ Sources: the NAIP series in ../shared/data (10 COGs, 4 bands, ~934x724 each).
 - `rsneo read`: `rsneo.io.read.read_source` on a window of the same files (the scene reader's hot path); its
   first chip is checked equal to the plain loop's (outside the clock).
 - `torchgeo random` / `grid`: `SensorRaster` with `RandomGeoSampler` / `GridGeoSampler` in a DataLoader.
-- `shards in order` / `shards shuffled`: `ShardDataset` over the series prepared as 64-pixel tiles.
+- `shards in order` / `shards shuffled`: `ShardDataset` over the series prepared as 64-pixel tiles
+  (WebDataset tars of `Sample`s); `shards over http`: the same folder streamed from an HTTP server on
+  127.0.0.1 (a thread of the measuring process, so its CPU time is counted too).
 Each configuration runs in its own process so its peak RSS (including DataLoader workers) is its own. The
 clock runs around the loop only; set-up (imports, opening files, building datasets and loaders) is reported
 separately. DataLoader worker start-up happens inside the loop, as it does in training.
@@ -117,18 +119,45 @@ def run_one(kind: str, chips: int, size: int, workers: int, shards: str) -> dict
     else:
         from rsneo.data.shards import ShardDataset
 
-        ds = ShardDataset(shards, shuffle=kind.endswith("shuffled"), buffer=64)
-        start = time.perf_counter()
-        for sample in DataLoader(ds, batch_size=None, num_workers=workers):
-            count += sample["image"].shape[0]  # frames: one tile holds every date
+        folder = _serve(Path(shards)) if kind.endswith("http") else shards
+        ds = ShardDataset(folder, shuffle=kind.endswith("shuffled"), buffer=64)
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
+        loader = iter(DataLoader(ds, batch_size=None, num_workers=workers))
+        for sample in loader:
+            count += sample.scene.sizes["time"]  # frames: one tile holds every date
             if count >= chips:
                 break
+        del loader  # workers end here, so their CPU time is counted
     seconds = time.perf_counter() - start
-    return {"chips": count, "seconds": seconds, "set_up_seconds": start - set_up}
+    cpu = _cpu_seconds() - cpu_start if "cpu_start" in locals() else None
+    return {"chips": count, "seconds": seconds, "set_up_seconds": start - set_up, "cpu_seconds": cpu}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (DataLoader workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _serve(folder: Path) -> str:
+    """Serve `folder`'s parent on 127.0.0.1 from a daemon thread (it ends with the measuring process)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=folder.parent)
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/{folder.name}"
 
 
 KINDS = ("rasterio loop", "rsneo read", "torchgeo random", "torchgeo grid", "shards in order")
-KINDS += ("shards shuffled",)
+KINDS += ("shards shuffled", "shards over http")
 
 
 def _run(kind: str, workers: int, args: argparse.Namespace, shards: Path) -> dict:
@@ -162,14 +191,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shards = Path(tmp) / "shards"
         if any(k.startswith("shards") for k in args.kinds):
-            from rsneo.data.recipes import RECIPES
+            from rsneo.data.recipes import RECIPES, tile_loader
             from rsneo.data.shards import prepare_shards
 
-            recipe = RECIPES["timeseries"]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                items = recipe.items(NAIP, args.size)
-                prepare_shards(items, recipe.load, shards, 1, progress=False)
+                items = RECIPES["timeseries"].items(NAIP)
+                prepare_shards(items, tile_loader("timeseries", args.size), shards, 1, progress=False)
         # one series of 10 dates -> many tiles; each sample is (10, 4, size, size): count frames as chips
         configs = [(k, 0) for k in args.kinds if k in ("rasterio loop", "rsneo read")]
         loaders = [k for k in args.kinds if k not in ("rasterio loop", "rsneo read")]
@@ -194,6 +222,11 @@ def main() -> None:
         for other in (("rasterio loop", 0), ("torchgeo random", 0)):
             if ours and other in rates:
                 print(f"rsneo read / {other[0]} (0 workers): {ours / rates[other]:.2f}x")
+        print(f"load average while measured: {os.getloadavg()[0]:.2f} (2 cores shared: compare CPU s)")
+        for (kind, workers), results in runs.items():
+            cpu = [r["cpu_seconds"] for r in results if r.get("cpu_seconds") is not None]
+            if cpu:
+                print(f"{kind} ({workers} workers): {statistics.median(cpu):.2f} CPU s for the loop")
         print("chips: 4-band frames of size x size, float32 with NaN for nodata; a shard sample is a")
         print(f"10-date tile and counts 10 frames. chips/s: the loop alone, median of {args.rounds} rounds.")
 

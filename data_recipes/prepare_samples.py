@@ -20,6 +20,9 @@ JOBS = [
     ["timeseries", "timeseries/naip_m4709963", "--tile", "256"],
     ["timeseries", "timeseries/landsat_pucallpa", "--sensor", "landsat5_tm", "--bands", "B5,B4,B3,B2"],
     ["captions", "text/rsicd_mini", "--tile", "224"],
+    ["taizhou", "landsat_change_taizhou", "--tile", "64"],
+    # LEVIR-CD is for academic research: shards of it stay on the machine that made them, never shipped
+    ["change", "levir_cd", "--tile", "128", "--pixel-size", "0.5"],
 ]
 
 

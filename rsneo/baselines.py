@@ -4,11 +4,14 @@ Water: MNDWI = (green - swir16) / (green + swir16) above a threshold (Xu 2006; 0
 Change: change-vector analysis, the per-pixel Euclidean norm of the band difference, cut by Otsu's threshold;
 each band of each date is standardised first (zero mean, unit variance), the usual radiometric normalisation
 without which seasonal offsets between the dates dominate the difference.
+Scores (IoU, F1, kappa) come from `rsneo.metrics`, as everywhere in rsneo.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from rsneo.metrics import IGNORE, confusion_matrix, scores
 
 
 def mndwi(green: np.ndarray, swir16: np.ndarray) -> np.ndarray:
@@ -53,32 +56,31 @@ def cva_otsu(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 
 def iou(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> float:
-    """Intersection over union of two boolean masks over the `valid` pixels."""
+    """Intersection over union of two boolean masks over the `valid` pixels; NaN when both are empty."""
+    reference = np.asarray(truth, dtype=np.int64)
     if valid is not None:
-        predicted, truth = predicted[valid], truth[valid]
-    union = np.logical_or(predicted, truth).sum()
-    return float(np.logical_and(predicted, truth).sum() / union) if union else float("nan")
+        reference = np.where(valid, reference, IGNORE)
+    measured = scores(confusion_matrix(reference, np.asarray(predicted, np.int64), 2), ("other", "class"))
+    value = measured.per_class["class"].iou
+    return float("nan") if value is None else value
 
 
 def binary_scores(predicted: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> dict[str, float]:
     """Scores of a boolean change map on a sparse reference (`positive` changed, `negative` unchanged pixels).
 
     Returns overall accuracy, Cohen's kappa, precision, recall, F1 and the share marked changed, over the
-    reference pixels only.
+    reference pixels only (`rsneo.metrics`; a score that is undefined, such as precision with nothing marked
+    changed, is 0).
     """
-    tp = float(np.logical_and(predicted, positive).sum())
-    fn = float(np.logical_and(~predicted, positive).sum())
-    fp = float(np.logical_and(predicted, negative).sum())
-    tn = float(np.logical_and(~predicted, negative).sum())
-    n = tp + fn + fp + tn
-    accuracy = (tp + tn) / n
-    expected = ((tp + fn) * (tp + fp) + (tn + fp) * (tn + fn)) / n**2
-    kappa = (accuracy - expected) / (1 - expected) if expected < 1 else 0.0
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    share = (tp + fp) / n  # of the reference pixels, how many the map marks changed
+    reference = np.where(positive, 1, np.where(negative, 0, IGNORE))
+    confusion = confusion_matrix(reference, np.asarray(predicted, np.int64), 2)
+    measured = scores(confusion, ("no change", "change"))
+    change = measured.per_class["change"]
     return {
-        "accuracy": accuracy, "kappa": kappa, "precision": precision, "recall": recall, "f1": f1,
-        "predicted_share": share,
-    }  # fmt: skip
+        "accuracy": measured.overall_accuracy,
+        "kappa": measured.kappa or 0.0,
+        "precision": change.precision or 0.0,
+        "recall": change.recall or 0.0,
+        "f1": change.f1 or 0.0,
+        "predicted_share": float(confusion[:, 1].sum() / confusion.sum()),  # of the reference pixels
+    }

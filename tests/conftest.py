@@ -108,17 +108,16 @@ def water_label_points(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def flood_tiles(shared_data) -> list:
-    """The Sen1Floods11 chip cut into 64-pixel samples by its `rsneo prepare` recipe (S2 + S1 + mask), read
-    once for every shard test."""
+    """The Sen1Floods11 chip cut into 64-pixel samples by its recipe (S2 + S1 partner + mask), read once for
+    every shard test."""
     import warnings
 
-    from rsneo.data.recipes import RECIPES
+    from rsneo.data.recipes import RECIPES, load_tiles
 
-    recipe = RECIPES["sen1floods11"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        [item] = recipe.items(shared_data / "sen1floods11", 64)[:1]
-        return recipe.load(item)
+        [item] = RECIPES["sen1floods11"].items(shared_data / "sen1floods11")[:1]
+        return load_tiles("sen1floods11", 64, item)
 
 
 class RunStopped(Exception):
@@ -285,3 +284,23 @@ def qgis() -> HeadlessQgis:
     """QGIS itself, to open and draw projects; a test using it is skipped at that point where Debian's
     python3-qgis is not installed."""
     return HeadlessQgis()
+
+
+@pytest.fixture(scope="session")
+def levir_folder(shared_data, tmp_path_factory):
+    """Makes a change folder in the LEVIR-CD layout (`A/ B/ label/`, links to the shared crops) holding the
+    pairs `names`, with `lists` ({split: names}) written to `list/SPLIT.txt`."""
+
+    def make(names: tuple[str, ...], lists: dict[str, tuple[str, ...]] | None = None) -> Path:
+        root = tmp_path_factory.mktemp("levir")
+        for part in ("A", "B", "label"):
+            (root / part).mkdir()
+            for name in names:
+                (root / part / f"{name}.png").symlink_to(shared_data / "levir_cd" / part / f"{name}.png")
+        if lists:
+            (root / "list").mkdir()
+            for split, listed in lists.items():
+                (root / "list" / f"{split}.txt").write_text("".join(f"{n}.png\n" for n in listed) or "\n")
+        return root
+
+    return make

@@ -21,6 +21,7 @@ LAYERS = {
     "errors": 0,
     "atomic": 0,
     "sensors": 1,
+    "metrics": 1,  # accuracy scores (torchmetrics, scikit-learn): used by baselines, train and accuracy
     "io": 2,
     "model": 2,
     "data": 3,
@@ -29,6 +30,7 @@ LAYERS = {
     "predict": 5,
     "train": 5,
     "demo": 6,
+    "accuracy": 6,  # evaluate / assess: models and maps measured through the predictors
     "cli": 7,
 }
 # Cycles that exist on main and wait for their area to break them; each entry names where it came from. An

@@ -139,22 +139,46 @@ def info_command(
 
 @app.command("prepare")
 def prepare_command(
-    recipe: Annotated[str, typer.Argument(help="sen1floods11, bigearthnet, timeseries or captions.")],
-    source: Annotated[Path, typer.Argument(help="The archive folder (or captions JSON).")],
+    recipe: Annotated[
+        str,
+        typer.Argument(
+            help="sen1floods11, bigearthnet, timeseries, taizhou, captions, change (A/ B/ label/ [list/] "
+            "pairs) or segmentation (images + --masks + --classes)."
+        ),
+    ],
+    source: Annotated[Path, typer.Argument(help="The archive folder (or captions JSON, or the images).")],
     out: Annotated[Path, typer.Argument(help="Shard folder to write (resumes if it holds finished shards).")],
     tile: Annotated[int, typer.Option(help="Tile size in pixels (a multiple of 32 suits the model).")] = 256,
     items_per_shard: Annotated[
         int | None, typer.Option(help="Source items (chips, patches, series) per shard; default per recipe.")
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
-    sensor: Annotated[str | None, typer.Option(help="Sensor of the rasters (timeseries).")] = None,
+    sensor: Annotated[
+        str | None, typer.Option(help="Sensor of the rasters (timeseries, change, segmentation).")
+    ] = None,
     bands: Annotated[str | None, typer.Option(help="Comma-separated band names in file order.")] = None,
+    masks: Annotated[
+        Path | None,
+        typer.Option(help="segmentation: the mask rasters (a folder matched by name, or one file)."),
+    ] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(
+            help='Class table VALUE=NAME, e.g. "1=water,2=forest,ignore=255" (change: 0/255 by default).'
+        ),
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="change: only this split (train, val or test).")] = None,
+    pixel_size: Annotated[
+        float | None,
+        typer.Option(help="change: metres per pixel of images without georeference (LEVIR: 0.5)."),
+    ] = None,
 ) -> None:
     """Turn an archive into streaming shards (WebDataset tars) with per-band statistics and a manifest.
 
     Re-running into the same folder keeps finished shards and makes only the missing ones.
     """
-    from rsneo.data.recipes import RECIPES
+    from rsneo.data.labelled import ClassTable
+    from rsneo.data.recipes import RECIPES, tile_loader
     from rsneo.data.shards import prepare_shards
     from rsneo.errors import InputError
 
@@ -167,12 +191,17 @@ def prepare_command(
     check_output_folder(out)
     _check_earlier_run(out, recipe, tile)
     chosen = RECIPES[recipe]
-    items = chosen.items(source, tile, sensor=sensor, bands=_split(bands))
-    for item in items:  # headers only: bad input fails before anything is written
-        chosen.check(item)
+    options = {
+        "sensor": sensor, "bands": _split(bands), "masks": masks, "split": split, "pixel_size": pixel_size,
+        "classes": ClassTable.parse(classes) if classes is not None else None,
+    }  # fmt: skip
+    with reported_warnings():
+        items = chosen.items(source, **options)
+        for item in items:  # headers (and labels) only: bad input fails before anything is written
+            chosen.check(item)
     manifest = prepare_shards(
         items,
-        chosen.load,
+        tile_loader(recipe, tile),
         out,
         items_per_shard or chosen.items_per_shard,
         workers=workers,

@@ -17,9 +17,20 @@ Public API (what train, products and demo call):
   -> list[ModelInputs]` (first-fit rows), `collate_rows(rows, tokens, pad_id, policy)` -> `ModelInputs` with
   next-token `labels`, `next_token_labels(input_ids, doc_ids, learn)`, `unpack(inputs, context_id)`.
   Positions and block ids come from `rsneo.model.positions` (the one implementation of the index rule).
+- Samples (`rsneo.data.sample`): `Sample(name, scene, mask, classes, split, partners, labels, captions,
+  statistics, origin)`, the one type every archive reader gives, in memory or streamed from shards;
+  `cut`, `cut_tiles`, `tiles`, `centre_window`.
+- Readers (`rsneo.data.recipes`): one `Recipe` per archive (`sen1floods11`, `bigearthnet`, `timeseries`,
+  `taizhou`, `captions`, `change`, `segmentation`: items, header `check`, `read` whole samples, `cut`),
+  `read_archive(name, root, tile)` in memory, `tile_loader(name, tile)` for shards; the archives' class
+  tables (`WATER`: "land"/"water", `CHANGE`). Layout parsing: `rsneo.data.archives`.
+- Labelled archives (`rsneo.data.labelled`): `ClassTable` (`parse`, `binary_change`, `indices`),
+  `change_pairs(root, split)` (`A/ B/ label/ [list/]`), `mask_chips(images, masks, classes)`; TorchGeo's
+  `LEVIRCD` and `LoveDA` through `rsneo.data.torchgeo_sets`.
 - TorchGeo (`rsneo.data.datasets`): `SensorRaster` (RasterDataset; use TorchGeo's samplers),
-  `Sen1Floods11Chips`, `BigEarthNetChips` (NonGeoDatasets), `sample_scene(sample)` -> scene.
-- Shards (`rsneo.data.shards`, `rsneo.data.recipes`, `rsneo prepare`): `prepare_shards(items, load, out,
-  items_per_shard, workers)`, `ShardDataset(folder, shuffle=False)` (streams; splits across ranks and
-  workers), `shard_scene(sample)`, `read_manifest(folder)` (refuses other format versions), `RECIPES`.
+  `Sen1Floods11Chips`, `BigEarthNetChips` (NonGeoDatasets over the recipes), `sample_scene(sample)` -> scene.
+- Shards (`rsneo.data.shards`, `rsneo.data.shard_format`, `rsneo prepare`): WebDataset tars of `Sample`s;
+  `prepare_shards(items, load, out, items_per_shard, workers)`, `ShardDataset(folder or URL, shuffle=False)`
+  (streams `Sample`s from a folder, `https://` or `s3://`; splits across ranks and workers; resumes
+  mid-epoch), `read_manifest(folder)` (refuses other format versions).
 """

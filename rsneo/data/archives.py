@@ -1,9 +1,11 @@
 """Archive layouts, parsed in one place: which files make up each sample of a known archive (Sen1Floods11
-chips, BigEarthNet patches and their Sentinel-1 partners, a place's rasters of a time series).
+chips, BigEarthNet patches and their Sentinel-1 partners, a place's rasters of a time series, the Taizhou
+pair and its reference, captioned images).
 
-The torchgeo datasets (`rsneo.data.datasets`), the shard recipes (`rsneo.data.recipes`) and the training
-corpus (`rsneo.train.corpus`) all list an archive's samples through these functions, so a layout rule (file
-names, optional parts, the error for an empty folder) is written once. Light on purpose: no raster is read.
+The readers (`rsneo.data.recipes`) and the torchgeo datasets (`rsneo.data.datasets`) list an archive's
+samples through these functions, so a layout rule (file names, optional parts, the error for an empty
+folder) is written once. Light on purpose: no raster is read. The labelled layouts (`A/ B/ label/`, image and
+mask folders) are parsed in `rsneo.data.labelled`.
 """
 
 from __future__ import annotations
@@ -77,3 +79,59 @@ def date_rasters(folder: Path) -> list[Path]:
     """The rasters of one place in a folder, one per date, sorted by name: the time-series layout that the
     shard recipe, the training corpus and the NAIP change sources share (reading them orders them by date)."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+
+
+def bigearthnet_roots(root: str | Path) -> tuple[Path, Path | None]:
+    """The Sentinel-2 patch folder of a BigEarthNet archive and its Sentinel-1 partner folder, if any.
+
+    `root` is either the archive (holding `BigEarthNet-S2-*` and `BigEarthNet-S1-*` folders) or the S2 patch
+    folder itself (its S1 partner then sits beside it, named with S1 for S2)."""
+    root = Path(root)
+    s2 = next((p for p in sorted(root.glob("*-S2*")) if p.is_dir()), None) if root.is_dir() else None
+    if s2 is None:
+        s2 = root
+    s1 = s2.with_name(s2.name.replace("-S2", "-S1"))
+    return s2, (s1 if s1 != s2 and s1.is_dir() else None)
+
+
+@dataclass(frozen=True)
+class ChangeReference:
+    """A dated pair with a sparse reference: `changed` / `unchanged` are images marking the checked pixels
+    (the Taizhou Landsat pair of ChangeDetectionRepository)."""
+
+    dates: tuple[Path, Path]
+    changed: Path
+    unchanged: Path
+
+
+def taizhou_pair(root: str | Path) -> ChangeReference:
+    """The Taizhou layout: `2000TM`, `2003TM` (ENVI) with `change.bmp` and `unchanged.bmp`."""
+    root = Path(root)
+    dates = (root / "2000TM", root / "2003TM")
+    reference = ChangeReference(dates, root / "change.bmp", root / "unchanged.bmp")
+    for path in (*reference.dates, reference.changed, reference.unchanged):
+        if not path.exists():
+            raise InputError(f"{path}: expected this file of the Taizhou change layout, found none")
+    return reference
+
+
+@dataclass(frozen=True)
+class CaptionedImage:
+    image: Path
+    captions: tuple[str, ...]
+
+
+def captioned_images(root: str | Path) -> list[CaptionedImage]:
+    """A JSON list `[{"image": path, "captions": [...]}]` (`root` the file or a folder holding
+    `manifest.json`); image paths are relative to the file."""
+    root = Path(root)
+    path = root / "manifest.json" if root.is_dir() else root
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"{path}: expected a captions JSON list of {{image, captions}}, could not read it ({exc})"
+        ) from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "image" in e for e in entries):
+        raise InputError(f'{path}: expected a JSON list of {{"image": ..., "captions": [...]}} entries')
+    return [CaptionedImage(path.parent / e["image"], tuple(e.get("captions", []))) for e in entries]

@@ -23,11 +23,11 @@ from affine import Affine
 from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset, RasterDataset
 from torchgeo.samplers import RandomGeoSampler
 
-from rsneo.data.archives import bigearthnet_patches, sen1floods11_chips
+from rsneo.data.recipes import RECIPES, WATER
 from rsneo.errors import InputError
 from rsneo.io.grid import Grid
 from rsneo.io.read import open_source
-from rsneo.io.scene import grid_of, read_mask, read_scene, to_scene
+from rsneo.io.scene import to_scene
 from rsneo.sensors import Sensor, get_sensor
 
 
@@ -85,17 +85,18 @@ class SensorRaster(RasterDataset):
 
 
 class Sen1Floods11Chips(NonGeoDataset):
-    """Sen1Floods11 hand-labelled chips: `S2/*_S2Hand.tif`, `S1/*_S1Hand.tif`, `Labels/*_LabelHand.tif`.
+    """Sen1Floods11 hand-labelled chips: `S2/*_S2Hand.tif`, `S1/*_S1Hand.tif`, `Labels/*_LabelHand.tif`, read
+    by the archive's one reader (`rsneo.data.recipes`).
 
     Sample: `image` (13, H, W) Sentinel-2 L1C stored values (NaN = nodata), `image_s1` (2, H, W) dB, `mask`
-    (H, W) long with -1 = no data, 0 = not water, 1 = water; `stem`, `sensor`, `bands`, `wavelengths`.
+    (H, W) long with -1 = no data, 0 = land, 1 = water (`classes`); `stem`, `sensor`, `bands`, `wavelengths`.
     """
 
-    classes = ("not water", "water")
+    classes = WATER.classes  # ("land", "water"): the one table of the archive (rsneo.data.recipes)
 
     def __init__(self, root: str | Path, transforms: Callable | None = None) -> None:
         self.root = Path(root)
-        self.chips = sen1floods11_chips(self.root)
+        self.chips = RECIPES["sen1floods11"].items(self.root)
         self.stems = [c.stem for c in self.chips]
         self.transforms = transforms
 
@@ -103,29 +104,29 @@ class Sen1Floods11Chips(NonGeoDataset):
         return len(self.stems)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        chip = self.chips[index]
-        s2 = read_scene(chip.s2, sensor="sentinel2_l1c")
-        sample: dict[str, Any] = {"stem": chip.stem, **_scene_fields(s2)}
-        if chip.s1.exists():
-            sample["image_s1"] = torch.from_numpy(read_scene(chip.s1, sensor="sentinel1_grd").values[0])
-        if chip.label.exists():
-            label = read_mask(chip.label, grid_of(s2))
-            sample["mask"] = torch.from_numpy(np.nan_to_num(label, nan=-1).astype(np.int64))
+        (chip,) = RECIPES["sen1floods11"].read(self.chips[index])
+        sample: dict[str, Any] = {"stem": chip.name, **_scene_fields(chip.scene)}
+        if "sentinel1" in chip.partners:
+            sample["image_s1"] = torch.from_numpy(chip.partners["sentinel1"].values[0])
+        if chip.mask is not None:
+            sample["mask"] = torch.from_numpy(chip.mask)
         return self.transforms(sample) if self.transforms else sample
 
 
 class BigEarthNetChips(NonGeoDataset):
-    """BigEarthNet patches: one folder of one-band GeoTIFFs per patch with `*_labels_metadata.json`.
+    """BigEarthNet patches: one folder of one-band GeoTIFFs per patch with `*_labels_metadata.json`, read by
+    the archive's one reader (`rsneo.data.recipes`).
 
-    Sample: `image` (bands, 120, 120) on the 10 m grid (20/60 m bands bilinear), `labels` (CORINE names),
-    `label` multi-hot over `classes` (all label names seen under `root`, sorted), `date`, band metadata.
+    Sample: `image` (bands, 120, 120) on the 10 m grid (20/60 m bands bilinear), `image_s1` (2, 120, 120)
+    where the Sentinel-1 partner folder is there, `labels` (CORINE names), `label` multi-hot over `classes`
+    (all label names seen under `root`, sorted), `date`, band metadata.
     """
 
     def __init__(self, root: str | Path, transforms: Callable | None = None) -> None:
         self.root = Path(root)
-        patches = bigearthnet_patches(self.root)
-        self.folders = [p.folder for p in patches]
-        self.meta = [list(p.labels or ()) for p in patches]
+        self.items = RECIPES["bigearthnet"].items(self.root)
+        self.folders = [patch.folder for patch, _ in self.items]
+        self.meta = [list(patch.labels or ()) for patch, _ in self.items]
         self.classes = tuple(sorted({label for labels in self.meta for label in labels}))
         self.transforms = transforms
 
@@ -133,16 +134,13 @@ class BigEarthNetChips(NonGeoDataset):
         return len(self.folders)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        scene = read_scene(self.folders[index])
-        labels = self.meta[index]
+        (patch,) = RECIPES["bigearthnet"].read(self.items[index])
+        labels = list(patch.labels)
         multi_hot = torch.zeros(len(self.classes))
         multi_hot[[self.classes.index(label) for label in labels]] = 1
-        sample = {
-            "patch": self.folders[index].name,
-            "labels": labels,
-            "label": multi_hot,
-            **_scene_fields(scene),
-        }
+        sample = {"patch": patch.name, "labels": labels, "label": multi_hot, **_scene_fields(patch.scene)}
+        if "sentinel1" in patch.partners:
+            sample["image_s1"] = torch.from_numpy(patch.partners["sentinel1"].values[0])
         return self.transforms(sample) if self.transforms else sample
 
 

@@ -96,11 +96,15 @@ def normalise(scene: xr.DataArray, stats: tuple[np.ndarray, np.ndarray] | None =
     Statistics: `stats` (mean, std per band) when given (e.g. a prepared archive's), else `statistics`: the
     sensor's, or for an 8-bit stretch the scene's own (`band_statistics`).
     """
-    if stats is None:
-        sensor = get_sensor(scene.attrs["sensor"])
-        bands = [sensor.band(str(b)) for b in scene["band"].values]
-        stats = statistics(sensor, bands, str(scene.attrs.get("dtype")), lambda: band_statistics(scene))
-    return standardise(scene.values, *stats)
+    return standardise(scene.values, *(scene_statistics(scene) if stats is None else stats))
+
+
+def scene_statistics(scene: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band (mean, std) a scene standardises with: its sensor's, or for an 8-bit stretch its own
+    (`statistics`, read from the scene's stored `dtype`)."""
+    sensor = get_sensor(scene.attrs["sensor"])
+    bands = [sensor.band(str(b)) for b in scene["band"].values]
+    return statistics(sensor, bands, str(scene.attrs.get("dtype")), lambda: band_statistics(scene))
 
 
 def pad_to_tokens(pixels: np.ndarray, token_size: int = DEFAULT_TOKEN_SIZE) -> np.ndarray:

@@ -1,21 +1,18 @@
-"""Streaming shards: writing them (parallel, resumable, atomic) and reading them back.
+"""Streaming shards of `Sample`s: writing them (parallel, resumable, atomic) and streaming them back to many
+ranks and DataLoader workers, from a local folder or object storage (`https://`, `s3://`).
 
-A shard is a WebDataset-style tar: per sample `<key>.json` (metadata: sensor, bands, dates, CRS, transform,
-labels, captions) and `<key>.<array>.npy` (float32 arrays, NaN = nodata; `image` is (time, band, y, x)).
-Next to each `shard-NNNNN.tar` a `shard-NNNNN.json` records its samples and per-band sums; it is written
-after the tar and marks the shard done, so an interrupted run redoes only unfinished shards. Every file is
-written under a temporary name in the destination folder and renamed when complete. `manifest.json` (with
+Shards are WebDataset tars (`rsneo.data.shard_format`: the format, the reader, and why WebDataset). Next to
+each `shard-NNNNN.tar` a `shard-NNNNN.json` records its samples and per-band sums; it is written after the
+tar and marks the shard done, so an interrupted run redoes only unfinished shards. Every file is written
+under a temporary name in the destination folder and renamed when complete. `manifest.json` (with
 `format_version`) is written last, with per-band mean/std over the whole archive.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,67 +21,48 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from rsneo import atomic
+from rsneo.data.sample import Sample
+from rsneo.data.shard_format import FORMAT, FORMAT_VERSION, is_url, iter_shard, join, read_json, shard_bytes
 from rsneo.errors import InputError
-from rsneo.io.grid import Grid
 from rsneo.sensors import get_sensor
 
-FORMAT = "rsneo-shards"
-FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PLAN = ".prepare.json"  # what a run that has not finished yet was asked for (recipe, tile size, ...)
 
 
-@dataclass
-class Sample:
-    """One training sample: named arrays plus JSON metadata (`meta["arrays"][name]` describes each array)."""
-
-    key: str
-    arrays: dict[str, np.ndarray]
-    meta: dict[str, Any]
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0  # reproducible shards
-    tar.addfile(info, io.BytesIO(data))
+def statistics_key(scene: Any) -> str:
+    """The manifest's statistics key of a scene's band set: its sensor's name, with the bands when they are
+    not all of the sensor's in its order (so archives of other band sets can share a folder)."""
+    bands = [str(b) for b in scene["band"].values]
+    sensor = get_sensor(scene.attrs["sensor"])
+    return sensor.name if bands == list(sensor.band_names) else f"{sensor.name}/{'+'.join(bands)}"
 
 
-def _band_sums(sample: Sample) -> dict[str, list[list[float]]]:
-    """Per array with bands (axis -3): [count, sum, sum of squares] per band over finite values."""
+def _band_sums(sample: Sample) -> dict[str, tuple[list[str], list[list[float]]]]:
+    """Per band set of the sample's scenes: bands, [count, sum, sum of squares] per band of finite values."""
     out = {}
-    for name, array in sample.arrays.items():
-        if array.ndim < 3 or not np.issubdtype(array.dtype, np.floating):
-            continue
-        values = np.moveaxis(array, -3, 0).reshape(array.shape[-3], -1).astype(np.float64)  # (bands, n)
+    for _, scene in sample.scenes():
+        values = np.moveaxis(scene.values, 1, 0).reshape(scene.sizes["band"], -1).astype(np.float64)
         ok = np.isfinite(values)
         v = np.where(ok, values, 0.0)
-        out[name] = [ok.sum(1).tolist(), v.sum(1).tolist(), (v * v).sum(1).tolist()]
+        sums = [ok.sum(1).tolist(), v.sum(1).tolist(), (v * v).sum(1).tolist()]
+        out[statistics_key(scene)] = ([str(b) for b in scene["band"].values], sums)
     return out
 
 
 def write_shard(path: Path, samples: Sequence[Sample]) -> dict[str, Any]:
     """Write one shard tar and its record atomically; returns the record."""
-    buffer = io.BytesIO()
     sums: dict[str, np.ndarray] = {}
     bands: dict[str, list[str]] = {}
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for sample in samples:
-            if "." in sample.key:
-                raise ValueError(f"sample key {sample.key!r} must not contain dots (WebDataset keys)")
-            _add(tar, f"{sample.key}.json", json.dumps(sample.meta).encode())
-            for name, array in sample.arrays.items():
-                npy = io.BytesIO()
-                np.save(npy, np.ascontiguousarray(array), allow_pickle=False)
-                _add(tar, f"{sample.key}.{name}.npy", npy.getvalue())
-            for name, s in _band_sums(sample).items():
-                sums[name] = sums.get(name, 0) + np.array(s)
-                bands.setdefault(name, sample.meta.get("arrays", {}).get(name, {}).get("bands", []))
-    atomic.write_bytes(path, buffer.getvalue())
+    for sample in samples:
+        for key, (names, s) in _band_sums(sample).items():
+            sums[key] = sums.get(key, 0) + np.array(s)
+            bands[key] = names
+    atomic.write_bytes(path, shard_bytes(list(samples)))
     record = {
         "shard": path.name,
         "samples": len(samples),
-        "keys": [s.key for s in samples],
+        "keys": [s.name for s in samples],
         "sums": {k: {"bands": bands[k], "count_sum_sumsq": v.tolist()} for k, v in sums.items()},
     }
     atomic.write_bytes(path.with_suffix(".json"), json.dumps(record).encode())
@@ -92,15 +70,15 @@ def write_shard(path: Path, samples: Sequence[Sample]) -> dict[str, Any]:
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
-    """The manifest of a shard folder, refusing folders of another format version."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
+    """The manifest of a shard folder (local or a URL prefix), refusing folders of another format version."""
+    path = join(folder, MANIFEST)
+    if not is_url(folder) and not Path(path).is_file():
         raise InputError(
             f"{folder}: expected a shard folder with {MANIFEST} (run `rsneo prepare`), found none"
         )
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise InputError(
@@ -230,41 +208,6 @@ class _progress:
             self.bar.stop()
 
 
-def iter_shard(path: Path, keep: Callable[[int], bool] | None = None) -> Iterator[dict[str, Any]]:
-    """Samples of one shard tar, in order, read member by member: `{"key", "index", "meta", <array>: tensor}`.
-
-    `keep(index)` (the sample's position in the shard) chooses which samples to decode; the others' members
-    are skipped without reading their data, so a worker that owns a slice of a shard pays only for its slice.
-    """
-    current: dict[str, Any] = {}
-    index = -1
-    try:
-        with tarfile.open(path) as tar:
-            for member in tar:
-                key, _, rest = member.name.partition(".")
-                if not current or current["key"] != key:
-                    if current.get("wanted"):
-                        yield _finish(current)
-                    index += 1
-                    current = {"key": key, "index": index, "wanted": keep is None or keep(index)}
-                if not current["wanted"]:
-                    continue
-                data = tar.extractfile(member).read()
-                if rest == "json":
-                    current["meta"] = json.loads(data)
-                elif rest.endswith(".npy"):
-                    current[rest.removesuffix(".npy")] = torch.from_numpy(np.load(io.BytesIO(data)))
-    except (tarfile.TarError, EOFError, ValueError) as exc:
-        raise InputError(f"{path}: shard is truncated or corrupt ({exc}); re-run `rsneo prepare`") from None
-    if current.get("wanted"):
-        yield _finish(current)
-
-
-def _finish(sample: dict[str, Any]) -> dict[str, Any]:
-    sample.pop("wanted")
-    return sample
-
-
 def worker_batches(batches: int, worker: int, workers: int) -> int:
     """How many of a rank's first `batches` batches DataLoader worker `worker` of `workers` made.
 
@@ -291,7 +234,8 @@ def shuffle_order(count: int, buffer: int, rng: np.random.Generator) -> list[int
 
 
 class ShardDataset(IterableDataset):
-    """Streams a prepared shard folder sample by sample: never more than `buffer` decoded samples in memory.
+    """Streams a prepared shard folder (a local path or a URL prefix such as `https://host/shards` or
+    `s3://bucket/shards`) `Sample` by `Sample`: never more than `buffer` decoded samples in memory.
 
     The samples of one pass (epoch) are the shards in order (a seeded permutation per epoch with `shuffle`),
     concatenated; that stream is cut into `world x workers` contiguous slices, one per (rank, DataLoader
@@ -308,13 +252,13 @@ class ShardDataset(IterableDataset):
         transform: Callable[[dict], Any] | None = None,
         rank: int | None = None, world: int | None = None, batch_size: int = 1,
     ) -> None:  # fmt: skip
-        self.folder = Path(folder)
+        self.folder = str(folder) if is_url(folder) else Path(folder)
         self.manifest = read_manifest(self.folder)
         entries = self.manifest["shards"]
         chosen = list(range(len(entries))) if shards is None else list(shards)
-        self.shards = [self.folder / entries[i]["name"] for i in chosen]
+        self.shards = [join(self.folder, entries[i]["name"]) for i in chosen]
         self.counts = [int(entries[i]["samples"]) for i in chosen]
-        missing = [p.name for p in self.shards if not p.is_file()]
+        missing = [Path(p).name for p in self.shards if not is_url(p) and not Path(p).is_file()]
         if missing:
             raise InputError(f"{self.folder}: manifest lists shards {missing} that are missing")
         self.shuffle, self.seed, self.buffer, self.epoch = shuffle, seed, max(1, buffer), 0
@@ -384,29 +328,11 @@ class ShardDataset(IterableDataset):
             keep = {i for s, i in mine if s == shard and position[(s, i)] in wanted}
             if not keep:
                 continue
-            for sample in iter_shard(self.shards[shard], keep.__contains__):
-                held[position[(shard, sample["index"])]] = (
-                    self.transform(sample) if self.transform else sample
-                )
+            for index, sample in iter_shard(self.shards[shard], keep.__contains__):
+                held[position[(shard, index)]] = self.transform(sample) if self.transform else sample
                 while nxt is not None and nxt in held:
                     yield held.pop(nxt)
                     nxt = next(pending, None)
         while nxt is not None and nxt in held:
             yield held.pop(nxt)
             nxt = next(pending, None)
-
-
-def shard_scene(sample: dict[str, Any], name: str = "image") -> Any:
-    """A streamed sample's array `name` as a scene DataArray (time, band, y, x), ready for `scene_frames`."""
-    from affine import Affine
-    from rasterio.crs import CRS
-
-    from rsneo.io.scene import to_scene  # xarray: loader workers that only stream tensors start without it
-
-    info = sample["meta"]["arrays"][name]
-    sensor = get_sensor(info["sensor"])
-    data = sample[name].numpy()  # (time, band, y, x)
-    crs = CRS.from_wkt(info["crs"]) if info["crs"] else None
-    grid = Grid(crs, Affine(*info["transform"]), data.shape[-1], data.shape[-2])
-    dates = [None if d is None else np.datetime64(d, "D") for d in info["dates"]]
-    return to_scene(data, sensor, [sensor.band(b) for b in info["bands"]], grid, dates)

@@ -48,8 +48,9 @@ def _class_name(value: object) -> str:
     return str(value).strip()
 
 
-def read_labels(path: Path | str, field: str) -> LabelFile:
-    """Read a vector label file; bad files, a missing field or fewer than two classes raise InputError."""
+def read_class_features(path: Path | str, field: str) -> LabelFile:
+    """Read a vector file's features that have a geometry and a class in `field` (any number of classes);
+    an unreadable file or a missing field raises InputError."""
     import geopandas as gpd
 
     path = Path(path)
@@ -61,11 +62,8 @@ def read_labels(path: Path | str, field: str) -> LabelFile:
         raise InputError(
             f"{path}: cannot read it as a vector file (GeoPackage, Shapefile, GeoJSON): {exc}"
         ) from None
-    if len(frame) == 0:
-        raise InputError(
-            f"{path}: the label file is empty (no features); expected polygons or points with a class field "
-            f"{field!r}"
-        )
+    if frame.empty:  # no feature, so no field either
+        return LabelFile(path, field, frame.assign(class_name=[])[["class_name", frame.geometry.name]], [])
     if field not in frame.columns:
         fields = [c for c in frame.columns if c != frame.geometry.name]
         raise InputError(f"{path}: has no field {field!r}; its fields are {fields} (pass --class-field NAME)")
@@ -74,18 +72,13 @@ def read_labels(path: Path | str, field: str) -> LabelFile:
     if repaired:
         warnings.warn(
             f"{path}: {repaired} invalid geometr{'y' if repaired == 1 else 'ies'} (self-intersecting or "
-            "badly ringed) repaired with shapely.make_valid before burning",
+            "badly ringed) repaired with shapely.make_valid",
             LabelRepairWarning,
             stacklevel=2,
         )
     frame = frame.assign(class_name=[_class_name(v) for v in frame[field]])
     frame = frame[frame["class_name"] != ""]
     classes = sorted(set(frame["class_name"]))
-    if len(classes) < 2:
-        raise InputError(
-            f"{path}: field {field!r} holds {len(classes)} class{'' if len(classes) == 1 else 'es'} "
-            f"{classes} in {len(frame)} features; expected at least two classes to learn from"
-        )
     frame = frame[["class_name", frame.geometry.name]].reset_index(drop=True)
     return LabelFile(path, field, frame, classes, repaired)
 
@@ -119,6 +112,23 @@ def _areas_of(geom):
         return geom
     parts = [g for g in getattr(geom, "geoms", []) if g.geom_type in ("Polygon", "MultiPolygon")]
     return shapely.union_all(parts) if parts else shapely.Polygon()
+
+
+def read_labels(path: Path | str, field: str) -> LabelFile:
+    """Read a vector label file; bad files, a missing field or fewer than two classes raise InputError."""
+    labels = read_class_features(path, field)
+    classes = labels.classes
+    if labels.frame.empty:
+        raise InputError(
+            f"{labels.path}: no labelled feature (the file is empty, or none of its features has both a "
+            f"geometry and a class in field {field!r}); expected polygons or points, each with its class"
+        )
+    if len(classes) < 2:
+        raise InputError(
+            f"{labels.path}: field {field!r} holds {len(classes)} class{'' if len(classes) == 1 else 'es'} "
+            f"{classes} in {len(labels.frame)} features; expected at least two classes to learn from"
+        )
+    return labels
 
 
 def reprojected(labels: LabelFile, grid: Grid):

@@ -1,7 +1,7 @@
 """Change objective: simulated change pairs (`rsneo.train.pairs`) trained into the products' change head.
 
 The two dates form one scene document (`scene` mask: the dates see each other), as `rsneo change` builds them
-(`rsneo.heads.segmentation.image_documents`), and the products' change head is trained on them. Every random
+(`rsneo.data.documents.image_documents`), and the products' change head is trained on them. Every random
 choice comes from the step's seeded generator, so runs stay reproducible and resumable.
 """
 
@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rsneo import metrics
 from rsneo.baselines import change_vector_magnitude, otsu_threshold, standardise_bands
 from rsneo.data.archives import date_rasters
-from rsneo.data.documents import image_documents
+from rsneo.data.documents import DocumentBuilder, image_documents
 from rsneo.data.frames import frame_groups
-from rsneo.data.recipes import tiles
+from rsneo.data.sample import tiles
 from rsneo.heads.change import ChangeHead, ChangeHeadConfig, blur, magnitude_excess
 from rsneo.heads.domain import HeadDomain, TrainingDomain, load_domain, pixel_size, save_domain
 from rsneo.heads.features import image_features
@@ -29,7 +30,7 @@ from rsneo.io.scene import read_scene
 from rsneo.model.inputs import DEFAULT_TOKEN_SIZE
 from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import ChangeBatch, ChangeSource
-from rsneo.train.corpus import DocumentBuilder, head_imagery, timeseries
+from rsneo.train.corpus import head_imagery, timeseries
 from rsneo.train.pairs import simulate_pair, stack_groups
 
 
@@ -218,8 +219,9 @@ def fit_combination(
 
 
 def _f1(predicted, truth) -> float:
-    tp = float((predicted & truth).sum())
-    return 2 * tp / max(float(predicted.sum() + truth.sum()), 1.0)
+    """F1 of the change class (`rsneo.metrics`); 0 when neither marks any change."""
+    confusion = metrics.confusion_matrix(np.asarray(truth, np.int64), np.asarray(predicted, np.int64), 2)
+    return metrics.scores(confusion, ("no change", "change")).per_class["change"].f1 or 0.0
 
 
 def change_pools(

@@ -1,26 +1,23 @@
-"""Training documents from the sample archives: image frames, label sentences, captions and labelled chips.
+"""Training documents composed from the archives' samples: image frames, label sentences, captions,
+labelled chips, change sources and question/answer documents.
 
-Each source turns one archive layout under `data_root` into `Document`s (token ids, band groups, which
-tokens the language-model loss learns) and, where masks exist, `LabelledChip`s for the segmentation
-objective. Rasters are read with `rsneo.io.scene.read_scene` and cut into tiles of `tile` pixels (whole
-image tokens of the model: `rsneo.train.datamodule.check_tile`).
+Archives are read by their one reader in `rsneo.data.recipes` (in memory here, or streamed from shards by
+`rsneo.train.datamodule`); `compose` turns any `rsneo.data.sample.Sample` into a `TrainingSample` the same
+way on both routes: one frame per date (a partner such as Sentinel-1 in the same frame), the year before each
+frame of a series, then a sentence from what the sample knows (change statistics of a labelled pair, class
+shares of a mask, scene labels, or its caption), the mask as a labelled chip for the segmentation objective,
+and optionally the tile's dates as a change source for the simulated-change objective.
 
-Sources: `sen1floods11` (Sentinel-2 groups + Sentinel-1 VV/VH in one frame; water-share sentence; water
-masks), `bigearthnet` (Sentinel-2 L2A + Sentinel-1; multi-label sentence), `timeseries` (Landsat
-composites over Pucallpa, one frame per date, date-spaced), `taizhou` (two Landsat-7 dates;
-change-statistics sentence), `captions` (RSICD scenes with their captions), `torchgeo_raster` (a user's
-folder of GeoTIFFs of one sensor, windows drawn by TorchGeo's `RandomGeoSampler`; image only).
-
-The first three also give change sources (Landsat-like band groups of each tile, and Pucallpa's real dates)
-for the simulated-change objective (`rsneo.train.change`), and with `qa=True` question/answer documents in
-`rsneo ask`'s chat layout (`chat_document`), the LM loss on the answer only: water share, land cover, and the
-changed share of a simulated pair. The Taizhou pair is never a change source (held out).
+Sources (the names of `data.sources`): `sen1floods11`, `bigearthnet`, `timeseries` (the Pucallpa Landsat
+composites), `taizhou` (held out from the change head: no change source), `captions` (RSICD scenes),
+`torchgeo_raster` (a user's folder of GeoTIFFs of one sensor, windows drawn by TorchGeo's
+`RandomGeoSampler`) and `shards` (a prepared archive read into memory). With `qa=True` the first three add
+question/answer documents in `rsneo ask`'s chat layout (`chat_document`), the LM loss on the answer only.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +26,15 @@ import numpy as np
 import torch
 import xarray as xr
 
-from rsneo.data.archives import bigearthnet_patches, bigearthnet_s1_folder, date_rasters, sen1floods11_chips
+from rsneo.data.archives import bigearthnet_patches, date_rasters, sen1floods11_chips
 from rsneo.data.datasets import random_raster_samples, sample_scene
 from rsneo.data.documents import Document, DocumentBuilder
-from rsneo.data.frames import frame_groups, normalise
-from rsneo.data.recipes import tiles
-from rsneo.data.shards import ShardDataset, shard_scene
+from rsneo.data.frames import frame_groups, standardise
+from rsneo.data.recipes import CHANGE, RECIPES, WATER
+from rsneo.data.sample import SCENE, Sample
+from rsneo.data.shards import ShardDataset
 from rsneo.errors import InputError
 from rsneo.heads.generation import chat_prompt
-from rsneo.io.read import PixelUnitsWarning
-from rsneo.io.scene import read_scene
 from rsneo.model.inputs import DEFAULT_TOKEN_SIZE, ImageInput
 from rsneo.model.tokenizer import IM_END
 from rsneo.train.batch import ChangeSource
@@ -56,7 +52,7 @@ from rsneo.train.sentences import (
     water_answer,
 )
 
-WATER_CLASSES = ("land", "water")  # Sen1Floods11 label values 0 and 1
+WATER_CLASSES = WATER.classes  # ("land", "water"): Sen1Floods11's table in rsneo.data.recipes
 
 
 @dataclass
@@ -70,7 +66,9 @@ class LabelledChip:
 
 
 @dataclass
-class Sample:
+class TrainingSample:
+    """What a training step takes from one sample: its document, a labelled chip, a change source."""
+
     document: Document
     chip: LabelledChip | None = None
     change: ChangeSource | None = None  # dates of the tile for the simulated-change objective
@@ -97,7 +95,10 @@ def _date(scene: xr.DataArray, t: int) -> str | None:
 
 
 def change_source(
-    scene: xr.DataArray, values: np.ndarray, window: tuple[slice, slice], token_size: int = DEFAULT_TOKEN_SIZE
+    scene: xr.DataArray,
+    values: np.ndarray,
+    window: tuple[slice, slice] | None = None,
+    token_size: int = DEFAULT_TOKEN_SIZE,
 ) -> ChangeSource:
     """Every date of a tile in Landsat-like band groups (`rsneo.train.pairs.LANDSAT_LIKE_GROUPS`)."""
     family = next((k for k in LANDSAT_LIKE_GROUPS if str(scene.attrs["sensor"]).startswith(k)), None)
@@ -111,7 +112,7 @@ def change_source(
 
 def change_qa_samples(
     sources: list[ChangeSource], builder: Callable[[], DocumentBuilder], seed: int
-) -> list[Sample]:
+) -> list[TrainingSample]:
     """One chat document per source: a simulated change pair (fixed by `seed` and the source's index), a
     change question and the pair's changed share as the answer.
 
@@ -127,7 +128,7 @@ def change_qa_samples(
         before, after, labels, dates = simulate_pair(one_date, generator, donors)
         question = CHANGE_QUESTIONS[i % len(CHANGE_QUESTIONS)]
         answer = change_answer(changed_percent(labels))
-        samples.append(Sample(chat_document(builder(), [before, after], question, answer, dates)))
+        samples.append(TrainingSample(chat_document(builder(), [before, after], question, answer, dates)))
     return samples
 
 
@@ -135,6 +136,75 @@ def _require(path: Path) -> Path:
     if not path.exists():
         raise InputError(f"{path}: expected this sample file or folder under data_root, found none")
     return path
+
+
+# ---- one sample, one training sample: the same on both routes ---------------------------------------------
+
+
+def year(scene: xr.DataArray, t: int) -> str:
+    """The label put before date `t`'s frame: its year (composites and pairs are dated by year)."""
+    value = scene["time"].values[t]
+    return "unknown date" if np.isnat(value) else str(np.datetime_as_string(value, unit="Y"))
+
+
+def normalised(sample: Sample) -> dict[str, np.ndarray]:
+    """Each scene's values standardised with the statistics the sample carries (its source's)."""
+    return {key: standardise(scene.values, *sample.stats(key)) for key, scene in sample.scenes()}
+
+
+def sample_frames(
+    sample: Sample, values: dict[str, np.ndarray], token_size: int = DEFAULT_TOKEN_SIZE
+) -> list[list[ImageInput]]:
+    """The band groups of each date: the main scene's, then each partner's that has the date."""
+    return [
+        [g for key, scene in sample.scenes() if t < scene.sizes["time"]
+         for g in frame_groups(scene, values[key], t, token_size=token_size)]
+        for t in range(sample.scene.sizes["time"])
+    ]  # fmt: skip
+
+
+def sentence(sample: Sample) -> str | None:
+    """What the sample says in words: a labelled pair's changed share, a mask's class shares, its scene
+    labels or its caption; None when it knows nothing."""
+    scene = sample.scene
+    if sample.mask is not None and scene.sizes["time"] > 1 and sample.classes == CHANGE.classes:
+        changed, checked = int((sample.mask == 1).sum()), int((sample.mask >= 0).sum())
+        last = scene.sizes["time"] - 1
+        return change_sentence(changed, checked - changed, year(scene, 0), year(scene, last))
+    if sample.mask is not None:
+        return class_share_sentence(sample.mask, dict(enumerate(sample.classes)), nodata=-1)
+    if sample.labels:
+        return scene_labels_sentence(list(sample.labels))
+    return sample.captions[0] if sample.captions else None
+
+
+def compose(
+    sample: Sample, builder: DocumentBuilder, token_size: int = DEFAULT_TOKEN_SIZE, change: bool = False
+) -> TrainingSample:
+    """A sample as a training document (see the module docstring); a single-date mask on whole tokens is
+    also a labelled chip, and `change` makes the sample's dates a change source."""
+    values = normalised(sample)
+    frames = sample_frames(sample, values, token_size)
+    dated = len(frames) > 1
+    for t, groups in enumerate(frames):
+        if dated:
+            builder.text(f"{year(sample.scene, t)}:", learn=False)
+        builder.frame(groups)
+    text = sentence(sample)
+    if text is not None:
+        builder.text(text, learn=True)
+    chip = None
+    if sample.mask is not None and not dated and not any(n % token_size for n in sample.mask.shape):
+        own = frame_groups(sample.scene, values[SCENE], 0, token_size=token_size)
+        chip = LabelledChip(own, torch.from_numpy(sample.mask.copy()), sample.classes, sample.origin)
+    source = change_source(sample.scene, values[SCENE], None, token_size) if change else None
+    return TrainingSample(builder.end(), chip, source)
+
+
+def _read(recipe: str, folder: Path, tile: int, **options) -> list[Sample]:
+    chosen = RECIPES[recipe]
+    return [part for item in chosen.items(_require(folder), **options)
+            for whole in chosen.read(item) for part in chosen.cut(whole, tile)]  # fmt: skip
 
 
 # ---- sources -----------------------------------------------------------------------------------------------
@@ -147,67 +217,50 @@ def sen1floods11(
     split: str = "all",
     qa: bool = False,
     token_size: int = DEFAULT_TOKEN_SIZE,
-) -> list[Sample]:
+) -> list[TrainingSample]:
     """Sen1Floods11 tiles. `split`: `train` = left half of each chip, `val` = right half, `all` = both.
 
     `qa`: also a water-share question and a description request per tile, and a simulated change pair's
     question, in the chat layout (the tile's chip and change source ride along)."""
-    base = _require(root / "sen1floods11")
-    samples: list[Sample] = []
+    recipe = RECIPES["sen1floods11"]
+    samples: list[TrainingSample] = []
     sources: list[ChangeSource] = []
-    for chip in sen1floods11_chips(base):
-        s2 = read_scene(chip.s2, sensor="sentinel2_l1c")
-        s1 = read_scene(_require(chip.s1), sensor="sentinel1_grd")
-        from rasterio import open as rio_open
-
-        with rio_open(_require(chip.label)) as src:
-            labels = src.read(1).astype(np.int64)  # -1 nodata, 0 land, 1 water
-        v2, v1 = normalise(s2), normalise(s1)
-        half = labels.shape[1] // 2
-        for window in tiles(*labels.shape, tile):
-            left = window[1].stop <= half
-            right = window[1].start >= half
-            if (split == "train" and not left) or (split == "val" and not right):
-                continue
-            mask = labels[window]
-            if (mask < 0).mean() > 0.5:
-                continue
-            optical = frame_groups(s2, v2, 0, window, token_size=token_size)
-            radar = frame_groups(s1, v1, 0, window, token_size=token_size)
-            sentence = class_share_sentence(mask, dict(enumerate(WATER_CLASSES)), nodata=-1)
-            doc = builder().frame(optical + radar).text(sentence, learn=True).end()
-            origin = (window[0].start, window[1].start)
-            chip = LabelledChip(optical, torch.from_numpy(mask.copy()), WATER_CLASSES, origin)
-            source = change_source(s2, v2, window, token_size)
-            samples.append(Sample(doc, chip, source))
-            if qa:
-                n, frame = len(sources), [optical]  # as `rsneo ask` reads a Sentinel-2 file
-                question = WATER_QUESTIONS[n % len(WATER_QUESTIONS)]
-                asked = chat_document(builder(), frame, question, water_answer(mask))
-                samples.append(Sample(asked, chip, source))
-                describe = chat_document(builder(), frame, LAND_COVER_QUESTIONS[1], flood_description(mask))
-                samples.append(Sample(describe, chip, source))
-            sources.append(source)
-        if qa:
-            samples += water_overview_samples(s2, v2, labels, split, builder, token_size)
+    for chip in recipe.items(_require(root / "sen1floods11")):
+        for whole in recipe.read(chip):
+            for part in recipe.cut(whole, tile):
+                if split != "all" and part.split != split:
+                    continue
+                item = compose(part, builder(), token_size, change=True)
+                samples.append(item)
+                if qa and item.chip is not None:
+                    frame = [item.chip.groups]  # as `rsneo ask` reads a Sentinel-2 file
+                    question = WATER_QUESTIONS[len(sources) % len(WATER_QUESTIONS)]
+                    asked = chat_document(builder(), frame, question, water_answer(part.mask))
+                    samples.append(TrainingSample(asked, item.chip, item.change))
+                    answer = flood_description(part.mask)
+                    describe = chat_document(builder(), frame, LAND_COVER_QUESTIONS[1], answer)
+                    samples.append(TrainingSample(describe, item.chip, item.change))
+                sources.append(item.change)
+            if qa and whole.mask is not None:
+                samples += water_overview_samples(whole, split, builder, token_size)
     if qa:
         samples += change_qa_samples(sources, builder, seed=1)
     return samples
 
 
 def water_overview_samples(
-    scene: xr.DataArray,
-    values: np.ndarray,
-    labels: np.ndarray,
+    whole: Sample,
     split: str,
     builder: Callable[[], DocumentBuilder],
     token_size: int = DEFAULT_TOKEN_SIZE,
-) -> list[Sample]:
-    """Water questions about larger views of the split's half (128 px tiles, 256 px tiles and the whole half,
-    these two averaged down 2x, as `rsneo ask` reads a whole raster at a reduced size); the answer is the
-    share of the full-resolution labels."""
+) -> list[TrainingSample]:
+    """Water questions about larger views of the split's half of a chip (128 px tiles, 256 px tiles and the
+    whole half, these two averaged down 2x, as `rsneo ask` reads a whole raster at a reduced size); the
+    answer is the share of the full-resolution labels."""
     import torch.nn.functional as F
 
+    scene, labels = whole.scene, whole.mask
+    values = standardise(scene.values, *whole.stats())
     half = labels.shape[1] // 2
     cols = {"train": (0, half), "val": (half, labels.shape[1])}.get(split, (0, labels.shape[1]))
     height, width = labels.shape[0], cols[1] - cols[0]
@@ -235,7 +288,7 @@ def water_overview_samples(
                 for g in groups
             ]
         question = WATER_QUESTIONS[i % len(WATER_QUESTIONS)]
-        samples.append(Sample(chat_document(builder(), [groups], question, water_answer(mask))))
+        samples.append(TrainingSample(chat_document(builder(), [groups], question, water_answer(mask))))
     return samples
 
 
@@ -245,38 +298,29 @@ def bigearthnet(
     tile: int,
     qa: bool = False,
     token_size: int = DEFAULT_TOKEN_SIZE,
-) -> list[Sample]:
-    """BigEarthNet patches (120x120 at 10 m): the centre `tile` pixels (at most 96), with the label
-    sentence; `qa`: also each land-cover question (chat layout) and a simulated change pair's question."""
-    base = _require(root / "bigearthnet")
-    size = min(tile, 96)
-    samples: list[Sample] = []
+) -> list[TrainingSample]:
+    """BigEarthNet patches with labels (120x120 at 10 m): the centre `tile` pixels (at most 96), Sentinel-1
+    in the same frame, with the label sentence; `qa`: also each land-cover question (chat layout) and a
+    simulated change pair's question."""
+    samples: list[TrainingSample] = []
     sources: list[ChangeSource] = []
-    for patch in bigearthnet_patches(base / "BigEarthNet-S2-Example"):
-        if patch.labels is None:
+    for part in _read("bigearthnet", root / "bigearthnet", tile):
+        if not part.labels:
             continue
-        labels = list(patch.labels)
-        s2 = read_scene(patch.folder)
-        start = (s2.sizes["y"] - size) // 2
-        window = (slice(start, start + size), slice(start, start + size))
-        values = normalise(s2)
-        groups = frame_groups(s2, values, 0, window, token_size=token_size)
-        source = change_source(s2, values, window, token_size)
-        s1_folder = bigearthnet_s1_folder(patch, base / "BigEarthNet-S1-Example")
-        if s1_folder is not None:
-            s1 = read_scene(s1_folder, sensor="sentinel1_grd")
-            if s1.sizes["y"] >= start + size:
-                groups += frame_groups(s1, normalise(s1), 0, window, token_size=token_size)
-        doc = builder().frame(groups).text(scene_labels_sentence(labels), learn=True).end()
-        samples.append(Sample(doc, None, source))
+        item = compose(part, builder(), token_size, change=True)
+        samples.append(item)
         if qa:
             for question in LAND_COVER_QUESTIONS:
-                qa_doc = chat_document(builder(), [groups], question, land_cover_answer(labels))
-                samples.append(Sample(qa_doc, None, source))
-        sources.append(source)
+                answer = land_cover_answer(list(part.labels))
+                qa_doc = chat_document(builder(), [item.document.groups], question, answer)
+                samples.append(TrainingSample(qa_doc, None, item.change))
+        sources.append(item.change)
     if qa:
         samples += change_qa_samples(sources, builder, seed=2)
     return samples
+
+
+PUCALLPA = {"sensor": "landsat5_tm", "bands": ["B5", "B4", "B3", "B2"]}  # the composites carry no band names
 
 
 def timeseries(
@@ -285,23 +329,14 @@ def timeseries(
     tile: int,
     qa: bool = False,
     token_size: int = DEFAULT_TOKEN_SIZE,
-) -> list[Sample]:
+) -> list[TrainingSample]:
     """Landsat composites over Pucallpa, 1985..2020: one frame per date with its year as text before it.
 
     Each tile's dates are also a change source (real date pairs, treated with care: see
     `rsneo.train.change`); `qa`: also a simulated change pair's question per tile."""
-    base = _require(root / "timeseries" / "landsat_pucallpa")
-    scene = read_scene(date_rasters(base), sensor="landsat5_tm", bands=["B5", "B4", "B3", "B2"])
-    values = normalise(scene)
-    years = [str(np.datetime_as_string(t, unit="Y")) for t in scene["time"].values]
-    samples = []
-    for window in tiles(scene.sizes["y"], scene.sizes["x"], tile):
-        doc = builder()
-        for t, year in enumerate(years):
-            doc.text(f"{year}:", learn=False).frame(
-                frame_groups(scene, values, t, window, token_size=token_size)
-            )
-        samples.append(Sample(doc.end(), None, change_source(scene, values, window, token_size)))
+    folder = root / "timeseries" / "landsat_pucallpa"
+    parts = _read("timeseries", folder, tile, **PUCALLPA)
+    samples = [compose(part, builder(), token_size, change=True) for part in parts]
     if qa:
         samples += change_qa_samples([s.change for s in samples if s.change is not None], builder, seed=3)
     return samples
@@ -309,45 +344,17 @@ def timeseries(
 
 def taizhou(
     root: Path, builder: Callable[[], DocumentBuilder], tile: int, token_size: int = DEFAULT_TOKEN_SIZE
-) -> list[Sample]:
+) -> list[TrainingSample]:
     """Two Landsat-7 dates over Taizhou with the share of changed reference pixels of each tile as text."""
-    from PIL import Image
-
-    base = _require(root / "landsat_change_taizhou")
-    scene = read_scene([base / "2000TM", base / "2003TM"])
-    values = normalise(scene)
-    changed = np.asarray(Image.open(_require(base / "change.bmp")).convert("L")) > 0
-    unchanged = np.asarray(Image.open(_require(base / "unchanged.bmp")).convert("L")) > 0
-    samples = []
-    for window in tiles(scene.sizes["y"], scene.sizes["x"], tile):
-        c, u = int(changed[window].sum()), int(unchanged[window].sum())
-        if c + u == 0:
-            continue
-        doc = builder()
-        for t, year in enumerate(("2000", "2003")):
-            doc.text(f"{year}:", learn=False).frame(
-                frame_groups(scene, values, t, window, token_size=token_size)
-            )
-        samples.append(Sample(doc.text(change_sentence(c, u, "2000", "2003"), learn=True).end()))
-    return samples
+    parts = _read("taizhou", root / "landsat_change_taizhou", tile)
+    return [compose(part, builder(), token_size) for part in parts]
 
 
 def captions(
     root: Path, builder: Callable[[], DocumentBuilder], tile: int, token_size: int = DEFAULT_TOKEN_SIZE
-) -> list[Sample]:
+) -> list[TrainingSample]:
     """RSICD scenes (RGB): the centre crop of `tile` pixels (at least 64) followed by each of its captions."""
-    base = _require(root / "text" / "rsicd_mini")
-    size = max(tile, 64)
-    samples = []
-    for entry in json.loads(_require(base / "manifest.json").read_text()):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PixelUnitsWarning)  # captioned photos have no georeference
-            scene = read_scene(base / entry["image"], sensor="rgb")
-        top, left = (scene.sizes["y"] - size) // 2, (scene.sizes["x"] - size) // 2
-        groups = frame_groups(scene, normalise(scene), 0, (slice(top, top + size), slice(left, left + size)))
-        for caption in dict.fromkeys(entry["captions"]):
-            samples.append(Sample(builder().frame(groups).text(caption.strip(), learn=True).end()))
-    return samples
+    return [compose(p, builder(), token_size) for p in _read("captions", root / "text" / "rsicd_mini", tile)]
 
 
 def torchgeo_raster(
@@ -360,20 +367,17 @@ def torchgeo_raster(
     count: int = 64,
     seed: int = 0,
     token_size: int = DEFAULT_TOKEN_SIZE,
-) -> list[Sample]:
+) -> list[TrainingSample]:
     """`count` seeded windows of `tile` pixels from a folder of GeoTIFFs of one sensor (`SensorRaster` +
     `RandomGeoSampler`), each one frame with no text: the image objectives learn from a user's own rasters.
     Each window is also a change source. `root` (data_root) is not used: the folder is the user's."""
     if not folder or not sensor:
         raise InputError("data=torchgeo_raster: expected data.root (a folder of GeoTIFFs) and data.sensor")
-    samples = []
-    for item in random_raster_samples(Path(folder).expanduser(), sensor, tile, count, seed, file_bands):
-        scene = sample_scene(item)
-        values = normalise(scene)
-        document = builder().frame(frame_groups(scene, values, 0, token_size=token_size)).end()
-        whole = (slice(None), slice(None))
-        samples.append(Sample(document, None, change_source(scene, values, whole, token_size)))
-    return samples
+    windows = random_raster_samples(Path(folder).expanduser(), sensor, tile, count, seed, file_bands)
+    return [
+        compose(Sample(f"window{i}", sample_scene(item)), builder(), token_size, change=True)
+        for i, item in enumerate(windows)
+    ]
 
 
 def shards(
@@ -382,55 +386,17 @@ def shards(
     tile: int,
     path: str | None = None,
     token_size: int = DEFAULT_TOKEN_SIZE,
-) -> list[Sample]:
+) -> list[TrainingSample]:
     """Samples of a prepared shard folder (`rsneo prepare`; default `data_root/shards`), read into memory.
 
     For small archives mixed with other sources; training on `data.sources=[shards]` alone streams them
-    instead (`rsneo.train.datamodule`), one `shard_sample` at a time. `tile` is fixed when the shards were
-    prepared.
+    instead (`rsneo.train.datamodule`). `tile` is fixed when the shards were prepared.
     """
-    folder = Path(path) if path else root / "shards"
-    return [shard_sample(item, builder, token_size) for item in ShardDataset(_require(folder))]
+    folder = path if path else str(root / "shards")
+    return [compose(sample, builder(), token_size) for sample in ShardDataset(folder)]
 
 
-def shard_sample(
-    item: dict, builder: Callable[[], DocumentBuilder], token_size: int = DEFAULT_TOKEN_SIZE
-) -> Sample:
-    """One streamed shard sample as a document: its dates as frames (all arrays of a date, e.g. Sentinel-2
-    and Sentinel-1, in one frame), then a sentence from its mask (class shares), scene labels or first
-    caption. A mask on a grid of whole image tokens (the frames' `token_size`) also gives a labelled chip."""
-    meta = item["meta"]
-    scenes = [shard_scene(item, name) for name in meta["arrays"]]
-    values = [normalise(scene) for scene in scenes]
-    doc = builder()
-    main = scenes[0]
-    first_groups: list[ImageInput] = []
-    for t in range(main.sizes["time"]):
-        groups = [g for scene, v in zip(scenes, values, strict=True) if t < scene.sizes["time"]
-                  for g in frame_groups(scene, v, t, token_size=token_size)]  # fmt: skip
-        if main.sizes["time"] > 1:
-            date = main["time"].values[t]
-            doc.text(
-                f"{'unknown date' if np.isnat(date) else str(date.astype('datetime64[D]'))}:", learn=False
-            )
-        doc.frame(groups)
-        first_groups = first_groups or frame_groups(main, values[0], t, token_size=token_size)
-    chip = None
-    if "mask" in item:
-        mask = item["mask"].numpy().astype(np.int64)
-        names = dict(enumerate(meta.get("classes", ["background", "foreground"])))
-        doc.text(class_share_sentence(mask, names, nodata=meta.get("mask_nodata", -1)), learn=True)
-        size = first_groups[0].token_size
-        if mask.shape[0] % size == 0 and mask.shape[1] % size == 0:
-            chip = LabelledChip(first_groups, torch.from_numpy(mask), tuple(names.values()))
-    elif meta.get("labels"):
-        doc.text(scene_labels_sentence(meta["labels"]), learn=True)
-    elif meta.get("captions"):
-        doc.text(meta["captions"][0].strip(), learn=True)
-    return Sample(doc.end(), chip)
-
-
-SOURCES: dict[str, Callable[..., list[Sample]]] = {
+SOURCES: dict[str, Callable[..., list[TrainingSample]]] = {
     "sen1floods11": sen1floods11,
     "bigearthnet": bigearthnet,
     "timeseries": timeseries,

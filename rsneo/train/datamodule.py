@@ -27,12 +27,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from rsneo.data.documents import Document, DocumentBuilder, image_documents
 from rsneo.data.frames import DEFAULT_BAND_GROUPS, check_band_groups, fold_groups
 from rsneo.data.packing import collate_rows
+from rsneo.data.sample import Sample
+from rsneo.data.shard_format import is_url
 from rsneo.data.shards import ShardDataset, read_manifest
 from rsneo.errors import InputError
 from rsneo.model.inputs import DEFAULT_TOKEN_SIZE
 from rsneo.model.positions import ImageTokens
 from rsneo.train.batch import ChangeSource, SegmentationBatch, TrainBatch
-from rsneo.train.corpus import QA_SOURCES, SOURCES, Sample, shard_sample
+from rsneo.train.corpus import QA_SOURCES, SOURCES, TrainingSample, compose
 from rsneo.train.step import StepBatch  # what `on_before_batch_transfer` makes of a training batch
 
 
@@ -69,17 +71,19 @@ class StepSampler(Sampler[int]):
 
 
 class SampleList(Dataset):
-    def __init__(self, samples: Sequence[Sample]) -> None:
+    def __init__(self, samples: Sequence[TrainingSample]) -> None:
         self.samples = list(samples)
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int) -> TrainingSample:
         return self.samples[index]
 
 
-def collate(samples: Sequence[Sample], tokens: ImageTokens, pad_id: int, policy: str = "frame") -> TrainBatch:
+def collate(
+    samples: Sequence[TrainingSample], tokens: ImageTokens, pad_id: int, policy: str = "frame"
+) -> TrainBatch:
     """One document per row (`collate_rows`: right-padded, next-token labels on learned text);
     the samples' labelled chips become one segmentation batch of image documents; their change sources are
     passed on (the module simulates the pairs with the step's generator)."""
@@ -125,7 +129,7 @@ def fold_document(doc: Document, tokens: ImageTokens) -> Document:
     return out
 
 
-def apply_band_groups(sample: Sample, mode: str, tokens: ImageTokens) -> Sample:
+def apply_band_groups(sample: TrainingSample, mode: str, tokens: ImageTokens) -> TrainingSample:
     """A sample under `data.band_groups`: `sensor` as built, `fold` with every frame's groups folded (the
     document, the labelled chip and the change source alike)."""
     if check_band_groups(mode) == "sensor":
@@ -134,7 +138,7 @@ def apply_band_groups(sample: Sample, mode: str, tokens: ImageTokens) -> Sample:
     change = sample.change and ChangeSource(
         [fold_groups(frame) for frame in sample.change.frames], sample.change.dates
     )
-    return Sample(fold_document(sample.document, tokens), chip, change)
+    return TrainingSample(fold_document(sample.document, tokens), chip, change)
 
 
 def check_tile(tile: int, token_size: int) -> None:
@@ -154,13 +158,13 @@ def build_samples(
     *,
     token_size: int,
     **options: Any,
-) -> list[Sample]:
+) -> list[TrainingSample]:
     """All samples of the named sources (see `rsneo.train.corpus.SOURCES`), in tiles of whole tokens."""
     check_tile(tile, token_size)
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
         raise InputError(f"data.sources: expected names from {sorted(SOURCES)}, got {unknown}")
-    samples: list[Sample] = []
+    samples: list[TrainingSample] = []
     for name in sources:
         extra = {k: v for k, v in options.items() if k == "split" and name == "sen1floods11"}
         extra.update({k: v for k, v in options.items() if k == "path" and name == "shards"})
@@ -191,9 +195,14 @@ class ShardDocuments:
         self.tokenizer, self.tokens, self.band_groups = tokenizer, tokens, band_groups
         self.token_size = token_size  # the model's (`RSNeoConfig.token_size`)
 
-    def __call__(self, item: dict[str, Any]) -> Sample:
-        sample = shard_sample(item, lambda: DocumentBuilder(self.tokenizer, self.tokens), self.token_size)
-        return apply_band_groups(sample, self.band_groups, self.tokens)
+    def __call__(self, sample: Sample) -> TrainingSample:
+        composed = compose(sample, DocumentBuilder(self.tokenizer, self.tokens), self.token_size)
+        return apply_band_groups(composed, self.band_groups, self.tokens)
+
+
+def shard_location(path: str) -> str | Path:
+    """A shard folder of the config: a URL prefix (`https://`, `s3://`) as it is, else a local path."""
+    return path if is_url(path) else Path(path).expanduser()
 
 
 def held_out(size: int, fraction: float, seed: int) -> list[int]:
@@ -218,9 +227,10 @@ class RSNeoDataModule(L.LightningDataModule):
         self.token_size = token_size  # the model's (`RSNeoConfig.token_size`): tiles hold whole tokens
         self.batches, self.seed, self.policy, self.num_workers = batches, seed, policy, num_workers
         self.val_batches = val_batches
-        self.samples: list[Sample] | None = None
-        self.val_samples: list[Sample] = []
-        self.stream: tuple[Path, list[int], Path, list[int]] | None = None  # train folder/shards, val's
+        self.samples: list[TrainingSample] | None = None
+        self.val_samples: list[TrainingSample] = []
+        # train folder (or URL) and shards, validation's
+        self.stream: tuple[str | Path, list[int], str | Path, list[int]] | None = None
         self.sampler: StepSampler | None = None
         self.dataset: Any = None
         self.start_batch = 0
@@ -267,14 +277,14 @@ class RSNeoDataModule(L.LightningDataModule):
             self.val_samples = [s for i, s in enumerate(samples) if i in held]
             self.samples = [s for i, s in enumerate(samples) if i not in held]
 
-    def _stream_split(self) -> tuple[Path, list[int], Path, list[int]]:
+    def _stream_split(self) -> tuple[str | Path, list[int], str | Path, list[int]]:
         check_tile(int(self.data["tile"]), self.token_size)
-        folder = Path(self.data["path"]).expanduser() if self.data["path"] else self.root / "shards"
+        folder = shard_location(self.data["path"]) if self.data["path"] else self.root / "shards"
         count = len(read_manifest(folder)["shards"])
         if self.val_batches <= 0:
             return folder, list(range(count)), folder, []
         if self.data["val_path"]:
-            val = Path(self.data["val_path"]).expanduser()
+            val = shard_location(self.data["val_path"])
             return folder, list(range(count)), val, list(range(len(read_manifest(val)["shards"])))
         keep = int(self.data["val_shards"])
         if not 0 < keep < count:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rsneo import metrics
 from rsneo.heads.segmentation import SegmentationHead
 from rsneo.train.learn_config import LearnSettings
 from rsneo.train.learn_fit import fit_head, pixel_logits, pixel_weights
@@ -294,16 +295,15 @@ def holdout_confusion(
 def scores_from_confusion(
     confusion: np.ndarray, names: Sequence[str], features: np.ndarray | None = None
 ) -> dict[str, ClassScore]:
-    """Per-class IoU = TP / (TP + FP + FN), F1 = 2TP / (2TP + FP + FN) from a reference x predicted table."""
+    """Per-class IoU and F1 (`rsneo.metrics`) from a reference x predicted table; None where a class has no
+    reference pixel."""
+    measured = metrics.scores(confusion, names).per_class
     out = {}
     for c, name in enumerate(names):
-        tp = int(confusion[c, c])
-        fn = int(confusion[c].sum()) - tp
-        fp = int(confusion[:, c].sum()) - tp
-        support = tp + fn
-        iou = tp / (tp + fp + fn) if support else None
-        f1 = 2 * tp / (2 * tp + fp + fn) if support else None
-        out[name] = ClassScore(iou, f1, support, int(features[c]) if features is not None else 0)
+        s = measured[name]
+        held = s.support > 0
+        features_c = int(features[c]) if features is not None else 0
+        out[name] = ClassScore(s.iou if held else None, s.f1 if held else None, s.support, features_c)
     return out
 
 

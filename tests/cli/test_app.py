@@ -306,7 +306,7 @@ def test_a_full_disk_mid_run_is_a_user_error_and_the_next_run_resumes(
 
     import rasterio
 
-    from rsneo.predict import sliding_window
+    from rsneo.predict import resume
 
     raster = tmp_path / "crop.tif"  # 192 x 160 pixels of the RGB scene: 3 window rows
     with rasterio.open(shared_data / "rasters" / "RGB.byte.tif") as src:
@@ -320,7 +320,7 @@ def test_a_full_disk_mid_run_is_a_user_error_and_the_next_run_resumes(
                 str(tiny_model_dir), "--window", "64", "--overlap", "16", "--batch", "2"]  # fmt: skip
 
     assert run(argv(tmp_path / "reference"), capsys)[0] == 0
-    original, calls = sliding_window._save_carry, []
+    original, calls = resume._save_carry, []
 
     def full_disk(path, *args, **kwargs):
         calls.append(path)
@@ -328,13 +328,13 @@ def test_a_full_disk_mid_run_is_a_user_error_and_the_next_run_resumes(
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return original(path, *args, **kwargs)
 
-    monkeypatch.setattr(sliding_window, "_save_carry", full_disk)
+    monkeypatch.setattr(resume, "_save_carry", full_disk)
     out = tmp_path / "out"
     code, err = run(argv(out), capsys)
     assert code == 2 and err.startswith("error: no space left on the device while writing "), err
     assert "segment and change keep their partial files and resume from the last finished row" in err
     assert any(p.name.startswith(".crop_classes.tif") for p in out.iterdir())  # kept for the resume
-    monkeypatch.setattr(sliding_window, "_save_carry", original)
+    monkeypatch.setattr(resume, "_save_carry", original)
     assert run(argv(out), capsys)[0] == 0
     with (
         rasterio.open(out / "crop_classes.tif") as a,
@@ -413,8 +413,8 @@ USER_CONDITIONS = [
      r"--min-area 0.5 ha: the input has no georeference, so its map has no hectares; give the minimum in "
      r"pixels instead \(e.g. 4px\)"),
     ("empty label file", lambda r, o, m, t: _learn(r, o, m, _empty_labels(t)),
-     r"labels.gpkg: the label file is empty \(no features\); expected polygons or points with a class field "
-     r"'cover'"),
+     r"labels.gpkg: no labelled feature \(the file is empty, or none of its features has both a geometry and "
+     r"a class in field 'cover'\); expected polygons or points, each with its class"),
     ("one fold", lambda r, o, m, t: _learn(r, o, m, _empty_labels(t), "--folds", "1"),
      r"--folds: expected 0 \(no score\) or at least 2 folds, got 1"),
     ("index not JSON", lambda r, o, m, t: _seg(r, o, _broken_model(m, t, "index")),

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-import torch
 from torch.utils.data import DataLoader
 
 from rsneo import atomic
 from rsneo.cli import run_app
 from rsneo.data.frames import scene_frames
-from rsneo.data.recipes import RECIPES
-from rsneo.data.shards import ShardDataset, prepare_shards, read_manifest, shard_scene
+from rsneo.data.recipes import RECIPES, load_tiles, tile_loader
+from rsneo.data.shards import ShardDataset, prepare_shards, read_manifest
 from rsneo.errors import InputError
 
 BEN = "bigearthnet/BigEarthNet-S2-Example"
@@ -103,16 +103,19 @@ def ben_shards(shared_data, tmp_path_factory):
 
 def test_bigearthnet_shards_hold_every_patch_with_labels_and_true_band_statistics(shared_data, ben_shards):
     manifest = read_manifest(ben_shards)
-    assert manifest["format_version"] == 1 and manifest["num_samples"] == 6 and len(manifest["shards"]) == 3
+    assert manifest["format_version"] == 2 and manifest["num_samples"] == 6 and len(manifest["shards"]) == 3
     samples = list(ShardDataset(ben_shards))
-    assert len(samples) == 6 and samples[0]["image"].shape == (1, 12, 120, 120)
+    # the centre 96 pixels of each 120-pixel patch (the largest square of whole 32-pixel tokens)
+    assert len(samples) == 6 and samples[0].scene.shape == (1, 12, 96, 96)
+    assert samples[0].partners["sentinel1"].shape == (1, 2, 96, 96)
     first = sorted(p for p in (shared_data / BEN).iterdir() if p.is_dir())[0]
     labels = json.loads(next(first.glob("*_labels_metadata.json")).read_text())["labels"]
-    assert samples[0]["meta"]["labels"] == labels
+    assert list(samples[0].labels) == labels
     with rasterio.open(next(first.glob("*_B02.tif"))) as src:
-        np.testing.assert_array_equal(samples[0]["image"][0, 1].numpy(), src.read(1).astype(np.float32))
-    stats = manifest["statistics"]["image"]
-    b02 = np.concatenate([s["image"][0, 1].numpy().ravel() for s in samples]).astype(np.float64)
+        want = src.read(1)[12:108, 12:108].astype(np.float32)
+        np.testing.assert_array_equal(samples[0].scene.values[0, 1], want)
+    stats = manifest["statistics"]["sentinel2_l2a"]
+    b02 = np.concatenate([s.scene.values[0, 1].ravel() for s in samples]).astype(np.float64)
     assert stats["bands"][1] == "B02"
     assert stats["mean"][1] == pytest.approx(b02.mean(), rel=1e-9)
     assert stats["std"][1] == pytest.approx(b02.std(), rel=1e-6)
@@ -120,26 +123,25 @@ def test_bigearthnet_shards_hold_every_patch_with_labels_and_true_band_statistic
 
 def test_streamed_samples_become_frames_and_split_across_workers(ben_shards):
     sample = next(iter(ShardDataset(ben_shards)))
-    scene = shard_scene(sample)
+    scene = sample.scene
     assert scene.attrs["sensor"] == "sentinel2_l2a" and str(scene["time"].values[0])[:10] == "2017-06-13"
     [frame] = scene_frames(scene)
     assert frame.groups[0].band_keys == ("red", "green", "blue") and frame.groups[0].pixels.shape == (
         3,
-        128,
-        128,
+        96,
+        96,
     )
     loader = DataLoader(ShardDataset(ben_shards), num_workers=2, batch_size=None)
-    keys = [s["key"] for s in loader]
-    assert sorted(keys) == sorted(s["key"] for s in ShardDataset(ben_shards))  # each sample once
-    shuffled = [s["key"] for s in ShardDataset(ben_shards, shuffle=True, seed=3, buffer=4)]
+    keys = [s.name for s in loader]
+    assert sorted(keys) == sorted(s.name for s in ShardDataset(ben_shards))  # each sample once
+    shuffled = [s.name for s in ShardDataset(ben_shards, shuffle=True, seed=3, buffer=4)]
     assert sorted(shuffled) == sorted(keys)
 
 
 def test_resume_keeps_finished_shards_and_redoes_only_the_missing_one(shared_data, tmp_path, ben_shards):
-    recipe = RECIPES["bigearthnet"]
-    items = recipe.items(shared_data / BEN, 256)
+    items = RECIPES["bigearthnet"].items(shared_data / BEN)
     out = tmp_path / "shards"
-    prepare_shards(items, recipe.load, out, 2, progress=False)
+    prepare_shards(items, tile_loader("bigearthnet", 256), out, 2, progress=False)
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("shard-*")}
     for name in ("shard-00000.tar", "shard-00001.tar", "shard-00002.tar"):  # serial == 2 worker processes
         assert before[name][1] == (ben_shards / name).read_bytes()
@@ -147,7 +149,7 @@ def test_resume_keeps_finished_shards_and_redoes_only_the_missing_one(shared_dat
     (out / "shard-00001.json").unlink()
     atomic.hidden_path(out / "shard-00001.tar", "partial").write_bytes(b"half a shard")  # ... and its partial
     (out / "manifest.json").unlink()
-    prepare_shards(items, recipe.load, out, 2, progress=False)
+    prepare_shards(items, tile_loader("bigearthnet", 256), out, 2, progress=False)
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("shard-*")}
     for name in ("shard-00000.tar", "shard-00002.tar", "shard-00000.json"):
         assert after[name] == before[name]  # untouched
@@ -170,14 +172,15 @@ def test_sen1floods11_and_timeseries_recipes(shared_data, tmp_path):
         == 0
     )
     samples = list(ShardDataset(tmp_path / "s"))
-    assert len(samples) == 4 and samples[0]["image_s1"].shape == (1, 2, 256, 256)
-    assert samples[0]["mask"].dtype == torch.int16 and set(samples[0]["mask"].unique().tolist()) <= {-1, 0, 1}
+    assert len(samples) == 4 and samples[0].partners["sentinel1"].shape == (1, 2, 256, 256)
+    assert samples[0].mask.dtype == np.int64 and set(np.unique(samples[0].mask).tolist()) <= {-1, 0, 1}
+    assert samples[0].classes == ("land", "water") and [s.split for s in samples] == ["train", "val"] * 2
     argv = ["prepare", "timeseries", str(shared_data / "timeseries/landsat_pucallpa"), str(tmp_path / "t"),
             "--sensor", "landsat5_tm", "--bands", "B5,B4,B3,B2", "--tile", "128"]  # fmt: skip
     assert run_app(argv) == 0
     sample = next(iter(ShardDataset(tmp_path / "t")))
-    assert sample["image"].shape == (8, 4, 128, 128)
-    assert sample["meta"]["arrays"]["image"]["dates"][-1] == "2020-01-01"
+    assert sample.scene.shape == (8, 4, 128, 128)
+    assert str(sample.scene["time"].values[-1])[:10] == "2020-01-01"
 
 
 def test_captions_recipe_keeps_the_captions(shared_data, tmp_path):
@@ -195,7 +198,7 @@ def test_captions_recipe_keeps_the_captions(shared_data, tmp_path):
         == 0
     )
     sample = next(iter(ShardDataset(tmp_path / "c")))
-    assert sample["image"].shape == (1, 3, 128, 128) and "airport" in sample["meta"]["captions"][0]
+    assert sample.scene.shape == (1, 3, 128, 128) and "airport" in sample.captions[0]
 
 
 def test_shard_folder_from_another_version_is_refused(ben_shards, tmp_path, shared_data, capsys):
@@ -204,7 +207,7 @@ def test_shard_folder_from_another_version_is_refused(ben_shards, tmp_path, shar
     manifest = read_manifest(ben_shards) | {"format_version": 0}
     (old / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(
-        InputError, match=r"old: shard folder of format 'rsneo-shards' version 0; expected .* version 1"
+        InputError, match=r"old: shard folder of format 'rsneo-shards' version 0; expected .* version 2"
     ):
         ShardDataset(old)
     before = sorted(p.name for p in old.iterdir())
@@ -247,7 +250,7 @@ def _interrupt_after_one(item):
     _loaded.append(1)
     if len(_loaded) > 2:
         raise KeyboardInterrupt
-    return RECIPES["bigearthnet"].load(item)
+    return load_tiles("bigearthnet", 256, item)
 
 
 def test_prepare_refuses_bad_output_folders_before_work(shared_data, ben_shards, tmp_path, capsys):
@@ -271,7 +274,7 @@ def test_prepare_refuses_bad_output_folders_before_work(shared_data, ben_shards,
     unfinished = tmp_path / "unfinished"  # a run killed before its manifest: the tile size is still known
     with pytest.raises(KeyboardInterrupt):
         prepare_shards(
-            RECIPES["bigearthnet"].items(shared_data / BEN, 256),
+            RECIPES["bigearthnet"].items(shared_data / BEN),
             _interrupt_after_one,
             unfinished,
             2,
@@ -303,3 +306,40 @@ def test_train_that_stops_on_corrupt_shards_leaves_nothing(ben_shards, tmp_path,
     (out / "mine.txt").write_text("kept")
     assert run_app([*argv, f"out_dir={out}", "trainer.progress_bar=false"]) == 2
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+def test_prepare_labelled_change_pairs_and_masks(shared_data, tmp_path, capsys):
+    levir, out = str(shared_data / "levir_cd"), tmp_path / "levir"
+    argv = ["prepare", "change", levir, str(out), "--tile", "128", "--pixel-size", "0.5", "--split", "test"]
+    assert run_app(argv) == 0
+    samples = list(ShardDataset(out))
+    assert len(samples) == 5 * 4 and {s.split for s in samples} == {"test"}  # 5 test pairs, 4 tiles each
+    assert samples[0].scene.shape == (2, 3, 128, 128) and samples[0].classes == ("no change", "change")
+    assert samples[0].scene.attrs["transform"][0] == 0.5
+    label = str(shared_data / "sen1floods11/Labels/Spain_7370579_LabelHand.tif")
+    masks = ["prepare", "segmentation", str(shared_data / S2HAND), str(tmp_path / "seg"), "--masks", label,
+             "--tile", "256"]  # fmt: skip
+    assert run_app([*masks, "--classes", "0=land,1=water,ignore=-1"]) == 0
+    chips = list(ShardDataset(tmp_path / "seg"))
+    assert len(chips) == 4 and chips[0].classes == ("land", "water") and chips[3].origin == (256, 256)
+    capsys.readouterr()
+    masks[3] = str(tmp_path / "seg2")
+    assert run_app([*masks, "--classes", "0=land,1=water"]) == 2  # -1 is not in the table
+    assert "LabelHand.tif: holds mask values [-1] outside the class table" in capsys.readouterr().err
+    assert run_app(masks) == 2  # no class table
+    assert "--classes" in capsys.readouterr().err and not (tmp_path / "seg2").exists()
+
+
+def test_prepare_refuses_a_change_folder_with_a_missing_partner_before_writing(shared_data, tmp_path, capsys):
+    root = tmp_path / "cd"
+    for folder in ("A", "B", "label"):
+        shutil.copytree(shared_data / "levir_cd" / folder, root / folder)
+    (root / "label" / "test_7_0256_0512.png").unlink()
+    assert run_app(["prepare", "change", str(root), str(tmp_path / "out")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "A/test_7_0256_0512.png: has no partner in" in err and not (tmp_path / "out").exists()
+    assert (
+        run_app(["prepare", "change", str(shared_data / "levir_cd"), str(tmp_path / "out"), "--split", "val"])
+        == 2
+    )
+    assert "split 'val' is empty" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 from rsneo.data.shards import ShardDataset
 
 
-def keys(batch: list[dict]) -> list[str]:
-    return [s["key"] for s in batch]
+def keys(batch: list) -> list[str]:
+    return [s.name for s in batch]
 
 
 def main(folder: str, out: str) -> None:

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-from rsneo.data.shards import Sample, ShardDataset, prepare_shards, shuffle_order, worker_batches
+from rsneo.data.sample import Sample
+from rsneo.data.shards import ShardDataset, prepare_shards, shuffle_order, worker_batches
 
 WORKER = Path(__file__).with_name("shard_worker.py")
 SIZES = (7, 12, 20, 22)  # uneven shards: 61 samples, not a multiple of 4 slots
@@ -36,7 +37,7 @@ def uneven_shards(flood_tiles, tmp_path_factory) -> Path:
 
 
 def _all_keys(folder: Path) -> list[str]:
-    return [s["key"] for s in ShardDataset(folder)]
+    return [s.name for s in ShardDataset(folder)]
 
 
 def test_shuffle_buffer_permutes_and_never_holds_more_than_its_size():
@@ -63,9 +64,9 @@ def test_workers_of_one_process_split_the_pass_without_duplicates_or_gaps(uneven
         seen = []
         for rank in range(world):
             dataset = ShardDataset(uneven_shards, shuffle=True, seed=2, buffer=4, rank=rank, world=world)
-            seen += [s["key"] for s in DataLoader(dataset, batch_size=None, num_workers=2)]
+            seen += [s.name for s in DataLoader(dataset, batch_size=None, num_workers=2)]
         assert sorted(seen) == sorted(keys)
-    shuffled = [s["key"] for s in ShardDataset(uneven_shards, shuffle=True, seed=2, buffer=4)]
+    shuffled = [s.name for s in ShardDataset(uneven_shards, shuffle=True, seed=2, buffer=4)]
     assert shuffled != keys and sorted(shuffled) == sorted(keys)
 
 
@@ -100,7 +101,7 @@ def test_resume_in_process_matches_with_workers(uneven_shards):
     def batches(start: int, count: int) -> list[list[str]]:
         dataset = ShardDataset(uneven_shards, shuffle=True, seed=4, buffer=3, repeat=True, batch_size=4)
         dataset.start_batch = start
-        loader = DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=lambda b: [s["key"] for s in b])
+        loader = DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=lambda b: [s.name for s in b])
         return list(islice(loader, count))
 
     whole = batches(0, 20)  # 80 samples: more than one pass of 61

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rsneo.data.documents import DocumentBuilder
-from rsneo.train.corpus import Sample
+from rsneo.train.corpus import TrainingSample
 from rsneo.train.datamodule import collate
 from rsneo.train.masking import (
     BandDecoder,
@@ -36,7 +36,7 @@ def test_multi_group_frames_hide_whole_groups_and_keep_at_least_one(flood_sample
 def test_single_group_frames_hide_a_share_of_patches(flood_samples, tokenizer, image_tokens):
     rgb = flood_samples[0].document.groups[1]  # one band group alone in its frame
     doc = DocumentBuilder(tokenizer, image_tokens).frame([rgb]).end()
-    inputs = collate([Sample(doc)], image_tokens, pad_id=0).inputs
+    inputs = collate([TrainingSample(doc)], image_tokens, pad_id=0).inputs
     mask = choose_mask(inputs, image_tokens.context, 0.5, torch.Generator().manual_seed(1))
     assert mask.grids[0].shape == (2, 2) and int(mask.grids[0].sum()) == 2
 

@@ -10,6 +10,7 @@ from rasterio.windows import Window
 from rsneo.data.documents import window_documents
 from rsneo.data.frames import band_layout
 from rsneo.heads.features import encode_class_prompts, image_features
+from rsneo.heads.vocabulary import ClassReadings
 from rsneo.predict.maps.segmentation import segmentation_map
 
 S2 = ("sen1floods11", "S2", "Spain_7370579_S2Hand.tif")
@@ -25,7 +26,7 @@ def test_the_map_is_the_heads_probabilities_with_none_of_these_last(tiny_system,
     valid = np.ones((2, 64, 64), bool)
     valid[1, :8] = False  # a nodata strip in the second window
     spec = segmentation_map(
-        tiny_system, layout, ["water", "forest"], untrained=("forest",), notes=("a note",)
+        tiny_system, layout, ["water", "forest"], readings=ClassReadings(("forest",)), notes=("a note",)
     )
     assert spec.legend.names == ("water", "forest", "none of these")
     assert spec.legend.label(1) == "forest (untrained)" and spec.legend.notes == ("a note",)
