@@ -26,6 +26,7 @@ changed" gained minus lost, "what changed" the changed share. Each question is a
 
 Usage: python benchmarks/answers.py [--model rsneo/assets/model] [--max-side 512] [--json out.json]
                                     [--learnt DIR (a learnt Pucallpa model: reused when it exists)]
+                                    [--part both|bundled|learnt]
 """
 
 from __future__ import annotations
@@ -416,19 +417,20 @@ def main() -> None:
     parser.add_argument("--max-side", type=int, default=512, help="as `rsneo ask --max-side`")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--learnt", type=Path, help="the learnt Pucallpa model folder (made when absent)")
-    parser.add_argument("--only-learnt", action="store_true", help="the learnt model's questions only")
+    parser.add_argument("--part", choices=("both", "bundled", "learnt"), default="both")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     system = load_system(args.model)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        if not args.only_learnt:
+        if args.part != "learnt":
             rows, labels = bundled_questions(system, args, tmp)
-        learnt_rows = change_questions(system, args, tmp)
+        learnt_rows = change_questions(system, args, tmp) if args.part != "bundled" else []
     if rows:
         print_bundled(rows, labels)
-    print_change_questions(learnt_rows)
+    if learnt_rows:
+        print_change_questions(learnt_rows)
     if args.json:
         args.json.write_text(json.dumps({"bundled": rows, "learnt": learnt_rows}, indent=1, default=str))
 

@@ -254,7 +254,9 @@ def _change_answer(system: System, request: AskRequest, asked: Question, dates: 
     if asked.target and BUILDINGS.fullmatch(asked.target) and asked.form in ("buildings", "gained"):
         return _new_buildings(system, request, when)
     caveat = _caveat(system, "change", rasters, request)
-    summary = asked.form == "summary" and system.vocabulary is not None  # else no classes to read it with
+    # "what changed" reads the table of every trained class: none recorded, or more than a table holds,
+    # and it is the changed share alone
+    summary = asked.form == "summary" and 0 < len(_vocabulary(system)) < MAX_FROM_TO_CLASSES
     if asked.form == "share" or (not asked.target and not summary):
         share, compared, unit, resolution = changed_share(system, request)
         text = f"About {share:.2f}% of the compared area ({format_area(compared, unit)}) changed{when}."
@@ -345,8 +347,8 @@ def _from_table(
     (g, gain), (lo, loss) = part(gained), part(lost)
     net = g - lo
     return (
-        f"{x}{when}: {gain} became {first.name} and {loss} changed from it to another class, a net "
-        f"{'gain' if net >= 0 else 'loss'} of {abs(net):.2f}% of the compared area.",
+        f"{when.strip().capitalize()}, {gain} became {x} and {loss} changed from {first.name} to another "
+        f"class: a net {'gain' if net >= 0 else 'loss'} of {abs(net):.2f}% of the compared area.",
         net,
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from rsneo.cli import run_app
@@ -64,3 +65,30 @@ def test_an_output_that_is_a_file_is_refused_before_any_work(shared_data, points
     err = " ".join(capsys.readouterr().err.split())
     assert "afile: expected a folder to write into, found a file" in err
     assert target.read_text() == "x"
+
+
+def test_a_thin_class_is_warned_about_and_invalid_polygons_are_repaired_and_counted(
+    shared_data, points, tiny_model_dir, tmp_path, capsys
+):
+    """The issue's collapse, small: a class with 2 features can only be scored by a head trained on 1, and
+    says so; a self-intersecting polygon is repaired (make_valid) and counted, not taken silently."""
+    import geopandas as gpd
+    from shapely.geometry import Polygon
+
+    frame = gpd.read_file(points)
+    water = frame[frame.cover == "Flood water"].iloc[:2]
+    land = frame[frame.cover == "dry ground"]
+    x, y = land.geometry.iloc[0].centroid.coords[0]
+    d = 3e-4 if frame.crs.is_geographic else 30.0  # about 3 pixels: a bow-tie drawn around one land point
+    bowtie = Polygon([(x - d, y - d), (x + d, y + d), (x + d, y - d), (x - d, y + d)])
+    extra = gpd.GeoDataFrame({"cover": ["dry ground"]}, geometry=[bowtie], crs=frame.crs)
+    labels = tmp_path / "thin.gpkg"
+    gpd.GeoDataFrame(pd.concat([water, land, extra], ignore_index=True), crs=frame.crs).to_file(labels)
+    out = tmp_path / "model"
+    assert run_app(argv(shared_data, labels, out, tiny_model_dir)) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    repaired = "thin.gpkg: 1 invalid geometry (self-intersecting or badly ringed) repaired with shapely"
+    assert repaired in err
+    thin = 'class "Flood water": 2 held-out features scored by heads trained on as few as 1 of its features'
+    assert thin in err
+    assert "fewer than 3 on one side): its score is unreliable" in err and 'class "dry ground"' not in err
