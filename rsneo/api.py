@@ -35,6 +35,7 @@ from rsneo.heads.system import System, load_system
 from rsneo.io.cog import read_legend
 from rsneo.io.dataset import open_raster
 from rsneo.io.remote import RasterPath, local_input
+from rsneo.io.sieve import DEFAULT_MIN_AREA
 from rsneo.io.vector import LAYER
 from rsneo.predict.answers import Answer
 from rsneo.predict.ask import ask as ask_product
@@ -168,9 +169,13 @@ class Model:
         batch: int = 4,
         strict: bool = False,
         show_progress: bool = False,
+        min_area: str | float = DEFAULT_MIN_AREA,
+        simplify: str | float | None = None,
     ) -> Segmentation:
         """Segment `raster` into the classes named as words; files go to `out` (None: a new temporary
-        folder, kept). An interrupted run into the same `out` resumes."""
+        folder, kept). `min_area`: regions smaller than this ("0.5" ha, "4px") join their largest neighbour
+        before polygons; `simplify`: polygon tolerance ("1.5px" or map units). An interrupted run into the
+        same `out` resumes."""
         self.warn_untrained("segmentation")
         names = parse_classes(classes)
         out_dir = self._out(out)
@@ -178,7 +183,8 @@ class Model:
         local = local_input(raster, out_dir)
         request = SegmentRequest(
             raster=local, classes=names, out=out_dir, sensor=sensor, bands=_tuple(bands), plan=plan,
-            none_threshold=none_threshold, strict=strict, show_progress=show_progress,
+            none_threshold=none_threshold, strict=strict, show_progress=show_progress, min_area=min_area,
+            simplify=simplify,
         )  # fmt: skip
         result = segment_raster(self.system, request)
         return Segmentation(result, dict(result.areas), result.area_unit, tuple(result.notes))
@@ -197,6 +203,8 @@ class Model:
         batch: int = 2,
         strict: bool = False,
         show_progress: bool = False,
+        min_area: str | float = DEFAULT_MIN_AREA,
+        simplify: str | float | None = None,
     ) -> Change:
         """Change between the first and last of `rasters` (dates of one place, oldest first); `classes` adds
         from-to classes, `of="buildings"` maps new buildings only (RGB, 2 m or finer)."""
@@ -208,7 +216,7 @@ class Model:
         out_dir = self._out(out)
         local = tuple(local_input(r, out_dir) for r in rasters)
         reading = dict(sensor=sensor, bands=_tuple(bands), plan=self.plan(window, overlap, batch),
-                       show_progress=show_progress)  # fmt: skip
+                       show_progress=show_progress, min_area=min_area, simplify=simplify)  # fmt: skip
         if buildings:
             request = BuildingsRequest(rasters=local, out=out_dir, pixel_size=pixel_size, **reading)
             result = map_new_buildings(self.system, request)
@@ -229,6 +237,7 @@ class Model:
         bands: Sequence[str] | None = None,
         max_side: int = 512,
         pixel_size: float | None = None,
+        min_area: str | float = DEFAULT_MIN_AREA,
     ) -> Answer:
         """The answer to `question` about one raster or dates of one place (oldest first), read from the
         model's maps: `.text`, `.kind`, `.value` (the measured percentage), `.abstained`."""
@@ -237,7 +246,7 @@ class Model:
             local = tuple(local_input(r, Path(scratch)) for r in paths)
             request = AskRequest(
                 rasters=local, question=question, sensor=sensor, bands=_tuple(bands), max_side=max_side,
-                pixel_size=pixel_size,
+                pixel_size=pixel_size, min_area=min_area,
             )  # fmt: skip
             return ask_product(self.system, request)
 

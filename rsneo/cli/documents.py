@@ -49,6 +49,7 @@ class SegmentItem(_Strict):
     area_unit: Literal["ha", "px"]
     labels: dict[str, str] = Field(description="class name -> legend label (read as, untrained)")
     notes: list[str] = Field(description="domain notes: imagery outside what the model was trained on")
+    sieve: str | None = Field(None, description="what the minimum mapping unit (--min-area) changed, if any")
 
 
 class SegmentDocument(_Document):
@@ -79,6 +80,7 @@ class ChangeItem(_Strict):
     classes: dict[str, float] = Field(description="change class -> area (the from-to table)")
     summary: str = Field(description="the report's summary sentence")
     notes: list[str]
+    sieve: str | None = Field(None, description="what the minimum mapping unit (--min-area) changed, if any")
 
 
 class ChangeDocument(_Document):

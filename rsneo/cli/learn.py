@@ -22,7 +22,7 @@ RUN, TRAIN = LearnConfig(), LearnSettings()  # the defaults the options show (ty
 OPTION_KEYS = {
     "labels": "labels", "class_field": "class_field", "out": "out", "model": "model", "sensor": "sensor",
     "bands": "bands", "device": "device", "overwrite": "overwrite", "steps": "settings.steps",
-    "lr": "settings.lr", "holdout": "settings.holdout", "refit": "settings.refit",
+    "lr": "settings.lr", "folds": "settings.folds",
     "window": "settings.window", "seed": "settings.seed", "features": "settings.features",
 }  # fmt: skip
 
@@ -63,16 +63,14 @@ def learn_command(
     ] = None,
     steps: Annotated[int, typer.Option("--steps", help="Training steps of the head.")] = TRAIN.steps,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = TRAIN.lr,
-    holdout: Annotated[
-        float,
-        typer.Option("--holdout", help="Share of each class's features held out for the score (0: none)."),
-    ] = TRAIN.holdout,
-    refit: Annotated[
-        bool,
+    folds: Annotated[
+        int,
         typer.Option(
-            "--refit/--no-refit", help="Train again on every feature (hold-out included) at the end."
+            "--folds",
+            help="Spatial k-fold score: every feature held out once, by a head trained without its fold "
+            "(0: no score).",
         ),
-    ] = TRAIN.refit,
+    ] = TRAIN.folds,
     features: Annotated[
         str,
         typer.Option(
@@ -101,7 +99,8 @@ def learn_command(
     """Learn new classes from a few polygons or points; writes a model folder for segment/change/ask --model.
 
     The backbone stays frozen; the segmentation head and one vector per class train in minutes on a CPU.
-    Whole features are held out by spatial blocks and scored (IoU, F1 per class) before the final fit.
+    Scored by spatial k-fold over whole features (IoU, F1 per class; a class with fewer than 3 features on
+    either side of a fold is warned about), then trained on every feature.
     Then: rsneo segment RASTER --model OUT --classes "<the learnt class names>".
     The same run as a Hydra config: --config NAME|FILE [KEY=VALUE ...] (docs/training.md).
     """
@@ -149,20 +148,23 @@ def _print_result(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="hold-out score (whole features held out by spatial blocks)")
-    for column in ("class", "IoU", "F1", "held-out pixels", "held-out features"):
+    holdout_info = result.record["holdout"]
+    table = Table(title=f"hold-out score ({holdout_info['method']})")
+    for column in ("class", "IoU", "F1", "held-out pixels", "held-out features", "trained on (fewest)"):
         table.add_column(column, justify="left" if column == "class" else "right")
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
     for name, score in result.scores.items():
-        table.add_row(name, fmt(score.iou), fmt(score.f1), f"{score.pixels:,}", f"{score.features:,}")
-    Console().print(table)
-    holdout_info = result.record["holdout"]
-    typer.echo(f"mean IoU {fmt(holdout_info['mean_iou'])}, mean F1 {fmt(holdout_info['mean_f1'])}")
+        trained = "n/a" if score.trained_on is None else f"{score.trained_on:,}"
+        counts = (f"{score.pixels:,}", f"{score.features:,}", trained)
+        table.add_row(name, fmt(score.iou), fmt(score.f1), *counts)
+    if result.scores:
+        Console().print(table)
+        typer.echo(f"mean IoU {fmt(holdout_info['mean_iou'])}, mean F1 {fmt(holdout_info['mean_f1'])}")
+    else:
+        err_console.print("[yellow]warning:[/] --folds 0: the learnt classes are not scored", highlight=False)
     choice = result.record["features"]
     inner = ", ".join(f"{k} {v:.3f}" for k, v in choice["inner_loss"].items())
     typer.echo(f"head reads: {choice['features']}" + (f" (inner hold-out loss: {inner})" if inner else ""))
-    if all(s.iou is None for s in result.scores.values()):
-        err_console.print("[yellow]warning:[/] no feature could be held out; no score", highlight=False)
     base = result.record["base_classes"]
     if base["kept"] or base["dropped"]:
         kept = ", ".join(base["kept"]) or "none"

@@ -65,7 +65,35 @@ PixelSizeOption = Annotated[
     float | None,
     typer.Option("--pixel-size", help="New buildings: metres per pixel of images without georeference."),
 ]
+MinAreaOption = Annotated[
+    str,
+    typer.Option(
+        "--min-area",
+        help="Minimum mapping unit: regions of the class map smaller than this take the class of their "
+        "largest neighbour before polygons are traced (the COG too, so both agree): hectares (0.5) or pixels "
+        "(4px); 0 keeps every pixel.",
+    ),
+]
+SimplifyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--simplify",
+        help="Simplify polygon outlines, neighbours' shared edges alike: a tolerance in map units (20) or "
+        "pixels (1.5px). Areas stay those of the pixels.",
+    ),
+]
 SUMMARY_CSV = "summary.csv"
+
+
+def _check_outputs(min_area: str, simplify: str | None) -> None:
+    """--min-area and --simplify read before any model work (the products read them again)."""
+    from affine import Affine
+
+    from rsneo.io.sieve import parse_min_area
+    from rsneo.io.vector import simplify_tolerance
+
+    parse_min_area(min_area)
+    simplify_tolerance(simplify, Affine.identity())
 
 
 @contextlib.contextmanager
@@ -146,6 +174,8 @@ def segment_command(
     band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
     strict: StrictOption = False,
+    min_area: MinAreaOption = "2px",
+    simplify: SimplifyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Open-vocabulary segmentation: class-map COG, polygons, QML style and QGIS project.
@@ -166,6 +196,7 @@ def segment_command(
 
     names = parse_classes(classes)
     window_plan(window, overlap, batch)
+    _check_outputs(min_area, simplify)
     with reported_warnings() as warned:
         run: Batch = Batch(expand_inputs(rasters))
         local: dict[str, Path] = {}
@@ -186,7 +217,7 @@ def segment_command(
                     return m.segment(
                         local[item.name], names, folder, sensor=sensor, bands=_bands(bands),
                         none_threshold=none_threshold, window=window, overlap=overlap, batch=batch,
-                        strict=strict, show_progress=not as_json,
+                        strict=strict, show_progress=not as_json, min_area=min_area, simplify=simplify,
                     )  # fmt: skip
 
             run.each(segment, "segment")
@@ -213,7 +244,7 @@ def _segment_item(item: Item, result: Any, local: Path) -> dict[str, Any]:
             "remote_input": _remote_vrt(local, item.source),
         },
         "areas": result.areas, "area_unit": result.area_unit, "labels": files.labels,
-        "notes": list(result.notes),
+        "notes": list(result.notes), "sieve": getattr(files, "sieve", "") or None,
     }  # fmt: skip
 
 
@@ -235,6 +266,8 @@ def _print_segmentations(document: Any) -> None:
         typer.echo(f"polygons:  {item.files.polygons}")
         typer.echo(f"style:     {item.files.style}")
         typer.echo(f"project:   {item.files.project}")
+        if item.sieve:
+            typer.echo(f"areas after the {item.sieve}:")
         for name, area in item.areas.items():
             typer.echo(f"  {item.labels.get(name, name)}: {format_area(area, item.area_unit)}")
     if document.summary:
@@ -295,6 +328,8 @@ def change_command(
         ),
     ] = None,
     pixel_size: PixelSizeOption = None,
+    min_area: MinAreaOption = "2px",
+    simplify: SimplifyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change between the first and last date: change-map COG, polygons, from-to table, HTML report.
@@ -308,12 +343,14 @@ def change_command(
     from rsneo.api import wants_buildings, window_plan
     from rsneo.cli.documents import ChangeDocument
     from rsneo.errors import InputError
+    from rsneo.predict.change_classes import MAX_FROM_TO_CLASSES
     from rsneo.predict.requests import parse_classes
     from rsneo.version import __version__
 
-    names = parse_classes(classes) if classes is not None else None
+    names = parse_classes(classes, MAX_FROM_TO_CLASSES - 1) if classes is not None else None
     buildings = wants_buildings(of, names)
     window_plan(window, overlap, batch)
+    _check_outputs(min_area, simplify)
     if len(rasters) < 2:
         raise InputError(f"change: expected two or more rasters (dates of one place), got {len(rasters)}")
     with reported_warnings() as warned:
@@ -337,7 +374,7 @@ def change_command(
                     return m.change(
                         *local[item.name], out=folder, classes=names, of=of, pixel_size=pixel_size,
                         sensor=sensor, bands=_bands(bands), window=window, overlap=overlap, batch=batch,
-                        strict=strict, show_progress=not as_json,
+                        strict=strict, show_progress=not as_json, min_area=min_area, simplify=simplify,
                     )  # fmt: skip
 
             run.each(change, "change")
@@ -378,7 +415,7 @@ def _change_item(item: Item, dates: list[Item], result: Any, local: list[Path]) 
         },
         "changed_area": result.changed_area, "compared_area": result.compared_area, "changed_percent": share,
         "area_unit": result.area_unit, "classes": _table_areas(files.table), "summary": result.summary,
-        "notes": list(result.notes),
+        "notes": list(result.notes), "sieve": getattr(files, "sieve", "") or None,
     }  # fmt: skip
 
 
@@ -399,7 +436,8 @@ def _print_changes(document: Any) -> None:
             typer.echo(f"{item.name}:")
         changed = format_area(item.changed_area, item.area_unit)
         compared = format_area(item.compared_area, item.area_unit)
-        typer.echo(f"changed: {changed} of {compared} ({item.changed_percent:.2f} %)")
+        after = f", after the {item.sieve}" if item.sieve else ""
+        typer.echo(f"changed: {changed} of {compared} ({item.changed_percent:.2f} %){after}")
         typer.echo(f"change map: {item.files.change_map}")
         typer.echo(f"polygons:   {item.files.polygons}")
         typer.echo(f"table:      {item.files.table}")
@@ -433,12 +471,15 @@ def ask_command(
     max_side: Annotated[
         int,
         typer.Option(
-            "--max-side", help="Each raster is read whole, resampled to at most this many pixels a side."
+            "--max-side",
+            help="Each raster is read whole, resampled to at most this many pixels a side (the answer says "
+            "so); 0: full resolution, the maps of segment and change.",
         ),
     ] = 512,
     band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
     pixel_size: PixelSizeOption = None,
+    min_area: MinAreaOption = "2px",
     each: Annotated[
         bool, typer.Option("--each", help="Ask about every raster on its own (not as dates of one place).")
     ] = False,
@@ -451,8 +492,13 @@ def ask_command(
     import tempfile
 
     from rsneo.cli.documents import AskDocument
+    from rsneo.predict.ask import check_request
+    from rsneo.predict.requests import AskRequest
     from rsneo.version import __version__
 
+    # the question and options before any raster or model work
+    check_request(AskRequest(rasters=tuple(Path(r) for r in rasters), question=question, max_side=max_side,
+                             min_area=min_area))  # fmt: skip
     items = expand_inputs(rasters)
     several = each or len(items) != len(rasters)  # a folder, glob or collection: each input on its own
     groups = {i.name: [i] for i in items} if several else {items[0].name: items}
@@ -471,7 +517,7 @@ def ask_command(
             m = _load(model, device, band_groups)
             ask = lambda item: m.ask(  # noqa: E731
                 local[item.name], question, sensor=sensor, bands=_bands(bands), max_side=max_side,
-                pixel_size=pixel_size,
+                pixel_size=pixel_size, min_area=min_area,
             )  # fmt: skip
             run.each(ask, "ask")
     answers = [

@@ -107,6 +107,27 @@ NARROWER: dict[str, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 
+# Other names of common land-cover classes, for vocabularies of classes a user teaches (`rsneo learn`): a
+# learnt class whose name is one of a group's names is also known by the group's other names, so "city" reads
+# as a learnt "built-up" and "farmland" as a learnt "cropland" (and their maps use the learnt class). Grouped
+# as the CORINE level-1/2 classes, ESA WorldCover and Dynamic World name the same land cover (paraphrased,
+# nothing copied). Names that cover several groups ("vegetation", "land", "nature") are in none. A group two
+# learnt classes both belong to ("forest" and "trees" taught apart) lends its names to neither.
+LAND_COVER_WORDS: tuple[tuple[str, ...], ...] = (
+    ("built-up", "built up", "built-up area", "built area", "urban", "urban area", "urban fabric", "city",
+     "town", "settlement", "buildings", "artificial surface", "impervious surface", "developed land"),
+    ("cropland", "crops", "farmland", "agricultural land", "agriculture", "arable land", "cultivated land",
+     "fields", "farm fields", "crop fields"),
+    ("forest", "trees", "tree cover", "woodland", "woods", "rainforest"),
+    ("grassland", "grass", "meadow", "pasture", "rangeland", "herbaceous cover"),
+    ("shrubland", "shrubs", "scrub", "bushland"),
+    ("bare ground", "bare soil", "bare land", "barren land", "barren", "sparse vegetation"),
+    ("water", "open water", "surface water", "water body", "water bodies", "body of water"),
+    ("wetland", "wetlands", "marsh", "swamp", "herbaceous wetland"),
+    ("snow and ice", "snow", "ice", "permanent snow"),
+    ("mangroves", "mangrove forest"),
+)  # fmt: skip
+
 # Paraphrases measured on held-out data but never taught (benchmarks/vocabulary.py lists them).
 UNTAUGHT_PARAPHRASES: tuple[str, ...] = ("river and lakes", "rivers and lakes", "streams and ponds")
 
@@ -140,3 +161,16 @@ def name_key(name: str) -> str:
 def narrower_names(name: str) -> tuple[str, ...]:
     """The narrower classes of trained class `name` (`NARROWER`); none for classes it does not list."""
     return NARROWER.get(name, ())
+
+
+def land_cover_names(name: str, others: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
+    """The other names of a learnt class `name` from `LAND_COVER_WORDS` (none when it is in no group, or when
+    one of `others`, the other classes of the same vocabulary, is in its group too), `others` left out."""
+    key = name_key(name)
+    group = next((g for g in LAND_COVER_WORDS if key in {name_key(w) for w in g}), None)
+    if group is None:
+        return ()
+    keys = {name_key(w) for w in group}
+    if any(name_key(o) in keys for o in others if name_key(o) != key):
+        return ()  # two classes of one group: the group's names would not say which
+    return tuple(w for w in group if name_key(w) != key)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from rsneo.errors import InputError
 from rsneo.heads.features import encode_class_prompts
+from rsneo.heads.vocabulary import classes_read
 
 LEARNT_WEIGHTS = "learnt_classes.safetensors"
 LEARN_RECORD = "learn.json"
@@ -65,9 +66,15 @@ def load_learnt(folder: Path | None) -> LearntClasses | None:
 
 
 def class_vectors(system, names: list[str]) -> Tensor:
-    """(K, hidden) class vectors of `names` for `system` (a `System`): learnt ones first, else prompts."""
+    """(K, hidden) class vectors of `names` for `system` (a `System`): learnt ones first, else prompts.
+
+    A name the folder's vocabulary reads as a learnt class ("city" as a learnt "built-up", through the other
+    names `rsneo learn` records) gets that class's vector: its map is the class it is reported as."""
     learnt = load_learnt(system.folder)
     found = [learnt.lookup(n) if learnt is not None else None for n in names]
+    if learnt is not None and any(v is None for v in found):
+        read = classes_read(system, names)
+        found = [learnt.lookup(r) if v is None and r else v for v, r in zip(found, read, strict=True)]
     prompted = [n for n, v in zip(names, found, strict=True) if v is None]
     encoded = iter(
         encode_class_prompts(system.model, system.tokenizer, prompted, system.segmentation.config)

@@ -4,13 +4,14 @@
 other names each class was taught under (`synonyms`, see `rsneo.heads.class_words`) and the held-out score of
 each (where it was measured). A typed class name is compared with every trained class in the model's own text
 space: the backbone's last-token state of the class prompt, the very vector the segmentation head reads
-(cosine similarity; a class is as close as its nearest taught name). A name whose nearest trained class is
-less similar than the folder's `match_threshold` is "untrained": the model was never taught it, so its map is
-arbitrary. A name listed as narrower than a trained class (`narrower`, from
-`rsneo.heads.class_words.NARROWER`: "cropland" in "land", "lake" in "water") is read as that broader class,
-so its map is the whole broader class: it counts as untrained too. Commands say so (a warning, "(read as
-land, broader; untrained)" or "(untrained)" in legends, tags and reports) and `strict` refuses such names; a
-name read as a class it means (a taught other name, a close paraphrase) is reported with what it was read as.
+(cosine similarity; a class is as close as its nearest taught name). A class learnt by `rsneo learn` has its
+own vector and a name the text side was never taught, so only its name and other names read as it. A name
+whose nearest trained class is less similar than the folder's `match_threshold` is "untrained": the model was
+never taught it, so its map is arbitrary. A name listed as narrower than a trained class (`narrower`, from
+`rsneo.heads.class_words.NARROWER`: "cropland" in "land", "lake" in "water") is read as that broader class, so
+its map is the whole broader class: it counts as untrained too. Commands say so (a warning, "(read as land,
+broader; untrained)" or "(untrained)" in legends, tags and reports) and `strict` refuses such names; a name
+read as a class it means (a taught other name, a close paraphrase) is reported with what it was read as.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class TrainedClass:
     held_out: dict = field(default_factory=dict)  # {"iou": float, "data": "what it was measured on"}
     synonyms: tuple[str, ...] = ()  # other names taught as this class ("lake", "reservoir", ...)
     narrower: tuple[str, ...] = ()  # narrower classes it contains: typed, they read as this broader class
+    # a class the text side was never taught (learnt by `rsneo learn`, its own vector): only its name and
+    # other names read as it, as closeness to an untaught name in the text space means nothing
+    by_name_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ def load_vocabulary(folder: Path | None) -> Vocabulary | None:
                 dict(c.get("held_out", {})),
                 tuple(str(w) for w in c.get("synonyms", ())),
                 tuple(str(w) for w in c.get("narrower", narrower_names(c["name"]))),
+                bool(c.get("by_name_only", False)),
             )
             for c in data["classes"]
         )
@@ -176,19 +181,34 @@ def match_classes(system, names: list[str]) -> list[ClassMatch] | None:
     similarity = torch.full((len(names), len(trained)), -1.0)
     for k in range(len(trained)):  # a class is as close as its nearest taught name
         similarity[:, k] = per_word[:, owner == k].max(dim=1).values
-    for i, name in enumerate(names):  # the same name up to case and spacing is that class (rsneo learn's
-        key = name_key(name)  # learnt classes are looked up that way too)
+    # a cosine decides among the classes the text side was taught; by-name-only classes match by name alone
+    by_text = torch.tensor([not c.by_name_only for c in vocabulary.classes])
+    best, index = similarity.where(by_text, -2.0).max(dim=1)
+    close = best >= vocabulary.match_threshold
+    nearest_any = similarity.max(dim=1)  # what messages name when no text-taught class is near
+    best, index = torch.where(close, best, nearest_any.values), torch.where(close, index, nearest_any.indices)
+    for i, name in enumerate(names):  # the same name up to case and spacing is that class, whatever the
+        key = name_key(name)  # cosines say (rsneo learn's learnt classes are looked up that way too)
         same = [k for k, w in taught if name_key(w) == key]
-        if same:
-            similarity[i, same[0]] = 1.0
-    best, index = similarity.max(dim=1)
+        if same:  # a class's own name before another class's other name
+            own = [k for k in same if name_key(vocabulary.classes[k].name) == key]
+            best[i], index[i], close[i] = 1.0, (own or same)[0], True
     out = []
-    for name, s, i in zip(names, best, index, strict=True):
-        nearest, close = vocabulary.classes[int(i)], float(s) >= vocabulary.match_threshold
+    for name, s, i, near in zip(names, best, index, close, strict=True):
+        nearest, near = vocabulary.classes[int(i)], bool(near)
         # read as a class that lists it as narrower: its map is that whole broader class
-        broader = close and name_key(name) in {name_key(w) for w in nearest.narrower}
-        out.append(ClassMatch(name, nearest.name, float(s), close and not broader, broader))
+        broader = near and name_key(name) in {name_key(w) for w in nearest.narrower}
+        out.append(ClassMatch(name, nearest.name, float(s), near and not broader, broader))
     return out
+
+
+def classes_read(system, names: list[str]) -> list[str | None]:
+    """The trained class each name is read as (itself, a class it is another name of, or the broader class
+    it is narrower than); None for a name read as no trained class, or when the folder has no vocabulary."""
+    matches = match_classes(system, names)
+    if matches is None:
+        return [None] * len(names)
+    return [m.nearest if m.trained or m.broader else None for m in matches]
 
 
 def read_classes(system, names: list[str], *, strict: bool = False, what: str = "--classes") -> ClassReadings:

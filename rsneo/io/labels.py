@@ -8,15 +8,20 @@ polygons apart. Pixels claimed by two classes are left unlabelled.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rsneo.errors import InputError
+from rsneo.errors import InputError, RSNeoWarning
 from rsneo.io.grid import Grid
 
 UNLABELLED = -1
+
+
+class LabelRepairWarning(RSNeoWarning):
+    """Invalid label geometries were repaired on reading (their count is in the message)."""
 
 
 @dataclass
@@ -27,6 +32,7 @@ class LabelFile:
     field: str
     frame: object  # geopandas.GeoDataFrame with columns `class_name`, `geometry`
     classes: list[str]
+    repaired: int = 0  # invalid geometries made valid on reading
 
     @property
     def class_ids(self) -> np.ndarray:
@@ -62,17 +68,61 @@ def read_class_features(path: Path | str, field: str) -> LabelFile:
         fields = [c for c in frame.columns if c != frame.geometry.name]
         raise InputError(f"{path}: has no field {field!r}; its fields are {fields} (pass --class-field NAME)")
     frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty & frame[field].notna()]
+    frame, repaired = _repaired(frame)
+    if repaired:
+        warnings.warn(
+            f"{path}: {repaired} invalid geometr{'y' if repaired == 1 else 'ies'} (self-intersecting or "
+            "badly ringed) repaired with shapely.make_valid",
+            LabelRepairWarning,
+            stacklevel=2,
+        )
     frame = frame.assign(class_name=[_class_name(v) for v in frame[field]])
     frame = frame[frame["class_name"] != ""]
     classes = sorted(set(frame["class_name"]))
     frame = frame[["class_name", frame.geometry.name]].reset_index(drop=True)
-    return LabelFile(path, field, frame, classes)
+    return LabelFile(path, field, frame, classes, repaired)
+
+
+def _repaired(frame):
+    """The frame with every invalid geometry made valid (`shapely.make_valid`; of a polygon, its areas only:
+    the lines and points a repair can leave along a self-intersection are no label), and how many were."""
+    import shapely
+
+    geometry = frame.geometry.values
+    invalid = ~shapely.is_valid(geometry)
+    if not invalid.any():
+        return frame, 0
+    fixed = shapely.make_valid(geometry[invalid])
+    polygonal = np.isin(shapely.get_type_id(geometry[invalid]), (3, 6))  # Polygon, MultiPolygon
+    fixed = np.array(
+        [_areas_of(g) if keep else g for g, keep in zip(fixed, polygonal, strict=True)], dtype=object
+    )
+    geometry = geometry.copy()
+    geometry[invalid] = fixed
+    frame = frame.set_geometry(geometry, crs=frame.crs)
+    return frame[~frame.geometry.is_empty], int(invalid.sum())
+
+
+def _areas_of(geom):
+    """The polygonal part of a repaired geometry (a collection may also hold a line where a ring touched
+    itself)."""
+    import shapely
+
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    parts = [g for g in getattr(geom, "geoms", []) if g.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else shapely.Polygon()
 
 
 def read_labels(path: Path | str, field: str) -> LabelFile:
     """Read a vector label file; bad files, a missing field or fewer than two classes raise InputError."""
     labels = read_class_features(path, field)
     classes = labels.classes
+    if labels.frame.empty:
+        raise InputError(
+            f"{labels.path}: no labelled feature (the file is empty, or none of its features has both a "
+            f"geometry and a class in field {field!r}); expected polygons or points, each with its class"
+        )
     if len(classes) < 2:
         raise InputError(
             f"{labels.path}: field {field!r} holds {len(classes)} class{'' if len(classes) == 1 else 'es'} "

@@ -11,7 +11,9 @@ polygons' areas add up to the class totals of `class_areas`.
 from __future__ import annotations
 
 import json
+import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -24,6 +26,7 @@ from rsneo import atomic
 from rsneo.io.areas import PixelAreas
 from rsneo.io.cog import NODATA_CLASS, ClassLegend, gdal_env, hidden_path, read_legend
 from rsneo.io.dataset import open_raster
+from rsneo.io.sieve import amount, read_sieve
 
 LAYER = "classes"
 WRITE_BATCH = 20_000  # polygons held before an append to the GeoPackage
@@ -200,18 +203,43 @@ def _merge_pieces(pieces: list) -> object:
     return shapely.Polygon(merged.exterior, [*merged.interiors, *holes])
 
 
-def layer_description(legend: ClassLegend) -> dict:
+def layer_description(legend: ClassLegend, made: Sequence[str] = ()) -> dict:
     """What the GeoPackage layer says of its classes (QGIS shows the description in the layer's properties):
-    each label as the legend shows it (read as, untrained) and the map's notes; also as layer metadata."""
+    each label as the legend shows it (read as, untrained), the map's notes and how the polygons were made
+    (`made`: minimum mapping unit, simplification); also as layer metadata."""
     labels = [legend.label(i) for i in range(len(legend.names))]
-    text = "rsneo classes: " + "; ".join(labels) + "".join(f". Note: {n}" for n in legend.notes)
+    notes = [*legend.notes, *made]
+    text = "rsneo classes: " + "; ".join(labels) + "".join(f". Note: {n}" for n in notes)
     return {
         "layer_options": {"DESCRIPTION": text},
         "layer_metadata": {
             "rsneo_class_labels": json.dumps(labels, ensure_ascii=False),
-            "rsneo_notes": json.dumps(list(legend.notes), ensure_ascii=False),
+            "rsneo_notes": json.dumps(list(notes), ensure_ascii=False),
         },
     }
+
+
+def simplify_tolerance(value: str | float | int | None, transform: rasterio.Affine) -> float | None:
+    """`--simplify` in pixels: "1.5px" as it says, a bare number in the map's units (divided by the pixel
+    size); None or 0: no simplification."""
+    if value is None:
+        return None
+    tolerance, unit = amount(value, "--simplify", "map")
+    if unit == "map":
+        tolerance /= math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
+    return tolerance or None
+
+
+def simplified(polygons: np.ndarray, tolerance: float) -> np.ndarray:
+    """Polygons (pixel coordinates) simplified as one coverage: every shared edge the same for both polygons
+    beside it, so no gap or overlap opens between them (GEOS coverage simplification, Visvalingam-Whyatt).
+    The outlines are first given a vertex at every pixel corner they pass, so that neighbours' shared edges
+    have the same vertices, as coverage simplification requires."""
+    import shapely
+
+    if not len(polygons):
+        return polygons
+    return shapely.coverage_simplify(shapely.segmentize(polygons, 1.0), tolerance)
 
 
 def write_class_polygons(
@@ -220,6 +248,7 @@ def write_class_polygons(
     legend: ClassLegend | None = None,
     skip: tuple[int, ...] = (),
     strip_rows: int = 1024,
+    simplify: str | float | None = None,
 ) -> dict[str, float]:
     """Polygonise the class band of `cog_path` into layer `classes` of `gpkg_path`; returns area per class
     name.
@@ -227,6 +256,8 @@ def write_class_polygons(
     Columns: class_id, class_name, area_ha and pixels (integer) with a CRS; class_id, class_name, area_px
     (integer) without one. One polygon per 4-connected region of a class, however many strips it spans.
     `skip` lists class values to leave out (e.g. "no change"). Written to a hidden name, renamed when done.
+    `simplify` ("1.5px", or a distance in map units) simplifies the outlines as one coverage (`simplified`);
+    the areas stay those of the pixels, so totals are unchanged, but every polygon is held until the end.
     """
     import geopandas as gpd
     import shapely
@@ -241,6 +272,11 @@ def write_class_polygons(
         with gdal_env(), open_raster(cog_path) as src:
             areas = PixelAreas.of(src)
             unit = "area_ha" if areas.unit == "ha" else "area_px"
+            tolerance = simplify_tolerance(simplify, src.transform)
+            sieve = read_sieve(cog_path)
+            made = [f"{sieve.sentence()} before tracing"] if sieve is not None else []
+            if tolerance:
+                made.append(f"outlines simplified by {tolerance:g} px as a coverage (areas are the pixels')")
             t = src.transform
             matrix, offset = np.array([[t.a, t.d], [t.b, t.e]]), np.array([t.c, t.f])
 
@@ -258,7 +294,7 @@ def write_class_polygons(
                 frame = gpd.GeoDataFrame(columns, geometry="geometry", crs=src.crs)
                 with warnings.catch_warnings():  # a class map without a CRS has none on purpose
                     warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
-                    first = {} if wrote else layer_description(legend)  # the layer's header, once
+                    first = {} if wrote else layer_description(legend, made)  # the layer's header, once
                     frame.to_file(partial, layer=LAYER, driver="GPKG", mode="a" if wrote else "w", **first)
                 wrote = True
 
@@ -267,8 +303,8 @@ def write_class_polygons(
                 for key, values in zip(pending, (class_ids, area, pixels, geometry), strict=True):
                     pending[key].append(np.asarray(values, object if key == "geometry" else None))
                 count = sum(len(v) for v in pending["class_id"])
-                if not count or not (last or count >= WRITE_BATCH):
-                    return
+                if not count or not (last or (count >= WRITE_BATCH and not tolerance)):
+                    return  # (a coverage is simplified whole: held to the end)
                 ids, area_all, pixels_all, geoms = (np.concatenate(pending[k]) for k in pending)
                 ids = ids.astype(np.int64)
                 for value, total in enumerate(np.bincount(ids, area_all, minlength=len(legend.names))):
@@ -279,6 +315,7 @@ def write_class_polygons(
                     columns.update(area_ha=area_all.astype(np.float64), pixels=pixels_all.astype(np.int64))
                 else:
                     columns["area_px"] = pixels_all.astype(np.int64)
+                geoms = simplified(geoms, tolerance) if tolerance else geoms
                 columns["geometry"] = shapely.transform(geoms, to_crs)
                 write(columns)
                 for values in pending.values():
@@ -335,7 +372,7 @@ def write_class_polygons(
                 )
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
-                    empty.to_file(partial, layer=LAYER, driver="GPKG", **layer_description(legend))
+                    empty.to_file(partial, layer=LAYER, driver="GPKG", **layer_description(legend, made))
         atomic.replace(partial, gpkg_path)
     finally:
         partial.unlink(missing_ok=True)

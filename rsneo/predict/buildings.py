@@ -7,10 +7,16 @@ does not use the model (the bundled model never saw a building) and the report s
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from affine import Affine
+
 from rsneo.data.frames import model_band_groups
 from rsneo.heads.system import System
 from rsneo.io.cog import check_writable, gdal_env
 from rsneo.io.runstate import fingerprint, output_lock
+from rsneo.io.sieve import parse_min_area
+from rsneo.io.vector import simplify_tolerance
 from rsneo.predict.change_outputs import ChangeWording, change_files, write_change_products
 from rsneo.predict.inputs import layouts_of, open_dates
 from rsneo.predict.maps.buildings import BUILDING_NAMES, building_map
@@ -39,6 +45,8 @@ def map_new_buildings(system: System, request: BuildingsRequest) -> ChangeOutput
     checked. `system` gives the band grouping and the report pictures' grid, as for `rsneo change`.
     """
     check_dates(request.rasters)
+    request = replace(request, min_area=parse_min_area(request.min_area))
+    simplify_tolerance(request.simplify, Affine.identity())  # a bad --simplify fails before any work
     out_dir = check_writable(request.out)
     with output_lock(out_dir), gdal_env():
         layouts = layouts_of(request.rasters, request.sensor, request.bands, model_band_groups(system.config))
@@ -55,5 +63,8 @@ def map_new_buildings(system: System, request: BuildingsRequest) -> ChangeOutput
             predict_raster(
                 inputs.windows(), spec, files["cog"], crs=inputs.crs, transform=inputs.transform,
                 plan=request.plan, signature=signature, keep_state=True, show_progress=request.show_progress,
+                min_area=request.min_area,
             )  # fmt: skip
-            return write_change_products(inputs, files, spec.legend, WORDING, system.config.token_size)
+            return write_change_products(
+                inputs, files, spec.legend, WORDING, system.config.token_size, request.simplify
+            )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from affine import Affine
+
 from rsneo.data.frames import model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.domain import check_inputs
@@ -18,6 +20,8 @@ from rsneo.heads.system import System
 from rsneo.heads.vocabulary import ClassReadings, read_classes
 from rsneo.io.cog import check_writable, gdal_env
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock
+from rsneo.io.sieve import parse_min_area
+from rsneo.io.vector import simplify_tolerance
 from rsneo.predict.change_classes import MAX_FROM_TO_CLASSES
 from rsneo.predict.change_outputs import ChangeWording, change_files, write_change_products
 from rsneo.predict.inputs import layouts_of, open_dates
@@ -44,7 +48,8 @@ def detect_change(system: System, request: ChangeRequest) -> ChangeOutputs:
             raise InputError(
                 f"--classes: at most {MAX_FROM_TO_CLASSES - 1} classes for from-to change, got {len(classes)}"
             )
-    request = replace(request, classes=classes)
+    request = replace(request, classes=classes, min_area=parse_min_area(request.min_area))
+    simplify_tolerance(request.simplify, Affine.identity())  # a bad --simplify fails before any work
     readings = read_classes(system, list(classes), strict=request.strict) if classes else ClassReadings()
     heads = ("change", "segmentation") if classes else ("change",)
     notes = [
@@ -81,13 +86,16 @@ def _detect_change_locked(
         predict_raster(
             inputs.windows(), spec, files["cog"], crs=inputs.crs, transform=inputs.transform,
             plan=request.plan, signature=signature, keep_state=True, show_progress=request.show_progress,
+            min_area=request.min_area,
         )  # fmt: skip
         wording = ChangeWording(
             "Change",
             f"the model in {system.folder}" if system.folder else "an untrained model",
             _how_mapped(system, spec),
         )
-        return write_change_products(inputs, files, spec.legend, wording, system.config.token_size)
+        return write_change_products(
+            inputs, files, spec.legend, wording, system.config.token_size, request.simplify
+        )
 
 
 def _how_mapped(system: System, spec: MapSpec) -> str | None:

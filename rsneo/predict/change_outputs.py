@@ -24,6 +24,7 @@ from rsneo.io.dataset import open_raster
 from rsneo.io.qgis import write_qgz, write_qml
 from rsneo.io.report import ChangeReport, ReportImage, change_summary, png_data_uri, stretch_rgb, write_report
 from rsneo.io.runstate import remove_temporaries
+from rsneo.io.sieve import read_sieve
 from rsneo.io.vector import class_areas, write_class_polygons
 from rsneo.io.windows import overview_size, read_overview
 from rsneo.predict.change_classes import WITHIN_CLASS, change_kind, changed_and_compared, ordered_rows
@@ -67,15 +68,21 @@ def change_files(out_dir: Path) -> dict[str, Path]:
 
 
 def write_change_products(
-    inputs: Inputs, files: dict[str, Path], legend: ClassLegend, wording: ChangeWording, token_size: int
+    inputs: Inputs,
+    files: dict[str, Path],
+    legend: ClassLegend,
+    wording: ChangeWording,
+    token_size: int,
+    simplify: str | float | None = None,
 ) -> ChangeOutputs:
-    """Everything around the finished map `files["cog"]`; a user error leaves nothing half-written (a kill
-    keeps the map for the next run)."""
+    """Everything around the finished map `files["cog"]` (polygon outlines simplified by `simplify`, see
+    `write_class_polygons`); a user error leaves nothing half-written (a kill keeps the map for the next
+    run)."""
     cog = files["cog"]
     outputs = [cog, confidence_path(cog), *(files[k] for k in ("gpkg", "qml", "qgz", "table", "report"))]
     unverified = UNVERIFIED_TITLE if legend.notes else ""
     try:
-        write_class_polygons(cog, files["gpkg"], legend, skip=(0,))
+        write_class_polygons(cog, files["gpkg"], legend, skip=(0,), simplify=simplify)
         write_qml(files["qml"], legend)
         write_qgz(
             files["qgz"],
@@ -95,9 +102,10 @@ def write_change_products(
         remove_temporaries(outputs)
         raise
     remove_temporaries(outputs)  # the kept record of the map and temporaries of a killed run
+    sieve = read_sieve(cog)
     return ChangeOutputs(
         cog, files["gpkg"], files["qml"], files["qgz"], files["table"], files["report"], totals.changed,
-        totals.compared, totals.unit, summary, legend.notes,
+        totals.compared, totals.unit, summary, legend.notes, sieve.sentence() if sieve else "",
     )  # fmt: skip
 
 

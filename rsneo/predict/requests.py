@@ -14,15 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsneo.errors import InputError
+from rsneo.io.cog import NODATA_CLASS
+from rsneo.io.sieve import DEFAULT_MIN_AREA
 from rsneo.predict.sliding_window import WindowPlan
 
+MAX_CLASSES = NODATA_CLASS - 2  # typed classes and "none of these" below the class map's nodata value
 
-def parse_classes(text: str | Sequence[str]) -> list[str]:
-    """ "water, forest,built-up" -> ["water", "forest", "built-up"]; an empty list is an InputError."""
+
+def parse_classes(text: str | Sequence[str], most: int = MAX_CLASSES) -> list[str]:
+    """ "water, forest,built-up" -> ["water", "forest", "built-up"]; an empty list, or more than `most` names,
+    is an InputError (checked before any model work or warning)."""
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)]
     names = [n for n in names if n]
     if not names:
         raise InputError(f"--classes: expected a comma-separated list of class names, got {text!r}")
+    if len(names) > most:
+        raise InputError(f"--classes: expected at most {most} class names, got {len(names):,}")
     if len(set(n.lower() for n in names)) != len(names):
         raise InputError(f"--classes: class names must differ, got {names}")
     return names
@@ -74,6 +81,8 @@ class SegmentRequest(Reading):
     none_threshold: float | None = None  # cosine below which a pixel is "none of these" (None: the head's)
     confidence: bool = True  # also write the winning probability in percent
     strict: bool = False  # refuse untrained class names and imagery outside the training data
+    min_area: str | float = DEFAULT_MIN_AREA  # regions smaller than this are sieved: "0.5" ha or "4px"
+    simplify: str | float | None = None  # polygon outlines: "1.5px" or map units; None: as traced
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,8 @@ class ChangeRequest(Reading):
     out: Path
     classes: tuple[str, ...] | str | None = None
     strict: bool = False
+    min_area: str | float = DEFAULT_MIN_AREA  # regions smaller than this are sieved: "0.5" ha or "4px"
+    simplify: str | float | None = None  # polygon outlines: "1.5px" or map units; None: as traced
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,8 @@ class BuildingsRequest(Reading):
     rasters: tuple[Path, ...]
     out: Path
     pixel_size: float | None = None  # metres per pixel of images without georeference
+    min_area: str | float = DEFAULT_MIN_AREA  # regions smaller than this are sieved: "0.5" ha or "4px"
+    simplify: str | float | None = None  # polygon outlines: "1.5px" or map units; None: as traced
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,7 @@ class AskRequest(Reading):
     question: str
     max_side: int = 512  # maps are made on overviews of at most this many pixels a side
     pixel_size: float | None = None  # new buildings: metres per pixel of images without georeference
+    min_area: str | float = DEFAULT_MIN_AREA  # regions smaller than this are sieved: "0.5" ha or "4px"
 
 
 @dataclass
@@ -118,6 +132,7 @@ class SegmentOutputs:
     labels: dict[str, str] = field(
         default_factory=dict
     )  # class name -> its legend label (read as, untrained)
+    sieve: str = ""  # what the minimum mapping unit changed (areas above are after it)
 
 
 @dataclass
@@ -133,3 +148,4 @@ class ChangeOutputs:
     area_unit: str
     summary: str
     notes: tuple[str, ...] = ()  # caveats also written into the report (input outside the training data)
+    sieve: str = ""  # what the minimum mapping unit changed (areas above are after it)

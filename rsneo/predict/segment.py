@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from affine import Affine
+
 from rsneo.data.frames import model_band_groups
 from rsneo.errors import InputError
 from rsneo.heads.domain import UNVERIFIED_TITLE, check_inputs
@@ -19,7 +21,8 @@ from rsneo.io import qgis  # module attribute at call time: the resume tests sto
 from rsneo.io.cog import ClassLegend, check_writable, gdal_env
 from rsneo.io.read import warn_pixel_units
 from rsneo.io.runstate import fingerprint, folder_fingerprint, output_lock, remove_temporaries
-from rsneo.io.vector import write_class_polygons
+from rsneo.io.sieve import parse_min_area, read_sieve
+from rsneo.io.vector import simplify_tolerance, write_class_polygons
 from rsneo.predict.inputs import Inputs, layouts_of, open_raster_input
 from rsneo.predict.maps.segmentation import segmentation_map
 from rsneo.predict.requests import SegmentOutputs, SegmentRequest, parse_classes
@@ -39,7 +42,8 @@ def segment_raster(system: System, request: SegmentRequest) -> SegmentOutputs:
     written.
     """
     classes = tuple(parse_classes(request.classes))
-    request = replace(request, classes=classes)
+    request = replace(request, classes=classes, min_area=parse_min_area(request.min_area))
+    simplify_tolerance(request.simplify, Affine.identity())  # a bad --simplify fails before any work
     if not request.raster.exists():
         raise InputError(f"{request.raster}: file not found")
     # refused before anything is written
@@ -77,12 +81,14 @@ def _segment_locked(
         predict_raster(
             inputs.windows(), spec, cog, crs=inputs.crs, transform=inputs.transform, plan=request.plan,
             signature=signature, confidence=request.confidence, keep_state=True,
-            show_progress=request.show_progress,
+            show_progress=request.show_progress, min_area=request.min_area,
         )  # fmt: skip
-    return _write_products(inputs, cog, spec.legend, request.confidence)
+    return _write_products(inputs, cog, spec.legend, request)
 
 
-def _write_products(inputs: Inputs, cog: Path, legend: ClassLegend, confidence: bool) -> SegmentOutputs:
+def _write_products(
+    inputs: Inputs, cog: Path, legend: ClassLegend, request: SegmentRequest
+) -> SegmentOutputs:
     """Polygons, style and QGIS project around the finished class map; a user error leaves nothing
     half-written (a kill keeps the map for the next run)."""
     raster = inputs.rasters[0]
@@ -95,7 +101,7 @@ def _write_products(inputs: Inputs, cog: Path, legend: ClassLegend, confidence: 
     written = [cog, confidence_path(cog), gpkg, qml, qgz]
     title = f"rsneo segment {raster.name}" + (" (pixel units)" if inputs.crs is None else "")
     try:
-        areas = write_class_polygons(cog, gpkg, legend)
+        areas = write_class_polygons(cog, gpkg, legend, simplify=request.simplify)
         qgis.write_qml(qml, legend)
         qgis.write_qgz(
             qgz,
@@ -113,7 +119,8 @@ def _write_products(inputs: Inputs, cog: Path, legend: ClassLegend, confidence: 
         raise
     remove_temporaries(written)  # everything is written: the kept record of the map and temporaries go
     labels = {name: legend.label(i) for i, name in enumerate(legend.names)}
+    sieve = read_sieve(cog)
     return SegmentOutputs(
-        cog, gpkg, qml, qgz, confidence_path(cog) if confidence else None, areas,
-        "ha" if inputs.crs is not None else "px", legend.notes, labels,
+        cog, gpkg, qml, qgz, confidence_path(cog) if request.confidence else None, areas,
+        "ha" if inputs.crs is not None else "px", legend.notes, labels, sieve.sentence() if sieve else "",
     )  # fmt: skip

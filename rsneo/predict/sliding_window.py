@@ -31,6 +31,7 @@ from rasterio.windows import Window
 from rsneo.errors import InputError
 from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter
 from rsneo.io.runstate import run_identity
+from rsneo.io.sieve import MinArea, check_min_area, sieve_class_map
 from rsneo.io.windows import RasterWindows
 from rsneo.predict import resume
 from rsneo.predict.resume import Progress, ResumeContext, confidence_path, run_signature
@@ -112,6 +113,7 @@ def predict_raster(
     confidence: bool = True,
     keep_state: bool = False,
     show_progress: bool = False,
+    min_area: MinArea | None = None,
 ) -> Path:
     """Classify `source` window by window into a COG at `out_path` (class values, optional confidence band).
 
@@ -119,8 +121,14 @@ def predict_raster(
     model, options). An interrupted run keeps its partial state for the next call with the same settings.
     With `keep_state` the record of the completed map stays too, so a caller interrupted while writing its
     other products reuses the map; the caller removes it (`resume.discard_partial`) once all is written.
+    With `min_area`, regions of the class map smaller than it are merged into a neighbour before it becomes a
+    COG (`rsneo.io.sieve`), so the map and the polygons traced from it agree; the confidence is not changed.
     """
     out_path = Path(out_path)
+    if min_area is not None:
+        check_min_area(min_area, crs is None)
+    sieved = str(min_area) if min_area is not None and min_area.active else None
+    signature = f"{signature}|sieved {sieved}" if sieved else signature
     run = _resume_context(source, spec, out_path, crs, transform, plan, signature, confidence)
     progress, carry = resume.saved_state(run)
     if progress.rows_done == len(run.rows) and set(progress.finished) == set(run.outputs):
@@ -132,6 +140,9 @@ def predict_raster(
         with _progress_bar(show_progress, total, done) as advance:
             _walk(source, spec, plan, run, writers, progress, carry, advance)
             for name in sorted(writers, key=lambda n: n == "classes"):  # the class map last
+                if name == "classes" and sieved:
+                    writers[name].close()
+                    sieve_class_map(writers[name].partial, min_area)
                 progress.finished[name] = resume.file_digest(writers[name].finish())
                 resume.save_progress(run, progress)
     except InputError:  # an input that cannot be read: its partial products are worthless

@@ -10,14 +10,16 @@ What the head reads (`LearnSettings.features`): the backbone context and the raw
 bands only ("pixels": the context projection zeroed, for imagery the backbone never learnt, where its context
 misleads a few labels); "auto" picks one by inner spatial hold-outs of the training features.
 
-Honest scores (`learn_holdout`): whole features (polygons, points) are held out by spatial blocks, never
-pixels of one feature on both sides; the head is trained without them, scored on them (IoU, F1 per class,
-with "none of these" counted as wrong, as `segment` would decide), then by default trained again on every
-feature for the model that is written.
+Honest scores (`learn_holdout`): spatial k-fold over whole features (polygons, points), never pixels of one
+feature on both sides, folds balanced per class (their blocks refined when a class's features cluster); each
+fold's head is trained without it and scored on it (IoU, F1 per class, with "none of these" counted as wrong,
+as `segment` would decide); a class scored from fewer than 3 features on either side is warned about. The
+written model is trained on every feature. Invalid label geometries are repaired on reading (counted).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rsneo.errors import InputError
+from rsneo.errors import InputError, RSNeoWarning
 from rsneo.heads.features import encode_class_prompts
 from rsneo.heads.fewshot import LearntClasses
 from rsneo.heads.system import System
@@ -41,14 +43,18 @@ from rsneo.train.learn_folder import (
 )
 from rsneo.train.learn_holdout import (
     ClassScore,
+    CrossValidation,
     choose_features,
+    cross_validate,
     feature_centres,
-    holdout_scores,
     mean_score,
     selection_fits,
-    spatial_holdout,
 )
 from rsneo.train.learn_pixels import Tick, count_windows, labelled_windows, prepare_rasters
+
+
+class HoldoutWarning(RSNeoWarning):
+    """A learnt class was scored from too few features on one side of a hold-out: its score is unreliable."""
 
 
 @dataclass
@@ -67,15 +73,16 @@ def check_settings(settings: LearnSettings, token_size: int) -> None:
         )
     if settings.steps < 1:
         raise InputError(f"--steps: expected at least 1, got {settings.steps}")
-    if not 0.0 <= settings.holdout < 1.0:
-        raise InputError(f"--holdout: expected a share in [0, 1), got {settings.holdout}")
+    if settings.folds == 1 or settings.folds < 0:
+        raise InputError(f"--folds: expected 0 (no score) or at least 2 folds, got {settings.folds}")
     if settings.features not in FEATURES:
         raise InputError(f"--features: expected one of {', '.join(FEATURES)}, got {settings.features!r}")
 
 
 def learn(system: System, config: LearnConfig, show_progress: bool = False) -> LearnResult:
     """Learn the classes of `config.class_field` in `config.labels` on `config.rasters`; write the model
-    folder `config.out`."""
+    folder `config.out`. Classes scored from fewer than 3 features on either side of a fold get a
+    `HoldoutWarning` (also in learn.json)."""
     settings = config.settings
     check_settings(settings, system.config.token_size)
     out = Path(config.out)
@@ -83,59 +90,45 @@ def learn(system: System, config: LearnConfig, show_progress: bool = False) -> L
     labels = read_labels(Path(config.labels), config.class_field)
     bands = list(config.bands) if config.bands is not None else None
     prepared = prepare_rasters(config.rasters, labels, config.sensor, bands)
-    held = np.zeros(len(labels.class_ids), bool)
-    if settings.holdout > 0:
-        held = spatial_holdout(
-            feature_centres(labels), labels.class_ids, settings.holdout, settings.blocks, settings.seed
-        )
-    refit = bool(settings.holdout > 0 and held.any() and settings.refit)
     total_windows = count_windows(prepared, settings.window)
-    total_steps = (1 + refit + selection_fits(settings)) * settings.steps
+    choices = selection_fits(settings)
+    fits = (1 + choices) * settings.folds if settings.folds >= 2 else choices
+    total_steps = (fits + 1) * settings.steps  # the folds' fits (with their choices), then the written head
     with _progress(show_progress, total_windows, total_steps) as tick:
         windows = labelled_windows(system, prepared, settings.window, tick)
-        head, vectors, choice, scores = _fit_and_score(system, labels, windows, held, settings, refit, tick)
-    record = learn_record(
-        system, prepared, labels, settings, held, scores, [len(windows), total_windows], refit
-    )
-    record["features"] = asdict(choice)
-    if choice.features == "pixels":
-        record["frozen"].append(f"segmentation.{CONTEXT_WEIGHT} (zeroed: the head reads the raw bands only)")
+        head, vectors, checked = _fit_and_score(system, labels, windows, settings, tick)
+    for message in checked.warnings:
+        warnings.warn(f"{labels.path}: {message}", HoldoutWarning, stacklevel=2)
+    record = learn_record(system, prepared, labels, settings, checked, [len(windows), total_windows])
     names = labels.classes
     record["base_classes"] = base_classes_kept(system, head, windows, names)
     learnt = with_base_learnt(system, LearntClasses(list(names), vectors), record["base_classes"]["kept"])
     write_model_folder(system, head, learnt, record, out, config.overwrite)
-    return LearnResult(out, list(names), scores, record)
+    return LearnResult(out, list(names), checked.scores, record)
 
 
-def _fit_and_score(system, labels, windows, held: np.ndarray, settings: LearnSettings, refit: bool, tick):
-    """Choose what the head reads and train it without the hold-out, score it there, and (`refit`) train
-    it again on every feature. Returns (head, class vectors, choice, scores)."""
+def _fit_and_score(system, labels, windows, settings: LearnSettings, tick) -> tuple:
+    """Score by spatial k-fold (`cross_validate`) unless `settings.folds` is 0, then train the written head
+    on every feature, reading what the folds' inner hold-outs chose. Returns (head, class vectors, the
+    cross-validation: no scores and no folds without one)."""
     names, feature_classes = labels.classes, labels.class_ids
     with torch.no_grad():
         init = encode_class_prompts(system.model, system.tokenizer, names, system.segmentation.config)
     init = init.float().cpu()
-    train_use = torch.from_numpy(~held)
-    # chosen without the scored hold-out, then kept for the final fit on every feature
-    choice = choose_features(
-        system.segmentation,
-        init,
-        windows,
-        train_use,
-        feature_centres(labels),
-        feature_classes,
-        settings,
-        tick,
-    )
-    chosen = replace(settings, features=choice.features)
-    head, vectors = fit_head(system.segmentation, init, windows, train_use, chosen, tick)
-    scores = holdout_scores(head, vectors, windows, torch.from_numpy(held), names, feature_classes)
-    if refit:
-        everything = torch.ones(len(feature_classes), dtype=torch.bool)
-        head, vectors = fit_head(system.segmentation, init, windows, everything, chosen, tick)
-    return head, vectors, choice, scores
+    centres = feature_centres(labels)
+    everything = torch.ones(len(feature_classes), dtype=torch.bool)
+    head = system.segmentation
+    if settings.folds >= 2:
+        checked = cross_validate(head, init, windows, centres, feature_classes, names, settings, tick)
+    else:
+        choice = choose_features(head, init, windows, everything, centres, feature_classes, settings, tick)
+        checked = CrossValidation({}, choice, None)
+    chosen = replace(settings, features=checked.choice.features)
+    fitted, vectors = fit_head(head, init, windows, everything, chosen, tick)
+    return fitted, vectors, checked
 
 
-def learn_record(system, prepared, labels, settings, held, scores, windows, refit) -> dict:
+def learn_record(system, prepared, labels, settings, checked, windows) -> dict:
     """What learn.json says: the classes, where they came from, how they were trained and scored."""
     ids = labels.class_ids
     on_raster = set()
@@ -143,6 +136,8 @@ def learn_record(system, prepared, labels, settings, held, scores, windows, refi
         on_raster |= set(np.unique(r.feature[r.feature >= 0]).tolist())
     seen = np.zeros(len(ids), bool)
     seen[list(on_raster)] = True
+    folds = checked.folds
+    held = folds.fold >= 0 if folds is not None else np.zeros(len(ids), bool)
     counts = {
         name: {
             "features": int((ids == k).sum()),
@@ -152,10 +147,20 @@ def learn_record(system, prepared, labels, settings, held, scores, windows, refi
         }
         for k, name in enumerate(labels.classes)
     }
-    return {
+    scores = checked.scores
+    method = (
+        f"spatial {folds.count}-fold: whole features held out by blocks ({folds.blocks}x{folds.blocks} over "
+        "the labels' extent, refined from "
+        f"{settings.blocks}x{settings.blocks} where classes cluster), every feature scored once by a head "
+        "trained without its fold"
+        if folds is not None
+        else "none (--folds 0)"
+    )
+    record = {
         "learnt_classes": list(labels.classes),
         "labels": str(Path(labels.path).resolve()),
         "class_field": labels.field,
+        "repaired_geometries": labels.repaired,
         "rasters": [str(Path(r.path).resolve()) for r in prepared],
         "sensor": prepared[0].layout.sensor,
         "bands": list(prepared[0].layout.band_names),
@@ -172,14 +177,18 @@ def learn_record(system, prepared, labels, settings, held, scores, windows, refi
         "labelled_windows": windows[0],
         "counts": counts,
         "holdout": {
-            "method": f"whole features held out by spatial blocks ({settings.blocks}x{settings.blocks} over "
-            f"the labels' extent), about {settings.holdout:.0%} of each class",
+            "method": method,
             "scores": {name: asdict(s) for name, s in scores.items()},
             "mean_iou": mean_score(scores, "iou"),
             "mean_f1": mean_score(scores, "f1"),
-            "written_model": "trained again on every feature" if refit else "trained without the hold-out",
+            "warnings": list(checked.warnings),
+            "written_model": "trained on every feature",
         },
     }
+    record["features"] = asdict(checked.choice)
+    if checked.choice.features == "pixels":
+        record["frozen"].append(f"segmentation.{CONTEXT_WEIGHT} (zeroed: the head reads the raw bands only)")
+    return record
 
 
 @contextmanager

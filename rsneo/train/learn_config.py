@@ -25,15 +25,15 @@ class LearnSettings:
     anchor: float = 1.0
     window: int = 256  # pixels a side, whole image tokens of the model (multiples of 32 for NEO)
     windows_per_step: int = 8
-    holdout: float = 0.25  # share of each class's features held out for the score
-    blocks: int = 4  # the labels' extent is cut into blocks x blocks squares for the hold-out
-    refit: bool = True  # train again on every feature for the written model
+    # spatial k-fold score: every feature held out once, by a head trained without its fold (0: no score)
+    folds: int = 4
+    blocks: int = 4  # the labels' extent is cut into blocks x blocks squares (finer when labels cluster)
     seed: int = 0
     # what the head reads: "all" (the backbone's context and the raw bands, through the per-pixel stem),
     # "pixels" (the raw bands only: the context projection is zeroed and frozen), or "auto": the one with the
-    # better mean IoU on an inner spatial hold-out of the training features (never the scored hold-out)
+    # lower loss on inner spatial hold-outs of each fold's training features (never the fold it is scored on)
     features: str = "auto"
-    select_rounds: int = 2  # inner hold-out splits (other seeds) summed for "auto"
+    select_rounds: int = 1  # inner hold-out splits per fold (other seeds), summed over the folds for "auto"
 
 
 FEATURES = ("auto", "all", "pixels")

@@ -15,6 +15,7 @@ import torch
 
 from rsneo.atomic import atomic_folder
 from rsneo.errors import InputError
+from rsneo.heads.class_words import land_cover_names, name_key, narrower_names
 from rsneo.heads.domain import HeadDomain, TrainingDomain, pixel_size
 from rsneo.heads.fewshot import LEARN_RECORD, LearntClasses, _key, class_vectors, load_learnt, save_learnt
 from rsneo.heads.segmentation import SegmentationHead
@@ -89,12 +90,15 @@ def learnt_vocabulary(head: SegmentationHead, record: dict, base=None):
     data = f"rsneo learn hold-out ({holdout['method']}) of {Path(record['labels']).name}; learn.json"
     classes = []
     for name in record["learnt_classes"]:
-        score = holdout["scores"][name]
+        score = holdout["scores"].get(name, {"iou": None})  # none with --folds 0
         held_out = (
             {} if score["iou"] is None else {"iou": round(score["iou"], 4), "f1": round(score["f1"], 4)}
         )
         prompt = head.config.prompt_template.format(name.strip())
-        classes.append(TrainedClass(name, (prompt,), held_out | ({"data": data} if held_out else {})))
+        others = land_cover_names(name, record["learnt_classes"])  # "city" for a learnt "built-up"
+        scored = held_out | ({"data": data} if held_out else {})
+        classes.append(TrainedClass(name, (prompt,), scored, others, narrower_names(name), by_name_only=True))
+    claimed = {name_key(w) for c in classes for w in (c.name, *c.synonyms)}
     kept = record.get("base_classes", {}).get("kept", {})
     for trained in base.classes if base is not None else ():
         if trained.name in kept:
@@ -103,7 +107,9 @@ def learnt_vocabulary(head: SegmentationHead, record: dict, base=None):
             note = (
                 f"starting model's class; after rsneo learn, decided as before on the labelled pixels ({how})"
             )
-            classes.append(replace(trained, held_out=trained.held_out | {"learn": note}))  # synonyms kept
+            # its other names, but those that now name a learnt class ("fields" of land, once cropland is)
+            synonyms = tuple(w for w in trained.synonyms if name_key(w) not in claimed)
+            classes.append(replace(trained, held_out=trained.held_out | {"learn": note}, synonyms=synonyms))
     note = f"Classes learnt by rsneo learn from {record['labels']} (field {record['class_field']!r})"
     if kept:
         note += f", and the starting model's {', '.join(kept)}"

@@ -54,24 +54,24 @@ def test_missing_argument(command, capsys):
     assert code == 2 and "Missing argument" in err and f"See 'rsneo {command} --help'" in err
 
 
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["segmnt"], "No such command 'segmnt'. Did you mean 'segment'?"),
-        (["convert", "qwen4"], "No such command 'qwen4'. Did you mean 'qwen3'?"),
-        (
-            ["segment", "x.tif", "--clases", "water", "--out", "o"],
-            "No such option: --clases; did you mean --classes",
-        ),
-        (["sensors", "--jsn"], "No such option: --jsn; did you mean --json?"),
-        (["segment", "x.tif", "--out", "o"], "Missing option '--classes'"),
-        (
-            ["segment", "x.tif", "--classes", "a", "--out", "o", "--window", "abc"],
-            "Invalid value for '--window'",
-        ),
-        (["prepare", "sen1floods11", "src", "out", "--tile", "1.5"], "Invalid value for '--tile'"),
-    ],
-)
+MISSPELT = [
+    (["segmnt"], "No such command 'segmnt'. Did you mean 'segment'?"),
+    (["convert", "qwen4"], "No such command 'qwen4'. Did you mean 'qwen3'?"),
+    (
+        ["segment", "x.tif", "--clases", "water", "--out", "o"],
+        "No such option: --clases; did you mean --classes",
+    ),
+    (["sensors", "--jsn"], "No such option: --jsn; did you mean --json?"),
+    (["segment", "x.tif", "--out", "o"], "Missing option '--classes'"),
+    (
+        ["segment", "x.tif", "--classes", "a", "--out", "o", "--window", "abc"],
+        "Invalid value for '--window'",
+    ),
+    (["prepare", "sen1floods11", "src", "out", "--tile", "1.5"], "Invalid value for '--tile'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), MISSPELT)
 def test_misspelt_missing_and_bad_values(argv, expected, capsys):
     code, err = run(argv, capsys)
     assert code == 2 and expected in err, err
@@ -216,12 +216,14 @@ NO_VALID = r"S2_MSIL1C_nodata.tif: every pixel is nodata \(nodata value 0\); exp
 ALL_NAN = r"S2_MSIL1C_nan.tif: every pixel is nodata or NaN/infinite; expected some valid pixels"
 
 
-@pytest.mark.parametrize(
-    ("command", "make", "expected"),
+REFUSED = (
     [(c, _huge_vrt, TOO_BIG) for c in ("info", "segment", "change", "ask")]
     + [(c, _all_nodata, NO_VALID) for c in ("segment", "change", "ask")]
-    + [(c, _all_nan, ALL_NAN) for c in ("segment", "change", "ask")],
+    + [(c, _all_nan, ALL_NAN) for c in ("segment", "change", "ask")]
 )
+
+
+@pytest.mark.parametrize(("command", "make", "expected"), REFUSED)
 def test_refused_before_work_starts(command, make, expected, shared_data, tmp_path, capsys):
     import re
 
@@ -268,8 +270,11 @@ def test_rsneo_alone_shows_the_help_and_exits_2(capsys):
     assert code == 2 and "segment" in out.out + out.err and "Traceback" not in out.out + out.err
 
 
+GPU_COMMANDS = ["segment", "change", "ask"]
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
-@pytest.mark.parametrize("command", ["segment", "change", "ask"])
+@pytest.mark.parametrize("command", GPU_COMMANDS)
 def test_a_gpu_this_machine_lacks_is_a_user_error(command, shared_data, tmp_path, capsys):
     out = tmp_path / "out"
     code, err = run([*_argv(command, shared_data / S2HAND, out), "--device", "cuda"], capsys)
@@ -277,13 +282,13 @@ def test_a_gpu_this_machine_lacks_is_a_user_error(command, shared_data, tmp_path
     assert "expected one of ['cpu']" in err and not out.exists()
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ('steps: !!python/object/apply:os.system ["touch {marker}"]\n', "could not determine a constructor"),
-        ("steps: [unclosed\n", "while parsing a flow sequence"),
-    ],
-)
+NOT_PLAIN_YAML = [
+    ('steps: !!python/object/apply:os.system ["touch {marker}"]\n', "could not determine a constructor"),
+    ("steps: [unclosed\n", "while parsing a flow sequence"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), NOT_PLAIN_YAML)
 def test_learn_refuses_a_config_that_is_not_plain_yaml_and_runs_nothing(
     text, expected, shared_data, tmp_path, capsys
 ):
@@ -339,3 +344,128 @@ def test_a_full_disk_mid_run_is_a_user_error_and_the_next_run_resumes(
         rasterio.open(tmp_path / "reference" / "crop_classes.tif") as b,
     ):
         np.testing.assert_array_equal(a.read(), b.read())  # integer class maps: exact
+
+
+# ---- issue #22: every user-caused condition one message, exit 2 ------------------------------------------
+
+
+def _broken_model(tiny: Path, folder: Path, how: str) -> Path:
+    """A copy of the tiny model folder with its index or config.json broken as a user's download may be."""
+    import json
+
+    model = folder / f"model_{how}"
+    shutil.copytree(tiny, model)
+    index = model / "model.safetensors.index.json"
+    if how == "index":
+        index.write_text("not json")
+    elif how == "outside":  # the tensors exist, but beside the folder: never loaded from there
+        from safetensors import safe_open
+
+        weights = model / "model.safetensors"
+        with safe_open(str(weights), framework="pt") as f:
+            names = list(f.keys())
+        shutil.move(weights, folder / "elsewhere.safetensors")
+        index.write_text(json.dumps({"weight_map": {k: "../elsewhere.safetensors" for k in names}}))
+    else:
+        config = json.loads((model / "config.json").read_text())
+        (model / "config.json").write_text(json.dumps(config | {"num_layers": "six"}))
+    return model
+
+
+def _empty_labels(folder: Path) -> Path:
+    import geopandas as gpd
+
+    path = folder / "labels.gpkg"
+    gpd.GeoDataFrame({"cover": []}, geometry=[], crs="EPSG:4326").to_file(path)
+    return path
+
+
+NEVER = "never_loaded_model"  # a --model that does not exist: the mistake is named before it is opened
+PNG = "levir_cd/B/test_7_0256_0512.png"
+MANY, FIFTEEN = (",".join(f"c{i}" for i in range(n)) for n in (1000, 15))
+
+
+def _seg(raster, out, model, *extra) -> list:
+    return ["segment", raster, "--classes", "water", "--out", out, "--model", model, *extra]
+
+
+def _learn(raster, out, model, labels, *extra) -> list:
+    return ["learn", raster, "--labels", labels, "--class-field", "cover", "--out", out, "--model", model,
+            *extra]  # fmt: skip
+
+
+# (id, argv from (raster, out, tiny model, tmp folder), expected message)
+USER_CONDITIONS = [
+    ("1,000 classes", lambda r, o, m, t: ["segment", r, "--classes", MANY, "--out", o, "--model", t / NEVER],
+     r"--classes: expected at most 253 class names, got 1,000"),
+    ("15 from-to classes",
+     lambda r, o, m, t: ["change", r, r, "--classes", FIFTEEN, "--out", o, "--model", t / NEVER],
+     r"--classes: expected at most 14 class names, got 15"),
+    ("negative --max-side",
+     lambda r, o, m, t: ["ask", r, "How much?", "--max-side", "-1", "--model", t / NEVER],
+     r"--max-side: expected 0 \(full resolution\) or a number of pixels, got -1"),
+    ("bad --min-area", lambda r, o, m, t: _seg(r, o, t / NEVER, "--min-area", "abc"),
+     r"--min-area: expected an area in hectares \(0.5\) or pixels with a px suffix \(4px\), got 'abc'"),
+    ("bad --min-area in ask",
+     lambda r, o, m, t: ["ask", r, "How much?", "--min-area", "5m", "--model", t / NEVER],
+     r"--min-area: expected an area in hectares"),
+    ("bad --simplify",
+     lambda r, o, m, t: ["change", r, r, "--out", o, "--simplify", "ten", "--model", t / NEVER],
+     r"--simplify: expected a distance in map units \(20\) or pixels with a px suffix"),
+    ("hectares without georeference", lambda r, o, m, t: _seg(t / "photo.png", o, m, "--min-area", "0.5"),
+     r"--min-area 0.5 ha: the input has no georeference, so its map has no hectares; give the minimum in "
+     r"pixels instead \(e.g. 4px\)"),
+    ("empty label file", lambda r, o, m, t: _learn(r, o, m, _empty_labels(t)),
+     r"labels.gpkg: no labelled feature \(the file is empty, or none of its features has both a geometry and "
+     r"a class in field 'cover'\); expected polygons or points, each with its class"),
+    ("one fold", lambda r, o, m, t: _learn(r, o, m, _empty_labels(t), "--folds", "1"),
+     r"--folds: expected 0 \(no score\) or at least 2 folds, got 1"),
+    ("index not JSON", lambda r, o, m, t: _seg(r, o, _broken_model(m, t, "index")),
+     r"model.safetensors.index.json: not a JSON file .*expected a safetensors index"),
+    ("shard outside the folder", lambda r, o, m, t: _seg(r, o, _broken_model(m, t, "outside")),
+     r"shard '../elsewhere.safetensors' is outside the model folder"),
+    ("config value of the wrong type", lambda r, o, m, t: _seg(r, o, _broken_model(m, t, "config")),
+     r"config.json: config: 'num_layers' is 'six'; expected an integer"),
+    ("disk too small", lambda r, o, m, t: _seg(r, o, t / NEVER),
+     r"its outputs need about 1.0 MB in .*out, but .* has 0.3 MB free; expected room for them"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "make", "expected"), USER_CONDITIONS, ids=[c[0] for c in USER_CONDITIONS])
+def test_user_caused_conditions_are_one_message_naming_the_option_or_file(
+    case, make, expected, shared_data, tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    """Issue #22's user-caused conditions (and the new options' mistakes): exit 2, one `error:` line that
+    names the option or file and what was expected, no warning printed before it, nothing written."""
+    import re
+
+    if case == "disk too small":
+        monkeypatch.setattr(
+            shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9 - 3 * 10**5, 3 * 10**5)
+        )
+    shutil.copy(shared_data / PNG, tmp_path / "photo.png")
+    out = tmp_path / "out"
+    argv = [str(a) for a in make(str(shared_data / S2HAND), str(out), tiny_model_dir, tmp_path)]
+    code, err = run(argv, capsys)
+    assert code == 2 and re.search(expected, err), err
+    before = err.split("error:")[0]
+    if case == "hectares without georeference":  # the reader's own note on the PNG is the reason
+        before = re.sub(r"warning: \S+photo.png has no georeference: using pixel units \(.*?\)", "", before)
+    assert err.count("error:") == 1 and "warning" not in before, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_mistake_sweep_reaches_70_cases():
+    """Every command-line and input mistake above is one case of the sweep (issue #22 asks for 70 or more)."""
+    cases = (
+        len(COMMANDS)  # unknown option
+        + len(NEEDS_ARGUMENTS)  # missing argument
+        + len(MISSPELT)
+        + len(SWEEP)  # broken rasters
+        + len(REFUSED)  # too large, all nodata, all NaN
+        + len(GPU_COMMANDS)
+        + len(NOT_PLAIN_YAML)
+        + 1  # a full disk mid-run
+        + len(USER_CONDITIONS)
+    )
+    assert cases >= 70, cases

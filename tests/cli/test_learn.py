@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from rsneo.cli import run_app
@@ -24,7 +25,7 @@ def points(water_label_points) -> Path:
 def argv(shared_data, points: Path, out: Path, model: Path, *extra: str) -> list[str]:
     return [
         "learn", str(shared_data / S2), "--labels", str(points), "--class-field", "cover", "--out", str(out),
-        "--model", str(model), "--steps", "2", "--no-refit", *extra,
+        "--model", str(model), "--steps", "2", *extra,
     ]  # fmt: skip
 
 
@@ -32,26 +33,28 @@ def test_learn_reports_scores_per_class_and_how_to_use_the_folder(
     shared_data, points, tiny_model_dir, tmp_path, capsys
 ):
     out = tmp_path / "model"
-    assert run_app(argv(shared_data, points, out, tiny_model_dir, "--holdout", "0.25")) == 0
+    assert run_app(argv(shared_data, points, out, tiny_model_dir, "--folds", "4")) == 0
     printed = capsys.readouterr().out
     lines = " ".join(printed.split())
+    assert "spatial 4-fold" in lines
     for name in ("Flood water", "dry ground"):
-        row = re.search(rf"{name}\W+(\S+)\W+(\S+)\W+(\d+)\W+(\d+)", printed)
+        row = re.search(rf"{name}\W+(\S+)\W+(\S+)\W+(\d+)\W+(\d+)\W+(\d+)", printed)
         assert row, printed
         iou, f1 = (float(v) for v in row.groups()[:2])
         assert 0.0 <= iou <= f1 <= 1.0  # F1 >= IoU for any prediction
-        assert int(row.group(4)) >= 1  # whole features held out per class
+        assert int(row.group(4)) == 8  # k-fold: every feature of the class is scored once
+        assert int(row.group(5)) >= 5  # by heads trained on at least 5 of its 8 features
     assert re.search(r"mean IoU \d\.\d{3}, mean F1 \d\.\d{3}", lines)
     assert f"model folder: {out}" in lines
     assert f'use it: rsneo segment RASTER --model {out} --classes "Flood water, dry ground"' in lines
 
 
-def test_without_a_holdout_it_warns_there_is_no_score(shared_data, points, tiny_model_dir, tmp_path, capsys):
+def test_without_folds_it_warns_there_is_no_score(shared_data, points, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "model"
-    assert run_app(argv(shared_data, points, out, tiny_model_dir, "--holdout", "0")) == 0
+    assert run_app(argv(shared_data, points, out, tiny_model_dir, "--folds", "0")) == 0
     captured = capsys.readouterr()
-    assert "mean IoU n/a, mean F1 n/a" in " ".join(captured.out.split())
-    assert "no feature could be held out; no score" in " ".join(captured.err.split())
+    assert "mean IoU" not in captured.out
+    assert "--folds 0: the learnt classes are not scored" in " ".join(captured.err.split())
 
 
 def test_an_output_that_is_a_file_is_refused_before_any_work(shared_data, points, tmp_path, capsys):
@@ -62,3 +65,30 @@ def test_an_output_that_is_a_file_is_refused_before_any_work(shared_data, points
     err = " ".join(capsys.readouterr().err.split())
     assert "afile: expected a folder to write into, found a file" in err
     assert target.read_text() == "x"
+
+
+def test_a_thin_class_is_warned_about_and_invalid_polygons_are_repaired_and_counted(
+    shared_data, points, tiny_model_dir, tmp_path, capsys
+):
+    """The issue's collapse, small: a class with 2 features can only be scored by a head trained on 1, and
+    says so; a self-intersecting polygon is repaired (make_valid) and counted, not taken silently."""
+    import geopandas as gpd
+    from shapely.geometry import Polygon
+
+    frame = gpd.read_file(points)
+    water = frame[frame.cover == "Flood water"].iloc[:2]
+    land = frame[frame.cover == "dry ground"]
+    x, y = land.geometry.iloc[0].centroid.coords[0]
+    d = 3e-4 if frame.crs.is_geographic else 30.0  # about 3 pixels: a bow-tie drawn around one land point
+    bowtie = Polygon([(x - d, y - d), (x + d, y + d), (x + d, y - d), (x - d, y + d)])
+    extra = gpd.GeoDataFrame({"cover": ["dry ground"]}, geometry=[bowtie], crs=frame.crs)
+    labels = tmp_path / "thin.gpkg"
+    gpd.GeoDataFrame(pd.concat([water, land, extra], ignore_index=True), crs=frame.crs).to_file(labels)
+    out = tmp_path / "model"
+    assert run_app(argv(shared_data, labels, out, tiny_model_dir)) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    repaired = "thin.gpkg: 1 invalid geometry (self-intersecting or badly ringed) repaired with shapely"
+    assert repaired in err
+    thin = 'class "Flood water": 2 held-out features scored by heads trained on as few as 1 of its features'
+    assert thin in err
+    assert "fewer than 3 on one side): its score is unreliable" in err and 'class "dry ground"' not in err

@@ -43,3 +43,17 @@ def test_a_vocabulary_records_the_other_names_and_matches_them_to_their_class(ti
         ("land", 1.0, True, False),
     ]
     assert water.narrower == NARROWER["water"] and "reservoir" in water.narrower
+
+
+def test_a_learnt_class_takes_the_other_names_of_its_land_cover_group_unless_another_class_shares_it():
+    from rsneo.heads.class_words import LAND_COVER_WORDS, land_cover_names
+
+    built = land_cover_names("Built-up", ["Built-up", "cropland"])
+    assert "city" in built and "urban area" in built and "Built-up" not in built and "built-up" not in built
+    assert "farmland" in land_cover_names("cropland", ["Built-up", "cropland"])
+    assert land_cover_names("urban", ["urban"])[0] == "built-up"  # any name of a group finds the group
+    assert land_cover_names("forest", ["forest", "trees"]) == ()  # two classes of one group: neither
+    assert land_cover_names("banana", ["banana"]) == ()
+    for group in LAND_COVER_WORDS:  # no name sits in two groups, nor is it narrower of another group's class
+        others = {w for g in LAND_COVER_WORDS if g is not group for w in g}
+        assert not set(group) & others

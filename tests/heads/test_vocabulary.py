@@ -221,3 +221,39 @@ def test_segment_says_what_each_name_was_read_as_everywhere_and_strict_refuses_b
         assert json.loads(src.tags(1)["untrained_classes"]) == ["cropland"]
     info = pyogrio.read_info(out / "chip_classes.gpkg", layer="classes")
     assert json.loads(info["layer_metadata"]["rsneo_class_labels"]) == expected
+
+
+def test_a_learnt_class_is_read_by_its_names_only_and_its_map_uses_its_learnt_vector(
+    tiny_model_dir, tmp_path
+):
+    """ "city" reads as a learnt "built-up" (its common land-cover names) and its class vector is built-up's
+    learnt one, not the prompt of "city"; a name the text side never learnt ("banana", however close its
+    cosine to the untaught "built-up") is not read as the learnt class."""
+    import shutil
+
+    import torch
+
+    from rsneo.heads.features import encode_class_prompts
+    from rsneo.heads.fewshot import LearntClasses, class_vectors, save_learnt
+    from rsneo.train.learn_folder import learnt_vocabulary
+
+    folder = tmp_path / "learnt"
+    shutil.copytree(tiny_model_dir, folder)
+    base = load_system(folder)
+    vectors = torch.randn(2, base.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    save_learnt(folder, LearntClasses(["built-up", "cropland"], vectors))
+    record = {"learnt_classes": ["built-up", "cropland"], "labels": "l.gpkg", "class_field": "cover",
+              "holdout": {"method": "k-fold", "scores": {}}}  # fmt: skip
+    save_vocabulary(folder, learnt_vocabulary(base.segmentation, record))
+    system = load_system(folder)
+    assert all(c.by_name_only for c in system.vocabulary.classes)
+    names = ["city", "Urban Area", "farm fields", "built-up", "banana", "a satellite image of built-up"]
+    found = {m.name: m for m in match_classes(system, names)}
+    assert [found[n].nearest for n in names[:4]] == ["built-up", "built-up", "cropland", "built-up"]
+    assert all(found[n].trained and not found[n].broader for n in names[:4])
+    assert found["city"].reading == "read as built-up" and found["built-up"].reading is None
+    assert not found["banana"].trained and not found["a satellite image of built-up"].trained
+    got = class_vectors(system, ["city", "farm fields", "banana"])
+    torch.testing.assert_close(got[:2], vectors, rtol=0, atol=0)  # the stored learnt vectors as they are
+    prompt = encode_class_prompts(system.model, system.tokenizer, ["banana"], system.segmentation.config)
+    torch.testing.assert_close(got[2], prompt[0])  # a name read as no class keeps its own prompt

@@ -10,6 +10,7 @@ from pyproj import Geod
 from rasterio.windows import Window
 from shapely.geometry import box
 
+from rsneo.errors import InputError
 from rsneo.io.cog import NODATA_CLASS, ClassLegend, CogBlockWriter
 from rsneo.io.vector import class_areas, write_class_polygons
 
@@ -131,3 +132,34 @@ def test_the_layer_describes_its_classes_as_the_legend_does(shared_data, tmp_pat
     assert description == (
         "rsneo classes: cropland (read as land, broader; untrained); water. Note: outside the training data"
     )
+
+
+def test_simplified_polygons_stay_a_coverage_with_the_pixels_areas(shared_data, tmp_path):
+    """--simplify: outlines lose most of their staircase vertices, but neighbours keep one shared edge (no
+    gap, no overlap: a valid coverage), no polygon is lost, and the hectares are those of the pixels."""
+    import shapely
+
+    cog, _, _, transform, _ = label_cog(
+        shared_data / "sen1floods11" / "Labels" / "Spain_7370579_LabelHand.tif", tmp_path / "c.tif"
+    )
+    traced = write_class_polygons(cog, tmp_path / "traced.gpkg", strip_rows=100)
+    pixel = abs(transform.a)
+    simple = write_class_polygons(cog, tmp_path / "simple.gpkg", strip_rows=100, simplify=str(1.5 * pixel))
+    assert simple == traced  # totals of the pixels, exactly
+    a = gpd.read_file(tmp_path / "traced.gpkg", layer="classes")
+    b = gpd.read_file(tmp_path / "simple.gpkg", layer="classes")
+    assert len(a) == len(b) and (a.area_ha.values == b.area_ha.values).all()
+    vertices = [shapely.get_num_coordinates(f.geometry.values).sum() for f in (a, b)]
+    assert vertices[1] < 0.6 * vertices[0], vertices
+    assert shapely.coverage_is_valid(b.geometry.values) and b.geometry.is_valid.all()
+    # the same ground: the simplified coverage covers the traced one up to slivers along its outer edge
+    outline = shapely.union_all(a.geometry.values)
+    moved = shapely.symmetric_difference(outline, shapely.union_all(b.geometry.values)).area
+    assert moved < 0.01 * outline.area
+    in_pixels = write_class_polygons(cog, tmp_path / "px.gpkg", strip_rows=100, simplify="1.5px")
+    assert in_pixels == traced
+    c = gpd.read_file(tmp_path / "px.gpkg", layer="classes")
+    assert shapely.equals(c.geometry.values, b.geometry.values).mean() > 0.99  # 1.5 px = 1.5 x pixel size
+    with pytest.raises(InputError, match=r"--simplify: expected a distance in map units \(20\) or pixels"):
+        write_class_polygons(cog, tmp_path / "bad.gpkg", simplify="ten")
+    assert not (tmp_path / "bad.gpkg").exists()

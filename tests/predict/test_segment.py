@@ -68,6 +68,41 @@ def test_every_product_is_written_and_nothing_temporary_is_left(segmented):
     assert not [p.name for p in segmented.cog.parent.iterdir() if p.name.startswith(".")]
 
 
+def test_the_minimum_mapping_unit_applies_to_the_class_map_and_its_polygons_alike(
+    segmented, tiny_system, crop, tmp_path
+):
+    """By default no polygon is a single pixel, and the COG the GIS user opens is the sieved map: its class
+    totals are the polygons' (and the product's). `--min-area 0` keeps every pixel; a sieve in hectares on
+    a raster with a CRS merges more."""
+    import geopandas as gpd
+
+    from rsneo.io.vector import class_areas
+
+    polygons = gpd.read_file(segmented.gpkg, layer="classes")
+    assert polygons.pixels.min() >= 2
+    from_cog = class_areas(segmented.cog)
+    for name, area in segmented.areas.items():
+        assert polygons[polygons.class_name == name].area_ha.sum() == pytest.approx(area, rel=1e-9, abs=1e-9)
+        assert from_cog[name] == pytest.approx(area, rel=1e-9, abs=1e-9)
+    assert segmented.sieve.startswith("minimum mapping unit 2 px:")
+
+    def run(name: str, min_area) -> object:
+        request = SegmentRequest(raster=crop, classes=["water", "land"], out=tmp_path / name,
+                                 plan=WindowPlan(128, 32, 4), min_area=min_area)  # fmt: skip
+        return segment_raster(tiny_system, request)
+
+    raw = run("raw", 0)
+    singles = gpd.read_file(raw.gpkg, layer="classes").pixels.eq(1).sum()
+    merged = int(segmented.sieve.split(": ")[1].split(" of ")[0].replace(",", ""))
+    assert raw.sieve == "" and singles > 0 and merged >= singles  # every single pixel was merged
+    with rasterio.open(raw.cog) as a, rasterio.open(segmented.cog) as b:
+        changed = int((a.read(1) != b.read(1)).sum())
+    assert f"({changed:,} pixels)" in segmented.sieve
+    assert sum(raw.areas.values()) == pytest.approx(sum(segmented.areas.values()), rel=1e-9)  # same ground
+    coarse = run("ha", "200")  # hectares: 22 pixels of 300 m
+    assert gpd.read_file(coarse.gpkg, layer="classes").area_ha.min() >= 200 * (1 - 5e-3)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [(" , ,", "expected a comma-separated list of class names"), ("Water,water", "class names must differ")],

@@ -49,9 +49,11 @@ def test_learn_writes_a_model_folder_with_its_record(learnt, flood_points, share
     assert record["counts"]["dry ground"]["features"] == 12
     scores = record["holdout"]["scores"]
     for name in ("Flood water", "dry ground"):
-        assert record["counts"][name]["held_out"] >= 1
+        assert record["counts"][name]["held_out"] == 12  # k-fold: every feature scored once
         assert 0.0 <= scores[name]["iou"] <= scores[name]["f1"] <= 1.0  # F1 >= IoU always
         assert scores[name]["features"] == record["counts"][name]["held_out"]
+        assert scores[name]["trained_on"] >= 3
+    assert record["holdout"]["method"].startswith("spatial 4-fold") and record["holdout"]["warnings"] == []
     learnt_classes = load_learnt(learnt)
     assert learnt_classes.names == ["Flood water", "dry ground"]
     vocabulary = load_system(learnt).vocabulary  # segment/ask treat the learnt names as trained
@@ -129,10 +131,10 @@ def test_existing_folder_is_kept_unless_overwrite(
     out = tmp_path / "model"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    assert run_app(learn_args(shared_data, flood_points, out, tiny_model_dir, "--holdout", "0")) == 2
+    assert run_app(learn_args(shared_data, flood_points, out, tiny_model_dir, "--folds", "0")) == 2
     assert "not empty" in capsys.readouterr().err and (out / "mine.txt").exists()
     assert (
-        run_app(learn_args(shared_data, flood_points, out, tiny_model_dir, "--holdout", "0", "--overwrite"))
+        run_app(learn_args(shared_data, flood_points, out, tiny_model_dir, "--folds", "0", "--overwrite"))
         == 0
     )
     assert not (out / "mine.txt").exists() and (out / LEARNT_WEIGHTS).is_file()
@@ -204,7 +206,7 @@ def test_config_file_and_options_give_the_same_model(tiny_model_dir, shared_data
     # options typed on the command line win over the config
     over = tmp_path / "over"
     assert (
-        run_app(["learn", "--config", str(config), "--out", str(over), "--steps", "2", "--holdout", "0"]) == 0
+        run_app(["learn", "--config", str(config), "--out", str(over), "--steps", "2", "--folds", "0"]) == 0
     )
     record = json.loads((over / LEARN_RECORD).read_text())
     assert record["settings"]["steps"] == 2 and record["settings"]["seed"] == 0

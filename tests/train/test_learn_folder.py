@@ -54,3 +54,28 @@ def test_a_learnt_folder_records_the_learn_rasters_and_keeps_the_change_record(s
     assert set(learnt_domain(record).heads) == {"segmentation"}
     photo = {"rasters": [str(shared_data / "levir_cd" / "B" / "test_7_0256_0512.png")], "sensor": "rgb"}
     assert learnt_domain(photo).heads["segmentation"] == HeadDomain(("rgb",))  # size unknown: not checked
+
+
+def test_learnt_classes_take_their_common_names_from_the_starting_classes_they_replace(tiny_model_dir):
+    """A learnt "cropland" is known as "farmland" and "fields"; the starting model's "land", kept, no longer
+    answers to those names (they name the learnt class now), and keeps the others."""
+    import dataclasses
+
+    from rsneo.heads.class_words import CLASS_WORDS
+    from rsneo.heads.vocabulary import vocabulary_for_classes
+    from rsneo.train.learn_folder import learnt_vocabulary
+
+    system = load_system(tiny_model_dir)
+    base = vocabulary_for_classes(["water", "land"], "a satellite image of {}")
+    record = {"learnt_classes": ["cropland", "forest"], "labels": "l.gpkg", "class_field": "cover",
+              "holdout": {"method": "k-fold", "scores": {"cropland": {"iou": 0.5, "f1": 0.6}}},
+              "base_classes": {"kept": {"land": 0.95}}}  # fmt: skip
+    vocabulary = learnt_vocabulary(system.segmentation, record, base)
+    cropland, forest, land = vocabulary.classes
+    assert vocabulary.names == ("cropland", "forest", "land")
+    assert {"farmland", "fields", "arable land"} <= set(cropland.synonyms) and "trees" in forest.synonyms
+    assert cropland.by_name_only and not land.by_name_only
+    assert cropland.held_out["iou"] == 0.5 and forest.held_out == {}  # --folds 0 or no score: none
+    assert "farmland" not in land.synonyms and "fields" not in land.synonyms
+    assert set(land.synonyms) == set(CLASS_WORDS["land"][1:]) - {"farmland", "fields"}
+    assert dataclasses.replace(land, synonyms=()).narrower == base.classes[1].narrower
