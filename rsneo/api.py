@@ -314,7 +314,7 @@ def learn(
     """Teach a model new classes from polygons or points (`labels`, one class per feature in `class_field`)
     drawn on `rasters`; writes the model folder `out` for `rsneo.load(out)`.
 
-    `settings` are `rsneo.train.learn_config.LearnSettings` fields (steps, lr, holdout, refit, window, seed,
+    `settings` are `rsneo.train.learn_config.LearnSettings` fields (steps, lr, folds, window, seed,
     features, ...). A whole `LearnConfig` (as `rsneo learn --config` composes it) may be given instead.
     """
     if isinstance(rasters, LearnConfig):

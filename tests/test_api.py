@@ -118,7 +118,7 @@ def test_learn_writes_a_model_folder_that_load_serves(
     out = tmp_path / "learnt"
     result = rsneo.learn(
         shared_data.joinpath(*S2), labels, "cover", out, model=tiny_model_dir, steps=5, window=128,
-        holdout=0.0, features="all",
+        folds=0, features="all",
     )  # fmt: skip
     assert result.out == out and (out / "learn.json").is_file()
     assert set(result.classes) == {"Flood water", "dry ground"}
