@@ -10,12 +10,14 @@ Prints a table and writes the run's metrics.csv and loss_curve.png under --out.
     .venv/bin/python benchmarks/learning.py --steps 40         # a quick look
     .venv/bin/python benchmarks/learning.py --throughput       # tokens/s (and MFU on a GPU) for --preset
     .venv/bin/python benchmarks/learning.py --band-groups fold # all bands of a frame in one group
+    .venv/bin/python benchmarks/learning.py --spectral channels  # the legacy S-channel layout (vs phase-all)
     .venv/bin/python benchmarks/learning.py --scene-cost --preset demo   # tokens, forward time per grouping
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from pathlib import Path
@@ -43,6 +45,18 @@ def water_baselines(s2_path: Path, chips) -> dict[str, float]:
     }
 
 
+SPECTRAL = ("phase-all", "phase-t", "phase-hw", "channels")
+
+
+def spectral_overrides(choice: str) -> str:
+    """`model.overrides` for an S-axis layout: the phase on all / T / H+W rotary pairs, or the legacy S
+    channels (8 per head at the tiny preset's head_dim 16, as the first layout had; LEGACY channels)."""
+    if choice == "channels":
+        return "{spectral_layout:channels,spectral_head_dim:8}"
+    pairs = choice.removeprefix("phase-")
+    return f"{{spectral_layout:phase,spectral_pairs:{pairs}}}"
+
+
 def learning(args: argparse.Namespace) -> None:
     from rsneo.data.documents import DocumentBuilder
     from rsneo.model.positions import ImageTokens
@@ -58,14 +72,14 @@ def learning(args: argparse.Namespace) -> None:
         f"data.batch_size={args.batch_size}", "stage=stage2", f"stage.lr={args.lr}", "stage.warmup_steps=20",
         "objectives=all", f"trainer.max_steps={args.steps}", f"trainer.checkpoint_every_n_steps={args.steps}",
         "trainer.progress_bar=true", f"out_dir={args.out}", f"seed={args.seed}", "name=learning",
-        f"data.band_groups={args.band_groups}",
+        f"data.band_groups={args.band_groups}", f"+model.overrides={spectral_overrides(args.spectral)}",
     ]  # fmt: skip
     if args.data_root:
         overrides.append(f"data_root={args.data_root}")
     cfg = load_config(overrides)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     run = train(cfg)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     module = run.module
     root = run.datamodule.root
     builder = lambda: DocumentBuilder(run.tokenizer, ImageTokens.of(module.model.config))  # noqa: E731
@@ -85,7 +99,8 @@ def learning(args: argparse.Namespace) -> None:
         f"\nSen1Floods11 water IoU ({len(train_chips)} train tiles, "
         f"{len(val_chips)} val tiles of {args.tile} px)"
     )
-    print(f"model {args.preset} ({params / 1e6:.2f}M parameters), {args.steps} steps in {seconds:.0f} s")
+    print(f"model {args.preset} ({params / 1e6:.2f}M parameters, S axis {args.spectral}), {args.steps} steps "
+          f"in {seconds:.0f} s wall, {cpu:.0f} s CPU (load average {os.getloadavg()[0]:.1f})")  # fmt: skip
     trained = sum(len(s.document) for s in run.datamodule.samples)
     image = sum(s.document.ids.count(tokens.context) for s in run.datamodule.samples)
     rates = [v for _, v in read_metrics(run.out_dir / "metrics.csv").get("train/tokens_per_s", [])]
@@ -232,6 +247,7 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default="runs/learning")
     parser.add_argument("--band-groups", default="sensor", choices=["sensor", "fold"])
+    parser.add_argument("--spectral", default="phase-all", choices=SPECTRAL, help="S-axis layout (see above)")
     parser.add_argument("--scene-cost", action="store_true", help="tokens and forward time per band grouping")
     parser.add_argument("--throughput", action="store_true", help="measure training tokens/s instead")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100 SXM: 989)")

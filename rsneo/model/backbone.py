@@ -53,10 +53,11 @@ class NativeLayer(nn.Module):
         mask: AttentionMask,
         cache: KVCache | None = None,
         layer: int = 0,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        attn, present = self.self_attn(self.input_layernorm(x), rope, mask, cache, layer)
+    ) -> Tensor:
+        """x (batch, tokens, hidden) -> the layer's output (a new tensor: FSDP hooks it for the backward)."""
+        attn, _ = self.self_attn(self.input_layernorm(x), rope, mask, cache, layer)
         x = x + attn
-        return x + self.mlp(self.post_attention_layernorm(x)), present
+        return x + self.mlp(self.post_attention_layernorm(x))
 
 
 @dataclass
@@ -179,7 +180,7 @@ class RSNeoBackbone(nn.Module):
         mask = self.attention_mask(inputs, attn_backend or cfg.attn_backend, cache, dtype)
         hidden = [x] if output_hidden_states else None
         for i, layer in enumerate(self.layers):
-            x, _ = layer(x, rope, mask, cache, i)
+            x = layer(x, rope, mask, cache, i)
             if hidden is not None:
                 hidden.append(x)
         if cache is not None:
