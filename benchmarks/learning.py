@@ -116,14 +116,25 @@ def learning(args: argparse.Namespace) -> None:
 
 def throughput(args: argparse.Namespace) -> None:
     """Training tokens/s of `--preset` on a synthetic packed batch (bf16 on CUDA), and MFU on a GPU."""
-    r = measure_throughput(args.preset, {}, args.steps, args.batch_size, args.tile, args.peak_tflops)
+    import torch
+    from gpu_check import PEAK_TFLOPS
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    r = measure_throughput(args.preset, {}, args.steps, args.batch_size, args.tile, dtype)
     print(
-        f"{args.preset}: {r['params'] / 1e9:.3f}B parameters, {r['tokens_per_step']} tokens/step, "
-        f"{r['ms_per_step']:.1f} ms/step"
+        f"{args.preset}: {r['params'] / 1e9:.3f}B parameters "
+        f"({r['non_embedding'] / 1e9:.3f}B non-embedding), "
+        f"{r['tokens_per_step']} tokens/step, {r['ms_per_step']:.1f} ms/step"
     )
-    print(f"  {r['tokens_per_s']:,.0f} tokens/s on {r['device']}")
-    if r["mfu"] is not None:
-        print(f"  model FLOPs utilisation {r['mfu']:.1%} of {args.peak_tflops} TFLOP/s bf16")
+    print(
+        f"  {r['tokens_per_s']:,.0f} tokens/s on {r['device']}, {r['flops_per_s'] / 1e12:.2f} model TFLOP/s"
+    )
+    peak = args.peak_tflops or PEAK_TFLOPS.get(r["device"])
+    if peak and torch.cuda.is_available():
+        print(
+            f"  model FLOPs utilisation {r['flops_per_s'] / (peak * 1e12):.1%} of {peak} TFLOP/s "
+            "(PaLM, dense peak)"
+        )
 
 
 def scene_cost(args: argparse.Namespace) -> None:
@@ -162,11 +173,28 @@ def scene_cost(args: argparse.Namespace) -> None:
               f"{n / min(times):,.0f} tokens/s")  # fmt: skip
 
 
-def measure_throughput(
-    preset: str, overrides: dict, steps: int, batch_size: int, tile: int, peak_tflops: float
-) -> dict:
-    """Train `steps` optimizer steps of the preset (with config `overrides`) on one synthetic packed batch:
-    tokens/s, ms/step, peak memory and (CUDA) model FLOPs utilisation (6 x parameters x tokens/s)."""
+def training_flops(model, inputs, targets: int) -> float:
+    """Model FLOPs of one training step (forward + backward) after PaLM (Chowdhery et al. 2022, appendix B):
+    6 x non-embedding parameters per token (decoder layers and final norm), the LM head's 6 x vocab x width
+    per token with a target, and the attention term 6 x layers x heads x (q/k width + value width) per
+    attended (query, key) pair of the packed mask (PaLM's T: the keys a query attends)."""
+    from rsneo.model.masks import dense_mask
+
+    config = model.config
+    tokens = inputs.input_ids.numel()
+    layers = sum(p.numel() for p in model.backbone.layers.parameters()) + model.backbone.norm.weight.numel()
+    pairs = 0
+    for row in range(inputs.doc_ids.shape[0]):
+        doc, block = inputs.doc_ids[row : row + 1].cpu(), inputs.block_ids[row : row + 1].cpu()
+        pairs += int(dense_mask(doc, block, doc, block).sum())
+    attention = 6 * config.num_layers * config.num_heads * (config.qk_dim + config.head_dim) * pairs
+    return 6 * layers * tokens + attention + 6 * config.vocab_size * config.hidden_size * targets
+
+
+def measure_throughput(preset: str, overrides: dict, steps: int, batch_size: int, tile: int, dtype) -> dict:
+    """Train `steps` optimizer steps of the preset (with config `overrides`) on one synthetic packed batch,
+    autocast to `dtype` (fp32: none): tokens/s, ms/step, peak memory (CUDA) and model FLOP/s
+    (`training_flops`)."""
     import torch
 
     from rsneo.model.causal_lm import RSNeoForCausalLM
@@ -182,6 +210,8 @@ def measure_throughput(
     config = RSNeoConfig.from_preset(preset, **overrides)
     model = RSNeoForCausalLM(config).to(device)
     params = sum(p.numel() for p in model.parameters())
+    embedding = model.backbone.embed_tokens.weight.numel()
+    embedding += 0 if config.tie_word_embeddings else model.lm_head.weight.numel()
     tokens = ImageTokens.of(config)
     grid = tile // 32
     rows = []
@@ -197,9 +227,10 @@ def measure_throughput(
         rows.append([(torch.tensor(ids), groups)])
     inputs = pack_documents(rows, config)
     target_rows, target_cols, targets = (t.to(device) for t in lm_targets(inputs.input_ids.roll(-1, 1)))
+    flops = training_flops(model, inputs, int(targets.numel()))
     inputs = inputs.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=cuda)
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=cuda)
+    autocast = torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32)
     n_tokens = int(inputs.input_ids.numel())
 
     def step() -> None:
@@ -221,16 +252,15 @@ def measure_throughput(
     if cuda:
         torch.cuda.synchronize()
     per_step = (time.perf_counter() - started) / steps
-    rate = n_tokens / per_step
     return {
         "device": torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)",
         "params": params,
+        "non_embedding": params - embedding,
         "tokens_per_step": n_tokens,
         "ms_per_step": per_step * 1e3,
-        "tokens_per_s": rate,
+        "tokens_per_s": n_tokens / per_step,
+        "flops_per_s": flops / per_step,
         "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
-        # forward + backward of a dense decoder, attention excluded
-        "mfu": 6 * params * rate / (peak_tflops * 1e12) if cuda else None,
     }
 
 
@@ -250,7 +280,9 @@ def main() -> None:
     parser.add_argument("--spectral", default="phase-all", choices=SPECTRAL, help="S-axis layout (see above)")
     parser.add_argument("--scene-cost", action="store_true", help="tokens and forward time per band grouping")
     parser.add_argument("--throughput", action="store_true", help="measure training tokens/s instead")
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100 SXM: 989)")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="dense 16-bit peak (default: by name)"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", module="rasterio")
     (scene_cost if args.scene_cost else throughput if args.throughput else learning)(args)

@@ -94,6 +94,23 @@ def _grouped_kv(
     return k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1), False
 
 
+def _padded_for_cpu(q: Tensor, v: Tensor) -> Tensor:
+    """Values zero-padded to the q/k width where the CPU's fused kernel may run (it takes one head width);
+    as they are on CUDA, or when the fused kernel is switched off (`sdpa_kernel`)."""
+    if q.is_cuda or v.shape[-1] >= q.shape[-1] or not torch.backends.cuda.flash_sdp_enabled():
+        return v
+    return F.pad(v, (0, q.shape[-1] - v.shape[-1]))
+
+
+def sdpa_kernel_name(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> str:
+    """Which of SDPA's kernels `sdpa` runs for these inputs ("sdpa flash", "sdpa efficient", "sdpa math",
+    ...): SDPA's own choice, as it makes it (for benchmarks that label each row by the kernel that ran)."""
+    v = _padded_for_cpu(q, v)
+    k, v, gqa = _grouped_kv(q, k, v, mask, scale)
+    choice = torch._fused_sdp_choice(q, k, v, mask, 0.0, False, scale=scale, enable_gqa=gqa)
+    return "sdpa " + SDPBackend(choice).name.lower().removesuffix("_attention")
+
+
 def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
     """SDPA on q (batch, heads, tokens, qk) and k, v with the key/value heads; v may be narrower than q/k.
 
@@ -104,8 +121,7 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> 
     memory-efficient kernel takes values of their own width, so nothing is padded there.
     """
     dv = v.shape[-1]
-    if not q.is_cuda and dv < q.shape[-1]:
-        v = F.pad(v, (0, q.shape[-1] - dv))
+    v = _padded_for_cpu(q, v)
     k, v, gqa = _grouped_kv(q, k, v, mask, scale)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
     return out[..., :dv] if out.shape[-1] != dv else out

@@ -208,6 +208,7 @@ def validation_options(t: dict[str, Any]) -> dict[str, Any]:
 def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     """Tokenizer, model, objectives, data and trainer for a composed config (or a dict of the same keys)."""
     config = run_config(cfg)
+    flex = flex_options(config["model"])  # a ladder that cannot hold max_tokens stops here, before any output
     L.seed_everything(int(config["seed"]), workers=True, verbose=False)
     set_cpu_threads(config["trainer"])
     root = resolve_data_root(config["data_root"])
@@ -222,7 +223,7 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     on_meta = fsdp_builds_on_meta(config["trainer"], model_cfg)
     with meta_model(on_meta):  # FSDP fills each rank's own shard (rsneo.train.scale)
         model = build_model(model_cfg, tokenizer, sharded=on_meta)
-    model.backbone.flex = flex_options(model_cfg)
+    model.backbone.flex = flex
     # prediction groups bands as the model was trained (rsneo.data.frames.model_band_groups)
     model.config.band_groups = config["data"]["band_groups"]
     module = RSNeoTraining(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rsneo.train.config import load_config
@@ -32,11 +33,49 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(tiny_model, 
 
 
 def test_strategies_built_from_trainer_configs():
-    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
+    from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 
     ddp = load_config(["trainer=ddp", "trainer.accelerator=cpu"])
     strategy = build_strategy(ddp.trainer, ddp.model)
     assert isinstance(strategy, DDPStrategy) and strategy._process_group_backend == "gloo"
     fsdp = load_config(["trainer=fsdp", "model=neo-2.2b"])
-    assert isinstance(build_strategy(fsdp.trainer, fsdp.model), FSDPStrategy)
+    sharded = build_strategy(fsdp.trainer, fsdp.model)  # FSDP2, every device a data-parallel rank
+    assert isinstance(sharded, ModelParallelStrategy) and sharded.process_group_backend is None  # NCCL
+    cpu = load_config(["trainer=fsdp", "trainer.accelerator=cpu"])
+    assert build_strategy(cpu.trainer, cpu.model).process_group_backend == "gloo"
     assert build_strategy(load_config([]).trainer, {}) == "auto"
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("model.max_tokens=70000", "longest bucket holds 65536 tokens per row, but max_tokens is 70000"),
+        ("model.flex_lengths=[100,4096]", "lengths must be multiples of 128 tokens, got [100]"),
+        ("model.flex_rows=[4,2]", "rows must be positive and strictly increasing, got (4, 2)"),
+    ],
+)
+def test_a_flex_ladder_that_cannot_hold_the_rows_is_refused_at_start_with_exit_2(
+    override, named, tmp_path, capsys
+):
+    from rsneo.cli import run_app
+
+    out = tmp_path / "run"
+    assert run_app(["train", "experiment=smoke", override, f"out_dir={out}"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert named in err and "Traceback" not in err, err
+    assert not out.exists()  # refused before anything ran
+
+
+def test_a_step_wider_than_max_tokens_stops_with_a_message(
+    tiny_model, tokenizer, flood_samples, image_tokens
+):
+    from rsneo.errors import InputError
+    from rsneo.train.module import RSNeoTraining
+
+    config = load_config(["objectives=pretrain", "model.max_tokens=16", "data_root=.", "out_dir=."])
+    module = RSNeoTraining(tiny_model, config, tokenizer)
+    batch = collate(flood_samples[:2], image_tokens, pad_id=0)
+    with pytest.raises(
+        InputError, match=r"model.max_tokens: a training step packs rows of \d+ tokens, more than the 16"
+    ):
+        module.plan(batch, torch.Generator().manual_seed(0))
