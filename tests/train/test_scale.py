@@ -46,26 +46,6 @@ def test_strategies_built_from_trainer_configs():
     assert build_strategy(load_config([]).trainer, {}) == "auto"
 
 
-@pytest.mark.parametrize(
-    ("override", "named"),
-    [
-        ("model.max_tokens=70000", "longest bucket holds 65536 tokens per row, but max_tokens is 70000"),
-        ("model.flex_lengths=[100,4096]", "lengths must be multiples of 128 tokens, got [100]"),
-        ("model.flex_rows=[4,2]", "rows must be positive and strictly increasing, got (4, 2)"),
-    ],
-)
-def test_a_flex_ladder_that_cannot_hold_the_rows_is_refused_at_start_with_exit_2(
-    override, named, tmp_path, capsys
-):
-    from rsneo.cli import run_app
-
-    out = tmp_path / "run"
-    assert run_app(["train", "experiment=smoke", override, f"out_dir={out}"]) == 2
-    err = " ".join(capsys.readouterr().err.split())
-    assert named in err and "Traceback" not in err, err
-    assert not out.exists()  # refused before anything ran
-
-
 def test_a_step_wider_than_max_tokens_stops_with_a_message(
     tiny_model, tokenizer, flood_samples, image_tokens
 ):
