@@ -45,16 +45,16 @@ def water_baselines(s2_path: Path, chips) -> dict[str, float]:
     }
 
 
-SPECTRAL = ("phase-all", "phase-t", "phase-hw", "channels")
+SPECTRAL = ("phase-all", "phase-t", "phase-hw", "phase-none", "channels")
 
 
-def spectral_overrides(choice: str) -> str:
+def spectral_overrides(choice: str, unit: float = 1.0) -> str:
     """`model.overrides` for an S-axis layout: the phase on all / T / H+W rotary pairs, or the legacy S
     channels (8 per head at the tiny preset's head_dim 16, as the first layout had; LEGACY channels)."""
     if choice == "channels":
         return "{spectral_layout:channels,spectral_head_dim:8}"
     pairs = choice.removeprefix("phase-")
-    return f"{{spectral_layout:phase,spectral_pairs:{pairs}}}"
+    return f"{{spectral_layout:phase,spectral_pairs:{pairs},spectral_unit:{unit}}}"
 
 
 def learning(args: argparse.Namespace) -> None:
@@ -72,7 +72,8 @@ def learning(args: argparse.Namespace) -> None:
         f"data.batch_size={args.batch_size}", "stage=stage2", f"stage.lr={args.lr}", "stage.warmup_steps=20",
         "objectives=all", f"trainer.max_steps={args.steps}", f"trainer.checkpoint_every_n_steps={args.steps}",
         "trainer.progress_bar=true", f"out_dir={args.out}", f"seed={args.seed}", "name=learning",
-        f"data.band_groups={args.band_groups}", f"+model.overrides={spectral_overrides(args.spectral)}",
+        f"data.band_groups={args.band_groups}",
+        f"+model.overrides={spectral_overrides(args.spectral, args.spectral_unit)}",
     ]  # fmt: skip
     if args.data_root:
         overrides.append(f"data_root={args.data_root}")
@@ -99,7 +100,8 @@ def learning(args: argparse.Namespace) -> None:
         f"\nSen1Floods11 water IoU ({len(train_chips)} train tiles, "
         f"{len(val_chips)} val tiles of {args.tile} px)"
     )
-    print(f"model {args.preset} ({params / 1e6:.2f}M parameters, S axis {args.spectral}), {args.steps} steps "
+    print(f"model {args.preset} ({params / 1e6:.2f}M parameters, S axis {args.spectral}, unit "
+          f"{args.spectral_unit:g}), {args.steps} steps "
           f"in {seconds:.0f} s wall, {cpu:.0f} s CPU (load average {os.getloadavg()[0]:.1f})")  # fmt: skip
     trained = sum(len(s.document) for s in run.datamodule.samples)
     image = sum(s.document.ids.count(tokens.context) for s in run.datamodule.samples)
@@ -278,6 +280,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/learning")
     parser.add_argument("--band-groups", default="sensor", choices=["sensor", "fold"])
     parser.add_argument("--spectral", default="phase-all", choices=SPECTRAL, help="S-axis layout (see above)")
+    parser.add_argument(
+        "--spectral-unit", type=float, default=1.0, help="phase layout: S units per phase unit"
+    )
     parser.add_argument("--scene-cost", action="store_true", help="tokens and forward time per band grouping")
     parser.add_argument("--throughput", action="store_true", help="measure training tokens/s instead")
     parser.add_argument(

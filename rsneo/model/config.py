@@ -43,6 +43,9 @@ class RSNeoConfig:
     # own channels (LEGACY channels: config.json files without this key, like the bundled model's)
     spectral_layout: str = "phase"
     spectral_pairs: str = "all"  # "all", "t", "hw" or "none" (rsneo.model.rope.PHASE_AXES)
+    spectral_unit: float = (
+        1.0  # S units per unit of the phase's position: phase = S / spectral_unit x frequency
+    )
     spectral_head_dim: int = 0  # LEGACY channels: S channels per head (even); 0 with the phase layout
     rope_theta: float = 1_000_000.0  # T axis: the LLM's own base
     rope_theta_hw: float = 10_000.0  # H and W axes
@@ -94,6 +97,8 @@ class RSNeoConfig:
             raise InputError(
                 f"config: spectral_pairs must be one of {list(PHASE_AXES)}, got {self.spectral_pairs!r}"
             )
+        if not self.spectral_unit > 0:
+            raise InputError(f"config: spectral_unit must be positive, got {self.spectral_unit}")
         if self.spectral_layout == "phase" and self.spectral_head_dim:
             raise InputError(
                 f"config: spectral_head_dim={self.spectral_head_dim} belongs to the legacy 'channels' "

@@ -110,7 +110,7 @@ class NativeRopeTables:
             s=rotary_tables(positions[3], c.spectral_head_dim, c.rope_theta_s, dtype)
             if c.spectral_layout == "channels" and c.spectral_head_dim
             else None,
-            spectral=positions[3].float() if phased else None,
+            spectral=positions[3].float() / c.spectral_unit if phased else None,
             halves={axis: halves[axis] for axis in phased},
             dtype=dtype,
         )

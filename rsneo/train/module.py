@@ -30,6 +30,7 @@ from rsneo.train.scale import (
     clip_grad_norm,
     compile_layers,
     enable_activation_checkpointing,
+    fsdp_options,
     is_sharded,
     shard_training_module,
 )
@@ -187,9 +188,10 @@ class RSNeoTraining(L.LightningModule):
         shard, from `model.init_from` or a fresh initialisation (`rsneo.train.scale`); otherwise nothing."""
         if self.device_mesh is None or is_sharded(self):
             return
+        options = fsdp_options(self.run_config["trainer"]["fsdp"])
         shard_training_module(
             self, self.device_mesh["data_parallel"], self.trainer.strategy.root_device, "step_losses",
-            self.run_config["model"]["init_from"],
+            self.run_config["model"]["init_from"], options["reshard_after_forward"], options["cpu_offload"],
         )  # fmt: skip
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:

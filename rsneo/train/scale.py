@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from rsneo.errors import InputError
 from rsneo.model.backbone import NativeLayer
 from rsneo.model.causal_lm import init_module
 from rsneo.model.checkpoint import read_rows
@@ -45,8 +46,35 @@ def build_strategy(trainer_cfg: dict[str, Any], model_cfg: dict[str, Any]) -> An
 
         return DDPStrategy(process_group_backend="gloo" if cpu else "nccl", find_unused_parameters=False)
     if name == "fsdp":
-        return sharded_data_parallel()(process_group_backend="gloo" if cpu else None)
+        options = fsdp_options(trainer_cfg["fsdp"])
+        return sharded_data_parallel()(
+            process_group_backend="gloo" if cpu else None,
+            save_distributed_checkpoint=options["sharded_checkpoints"],
+        )
     return name
+
+
+SHARDING = {"FULL_SHARD": True, "SHARD_GRAD_OP": False}  # free a layer's gathered weights after forward?
+CHECKPOINTS = {"sharded": True, "full": False}
+
+
+def fsdp_options(fsdp: dict[str, Any]) -> dict[str, bool]:
+    """`trainer.fsdp` in FSDP2's terms. `sharding_strategy`: FULL_SHARD frees each layer's gathered weights
+    after its forward (gathered again for the backward), SHARD_GRAD_OP keeps them until the backward (more
+    memory, less communication); `state_dict_type`: sharded (each rank writes its shards to a checkpoint
+    folder) or full (gathered on rank 0 into one file); `cpu_offload`: shards, gradients and optimizer steps
+    on the host."""
+    strategy, checkpoints = str(fsdp["sharding_strategy"]), str(fsdp["state_dict_type"])
+    if strategy not in SHARDING or checkpoints not in CHECKPOINTS:
+        raise InputError(
+            f"trainer.fsdp: sharding_strategy must be one of {list(SHARDING)} and state_dict_type one of "
+            f"{list(CHECKPOINTS)}, got {strategy!r} and {checkpoints!r}"
+        )
+    return {
+        "reshard_after_forward": SHARDING[strategy],
+        "sharded_checkpoints": CHECKPOINTS[checkpoints],
+        "cpu_offload": bool(fsdp["cpu_offload"]),
+    }
 
 
 def sharded_data_parallel() -> type:
@@ -86,20 +114,36 @@ def meta_model(enabled: bool = True) -> Iterator[None]:
 
 # ---- sharding ---------------------------------------------------------------------------------------------
 def shard_training_module(
-    module: nn.Module, mesh: Any, device: torch.device, forward: str, init_from: str | None = None
+    module: nn.Module,
+    mesh: Any,
+    device: torch.device,
+    forward: str,
+    init_from: str | None = None,
+    reshard_after_forward: bool = True,
+    cpu_offload: bool = False,
 ) -> None:
     """FSDP2 over `module` (an `RSNeoTraining`, whose `.model` may be on meta): one unit per decoder layer,
     the module itself the root (`forward`, the method that runs the model, is registered as its forward),
-    then each rank's shard filled (`fill_shards`)."""
-    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+    then each rank's shard filled (`fill_shards`). The last two options: `fsdp_options`."""
+    from torch.distributed.fsdp import (
+        CPUOffloadPolicy,
+        OffloadPolicy,
+        fully_shard,
+        register_fsdp_forward_method,
+    )
+
+    shard = partial(
+        fully_shard, mesh=mesh, reshard_after_forward=reshard_after_forward,
+        offload_policy=CPUOffloadPolicy() if cpu_offload else OffloadPolicy(),
+    )  # fmt: skip
 
     replica = copy.deepcopy(module.model) if _has_meta(module.model) and not init_from else None
     kept = {n: p.detach().clone() for n, p in module.named_parameters() if not p.is_meta}
     buffers = {n: b.clone() for n, b in module.named_buffers() if not b.is_meta}
     for layer in module.model.backbone.layers:
-        fully_shard(layer, mesh=mesh)
+        shard(layer)
     scalars = {p for p in module.parameters() if p.ndim == 0}  # FSDP shards along a dimension: none here
-    fully_shard(module, mesh=mesh, ignored_params=scalars)
+    shard(module, ignored_params=scalars)
     register_fsdp_forward_method(module, forward)
     module.set_reduce_scatter_unused_params(True)  # a parameter unused on one rank: a zero gradient
     module.to_empty(device=device)  # storage for each rank's shard only

@@ -111,6 +111,9 @@ def test_the_spectral_phase_adds_s_times_frequency_to_each_pair_angle():
     # zero frequencies: the shared tables exactly; "t" leaves H and W tables untouched
     for got, want in zip(tables.with_phase(torch.zeros(16)), (tables.t, tables.h, tables.w), strict=True):
         assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    # `spectral_unit`: the phase's position is S in that unit (S / unit x frequency)
+    per_unit = NativeRopeTables.build(positions, RSNeoConfig(spectral_unit=16.0))
+    torch.testing.assert_close(per_unit.spectral, positions[3] / 16.0, rtol=0, atol=0)
     only_t = NativeRopeTables.build(positions, RSNeoConfig(spectral_pairs="t"))
     _, h_t, w_t = only_t.with_phase(torch.ones(8))
     assert h_t is only_t.h and w_t is only_t.w

@@ -243,6 +243,16 @@ def test_two_ranks_train_all_objectives_save_resume_and_match_one_process(
             assert got["train/loss"] == pytest.approx(expected[step][rank]["loss"], rel=1e-4)
     assert expected[0][0]["loss"] != pytest.approx(expected[3][0]["loss"], rel=1e-3)  # the steps did train
     assert expected[0][0]["loss"] != pytest.approx(expected[0][1]["loss"], rel=1e-3)  # ranks saw other data
+    # the sharded checkpoint exports to a model folder whose weights are the step-2 weights, assembled whole
+    from rsneo.cli import run_app
+    from rsneo.train.checkpoint import load_checkpoint
+
+    assert run_app(["export", str(checkpoint), str(tmp_path / "exported")]) == 0
+    exported = RSNeoForCausalLM.from_pretrained(tmp_path / "exported")
+    state = load_checkpoint(checkpoint)["state_dict"]
+    assert exported.config.spectral_layout == "phase"
+    for name, param in exported.named_parameters():
+        assert torch.equal(param.detach(), state[f"model.{name}"]), name
 
 
 @pytest.mark.slow

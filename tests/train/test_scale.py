@@ -43,7 +43,24 @@ def test_strategies_built_from_trainer_configs():
     assert isinstance(sharded, ModelParallelStrategy) and sharded.process_group_backend is None  # NCCL
     cpu = load_config(["trainer=fsdp", "trainer.accelerator=cpu"])
     assert build_strategy(cpu.trainer, cpu.model).process_group_backend == "gloo"
+    assert sharded._save_distributed_checkpoint  # trainer.fsdp.state_dict_type: sharded
+    full = load_config(["trainer=fsdp", "trainer.fsdp.state_dict_type=full"])
+    assert not build_strategy(full.trainer, full.model)._save_distributed_checkpoint
     assert build_strategy(load_config([]).trainer, {}) == "auto"
+
+
+def test_fsdp_options_in_fsdp2_terms_and_unknown_ones_refused():
+    from rsneo.errors import InputError
+    from rsneo.train.scale import fsdp_options
+
+    options = fsdp_options(
+        {"sharding_strategy": "SHARD_GRAD_OP", "state_dict_type": "sharded", "cpu_offload": True}
+    )
+    assert options == {"reshard_after_forward": False, "sharded_checkpoints": True, "cpu_offload": True}
+    with pytest.raises(InputError, match="sharding_strategy must be one of .*'HYBRID_SHARD'"):
+        fsdp_options(
+            {"sharding_strategy": "HYBRID_SHARD", "state_dict_type": "sharded", "cpu_offload": False}
+        )
 
 
 def test_a_step_wider_than_max_tokens_stops_with_a_message(
