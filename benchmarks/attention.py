@@ -1,16 +1,24 @@
-"""Attention backends on packed image/text sequences: tokens/s and peak memory of Flex, SDPA and flash-attn.
+"""Attention kernels on packed image/text rows: tokens/s, CPU seconds and peak memory, each row labelled by
+the kernel that actually ran.
 
-Each (backend, length) runs in its own subprocess, so its peak memory is its own (CUDA: max allocated;
-CPU: peak RSS growth). A row is packed with documents like the training mix: a Sentinel-2 scene of two
-dates (RGB+NIR 256x256 -> 64 tokens, red edge and SWIR at 128x128 -> 16 tokens each, per frame) with a
-caption, and text-only documents in between; or image-only rows (`--mixes image`). A stack of `--layers`
-NativeAttention layers (default: the preset's depth) runs as a real forward does: the mask is built once
-per step and shared by every layer; forward + backward on CUDA, forward only on CPU (Flex has no CPU
-backward). `mask s` is the mask's share of a step. SDPA pads the values to the q/k width, so on CPU too
-it runs the fused (flash) kernel rather than the math one that stores every head's L x L scores.
+Each (backend, length, mix) runs in its own subprocess, so its peak memory is its own (CUDA: max allocated;
+CPU: peak RSS growth). A row is packed with documents like the training mix: a Sentinel-2 scene of two dates
+(RGB+NIR 256x256 -> 64 tokens, red edge and SWIR at 128x128 -> 16 tokens each, per frame) with a caption, and
+text-only documents in between (`--mixes scene`; no flash plan exists for such rows: image and text mixed);
+or image-only rows (`--mixes image`, pre-buffer self-supervision: every document one bidirectional block, so
+the variable-length flash kernels apply). A stack of `--layers` NativeAttention layers (default: the preset's
+depth) runs as a real forward does: the mask is built once per step and shared by every layer; forward +
+backward on CUDA (bf16), forward only on CPU (fp32; Flex has no CPU backward). `ran as` is the kernel that
+ran: `sdpa flash` / `sdpa efficient` / `sdpa math` (SDPA's own choice), `flex compiled` / `flex uncompiled`,
+`torch varlen`, `flash-attn`, `sdpa per segment`.
+
+`--values once|per-layer` (CPU): the CPU's fused SDPA kernel takes one head width for q, k and v, so rsneo's
+values (head_dim, half the q/k width) are zero-padded: once per forward into a buffer every layer writes into
+(inference), or by each layer (with gradients). `--values math` runs SDPA's math kernel on unpadded values
+instead (what SDPA falls back to without the padding). Compare them in CPU seconds on an idle machine.
 
     python benchmarks/attention.py      # CPU: forward only, lengths up to 4096
-    python benchmarks/attention.py --backends sdpa --mixes scene --lengths 16384 --layers 1 --repeats 1
+    python benchmarks/attention.py --backends sdpa --mixes scene --values once per-layer math --repeats 5
     python benchmarks/attention.py --lengths 4096 8192 16384 32768 --preset neo-2.2b    # on a GPU
 """
 
@@ -18,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 
 import torch
 
@@ -45,7 +55,7 @@ def packed_row(config, length: int, mix: str):
     text = (torch.tensor([word] * 120), [])
     if mix == "image":  # pre-buffer self-supervision: bare image documents, each one bidirectional block
         image_doc = (torch.tensor([c] * 96), frame(0))
-        return pack_documents([[image_doc] * (length // 96)], config, policy="scene")
+        return pack_documents([[image_doc] * max(1, length // 96)], config, policy="scene")
     docs, used = [], 0
     while used < length:
         doc = scene if len(docs) % 2 == 0 else text
@@ -56,9 +66,27 @@ def packed_row(config, length: int, mix: str):
     return pack_documents([docs], config, policy="scene")
 
 
+def kernel_label(mask, layer, h, rope) -> str:
+    """The kernel the layers ran: the mask's, or for dense SDPA the kernel SDPA picks for these inputs."""
+    from rsneo.model.attention import sdpa_kernel_name
+
+    if mask.backend != "sdpa":
+        return mask.kernel
+    with torch.no_grad():
+        tables = rope.with_phase(layer.spectral_frequencies)
+        q = layer._project(h, tables, rope, layer.config.num_heads, "q")
+        k = layer._project(h, tables, rope, layer.config.num_kv_heads, "k")
+        v = layer.v_proj(h).view(*h.shape[:2], layer.config.num_kv_heads, -1).transpose(1, 2)
+        return sdpa_kernel_name(q, k.to(v.dtype), v, mask.dense, 1.0)
+
+
 def worker(
-    backend: str, length: int, mix: str, preset: str, device: str, repeats: int, n_layers: int | None
-) -> dict:
+    backend: str, length: int, mix: str, preset: str, device: str, repeats: int, n_layers: int | None,
+    values: str = "once", dtype: torch.dtype | None = None,
+) -> dict:  # fmt: skip
+    """One (backend, length, mix) measurement in this process; `dtype` None: bf16 on CUDA, fp32 on CPU."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     from rsneo.model import RSNeoConfig
     from rsneo.model.attention import NativeAttention
     from rsneo.model.backbone import RSNeoBackbone
@@ -67,14 +95,11 @@ def worker(
     config = RSNeoConfig.from_preset(preset)
     batch = packed_row(config, length, mix).to(device)
     length = batch.input_ids.shape[1]
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
     layers = [NativeAttention(config).to(device, dtype) for _ in range(n_layers or config.num_layers)]
     with torch.device("meta"):
         mask_builder = RSNeoBackbone(config)
-    rope = NativeRopeTables.build(
-        batch.positions, config.head_dim, config.spectral_head_dim, config.rope_theta, config.rope_theta_hw,
-        config.rope_theta_s, dtype,
-    )  # fmt: skip
+    rope = NativeRopeTables.build(batch.positions, config, dtype)
     x = torch.randn(1, length, config.hidden_size, device=device, dtype=dtype, requires_grad=True)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device == "cuda":
@@ -82,18 +107,23 @@ def worker(
 
     # FlexAttention has no CPU backward (it refuses inputs that require grad): forward only on CPU
     grad = device == "cuda"
-    mask_seconds = []
+    kernels = lambda: sdpa_kernel([SDPBackend.MATH]) if values == "math" else nullcontext()  # noqa: E731
+    mask_seconds: list[float] = []
+    masks: list = []
 
     def sync() -> None:
         if device == "cuda":
             torch.cuda.synchronize()
 
     def step() -> None:
-        with torch.set_grad_enabled(grad):
+        with torch.set_grad_enabled(grad), kernels():
             start = time.perf_counter()
-            mask = mask_builder.attention_mask(batch, backend)  # once per step, shared by every layer
+            mask = mask_builder.attention_mask(batch, backend, dtype=dtype)  # once per step, for every layer
+            if values != "once":  # each layer pads its own values (the path with gradients)
+                mask.padded_values = None
             sync()
             mask_seconds.append(time.perf_counter() - start)
+            masks[:] = [mask]
             h = x
             for layer in layers:
                 h = h + layer(h, rope, mask)[0]
@@ -103,29 +133,24 @@ def worker(
     step()  # warm-up (compiles Flex on CUDA)
     sync()
     mask_seconds.clear()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         step()
     sync()
-    seconds = (time.perf_counter() - start) / repeats
+    seconds, cpu = (time.perf_counter() - start) / repeats, (time.process_time() - cpu) / repeats
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
         if device == "cuda"
         else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     )
-    with torch.set_grad_enabled(grad):
-        used = mask_builder.attention_mask(batch, backend).backend
+    with kernels():
+        ran_as = kernel_label(masks[0], layers[0], x.detach(), rope)
     return {
-        "backend": backend,
-        "mix": mix,
-        "ran_as": used,
-        "length": length,
-        "layers": len(layers),
-        "tokens_per_s": length / seconds,
+        "backend": backend, "mix": mix, "values": values, "ran_as": ran_as, "length": length,
+        "layers": len(layers), "tokens_per_s": length / seconds,
         "mask_s": sum(mask_seconds) / len(mask_seconds),
-        "step_s": seconds,
-        "peak_mib": peak,
-    }
+        "step_s": seconds, "cpu_s": cpu, "peak_mib": peak, "threads": torch.get_num_threads(),
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -140,58 +165,46 @@ def main() -> None:
     parser.add_argument(
         "--mixes", nargs="*", default=["scene", "image"], help="scene+text packing, image-only"
     )
-    parser.add_argument("--worker", nargs=3, metavar=("BACKEND", "LENGTH", "MIX"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--values", nargs="*", default=["once"], choices=["once", "per-layer", "math"],
+        help="CPU: values padded once per forward, by each layer, or unpadded on SDPA's math kernel",
+    )  # fmt: skip
+    parser.add_argument(
+        "--worker", nargs=4, metavar=("BACKEND", "LENGTH", "MIX", "VALUES"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.worker:
-        print(
-            json.dumps(
-                worker(
-                    args.worker[0],
-                    int(args.worker[1]),
-                    args.worker[2],
-                    args.preset,
-                    device,
-                    args.repeats,
-                    args.layers,
-                )
-            )
-        )
+        backend, length, mix, values = args.worker
+        result = worker(backend, int(length), mix, args.preset, device, args.repeats, args.layers, values)
+        print(json.dumps(result))
         return
     lengths = args.lengths or ([4096, 8192, 16384, 32768] if device == "cuda" else [1024, 2048, 4096])
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; preset {args.preset}; NativeAttention layers sharing one mask per step")
+    print(f"device: {name}; preset {args.preset}; NativeAttention layers sharing one mask per step; "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     if device == "cpu":
-        print("CPU run: forward only (the dense mask and eager Flex materialise L x L booleans/scores)")
-    print(f"{'mix':6} {'backend':8} {'ran as':8} {'tokens':>7} {'layers':>6} {'tokens/s':>10} {'mask s':>7} "
-          f"{'step s':>7} {'peak MiB':>9}")  # fmt: skip
+        print("CPU run: forward only (the dense mask and uncompiled Flex materialise L x L booleans/scores)")
+    print(f"{'mix':6} {'backend':8} {'values':9} {'ran as':17} {'tokens':>7} {'layers':>6} {'tokens/s':>10} "
+          f"{'mask s':>7} {'step s':>7} {'CPU s':>7} {'peak MiB':>9}")  # fmt: skip
     for mix in args.mixes:
         for backend in args.backends:
-            for length in lengths:
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    backend,
-                    str(length),
-                    mix,
-                    "--preset",
-                    args.preset,
-                    "--repeats",
-                    str(args.repeats),
-                ]
-                cmd += ["--layers", str(args.layers)] if args.layers else []  # fmt: skip
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode:
-                    err = (proc.stderr.strip().splitlines() or ["?"])[-1][:80]
-                    print(f"{mix:6} {backend:8} {'failed':8} {length:>7}  {err}")
-                    continue
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(
-                    f"{mix:6} {backend:8} {r['ran_as']:8} {r['length']:>7} {r['layers']:>6} "
-                    f"{r['tokens_per_s']:>10.0f} {r['mask_s']:>7.3f} {r['step_s']:>7.2f} "
-                    f"{r['peak_mib']:>9.0f}"
-                )
+            for values in args.values:
+                for length in lengths:
+                    cmd = [sys.executable, __file__, "--worker", backend, str(length), mix, values,
+                           "--preset", args.preset, "--repeats", str(args.repeats)]  # fmt: skip
+                    cmd += ["--layers", str(args.layers)] if args.layers else []
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                    if proc.returncode:
+                        err = (proc.stderr.strip().splitlines() or ["?"])[-1][:80]
+                        print(f"{mix:6} {backend:8} {values:9} {'failed':17} {length:>7}  {err}")
+                        continue
+                    r = json.loads(proc.stdout.strip().splitlines()[-1])
+                    print(
+                        f"{mix:6} {backend:8} {values:9} {r['ran_as']:17} {r['length']:>7} {r['layers']:>6} "
+                        f"{r['tokens_per_s']:>10.0f} {r['mask_s']:>7.3f} {r['step_s']:>7.2f} "
+                        f"{r['cpu_s']:>7.2f} {r['peak_mib']:>9.0f}"
+                    )
 
 
 if __name__ == "__main__":

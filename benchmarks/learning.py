@@ -10,12 +10,14 @@ Prints a table and writes the run's metrics.csv and loss_curve.png under --out.
     .venv/bin/python benchmarks/learning.py --steps 40         # a quick look
     .venv/bin/python benchmarks/learning.py --throughput       # tokens/s (and MFU on a GPU) for --preset
     .venv/bin/python benchmarks/learning.py --band-groups fold # all bands of a frame in one group
+    .venv/bin/python benchmarks/learning.py --spectral channels  # the legacy S-channel layout (vs phase-all)
     .venv/bin/python benchmarks/learning.py --scene-cost --preset demo   # tokens, forward time per grouping
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from pathlib import Path
@@ -43,6 +45,18 @@ def water_baselines(s2_path: Path, chips) -> dict[str, float]:
     }
 
 
+SPECTRAL = ("phase-all", "phase-t", "phase-hw", "phase-none", "channels")
+
+
+def spectral_overrides(choice: str, unit: float = 1.0) -> str:
+    """`model.overrides` for an S-axis layout: the phase on all / T / H+W rotary pairs, or the legacy S
+    channels (8 per head at the tiny preset's head_dim 16, as the first layout had; LEGACY channels)."""
+    if choice == "channels":
+        return "{spectral_layout:channels,spectral_head_dim:8}"
+    pairs = choice.removeprefix("phase-")
+    return f"{{spectral_layout:phase,spectral_pairs:{pairs},spectral_unit:{unit}}}"
+
+
 def learning(args: argparse.Namespace) -> None:
     from rsneo.data.documents import DocumentBuilder
     from rsneo.model.positions import ImageTokens
@@ -59,13 +73,14 @@ def learning(args: argparse.Namespace) -> None:
         "objectives=all", f"trainer.max_steps={args.steps}", f"trainer.checkpoint_every_n_steps={args.steps}",
         "trainer.progress_bar=true", f"out_dir={args.out}", f"seed={args.seed}", "name=learning",
         f"data.band_groups={args.band_groups}",
+        f"+model.overrides={spectral_overrides(args.spectral, args.spectral_unit)}",
     ]  # fmt: skip
     if args.data_root:
         overrides.append(f"data_root={args.data_root}")
     cfg = load_config(overrides)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     run = train(cfg)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     module = run.module
     root = run.datamodule.root
     builder = lambda: DocumentBuilder(run.tokenizer, ImageTokens.of(module.model.config))  # noqa: E731
@@ -85,7 +100,9 @@ def learning(args: argparse.Namespace) -> None:
         f"\nSen1Floods11 water IoU ({len(train_chips)} train tiles, "
         f"{len(val_chips)} val tiles of {args.tile} px)"
     )
-    print(f"model {args.preset} ({params / 1e6:.2f}M parameters), {args.steps} steps in {seconds:.0f} s")
+    print(f"model {args.preset} ({params / 1e6:.2f}M parameters, S axis {args.spectral}, unit "
+          f"{args.spectral_unit:g}), {args.steps} steps "
+          f"in {seconds:.0f} s wall, {cpu:.0f} s CPU (load average {os.getloadavg()[0]:.1f})")  # fmt: skip
     trained = sum(len(s.document) for s in run.datamodule.samples)
     image = sum(s.document.ids.count(tokens.context) for s in run.datamodule.samples)
     rates = [v for _, v in read_metrics(run.out_dir / "metrics.csv").get("train/tokens_per_s", [])]
@@ -101,14 +118,25 @@ def learning(args: argparse.Namespace) -> None:
 
 def throughput(args: argparse.Namespace) -> None:
     """Training tokens/s of `--preset` on a synthetic packed batch (bf16 on CUDA), and MFU on a GPU."""
-    r = measure_throughput(args.preset, {}, args.steps, args.batch_size, args.tile, args.peak_tflops)
+    import torch
+    from gpu_check import PEAK_TFLOPS
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    r = measure_throughput(args.preset, {}, args.steps, args.batch_size, args.tile, dtype)
     print(
-        f"{args.preset}: {r['params'] / 1e9:.3f}B parameters, {r['tokens_per_step']} tokens/step, "
-        f"{r['ms_per_step']:.1f} ms/step"
+        f"{args.preset}: {r['params'] / 1e9:.3f}B parameters "
+        f"({r['non_embedding'] / 1e9:.3f}B non-embedding), "
+        f"{r['tokens_per_step']} tokens/step, {r['ms_per_step']:.1f} ms/step"
     )
-    print(f"  {r['tokens_per_s']:,.0f} tokens/s on {r['device']}")
-    if r["mfu"] is not None:
-        print(f"  model FLOPs utilisation {r['mfu']:.1%} of {args.peak_tflops} TFLOP/s bf16")
+    print(
+        f"  {r['tokens_per_s']:,.0f} tokens/s on {r['device']}, {r['flops_per_s'] / 1e12:.2f} model TFLOP/s"
+    )
+    peak = args.peak_tflops or PEAK_TFLOPS.get(r["device"])
+    if peak and torch.cuda.is_available():
+        print(
+            f"  model FLOPs utilisation {r['flops_per_s'] / (peak * 1e12):.1%} of {peak} TFLOP/s "
+            "(PaLM, dense peak)"
+        )
 
 
 def scene_cost(args: argparse.Namespace) -> None:
@@ -147,11 +175,28 @@ def scene_cost(args: argparse.Namespace) -> None:
               f"{n / min(times):,.0f} tokens/s")  # fmt: skip
 
 
-def measure_throughput(
-    preset: str, overrides: dict, steps: int, batch_size: int, tile: int, peak_tflops: float
-) -> dict:
-    """Train `steps` optimizer steps of the preset (with config `overrides`) on one synthetic packed batch:
-    tokens/s, ms/step, peak memory and (CUDA) model FLOPs utilisation (6 x parameters x tokens/s)."""
+def training_flops(model, inputs, targets: int) -> float:
+    """Model FLOPs of one training step (forward + backward) after PaLM (Chowdhery et al. 2022, appendix B):
+    6 x non-embedding parameters per token (decoder layers and final norm), the LM head's 6 x vocab x width
+    per token with a target, and the attention term 6 x layers x heads x (q/k width + value width) per
+    attended (query, key) pair of the packed mask (PaLM's T: the keys a query attends)."""
+    from rsneo.model.masks import dense_mask
+
+    config = model.config
+    tokens = inputs.input_ids.numel()
+    layers = sum(p.numel() for p in model.backbone.layers.parameters()) + model.backbone.norm.weight.numel()
+    pairs = 0
+    for row in range(inputs.doc_ids.shape[0]):
+        doc, block = inputs.doc_ids[row : row + 1].cpu(), inputs.block_ids[row : row + 1].cpu()
+        pairs += int(dense_mask(doc, block, doc, block).sum())
+    attention = 6 * config.num_layers * config.num_heads * (config.qk_dim + config.head_dim) * pairs
+    return 6 * layers * tokens + attention + 6 * config.vocab_size * config.hidden_size * targets
+
+
+def measure_throughput(preset: str, overrides: dict, steps: int, batch_size: int, tile: int, dtype) -> dict:
+    """Train `steps` optimizer steps of the preset (with config `overrides`) on one synthetic packed batch,
+    autocast to `dtype` (fp32: none): tokens/s, ms/step, peak memory (CUDA) and model FLOP/s
+    (`training_flops`)."""
     import torch
 
     from rsneo.model.causal_lm import RSNeoForCausalLM
@@ -167,6 +212,8 @@ def measure_throughput(
     config = RSNeoConfig.from_preset(preset, **overrides)
     model = RSNeoForCausalLM(config).to(device)
     params = sum(p.numel() for p in model.parameters())
+    embedding = model.backbone.embed_tokens.weight.numel()
+    embedding += 0 if config.tie_word_embeddings else model.lm_head.weight.numel()
     tokens = ImageTokens.of(config)
     grid = tile // 32
     rows = []
@@ -182,9 +229,10 @@ def measure_throughput(
         rows.append([(torch.tensor(ids), groups)])
     inputs = pack_documents(rows, config)
     target_rows, target_cols, targets = (t.to(device) for t in lm_targets(inputs.input_ids.roll(-1, 1)))
+    flops = training_flops(model, inputs, int(targets.numel()))
     inputs = inputs.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=cuda)
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=cuda)
+    autocast = torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32)
     n_tokens = int(inputs.input_ids.numel())
 
     def step() -> None:
@@ -206,16 +254,15 @@ def measure_throughput(
     if cuda:
         torch.cuda.synchronize()
     per_step = (time.perf_counter() - started) / steps
-    rate = n_tokens / per_step
     return {
         "device": torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)",
         "params": params,
+        "non_embedding": params - embedding,
         "tokens_per_step": n_tokens,
         "ms_per_step": per_step * 1e3,
-        "tokens_per_s": rate,
+        "tokens_per_s": n_tokens / per_step,
+        "flops_per_s": flops / per_step,
         "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
-        # forward + backward of a dense decoder, attention excluded
-        "mfu": 6 * params * rate / (peak_tflops * 1e12) if cuda else None,
     }
 
 
@@ -232,9 +279,15 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default="runs/learning")
     parser.add_argument("--band-groups", default="sensor", choices=["sensor", "fold"])
+    parser.add_argument("--spectral", default="phase-all", choices=SPECTRAL, help="S-axis layout (see above)")
+    parser.add_argument(
+        "--spectral-unit", type=float, default=1.0, help="phase layout: S units per phase unit"
+    )
     parser.add_argument("--scene-cost", action="store_true", help="tokens and forward time per band grouping")
     parser.add_argument("--throughput", action="store_true", help="measure training tokens/s instead")
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100 SXM: 989)")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="dense 16-bit peak (default: by name)"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", module="rasterio")
     (scene_cost if args.scene_cost else throughput if args.throughput else learning)(args)

@@ -1,35 +1,47 @@
-"""Multi-Head Native Attention with a fourth (spectral) axis.
+"""Multi-Head Native Attention: NEO's T/H/W axes, and the spectral axis S as a learned phase.
 
-Per head, the query and key are the concatenation [T | H | W | S]:
+Per head, the query and key are the concatenation [T | H | W] (2 x head_dim, NEO's layout):
 - T (head_dim): Qwen3's q_proj/k_proj, q_norm/k_norm, rotary at the T index with the LLM's base;
 - H, W (head_dim/2 each): halves of q_proj_hw/k_proj_hw, own QK-norms, rotary at the H or W index, base
-rope_theta_hw;
-- S (spectral_head_dim): q_proj_s/k_proj_s, own QK-norms, rotary at the spectral coordinate, base
-rope_theta_s.
-Values stay head_dim and the scale stays 1/sqrt(head_dim), so with k_proj_hw at zero and the S gate shut the
-layer is the plain Qwen3 layer (the H/W/S terms of every score are exactly 0).
+  rope_theta_hw.
+Values stay head_dim and the scale stays 1/sqrt(head_dim), so with k_proj_hw at zero the layer is the plain
+Qwen3 layer.
 
-The S gate is `k_norm_s.weight`, which starts at zero while `k_proj_s` starts non-zero: the S term is
-exactly 0 at initialisation, and a small step on the gate changes it by about the step size. (A zero
-`k_proj_s` under a unit-weight RMSNorm would be exact too, but its first update is normalised to full size:
-the S axis would jump.) Older folders stored `k_norm_s` at one with `k_proj_s` at zero; they load and behave
-as before.
+S, the band group's spectral coordinate, takes no channels of its own: it turns rotary pairs of [T | H | W]
+further by S x `spectral_frequencies[i]` (`RSNeoConfig.spectral_pairs` says which pairs; one learned frequency
+per pair and layer, shared by all heads so that a query and a key are turned alike and only S - S' counts).
+The frequencies start at zero: then every angle is exactly NEO's (`NativeRopeTables.with_phase`), so a model
+initialised from NEO or Qwen3 computes exactly what they compute, and the gradient on a frequency is the
+(S - S')-weighted sine term of its pairs, so the axis opens smoothly (a step of size e moves a score by about
+e x S). q/k stay 2 x head_dim wide (256 at NEO sizes), which flash kernels take.
+
+(LEGACY channels: models trained before the phase layout gave S its own channels, [T | H | W | S];
+`rsneo.model.legacy_channels` keeps them loading and computing as before.)
+
+Kernels: dense-mask SDPA (CPU: its fused flash kernel, values zero-padded to the q/k width once per forward in
+inference, since that kernel takes one head width; CUDA: the values unpadded), compiled FlexAttention
+(`rsneo.model.flex`), variable-length flash (`rsneo.model.varlen`). Key/value heads are shared by groups of
+query heads inside each kernel (grouped-query attention), never repeated in memory.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend
 
+from rsneo.model import legacy_channels
 from rsneo.model.config import RSNeoConfig
+from rsneo.model.flex import FlexOptions, flex_attention
 from rsneo.model.kv_cache import KVCache
-from rsneo.model.masks import FlashPlan, run_varlen
-from rsneo.model.rope import NativeRopeTables, apply_rotary
+from rsneo.model.masks import FlashPlan
+from rsneo.model.rope import NativeRopeTables, apply_rotary, phase_pairs
+from rsneo.model.varlen import run_varlen
 
 
 class RMSNorm(nn.Module):
@@ -56,85 +68,69 @@ class AttentionMask:
 
     backend: str  # "sdpa", "flex" or "flash"
     dense: Tensor | None = None  # (batch, 1, queries, keys) bool
-    block_mask: Any = None  # FlexAttention BlockMask
+    block_mask: Any = None  # FlexAttention BlockMask, padded to its bucket
     flash: FlashPlan | None = None
+    kernel: str = ""  # what runs: "sdpa", "flex compiled" / "flex uncompiled", or a `varlen.KERNELS` name
+    flex: FlexOptions = field(default_factory=FlexOptions)
+    # (batch, tokens, kv heads, q/k width) zeros: each layer writes its values into the first head_dim
+    # channels, so the CPU's fused kernel gets them padded without a new padded copy per layer (no grad only)
+    padded_values: Tensor | None = None
 
 
-_compiled_flex: dict[Any, Any] = {}
+def _grouped_kv(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float
+) -> tuple[Tensor, Tensor, bool]:
+    """Keys/values for SDPA with grouped-query heads: shared natively (`enable_gqa`) where the fused kernel
+    SDPA picks takes them (the CPU's flash kernel does), repeated per query head only where it would otherwise
+    fall back to the math kernel."""
+    if k.shape[1] == q.shape[1]:
+        return k, v, False
+    if not q.is_cuda:
+        return k, v, True
+    choice = torch._fused_sdp_choice(q, k, v, mask, 0.0, False, scale=scale, enable_gqa=True)
+    if choice != SDPBackend.MATH.value:
+        return k, v, True
+    group = q.shape[1] // k.shape[1]
+    return k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1), False
 
 
-def flex_needs_power_of_two() -> bool:
-    """Older FlexAttention (torch < 2.8 or so) rejects head dims that are not powers of two."""
-    from torch.nn.attention import flex_attention as module
-
-    return hasattr(module, "_supported_head_dim")
-
-
-def _pad_last(x: Tensor, width: int) -> Tensor:
-    return F.pad(x, (0, width - x.shape[-1])) if width > x.shape[-1] else x
+def _padded_for_cpu(q: Tensor, v: Tensor) -> Tensor:
+    """Values zero-padded to the q/k width where the CPU's fused kernel may run (it takes one head width);
+    as they are on CUDA, or when the fused kernel is switched off (`sdpa_kernel`)."""
+    if q.is_cuda or v.shape[-1] >= q.shape[-1] or not torch.backends.cuda.flash_sdp_enabled():
+        return v
+    return F.pad(v, (0, q.shape[-1] - v.shape[-1]))
 
 
-def flex_kernel(compiled: bool, backend: Any = "inductor") -> Any:
-    """FlexAttention, compiled once per backend with static shapes (lengths come padded to `FLEX_BLOCK`)."""
-    from torch.nn.attention.flex_attention import flex_attention as flex
-
-    if not compiled:
-        return flex
-    if backend not in _compiled_flex:
-        _compiled_flex[backend] = torch.compile(flex, dynamic=False, backend=backend)
-    return _compiled_flex[backend]
-
-
-def flex_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    block_mask: Any,
-    scale: float,
-    pad: bool | None = None,
-    compiled: bool | None = None,
-    backend: Any = "inductor",
-) -> Tensor:
-    """FlexAttention, compiled on CUDA (fused kernel), eager elsewhere (unless `compiled`).
-
-    The block mask covers the row padded to a multiple of `FLEX_BLOCK` (see `flex_block_mask`); q, k, v are
-    zero-padded to that length here and the output is cut back, so the compiled kernel sees one length per
-    128-token bucket instead of recompiling for every packed length. Where the installed version needs
-    power-of-two head dims, q/k and v are zero-padded too (scores and outputs are unchanged: the extra
-    channels multiply zeros).
-    """
-    length, dv = q.shape[-2], v.shape[-1]
-    padded = block_mask.seq_lengths[0]
-    if padded > length:
-        q, k, v = (F.pad(t, (0, 0, 0, padded - length)) for t in (q, k, v))
-    if pad if pad is not None else flex_needs_power_of_two():
-        q, k = (_pad_last(t, max(16, 1 << (q.shape[-1] - 1).bit_length())) for t in (q, k))
-        v = _pad_last(v, max(16, 1 << (dv - 1).bit_length()))
-    kernel = flex_kernel(q.is_cuda if compiled is None else compiled, backend)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
-        return kernel(q, k, v, block_mask=block_mask, scale=scale)[..., :length, :dv]
+def sdpa_kernel_name(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> str:
+    """Which of SDPA's kernels `sdpa` runs for these inputs ("sdpa flash", "sdpa efficient", "sdpa math",
+    ...): SDPA's own choice, as it makes it (for benchmarks that label each row by the kernel that ran)."""
+    v = _padded_for_cpu(q, v)
+    k, v, gqa = _grouped_kv(q, k, v, mask, scale)
+    choice = torch._fused_sdp_choice(q, k, v, mask, 0.0, False, scale=scale, enable_gqa=gqa)
+    return "sdpa " + SDPBackend(choice).name.lower().removesuffix("_attention")
 
 
 def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
-    """SDPA with values zero-padded to the q/k width, cut back after.
+    """SDPA on q (batch, heads, tokens, qk) and k, v with the key/value heads; v may be narrower than q/k.
 
-    Fused kernels (flash on CPU and CUDA) need one head width for q, k and v; rsneo's values are head_dim
-    wide and its q/k 2 x head_dim + S. Unpadded, SDPA falls back to the math kernel, which stores every
-    head's full score matrix. The padded channels multiply zero weights, so the output is unchanged.
+    On the CPU the fused (flash) kernel needs one head width for q, k and v: narrower values are zero-padded
+    here (the padded channels multiply zero weights, the output is cut back), unless the caller passed them
+    padded already (`AttentionMask.padded_values`). Unpadded, SDPA would fall back to the math kernel, which
+    stores every head's full score matrix (about 4x slower, `benchmarks/attention.py --values`). On CUDA the
+    memory-efficient kernel takes values of their own width, so nothing is padded there.
     """
     dv = v.shape[-1]
-    v = _pad_last(v, q.shape[-1])
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    return out[..., :dv]
+    v = _padded_for_cpu(q, v)
+    k, v, gqa = _grouped_kv(q, k, v, mask, scale)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
+    return out[..., :dv] if out.shape[-1] != dv else out
 
 
 class NativeAttention(nn.Module):
     def __init__(self, config: RSNeoConfig) -> None:
         super().__init__()
-        d, hd, sd = config.hidden_size, config.head_dim, config.spectral_head_dim
+        d, hd = config.hidden_size, config.head_dim
         h, kv = config.num_heads, config.num_kv_heads
         self.config = config
         self.q_proj = nn.Linear(d, h * hd, bias=False)
@@ -147,27 +143,41 @@ class NativeAttention(nn.Module):
         self.q_norm, self.k_norm = RMSNorm(hd, eps), RMSNorm(hd, eps)
         self.q_norm_h, self.q_norm_w = RMSNorm(hd // 2, eps), RMSNorm(hd // 2, eps)
         self.k_norm_h, self.k_norm_w = RMSNorm(hd // 2, eps), RMSNorm(hd // 2, eps)
-        if sd:
-            self.q_proj_s = nn.Linear(d, h * sd, bias=False)
-            self.k_proj_s = nn.Linear(d, kv * sd, bias=False)
-            self.q_norm_s, self.k_norm_s = RMSNorm(sd, eps), RMSNorm(sd, eps)
+        pairs = phase_pairs(hd, config.spectral_pairs) if config.spectral_layout == "phase" else 0
+        # radians per unit of S, one per rotary pair that carries the phase; zero: S changes nothing
+        self.spectral_frequencies = nn.Parameter(torch.zeros(pairs)) if pairs else None
+        if config.spectral_layout == "channels":  # LEGACY channels
+            legacy_channels.add_parameters(self, config, RMSNorm)
 
-    def _project(self, x: Tensor, rope: NativeRopeTables, heads: int, proj: str) -> Tensor:
-        """x (batch, tokens, hidden) -> rotated [T | H | W | S] (batch, heads, tokens, qk_dim)."""
+    def reset_parameters(self) -> None:
+        """The spectral frequencies start at zero (used when materialising a model built on meta)."""
+        if self.spectral_frequencies is not None:
+            nn.init.zeros_(self.spectral_frequencies)
+
+    def _project(
+        self,
+        x: Tensor,
+        tables: tuple[tuple[Tensor, Tensor], ...],
+        rope: NativeRopeTables,
+        heads: int,
+        proj: str,
+    ) -> Tensor:
+        """x (batch, tokens, hidden) -> rotated [T | H | W] (batch, heads, tokens, qk_dim), `proj` q/k."""
         batch, length, _ = x.shape
         hd = self.config.head_dim
+        t_table, h_table, w_table = tables
 
-        def split(t: Tensor) -> Tensor:
-            return t.view(batch, length, heads, -1).transpose(1, 2)
+        def split(y: Tensor) -> Tensor:
+            return y.view(batch, length, heads, -1).transpose(1, 2)
 
         norm = lambda name: getattr(self, f"{proj}_norm{name}")
-        t = apply_rotary(norm("")(split(getattr(self, f"{proj}_proj")(x))), *rope.t)
+        t = apply_rotary(norm("")(split(getattr(self, f"{proj}_proj")(x))), *t_table)
         hw = split(getattr(self, f"{proj}_proj_hw")(x))
-        h = apply_rotary(norm("_h")(hw[..., : hd // 2]), *rope.h)
-        w = apply_rotary(norm("_w")(hw[..., hd // 2 :]), *rope.w)
+        h = apply_rotary(norm("_h")(hw[..., : hd // 2]), *h_table)
+        w = apply_rotary(norm("_w")(hw[..., hd // 2 :]), *w_table)
         parts = [t, h, w]
-        if self.config.spectral_head_dim:
-            parts.append(apply_rotary(norm("_s")(split(getattr(self, f"{proj}_proj_s")(x))), *rope.s))
+        if rope.s is not None:  # LEGACY channels
+            parts.append(legacy_channels.project(self, x, rope.s, heads, proj))
         return torch.cat(parts, dim=-1)
 
     def forward(
@@ -184,22 +194,33 @@ class NativeAttention(nn.Module):
         """
         cfg = self.config
         batch, length, _ = x.shape
-        q = self._project(x, rope, cfg.num_heads, "q")  # (batch, heads, tokens, qk_dim)
-        k = self._project(x, rope, cfg.num_kv_heads, "k")  # (batch, kv heads, tokens, qk_dim)
-        v = self.v_proj(x).view(batch, length, cfg.num_kv_heads, cfg.head_dim).transpose(1, 2)
+        tables = rope.with_phase(self.spectral_frequencies)  # this layer's spectral phase on the rotary
+        q = self._project(x, tables, rope, cfg.num_heads, "q")  # (batch, heads, tokens, qk_dim)
+        k = self._project(x, tables, rope, cfg.num_kv_heads, "k")  # (batch, kv heads, tokens, qk_dim)
+        v = self.v_proj(x).view(batch, length, cfg.num_kv_heads, cfg.head_dim)
         if cache is not None:
-            k, v = cache.update(layer, k, v)
-        present = (k, v)
-        repeat = cfg.num_heads // cfg.num_kv_heads
-        k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+            k, v = cache.update(layer, k, v.transpose(1, 2))
+        else:
+            v = self._values(v, mask)
+        present = (k, v[..., : cfg.head_dim])
         scale = 1.0 / math.sqrt(cfg.head_dim)
         # under autocast the projections are in the autocast dtype but the (fp32) rotary promotes q/k back
         q, k = q.to(v.dtype), k.to(v.dtype)
         if mask.backend == "flex":
-            out = flex_attention(q, k, v, mask.block_mask, scale)
+            out = flex_attention(q, k, v, mask.block_mask, scale, mask.flex)
         elif mask.backend == "flash":
-            out = run_varlen(mask.flash, q, k, v, scale)
+            out = run_varlen(mask.flash, q, k, v, scale, mask.kernel or None)
         else:
             out = sdpa(q, k, v, mask.dense, scale)
-        out = out.transpose(1, 2).reshape(batch, length, cfg.num_heads * cfg.head_dim)
+        out = out[..., : cfg.head_dim].transpose(1, 2).reshape(batch, length, cfg.num_heads * cfg.head_dim)
         return self.o_proj(out), present
+
+    @staticmethod
+    def _values(v: Tensor, mask: AttentionMask) -> Tensor:
+        """(batch, tokens, kv heads, head_dim) -> (batch, kv heads, tokens, width): in the per-forward padded
+        buffer when the mask carries one (written in place: inference only), else as they are."""
+        buffer = mask.padded_values
+        if buffer is None or buffer.shape[:3] != v.shape[:3] or buffer.dtype != v.dtype:
+            return v.transpose(1, 2)
+        buffer[..., : v.shape[-1]].copy_(v)
+        return buffer.transpose(1, 2)

@@ -16,11 +16,13 @@ from torch import Tensor, nn
 from rsneo.errors import InputError
 from rsneo.model.attention import AttentionMask, NativeAttention, RMSNorm
 from rsneo.model.config import RSNeoConfig
+from rsneo.model.flex import FlexOptions
 from rsneo.model.inputs import ModelInputs
 from rsneo.model.kv_cache import KVCache
-from rsneo.model.masks import BACKENDS, dense_mask, flash_available, flash_plan, flex_block_mask
+from rsneo.model.masks import BACKENDS, dense_mask, flash_plan, flex_block_mask
 from rsneo.model.patch_embed import SpectralPatchEmbedding
 from rsneo.model.rope import NativeRopeTables
+from rsneo.model.varlen import varlen_kernel
 
 
 class SwiGLU(nn.Module):
@@ -51,10 +53,11 @@ class NativeLayer(nn.Module):
         mask: AttentionMask,
         cache: KVCache | None = None,
         layer: int = 0,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        attn, present = self.self_attn(self.input_layernorm(x), rope, mask, cache, layer)
+    ) -> Tensor:
+        """x (batch, tokens, hidden) -> the layer's output (a new tensor: FSDP hooks it for the backward)."""
+        attn, _ = self.self_attn(self.input_layernorm(x), rope, mask, cache, layer)
         x = x + attn
-        return x + self.mlp(self.post_attention_layernorm(x)), present
+        return x + self.mlp(self.post_attention_layernorm(x))
 
 
 @dataclass
@@ -75,6 +78,8 @@ class RSNeoBackbone(nn.Module):
         self.vision = SpectralPatchEmbedding(config)
         self.layers = nn.ModuleList(NativeLayer(config) for _ in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        # how Flex runs in this process (bucket ladder, compilation): a setting, not a weight
+        self.flex = FlexOptions()
 
     @property
     def prebuffer_layers(self) -> list[NativeLayer]:
@@ -106,12 +111,18 @@ class RSNeoBackbone(nn.Module):
         return x
 
     def attention_mask(
-        self, inputs: ModelInputs, backend: str, cache: KVCache | None = None
+        self,
+        inputs: ModelInputs,
+        backend: str,
+        cache: KVCache | None = None,
+        dtype: torch.dtype | None = None,
     ) -> AttentionMask:
-        """Build the mask once for all layers; `auto` picks flash / flex on CUDA and dense SDPA on CPU.
+        """Build the mask once for all layers; `auto` picks a variable-length flash kernel (document-blocked
+        batches) or compiled Flex on CUDA, and dense SDPA on CPU.
 
-        `flash` falls back to SDPA when the mask is not document-blocked; `flex` on CPU with gradients does
-        to SDPA too (FlexAttention has no CPU backward).
+        `flash` runs SDPA per segment where no flash kernel applies (CPU, fp32) and falls back to dense SDPA
+        when the mask is not document-blocked; `flex` on CPU with gradients runs as SDPA (FlexAttention has no
+        CPU backward). `dtype` is the attention's dtype (the autocast dtype under autocast).
         """
         if backend not in BACKENDS:
             raise InputError(f"attention backend: expected one of {BACKENDS}, got {backend!r}")
@@ -119,18 +130,33 @@ class RSNeoBackbone(nn.Module):
         if cache is not None and cache.length:
             k_doc, k_block = cache.key_ids(doc, block)  # written in place: no copy of the cached ids
             if doc.shape[1] == 1:  # a generation step: one comparison into a preallocated buffer
-                return AttentionMask("sdpa", dense=cache.step_mask(doc))
-            return AttentionMask("sdpa", dense=dense_mask(doc, block, k_doc, k_block, cache.length))
+                return AttentionMask("sdpa", dense=cache.step_mask(doc), kernel="sdpa")
+            dense = dense_mask(doc, block, k_doc, k_block, cache.length)
+            return AttentionMask("sdpa", dense=dense, kernel="sdpa")
+        dtype = dtype or torch.float32
         if backend in ("auto", "flash"):
             plan = flash_plan(doc, block, self.config.qk_dim)
-            if plan is not None and (backend == "flash" or flash_available()):
-                return AttentionMask("flash", flash=plan)
+            kernel = varlen_kernel(doc.device, dtype, self.config.qk_dim)
+            if plan is not None and (backend == "flash" or kernel != "sdpa per segment"):
+                return AttentionMask("flash", flash=plan, kernel=kernel)
             backend = ("flex" if doc.is_cuda else "sdpa") if backend == "auto" else "sdpa"
         if backend == "flex" and not doc.is_cuda and torch.is_grad_enabled():
             backend = "sdpa"  # FlexAttention has no CPU backward; SDPA computes the same numbers
         if backend == "flex":
-            return AttentionMask("flex", block_mask=flex_block_mask(doc, block))
-        return AttentionMask("sdpa", dense=dense_mask(doc, block, doc, block))
+            kernel = "flex compiled" if self.flex.compiled(doc.device) else "flex uncompiled"
+            block_mask = flex_block_mask(doc, block, self.flex.buckets)
+            return AttentionMask("flex", block_mask=block_mask, kernel=kernel, flex=self.flex)
+        dense = dense_mask(doc, block, doc, block)
+        return AttentionMask("sdpa", dense=dense, kernel="sdpa", padded_values=self._value_buffer(doc, dtype))
+
+    def _value_buffer(self, doc: Tensor, dtype: torch.dtype) -> Tensor | None:
+        """Zeros (batch, tokens, kv heads, q/k width) into which every layer writes its values: on the CPU
+        the fused kernel takes one head width, and padding once per forward spares a padded copy per layer.
+        Inference only (layers write it in place, which autograd cannot keep)."""
+        cfg = self.config
+        if doc.is_cuda or torch.is_grad_enabled() or cfg.qk_dim == cfg.head_dim:
+            return None
+        return torch.zeros(*doc.shape, cfg.num_kv_heads, cfg.qk_dim, dtype=dtype, device=doc.device)
 
     def forward(
         self,
@@ -148,14 +174,13 @@ class RSNeoBackbone(nn.Module):
         """
         cfg = self.config
         x = self.embed(inputs, image_embeds, check_inputs)
-        rope = NativeRopeTables.build(
-            inputs.positions.to(x.device), cfg.head_dim, cfg.spectral_head_dim,
-            cfg.rope_theta, cfg.rope_theta_hw, cfg.rope_theta_s, x.dtype, cfg.rope_linear_factor,
-        )  # fmt: skip
-        mask = self.attention_mask(inputs, attn_backend or cfg.attn_backend, cache)
+        rope = NativeRopeTables.build(inputs.positions.to(x.device), cfg, x.dtype)
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        mask = self.attention_mask(inputs, attn_backend or cfg.attn_backend, cache, dtype)
         hidden = [x] if output_hidden_states else None
         for i, layer in enumerate(self.layers):
-            x, _ = layer(x, rope, mask, cache, i)
+            x = layer(x, rope, mask, cache, i)
             if hidden is not None:
                 hidden.append(x)
         if cache is not None:

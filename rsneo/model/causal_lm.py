@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsneo.errors import InputError
+from rsneo.model import legacy_channels
 from rsneo.model.backbone import BackboneOutput, KVCache, RSNeoBackbone
 from rsneo.model.checkpoint import load_pretrained, save_pretrained
 from rsneo.model.config import RSNeoConfig
@@ -18,8 +19,28 @@ from rsneo.model.generate import generate
 from rsneo.model.inputs import ModelInputs
 from rsneo.model.positions import text_positions
 
-# Parameter-name patterns of the native position projections (H/W from NEO, S new); see `parameter_groups`.
-NATIVE_POSITION_PARAMS = ("_proj_hw.", "_proj_s.", "_norm_h.", "_norm_w.", "_norm_s.")
+# Parameter-name patterns of the native positions (H/W from NEO, S's spectral frequencies new; LEGACY
+# channels: the S channels' own projections and norms); see `parameter_groups`.
+NATIVE_POSITION_PARAMS = (
+    "_proj_hw.",
+    "_norm_h.",
+    "_norm_w.",
+    ".spectral_frequencies",
+    *legacy_channels.PARAMS,
+)
+
+
+@torch.no_grad()
+def init_module(config: RSNeoConfig, name: str, module: nn.Module) -> None:
+    """rsneo's initialisation of one submodule (`name` as in `named_modules`, children not included), after
+    its own `reset_parameters`: normal(0, initializer_range) for linear and embedding weights outside the
+    patch embedding (Qwen3's rule); the spectral frequencies stay at zero
+    (`NativeAttention.reset_parameters`).
+    """
+    if isinstance(module, nn.Linear | nn.Embedding) and not name.startswith("backbone.vision"):
+        nn.init.normal_(module.weight, std=config.initializer_range)
+    if config.spectral_layout == "channels":  # LEGACY channels: the S gate starts shut
+        legacy_channels.init_gate(name, module)
 
 
 @dataclass
@@ -43,34 +64,24 @@ class RSNeoForCausalLM(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Qwen3-style: normal(0, initializer_range) for linear and embedding weights; S key gate at 0.
-
-        The S axis is gated by its key norm weight (`k_norm_s`, see `rsneo.model.attention`): at zero the S
-        term of every score is exactly 0, and one optimiser step moves it by about the step size (a zero
-        `k_proj_s` under a unit-weight RMSNorm would jump to full size instead).
-        """
+        """Qwen3-style: normal(0, initializer_range) for linear and embedding weights (`init_module`); the
+        spectral frequencies start at zero, where S changes nothing."""
         if self.lm_head.weight.is_meta:
             return
         for name, module in self.named_modules():
             self.init_module(name, module)
 
-    @torch.no_grad()
     def init_module(self, name: str, module: nn.Module) -> None:
-        """`init_weights` for one submodule (`name` as in `named_modules`, children not included): lets a
-        model built on the meta device be materialised one FSDP unit at a time (`rsneo.train.scale`), after
-        each module's own `reset_parameters`."""
-        if isinstance(module, nn.Linear | nn.Embedding) and not name.startswith("backbone.vision"):
-            nn.init.normal_(module.weight, std=self.config.initializer_range)
-        if self.config.spectral_head_dim and name.endswith("self_attn.k_norm_s"):
-            nn.init.zeros_(module.weight)  # the S gate starts shut
+        """`init_weights` for one submodule (see the module-level `init_module`): lets a model built on the
+        meta device be materialised after sharding (`rsneo.train.scale`)."""
+        init_module(self.config, name, module)
 
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by role, for freezing per stage (stage 1: vision + prebuffer + native_positions).
 
         vision: the spectral patch embedding; prebuffer: all of the first `prebuffer_layers` layers;
-        native_positions: q/k_proj_hw, q/k_proj_s and their QK-norms in the post-LLM layers; post_llm: the
-        rest of
-        the post-LLM layers; language: word embeddings, final norm, LM head.
+        native_positions: q/k_proj_hw, their QK-norms and the spectral frequencies in the post-LLM layers;
+        post_llm: the rest of the post-LLM layers; language: word embeddings, final norm, LM head.
         """
         groups: dict[str, list[str]] = {
             k: [] for k in ("vision", "prebuffer", "native_positions", "post_llm", "language")

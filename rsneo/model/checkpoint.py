@@ -175,3 +175,30 @@ def _read_shard(
             t = f.get_tensor(key)
             part[key] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
     return part
+
+
+def read_rows(folder: Path, wanted: dict[str, tuple[int, int]]) -> Iterator[tuple[str, Tensor]]:
+    """Rows [start, stop) of each named tensor of an rsneo folder, read shard file by shard file with
+    safetensors slices: only those rows leave the disk (a sharded training rank reads its own part only).
+
+    Every name must be in the folder, with at least `stop` rows, or one `InputError` names it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: expected an rsneo model folder, found no such folder")
+    left = dict(wanted)
+    for shard in _shard_files(folder):
+        try:
+            with safe_open(str(shard), framework="pt") as f:
+                for key in [k for k in f.keys() if k in left]:  # noqa: SIM118
+                    start, stop = left.pop(key)
+                    tensor = f.get_slice(key)
+                    rows = tensor.get_shape()[0] if tensor.get_shape() else 1
+                    if stop > rows:
+                        raise InputError(f"{shard}: tensor {key!r} has {rows} rows, expected at least {stop}")
+                    yield key, tensor[start:stop] if tensor.get_shape() else f.get_tensor(key)
+        except (SafetensorError, OSError) as exc:
+            raise InputError(f"{shard}: cannot read its tensors; the file may be truncated ({exc})") from None
+    if left:
+        more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
+        raise InputError(f"{folder}: tensor {next(iter(left))!r} is missing from the checkpoint{more}")

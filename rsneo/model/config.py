@@ -14,6 +14,9 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from rsneo.errors import InputError
 from rsneo.model.masks import BACKENDS
+from rsneo.model.rope import PHASE_AXES
+
+SPECTRAL_LAYOUTS = ("phase", "channels")  # LEGACY channels: drop "channels" with rsneo.model.legacy_channels
 
 # Anchor wavelengths (micrometres) of the spectral kernel generator: NEO's blue/green/red first, then the
 # rest of the
@@ -36,10 +39,18 @@ class RSNeoConfig:
     num_heads: int = 4
     num_kv_heads: int = 2
     head_dim: int = 16
-    spectral_head_dim: int = 8  # S channels per head (even); 0 switches the S axis off
+    # the spectral axis S: "phase" adds S x a learned frequency (zero at the start) to the rotary pairs of
+    # [T | H | W] named by `spectral_pairs` (rsneo.model.attention); "channels" is the first layout, S on its
+    # own channels (LEGACY channels: config.json files without this key, like the bundled model's)
+    spectral_layout: str = "phase"
+    spectral_pairs: str = "all"  # "all", "t", "hw" or "none" (rsneo.model.rope.PHASE_AXES)
+    spectral_unit: float = (
+        1.0  # S units per unit of the phase's position: phase = S / spectral_unit x frequency
+    )
+    spectral_head_dim: int = 0  # LEGACY channels: S channels per head (even); 0 with the phase layout
     rope_theta: float = 1_000_000.0  # T axis: the LLM's own base
     rope_theta_hw: float = 10_000.0  # H and W axes
-    rope_theta_s: float = 10_000.0  # S axis
+    rope_theta_s: float = 10_000.0  # LEGACY channels: the S channels' rotary base
     rope_linear_factor: float = 1.0  # Qwen3 linear `rope_scaling`: T and H/W positions / factor
     rms_norm_eps: float = 1e-6
     tie_word_embeddings: bool = False
@@ -78,6 +89,23 @@ class RSNeoConfig:
             raise InputError(f"config: num_heads {self.num_heads} is not a multiple of num_kv_heads")
         if self.head_dim % 4 or self.spectral_head_dim % 2:
             raise InputError("config: head_dim must be a multiple of 4 and spectral_head_dim even")
+        if self.spectral_layout not in SPECTRAL_LAYOUTS:
+            raise InputError(
+                f"config: spectral_layout must be one of {list(SPECTRAL_LAYOUTS)}, "
+                f"got {self.spectral_layout!r}"
+            )
+        if self.spectral_pairs not in PHASE_AXES:
+            raise InputError(
+                f"config: spectral_pairs must be one of {list(PHASE_AXES)}, got {self.spectral_pairs!r}"
+            )
+        if not self.spectral_unit > 0:
+            raise InputError(f"config: spectral_unit must be positive, got {self.spectral_unit}")
+        if self.spectral_layout == "phase" and self.spectral_head_dim:
+            raise InputError(
+                f"config: spectral_head_dim={self.spectral_head_dim} belongs to the legacy 'channels' "
+                "layout; "
+                "the 'phase' layout adds S to existing rotary pairs (set spectral_head_dim to 0)"
+            )
         if self.mask_policy not in ("frame", "scene"):
             raise InputError(f"config: mask_policy must be 'frame' or 'scene', got {self.mask_policy!r}")
         if list(self.spectral_anchors_um) != sorted(set(self.spectral_anchors_um)):
@@ -93,8 +121,8 @@ class RSNeoConfig:
 
     @property
     def qk_dim(self) -> int:
-        """Per-head query/key width: [T | H | W | S] = 2 x head_dim + spectral_head_dim."""
-        return 2 * self.head_dim + self.spectral_head_dim
+        """Per-head query/key width: [T | H | W] = 2 x head_dim (LEGACY channels: + spectral_head_dim)."""
+        return 2 * self.head_dim + (self.spectral_head_dim if self.spectral_layout == "channels" else 0)
 
     # ---- presets and (de)serialisation
     # -------------------------------------------------------------------------
@@ -121,6 +149,9 @@ class RSNeoConfig:
         legacy = d.pop("extra", None) or {}  # config.json files written before `band_groups` was a field
         if "band_groups" in legacy:
             d.setdefault("band_groups", legacy["band_groups"])
+        d.setdefault(
+            "spectral_layout", "channels"
+        )  # LEGACY channels: folders written before the phase layout
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -187,7 +218,6 @@ class RSNeoConfig:
             num_heads=heads,
             num_kv_heads=llm.get("num_key_value_heads", heads),
             head_dim=head_dim,
-            spectral_head_dim=head_dim // 2,
             rope_theta=float(theta),
             rope_theta_hw=float(llm.get("rope_theta_hw", 10_000.0)),
             rope_linear_factor=rope_linear_factor(llm, "NEO config llm_config"),
@@ -221,7 +251,7 @@ def rope_linear_factor(llm: dict[str, Any], source: str) -> float:
 
 
 def _golden_tiny() -> RSNeoConfig:
-    """The golden NEO config (../shared/golden/neo_tiny_config.json), with the S axis added."""
+    """The golden NEO config (../shared/golden/neo_tiny_config.json); the S axis adds no width."""
     return RSNeoConfig(name="tiny")  # the dataclass defaults are exactly the golden numbers
 
 
@@ -238,7 +268,6 @@ PRESETS: dict[str, RSNeoConfig] = {
         num_heads=8,
         num_kv_heads=4,
         head_dim=32,
-        spectral_head_dim=16,
         vision_hidden_size=128,
         tie_word_embeddings=True,
         # ids as `train_tokenizer` (rsneo.model.tokenizer) lays them out: 3 text specials, then the image ones
@@ -259,7 +288,6 @@ PRESETS: dict[str, RSNeoConfig] = {
         num_heads=16,
         num_kv_heads=8,
         head_dim=128,
-        spectral_head_dim=64,
         rope_theta=1_000_000.0,
         tie_word_embeddings=True,
         vision_hidden_size=1024,
@@ -280,7 +308,6 @@ PRESETS: dict[str, RSNeoConfig] = {
         num_heads=32,
         num_kv_heads=8,
         head_dim=128,
-        spectral_head_dim=64,
         rope_theta=1_000_000.0,
         tie_word_embeddings=False,
         vision_hidden_size=1024,

@@ -3,8 +3,7 @@
 Both converters stream shard by shard (one source shard in memory at a time), so a 9B checkpoint converts in
 about one shard's worth of RAM. New tensors are initialised as NEO initialises them from a plain Qwen3:
 - `q_proj_hw` from `q_proj`: per head, head_dim in quarters [a, b, c, d] -> [a, c, a, c]; `k_proj_hw` zero;
-- `q_proj_s` from `q_proj` the same way (the first spectral_head_dim/2 channels of each rotary half),
-  `k_proj_s` from `k_proj` likewise, and the S key norm weight (the S gate) at zero, so the S axis adds
+- every layer's spectral frequencies (the S axis's phase on the rotary pairs) at zero, so the S axis adds
   exactly nothing at first and opens smoothly with training;
 - all new QK-norms at one; pre-buffer layers and the patch embedding freshly initialised (normal, std 0.02).
 """
@@ -26,10 +25,11 @@ from torch import Tensor
 from rsneo.atomic import atomic_folder
 from rsneo.errors import InputError
 from rsneo.model.backbone import NativeLayer
-from rsneo.model.causal_lm import RSNeoForCausalLM
+from rsneo.model.causal_lm import RSNeoForCausalLM, init_module
 from rsneo.model.checkpoint import saved_state, write_shards
 from rsneo.model.config import PRESETS, RSNeoConfig, rope_linear_factor
 from rsneo.model.patch_embed import SpectralPatchEmbedding
+from rsneo.model.rope import phase_pairs
 from rsneo.model.tokenizer import image_token_ids, load_tokenizer
 
 LAYER = re.compile(r"^(?:model|language_model\.model)\.layers\.(\d+)\.(.+)$")
@@ -43,9 +43,10 @@ def rotary_halves(weight: Tensor, heads: int, head_dim: int, width: int) -> Tens
 
 
 def native_from_q(prefix: str, q_proj: Tensor, cfg: RSNeoConfig, with_hw: bool = True) -> dict[str, Tensor]:
-    """H/W (and S) query tensors derived from a layer's q_proj, plus their norms at one."""
+    """H/W query tensors derived from a layer's q_proj, plus their norms at one; the layer's spectral
+    frequencies at zero."""
     out: dict[str, Tensor] = {}
-    hd, sd = cfg.head_dim, cfg.spectral_head_dim
+    hd = cfg.head_dim
     if with_hw:
         quarter = rotary_halves(q_proj, cfg.num_heads, hd, hd // 2).view(cfg.num_heads, hd // 2, -1)
         out[f"{prefix}q_proj_hw.weight"] = torch.cat((quarter, quarter), dim=1).reshape(
@@ -53,27 +54,20 @@ def native_from_q(prefix: str, q_proj: Tensor, cfg: RSNeoConfig, with_hw: bool =
         )
         for n in ("q_norm_h", "q_norm_w"):
             out[f"{prefix}{n}.weight"] = torch.ones(hd // 2, dtype=q_proj.dtype)
-    if sd:
-        out[f"{prefix}q_proj_s.weight"] = rotary_halves(q_proj, cfg.num_heads, hd, sd).clone()
-        out[f"{prefix}q_norm_s.weight"] = torch.ones(sd, dtype=q_proj.dtype)
+    pairs = phase_pairs(hd, cfg.spectral_pairs) if cfg.spectral_layout == "phase" else 0
+    if pairs:
+        out[f"{prefix}spectral_frequencies"] = torch.zeros(pairs, dtype=q_proj.dtype)
     return out
 
 
 def native_from_k(prefix: str, k_proj: Tensor, cfg: RSNeoConfig, with_hw: bool = True) -> dict[str, Tensor]:
-    """H/W key projections at zero with norms at one (NEO's start); S keys from k_proj, gated shut.
-
-    `k_proj_s` takes k_proj's rotary halves (as q_proj_s takes q_proj's) and its norm weight, the S gate,
-    starts at zero: the S term is exactly 0 and opens smoothly with training.
-    """
+    """H/W key projections at zero with norms at one (NEO's start)."""
     out: dict[str, Tensor] = {}
-    hd, sd, kv, d = cfg.head_dim, cfg.spectral_head_dim, cfg.num_kv_heads, k_proj.shape[1]
+    hd, kv, d = cfg.head_dim, cfg.num_kv_heads, k_proj.shape[1]
     if with_hw:
         out[f"{prefix}k_proj_hw.weight"] = torch.zeros(kv * hd, d, dtype=k_proj.dtype)
         for n in ("k_norm_h", "k_norm_w"):
             out[f"{prefix}{n}.weight"] = torch.ones(hd // 2, dtype=k_proj.dtype)
-    if sd:
-        out[f"{prefix}k_proj_s.weight"] = rotary_halves(k_proj, kv, hd, sd).clone()
-        out[f"{prefix}k_norm_s.weight"] = torch.zeros(sd, dtype=k_proj.dtype)
     return out
 
 
@@ -104,7 +98,7 @@ def map_llm_tensor(
 
 
 def neo_state_dict_to_rsneo(state: dict[str, Tensor], cfg: RSNeoConfig) -> dict[str, Tensor]:
-    """A whole NEO state dict (golden key names) -> an rsneo state dict, S axis added (k_proj_s zero)."""
+    """A whole NEO state dict (golden key names) -> an rsneo state dict, S axis added (frequencies zero)."""
     out: dict[str, Tensor] = {}
     vision = {k: v for k, v in state.items() if k.startswith("vision_model.")}
     for key, tensor in state.items():
@@ -137,18 +131,14 @@ def neo_vision_tensors(vision: dict[str, Tensor], cfg: RSNeoConfig) -> dict[str,
 
 
 def fresh_tensors(cfg: RSNeoConfig, layers: range, vision: bool, dtype: torch.dtype) -> dict[str, Tensor]:
-    """Freshly initialised pre-buffer layers (and patch embedding), Qwen3-style, as rsneo-named tensors."""
+    """Freshly initialised pre-buffer layers (and patch embedding), as the model initialises them
+    (`init_module`: Qwen3's normal(0, 0.02), norms at one, spectral frequencies at zero), rsneo-named."""
     out: dict[str, Tensor] = {}
     for index in layers:
         layer = NativeLayer(cfg)
-        for name, p in layer.named_parameters():
-            if name.endswith("k_norm_s.weight"):
-                torch.nn.init.zeros_(p.data)  # the S gate (see `native_from_k`)
-            elif name.endswith("norm.weight") or "_norm" in name or name.endswith("layernorm.weight"):
-                torch.nn.init.ones_(p.data)
-            else:
-                torch.nn.init.normal_(p.data, std=cfg.initializer_range)
-            out[f"backbone.layers.{index}.{name}"] = p.data.to(dtype)
+        for name, module in layer.named_modules():
+            init_module(cfg, f"backbone.layers.{index}.{name}".rstrip("."), module)
+        out |= {f"backbone.layers.{index}.{k}": v.to(dtype) for k, v in layer.state_dict().items()}
     if vision:
         pel = SpectralPatchEmbedding(cfg)
         out |= {f"backbone.vision.{k}": v.to(dtype) for k, v in pel.state_dict().items()}
@@ -355,7 +345,6 @@ def convert_qwen3(
             num_heads=hf["num_attention_heads"],
             num_kv_heads=hf["num_key_value_heads"],
             head_dim=head_dim,
-            spectral_head_dim=head_dim // 2,
             rope_theta=float(
                 hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta", 1e6)
             ),

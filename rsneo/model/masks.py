@@ -1,13 +1,13 @@
-"""The mixed attention mask, once, for three kernels: dense SDPA, FlexAttention, flash-attn variable length.
+"""The mixed attention mask, once, for three kernels: dense SDPA, FlexAttention, variable-length flash.
 
 Rule (NEO's, with rsneo's block ids): query q may attend key k when both are in the same document and either
 k <= q (causal) or q and k carry the same non-negative block id (a bidirectional image block). Padding tokens
 (doc id -1) attend only themselves, so no row is empty. The rule lives in `may_attend`; every backend uses it.
 
-`flash_plan` decides whether a batch can run on flash-attn's variable-length kernel, which knows only whole
-segments that are either causal or fully bidirectional: pure-text batches (each document one causal segment)
-or
-image-only batches where each document is one bidirectional block (pre-buffer self-supervision).
+`flash_plan` decides whether a batch can run on a variable-length flash kernel (`rsneo.model.varlen`), which
+knows only whole segments that are either causal or fully bidirectional: pure-text batches (each document one
+causal segment) or image-only batches where each document is one bidirectional block (pre-buffer
+self-supervision).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rsneo.model.flex import FlexBuckets
+
 BACKENDS = ("auto", "sdpa", "flex", "flash")
-FLASH_MAX_HEAD_DIM = 256
-FLEX_BLOCK = 128  # FlexAttention's tile: BlockMasks and its kernels work on 128 x 128 blocks
+FLASH_MAX_HEAD_DIM = 256  # the widest query/key head flash kernels (flash-attn, torch's varlen) take
 
 
 def may_attend(
@@ -47,27 +48,27 @@ def dense_mask(q_doc: Tensor, q_block: Tensor, k_doc: Tensor, k_block: Tensor, q
     return allowed[:, None]
 
 
-def flex_block_mask(doc_ids: Tensor, block_ids: Tensor, multiple: int = FLEX_BLOCK) -> Any:
+def flex_block_mask(doc_ids: Tensor, block_ids: Tensor, buckets: FlexBuckets | None = None) -> Any:
     """A FlexAttention BlockMask for self-attention over the whole batch (no cache), built once per batch.
 
-    The row is padded to a multiple of `multiple` (FlexAttention's 128-token tile, as NEO pads its packed
-    rows) with padding tokens (doc id -1, which attend only themselves): the compiled kernel then sees one
-    length per 128-token bucket and does not recompile for every packed length; `flex_attention` pads
-    q/k/v to the mask's length and cuts the output back.
+    The batch is padded up to its bucket of `buckets` (`rsneo.model.flex`: rows and tokens per row) with
+    padding tokens (doc id -1, which attend only themselves), so compiled Flex meets a bounded set of shapes;
+    `flex_attention` pads q/k/v to the mask's shape and cuts the output back.
     """
     from torch.nn.attention.flex_attention import create_block_mask
 
-    extra = -doc_ids.shape[1] % multiple
-    if extra:
-        doc_ids, block_ids = (torch.nn.functional.pad(t, (0, extra), value=-1) for t in (doc_ids, block_ids))
+    rows, length = (buckets or FlexBuckets()).shape(*doc_ids.shape)
+    extra_rows, extra_tokens = rows - doc_ids.shape[0], length - doc_ids.shape[1]
+    if extra_rows or extra_tokens:
+        pad = (0, extra_tokens, 0, extra_rows)
+        doc_ids, block_ids = (torch.nn.functional.pad(t, pad, value=-1) for t in (doc_ids, block_ids))
 
     def mask_mod(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         return may_attend(
             doc_ids[b, q_idx], block_ids[b, q_idx], q_idx, doc_ids[b, kv_idx], block_ids[b, kv_idx], kv_idx
         )
 
-    batch, length = doc_ids.shape
-    return create_block_mask(mask_mod, batch, None, length, length, device=doc_ids.device)
+    return create_block_mask(mask_mod, rows, None, length, length, device=doc_ids.device)
 
 
 @dataclass
@@ -114,47 +115,3 @@ def flash_plan(doc_ids: Tensor, block_ids: Tensor, qk_dim: int = 0) -> FlashPlan
     cu = torch.zeros(len(lengths) + 1, dtype=torch.int32, device=doc_ids.device)
     cu[1:] = lengths.cumsum(0)
     return FlashPlan(causal, token_index, cu, int(lengths.max()))
-
-
-def flash_available() -> bool:
-    try:
-        import flash_attn  # noqa: F401
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
-
-
-def run_varlen(plan: FlashPlan, q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
-    """Attention per segment. q, k, v (batch, heads, tokens, dim) with KV heads already repeated.
-
-    Uses flash-attn on CUDA when installed; elsewhere the same segments run through SDPA (the CPU reference
-    the
-    tests check the plan with). Padding tokens come back as zeros.
-    """
-    batch, heads, length, _ = q.shape
-    dv = v.shape[-1]
-
-    def flat(x: Tensor) -> Tensor:
-        return x.transpose(1, 2).reshape(batch * length, heads, x.shape[-1])[plan.token_index]
-
-    fq, fk, fv = flat(q), flat(k), flat(v)  # (valid, heads, dim)
-    # flash-attn, and SDPA's fused kernels on CPU, need one head width for q, k and v: pad the values
-    fv = torch.nn.functional.pad(fv, (0, fq.shape[-1] - dv))
-    if flash_available() and q.is_cuda:
-        from flash_attn import flash_attn_varlen_func
-
-        out = flash_attn_varlen_func(
-            fq, fk, fv, plan.cu_seqlens, plan.cu_seqlens, plan.max_seqlen, plan.max_seqlen,
-            softmax_scale=scale, causal=plan.causal,
-        )[..., :dv]  # fmt: skip
-    else:
-        pieces = []
-        cu = plan.cu_seqlens.tolist()
-        for start, end in zip(cu[:-1], cu[1:], strict=True):
-            seg = [x[start:end].transpose(0, 1)[None] for x in (fq, fk, fv)]  # (1, heads, n, dim)
-            o = torch.nn.functional.scaled_dot_product_attention(*seg, is_causal=plan.causal, scale=scale)
-            pieces.append(o[0].transpose(0, 1)[..., :dv])
-        out = torch.cat(pieces, dim=0)
-    full = out.new_zeros(batch * length, heads, dv)
-    full[plan.token_index] = out
-    return full.view(batch, length, heads, dv).transpose(1, 2)

@@ -11,14 +11,19 @@ wavelength-conditioned dynamic weights):
     group kernel = stack over the group's bands * reference_band_count / bands
 
 so any subset or order of bands works, and a band the model never saw gets the kernel of its spectral
-neighbours.
-Initialised from NEO (`load_neo`), the anchors at 0.665/0.56/0.49 um hold NEO's R/G/B kernels and corrections
-are
-zero, so an RGB group reproduces NEO's `vision_embeds` bit for bit.
+neighbours. Initialised from NEO (`load_neo`), the anchors at 0.665/0.56/0.49 um hold NEO's R/G/B kernels and
+corrections are zero, so an RGB group reproduces NEO's `vision_embeds` bit for bit.
+
+Without gradients (inference), a group kernel is built once per band set and kept (`group_kernel`), keyed by
+the band set and by the identity, storage, dtype and version counter of the kernel parameters: an optimizer
+step, `load_state_dict` or `.to()` changes the key, so updated weights are never served stale. (An in-place
+edit through `.data` bypasses the version counter; rsneo makes none, and `clear_kernel_cache` is there for
+code that does.) With gradients the kernel is built anew each time, inside the autograd graph.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -32,6 +37,7 @@ from rsneo.model.rope import patch_rope_2d
 from rsneo.model.spectral import KNOWN_BAND_KEYS, SAR_KEYS, is_radar
 
 NEO_RGB_UM = (0.665, 0.56, 0.49)  # NEO's channel order is R, G, B
+KERNEL_CACHE_SIZE = 32  # band sets kept (least recently used dropped): a few per sensor and grouping
 
 
 class SpectralPatchEmbedding(nn.Module):
@@ -44,6 +50,7 @@ class SpectralPatchEmbedding(nn.Module):
         self.corrections = nn.Parameter(torch.zeros(len(KNOWN_BAND_KEYS), v, p, p))
         self.patch_bias = nn.Parameter(torch.zeros(v))
         self.dense = nn.Conv2d(v, config.hidden_size, config.merge_size, config.merge_size)
+        self._kernels: OrderedDict[tuple, Tensor] = OrderedDict()  # see `group_kernel`; not a weight
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -112,6 +119,31 @@ class SpectralPatchEmbedding(nn.Module):
             kernels.append(kernel)
         return torch.stack(kernels, dim=1) * (self.config.reference_band_count / len(kernels))
 
+    def _kernel_weights(self) -> tuple:
+        """What a cached kernel depends on: each kernel parameter's identity, storage, dtype, device and
+        version counter (bumped by every in-place update, optimizer steps included)."""
+        return tuple(
+            (id(p), p.data_ptr(), p.dtype, p.device, p._version)
+            for p in (self.anchors, self.sar_kernels, self.corrections)
+        )
+
+    def clear_kernel_cache(self) -> None:
+        self._kernels.clear()
+
+    def group_kernel(self, wavelengths: Tensor, band_keys: Sequence[str]) -> Tensor:
+        """`band_kernels` in the parameters' dtype; without gradients, built once per band set and weights."""
+        if torch.is_grad_enabled():
+            return self.band_kernels(wavelengths, band_keys).to(self.anchors.dtype)
+        key = (tuple(wavelengths.tolist()), tuple(band_keys), self._kernel_weights())
+        kernel = self._kernels.get(key)
+        if kernel is None:
+            kernel = self.band_kernels(wavelengths, band_keys).to(self.anchors.dtype)
+            self._kernels[key] = kernel
+            while len(self._kernels) > KERNEL_CACHE_SIZE:
+                self._kernels.popitem(last=False)
+        self._kernels.move_to_end(key)
+        return kernel
+
     def patch_grids(self, images: Sequence[ImageInput]) -> list[Tensor]:
         """Groups of one band set and one size, batched: each -> rotated patches (vision, H/16, W/16)."""
         first = images[0]
@@ -125,7 +157,7 @@ class SpectralPatchEmbedding(nn.Module):
             raise InputError(
                 f"image: height and width must be multiples of {step} pixels, found {height}x{width}"
             )
-        kernel = self.band_kernels(first.wavelengths_on_host, first.band_keys).to(self.anchors.dtype)
+        kernel = self.group_kernel(first.wavelengths_on_host, first.band_keys)
         pixels = torch.stack([im.pixels for im in images]).to(
             device=self.anchors.device, dtype=self.anchors.dtype
         )

@@ -1,15 +1,17 @@
-"""Rotary position embeddings: Native-RoPE for queries/keys (T, H, W, S axes) and NEO's 2D rotary on patches.
+"""Rotary position embeddings: Native-RoPE for queries/keys (T, H, W axes, and S as a phase) and NEO's 2D
+rotary on patches.
 
 Queries and keys use the rotate-half pairing of Qwen3 (channel i pairs with i + d/2); positions are floats so
-T
-may be spaced by dates and S is a spectral coordinate. The patch embedding's 2D rotary pairs channels 2i and
-2i+1
-(interleaved), as the NEO reference does.
+T may be spaced by dates. The spectral coordinate S adds a learned phase to existing rotary pairs (each layer
+its own frequencies, `NativeRopeTables.with_phase`): rotations compose, so a pair of a query at S and a key at
+S' is turned by (S - S') x frequency on top of its T/H/W angle, and attention still sees relative positions
+only. The patch embedding's 2D rotary pairs channels 2i and 2i+1 (interleaved), as the NEO reference does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -47,40 +49,93 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return x * cos + rotate_half(x) * sin
 
 
+def _duplicated(cos: Tensor, sin: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Half tables (batch, tokens, pairs) -> rotate-half tables (batch, tokens, 2 x pairs) in `dtype`."""
+    return torch.cat((cos, cos), dim=-1).to(dtype), torch.cat((sin, sin), dim=-1).to(dtype)
+
+
+# Which rotary pairs of [T | H | W] carry the spectral phase (`RSNeoConfig.spectral_pairs`)
+PHASE_AXES: dict[str, tuple[str, ...]] = {"none": (), "t": ("t",), "hw": ("h", "w"), "all": ("t", "h", "w")}
+
+
+def phase_pairs(head_dim: int, spectral_pairs: str) -> int:
+    """How many learned spectral frequencies a layer has: one per rotary pair that carries the phase."""
+    sizes = {"t": head_dim // 2, "h": head_dim // 4, "w": head_dim // 4}
+    return sum(sizes[axis] for axis in PHASE_AXES[spectral_pairs])
+
+
 @dataclass
 class NativeRopeTables:
-    """cos/sin of every axis for one batch, computed once and shared by all layers."""
+    """cos/sin of every axis for one batch, computed once and shared by all layers.
+
+    `t`, `h`, `w` are the rotate-half tables (batch, tokens, dim) in the hidden dtype. With the spectral
+    phase (`RSNeoConfig.spectral_layout == "phase"`), the fp32 half tables of the axes that carry it and the S
+    coordinates stay too, so that each layer adds its own phase (`with_phase`). `s` is the legacy S-channel
+    table (LEGACY channels).
+    """
 
     t: tuple[Tensor, Tensor]
     h: tuple[Tensor, Tensor]
     w: tuple[Tensor, Tensor]
-    s: tuple[Tensor, Tensor] | None
+    s: tuple[Tensor, Tensor] | None = None  # LEGACY channels: the S channels' own rotary
+    spectral: Tensor | None = None  # (batch, tokens) fp32 S coordinates, when a phase is added
+    halves: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)  # axis -> fp32 (cos, sin) halves
+    dtype: torch.dtype = torch.float32
 
     @classmethod
-    def build(
-        cls,
-        positions: Tensor,
-        head_dim: int,
-        spectral_dim: int,
-        theta: float,
-        theta_hw: float,
-        theta_s: float,
-        dtype: torch.dtype = torch.float32,
-        linear_factor: float = 1.0,
-    ) -> NativeRopeTables:
-        """positions (4, batch, tokens): T, H, W, S; cos/sin in `dtype` (the hidden states' dtype).
+    def build(cls, positions: Tensor, config: Any, dtype: torch.dtype = torch.float32) -> NativeRopeTables:
+        """positions (4, batch, tokens): T, H, W, S; `config` an `RSNeoConfig`; tables in `dtype` (the hidden
+        states' dtype).
 
-        `linear_factor` is Qwen3's linear `rope_scaling` (positions divided by the factor); NEO applies it
-        to T and to H/W, so it is applied there; S is rsneo's own axis and keeps its scale.
+        Qwen3's linear `rope_scaling` (`rope_linear_factor`) divides the T and H/W positions, as NEO applies
+        it to both; S is rsneo's own axis and keeps its scale. The duplicated tables of every axis are made
+        from the same fp32 half tables that `with_phase` rotates further, so a zero phase gives exactly the
+        shared tables.
         """
-        half = head_dim // 2
-        scaled = positions[:3] / linear_factor if linear_factor != 1.0 else positions[:3]
+        c = config
+        factor = c.rope_linear_factor
+        scaled = positions[:3] / factor if factor != 1.0 else positions[:3]
+        dims = {"t": (c.head_dim, c.rope_theta), "h": (c.head_dim // 2, c.rope_theta_hw)}
+        dims["w"] = dims["h"]
+        halves: dict[str, tuple[Tensor, Tensor]] = {}
+        with torch.autocast(positions.device.type, enabled=False):
+            for i, axis in enumerate(("t", "h", "w")):
+                dim, base = dims[axis]
+                angles = scaled[i].float()[..., None] * inverse_frequencies(dim, base, positions.device)
+                halves[axis] = (angles.cos(), angles.sin())
+        phased = PHASE_AXES[c.spectral_pairs] if c.spectral_layout == "phase" else ()
         return cls(
-            t=rotary_tables(scaled[0], head_dim, theta, dtype),
-            h=rotary_tables(scaled[1], half, theta_hw, dtype),
-            w=rotary_tables(scaled[2], half, theta_hw, dtype),
-            s=rotary_tables(positions[3], spectral_dim, theta_s, dtype) if spectral_dim else None,
+            *(_duplicated(*halves[axis], dtype) for axis in ("t", "h", "w")),
+            # LEGACY channels: the S channels' rotary at the spectral coordinate
+            s=rotary_tables(positions[3], c.spectral_head_dim, c.rope_theta_s, dtype)
+            if c.spectral_layout == "channels" and c.spectral_head_dim
+            else None,
+            spectral=positions[3].float() / c.spectral_unit if phased else None,
+            halves={axis: halves[axis] for axis in phased},
+            dtype=dtype,
         )
+
+    def with_phase(self, frequencies: Tensor | None) -> tuple[tuple[Tensor, Tensor], ...]:
+        """(t, h, w) tables of one layer: its spectral phase `S x frequencies` added to the angles of the
+        pairs that carry it (`frequencies` (pairs,): T pairs, then H, then W, as `PHASE_AXES` lists them).
+
+        Angle addition on the shared fp32 halves, cos(a + b) = cos a cos b - sin a sin b: with a zero phase
+        (zero frequencies, or S = 0) cos b = 1 and sin b = 0 exactly, so every table equals the shared one
+        bit for bit and the layer computes exactly what NEO / Qwen3 compute.
+        """
+        tables = {"t": self.t, "h": self.h, "w": self.w}
+        if frequencies is None or self.spectral is None:
+            return self.t, self.h, self.w
+        with torch.autocast(self.spectral.device.type, enabled=False):
+            phase = self.spectral[..., None] * frequencies.float()  # (batch, tokens, pairs)
+            cos_b, sin_b = phase.cos(), phase.sin()
+            start = 0
+            for axis, (cos_a, sin_a) in self.halves.items():
+                end = start + cos_a.shape[-1]
+                cb, sb = cos_b[..., start:end], sin_b[..., start:end]
+                tables[axis] = _duplicated(cos_a * cb - sin_a * sb, sin_a * cb + cos_a * sb, self.dtype)
+                start = end
+        return tables["t"], tables["h"], tables["w"]
 
 
 def apply_rotary_interleaved(x: Tensor, positions: Tensor, base: float) -> Tensor:

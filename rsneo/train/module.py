@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from rsneo.errors import InputError
 from rsneo.heads.features import gather_features
 from rsneo.train.batch import TrainBatch
 from rsneo.train.checkpoint import RSNEO_KEY, tokenizer_files
@@ -24,7 +25,15 @@ from rsneo.train.config import run_config as config_of_run
 from rsneo.train.freezing import apply_stage
 from rsneo.train.masking import BandDecoder, masked_band_loss
 from rsneo.train.objectives import language_model_loss
-from rsneo.train.scale import compile_layers, enable_activation_checkpointing
+from rsneo.train.scale import (
+    average_replicated_grads,
+    clip_grad_norm,
+    compile_layers,
+    enable_activation_checkpointing,
+    fsdp_options,
+    is_sharded,
+    shard_training_module,
+)
 from rsneo.train.schedule import build_optimizer
 from rsneo.train.step import HeadTargets, StepBatch, plan_step
 
@@ -76,7 +85,7 @@ class RSNeoTraining(L.LightningModule):
         """The host half of a step on `batch` (CPU tensors): see `rsneo.train.step.plan_step`."""
         if self.seg_head is not None and batch.segmentation is not None:
             self.segmentation_classes.update(dict.fromkeys(batch.segmentation.class_names))
-        return plan_step(
+        step = plan_step(
             batch,
             self.model.config,
             generator,
@@ -87,6 +96,14 @@ class RSNeoTraining(L.LightningModule):
             change_pairs=self.change_pairs if self.change_head is not None else 0,
             pad_id=int(getattr(self.tokenizer, "pad_token_id", None) or 0),
         )
+        width, limit = step.inputs.input_ids.shape[1], int(self.run_config["model"]["max_tokens"])
+        if width > limit:
+            raise InputError(
+                f"model.max_tokens: a training step packs rows of {width} tokens, more than the {limit} "
+                "allowed; "
+                "use smaller tiles or batches, or raise model.max_tokens (and model.flex_lengths with it)"
+            )
+        return step
 
     def step_losses(self, step: StepBatch) -> dict[str, Tensor]:
         """The device half: one backbone pass over the planned rows, every loss gathered at positions fixed
@@ -143,9 +160,10 @@ class RSNeoTraining(L.LightningModule):
         step = batch if isinstance(batch, StepBatch) else self.plan(batch.to("cpu"), self.step_generator())
         losses = self.step_losses(step.to(self.device))
         total = self.weighted_total(losses)
-        if self._trainer is not None and self.trainer.world_size > 1:
+        if self._trainer is not None and self.trainer.world_size > 1 and not is_sharded(self):
             # Every trainable parameter joins the graph (with weight 0), so that under DDP every rank reduces
-            # the same gradients even when its batch has no chip for the head or no radar band.
+            # the same gradients even when its batch has no chip for the head or no radar band (FSDP gives
+            # unused parameters zero gradients itself: `rsneo.train.scale`).
             total = total + sum(p.sum() * 0.0 for p in self.parameters() if p.requires_grad)
         for name, value in losses.items():
             self.log(f"train/{name}_loss", value.detach(), batch_size=step.size)
@@ -164,7 +182,36 @@ class RSNeoTraining(L.LightningModule):
             self.log(f"val/{name}_loss", value, batch_size=size, sync_dist=True)
         self.log("val/loss", self.weighted_total(losses), batch_size=size, sync_dist=True)
 
-    # ---- optimisation -----------------------------------------------------------------------------------
+    # ---- sharding and optimisation -----------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Under FSDP (`trainer=fsdp`: Lightning's ModelParallelStrategy) shard the model and fill each rank's
+        shard, from `model.init_from` or a fresh initialisation (`rsneo.train.scale`); otherwise nothing."""
+        if self.device_mesh is None or is_sharded(self):
+            return
+        options = fsdp_options(self.run_config["trainer"]["fsdp"])
+        shard_training_module(
+            self, self.device_mesh["data_parallel"], self.trainer.strategy.root_device, "step_losses",
+            self.run_config["model"]["init_from"], options["reshard_after_forward"], options["cpu_offload"],
+        )  # fmt: skip
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        if is_sharded(self):  # the parameters FSDP keeps whole on every rank (0-d scalars of the heads)
+            average_replicated_grads(self.parameters())
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: Any,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """The norm over every gradient; under FSDP summed from each rank's shards (`clip_grad_norm`)."""
+        if not gradient_clip_val:
+            return
+        if is_sharded(self):
+            clip_grad_norm([p for p in self.parameters() if p.requires_grad], float(gradient_clip_val))
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self) -> dict[str, Any]:
         stage = self.run_config["stage"]
         optimizer, scheduler = build_optimizer(

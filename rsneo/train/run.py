@@ -21,17 +21,18 @@ from rsneo.errors import InputError
 from rsneo.heads.segmentation import SegmentationHead, SegmentationHeadConfig
 from rsneo.model.causal_lm import RSNeoForCausalLM
 from rsneo.model.config import RSNeoConfig
+from rsneo.model.flex import FlexBuckets, FlexOptions
 from rsneo.model.positions import ImageTokens
 from rsneo.model.tokenizer import image_token_ids, load_tokenizer, train_tokenizer
 from rsneo.train.callbacks import LossCurve, TokenThroughput, step_progress_bar
 from rsneo.train.change import build_change_head
-from rsneo.train.checkpoint import RSNEO_KEY, load_checkpoint, write_tokenizer_files
+from rsneo.train.checkpoint import RSNEO_KEY, is_checkpoint, load_checkpoint, write_tokenizer_files
 from rsneo.train.config import REPO_DIR, resolve_data_root, run_config
 from rsneo.train.corpus import corpus_texts
 from rsneo.train.csvlog import ResumableCSVLogger
 from rsneo.train.datamodule import RSNeoDataModule
 from rsneo.train.module import RSNeoTraining
-from rsneo.train.scale import build_strategy, fsdp_builds_on_meta, meta_model, tag_for_materialization
+from rsneo.train.scale import build_strategy, fsdp_builds_on_meta, meta_model
 
 BUNDLED_TOKENIZER = Path(__file__).resolve().parents[1] / "assets" / "tokenizer"
 
@@ -67,15 +68,17 @@ def checkpoint_tokenizer(path: str | Path):
     """The tokenizer stored in a training checkpoint (as plain text files)."""
     import tempfile
 
-    files = load_checkpoint(path)[RSNEO_KEY]["tokenizer_files"]
+    files = load_checkpoint(path, weights=False)[RSNEO_KEY]["tokenizer_files"]
     with tempfile.TemporaryDirectory() as folder:
         write_tokenizer_files(files, Path(folder))
         return load_tokenizer(folder)
 
 
-def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
+def build_model(model_cfg: dict[str, Any], tokenizer, sharded: bool = False) -> torch.nn.Module:
     """The backbone with a vocabulary that fits the tokenizer and its image token ids; from `init_from` if
-    set. `model_cfg` is a run config's `model` section (rsneo.train.schema.ModelConfig)."""
+    set. `model_cfg` is a run config's `model` section (rsneo.train.schema.ModelConfig). `sharded`: the model
+    is being built on the meta device for FSDP, which reads `init_from`'s weights rank by rank later
+    (`rsneo.train.scale`): only its config is read here."""
     overrides = dict(model_cfg["overrides"])
     unknown = sorted(set(overrides) - {f.name for f in fields(RSNeoConfig)})
     if unknown:
@@ -83,7 +86,11 @@ def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
     ids = image_token_ids(tokenizer)
     backend = str(model_cfg["attn_backend"])
     if model_cfg["init_from"]:
-        model = RSNeoForCausalLM.from_pretrained(model_cfg["init_from"]).train()  # loads in eval mode
+        folder = Path(model_cfg["init_from"])
+        if sharded:
+            model = RSNeoForCausalLM(RSNeoConfig.load(folder / "config.json"))
+        else:
+            model = RSNeoForCausalLM.from_pretrained(folder).train()  # loads in eval mode
         model.config.attn_backend = backend  # read at each forward by the backbone (the same object)
         if len(tokenizer) > model.config.vocab_size or model.config.img_context_token_id != ids.context:
             raise InputError(
@@ -106,6 +113,13 @@ def build_model(model_cfg: dict[str, Any], tokenizer) -> torch.nn.Module:
         },
     )
     return RSNeoForCausalLM(config)
+
+
+def flex_options(model_cfg: dict[str, Any]) -> FlexOptions:
+    """The run's Flex bucket ladder; refused (one message, exit 2) when it cannot hold `model.max_tokens`."""
+    buckets = FlexBuckets(tuple(model_cfg["flex_lengths"]), tuple(model_cfg["flex_rows"]))
+    buckets.check_holds(int(model_cfg["max_tokens"]))
+    return FlexOptions(buckets=buckets)
 
 
 def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torch.nn.Module | None:
@@ -194,6 +208,7 @@ def validation_options(t: dict[str, Any]) -> dict[str, Any]:
 def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     """Tokenizer, model, objectives, data and trainer for a composed config (or a dict of the same keys)."""
     config = run_config(cfg)
+    flex = flex_options(config["model"])  # a ladder that cannot hold max_tokens stops here, before any output
     L.seed_everything(int(config["seed"]), workers=True, verbose=False)
     set_cpu_threads(config["trainer"])
     root = resolve_data_root(config["data_root"])
@@ -206,10 +221,9 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         vocab_size = RSNeoConfig.from_preset(model_cfg["preset"]).vocab_size
         tokenizer = build_tokenizer(config["tokenizer"], model_cfg["init_from"], root, vocab_size)
     on_meta = fsdp_builds_on_meta(config["trainer"], model_cfg)
-    with meta_model(on_meta):  # FSDP materialises it unit by unit, on each rank its own shard
-        model = build_model(model_cfg, tokenizer)
-    if on_meta:
-        tag_for_materialization(model, model.init_module)
+    with meta_model(on_meta):  # FSDP fills each rank's own shard (rsneo.train.scale)
+        model = build_model(model_cfg, tokenizer, sharded=on_meta)
+    model.backbone.flex = flex
     # prediction groups bands as the model was trained (rsneo.data.frames.model_band_groups)
     model.config.band_groups = config["data"]["band_groups"]
     module = RSNeoTraining(
@@ -241,8 +255,10 @@ def train(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
             atomic.write_text(run.out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(run.config)))
             run.tokenizer.save_pretrained(str(run.out_dir / "tokenizer"))
         resume = run.config["resume"]
-        if resume and not Path(resume).is_file():
-            raise InputError(f"resume: {resume}: expected a Lightning checkpoint file, found none")
+        if resume and not is_checkpoint(resume):
+            raise InputError(
+                f"resume: {resume}: expected a Lightning checkpoint (file, or FSDP folder), found none"
+            )
         run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resume or None, weights_only=True)
     except BaseException:
         if int(os.environ.get("RANK", "0")) == 0:

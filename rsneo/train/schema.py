@@ -20,6 +20,7 @@ from omegaconf import MISSING
 from rsneo.data.frames import BAND_GROUPS, DEFAULT_BAND_GROUPS
 from rsneo.heads.change import ChangeHeadConfig
 from rsneo.heads.segmentation import SegmentationHeadConfig
+from rsneo.model.flex import FlexBuckets
 from rsneo.model.masks import BACKENDS
 from rsneo.train.finetune_config import FinetuneConfig
 from rsneo.train.freezing import ROLES
@@ -65,6 +66,12 @@ class ModelConfig:
     attn_backend: AttnBackend = AttnBackend.auto  # type: ignore[attr-defined]
     activation_checkpointing: bool = False
     compile: bool = False  # torch.compile each decoder layer (CUDA only)
+    # the longest packed row (tokens) a step may hold; a wider one stops the run with a message
+    max_tokens: int = 32768
+    # compiled Flex pads each batch up to these buckets (tokens per row: multiples of 128; rows), so it meets
+    # a bounded set of shapes (rsneo.model.flex); the longest must hold max_tokens
+    flex_lengths: list[int] = field(default_factory=lambda: list(FlexBuckets().lengths))
+    flex_rows: list[int] = field(default_factory=lambda: list(FlexBuckets().rows))
 
 
 @dataclass

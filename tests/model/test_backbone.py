@@ -74,7 +74,7 @@ def test_parameter_groups_cover_everything_once(golden_model):
     names = [n for g in groups.values() for n in g]
     assert sorted(names) == sorted(n for n, _ in golden_model.named_parameters())
     assert "backbone.layers.0.self_attn.q_proj.weight" in groups["prebuffer"]
-    assert "backbone.layers.1.self_attn.k_proj_s.weight" in groups["native_positions"]
+    assert "backbone.layers.1.self_attn.spectral_frequencies" in groups["native_positions"]
     assert "backbone.layers.2.self_attn.q_norm_h.weight" in groups["native_positions"]
     assert "backbone.layers.2.mlp.up_proj.weight" in groups["post_llm"]
     assert "backbone.vision.anchors" in groups["vision"]

@@ -57,8 +57,8 @@ def _edit_shard(folder, key, new):
 
 def test_missing_tensor_is_named(saved):
     _, folder = saved
-    _edit_shard(folder, "backbone.layers.1.self_attn.k_proj_s.weight", None)
-    with pytest.raises(InputError, match=r"'backbone\.layers\.1\.self_attn\.k_proj_s\.weight' is missing"):
+    _edit_shard(folder, "backbone.layers.1.self_attn.k_proj_hw.weight", None)
+    with pytest.raises(InputError, match=r"'backbone\.layers\.1\.self_attn\.k_proj_hw\.weight' is missing"):
         RSNeoForCausalLM.from_pretrained(folder)
 
 

@@ -76,8 +76,11 @@ def test_depth_two_shifts_layers_with_identical_tensors(qwen3_folder, tmp_path):
     q = hf_model.model.layers[0].self_attn.q_proj.weight.view(4, 16, 64)
     a, c = q[:, 0:4], q[:, 8:12]
     assert torch.equal(attn.q_proj_hw.weight.view(4, 16, 64), torch.cat((a, c, a, c), 1))
-    assert torch.equal(attn.q_proj_s.weight.view(4, 8, 64), torch.cat((a, c), 1))
-    k = hf_model.model.layers[0].self_attn.k_proj.weight.view(2, 16, 64)
-    assert torch.equal(attn.k_proj_s.weight.view(2, 8, 64), torch.cat((k[:, 0:4], k[:, 8:12]), 1))
-    assert not attn.k_proj_hw.weight.any() and not attn.k_norm_s.weight.any()  # H/W keys and the S gate shut
+    assert not attn.k_proj_hw.weight.any()  # H/W keys shut
+    assert model.config.spectral_layout == "phase" and model.config.qk_dim == 2 * 16  # S adds no width
+    for layer in model.backbone.layers:  # the S phase starts at zero everywhere, fresh pre-buffer included
+        assert (
+            layer.self_attn.spectral_frequencies.shape == (16,)
+            and not layer.self_attn.spectral_frequencies.any()
+        )
     assert model.backbone.layers[0].self_attn.q_proj.weight.std().item() == pytest.approx(0.02, rel=0.2)

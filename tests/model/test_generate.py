@@ -18,9 +18,9 @@ from .test_masks import multi_frame_multi_band_batch
 def model() -> RSNeoForCausalLM:
     torch.manual_seed(0)
     model = RSNeoForCausalLM(RSNeoConfig.from_preset("tiny")).eval()
-    with torch.no_grad():  # make the spectral keys live so the cache must carry all four axes
+    with torch.no_grad():  # open the spectral phase so the cached keys must carry all four axes
         for layer in model.backbone.layers:
-            layer.self_attn.k_proj_s.weight.normal_(std=0.05)
+            layer.self_attn.spectral_frequencies.normal_(std=0.3)
     return model
 
 

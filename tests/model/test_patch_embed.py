@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -83,3 +84,57 @@ def test_groups_sharing_a_band_set_are_batched_without_changing_results():
     together = pel([a, other, b])
     apart = torch.cat([pel([a]), pel([other]), pel([b])])
     torch.testing.assert_close(together, apart, rtol=0, atol=1e-5)
+
+
+# ---- the kernel cache: one build per band set without gradients, never stale -----------------------------
+
+
+def s2_groups(dtype: torch.dtype = torch.float32) -> list[ImageInput]:
+    torch.manual_seed(3)
+    keys = ("blue", "green", "red", "nir")
+    return [
+        ImageInput(torch.randn(4, 32, 64).to(dtype), torch.tensor([S2[k] for k in keys]), keys) for _ in "ab"
+    ]
+
+
+def counted_builds(pel: SpectralPatchEmbedding, monkeypatch) -> list[int]:
+    builds: list[int] = []
+    real = pel.band_kernels
+    monkeypatch.setattr(pel, "band_kernels", lambda *a: builds.append(1) or real(*a))
+    return builds
+
+
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float32, 0.0), (torch.bfloat16, 0.0)])
+def test_without_gradients_a_band_set_kernel_is_built_once_and_gives_the_same_tokens(
+    dtype, atol, monkeypatch
+):
+    """The cached kernel is the very kernel a fresh build gives (same ops, same order): equal bit for bit."""
+    pel = trained_like_embedding().to(dtype)
+    builds = counted_builds(pel, monkeypatch)
+    with torch.no_grad():
+        first = pel(s2_groups(dtype))
+        second = pel(s2_groups(dtype))
+    assert len(builds) == 1  # two forwards, two groups each: one build
+    fresh = pel(s2_groups(dtype)).detach()  # with gradients: built anew, inside the graph
+    assert len(builds) == 2
+    torch.testing.assert_close(first, fresh, rtol=0, atol=atol)
+    torch.testing.assert_close(second, fresh, rtol=0, atol=atol)
+
+
+def test_updated_weights_are_never_served_stale(monkeypatch):
+    pel = trained_like_embedding()
+    builds = counted_builds(pel, monkeypatch)
+    with torch.no_grad():
+        before = pel(s2_groups())
+    pel(s2_groups()).square().mean().backward()  # with gradients: the anchors get one
+    assert pel.anchors.grad.abs().sum() > 0
+    torch.optim.SGD(pel.parameters(), lr=0.5).step()  # an in-place update of the kernel parameters
+    with torch.no_grad():
+        after = pel(s2_groups())
+    expected = pel(s2_groups()).detach()
+    torch.testing.assert_close(after, expected, rtol=0, atol=0)
+    assert (after - before).abs().max() > 1e-3  # the cache did not hand back the old kernel
+    pel.load_state_dict(trained_like_embedding().state_dict(), assign=True)  # new tensors altogether
+    with torch.no_grad():
+        torch.testing.assert_close(pel(s2_groups()), before, rtol=0, atol=0)
+    assert len(builds) == 5  # before, the graph, after, expected, after loading

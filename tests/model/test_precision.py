@@ -28,7 +28,8 @@ def tolerance(dtype: torch.dtype, reference: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def half_models(golden_dir) -> dict[torch.dtype, RSNeoForCausalLM]:
-    """The golden tiny model (the `tiny` preset's shape) with its S gate opened, so all four axes count."""
+    """The golden tiny model (the `tiny` preset's shape) with its spectral phase opened, so all four axes
+    count."""
     import json
 
     from safetensors.torch import load_file
@@ -42,7 +43,7 @@ def half_models(golden_dir) -> dict[torch.dtype, RSNeoForCausalLM]:
     model.load_state_dict(state)
     with torch.no_grad():
         for layer in model.backbone.layers:
-            layer.self_attn.k_norm_s.weight.fill_(0.5)
+            layer.self_attn.spectral_frequencies.normal_(std=0.3)
     model.eval()
     return {torch.float32: model} | {dt: copy.deepcopy(model).to(dt) for dt in DTYPES}
 

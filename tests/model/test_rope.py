@@ -77,12 +77,43 @@ def test_patch_rotary_rotates_channel_halves_by_column_then_row():
 
 
 def test_linear_scaling_divides_t_h_w_but_not_s():
+    from rsneo.model import RSNeoConfig
+
     positions = torch.tensor([[[0.0, 4, 8]], [[0.0, 2, 6]], [[0.0, 6, 2]], [[0.5, 1.5, 3.0]]])  # (4, 1, 3)
-    scaled = NativeRopeTables.build(positions, 16, 8, 1e4, 1e4, 1e4, linear_factor=2.0)
-    plain = NativeRopeTables.build(
-        positions / torch.tensor([2.0, 2, 2, 1])[:, None, None], 16, 8, 1e4, 1e4, 1e4
-    )
-    for axis in ("t", "h", "w", "s"):
+    scaled = NativeRopeTables.build(positions, RSNeoConfig(rope_linear_factor=2.0))
+    plain = NativeRopeTables.build(positions / torch.tensor([2.0, 2, 2, 1])[:, None, None], RSNeoConfig())
+    for axis in ("t", "h", "w"):
         for got, want in zip(getattr(scaled, axis), getattr(plain, axis), strict=True):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
-    assert NativeRopeTables.build(positions, 16, 0, 1e4, 1e4, 1e4).s is None  # no spectral head dims
+    torch.testing.assert_close(scaled.spectral, positions[3], rtol=0, atol=0)  # S keeps its scale
+    assert scaled.s is None  # no legacy S channels
+
+
+def test_the_spectral_phase_adds_s_times_frequency_to_each_pair_angle():
+    from rsneo.model import RSNeoConfig
+
+    config = RSNeoConfig(spectral_pairs="all")  # head_dim 16: T 8 pairs, H 4, W 4
+    positions = torch.tensor([[[0.0, 3, 7]], [[0.0, 1, 2]], [[0.0, 2, 1]], [[10.2, 16.5, 0.0]]])
+    tables = NativeRopeTables.build(positions, config)
+    freqs = torch.linspace(-0.5, 0.5, 16)
+    t, h, w = tables.with_phase(freqs)
+    s = positions[3, 0].double()[:, None]
+    for (cos, sin), axis, row, dim, base, pairs in (
+        (t, "t", 0, 16, config.rope_theta, slice(0, 8)),
+        (h, "h", 1, 8, config.rope_theta_hw, slice(8, 12)),
+        (w, "w", 2, 8, config.rope_theta_hw, slice(12, 16)),
+    ):
+        angles = positions[row, 0].double()[:, None] * inverse_frequencies(dim, base).double()
+        angles = angles + s * freqs[pairs].double()
+        emb = torch.cat((angles, angles), -1)[None]
+        torch.testing.assert_close(cos.double(), emb.cos(), rtol=0, atol=ATOL, msg=axis)
+        torch.testing.assert_close(sin.double(), emb.sin(), rtol=0, atol=ATOL, msg=axis)
+    # zero frequencies: the shared tables exactly; "t" leaves H and W tables untouched
+    for got, want in zip(tables.with_phase(torch.zeros(16)), (tables.t, tables.h, tables.w), strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    # `spectral_unit`: the phase's position is S in that unit (S / unit x frequency)
+    per_unit = NativeRopeTables.build(positions, RSNeoConfig(spectral_unit=16.0))
+    torch.testing.assert_close(per_unit.spectral, positions[3] / 16.0, rtol=0, atol=0)
+    only_t = NativeRopeTables.build(positions, RSNeoConfig(spectral_pairs="t"))
+    _, h_t, w_t = only_t.with_phase(torch.ones(8))
+    assert h_t is only_t.h and w_t is only_t.w

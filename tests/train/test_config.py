@@ -87,6 +87,10 @@ def test_every_experiment_composes_with_every_key_typed_and_set():
         ("model.attn_backend=flax", "one of [auto, sdpa, flex, flash]; full_key: model.attn_backend"),
         ("data.band_groups=bands", "'bands', expected one of [sensor, fold]; full_key: data.band_groups"),
         ("data.tile=???", "no value for ['data.tile']"),
+        # a Flex bucket ladder that cannot hold the rows the run may pack (rsneo.model.flex)
+        ("model.max_tokens=70000", "longest bucket holds 65536 tokens per row, but max_tokens is 70000"),
+        ("model.flex_lengths=[100,4096]", "lengths must be multiples of 128 tokens, got [100]"),
+        ("model.flex_rows=[4,2]", "rows must be positive and strictly increasing, got (4, 2)"),
     ],
 )  # fmt: skip
 def test_rsneo_train_refuses_unknown_keys_and_wrong_types_at_start_with_exit_2(

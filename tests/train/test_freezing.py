@@ -9,9 +9,8 @@ from rsneo.train.config import load_config
 from rsneo.train.freezing import apply_stage, trainable_names
 
 NEW_POSITION_PARTS = [
-    "q_proj_hw.weight", "k_proj_hw.weight", "q_proj_s.weight", "k_proj_s.weight",
-    "q_norm_h.weight", "q_norm_w.weight", "k_norm_h.weight", "k_norm_w.weight",
-    "q_norm_s.weight", "k_norm_s.weight",
+    "q_proj_hw.weight", "k_proj_hw.weight", "q_norm_h.weight", "q_norm_w.weight", "k_norm_h.weight",
+    "k_norm_w.weight", "spectral_frequencies",
 ]  # fmt: skip
 
 
@@ -22,7 +21,9 @@ def test_stage_one_trains_patch_embedding_prebuffer_and_new_position_parts_only(
     vision = {n for n in names if n.startswith("backbone.vision.")}
     prebuffer = {n for n in names if n.startswith("backbone.layers.0.")}
     positions = {f"backbone.layers.{i}.self_attn.{p}" for i in (1, 2) for p in NEW_POSITION_PARTS}
-    assert vision and len(prebuffer) == 21  # 8 projections (qkvo, hw, s), 8 QK-norms, 2 norms, 3 mlp
+    assert (
+        vision and len(prebuffer) == 18
+    )  # 6 projections (qkvo, hw), 6 QK-norms, S frequencies, 2 norms, 3 mlp
     assert trainable_names(tiny_model) == vision | prebuffer | positions
     frozen = names - trainable_names(tiny_model)
     for expected in [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rsneo.train.config import load_config
@@ -32,11 +33,46 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(tiny_model, 
 
 
 def test_strategies_built_from_trainer_configs():
-    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
+    from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 
     ddp = load_config(["trainer=ddp", "trainer.accelerator=cpu"])
     strategy = build_strategy(ddp.trainer, ddp.model)
     assert isinstance(strategy, DDPStrategy) and strategy._process_group_backend == "gloo"
     fsdp = load_config(["trainer=fsdp", "model=neo-2.2b"])
-    assert isinstance(build_strategy(fsdp.trainer, fsdp.model), FSDPStrategy)
+    sharded = build_strategy(fsdp.trainer, fsdp.model)  # FSDP2, every device a data-parallel rank
+    assert isinstance(sharded, ModelParallelStrategy) and sharded.process_group_backend is None  # NCCL
+    cpu = load_config(["trainer=fsdp", "trainer.accelerator=cpu"])
+    assert build_strategy(cpu.trainer, cpu.model).process_group_backend == "gloo"
+    assert sharded._save_distributed_checkpoint  # trainer.fsdp.state_dict_type: sharded
+    full = load_config(["trainer=fsdp", "trainer.fsdp.state_dict_type=full"])
+    assert not build_strategy(full.trainer, full.model)._save_distributed_checkpoint
     assert build_strategy(load_config([]).trainer, {}) == "auto"
+
+
+def test_fsdp_options_in_fsdp2_terms_and_unknown_ones_refused():
+    from rsneo.errors import InputError
+    from rsneo.train.scale import fsdp_options
+
+    options = fsdp_options(
+        {"sharding_strategy": "SHARD_GRAD_OP", "state_dict_type": "sharded", "cpu_offload": True}
+    )
+    assert options == {"reshard_after_forward": False, "sharded_checkpoints": True, "cpu_offload": True}
+    with pytest.raises(InputError, match="sharding_strategy must be one of .*'HYBRID_SHARD'"):
+        fsdp_options(
+            {"sharding_strategy": "HYBRID_SHARD", "state_dict_type": "sharded", "cpu_offload": False}
+        )
+
+
+def test_a_step_wider_than_max_tokens_stops_with_a_message(
+    tiny_model, tokenizer, flood_samples, image_tokens
+):
+    from rsneo.errors import InputError
+    from rsneo.train.module import RSNeoTraining
+
+    config = load_config(["objectives=pretrain", "model.max_tokens=16", "data_root=.", "out_dir=."])
+    module = RSNeoTraining(tiny_model, config, tokenizer)
+    batch = collate(flood_samples[:2], image_tokens, pad_id=0)
+    with pytest.raises(
+        InputError, match=r"model.max_tokens: a training step packs rows of \d+ tokens, more than the 16"
+    ):
+        module.plan(batch, torch.Generator().manual_seed(0))
