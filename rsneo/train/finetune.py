@@ -350,3 +350,10 @@ def per_class(module: FinetuneModule) -> dict[str, dict[str, float]]:
     for (name, metric), value in module.class_scores.items():
         out.setdefault(name, {})[metric] = value
     return out
+
+
+def gpu_check(device: str, dry_run: bool):
+    """`benchmarks/gpu_check.py` part 4 (`rsneo.train.finetune_gpu_check`)."""
+    from rsneo.train.finetune_gpu_check import gpu_check as run
+
+    return run(device, dry_run)

@@ -71,7 +71,9 @@ def test_data_root_is_found_beside_the_repository_or_named_when_missing(shared_d
 def test_every_experiment_composes_with_every_key_typed_and_set():
     from rsneo.train.config import run_config
 
-    assert options("experiment") == ["demo", "smoke"]
+    assert options("experiment") == [
+        "demo", "finetune_change", "finetune_levircd", "finetune_oscd", "finetune_segment", "smoke",
+    ]  # fmt: skip
     for name in options("experiment"):
         plain = run_config(load_config([f"experiment={name}"]))  # raises on a missing value
         assert plain["name"] == name and isinstance(plain["trainer"]["max_steps"], int)
@@ -147,9 +149,9 @@ def test_attn_backend_from_the_command_line_reaches_the_models_forward(tokenizer
     seen: list[str] = []
     original = RSNeoBackbone.attention_mask
 
-    def spy(self, inputs, backend, cache=None):
+    def spy(self, inputs, backend, *args):
         seen.append(backend)
-        return original(self, inputs, backend, cache)
+        return original(self, inputs, backend, *args)
 
     monkeypatch.setattr(RSNeoBackbone, "attention_mask", spy)
     model(input_ids=torch.tensor([[1, 2, 3]]))
