@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -40,7 +43,7 @@ from rsneo.heads.system import System, load_system
 from rsneo.io.read import PixelUnitsWarning
 from rsneo.train.callbacks import step_progress_bar
 from rsneo.train.checkpoint import load_checkpoint
-from rsneo.train.config import run_config
+from rsneo.train.config import load_config, run_config
 from rsneo.train.csvlog import ResumableCSVLogger
 from rsneo.train.finetune_backbone import set_trainable
 from rsneo.train.finetune_data import TrainingChips, ValidationSamples, prepare, split_samples
@@ -352,8 +355,52 @@ def per_class(module: FinetuneModule) -> dict[str, dict[str, float]]:
     return out
 
 
-def gpu_check(device: str, dry_run: bool):
-    """`benchmarks/gpu_check.py` part 4 (`rsneo.train.finetune_gpu_check`)."""
-    from rsneo.train.finetune_gpu_check import gpu_check as run
+# ---- benchmarks/gpu_check.py part 4: a short run of the LEVIR-CD recipe, for its speed --------------------
+def synthetic_pairs(root: Path, pairs: int, size: int, seed: int = 0) -> Path:
+    """`pairs` RGB PNG pairs in the change layout (A/ B/ label/): B is A plus bright squares, labelled 255."""
+    from PIL import Image
 
-    return run(device, dry_run)
+    rng = np.random.default_rng(seed)
+    for folder in ("A", "B", "label"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for i in range(pairs):
+        before = rng.integers(40, 120, (size, size, 3), dtype=np.uint8)
+        after, label = before.copy(), np.zeros((size, size), np.uint8)
+        for _ in range(6):
+            side = int(rng.integers(size // 16, size // 6))
+            row, col = rng.integers(0, size - side, 2)
+            after[row : row + side, col : col + side] = rng.integers(180, 250, 3)
+            label[row : row + side, col : col + side] = 255
+        for folder, pixels in (("A", before), ("B", after), ("label", label)):
+            Image.fromarray(pixels).save(root / folder / f"pair_{i}.png")
+    return root
+
+
+def gpu_check(device: str, dry_run: bool) -> Iterator[dict]:
+    """One row per run: the recipe's settings, steps, seconds per step, chips per second, peak MiB."""
+    cuda = device.startswith("cuda") and torch.cuda.is_available() and not dry_run
+    tile, batch, steps = (256, 16, 20) if cuda else (64, 2, 2)
+    with tempfile.TemporaryDirectory(prefix="rsneo-gpu-check-") as scratch:
+        root = synthetic_pairs(Path(scratch) / "pairs", 8, 256 if cuda else 128)
+        overrides = [
+            "experiment=finetune_levircd" if cuda else "experiment=finetune_change",
+            f"data.root={root}", f"out_dir={Path(scratch) / 'run'}",
+            f"finetune.out={Path(scratch) / 'model'}",
+            f"data.tile={tile}", f"data.batch_size={batch}", f"finetune.steps_per_epoch={steps}",
+            "finetune.max_epochs=1", "finetune.val=blocks", "finetune.val_block=64", "finetune.train=lora",
+            "trainer.progress_bar=false",
+        ]  # fmt: skip
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        result = finetune(load_config(overrides))
+        seconds = time.perf_counter() - start
+        peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    precision = "bf16-mixed" if cuda else "CPU fp32 (dry run)"
+    yield {
+        "what": f"change, LoRA, {tile} px chips x {batch}, {precision}",
+        "steps": steps, "s_per_step": round(seconds / steps, 3),
+        "chips_per_s": round(steps * batch / seconds, 1),
+        "peak_MiB": None if peak is None else round(peak), "val_f1": round(result.scores["f1"], 3),
+        "note": "wall time includes reading the pairs, validation and writing the model folder",
+    }  # fmt: skip

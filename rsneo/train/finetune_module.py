@@ -28,7 +28,10 @@ MONITOR = "val/f1"
 
 def budget_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float, spent) -> float:
     """`warmup_cosine` at `step` or at the share `spent()` of a CPU budget already used, whichever is further:
-    with a budget the decay ends when the budget does, wherever the epochs would have ended it."""
+    with a budget the decay ends when the budget does, wherever the epochs would have ended it. The warm-up
+    runs its steps either way."""
+    if step < warmup_steps:
+        return warmup_cosine(step, warmup_steps, total_steps, min_ratio)
     fraction = float(spent()) if spent is not None else 0.0
     equivalent = warmup_steps + fraction * max(total_steps - warmup_steps, 0)
     return warmup_cosine(max(step, int(equivalent)), warmup_steps, total_steps, min_ratio)
