@@ -37,6 +37,7 @@ from rsneo.io.dataset import open_raster
 from rsneo.io.remote import RasterPath, local_input
 from rsneo.io.sieve import DEFAULT_MIN_AREA
 from rsneo.io.vector import LAYER
+from rsneo.model.threads import use_threads
 from rsneo.predict.answers import Answer
 from rsneo.predict.ask import ask as ask_product
 from rsneo.predict.buildings import map_new_buildings
@@ -75,12 +76,19 @@ def samples() -> DemoSamples:
     return bundled_samples()
 
 
-def load(model: str | Path | None = None, device: str = "cpu", band_groups: str | None = None) -> Model:
+def load(
+    model: str | Path | None = None,
+    device: str = "cpu",
+    band_groups: str | None = None,
+    threads: int | None = None,
+) -> Model:
     """The model folder `model` (None: the bundled model) on `device`, ready to segment, change and ask.
 
     `band_groups` ("sensor" or "fold") overrides how bands become tokens, with a warning when the model was
-    trained otherwise.
+    trained otherwise. `threads`: CPU threads for torch (None: RSNEO_THREADS, else the free cores this
+    process may use, at most 8; rsneo.model.threads).
     """
+    use_threads(threads, "threads")
     if band_groups is not None:
         band_groups = check_band_groups(band_groups, "--band-groups")
     system = load_system(Path(model) if model is not None else None, device=device)
@@ -336,7 +344,7 @@ def learn(
     # on use: `rsneo change` starts without training code
     from rsneo.train.learn import learn as learn_product
 
-    system = load(config.model, device=config.device).system
+    system = load(config.model, device=config.device, threads=config.threads).system
     return learn_product(system, config, show_progress=show_progress)
 
 

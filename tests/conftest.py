@@ -13,6 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RSNEO_SHARED", REPO.parent / "shared"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory) -> Path:
+    """Caches rsneo keeps for the user (the bundled model's prompt vectors) go to a temporary folder."""
+    path = tmp_path_factory.mktemp("xdg_cache")
+    os.environ["XDG_CACHE_HOME"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = SHARED / "data"

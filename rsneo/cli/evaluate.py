@@ -21,8 +21,10 @@ from rsneo.cli.products import (
     DeviceOption,
     OverlapOption,
     SensorOption,
+    ThreadsOption,
     WindowOption,
     _bands,
+    _threads,
 )
 
 BUNDLED = "bundled"
@@ -157,6 +159,7 @@ def evaluate_command(
     overlap: OverlapOption = 32,
     batch: BatchOption = 4,
     device: DeviceOption = "cpu",
+    threads: ThreadsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure a model on labelled data: confusion matrix, per-class IoU, F1, precision, recall, kappa.
@@ -175,11 +178,12 @@ def evaluate_command(
     from rsneo.api import load, window_plan
 
     window_plan(window, overlap, batch)  # refused before the model loads
+    threads = _threads(threads)
     folder = None if model == BUNDLED else Path(model)
     with _summarised_warnings():
         samples = _read_samples(data, masks, classes, split, chip, sensor, _bands(bands))
     with reported_warnings():
-        model_api = load(folder, device=device)
+        model_api = load(folder, device=device, threads=threads)
         model_api.warn_untrained(CHANGE if masks is None else "segmentation")
         plan, system = model_api.plan(window, overlap, batch), model_api.system
         with _sample_bar(len(samples)) as progress:

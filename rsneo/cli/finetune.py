@@ -55,7 +55,11 @@ def compose(task: str, values: dict[str, Any], overrides: list[str]):
 
 
 def common_values(out: Path, model: Path | None, train: str, sensor: str | None, bands: str | None,
-                  epochs: int | None, device: str, overwrite: bool) -> dict[str, Any]:  # fmt: skip
+                  epochs: int | None, device: str, threads: int | None,
+                  overwrite: bool) -> dict[str, Any]:  # fmt: skip
+    from rsneo.model.threads import resolve_threads
+
+    resolve_threads(threads)  # a bad --threads or RSNEO_THREADS: exit 2 before any data is read
     return {
         "finetune.out": str(out),
         "out_dir": str(run_folder(out)),
@@ -67,6 +71,7 @@ def common_values(out: Path, model: Path | None, train: str, sensor: str | None,
         "finetune.overwrite": overwrite or None,
         "trainer.accelerator": "gpu" if device.startswith("cuda") else None,
         "trainer.precision": "bf16-mixed" if device.startswith("cuda") else None,
+        "trainer.threads": threads,
     }
 
 
@@ -103,6 +108,12 @@ BandsOption = Annotated[
 ]
 EpochsOption = Annotated[int | None, typer.Option("--epochs", help="At most this many epochs (default 40).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, or cuda (bf16 mixed precision).")]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads", help="CPU threads (default: RSNEO_THREADS, else the free cores).", show_default=False
+    ),
+]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")]
 KeepOption = Annotated[bool, typer.Option("--keep-run", help="Keep the checkpoints and metrics.csv.")]
 OutOption = Annotated[Path, typer.Option("--out", help="Model folder to write (a new or empty folder).")]
@@ -128,6 +139,7 @@ def change_command(
     bands: BandsOption = None,
     epochs: EpochsOption = None,
     device: DeviceOption = "cpu",
+    threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
     keep_run: KeepOption = False,
 ) -> None:
@@ -137,7 +149,7 @@ def change_command(
     --model OUT (the map comes from the fine-tuned head). KEY=VALUE items set any key of
     `rsneo train experiment=finetune_change` (docs/training.md).
     """
-    values = common_values(out, model, train, sensor, bands, epochs, device, overwrite) | {
+    values = common_values(out, model, train, sensor, bands, epochs, device, threads, overwrite) | {
         "data.root": str(folder), "finetune.change_classes": classes, "finetune.pixel_size": pixel_size,
     }  # fmt: skip
     run(compose("change", values, list(ctx.args)), out, keep_run)
@@ -163,6 +175,7 @@ def segment_command(
     bands: BandsOption = None,
     epochs: EpochsOption = None,
     device: DeviceOption = "cpu",
+    threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
     keep_run: KeepOption = False,
 ) -> None:
@@ -193,7 +206,7 @@ def segment_command(
         }
         for i, (images, masks) in enumerate(pairs)
     ]
-    values = common_values(out, model, train, sensor, bands, epochs, device, overwrite) | {
+    values = common_values(out, model, train, sensor, bands, epochs, device, threads, overwrite) | {
         "finetune.segment": entries
     }
     run(compose("segment", values, overrides), out, keep_run)

@@ -21,8 +21,8 @@ RUN, TRAIN = LearnConfig(), LearnSettings()  # the defaults the options show (ty
 # command-line option -> key of the learn config (rsneo.train.learn_config.LearnConfig)
 OPTION_KEYS = {
     "labels": "labels", "class_field": "class_field", "out": "out", "model": "model", "sensor": "sensor",
-    "bands": "bands", "device": "device", "overwrite": "overwrite", "steps": "settings.steps",
-    "lr": "settings.lr", "folds": "settings.folds",
+    "bands": "bands", "device": "device", "threads": "threads", "overwrite": "overwrite",
+    "steps": "settings.steps", "lr": "settings.lr", "folds": "settings.folds",
     "window": "settings.window", "seed": "settings.seed", "features": "settings.features",
 }  # fmt: skip
 
@@ -91,6 +91,14 @@ def learn_command(
     device: Annotated[
         str, typer.Option("--device", help="Device of the backbone pass: cpu, cuda, ...")
     ] = RUN.device,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="CPU threads (default: RSNEO_THREADS, else the free cores, at most 8).",
+            show_default=False,
+        ),
+    ] = RUN.threads,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print one JSON document on stdout: folder, scores (docs/products.md)."),
@@ -105,6 +113,7 @@ def learn_command(
     The same run as a Hydra config: --config NAME|FILE [KEY=VALUE ...] (docs/training.md).
     """
     from rsneo.api import learn
+    from rsneo.model.threads import use_threads
 
     values = dict(locals())  # (a comprehension has its own locals before Python 3.12)
     given = {
@@ -117,6 +126,7 @@ def learn_command(
     paths = [a for a in items if a not in overrides]
     run = learn_run(config, overrides, paths, given)
     check_output_folder(run.out)
+    use_threads(run.threads)
     with reported_warnings() as warned:
         result = learn(run, show_progress=not as_json)
     if as_json:

@@ -41,6 +41,15 @@ OverlapOption = Annotated[int, typer.Option("--overlap", help="Overlap between w
 BatchOption = Annotated[int, typer.Option("--batch", help="Windows per model call.")]
 OUTPUT_BYTES_PER_PIXEL = 4.0  # uint8 map + its partial copy + overviews + polygons, with headroom
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help="CPU threads for the model (default: RSNEO_THREADS, else the cores this process may use that "
+        "other work leaves free, at most 8).",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[
     bool,
     typer.Option("--json", help="One JSON document on stdout: files, totals, warnings (docs/products.md)."),
@@ -133,10 +142,17 @@ def _check_rasters(
             check_disk(source, out, OUTPUT_BYTES_PER_PIXEL)
 
 
-def _load(model: Path | None, device: str, band_groups: str | None):
+def _threads(threads: int | None) -> int:
+    """The thread count, checked before any input is read (a bad --threads or RSNEO_THREADS: exit 2)."""
+    from rsneo.model.threads import use_threads
+
+    return use_threads(threads)
+
+
+def _load(model: Path | None, device: str, band_groups: str | None, threads: int):
     from rsneo.api import load
 
-    return load(model, device=device, band_groups=band_groups)
+    return load(model, device=device, band_groups=band_groups, threads=threads)
 
 
 def _emit(document: Any, as_json: bool) -> None:
@@ -173,6 +189,7 @@ def segment_command(
     batch: BatchOption = 4,
     band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
+    threads: ThreadsOption = None,
     strict: StrictOption = False,
     min_area: MinAreaOption = "2px",
     simplify: SimplifyOption = None,
@@ -197,6 +214,7 @@ def segment_command(
     names = parse_classes(classes)
     window_plan(window, overlap, batch)
     _check_outputs(min_area, simplify)
+    threads = _threads(threads)
     with reported_warnings() as warned:
         run: Batch = Batch(expand_inputs(rasters))
         local: dict[str, Path] = {}
@@ -209,7 +227,7 @@ def segment_command(
 
         run.each(check, "check")
         if run.results:
-            m = _load(model, device, band_groups)
+            m = _load(model, device, band_groups, threads)
 
             def segment(item: Item):
                 folder = item_folder(out, item, run.several)
@@ -318,6 +336,7 @@ def change_command(
     batch: BatchOption = 2,
     band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
+    threads: ThreadsOption = None,
     strict: StrictOption = False,
     of: Annotated[
         str | None,
@@ -351,6 +370,7 @@ def change_command(
     buildings = wants_buildings(of, names)
     window_plan(window, overlap, batch)
     _check_outputs(min_area, simplify)
+    threads = _threads(threads)
     if len(rasters) < 2:
         raise InputError(f"change: expected two or more rasters (dates of one place), got {len(rasters)}")
     with reported_warnings() as warned:
@@ -366,7 +386,7 @@ def change_command(
 
         run.each(check, "check")
         if run.results:
-            m = _load(model, device, band_groups)
+            m = _load(model, device, band_groups, threads)
 
             def change(item: Item):
                 folder = item_folder(out, item, run.several)
@@ -478,6 +498,7 @@ def ask_command(
     ] = 512,
     band_groups: BandGroupsOption = None,
     device: DeviceOption = "cpu",
+    threads: ThreadsOption = None,
     pixel_size: PixelSizeOption = None,
     min_area: MinAreaOption = "2px",
     each: Annotated[
@@ -499,6 +520,7 @@ def ask_command(
     # the question and options before any raster or model work
     check_request(AskRequest(rasters=tuple(Path(r) for r in rasters), question=question, max_side=max_side,
                              min_area=min_area))  # fmt: skip
+    threads = _threads(threads)
     items = expand_inputs(rasters)
     several = each or len(items) != len(rasters)  # a folder, glob or collection: each input on its own
     groups = {i.name: [i] for i in items} if several else {items[0].name: items}
@@ -514,7 +536,7 @@ def ask_command(
 
         run.each(check, "check")
         if run.results:
-            m = _load(model, device, band_groups)
+            m = _load(model, device, band_groups, threads)
             ask = lambda item: m.ask(  # noqa: E731
                 local[item.name], question, sensor=sensor, bands=_bands(bands), max_side=max_side,
                 pixel_size=pixel_size, min_area=min_area,

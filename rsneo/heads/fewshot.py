@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from rsneo.errors import InputError
-from rsneo.heads.features import encode_class_prompts
+from rsneo.heads.prompt_cache import prompt_vectors
 from rsneo.heads.vocabulary import classes_read
 
 LEARNT_WEIGHTS = "learnt_classes.safetensors"
@@ -76,11 +76,7 @@ def class_vectors(system, names: list[str]) -> Tensor:
         read = classes_read(system, names)
         found = [learnt.lookup(r) if v is None and r else v for v, r in zip(found, read, strict=True)]
     prompted = [n for n, v in zip(names, found, strict=True) if v is None]
-    encoded = iter(
-        encode_class_prompts(system.model, system.tokenizer, prompted, system.segmentation.config)
-        if prompted
-        else []
-    )
+    encoded = iter(prompt_vectors(system, prompted, system.segmentation.config) if prompted else [])
     param = next(system.model.parameters())
     out = [v.to(param.device, param.dtype) if v is not None else next(encoded) for v in found]
     return torch.stack(out)

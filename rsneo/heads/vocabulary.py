@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from rsneo import atomic
 from rsneo.errors import InputError, RSNeoWarning
 from rsneo.heads.class_words import CLASS_WORDS, name_key, narrower_names
-from rsneo.heads.features import encode_class_prompts
+from rsneo.heads.prompt_cache import prompt_vectors
 
 VOCABULARY_JSON = "vocabulary.json"
 # On the bundled model, taught names and names ending in a taught word ("open water", "river and lakes",
@@ -174,7 +174,7 @@ def match_classes(system, names: list[str]) -> list[ClassMatch] | None:
     trained = list(vocabulary.names)
     taught = [(k, w) for k, c in enumerate(vocabulary.classes) for w in (c.name, *c.synonyms)]
     config = system.segmentation.config
-    vectors = encode_class_prompts(system.model, system.tokenizer, [w for _, w in taught] + names, config)
+    vectors = prompt_vectors(system, [w for _, w in taught] + names, config)  # cached per folder
     unit = F.normalize(vectors.float(), dim=-1)  # (W + N, hidden); float: bf16 models compare the same way
     per_word = unit[len(taught) :] @ unit[: len(taught)].T  # (N, W): each name against every taught name
     owner = torch.tensor([k for k, _ in taught])

@@ -51,6 +51,7 @@ class LearnConfig:
     sensor: str | None = None  # when the rasters' metadata does not tell
     bands: list[str] | None = None  # the rasters' band names in file order, e.g. [B5, B4, B3, B2]
     device: str = "cpu"  # of the backbone pass
+    threads: int | None = None  # CPU threads; None: RSNEO_THREADS, else the free cores (rsneo.model.threads)
     overwrite: bool = False  # replace a non-empty `out`
     # where experiments find the sample data (`${data_root}/sen1floods11/...`); relative to the working folder
     data_root: str = "${oc.env:RSNEO_DATA,../shared/data}"

@@ -23,6 +23,7 @@ from rsneo.model.causal_lm import RSNeoForCausalLM
 from rsneo.model.config import RSNeoConfig
 from rsneo.model.flex import FlexBuckets, FlexOptions
 from rsneo.model.positions import ImageTokens
+from rsneo.model.threads import use_threads
 from rsneo.model.tokenizer import image_token_ids, load_tokenizer, train_tokenizer
 from rsneo.train.callbacks import LossCurve, TokenThroughput, step_progress_bar
 from rsneo.train.change import build_change_head
@@ -179,17 +180,13 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
 
 
 def set_cpu_threads(t: dict[str, Any]) -> int | None:
-    """CPU runs use `trainer.threads` intra-op threads (null: `OMP_NUM_THREADS` when set, else the cores this
-    process may use shared by its `devices` processes), set deliberately: torch's default over-subscribes a
-    shared machine. GPU runs keep torch's default."""
+    """CPU runs use `trainer.threads` intra-op threads, else the product commands' policy with the cores
+    shared by the run's `devices` processes (rsneo.model.threads), set deliberately: torch's default
+    over-subscribes a shared machine. GPU runs keep torch's default."""
     if t["accelerator"] != "cpu":
         return None
     devices = int(t["devices"]) if str(t["devices"]).isdigit() else 1
-    default = os.environ.get("OMP_NUM_THREADS", "")
-    fair = max(1, len(os.sched_getaffinity(0)) // max(devices, 1))
-    threads = int(t["threads"] or (int(default) if default.isdigit() and int(default) > 0 else fair))
-    torch.set_num_threads(threads)
-    return threads
+    return use_threads(t["threads"], "trainer.threads", processes=devices)
 
 
 def validation_options(t: dict[str, Any]) -> dict[str, Any]:

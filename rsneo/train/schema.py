@@ -168,7 +168,7 @@ class TrainerConfig:
     progress_bar: bool = True
     tensorboard: bool = True
     num_workers: int = 0
-    # intra-op threads per CPU process (null: the usable cores divided by `devices`)
+    # intra-op threads per CPU process (null: RSNEO_THREADS, else the free usable cores divided by `devices`)
     threads: int | None = None
     # stop early at this step (the schedule and data stream still span max_steps)
     stop_at_step: int | None = None

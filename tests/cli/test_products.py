@@ -339,3 +339,31 @@ def test_an_rgb_photo_is_warned_about_and_strict_refuses_it(shared_data, tmp_pat
 def flat(text: str) -> str:
     """Text without whitespace: rich wraps long lines wherever the terminal width says."""
     return "".join(text.split())
+
+
+@pytest.mark.parametrize("command", ["segment", "change", "ask", "evaluate", "learn", "finetune"])
+@pytest.mark.parametrize(
+    ("option", "env", "message"),
+    [
+        (["--threads", "0"], None, "--threads 0: expected a whole number of threads, 1 or more"),
+        ([], "abc", "RSNEO_THREADS 'abc': expected a whole number of threads, 1 or more"),
+    ],
+)
+def test_a_bad_thread_count_is_refused_before_any_work(
+    command, option, env, message, tiny_model_dir, shared_data, tmp_path, capsys, monkeypatch
+):
+    if env is not None:
+        monkeypatch.setenv("RSNEO_THREADS", env)
+    raster, out = str(shared_data.joinpath(*S2)), tmp_path / "out"
+    levir = str(shared_data / "levir_cd")
+    argv = {
+        "segment": ["segment", raster, "--classes", "water", "--out", str(out)],
+        "change": ["change", raster, raster, "--out", str(out)],
+        "ask": ["ask", raster, "how much water is there?"],
+        "evaluate": ["evaluate", str(tiny_model_dir), levir, "--out", str(out)],
+        "learn": ["learn", raster, "--labels", raster, "--class-field", "c", "--out", str(out)],
+        "finetune": ["finetune", "change", levir, "--out", str(out)],
+    }[command]
+    assert run_app([*argv, *option]) == 2
+    assert message in stderr(capsys)
+    assert not out.exists()

@@ -17,12 +17,16 @@ def test_loss_curve_png_from_sparse_metrics_rows(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob(".*"))
 
 
-def test_cpu_runs_set_their_thread_count_deliberately():
+def test_cpu_runs_set_their_thread_count_deliberately(monkeypatch):
     import os
 
     import torch
 
+    from rsneo.model import threads
     from rsneo.train.run import set_cpu_threads
+
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0.0)  # an idle machine: the policy is the fair share
+    monkeypatch.delenv(threads.THREADS_ENV, raising=False)
 
     before = torch.get_num_threads()
     try:
@@ -31,7 +35,7 @@ def test_cpu_runs_set_their_thread_count_deliberately():
         cores = len(os.sched_getaffinity(0))
         env = os.environ.pop("OMP_NUM_THREADS", None)
         try:
-            fair = max(1, cores // 2)
+            fair = min(max(1, cores // 2), threads.MAX_POLICY_THREADS)
             assert set_cpu_threads({"accelerator": "cpu", "devices": 2, "threads": None}) == fair
             os.environ["OMP_NUM_THREADS"] = "1"
             assert set_cpu_threads({"accelerator": "cpu", "devices": 1, "threads": None}) == 1
