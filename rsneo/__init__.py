@@ -11,16 +11,27 @@ The Python API (`rsneo.api`) is re-exported here and imported on first use, so `
     m.change("before.tif", "after.tif").summary
     m.ask("scene.tif", "How much of the image is water?").text
     rsneo.learn("scene.tif", "fields.gpkg", "crop", "models/crops")
+    run = rsneo.fit(["experiment=smoke", "out_dir=runs/smoke"])   # train as `rsneo train` does
+    rsneo.export(run / "checkpoints" / "last.ckpt", "models/mine")
+
+Mistakes in the input raise `rsneo.InputError`; rsneo's warnings are `rsneo.RSNeoWarning`s.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rsneo.errors import InputError, RSNeoWarning
 from rsneo.version import __version__
 
-__all__ = ["Change", "Model", "Segmentation", "__version__", "learn", "load", "samples"]
-_API = {"Change", "Model", "Segmentation", "learn", "load", "samples"}
+_API = {
+    "Change", "Model", "Segmentation", "class_picture", "export", "fit", "learn", "load", "samples",
+    "true_colour",
+}  # fmt: skip
+__all__ = [
+    "Change", "InputError", "Model", "RSNeoWarning", "Segmentation", "__version__", "class_picture", "export",
+    "fit", "learn", "load", "samples", "true_colour",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,8 @@ seg = m.segment("scene.tif", classes="water, land")
 seg.classes                                        # xarray (y, x) class indices; .confidence, attrs
 seg.polygons                                       # GeoDataFrame: class, area_ha, geometry
 m.ask("scene.tif", "How much of the image is water?").text
+run = rsneo.fit(["experiment=smoke", "out_dir=runs/smoke"])  # as `rsneo train`; the run's folder
+rsneo.export(run / "checkpoints" / "last.ckpt", "models/mine")
 ```
 
 A raster is a local file, a band folder, a local STAC item, or a remote COG (`https://...`, `/vsicurl/...`,
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rsneo.data.frames import check_band_groups, model_band_groups
-from rsneo.demo import DemoSamples, bundled_samples
+from rsneo.demo import DemoSamples, bundled_samples, class_picture, true_colour
 from rsneo.errors import InputError, RSNeoWarning
 from rsneo.heads.system import System, load_system
 from rsneo.io.cog import read_legend
@@ -62,7 +64,10 @@ if TYPE_CHECKING:
 
     from rsneo.train.learn import LearnResult
 
-__all__ = ["Change", "Model", "Segmentation", "learn", "load", "samples"]
+__all__ = [
+    "Change", "Model", "Segmentation", "class_picture", "export", "fit", "learn", "load", "samples",
+    "true_colour",
+]  # fmt: skip
 
 
 class ModelSetupWarning(RSNeoWarning):
@@ -346,6 +351,42 @@ def learn(
 
     system = load(config.model, device=config.device, threads=config.threads).system
     return learn_product(system, config, show_progress=show_progress)
+
+
+def fit(overrides: Sequence[str] = ()) -> Path:
+    """Train as `rsneo train KEY=VALUE ...` does (Hydra overrides, e.g. `["experiment=smoke",
+    "trainer.max_steps=50"]`); returns the run's folder: metrics.csv, config.yaml, checkpoints/last.ckpt.
+    A run started again with `resume=FOLDER/checkpoints/last.ckpt` continues. (Not `rsneo.train`: that name
+    is the training package.)"""
+    # on use, as in learn: the products start without training code
+    from rsneo.train.config import load_config
+    from rsneo.train.run import train
+
+    cfg = load_config(training_overrides(overrides, "rsneo train"))
+    if cfg.finetune.task:
+        raise InputError(
+            f"fit: experiment=finetune_{cfg.finetune.task} trains a head into a model folder; "
+            f"run `rsneo finetune {cfg.finetune.task}` instead"
+        )
+    return train(cfg).out_dir
+
+
+def training_overrides(overrides: Sequence[str], command: str) -> list[str]:
+    """`overrides` checked to be KEY=VALUE items (Hydra's syntax), as a list."""
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    bad = [a for a in overrides if "=" not in a]
+    if bad:
+        raise InputError(f"{command}: expected KEY=VALUE overrides, got {bad}")
+    return list(overrides)
+
+
+def export(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """The model of a training checkpoint (`fit`'s checkpoints/last.ckpt) as a model folder for
+    `rsneo.load(out)` and every command's --model; returns the folder (`rsneo export`)."""
+    from rsneo.train.export import export_checkpoint  # on use, as in fit
+
+    return export_checkpoint(checkpoint, out, overwrite)
 
 
 def map_array(cog: Path, confidence: Path | None) -> xr.DataArray:

@@ -1,9 +1,11 @@
-"""The public Python API (rsneo.api): `rsneo.load()` -> segment / change / ask, `rsneo.learn`; maps as
-xarray with class names, confidence and CRS, polygons as a GeoDataFrame; the README's snippet runs from any
-folder."""
+"""The public Python API (rsneo.api): `rsneo.load()` -> segment / change / ask, `rsneo.learn`, `rsneo.fit` and
+`rsneo.export`; maps as xarray with class names, confidence and CRS, polygons as a GeoDataFrame; the README's
+snippet runs from any folder and the notebooks use nothing but the API."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 from PIL import Image
 
 import rsneo
@@ -42,7 +45,9 @@ def small_scene(shared_data, tmp_path_factory) -> Path:
 
 
 def test_the_package_exports_the_api_lazily():
-    assert {"load", "learn", "samples", "Model", "Segmentation", "Change"} <= set(dir(rsneo))
+    api = {"load", "learn", "fit", "export", "samples", "true_colour", "class_picture", "Model", "Change"}
+    assert api | {"Segmentation", "InputError", "RSNeoWarning"} == set(rsneo.__all__) - {"__version__"}
+    assert set(rsneo.__all__) <= set(dir(rsneo))
     assert rsneo.samples().sentinel2.is_file()
     done = subprocess.run(
         [sys.executable, "-c", "import sys, rsneo; print('torch' in sys.modules)"],
@@ -140,3 +145,57 @@ def test_the_readme_snippet_runs_from_any_folder(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "'water':" in done.stdout and "class_name" in done.stdout
+
+
+def test_fit_trains_as_rsneo_train_and_export_makes_a_model_folder_load_serves(tmp_path):
+    """The notebook's path on the tiny preset: the bundled Landsat folder as the user's GeoTIFFs, two steps,
+    then two more resumed from the checkpoint, exported and loaded."""
+    folder = rsneo.samples().series[0].parent
+    overrides = [
+        "model=tiny", "stage=stage1", "objectives=pretrain", "tokenizer=bundled", "data=torchgeo_raster",
+        f"data.root={folder}", "data.sensor=landsat5_tm", "data.file_bands=[B5,B4,B3,B2]",
+        "data.samples_per_epoch=8", "trainer.progress_bar=false", "trainer.tensorboard=false",
+        "loss_curve=false", "trainer.checkpoint_every_n_steps=2", f"out_dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    run = rsneo.fit([*overrides, "trainer.max_steps=2"])
+    assert run == (tmp_path / "run").resolve() and (run / "checkpoints" / "last.ckpt").is_file()
+    rsneo.fit([*overrides, "trainer.max_steps=4", f"resume={run / 'checkpoints' / 'last.ckpt'}"])
+    with open(run / "metrics.csv", newline="") as handle:
+        steps = sorted({int(r["step"]) for r in csv.DictReader(handle) if r.get("train/loss")})
+    assert steps == [0, 1, 2, 3]  # two steps, then two more continued from the checkpoint
+    model = rsneo.export(run / "checkpoints" / "last.ckpt", tmp_path / "mine")
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    trained = checkpoint["state_dict"]
+    loaded = rsneo.load(model).system.model.state_dict()
+    for name in ("backbone.vision.patch_bias", "backbone.embed_tokens.weight"):  # copied as trained
+        torch.testing.assert_close(loaded[name], trained[f"model.{name}"])
+    with pytest.raises(InputError, match=r"rsneo train: expected KEY=VALUE overrides, got \['steps'\]"):
+        rsneo.fit(["steps"])
+    with pytest.raises(InputError, match="fit: experiment=finetune_change .* run `rsneo finetune change`"):
+        rsneo.fit(["experiment=finetune_change"])
+
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+# `import rsneo.x.y`, `from rsneo.x import ...`: anything below the package itself
+DEEP_IMPORT = re.compile(r"^\s*(?:from\s+rsneo\.\w+|import\s+rsneo\.\w+)", re.MULTILINE)
+
+
+def code_cells(notebook: Path) -> list[str]:
+    cells = json.loads(notebook.read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_use_the_public_api_only(notebook):
+    """Notebooks teach what users may rely on: `import rsneo` and its attributes, never rsneo.demo or a
+    module inside the package."""
+    code = "\n".join(code_cells(notebook))
+    assert "import rsneo" in code
+    assert "rsneo.demo" not in code
+    assert DEEP_IMPORT.findall(code) == []
+
+
+def test_the_notebook_check_finds_deep_imports():
+    found = DEEP_IMPORT.findall("import rsneo\nfrom rsneo.predict.segment import x\n  import rsneo.errors\n")
+    assert [f.split()[-1] for f in found] == ["rsneo.predict", "rsneo.errors"]
+    assert len(NOTEBOOKS) >= 3

@@ -1,5 +1,6 @@
 """The QGIS Processing provider (qgis_plugin/rsneo_qgis): `qgis_process run rsneo:segment` makes the same COG
-as the CLI; in QGIS, the outputs load back styled and draw; a cancelled run stops rsneo and leaves nothing.
+as the CLI; learn writes a model folder from a polygon layer, ask gives the CLI's answer, info its
+description; in QGIS, the outputs load back styled and draw; a cancelled run stops rsneo and leaves nothing.
 The runner's logic (command, progress) is tested without QGIS."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 import rasterio
 from PIL import Image
 
+import rsneo
 from rsneo.cli import run_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,33 +69,40 @@ def qgis_env(tmp: Path, tiny_model_dir: Path) -> dict:
     }  # fmt: skip
 
 
-@pytest.mark.qgis
-def test_qgis_process_segment_writes_the_cli_cog(crop, tiny_model_dir, tmp_path, capsys):
+def qgis_process(tmp: Path, tiny_model_dir: Path, algorithm: str, *params: str) -> dict:
+    """`qgis_process --json run rsneo:ALGORITHM -- KEY=VALUE ...` with the plugin enabled, headless; its
+    results (the algorithm's outputs) and log."""
     binary = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
     if binary is None:
         pytest.skip("qgis_process is not installed (apt install qgis)")
-    env = qgis_env(tmp_path, tiny_model_dir)
+    env = qgis_env(tmp, tiny_model_dir)
     subprocess.run([binary, "plugins", "enable", "rsneo_qgis"], env=env, capture_output=True, timeout=120)
-    out = tmp_path / "qgis"
     done = subprocess.run(
-        [binary, "--json", "run", "rsneo:segment", "--", f"INPUT={crop}", "CLASSES=water, land",
-         f"MODEL={tiny_model_dir}", f"OUTPUT={out}"],
+        [binary, "--json", "run", f"rsneo:{algorithm}", "--", *params],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    results = json.loads(done.stdout)["results"]
+    return json.loads(done.stdout)
+
+
+def cli_json(capsys, *argv: str) -> dict:
+    """The --json document of `rsneo ARGV`."""
+    capsys.readouterr()
+    assert run_app([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.qgis
+def test_qgis_process_segment_writes_the_cli_cog(crop, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "qgis"
+    results = qgis_process(
+        tmp_path, tiny_model_dir, "segment", f"INPUT={crop}", "CLASSES=water, land",
+        f"MODEL={tiny_model_dir}", f"OUTPUT={out}",
+    )["results"]  # fmt: skip
     assert results["CLASS_MAP"] == str(out / "scene_classes.tif")
     cli = tmp_path / "cli"
-    argv = [
-        "segment",
-        str(crop),
-        "--classes",
-        "water, land",
-        "--model",
-        str(tiny_model_dir),
-        "--out",
-        str(cli),
-    ]
+    argv = ["segment", str(crop), "--classes", "water, land", "--model", str(tiny_model_dir),
+            "--out", str(cli)]  # fmt: skip
     assert run_app(argv) == 0
     capsys.readouterr()
     with rasterio.open(out / "scene_classes.tif") as a, rasterio.open(cli / "scene_classes.tif") as b:
@@ -101,6 +110,52 @@ def test_qgis_process_segment_writes_the_cli_cog(crop, tiny_model_dir, tmp_path,
         assert a.tags(1)["class_names"] == b.tags(1)["class_names"]
         np.testing.assert_array_equal(a.read(1), b.read(1))  # class indices: exact
         assert a.colormap(1) == b.colormap(1)
+
+
+@pytest.mark.qgis
+def test_qgis_process_learn_writes_a_model_folder_from_a_polygon_layer(
+    shared_data, water_label_points, tiny_model_dir, tmp_path
+):
+    """Six small squares per class drawn on the Sen1Floods11 chip, two training steps: the folder, its
+    learnt classes and their hold-out scores come back as the algorithm's outputs."""
+    polygons = water_label_points(6, seed=3, name="squares.gpkg", buffer_px=2)
+    out = tmp_path / "learnt"
+    done = qgis_process(
+        tmp_path, tiny_model_dir, "learn", f"RASTERS={shared_data.joinpath(*S2)}", f"LABELS={polygons}",
+        "FIELD=cover", "STEPS=2", f"MODEL={tiny_model_dir}", f"OUTPUT={out}",
+    )  # fmt: skip
+    results = done["results"]
+    assert results["MODEL_FOLDER"] == str(out)
+    scores = json.loads(results["SCORES"])
+    assert set(scores) == {"Flood water", "dry ground"}
+    assert all(s["features"] == 6 and 0.0 <= s["iou"] <= s["f1"] <= 1.0 for s in scores.values())
+    record = json.loads((out / "learn.json").read_text())
+    assert record["learnt_classes"] == ["Flood water", "dry ground"]
+    assert {n: s["pixels"] for n, s in scores.items()} == {
+        n: s["pixels"] for n, s in record["holdout"]["scores"].items()
+    }
+    assert rsneo.load(out).folder == out  # a model folder Segment's Model folder (and rsneo.load) takes
+
+
+@pytest.mark.qgis
+def test_qgis_process_ask_prints_the_cli_answer(crop, tiny_model_dir, tmp_path, capsys):
+    question = "How much of the image is water?"
+    done = qgis_process(
+        tmp_path, tiny_model_dir, "ask", f"RASTERS={crop}", f"QUESTION={question}", f"MODEL={tiny_model_dir}"
+    )
+    answer = done["results"]["ANSWER"]
+    (item,) = cli_json(capsys, "ask", str(crop), question, "--model", str(tiny_model_dir))["items"]
+    assert answer == item["answer"] and "%" in answer  # read from the same class map: the same words
+    assert answer in json.dumps(done["log"])  # shown in the Processing dialog's log
+
+
+@pytest.mark.qgis
+def test_qgis_process_info_returns_the_cli_report(crop, tiny_model_dir, tmp_path, capsys):
+    report = json.loads(qgis_process(tmp_path, tiny_model_dir, "info", f"INPUT={crop}")["results"]["INFO"])
+    (cli,) = cli_json(capsys, "info", str(crop))["rasters"]
+    assert report["sensor"] == cli["sensor"] == "sentinel2_l1c"
+    assert [b["name"] for b in report["bands"]] == [b["name"] for b in cli["bands"]]
+    assert len(report["bands"]) == 13 and report.keys() == cli.keys()
 
 
 QGIS_RUN = r"""

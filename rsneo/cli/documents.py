@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rsneo.version import __version__
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -124,6 +126,100 @@ class LearnDocument(_Document):
     record: str = Field(description="learn.json in the model folder: everything about the run")
 
 
+class ClassAccuracy(_Strict):
+    iou: float | None = Field(description="null where the class is neither in the reference nor predicted")
+    f1: float | None
+    precision: float | None
+    recall: float | None
+    support: int = Field(description="reference pixels of the class")
+    predicted: int = Field(description="pixels predicted as the class")
+
+
+class MapScores(_Strict):
+    confusion: list[list[int]] = Field(
+        description="pixels; rows: reference classes, columns: predicted_classes"
+    )
+    overall_accuracy: float | None
+    kappa: float | None
+    mean_iou: float | None = Field(description="over the classes present in the reference")
+    mean_f1: float | None
+    per_class: dict[str, ClassAccuracy]
+
+
+class PixelCounts(_Strict):
+    scored: int
+    unpredicted: int = Field(description="labelled pixels the map left as nodata (counted as wrong)")
+
+
+class SampleScores(MapScores):
+    name: str
+    unpredicted: int
+
+
+class EvaluateDocument(_Document, MapScores):
+    command: Literal["evaluate"] = "evaluate"
+    model: str = Field(description="the model folder, or `bundled`")
+    data: str
+    masks: str | None
+    split: str | None
+    task: Literal["change", "segmentation"]
+    classes: list[str] = Field(description="reference classes (confusion rows)")
+    predicted_classes: list[str] = Field(description="predicted classes (confusion columns)")
+    samples: int
+    pixels: PixelCounts
+    baselines: dict[str, MapScores] = Field(description="training-free methods on the same pixels (change)")
+    per_sample: list[SampleScores]
+    notes: list[str]
+
+
+class Interval(_Strict):
+    estimate: float | None
+    ci95: float | None = Field(description="half-width of the 95% confidence interval")
+
+
+class ReferenceSample(_Strict):
+    features: int
+    used: int = Field(description="features inside the map")
+    outside_map: int
+    geometry: list[str] = Field(description="geometry types of the reference features")
+
+
+class AssessDocument(_Document):
+    command: Literal["assess"] = "assess"
+    map: str
+    reference: str
+    class_field: str
+    unit: Literal["ha", "px"]
+    classes: list[str]
+    sample: ReferenceSample
+    error_matrix: list[list[int]] = Field(description="sample counts; rows: map, columns: reference")
+    area_weighted_error_matrix: list[list[float]] = Field(description="shares of the assessed area")
+    mapped_area: dict[str, float]
+    overall_accuracy: Interval
+    users_accuracy: dict[str, Interval]
+    producers_accuracy: dict[str, Interval]
+    area: dict[str, Interval] = Field(description="error-adjusted area per class (unit)")
+    area_share: dict[str, Interval]
+    unsampled_classes: list[str] = Field(description="map classes without a reference sample, left out")
+    z: float = Field(description="normal quantile of the intervals (1.96)")
+
+
+class FinetuneDocument(_Document):
+    command: Literal["finetune"] = "finetune"
+    task: Literal["change", "segment"]
+    model: str = Field(description="the model folder written")
+    trained: str = Field(description="what learnt beside the head (--train)")
+    samples: int = Field(description="labelled samples (pairs or images)")
+    validation: str = Field(description="how the validation samples were chosen")
+    scores: dict[str, float | None] = Field(description="validation: f1, iou, precision, recall, kappa, ...")
+    class_scores: dict[str, dict[str, float | None]] = Field(description="segmentation: per class iou, f1")
+    epochs: int
+    best_epoch: int | None = Field(description="the epoch whose head was kept, counted from 1")
+    cpu_seconds: float
+    continued: bool = Field(description="the head continued the starting folder's fine-tuned head")
+    record: str = Field(description="finetune.json in the model folder")
+
+
 class InfoDocument(_Document):
     command: Literal["info"] = "info"
     rasters: list[dict[str, Any]] = Field(description="per raster: sensor, bands, CRS, grid, statistics")
@@ -152,6 +248,7 @@ class SearchDocument(_Document):
 
 DOCUMENTS: dict[str, type[_Document]] = {
     "segment": SegmentDocument, "change": ChangeDocument, "ask": AskDocument, "learn": LearnDocument,
+    "evaluate": EvaluateDocument, "assess": AssessDocument, "finetune": FinetuneDocument,
     "info": InfoDocument, "sensors": SensorsDocument, "search": SearchDocument,
 }  # fmt: skip
 
@@ -159,6 +256,12 @@ DOCUMENTS: dict[str, type[_Document]] = {
 def render(document: _Document) -> str:
     """The document as printed: indented JSON, fields in schema order."""
     return document.model_dump_json(indent=1)
+
+
+def completed(command: str, warnings: list[str], **fields: Any) -> str:
+    """The rendered document of a command that ran on all its inputs (`ok`, nothing failed), checked against
+    its model: a field the schema does not describe is an error here, not in the user's script."""
+    return render(DOCUMENTS[command](rsneo=__version__, ok=True, warnings=warnings, **fields))
 
 
 def json_schema(command: str) -> dict[str, Any]:

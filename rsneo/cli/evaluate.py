@@ -6,7 +6,6 @@ Heavy modules are imported inside the commands so `rsneo --help` stays fast.
 from __future__ import annotations
 
 import contextlib
-import json
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -49,15 +48,22 @@ def _matrix(rows: Sequence[str], columns: Sequence[str], values, cell) -> list[s
 
 
 @contextlib.contextmanager
-def _summarised_warnings() -> Iterator[None]:
-    """rsneo's warnings while samples are read, one line per kind (a dataset warns once per file)."""
+def _summarised_warnings(collected: list[str]) -> Iterator[None]:
+    """rsneo's warnings while samples are read, one line per kind (a dataset warns once per file), also
+    appended to `collected` for the JSON document."""
     from rsneo.accuracy.evaluate import summarised_warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
     for line in summarised_warnings(caught):
-        err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+        _warn(line, collected)
+
+
+def _warn(line: str, collected: list[str]) -> None:
+    """One warning on stderr, kept for the JSON document."""
+    collected.append(line)
+    err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -180,9 +186,10 @@ def evaluate_command(
     window_plan(window, overlap, batch)  # refused before the model loads
     threads = _threads(threads)
     folder = None if model == BUNDLED else Path(model)
-    with _summarised_warnings():
+    warned: list[str] = []
+    with _summarised_warnings(warned):
         samples = _read_samples(data, masks, classes, split, chip, sensor, _bands(bands))
-    with reported_warnings():
+    with reported_warnings(warned):
         model_api = load(folder, device=device, threads=threads)
         model_api.warn_untrained(CHANGE if masks is None else "segmentation")
         plan, system = model_api.plan(window, overlap, batch), model_api.system
@@ -194,9 +201,11 @@ def evaluate_command(
         err_console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     model_name = BUNDLED if folder is None else str(folder)
     if as_json:
-        inputs = {"command": "evaluate", "model": model_name, "data": str(data),
-                  "masks": None if masks is None else str(masks), "split": split}  # fmt: skip
-        typer.echo(json.dumps({**inputs, **evaluation.to_json()}, indent=1))
+        from rsneo.cli.documents import completed
+
+        inputs = {"model": model_name, "data": str(data), "masks": None if masks is None else str(masks),
+                  "split": split}  # fmt: skip
+        typer.echo(completed("evaluate", warned, **inputs, **evaluation.to_json()))
         return
     what = "pairs" if evaluation.task == CHANGE else "samples"
     typer.echo(f"{evaluation.task}: {len(samples)} {what} of {data}, model {model_name}")
@@ -270,7 +279,7 @@ def assess_command(
     """
     from rsneo.accuracy.assess import assess_map
 
-    with reported_warnings():
+    with reported_warnings() as warned:
         assessment = assess_map(map_path, reference, class_field)
     unsampled = [
         (name, area)
@@ -278,14 +287,15 @@ def assess_command(
         if name in assessment.estimates.unsampled
     ]
     for name, area in unsampled:
-        err_console.print(
-            f"[yellow]warning:[/] {name}: {area:,.2f} {assessment.unit} of the map has no reference sample; "
-            "left out of the estimates",
-            highlight=False,
-            soft_wrap=True,
+        _warn(
+            f"{name}: {area:,.2f} {assessment.unit} of the map has no reference sample; left out of the "
+            "estimates",
+            warned,
         )
     if as_json:
-        typer.echo(json.dumps({"command": "assess", **assessment.to_json()}, indent=1))
+        from rsneo.cli.documents import completed
+
+        typer.echo(completed("assess", warned, **assessment.to_json()))
         return
     for line in _assessment_lines(assessment):
         typer.echo(line)

@@ -75,23 +75,42 @@ def common_values(out: Path, model: Path | None, train: str, sensor: str | None,
     }
 
 
-def run_finetune(cfg) -> None:
+def quiet(as_json: bool) -> dict[str, Any]:
+    """With --json stdout holds the document alone: no progress bar."""
+    return {"trainer.progress_bar": False} if as_json else {}
+
+
+def run_finetune(cfg, as_json: bool = False) -> None:
     """Fine-tune, print what trained and its validation score (`rsneo finetune` and `rsneo train
-    experiment=finetune_*`); rsneo's warnings once each, Lightning's device and tip lines left out."""
+    experiment=finetune_*`), or its JSON document; rsneo's warnings once each, Lightning's device and tip
+    lines left out."""
     from rsneo.train.finetune import finetune
 
     if cfg.finetune.out:
         check_output_folder(Path(cfg.finetune.out))
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    with reported_warnings():
+    with reported_warnings() as warned:
         result = finetune(cfg)
-    typer.echo(result.summary())
+    typer.echo(_document(result, warned) if as_json else result.summary())
 
 
-def run(cfg, out: Path, keep_run: bool) -> None:
+def _document(result: Any, warned: list[str]) -> str:
+    """`rsneo finetune --json`: the model folder and its validation scores (rsneo.cli.documents)."""
+    from dataclasses import asdict
+
+    from rsneo.cli.documents import completed
+    from rsneo.train.finetune_export import FINETUNE_JSON
+
+    fields = {k: v for k, v in asdict(result).items() if k != "out"}
+    return completed(
+        "finetune", warned, model=str(result.out), record=str(Path(result.out) / FINETUNE_JSON), **fields
+    )
+
+
+def run(cfg, out: Path, keep_run: bool, as_json: bool) -> None:
     """`run_finetune`, then the run folder beside `out` is removed unless `keep_run`."""
-    run_finetune(cfg)
+    run_finetune(cfg, as_json)
     if not keep_run:
         shutil.rmtree(run_folder(out), ignore_errors=True)
 
@@ -117,6 +136,10 @@ ThreadsOption = Annotated[
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")]
 KeepOption = Annotated[bool, typer.Option("--keep-run", help="Keep the checkpoints and metrics.csv.")]
 OutOption = Annotated[Path, typer.Option("--out", help="Model folder to write (a new or empty folder).")]
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document on stdout: folder, scores (docs/products.md)."),
+]
 
 
 @finetune_app.command("change", context_settings=EXTRA)
@@ -142,6 +165,7 @@ def change_command(
     threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
     keep_run: KeepOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Fine-tune the change head on labelled pairs (LEVIR-CD, WHU-CD, DSIFN, S2Looking, CDD layout).
 
@@ -152,7 +176,7 @@ def change_command(
     values = common_values(out, model, train, sensor, bands, epochs, device, threads, overwrite) | {
         "data.root": str(folder), "finetune.change_classes": classes, "finetune.pixel_size": pixel_size,
     }  # fmt: skip
-    run(compose("change", values, list(ctx.args)), out, keep_run)
+    run(compose("change", values | quiet(as_json), list(ctx.args)), out, keep_run, as_json)
 
 
 @finetune_app.command("segment", context_settings=EXTRA)
@@ -178,6 +202,7 @@ def segment_command(
     threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
     keep_run: KeepOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Fine-tune the label-as-text segmentation head on image and mask rasters.
 
@@ -209,4 +234,4 @@ def segment_command(
     values = common_values(out, model, train, sensor, bands, epochs, device, threads, overwrite) | {
         "finetune.segment": entries
     }
-    run(compose("segment", values, overrides), out, keep_run)
+    run(compose("segment", values | quiet(as_json), overrides), out, keep_run, as_json)

@@ -139,18 +139,16 @@ def _document(result: Any, warned: list[str]) -> str:
     """`rsneo learn --json`: the model folder, its classes and hold-out scores (rsneo.cli.documents)."""
     from dataclasses import asdict
 
-    from rsneo.cli.documents import LearnDocument, render
-    from rsneo.version import __version__
+    from rsneo.cli.documents import completed
 
     holdout = result.record["holdout"]
     scores = {name: asdict(score) for name, score in result.scores.items()}
-    document = LearnDocument(
-        rsneo=__version__, ok=True, warnings=warned, model=str(result.out), classes=list(result.classes),
+    return completed(
+        "learn", warned, model=str(result.out), classes=list(result.classes),
         scores={n: {k: s[k] for k in ("iou", "f1", "pixels", "features")} for n, s in scores.items()},
         mean_iou=holdout["mean_iou"], mean_f1=holdout["mean_f1"],
         features=result.record["features"]["features"], record=str(Path(result.out) / "learn.json"),
     )  # fmt: skip
-    return render(document)
 
 
 def _print_result(result: Any) -> None:

@@ -38,13 +38,10 @@ def train(
     """
     from omegaconf import OmegaConf
 
-    from rsneo.errors import InputError
+    from rsneo.api import training_overrides
     from rsneo.train.config import load_config
 
-    bad = [a for a in ctx.args if "=" not in a]
-    if bad:
-        raise InputError(f"rsneo train: expected KEY=VALUE overrides, got {bad}")
-    cfg = load_config(ctx.args)
+    cfg = load_config(training_overrides(ctx.args, "rsneo train"))
     if show:
         typer.echo(OmegaConf.to_yaml(cfg))
         return

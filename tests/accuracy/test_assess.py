@@ -14,6 +14,7 @@ from shapely.geometry import Point
 
 from rsneo.accuracy.assess import assess_map
 from rsneo.cli import run_app
+from rsneo.cli.documents import AssessDocument
 from rsneo.heads.system import load_system
 from rsneo.io.areas import PixelAreas
 from rsneo.predict.requests import SegmentRequest
@@ -104,7 +105,8 @@ def test_assess_json_document(assessed, water_map, capsys):
     reference = str(assessed[0].reference.path)
     assert run_app(["assess", str(water_map), reference, "--class-field", "cover", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["command"] == "assess" and doc["unit"] == "ha" and doc["z"] == 1.96
+    AssessDocument.model_validate(doc)  # the documented schema, nothing beside it
+    assert doc["command"] == "assess" and doc["unit"] == "ha" and doc["z"] == 1.96 and doc["ok"]
     assert doc["error_matrix"] == assessed[0].estimates.counts.tolist()
     assert doc["sample"] == {"features": 2 * PER_CLASS, "used": 2 * PER_CLASS, "outside_map": 0,
                              "geometry": ["Point"]}  # fmt: skip

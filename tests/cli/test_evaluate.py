@@ -8,6 +8,7 @@ import json
 import pytest
 
 from rsneo.cli import run_app
+from rsneo.cli.documents import EvaluateDocument
 
 PAIRS = ("test_2_0000_0000", "test_7_0256_0512", "train_36_0512_0512")
 SMALL = ["--window", "256", "--overlap", "32", "--batch", "2"]
@@ -30,7 +31,8 @@ def test_json_document_of_a_test_split(levir, tiny_model_dir, tmp_path, capsys):
     assert run_app(argv) == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
-    assert doc["command"] == "evaluate" and doc["task"] == "change" and doc["split"] == "test"
+    EvaluateDocument.model_validate(doc)  # the documented schema, nothing beside it
+    assert doc["command"] == "evaluate" and doc["task"] == "change" and doc["split"] == "test" and doc["ok"]
     assert doc["classes"] == doc["predicted_classes"] == ["no change", "change"]
     assert [s["name"] for s in doc["per_sample"]] == ["test_2_0000_0000", "test_7_0256_0512"]
     assert doc["pixels"] == {"scored": 2 * 256 * 256, "unpredicted": 0}
@@ -41,6 +43,7 @@ def test_json_document_of_a_test_split(levir, tiny_model_dir, tmp_path, capsys):
     assert doc["baselines"]["all changed"]["per_class"]["change"]["recall"] == 1.0
     assert json.loads((out / "evaluation.json").read_text())["confusion"] == doc["confusion"]
     assert "no georeference" in captured.err  # the readers' warnings, summarised on stderr
+    assert any("no georeference" in w for w in doc["warnings"])  # and kept in the document
 
 
 def test_tables_name_the_model_and_the_baselines(levir, tiny_model_dir, capsys):

@@ -14,6 +14,7 @@ import pytest
 import rasterio
 
 from rsneo.cli import run_app
+from rsneo.cli.documents import FinetuneDocument
 
 PAIR = "test_2_0000_0000"  # one of the `levir_crops`
 FAST = ["--epochs", "1", "finetune.steps_per_epoch=1", "data.tile=64", "data.batch_size=2",
@@ -48,6 +49,19 @@ def test_finetune_change_prints_what_trained_and_its_validation_score(finetuned)
     assert f"model written to {out}" in printed
     assert (out / "finetune.json").is_file()
     assert not (out.parent / ".model.finetune-run").exists()  # checkpoints tidied once the model is written
+
+
+def test_json_document_names_the_folder_and_the_validation_scores(
+    levir_crops, tiny_model_dir, tmp_path, capsys
+):
+    out = tmp_path / "model"
+    argv = ["finetune", "change", str(levir_crops), "--out", str(out), "--model", str(tiny_model_dir)]
+    assert run_app([*argv, "--json", *FAST]) == 0
+    doc = FinetuneDocument.model_validate_json(capsys.readouterr().out)  # stdout is the document alone
+    assert doc.ok and doc.task == "change" and doc.model == str(out) and doc.samples == 3
+    assert doc.record == str(out / "finetune.json") and (out / "finetune.json").is_file()
+    assert doc.epochs == 1 and doc.trained == "the head only (backbone frozen)"
+    assert {"f1", "iou", "precision", "recall", "kappa"} <= set(doc.scores)
 
 
 def test_change_and_ask_use_the_fine_tuned_head(finetuned, levir_crops, tmp_path):

@@ -5,6 +5,7 @@ What `learn` trains and writes is specified in tests/train/test_learn.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from rsneo.cli import run_app
+from rsneo.cli.documents import LearnDocument
 
 S2 = "sen1floods11/S2/Spain_7370579_S2Hand.tif"
 
@@ -47,6 +49,18 @@ def test_learn_reports_scores_per_class_and_how_to_use_the_folder(
     assert re.search(r"mean IoU \d\.\d{3}, mean F1 \d\.\d{3}", lines)
     assert f"model folder: {out}" in lines
     assert f'use it: rsneo segment RASTER --model {out} --classes "Flood water, dry ground"' in lines
+
+
+def test_json_document_names_the_folder_and_the_scores(shared_data, points, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert run_app(argv(shared_data, points, out, tiny_model_dir, "--folds", "2", "--json")) == 0
+    printed = capsys.readouterr().out
+    doc = LearnDocument.model_validate_json(printed)  # stdout is the document alone
+    assert doc.ok and doc.model == str(out) and doc.record == str(out / "learn.json")
+    assert doc.classes == ["Flood water", "dry ground"] and set(doc.scores) == set(doc.classes)
+    assert all(s.features == 8 and 0.0 <= s.iou <= s.f1 <= 1.0 for s in doc.scores.values())
+    record = json.loads((out / "learn.json").read_text())["holdout"]
+    assert doc.mean_iou == pytest.approx(record["mean_iou"], abs=1e-12)
 
 
 def test_without_folds_it_warns_there_is_no_score(shared_data, points, tiny_model_dir, tmp_path, capsys):
