@@ -22,13 +22,13 @@ from rasterio.windows import Window
 from rsneo import atomic
 from rsneo.atomic import hidden_path
 from rsneo.errors import InputError
-from rsneo.io.dataset import open_raster
+from rsneo.io.dataset import GDAL_CACHE_MB, open_raster
 from rsneo.io.palette import class_colors
 
 NODATA_CLASS = 255  # class value for pixels with no valid input ("none of these" gets its own class)
 # GDAL's block cache, in bytes. rasterio hands an integer GDAL_CACHEMAX straight to GDALSetCacheMax64, which
 # counts bytes: a bare 64 meant 64 bytes (cache off) and made every re-read of a block hit the disk.
-GDAL_CACHE_BYTES = 512 * 1024**2
+GDAL_CACHE_BYTES = GDAL_CACHE_MB * 1024**2
 GDAL_ENV = {
     "GDAL_CACHEMAX": GDAL_CACHE_BYTES,
     "GDAL_TIFF_INTERNAL_MASK": True,

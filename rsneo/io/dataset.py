@@ -60,6 +60,13 @@ _HANDLES: dict[tuple[int, str], rasterio.DatasetReader] = {}
 _HEADERS: dict[tuple[int, str], DatasetHeader] = {}
 _STAMPS: dict[tuple[int, str], tuple[int, int] | None] = {}  # (size, mtime in ns) of the file when opened
 MAX_OPEN = 256
+# GDAL's block cache in MB. GDAL's own default is 5 % of the machine's memory, and every block a read
+# touched stays in it: a whole-raster check before prediction kept a 4096^2 13-band input (436 MB) resident
+# for the run. Set before GDAL first sizes its cache (a GDAL_CACHEMAX the user set wins);
+# `rsneo.io.cog.gdal_env` applies the same figure. Two rows of 256-px windows of a 4096-wide 13-band raster
+# are about 60 MB.
+GDAL_CACHE_MB = 128
+os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
 # dtypes float32 holds exactly: GDAL converts them while reading, and nodata is compared in float32
 _EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "float32"}
 MASK_BAND = "mask"  # `band_validity`: GDAL's first mask band says (a per-dataset mask, an alpha band)
