@@ -12,6 +12,7 @@ small random model and says so on screen and in the picture.
 
 from __future__ import annotations
 
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,9 +153,10 @@ def overview_figure(
             handles = [Patch(facecolor=c, edgecolor="k", label=n) for n, c in legend]
             ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
     fig.suptitle(f"rsneo demo - {model_note}", fontsize=13, color="red" if warn else "black")
-    shown = "".join(ch if ch.isprintable() else "?" for ch in answer)[:160]
-    fig.text(0.5, 0.02, f"Q: {question}\nA: {shown}", ha="center", fontsize=11, wrap=True)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95), h_pad=2.5)
+    printable = "".join(ch if ch.isprintable() else "?" for ch in answer)
+    lines = textwrap.wrap(f"A: {printable}", 150, max_lines=3, placeholder=" ...")  # whole words, never cut
+    fig.text(0.5, 0.015, "\n".join([f"Q: {question}", *lines]), ha="center", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95), h_pad=2.5)
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
