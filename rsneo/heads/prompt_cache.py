@@ -27,8 +27,9 @@ from torch import Tensor
 from rsneo import atomic
 from rsneo.errors import RSNeoWarning
 from rsneo.heads.features import PromptConfig, encode_class_prompts
+from rsneo.io.runstate import PROMPT_CACHE
 
-CACHE_FILE = "prompt_cache.safetensors"
+CACHE_FILE = PROMPT_CACHE  # left out of the folder's resume fingerprint
 # what a prompt vector depends on, besides the prompt template and the dtype
 KEY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors.index.json")
 WHOLE_FILE_BYTES = 256 * 1024**2  # larger weight shards are hashed by their size, time and both ends

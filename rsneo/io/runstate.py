@@ -82,11 +82,17 @@ def content_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+# A file a run derives from a model folder's own files and keeps beside them (rsneo.heads.prompt_cache):
+# written by the first run on a folder, so not part of the folder's identity (a resume would restart).
+PROMPT_CACHE = "prompt_cache.safetensors"
+
+
 def folder_fingerprint(folder: Path | None) -> list[tuple[str, int, int, str]] | None:
-    """`fingerprint` of the files directly in `folder` (a model folder: retrained weights change it)."""
+    """`fingerprint` of the files directly in `folder` (a model folder: retrained weights change it), caches
+    derived from them left out."""
     if folder is None:
         return None
-    return fingerprint(sorted(p for p in Path(folder).iterdir() if p.is_file()))
+    return fingerprint(sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name != PROMPT_CACHE))
 
 
 def run_identity() -> dict[str, str]:

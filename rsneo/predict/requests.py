@@ -71,8 +71,16 @@ class Reading:
         return None if self.bands is None else list(self.bands)
 
 
+@dataclass(frozen=True, kw_only=True)
+class MapRequest(Reading):
+    """A product writing a class map and polygons: its minimum mapping unit and outline simplification."""
+
+    min_area: str | float = DEFAULT_MIN_AREA  # regions smaller than this are sieved: "0.5" ha or "4px"
+    simplify: str | float | None = None  # polygon outlines: "1.5px" or map units; None: as traced
+
+
 @dataclass(frozen=True)
-class SegmentRequest(Reading):
+class SegmentRequest(MapRequest):
     """`rsneo segment`: one raster, class names as words, an output folder."""
 
     raster: Path
@@ -81,31 +89,25 @@ class SegmentRequest(Reading):
     none_threshold: float | None = None  # cosine below which a pixel is "none of these" (None: the head's)
     confidence: bool = True  # also write the winning probability in percent
     strict: bool = False  # refuse untrained class names and imagery outside the training data
-    min_area: str | float = DEFAULT_MIN_AREA  # regions smaller than this are sieved: "0.5" ha or "4px"
-    simplify: str | float | None = None  # polygon outlines: "1.5px" or map units; None: as traced
 
 
 @dataclass(frozen=True)
-class ChangeRequest(Reading):
+class ChangeRequest(MapRequest):
     """`rsneo change`: dates of one place (oldest first), optional class names for from-to change."""
 
     rasters: tuple[Path, ...]
     out: Path
     classes: tuple[str, ...] | str | None = None
     strict: bool = False
-    min_area: str | float = DEFAULT_MIN_AREA  # regions smaller than this are sieved: "0.5" ha or "4px"
-    simplify: str | float | None = None  # polygon outlines: "1.5px" or map units; None: as traced
 
 
 @dataclass(frozen=True)
-class BuildingsRequest(Reading):
+class BuildingsRequest(MapRequest):
     """`rsneo change --of buildings`: new buildings between the first and last of RGB dates, 2 m or finer."""
 
     rasters: tuple[Path, ...]
     out: Path
     pixel_size: float | None = None  # metres per pixel of images without georeference
-    min_area: str | float = DEFAULT_MIN_AREA  # regions smaller than this are sieved: "0.5" ha or "4px"
-    simplify: str | float | None = None  # polygon outlines: "1.5px" or map units; None: as traced
 
 
 @dataclass(frozen=True)

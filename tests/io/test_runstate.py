@@ -159,3 +159,15 @@ def test_remove_temporaries_removes_hidden_siblings_of_the_outputs_only(tmp_path
         path.write_bytes(b"x")
     remove_temporaries([out, tmp_path / "never_written.tif"])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+
+
+def test_a_prompt_cache_written_beside_the_weights_keeps_the_folders_fingerprint(tmp_path):
+    """The first run on a model folder writes its prompt cache there; a resume must still match that run."""
+    from rsneo.io.runstate import PROMPT_CACHE, folder_fingerprint
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    before = folder_fingerprint(tmp_path)
+    (tmp_path / PROMPT_CACHE).write_bytes(b"vectors")
+    assert folder_fingerprint(tmp_path) == before
+    (tmp_path / "model.safetensors").write_bytes(b"retrained")
+    assert folder_fingerprint(tmp_path) != before
