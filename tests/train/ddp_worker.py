@@ -3,6 +3,7 @@ per rank, the final weights and a fingerprint of every batch the rank saw."""
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 import warnings
 from pathlib import Path
@@ -37,4 +38,5 @@ def main(out: str, overrides: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.dump_traceback_later(300, exit=True)  # a hang shows where, in the test's failure message
     main(sys.argv[1], sys.argv[2:])

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import resource
 import sys
@@ -97,5 +98,6 @@ def main(mode: str, out: str, overrides: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.dump_traceback_later(780, exit=True)  # a hang shows where, before the test's 900 s limit
     torch.set_num_threads(1)
     main(sys.argv[1], sys.argv[2], sys.argv[3:])
