@@ -150,8 +150,12 @@ def scores(confusion: np.ndarray, names: Sequence[str]) -> Scores:
     iou = np.where(support + predicted > 0, iou, np.nan)  # jaccard_score cannot say "undefined" itself
     per_class = {
         name: ClassScores(
-            _defined(iou[c]), _defined(f1[c]), _defined(precision[c]), _defined(recall[c]),
-            int(support[c]), int(predicted[c]),
+            _defined(iou[c]),
+            _defined(f1[c]),
+            _defined(precision[c]),
+            _defined(recall[c]),
+            int(support[c]),
+            int(predicted[c]),
         )  # fmt: skip
         for c, name in enumerate(names)
     }

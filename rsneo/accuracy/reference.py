@@ -107,4 +107,3 @@ def _unit_window(geometry, grid: Grid) -> Window | None:
     if col1 <= col0 or row1 <= row0:
         return None
     return Window(col0, row0, col1 - col0, row1 - row0)
-

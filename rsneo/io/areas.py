@@ -15,8 +15,10 @@ Every area rsneo reports (GeoPackage, change table, report, answers) goes throug
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -50,37 +52,10 @@ class PixelAreas:
         self.unit = "px" if self.crs is None else "ha"
         self._row_only = False
         self._to_frame = None
-        if self.crs is None:
-            return
-        from pyproj import CRS, Transformer
-        from pyproj.crs import ProjectedCRS
-        from pyproj.crs.coordinate_operation import LambertAzimuthalEqualAreaConversion
-
-        pcrs = CRS.from_user_input(self.crs.to_wkt())
-        geodetic = pcrs.geodetic_crs
-        if geodetic is None:  # an engineering CRS: planar in its own linear unit is all there is
-            unit = pcrs.axis_info[0].unit_conversion_factor if pcrs.axis_info else 1.0
-            self._planar_m2 = abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
-            self._planar_m2 *= unit * unit
-            return
-        ellipsoid = geodetic.ellipsoid
-        self._a = ellipsoid.semi_major_metre
-        inv_f = ellipsoid.inverse_flattening
-        f = 0.0 if not inv_f or math.isinf(inv_f) else 1.0 / inv_f
-        self._e = math.sqrt(max(2 * f - f * f, 0.0))
-        north_up = self.transform.b == 0 and self.transform.d == 0
-        method = "" if pcrs.is_geographic else (pcrs.coordinate_operation.method_name or "").lower()
-        cylindrical = pcrs.is_geographic or ("mercator" in method and "transverse" not in method
-                                             and "oblique" not in method)  # fmt: skip
-        lonlat = geodetic.to_2d() if hasattr(geodetic, "to_2d") else geodetic
-        self._to_lonlat = Transformer.from_crs(pcrs, lonlat, always_xy=True)
-        if north_up and cylindrical:
-            self._row_only = True
-            return
-        cx, cy = self.transform @ (self.width / 2, self.height / 2)
-        lon0, lat0 = self._to_lonlat.transform(cx, cy)
-        frame = ProjectedCRS(LambertAzimuthalEqualAreaConversion(lat0, lon0), geodetic_crs=lonlat)
-        self._to_frame = Transformer.from_crs(pcrs, frame, always_xy=True)
+        if self.crs is not None:  # the same grid is measured several times per product: set up once
+            self.__dict__.update(
+                _projection(self.crs.to_wkt(), tuple(self.transform)[:6], self.width, self.height)
+            )
 
     @property
     def per_row(self) -> bool:
@@ -146,6 +121,38 @@ class PixelAreas:
     @classmethod
     def of(cls, dataset: rasterio.io.DatasetReaderBase) -> PixelAreas:
         return cls(dataset.crs, dataset.transform, dataset.width, dataset.height)
+
+
+@functools.lru_cache(maxsize=32)
+def _projection(wkt: str, transform: tuple[float, ...], width: int, height: int) -> dict[str, Any]:
+    """PixelAreas' measuring set-up for one grid: planar factor, or ellipsoid and pyproj transformers (about
+    4 ms each to build, so a batch of small files would spend more on them than on measuring)."""
+    from pyproj import CRS, Transformer
+    from pyproj.crs import ProjectedCRS
+    from pyproj.crs.coordinate_operation import LambertAzimuthalEqualAreaConversion
+
+    affine = rasterio.Affine(*transform)
+    pcrs = CRS.from_user_input(wkt)
+    geodetic = pcrs.geodetic_crs
+    if geodetic is None:  # an engineering CRS: planar in its own linear unit is all there is
+        unit = pcrs.axis_info[0].unit_conversion_factor if pcrs.axis_info else 1.0
+        return {"_planar_m2": abs(affine.a * affine.e - affine.b * affine.d) * unit * unit}
+    ellipsoid = geodetic.ellipsoid
+    inv_f = ellipsoid.inverse_flattening
+    f = 0.0 if not inv_f or math.isinf(inv_f) else 1.0 / inv_f
+    setup: dict[str, Any] = {"_a": ellipsoid.semi_major_metre, "_e": math.sqrt(max(2 * f - f * f, 0.0))}
+    north_up = affine.b == 0 and affine.d == 0
+    method = "" if pcrs.is_geographic else (pcrs.coordinate_operation.method_name or "").lower()
+    cylindrical = pcrs.is_geographic or ("mercator" in method and "transverse" not in method
+                                         and "oblique" not in method)  # fmt: skip
+    lonlat = geodetic.to_2d() if hasattr(geodetic, "to_2d") else geodetic
+    setup["_to_lonlat"] = Transformer.from_crs(pcrs, lonlat, always_xy=True)
+    if north_up and cylindrical:
+        return setup | {"_row_only": True}
+    cx, cy = affine @ (width / 2, height / 2)
+    lon0, lat0 = setup["_to_lonlat"].transform(cx, cy)
+    frame = ProjectedCRS(LambertAzimuthalEqualAreaConversion(lat0, lon0), geodetic_crs=lonlat)
+    return setup | {"_to_frame": Transformer.from_crs(pcrs, frame, always_xy=True)}
 
 
 def format_area(value: float, unit: str) -> str:

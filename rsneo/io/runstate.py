@@ -20,6 +20,7 @@ import glob
 import hashlib
 import os
 import socket
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,9 @@ def notice_discarded(what: Path, why: str) -> None:
 FULL_HASH_BYTES = 1 << 30  # files up to 1 GiB are hashed whole (about a second); larger ones are sampled
 SAMPLE_BLOCK = 1 << 16
 SAMPLE_BLOCKS = 256
+RACY_NS = 2_000_000_000  # files changed this recently are not remembered
+MAX_REMEMBERED = 4096
+_DIGESTS: dict[tuple[int, int, int, int, int], str] = {}  # (dev, inode, size, mtime, ctime) -> digest
 
 
 def fingerprint(paths: list[Path]) -> list[tuple[str, int, int, str]]:
@@ -62,13 +66,32 @@ def content_digest(path: Path) -> str:
 
     Files up to `FULL_HASH_BYTES` are hashed whole. Beyond that the first and last MiB and `SAMPLE_BLOCKS`
     evenly spaced 64 KiB blocks are: a change confined to unsampled bytes of such a file is the one
-    replacement it misses."""
-    digest = hashlib.blake2b(digest_size=16)
+    replacement it misses. A file's digest is remembered for the process (a batch signs the same model
+    folder for every input) under its inode, size, mtime and ctime: nothing replaces or rewrites a file
+    without moving its ctime, which no user tool can set back. Files changed in the last `RACY_NS` are
+    hashed every time, as ctime ticks coarsely (the "racy" entries of git's index).
+    """
+    path = Path(path)
     if path.is_dir():
+        digest = hashlib.blake2b(digest_size=16)
         for child in sorted(p for p in path.iterdir() if p.is_file()):
             digest.update(f"{child.name}\0{content_digest(child)}\0".encode())
         return digest.hexdigest()
-    size = path.stat().st_size
+    stat = path.stat()
+    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    started = time.time_ns()
+    value = _file_digest(path, stat.st_size)
+    if started - stat.st_ctime_ns > RACY_NS:
+        if len(_DIGESTS) >= MAX_REMEMBERED:
+            _DIGESTS.clear()
+        _DIGESTS[key] = value
+    return value
+
+
+def _file_digest(path: Path, size: int) -> str:
+    digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         if size <= FULL_HASH_BYTES:
             for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -171,3 +171,26 @@ def test_a_prompt_cache_written_beside_the_weights_keeps_the_folders_fingerprint
     assert folder_fingerprint(tmp_path) == before
     (tmp_path / "model.safetensors").write_bytes(b"retrained")
     assert folder_fingerprint(tmp_path) != before
+
+
+def test_a_remembered_digest_still_sees_a_same_size_rewrite_with_its_mtime_restored(tmp_path, monkeypatch):
+    monkeypatch.setattr(runstate, "_DIGESTS", {})
+    monkeypatch.setattr(runstate, "RACY_NS", 50_000_000)  # 50 ms: the file below is old enough to remember
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(b"1234")
+    time.sleep(0.2)
+    first = runstate.content_digest(path)
+    assert list(runstate._DIGESTS.values()) == [first]  # remembered: the next run of a batch reads nothing
+    assert runstate.content_digest(path) == first
+    mtime = path.stat().st_mtime_ns
+    path.write_bytes(b"4321")
+    os.utime(path, ns=(mtime, mtime))  # cp -p / rsync -t: same size, same mtime, new ctime
+    assert runstate.content_digest(path) != first
+
+
+def test_a_file_changed_just_now_is_not_remembered(tmp_path, monkeypatch):
+    monkeypatch.setattr(runstate, "_DIGESTS", {})
+    path = tmp_path / "in.tif"
+    path.write_bytes(b"1234")
+    runstate.content_digest(path)
+    assert runstate._DIGESTS == {}  # its ctime may tick again within RACY_NS: hashed every time

@@ -27,7 +27,8 @@ def test_two_cpu_processes_hold_identical_weights_and_saw_different_batches(shar
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
         "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0", str(WORKER), str(tmp_path), *overrides,
     ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=420)  # the worker dumps its stacks and exits at 300 s
+    # the worker dumps its stacks and exits at 300 s: a hang fails with where it hung
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
