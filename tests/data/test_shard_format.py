@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib.util
 import io
 import tarfile
 import threading
@@ -125,3 +126,10 @@ def test_no_shard_member_is_unpickled(flood_tiles, tmp_path):
 
 def test_shards_are_reproducible_byte_for_byte(flood_tiles):
     assert shard_bytes(flood_tiles[:3]) == shard_bytes(flood_tiles[:3])
+
+
+def test_an_s3_archive_without_s3fs_names_what_is_missing():
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed: the s3 path would go to the network")
+    with pytest.raises(InputError, match=r"s3://bucket/shards/manifest.json: .*needs a package.*s3fs"):
+        ShardDataset("s3://bucket/shards")
