@@ -122,7 +122,7 @@ def test_qgis_process_learn_writes_a_model_folder_from_a_polygon_layer(
     out = tmp_path / "learnt"
     done = qgis_process(
         tmp_path, tiny_model_dir, "learn", f"RASTERS={shared_data.joinpath(*S2)}", f"LABELS={polygons}",
-        "FIELD=cover", "STEPS=2", f"MODEL={tiny_model_dir}", f"OUTPUT={out}",
+        "FIELD=cover", "STEPS=2", "FOLDS=2", "FEATURES=2", f"MODEL={tiny_model_dir}", f"OUTPUT={out}",
     )  # fmt: skip
     results = done["results"]
     assert results["MODEL_FOLDER"] == str(out)
@@ -131,6 +131,8 @@ def test_qgis_process_learn_writes_a_model_folder_from_a_polygon_layer(
     assert all(s["features"] == 6 and 0.0 <= s["iou"] <= s["f1"] <= 1.0 for s in scores.values())
     record = json.loads((out / "learn.json").read_text())
     assert record["learnt_classes"] == ["Flood water", "dry ground"]
+    assert record["settings"]["folds"] == 2 and record["holdout"]["method"].startswith("spatial 2-fold")
+    assert record["features"]["features"] == "pixels"  # FEATURES=2: the raw bands only, as chosen
     assert {n: s["pixels"] for n, s in scores.items()} == {
         n: s["pixels"] for n, s in record["holdout"]["scores"].items()
     }

@@ -220,8 +220,11 @@ class LearnAlgorithm(RsneoAlgorithm):
     name_, title = "learn", "Learn classes from polygons"
     help_text = (
         "Teach the model new classes from a polygon (or point) layer drawn on raster layers, one class per "
-        "feature in a field. Writes a model folder for the Segment algorithm's Model folder."
+        "feature in a field. Writes a model folder for the Segment algorithm's Model folder. The hold-out "
+        "score holds whole features out by spatial blocks, each scored by a head trained without it; "
+        "'auto' chooses what the head reads on inner hold-outs of the training features."
     )
+    FEATURES = ["auto", "all", "pixels"]  # rsneo learn --features
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(
@@ -239,6 +242,14 @@ class LearnAlgorithm(RsneoAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber("STEPS", "Training steps", defaultValue=300, minValue=1)
         )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "FOLDS", "Spatial folds of the hold-out score (0: no score)", defaultValue=4, minValue=0,
+            )
+        )  # fmt: skip
+        self.addParameter(
+            QgsProcessingParameterEnum("FEATURES", "What the head reads", self.FEATURES, defaultValue=0)
+        )
         self.addParameter(_model_parameter())
         self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT", "Model folder to write"))
         self.addOutput(QgsProcessingOutputFolder("MODEL_FOLDER", "Model folder"))
@@ -254,8 +265,11 @@ class LearnAlgorithm(RsneoAlgorithm):
             field = self.parameterAsString(parameters, "FIELD", context)
             steps = str(self.parameterAsInt(parameters, "STEPS", context))
             labels_file = _vector_file(labels, Path(scratch))
+            folds = str(self.parameterAsInt(parameters, "FOLDS", context))
+            features = self.FEATURES[self.parameterAsEnum(parameters, "FEATURES", context)]
             args = ["learn", *rasters, "--labels", labels_file, "--class-field", field, "--out", str(out),
-                    "--steps", steps, *self.common(parameters, context)]  # fmt: skip
+                    "--steps", steps, "--folds", folds, "--features", features,
+                    *self.common(parameters, context)]  # fmt: skip
             document = self.run_cli(args, feedback, out)
         feedback.pushInfo(f"mean IoU {document['mean_iou']}, mean F1 {document['mean_f1']}")
         return {"MODEL_FOLDER": document["model"], "SCORES": json.dumps(document["scores"])}
