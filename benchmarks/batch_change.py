@@ -16,12 +16,9 @@ Usage: .venv/bin/python benchmarks/batch_change.py [--pairs 100] [--repeats 2] [
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +26,9 @@ import rasterio
 from rasterio.windows import Window
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from processes import run_rsneo  # noqa: E402  (the benchmarks share one measured run)
+
 NAIP = REPO.parent / "shared" / "data" / "timeseries" / "naip_m4709963"
 DATES = ("m_4709963_se_14_1_20090818.tif", "m_4709963_se_14_1_20200831.tif")
 SIDE = 256
@@ -57,21 +57,9 @@ def write_pairs(folder: Path, pairs: int, naip: Path = NAIP) -> tuple[Path, Path
 
 
 def run_change(before: Path, after: Path, out: Path, model: str | None) -> dict:
-    """One whole `rsneo change` in a fresh process, one thread; its wall and CPU seconds."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RSNEO_THREADS", "OMP_NUM_THREADS")}
-    env["PYTHONPATH"] = str(REPO)
-    cmd = [sys.executable, "-m", "rsneo.cli", "change", str(before), str(after), "--out", str(out),
-           "--threads", "1", "--sensor", "naip", "--json"]  # fmt: skip
-    if model:
-        cmd += ["--model", model]
-    load = os.getloadavg()[0]
-    start = time.perf_counter()
-    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    if status != 0:
-        raise SystemExit(f"rsneo change failed ({status}): {child.stderr.read().decode()[-2000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "load": load}
+    """One whole `rsneo change` in a fresh process, one thread."""
+    args = ["change", str(before), str(after), "--out", str(out), "--threads", "1", "--sensor", "naip"]
+    return run_rsneo([*args, "--json", *(["--model", model] if model else [])])
 
 
 def main() -> None:

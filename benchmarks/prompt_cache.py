@@ -14,30 +14,19 @@ Usage: .venv/bin/python benchmarks/prompt_cache.py [--repeats 3] [--classes "wat
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from processes import run_rsneo  # noqa: E402  (the benchmarks share one measured run)
 
 
 def run_segment(raster: Path, out: Path, classes: str, cache: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RSNEO_THREADS", "OMP_NUM_THREADS")}
-    env |= {"PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(cache)}
-    cmd = [sys.executable, "-m", "rsneo.cli", "segment", str(raster), "--classes", classes, "--out", str(out),
-           "--threads", "1", "--json"]  # fmt: skip
-    load = os.getloadavg()[0]
-    start = time.perf_counter()
-    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    if status != 0:
-        raise SystemExit(f"rsneo segment failed ({status}): {child.stderr.read().decode()[-2000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "load": load}
+    """One whole `rsneo segment` in a fresh process, one thread, with its own user cache folder."""
+    args = ["segment", str(raster), "--classes", classes, "--out", str(out), "--threads", "1", "--json"]
+    return run_rsneo(args, env={"XDG_CACHE_HOME": str(cache)})
 
 
 def main() -> None:
