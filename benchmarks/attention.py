@@ -16,6 +16,8 @@ ran: `sdpa flash` / `sdpa efficient` / `sdpa math` (SDPA's own choice), `flex co
 values (head_dim, half the q/k width) are zero-padded: once per forward into a buffer every layer writes into
 (inference), or by each layer (with gradients). `--values math` runs SDPA's math kernel on unpadded values
 instead (what SDPA falls back to without the padding). Compare them in CPU seconds on an idle machine.
+`--threads N` (CPU, default 1; 0: torch's default) is set on torch in each worker; the thread count that ran
+and the 1-minute load average before each row are printed with it.
 
     python benchmarks/attention.py      # CPU: forward only, lengths up to 4096
     python benchmarks/attention.py --backends sdpa --mixes scene --values once per-layer math --repeats 5
@@ -169,11 +171,14 @@ def main() -> None:
         "--values", nargs="*", default=["once"], choices=["once", "per-layer", "math"],
         help="CPU: values padded once per forward, by each layer, or unpadded on SDPA's math kernel",
     )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (0: torch's default)")
     parser.add_argument(
         "--worker", nargs=4, metavar=("BACKEND", "LENGTH", "MIX", "VALUES"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.worker:
         backend, length, mix, values = args.worker
         result = worker(backend, int(length), mix, args.preset, device, args.repeats, args.layers, values)
@@ -186,13 +191,15 @@ def main() -> None:
     if device == "cpu":
         print("CPU run: forward only (the dense mask and uncompiled Flex materialise L x L booleans/scores)")
     print(f"{'mix':6} {'backend':8} {'values':9} {'ran as':17} {'tokens':>7} {'layers':>6} {'tokens/s':>10} "
-          f"{'mask s':>7} {'step s':>7} {'CPU s':>7} {'peak MiB':>9}")  # fmt: skip
+          f"{'mask s':>7} {'step s':>7} {'CPU s':>7} {'peak MiB':>9} {'threads':>7} {'load':>5}")  # fmt: skip
     for mix in args.mixes:
         for backend in args.backends:
             for values in args.values:
                 for length in lengths:
                     cmd = [sys.executable, __file__, "--worker", backend, str(length), mix, values,
-                           "--preset", args.preset, "--repeats", str(args.repeats)]  # fmt: skip
+                           "--preset", args.preset, "--repeats", str(args.repeats),
+                           "--threads", str(args.threads)]  # fmt: skip
+                    load = os.getloadavg()[0]
                     cmd += ["--layers", str(args.layers)] if args.layers else []
                     proc = subprocess.run(cmd, capture_output=True, text=True)
                     if proc.returncode:
@@ -203,7 +210,7 @@ def main() -> None:
                     print(
                         f"{mix:6} {backend:8} {values:9} {r['ran_as']:17} {r['length']:>7} {r['layers']:>6} "
                         f"{r['tokens_per_s']:>10.0f} {r['mask_s']:>7.3f} {r['step_s']:>7.2f} "
-                        f"{r['cpu_s']:>7.2f} {r['peak_mib']:>9.0f}"
+                        f"{r['cpu_s']:>7.2f} {r['peak_mib']:>9.0f} {r['threads']:>7} {load:>5.1f}"
                     )
 
 

@@ -8,15 +8,18 @@ project, report); F1 of the "change" class is computed over the labelled pixels.
 `detect_change` call are printed beside (the model is loaded once, before the clock). `--speed` also runs the
 800 x 800 Landsat pair (Taizhou mirrored 2 x 2, the reference mirrored with it) and times the whole command in
 a fresh process (start-up, imports, model loading) on a 256 x 256 pair and on the 800 x 800 pair.
+`--threads N` (default 1) is the intra-op thread count of both (torch's in this process, `rsneo change
+--threads` in the fresh ones); the 1-minute load average is printed before and after the timings.
 
 Usage: python benchmarks/change.py [--model DIR] [--data ../shared/data] [--speed [--repeat 3]]
-       [--json out.json]
+       [--threads 1] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import warnings
@@ -116,11 +119,12 @@ def score_rsneo(
     return baselines.binary_scores(predicted, changed, unchanged), wall, cpu
 
 
-def time_command(rasters: list[Path], workdir: Path, mirrored: bool = False) -> tuple[float, float, float]:
+def time_command(
+    rasters: list[Path], workdir: Path, mirrored: bool = False, threads: int = 1
+) -> tuple[float, float, float]:
     """(wall s, CPU s, peak MB) of the whole `rsneo change` command in a fresh process: start-up, imports and
     model loading included, as a user runs it. The process runs in the temp folder, so it uses the `rsneo`
     this script imported (PYTHONPATH or the environment), not a checkout in the current folder."""
-    import os
     import resource
     import subprocess
     import sys
@@ -128,11 +132,12 @@ def time_command(rasters: list[Path], workdir: Path, mirrored: bool = False) -> 
     options = ["--sensor", "landsat7_etm", "--bands", ",".join(TAIZHOU_BANDS)] if mirrored else []
     code = "import sys; from rsneo.cli import main; sys.argv[0] = 'rsneo'; main()"
     argv = [sys.executable, "-c", code, "change", *map(str, rasters), "--out", str(workdir), *options]
+    argv += ["--threads", str(threads)]
+    env = {k: v for k, v in os.environ.items() if k not in ("RSNEO_THREADS", "OMP_NUM_THREADS")}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
     subprocess.run(
-        argv, check=True, capture_output=True, cwd=tempfile.gettempdir(),
-        env=os.environ | {"OMP_NUM_THREADS": "1"},
+        argv, check=True, capture_output=True, cwd=tempfile.gettempdir(), env=env
     )  # fmt: skip
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -151,13 +156,17 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="--speed: run each whole command this many times (median)"
     )
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of every timed run")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     args = parser.parse_args()
     system = None
     if not args.baselines_only:
         from rsneo.heads.system import load_system
+        from rsneo.model.threads import use_threads
 
         system = load_system(args.model)
+        use_threads(args.threads)
+    load = [os.getloadavg()[0]]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cases = pairs(args.data)
@@ -191,14 +200,20 @@ def main() -> None:
         if args.speed:  # the whole command, start-up included, on a 256^2 pair and the 800^2 pair
             for name, rasters, *_ in (cases[0], cases[-1]):
                 runs = [
-                    time_command(rasters, Path(tmp) / f"command{len(commands)}_{i}", "mirrored" in name)
+                    time_command(
+                        rasters, Path(tmp) / f"command{len(commands)}_{i}", "mirrored" in name, args.threads
+                    )
                     for i in range(args.repeat)
                 ]
                 wall, cpu, peak = (float(np.median(values)) for values in zip(*runs, strict=True))
                 commands.append(
                     {"pair": name, "wall_s": wall, "cpu_s": cpu, "peak_mb": peak, "runs": len(runs)}
                 )
-    print(f"model: {'none' if system is None else (args.model or 'bundled')}")
+    load.append(os.getloadavg()[0])
+    print(
+        f"model: {'none' if system is None else (args.model or 'bundled')}; {args.threads} thread(s); "
+        f"load average {load[0]:.1f} before, {load[1]:.1f} after"
+    )
     columns = ("buildings", "rsneo", "CVA+Otsu", "all", "wall s", "CPU s")
     header = f"{'pair':32s} " + " ".join(f"{c:>{max(7, len(c))}s}" for c in columns)
     print("F1 of the change class over the labelled pixels (rsneo: `rsneo change`; buildings: the same with")
@@ -232,7 +247,8 @@ def main() -> None:
                 f"peak {c['peak_mb']:5.0f} MB"
             )
     if args.json:
-        args.json.write_text(json.dumps({"pairs": rows, "commands": commands}, indent=1))
+        document = {"threads": args.threads, "load": load, "pairs": rows, "commands": commands}
+        args.json.write_text(json.dumps(document, indent=1))
 
 
 def _answer(row: dict) -> float:

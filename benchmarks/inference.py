@@ -16,7 +16,12 @@ checks that peak memory at 16k stays within 1.25x of that at 4k.
 `--stand-in` swaps the model's forward pass for a per-pixel spectral rule (NDWI/NDVI), so the I/O of the
 full-size raster can be timed in minutes on a CPU where the model would take half an hour.
 
-Usage: .venv/bin/python benchmarks/inference.py [--size 4096] [--cprofile 25] [--stand-in] [--keep FOLDER]
+`--threads N` (default 1) is passed to `rsneo segment --threads` (engine mode: set on torch); 0 leaves the
+choice to rsneo's policy (rsneo.model.threads). The thread count that ran and the 1-minute load average
+before and after are printed with the times: on a shared machine CPU seconds are the steady figure.
+
+Usage: .venv/bin/python benchmarks/inference.py [--size 4096] [--threads 1] [--cprofile 25] [--stand-in]
+       [--keep FOLDER]
        .venv/bin/python benchmarks/inference.py --mode engine [--sizes 2048 4096 8192 16384]
        [--predictor model|pointwise] [--device cpu|cuda] [--window 256] [--batch 8]
 """
@@ -82,7 +87,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "I/O: display stretch (QGIS)": ("rsneo.io.qgis", "raster_display"),
     "I/O: polygons (GeoPackage)": ("rsneo.io.vector", "write_class_polygons"),
     "model compute": ("rsneo.predict.maps.segmentation", "SegmentationPredictor.__call__"),
-    "load model": ("rsneo.cli.products", "_system"),
+    "load model": ("rsneo.cli.products", "_load"),
 }
 NESTED = {"I/O: validity masks": "I/O: pixel reads"}
 
@@ -127,8 +132,12 @@ def spectral_rule(self, pixels, valid):
     return (odds / odds.sum(1, keepdims=True)).astype(np.float32)
 
 
-def run_segment(raster: Path, out: Path, window: int, batch: int, cprofile: int, stand_in: bool) -> dict:
-    """Run `rsneo segment` in this process; returns the wall time of each part and of the whole command."""
+def run_segment(
+    raster: Path, out: Path, window: int, batch: int, cprofile: int, stand_in: bool, threads: int = 1
+) -> dict:
+    """Run `rsneo segment` in this process; returns the wall time of each part and of the whole command, the
+    thread count it ran with and the load average before and after."""
+    load_before = os.getloadavg()[0]
     start, start_cpu = time.perf_counter(), time.process_time()
     from rsneo.cli.app import app
 
@@ -142,6 +151,7 @@ def run_segment(raster: Path, out: Path, window: int, batch: int, cprofile: int,
     _instrument(totals, cpu)
     args = ["segment", str(raster), "--classes", CLASSES, "--out", str(out)]
     args += ["--window", str(window), "--batch", str(batch)]
+    args += ["--threads", str(threads)] if threads else []
     profiler = None
     if cprofile:
         import cProfile
@@ -163,7 +173,11 @@ def run_segment(raster: Path, out: Path, window: int, batch: int, cprofile: int,
         print(f"--- cProfile: top {cprofile} by cumulative time (inflated by profiling) ---")
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(cprofile)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    import torch
+
     return {
+        "threads": torch.get_num_threads(),
+        "load": [load_before, os.getloadavg()[0]],
         "wall_s": wall,
         "cpu_s": wall_cpu,
         "parts": dict(totals),
@@ -176,7 +190,8 @@ def print_summary(result: dict, size: int, bands: int) -> None:
     wall, parts, cpu = result["wall_s"], result["parts"], result["cpu"]
     print(
         f"rsneo segment, {size} x {size} px, {bands} bands: {wall:.1f} s wall, {result['cpu_s']:.1f} s CPU, "
-        f"peak RSS {result['peak_rss_mb']:.0f} MB"
+        f"peak RSS {result['peak_rss_mb']:.0f} MB; {result['threads']} thread(s), load average "
+        f"{result['load'][0]:.1f} before, {result['load'][1]:.1f} after"
     )
     print(f"{'part':<32} {'wall s':>8} {'share':>7} {'CPU s':>8} {'share':>7}")
     rows = [(part, parts.get(part, 0.0), cpu.get(part, 0.0)) for part in PARTS]
@@ -203,7 +218,7 @@ def segment_main(args: argparse.Namespace) -> None:
     with rasterio.open(raster) as src:
         bands = src.count
     out = folder / f"out_{os.getpid()}"
-    result = run_segment(raster, out, args.window, args.batch, args.cprofile, args.stand_in)
+    result = run_segment(raster, out, args.window, args.batch, args.cprofile, args.stand_in, args.threads)
     if args.stand_in:
         print("--stand-in: model compute is a per-pixel spectral rule; the I/O times are the point here")
     print_summary(result, args.size, bands)
@@ -222,7 +237,9 @@ def brightness(pixels, valid):
     return np.stack([x, 1 - x, 0.5 * x, 0.5 * (1 - x)], axis=1)
 
 
-def run_engine(size: int, folder: Path, device: str, window: int, batch: int, predictor: str) -> dict:
+def run_engine(
+    size: int, folder: Path, device: str, window: int, batch: int, predictor: str, threads: int = 1
+) -> dict:
     """Segment one raster with `predict_raster` in this process; returns megapixels/s and peak RSS."""
     import rasterio
     import torch
@@ -237,6 +254,9 @@ def run_engine(size: int, folder: Path, device: str, window: int, batch: int, pr
 
     raster = folder / f"s2_{size}.tif"
     names = ["water", "forest", "built-up"]
+    if threads:
+        torch.set_num_threads(threads)
+    load = os.getloadavg()[0]
     if predictor == "model":
         system = random_system()
         system.model.to(device)
@@ -246,7 +266,7 @@ def run_engine(size: int, folder: Path, device: str, window: int, batch: int, pr
         predict_fn = brightness
     legend = ClassLegend.from_names([*names, NONE_OF_THESE])
     out = folder / f"classes_{size}.tif"
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     with gdal_env(), rasterio.open(raster) as src:
         predict_raster(
             RasterWindows([src]), MapSpec(predict_fn, legend), out, crs=src.crs, transform=src.transform,
@@ -254,13 +274,16 @@ def run_engine(size: int, folder: Path, device: str, window: int, batch: int, pr
         )  # fmt: skip
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else 0.0
     return {
         "size": size,
         "megapixels": size * size / 1e6,
         "seconds": round(seconds, 2),
+        "cpu_s": round(cpu, 2),
+        "threads": torch.get_num_threads(),
+        "load": round(load, 2),
         "mp_per_s": round(size * size / 1e6 / seconds, 3),
         "peak_rss_mb": round(peak_mb, 1),
         "peak_gpu_mb": round(gpu_mb, 1),
@@ -277,7 +300,7 @@ def engine_main(args: argparse.Namespace) -> None:
             make_raster(raster, size)
         cmd = [sys.executable, __file__, "--mode", "engine", "--one", str(size), "--keep", str(folder)]
         cmd += ["--device", args.device, "--window", str(args.window), "--batch", str(args.batch)]
-        cmd += ["--predictor", args.predictor]
+        cmd += ["--predictor", args.predictor, "--threads", str(args.threads)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT")), None)
         if line is None:
@@ -287,7 +310,8 @@ def engine_main(args: argparse.Namespace) -> None:
         results.append(result)
         print(
             f"{size:>6} px  {result['megapixels']:8.1f} MP  {result['seconds']:8.1f} s  "
-            f"{result['mp_per_s']:7.3f} MP/s  peak RSS {result['peak_rss_mb']:7.1f} MB"
+            f"{result['cpu_s']:8.1f} CPU s  {result['mp_per_s']:7.3f} MP/s  peak RSS "
+            f"{result['peak_rss_mb']:7.1f} MB  {result['threads']} thread(s)  load {result['load']:.1f}"
             + (f"  peak GPU {result['peak_gpu_mb']:.0f} MB" if args.device.startswith("cuda") else ""),
             flush=True,
         )
@@ -318,11 +342,14 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--predictor", choices=["model", "pointwise"], default="model")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (0: rsneo's policy)")
     parser.add_argument("--keep", type=Path, default=None, help="Keep files here (default: temp)")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # engine worker mode
     args = parser.parse_args()
     if args.one is not None:
-        result = run_engine(args.one, args.keep, args.device, args.window, args.batch, args.predictor)
+        result = run_engine(
+            args.one, args.keep, args.device, args.window, args.batch, args.predictor, args.threads
+        )
         print("RESULT" + json.dumps(result), flush=True)
     elif args.mode == "engine":
         engine_main(args)

@@ -6,7 +6,7 @@ water-share sentences) through `rsneo train` (the same code path as the CLI), th
 validation tiles. Baselines on the same pixels: MNDWI > 0 (Xu 2006) and MNDWI above Otsu's threshold.
 Prints a table and writes the run's metrics.csv and loss_curve.png under --out.
 
-    .venv/bin/python benchmarks/learning.py                    # ~10 min on 2 CPU cores
+    .venv/bin/python benchmarks/learning.py                    # about 1 CPU min, one thread
     .venv/bin/python benchmarks/learning.py --steps 40         # a quick look
     .venv/bin/python benchmarks/learning.py --throughput       # tokens/s (and MFU on a GPU) for --preset
     .venv/bin/python benchmarks/learning.py --band-groups fold # all bands of a frame in one group
@@ -58,6 +58,8 @@ def spectral_overrides(choice: str, unit: float = 1.0) -> str:
 
 
 def learning(args: argparse.Namespace) -> None:
+    import torch
+
     from rsneo.data.documents import DocumentBuilder
     from rsneo.model.positions import ImageTokens
     from rsneo.train.callbacks import read_metrics
@@ -72,7 +74,7 @@ def learning(args: argparse.Namespace) -> None:
         f"data.batch_size={args.batch_size}", "stage=stage2", f"stage.lr={args.lr}", "stage.warmup_steps=20",
         "objectives=all", f"trainer.max_steps={args.steps}", f"trainer.checkpoint_every_n_steps={args.steps}",
         "trainer.progress_bar=true", f"out_dir={args.out}", f"seed={args.seed}", "name=learning",
-        f"data.band_groups={args.band_groups}",
+        f"data.band_groups={args.band_groups}", f"trainer.threads={args.threads}",
         f"+model.overrides={spectral_overrides(args.spectral, args.spectral_unit)}",
     ]  # fmt: skip
     if args.data_root:
@@ -102,7 +104,8 @@ def learning(args: argparse.Namespace) -> None:
     )
     print(f"model {args.preset} ({params / 1e6:.2f}M parameters, S axis {args.spectral}, unit "
           f"{args.spectral_unit:g}), {args.steps} steps "
-          f"in {seconds:.0f} s wall, {cpu:.0f} s CPU (load average {os.getloadavg()[0]:.1f})")  # fmt: skip
+          f"in {seconds:.0f} s wall, {cpu:.0f} s CPU, {torch.get_num_threads()} thread(s), "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     trained = sum(len(s.document) for s in run.datamodule.samples)
     image = sum(s.document.ids.count(tokens.context) for s in run.datamodule.samples)
     rates = [v for _, v in read_metrics(run.out_dir / "metrics.csv").get("train/tokens_per_s", [])]
@@ -272,6 +275,7 @@ def main() -> None:
     )
     parser.add_argument("--preset", default="tiny", help="model preset (tiny, demo, neo-2.2b, neo-9b)")
     parser.add_argument("--steps", type=int, default=250)
+    parser.add_argument("--threads", type=int, default=1, help="training's intra-op threads")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)

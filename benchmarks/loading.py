@@ -11,7 +11,9 @@ Sources: the NAIP series in ../shared/data (10 COGs, 4 bands, ~934x724 each).
   127.0.0.1 (a thread of the measuring process, so its CPU time is counted too).
 Each configuration runs in its own process so its peak RSS (including DataLoader workers) is its own. The
 clock runs around the loop only; set-up (imports, opening files, building datasets and loaders) is reported
-separately. DataLoader worker start-up happens inside the loop, as it does in training.
+separately. DataLoader worker start-up happens inside the loop, as it does in training. CPU seconds of the
+loop (user + sys of the process and its finished workers) are printed beside, with the 1-minute load average;
+each process runs torch with one intra-op thread (GDAL's default of one thread per read).
 
 Usage: .venv/bin/python benchmarks/loading.py [--chips 512] [--size 64] [--workers 0 1 2] [--rounds 3]
        [--kinds "rasterio loop" "rsneo read" "torchgeo random" ...]
@@ -78,7 +80,7 @@ def run_one(kind: str, chips: int, size: int, workers: int, shards: str) -> dict
 
         handles = {path: rasterio.open(path) for path in sorted({w[0] for w in windows})}
         nodata = {path: src.nodata for path, src in handles.items()}
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         for path, row, col in windows:
             _plain_chip(handles[path], Window(col, row, size, size), nodata[path])
             count += 1
@@ -93,7 +95,7 @@ def run_one(kind: str, chips: int, size: int, workers: int, shards: str) -> dict
             plain = _plain_chip(src, Window(col, row, size, size), src.nodata)
         got = read_source(sources[path], sources[path].grid.window(Window(col, row, size, size)))
         np.testing.assert_array_equal(got, plain)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         for path, row, col in windows:
             source = sources[path]
             read_source(source, source.grid.window(Window(col, row, size, size)))
@@ -111,7 +113,7 @@ def run_one(kind: str, chips: int, size: int, workers: int, shards: str) -> dict
             else GridGeoSampler(ds, size=size, stride=size)
         )
         loader = DataLoader(ds, sampler=sampler, batch_size=16, num_workers=workers, collate_fn=stack_samples)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         for batch in loader:
             count += batch["image"].shape[0]
             if count >= chips:
@@ -129,7 +131,7 @@ def run_one(kind: str, chips: int, size: int, workers: int, shards: str) -> dict
                 break
         del loader  # workers end here, so their CPU time is counted
     seconds = time.perf_counter() - start
-    cpu = _cpu_seconds() - cpu_start if "cpu_start" in locals() else None
+    cpu = _cpu_seconds() - cpu_start
     return {"chips": count, "seconds": seconds, "set_up_seconds": start - set_up, "cpu_seconds": cpu}
 
 
@@ -203,6 +205,7 @@ def main() -> None:
         loaders = [k for k in args.kinds if k not in ("rasterio loop", "rsneo read")]
         configs += [(k, w) for k in loaders for w in args.workers]
         runs: dict[tuple[str, int], list[dict]] = {c: [] for c in configs}
+        load = os.getloadavg()[0]
         for _ in range(args.rounds):  # interleaved, so a busy spell of the machine hits every configuration
             for kind, workers in configs:
                 runs[kind, workers].append(_run(kind, workers, args, shards))
@@ -222,11 +225,15 @@ def main() -> None:
         for other in (("rasterio loop", 0), ("torchgeo random", 0)):
             if ours and other in rates:
                 print(f"rsneo read / {other[0]} (0 workers): {ours / rates[other]:.2f}x")
-        print(f"load average while measured: {os.getloadavg()[0]:.2f} (2 cores shared: compare CPU s)")
+        print(
+            f"load average: {load:.2f} before, {os.getloadavg()[0]:.2f} after (2 cores shared: compare CPU s)"
+        )
+        print("CPU s of the loop (median; workers' included), chips per CPU s; torch 1 thread per process:")
         for (kind, workers), results in runs.items():
-            cpu = [r["cpu_seconds"] for r in results if r.get("cpu_seconds") is not None]
-            if cpu:
-                print(f"{kind} ({workers} workers): {statistics.median(cpu):.2f} CPU s for the loop")
+            cpu = statistics.median(r["cpu_seconds"] for r in results)
+            print(
+                f"  {kind} ({workers} workers): {cpu:.2f} CPU s, {results[0]['chips'] / cpu:,.0f} chips/CPU s"
+            )
         print("chips: 4-band frames of size x size, float32 with NaN for nodata; a shard sample is a")
         print(f"10-date tile and counts 10 frames. chips/s: the loop alone, median of {args.rounds} rounds.")
 

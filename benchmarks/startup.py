@@ -1,12 +1,14 @@
 """Start-up time of `rsneo --help`, `rsneo <command> --help`, of `segment` on a small raster and of `change`
 on a 256 x 256 pair.
 
-Each measurement is a fresh process (as a user's shell starts it); the median of `--repeat` runs is printed
-with the heavy modules the help imported (none should be: the commands import them in their bodies).
+Each measurement is a fresh process (as a user's shell starts it); the median wall and CPU (user + sys of
+the child) seconds of `--repeat` runs are printed with the heavy modules the help imported (none should be:
+the commands import them in their bodies), and the 1-minute load average before and after.
 The `segment` line is the whole run on a 128x128 crop of the bundled Sentinel-2 sample, split into the time to
 import the segment stack and the rest (model loading, one window, writing the products).
 The `change` lines (`--change`) are the whole `rsneo change` on a 256 x 256 LEVIR-CD RGB pair from
-../shared/data (no class names; OMP_NUM_THREADS=1 as in benchmarks/change.py): median wall and CPU (user +
+../shared/data (no class names; one thread, OMP_NUM_THREADS=1 as in benchmarks/change.py, which older
+checkouts without `--threads` honour too): median wall and CPU (user +
 sys) seconds, then one more run with a clock around each module's loading, split by top-level package (CPU and
 wall time importing each package's own modules, so torch's share excludes numpy's), and the heavy packages it
 did not import.
@@ -50,13 +52,20 @@ NOT_FOR_CHANGE = ("transformers", "tokenizers", "xarray", "lightning", "sklearn"
 SCRATCH = tempfile.gettempdir()  # the processes' working folder, outside any checkout (see the docstring)
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+ONE_THREAD = os.environ | {"OMP_NUM_THREADS": "1"}
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall s, CPU s = user + sys of the child, last line of its stdout); exit 2 is accepted."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, cwd=SCRATCH, check=False, env=env)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 2):
         sys.exit(f"{' '.join(argv)} failed:\n{done.stderr}")
-    return elapsed, done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return elapsed, cpu, done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
 
 def timed_cpu(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
@@ -109,13 +118,16 @@ def import_breakdown(log: str) -> tuple[dict[str, list[float]], list[str]]:
 
 
 def help_times(repeat: int) -> None:
-    print(f"{'command':<24} {'median s':>9} {'max s':>7}  heavy modules imported")
+    print(f"{'command':<24} {'wall s':>7} {'max s':>6} {'CPU s':>6}  heavy modules imported")
     for command in COMMANDS:
         argv = [sys.executable, "-c", PROBE.format(heavy=HEAVY), *command.split()]
-        runs = [timed(argv) for _ in range(repeat)]
-        times = [t for t, _ in runs]
+        runs = [timed(argv, ONE_THREAD) for _ in range(repeat)]
+        times, cpus = [r[0] for r in runs], [r[1] for r in runs]
         label = f"rsneo {command} --help".replace("  ", " ")
-        print(f"{label:<24} {statistics.median(times):>9.2f} {max(times):>7.2f}  {runs[-1][1] or '-'}")
+        print(
+            f"{label:<24} {statistics.median(times):>7.2f} {max(times):>6.2f} {statistics.median(cpus):>6.2f}"
+            f"  {runs[-1][2] or '-'}"
+        )
 
 
 def segment_time() -> None:
@@ -132,18 +144,22 @@ def segment_time() -> None:
             with rasterio.open(crop, "w", **profile) as dst:
                 dst.write(src.read(window=window))
                 dst.descriptions = src.descriptions
-        imports, _ = timed([sys.executable, "-c", "import rsneo.predict.segment, rsneo.heads.system"])
-        whole, _ = timed(
+        code = "import rsneo.predict.segment, rsneo.heads.system"
+        imports, imports_cpu, _ = timed([sys.executable, "-c", code], ONE_THREAD)
+        whole, whole_cpu, _ = timed(
             [sys.executable, "-m", "rsneo.cli", "segment", str(crop), "--classes", "water,land",
-             "--out", str(Path(tmp) / "out"), "--window", "128", "--overlap", "0"]
+             "--out", str(Path(tmp) / "out"), "--window", "128", "--overlap", "0"], ONE_THREAD,
         )  # fmt: skip
-    print(f"\nrsneo segment, 128x128 raster: {whole:.2f} s in all; importing its modules {imports:.2f} s")
+    print(
+        f"\nrsneo segment, 128x128 raster, one thread: {whole:.2f} s wall, {whole_cpu:.2f} s CPU in all; "
+        f"importing its modules {imports:.2f} s wall, {imports_cpu:.2f} s CPU"
+    )
 
 
 def change_time(repeat: int) -> None:
     """The whole `rsneo change` on a 256 x 256 LEVIR-CD pair: median wall and CPU, where the imports go."""
     rasters = [str(LEVIR / date / LEVIR_PAIR) for date in ("A", "B")]
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    env = ONE_THREAD
     with tempfile.TemporaryDirectory() as tmp:
         runs = []
         for i in range(repeat):
@@ -154,7 +170,8 @@ def change_time(repeat: int) -> None:
     walls, cpus = [r[0] for r in runs], [r[1] for r in runs]
     print(
         f"\nrsneo change, 256x256 RGB pair ({LEVIR_PAIR}): median {statistics.median(walls):.2f} s wall "
-        f"(min {min(walls):.2f}), {statistics.median(cpus):.2f} s CPU (min {min(cpus):.2f}), {repeat} runs"
+        f"(min {min(walls):.2f}), {statistics.median(cpus):.2f} s CPU (min {min(cpus):.2f}), {repeat} runs, "
+        "one thread"
     )
     packages, modules = import_breakdown(log)
     imports = [sum(v[i] for v in packages.values()) for i in (0, 1)]
@@ -179,12 +196,14 @@ def main() -> None:
     parser.add_argument("--change", action="store_true", help="also time `rsneo change` on a 256^2 pair")
     parser.add_argument("--only-change", action="store_true", help="time `rsneo change` alone")
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     if not args.only_change:
         help_times(args.repeat)
         if not args.no_segment:
             segment_time()
     if args.change or args.only_change:
         change_time(args.repeat)
+    print(f"\nload average: {load:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores: compare CPU s)")
 
 
 if __name__ == "__main__":

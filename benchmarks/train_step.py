@@ -12,6 +12,7 @@ the load.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from pathlib import Path
@@ -59,6 +60,7 @@ def main() -> None:
     print(f"rsneo from {Path(rsneo.__file__).parent}, {args.threads} thread(s)")
     for r in range(args.rounds):
         passes.clear()
+        load = os.getloadavg()[0]
         start, cpu = time.perf_counter(), time.process_time()
         for i in range(args.steps):
             step(i)
@@ -66,7 +68,8 @@ def main() -> None:
         print(
             f"round {r}: {args.steps / seconds:.2f} steps/s, {1000 * seconds / args.steps:.0f} ms/step wall, "
             f"{1000 * cpu / args.steps:.0f} ms/step CPU, "
-            f"{len(passes) / args.steps:.1f} backbone passes/step",
+            f"{len(passes) / args.steps:.1f} backbone passes/step, {torch.get_num_threads()} thread(s), "
+            f"load average {load:.1f}",
             flush=True,
         )
 
