@@ -21,7 +21,6 @@ import argparse
 import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from inference import CLASSES, make_raster  # noqa: E402  (the benchmarks share one raster builder)
+from processes import run_rsneo  # noqa: E402
 
 POLICY = "policy"
 
@@ -48,22 +48,9 @@ def policy_count() -> int:
 
 def run_segment(raster: Path, out: Path, threads: str) -> dict:
     """One `rsneo segment` in its own process; wall, CPU (user + system) and peak RSS of that process."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RSNEO_THREADS", "OMP_NUM_THREADS")}
-    env["PYTHONPATH"] = str(REPO)
-    cmd = [sys.executable, "-m", "rsneo.cli", "segment", str(raster), "--classes", CLASSES, "--out", str(out),
-           "--json"]  # fmt: skip
-    if threads != POLICY:
-        cmd += ["--threads", threads]
-    load = os.getloadavg()[0]
+    args = ["segment", str(raster), "--classes", CLASSES, "--out", str(out), "--json"]
     chosen = threads if threads != POLICY else f"{POLICY}={policy_count()}"
-    start = time.perf_counter()
-    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    if status != 0:
-        raise SystemExit(f"rsneo segment failed ({status}): {child.stderr.read().decode()[-2000:]}")
-    return {"threads": chosen, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss_mb": usage.ru_maxrss / 1024, "load": load}  # fmt: skip
+    return {"threads": chosen, **run_rsneo(args if threads == POLICY else [*args, "--threads", threads])}
 
 
 def with_load(n: int, warm: float):
