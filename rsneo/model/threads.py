@@ -6,13 +6,16 @@ OpenMP threads then wait on each other at every barrier while the scheduler runs
 `--threads N` (or the API's `threads=`), the `RSNEO_THREADS` environment variable, `OMP_NUM_THREADS` (the
 standard setting users already know), then the policy: the cores this process may run on, shared by the
 processes of one run, capped at `MAX_POLICY_THREADS`, less the cores other work keeps busy (the 1-minute
-load average), never below one (benchmarks/threads.py and benchmarks/RESULTS.md: the measurements).
+load average, capped by the tasks runnable right now), never below one (benchmarks/threads.py and
+benchmarks/RESULTS.md: the measurements).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import statistics
+import time
 
 import torch
 
@@ -20,6 +23,7 @@ from rsneo.errors import InputError
 
 THREADS_ENV = "RSNEO_THREADS"
 MAX_POLICY_THREADS = 8  # beyond 8 the windows' matrix products gain little and memory bandwidth is shared
+RUN_QUEUE_SAMPLES = 9
 
 
 def available_cores() -> int:
@@ -30,11 +34,35 @@ def available_cores() -> int:
 
 
 def busy_cores() -> float:
-    """Cores other work keeps busy: the 1-minute load average (0 where the system does not report it)."""
+    """Cores other work keeps busy: the 1-minute load average, but no more than the tasks runnable right now
+    besides this one. The average alone lags: it still counts a command that ended seconds ago (a batch of
+    commands, or a benchmark's previous run), and then an idle machine got one thread less than it has.
+    0 where the system reports neither."""
     try:
-        return os.getloadavg()[0]
+        load = os.getloadavg()[0]
     except (AttributeError, OSError):
         return 0.0
+    others = running_others()
+    return load if others is None else min(load, float(others))
+
+
+def running_others(samples: int = RUN_QUEUE_SAMPLES) -> int | None:
+    """Runnable tasks besides this process, now: the median of `samples` readings of /proc/stat's
+    `procs_running` 2 ms apart (a single reading catches spinning threads of work that just ended). None where
+    /proc/stat is not there (not Linux)."""
+    readings = []
+    for i in range(samples):
+        try:
+            with open("/proc/stat", encoding="ascii") as stat:
+                running = next((line for line in stat if line.startswith("procs_running")), None)
+        except OSError:
+            return None
+        if running is None:
+            return None
+        readings.append(int(running.split()[1]))
+        if i + 1 < samples:
+            time.sleep(0.002)
+    return max(0, int(statistics.median(readings)) - 1)  # less this process's own running thread
 
 
 def policy_threads(cores: int | None = None, load: float | None = None, processes: int = 1) -> int:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -72,6 +77,27 @@ def test_policy_shares_the_cores_between_a_runs_processes(clean_env):
     assert policy_threads(cores=6, load=0.0, processes=2) == 3
     assert policy_threads(cores=6, load=2.0, processes=2) == 2  # each process bears half the load
     assert policy_threads(cores=3, load=0.0, processes=4) == 1
+
+
+def test_a_load_average_left_by_work_that_has_ended_costs_no_thread(monkeypatch):
+    """The 1-minute average still counts a command that ended seconds ago; nothing else runs now."""
+    monkeypatch.setattr(threads_module.os, "getloadavg", lambda: (1.2, 0.8, 0.5))
+    monkeypatch.setattr(threads_module, "running_others", lambda: 0)
+    assert threads_module.busy_cores() == 0.0
+    assert policy_threads(cores=2) == 2
+    monkeypatch.setattr(threads_module, "running_others", lambda: 3)  # running now, averaged lower so far
+    assert threads_module.busy_cores() == 1.2 and policy_threads(cores=2) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="procs_running is Linux's")
+def test_running_others_counts_a_busy_process():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started and runnable
+        assert threads_module.running_others() >= 1
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 @pytest.mark.parametrize("value", [0, -1, "0", "abc", "", "1.5", True])
