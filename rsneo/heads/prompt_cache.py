@@ -13,7 +13,6 @@ folder's path. The cache only saves time: a cache that cannot be written leaves 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -27,13 +26,11 @@ from torch import Tensor
 from rsneo import atomic
 from rsneo.errors import RSNeoWarning
 from rsneo.heads.features import PromptConfig, encode_class_prompts
-from rsneo.io.runstate import PROMPT_CACHE
+from rsneo.io.runstate import PROMPT_CACHE, content_digest
 
 CACHE_FILE = PROMPT_CACHE  # left out of the folder's resume fingerprint
 # what a prompt vector depends on, besides the prompt template and the dtype
 KEY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors.index.json")
-WHOLE_FILE_BYTES = 256 * 1024**2  # larger weight shards are hashed by their size, time and both ends
-END_BYTES = 4 * 1024**2
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -61,34 +58,16 @@ def cache_path(folder: Path) -> Path:
     return folder / CACHE_FILE
 
 
-def _hash_file(digest: Any, path: Path) -> None:
-    stat = path.stat()
-    digest.update(f"{path.name}\0{stat.st_size}\0".encode())
-    with path.open("rb") as f:
-        if stat.st_size <= WHOLE_FILE_BYTES:
-            for block in iter(lambda: f.read(1024**2), b""):
-                digest.update(block)
-            return
-        digest.update(f"{stat.st_mtime_ns}\0".encode())  # a multi-GB shard: its ends, size and time
-        digest.update(f.read(END_BYTES))
-        f.seek(stat.st_size - END_BYTES)
-        digest.update(f.read(END_BYTES))
-
-
 def weights_key(folder: Path, template: str, dtype: torch.dtype) -> str:
-    """A hash of what a folder's prompt vectors depend on: weights, tokenizer, config, template, dtype."""
+    """A hash of what a folder's prompt vectors depend on: weights, tokenizer, config, template, dtype. The
+    files' digests are the resume fingerprints' (`rsneo.io.runstate.content_digest`: large shards sampled,
+    each file read once per process while it is unchanged)."""
     folder = Path(folder)
     paths = [*sorted(folder.glob("model*.safetensors")), *(folder / name for name in KEY_FILES)]
-    stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file())
-    return _hashed(stats, template, str(dtype))
-
-
-@functools.lru_cache(maxsize=8)
-def _hashed(stats: tuple[tuple[str, int, int], ...], template: str, dtype: str) -> str:
-    """The files' hash, once per process while their sizes and times stay (a run asks twice)."""
     digest = hashlib.sha256(f"{template}\0{dtype}\0".encode())
-    for name, _, _ in stats:
-        _hash_file(digest, Path(name))
+    for path in paths:
+        if path.is_file():
+            digest.update(f"{path.name}\0{content_digest(path)}\0".encode())
     return digest.hexdigest()
 
 
