@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from rsneo.cli.app import app, check_output_folder, reported_warnings
+from rsneo.cli.products import ScoresJsonOption, ThreadsOption
 from rsneo.errors import InputError
 
 finetune_app = typer.Typer(
@@ -59,7 +60,7 @@ def common_values(out: Path, model: Path | None, train: str, sensor: str | None,
                   overwrite: bool) -> dict[str, Any]:  # fmt: skip
     from rsneo.model.threads import resolve_threads
 
-    resolve_threads(threads)  # a bad --threads or RSNEO_THREADS: exit 2 before any data is read
+    threads = resolve_threads(threads)  # resolved once; a bad --threads or RSNEO_THREADS: exit 2 here
     return {
         "finetune.out": str(out),
         "out_dir": str(run_folder(out)),
@@ -127,19 +128,9 @@ BandsOption = Annotated[
 ]
 EpochsOption = Annotated[int | None, typer.Option("--epochs", help="At most this many epochs (default 40).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, or cuda (bf16 mixed precision).")]
-ThreadsOption = Annotated[
-    int | None,
-    typer.Option(
-        "--threads", help="CPU threads (default: RSNEO_THREADS, else the free cores).", show_default=False
-    ),
-]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")]
 KeepOption = Annotated[bool, typer.Option("--keep-run", help="Keep the checkpoints and metrics.csv.")]
 OutOption = Annotated[Path, typer.Option("--out", help="Model folder to write (a new or empty folder).")]
-JsonOption = Annotated[
-    bool,
-    typer.Option("--json", help="Print one JSON document on stdout: folder, scores (docs/products.md)."),
-]
 
 
 @finetune_app.command("change", context_settings=EXTRA)
@@ -165,7 +156,7 @@ def change_command(
     threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
     keep_run: KeepOption = False,
-    as_json: JsonOption = False,
+    as_json: ScoresJsonOption = False,
 ) -> None:
     """Fine-tune the change head on labelled pairs (LEVIR-CD, WHU-CD, DSIFN, S2Looking, CDD layout).
 
@@ -202,7 +193,7 @@ def segment_command(
     threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
     keep_run: KeepOption = False,
-    as_json: JsonOption = False,
+    as_json: ScoresJsonOption = False,
 ) -> None:
     """Fine-tune the label-as-text segmentation head on image and mask rasters.
 

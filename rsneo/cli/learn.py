@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from rsneo.cli.app import app, check_output_folder, err_console, reported_warnings
+from rsneo.cli.products import ScoresJsonOption, ThreadsOption
 from rsneo.errors import InputError
 from rsneo.train.learn_config import LearnConfig, LearnSettings
 
@@ -91,18 +92,8 @@ def learn_command(
     device: Annotated[
         str, typer.Option("--device", help="Device of the backbone pass: cpu, cuda, ...")
     ] = RUN.device,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            "--threads",
-            help="CPU threads (default: RSNEO_THREADS, else the free cores, at most 8).",
-            show_default=False,
-        ),
-    ] = RUN.threads,
-    as_json: Annotated[
-        bool,
-        typer.Option("--json", help="Print one JSON document on stdout: folder, scores (docs/products.md)."),
-    ] = False,
+    threads: ThreadsOption = RUN.threads,
+    as_json: ScoresJsonOption = False,
 ) -> None:
     """Learn new classes from a few polygons or points; writes a model folder for segment/change/ask --model.
 
@@ -126,7 +117,7 @@ def learn_command(
     paths = [a for a in items if a not in overrides]
     run = learn_run(config, overrides, paths, given)
     check_output_folder(run.out)
-    use_threads(run.threads)
+    run.threads = use_threads(run.threads)  # resolved once: `learn` loads the model with this count
     with reported_warnings() as warned:
         result = learn(run, show_progress=not as_json)
     if as_json:

@@ -54,6 +54,10 @@ JsonOption = Annotated[
     bool,
     typer.Option("--json", help="One JSON document on stdout: files, totals, warnings (docs/products.md)."),
 ]
+ScoresJsonOption = Annotated[  # learn and finetune: they write a model folder
+    bool,
+    typer.Option("--json", help="Print one JSON document on stdout: folder, scores (docs/products.md)."),
+]
 BandGroupsOption = Annotated[
     str | None,
     typer.Option(
