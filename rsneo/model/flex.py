@@ -157,14 +157,12 @@ def flex_attention(
         q, k = (_pad_last(t, max(16, 1 << (q.shape[-1] - 1).bit_length())) for t in (q, k))
         v = _pad_last(v, max(16, 1 << (dv - 1).bit_length()))
     gqa = k.shape[1] != q.shape[1]
-    if torch.compiler.is_compiling():  # inside a compiled layer (`model.compile`): traced with it
-        return flex_kernel(False)(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)[
-            :batch, :, :length, :dv
-        ]
-    compiled = options.compiled(q.device)
+    # inside a compiled layer (`model.compile`) Flex is traced with the layer, not compiled on its own
+    compiled = options.compiled(q.device) and not torch.compiler.is_compiling()
     kernel = flex_kernel(compiled, options.backend)
     if not compiled:
-        return kernel(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)[:batch, :, :length, :dv]
+        out = kernel(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=gqa)
+        return out[:batch, :, :length, :dv]
     limit = GRAD_MODES * (buckets_size or options.buckets.size)
     try:
         with torch._dynamo.config.patch(

@@ -60,11 +60,12 @@ def run_varlen(
     def flat(x: Tensor) -> Tensor:  # (batch, h, tokens, d) -> (valid tokens, h, d)
         return x.transpose(1, 2).reshape(batch * length, x.shape[1], x.shape[-1])[plan.token_index]
 
-    fq, fk, fv = flat(q), flat(k), flat(v)
+    fq, fk = flat(q), flat(k)
+    # every kernel here takes one head width for q, k and v (SDPA's CPU flash kernel too): pad the values
+    fv = F.pad(flat(v), (0, fq.shape[-1] - dv))
     if kernel == "sdpa per segment":
         out = _segments(plan, fq, fk, fv, scale)
     else:
-        fv = F.pad(fv, (0, fq.shape[-1] - dv))  # flash kernels take one head width for q, k and v
         cu, longest = plan.cu_seqlens, plan.max_seqlen
         if kernel == "flash-attn":
             from flash_attn import flash_attn_varlen_func
@@ -80,23 +81,20 @@ def run_varlen(
                 fq, fk, fv, cu, cu, longest, longest, scale=scale, window_size=window,
                 enable_gqa=fk.shape[1] != fq.shape[1],
             )  # fmt: skip
-        out = out[..., :dv]
     full = out.new_zeros(batch * length, heads, dv)
-    full[plan.token_index] = out
+    full[plan.token_index] = out[..., :dv]
     return full.view(batch, length, heads, dv).transpose(1, 2)
 
 
 def _segments(plan: FlashPlan, fq: Tensor, fk: Tensor, fv: Tensor, scale: float) -> Tensor:
-    """SDPA over each segment (valid tokens, heads, dim); grouped-query heads natively. The values are
-    zero-padded to the q/k width, as the CPU's fused kernel needs (without it SDPA falls back to the math
-    kernel, which stores the segment's full score matrix per head)."""
-    dv = fv.shape[-1]
-    fv = F.pad(fv, (0, fq.shape[-1] - dv))
+    """SDPA over each segment (valid tokens, heads, dim); grouped-query heads natively. The values come
+    padded to the q/k width, as the CPU's fused kernel needs (without it SDPA falls back to the math kernel,
+    which stores the segment's full score matrix per head)."""
     pieces = []
     cu = plan.cu_seqlens.tolist()
     gqa = fk.shape[1] != fq.shape[1]
     for start, end in zip(cu[:-1], cu[1:], strict=True):
         seg = [x[start:end].transpose(0, 1)[None] for x in (fq, fk, fv)]  # (1, heads, n, dim)
         o = F.scaled_dot_product_attention(*seg, is_causal=plan.causal, scale=scale, enable_gqa=gqa)
-        pieces.append(o[0].transpose(0, 1)[..., :dv])
+        pieces.append(o[0].transpose(0, 1))
     return torch.cat(pieces, dim=0)
