@@ -44,9 +44,8 @@ class RSNeoConfig:
     # own channels (LEGACY channels: config.json files without this key, like the bundled model's)
     spectral_layout: str = "phase"
     spectral_pairs: str = "all"  # "all", "t", "hw" or "none" (rsneo.model.rope.PHASE_AXES)
-    spectral_unit: float = (
-        1.0  # S units per unit of the phase's position: phase = S / spectral_unit x frequency
-    )
+    # S units per unit of the phase's position: phase = S / spectral_unit x frequency
+    spectral_unit: float = 1.0
     spectral_head_dim: int = 0  # LEGACY channels: S channels per head (even); 0 with the phase layout
     rope_theta: float = 1_000_000.0  # T axis: the LLM's own base
     rope_theta_hw: float = 10_000.0  # H and W axes
@@ -103,8 +102,7 @@ class RSNeoConfig:
         if self.spectral_layout == "phase" and self.spectral_head_dim:
             raise InputError(
                 f"config: spectral_head_dim={self.spectral_head_dim} belongs to the legacy 'channels' "
-                "layout; "
-                "the 'phase' layout adds S to existing rotary pairs (set spectral_head_dim to 0)"
+                "layout; the 'phase' layout adds S to existing rotary pairs (set spectral_head_dim to 0)"
             )
         if self.mask_policy not in ("frame", "scene"):
             raise InputError(f"config: mask_policy must be 'frame' or 'scene', got {self.mask_policy!r}")
@@ -149,9 +147,8 @@ class RSNeoConfig:
         legacy = d.pop("extra", None) or {}  # config.json files written before `band_groups` was a field
         if "band_groups" in legacy:
             d.setdefault("band_groups", legacy["band_groups"])
-        d.setdefault(
-            "spectral_layout", "channels"
-        )  # LEGACY channels: folders written before the phase layout
+        # LEGACY channels: folders written before the phase layout
+        d.setdefault("spectral_layout", "channels")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -100,8 +100,8 @@ class RSNeoTraining(L.LightningModule):
         if width > limit:
             raise InputError(
                 f"model.max_tokens: a training step packs rows of {width} tokens, more than the {limit} "
-                "allowed; "
-                "use smaller tiles or batches, or raise model.max_tokens (and model.flex_lengths with it)"
+                "allowed; use smaller tiles or batches, or raise model.max_tokens (and model.flex_lengths "
+                "with it)"
             )
         return step
 

@@ -130,7 +130,7 @@ def build_segmentation_head(cfg: dict[str, Any], model: torch.nn.Module) -> torc
     return SegmentationHead(SegmentationHeadConfig(hidden_size=model.config.hidden_size, **options))
 
 
-def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any]) -> L.Trainer:
+def build_trainer(cfg: dict[str, Any], out_dir: Path) -> L.Trainer:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -160,7 +160,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, model_cfg: dict[str, Any])
         accelerator=t["accelerator"],
         devices=t["devices"],
         num_nodes=int(t["num_nodes"]),
-        strategy=build_strategy(t, model_cfg),
+        strategy=build_strategy(t),
         precision=t["precision"],
         max_steps=int(t["stop_at_step"] or t["max_steps"]),
         max_epochs=-1,  # the run is bounded by max_steps (the data stream is exactly that long)
@@ -217,7 +217,7 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
     else:
         vocab_size = RSNeoConfig.from_preset(model_cfg["preset"]).vocab_size
         tokenizer = build_tokenizer(config["tokenizer"], model_cfg["init_from"], root, vocab_size)
-    on_meta = fsdp_builds_on_meta(config["trainer"], model_cfg)
+    on_meta = fsdp_builds_on_meta(config["trainer"])
     with meta_model(on_meta):  # FSDP fills each rank's own shard (rsneo.train.scale)
         model = build_model(model_cfg, tokenizer, sharded=on_meta)
     model.backbone.flex = flex
@@ -234,7 +234,7 @@ def build_run(cfg: DictConfig | dict[str, Any]) -> TrainingRun:
         val_batches=validation_options(config["trainer"]).get("limit_val_batches", 0),
         token_size=model.config.token_size,
     )  # fmt: skip
-    trainer = build_trainer(config, out_dir, model_cfg)
+    trainer = build_trainer(config, out_dir)
     return TrainingRun(config, tokenizer, module, datamodule, trainer, out_dir)
 
 

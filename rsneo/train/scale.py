@@ -37,7 +37,7 @@ from rsneo.model.causal_lm import init_module
 from rsneo.model.checkpoint import read_rows
 
 
-def build_strategy(trainer_cfg: dict[str, Any], model_cfg: dict[str, Any]) -> Any:
+def build_strategy(trainer_cfg: dict[str, Any]) -> Any:
     """A Lightning strategy object (or name) for `trainer.strategy`: auto, ddp, fsdp."""
     name = trainer_cfg["strategy"]
     cpu = trainer_cfg["accelerator"] == "cpu"
@@ -97,7 +97,7 @@ def is_sharded(module: nn.Module) -> bool:
     return isinstance(module, FSDPModule)
 
 
-def fsdp_builds_on_meta(trainer_cfg: dict[str, Any], model_cfg: dict[str, Any]) -> bool:
+def fsdp_builds_on_meta(trainer_cfg: dict[str, Any]) -> bool:
     """Under FSDP the model is built on the meta device (shapes only) and each rank fills its own shard."""
     return trainer_cfg["strategy"] == "fsdp"
 
@@ -172,6 +172,12 @@ def _local(param: Tensor) -> Tensor:
     return param.to_local() if hasattr(param, "to_local") else param
 
 
+def _write_rows(param: Tensor, full: Tensor) -> None:
+    """This rank's rows of the full value `full` into its shard of `param` (a 0-d value whole)."""
+    start, stop = local_rows(param)
+    _local(param).copy_(full[start:stop] if full.ndim else full)
+
+
 @torch.no_grad()
 def fill_shards(
     module: nn.Module, kept: dict[str, Tensor], replica: nn.Module | None, init_from: str | None
@@ -182,8 +188,7 @@ def fill_shards(
     params = dict(module.named_parameters())
     todo = {n: p for n, p in params.items() if n not in kept}
     for name, full in kept.items():
-        start, stop = local_rows(params[name])
-        _local(params[name]).copy_(full[start:stop] if full.ndim else full)
+        _write_rows(params[name], full)
     if init_from:
         wanted = {n.removeprefix("model."): local_rows(p) for n, p in todo.items()}
         for name, rows in read_rows(Path(init_from), wanted):
@@ -191,10 +196,8 @@ def fill_shards(
         return
     assert replica is not None
     for unit_name, unit, excluded in _units(replica):
-        values = _initialised(replica, unit_name, unit, excluded)
-        for name, full in values.items():
-            start, stop = local_rows(params[f"model.{name}"])
-            _local(params[f"model.{name}"]).copy_(full[start:stop])
+        for name, full in _initialised(replica, unit_name, unit, excluded).items():
+            _write_rows(params[f"model.{name}"], full)
         if unit is not replica:
             unit.to("meta")  # the unit's full values are not needed any more: one unit in memory at a time
 

@@ -36,17 +36,17 @@ def test_strategies_built_from_trainer_configs():
     from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
 
     ddp = load_config(["trainer=ddp", "trainer.accelerator=cpu"])
-    strategy = build_strategy(ddp.trainer, ddp.model)
+    strategy = build_strategy(ddp.trainer)
     assert isinstance(strategy, DDPStrategy) and strategy._process_group_backend == "gloo"
     fsdp = load_config(["trainer=fsdp", "model=neo-2.2b"])
-    sharded = build_strategy(fsdp.trainer, fsdp.model)  # FSDP2, every device a data-parallel rank
+    sharded = build_strategy(fsdp.trainer)  # FSDP2, every device a data-parallel rank
     assert isinstance(sharded, ModelParallelStrategy) and sharded.process_group_backend is None  # NCCL
     cpu = load_config(["trainer=fsdp", "trainer.accelerator=cpu"])
-    assert build_strategy(cpu.trainer, cpu.model).process_group_backend == "gloo"
+    assert build_strategy(cpu.trainer).process_group_backend == "gloo"
     assert sharded._save_distributed_checkpoint  # trainer.fsdp.state_dict_type: sharded
     full = load_config(["trainer=fsdp", "trainer.fsdp.state_dict_type=full"])
-    assert not build_strategy(full.trainer, full.model)._save_distributed_checkpoint
-    assert build_strategy(load_config([]).trainer, {}) == "auto"
+    assert not build_strategy(full.trainer)._save_distributed_checkpoint
+    assert build_strategy(load_config([]).trainer) == "auto"
 
 
 def test_fsdp_options_in_fsdp2_terms_and_unknown_ones_refused():
