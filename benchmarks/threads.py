@@ -8,10 +8,13 @@ for the 1-minute load average to see them, so the policy reads it as a real user
 run: wall and CPU seconds (user + system of that child, from os.wait4), its peak RSS and the load average
 before it started; then the medians per setting.
 
+`--overlap` instead compares the engine's reader and writer threads on and off (RSNEO_OVERLAP=1 / 0) at 1
+and 2 threads, interleaved the same way: with a core to spare, reading and writing hide behind the model.
+
 `--memory` instead runs the policy's setting at each of `--sizes` and prints the peak RSS ratio (issue #25
 item 4: at most 1.25x from 1024^2 to 4096^2).
 
-Usage: .venv/bin/python benchmarks/threads.py [--size 1024] [--repeats 2] [--load 0] [--warm 60]
+Usage: .venv/bin/python benchmarks/threads.py [--size 1024] [--repeats 2] [--load 0] [--warm 60] [--overlap]
        .venv/bin/python benchmarks/threads.py --memory [--sizes 1024 4096]
 """
 
@@ -46,11 +49,11 @@ def policy_count() -> int:
     return policy_threads()
 
 
-def run_segment(raster: Path, out: Path, threads: str) -> dict:
+def run_segment(raster: Path, out: Path, threads: str, env: dict[str, str] | None = None) -> dict:
     """One `rsneo segment` in its own process; wall, CPU (user + system) and peak RSS of that process."""
     args = ["segment", str(raster), "--classes", CLASSES, "--out", str(out), "--json"]
     chosen = threads if threads != POLICY else f"{POLICY}={policy_count()}"
-    return {"threads": chosen, **run_rsneo(args if threads == POLICY else [*args, "--threads", threads])}
+    return {"threads": chosen, **run_rsneo(args if threads == POLICY else [*args, "--threads", threads], env)}
 
 
 def with_load(n: int, warm: float):
@@ -66,13 +69,15 @@ def with_load(n: int, warm: float):
 def compare_threads(args: argparse.Namespace, folder: Path) -> None:
     raster = folder / f"s2_{args.size}.tif"
     make_raster(raster, args.size)
-    settings = ["1", "2", POLICY]
+    settings = ["1 overlap", "1 serial", "2 overlap", "2 serial"] if args.overlap else ["1", "2", POLICY]
     workers = with_load(args.load, args.warm)
     rows: list[dict] = []
     try:
         for rep in range(args.repeats):
             for setting in settings:
-                row = run_segment(raster, folder / f"out_{setting}_{rep}", setting)
+                threads, _, mode = setting.partition(" ")
+                env = {"RSNEO_OVERLAP": "0" if mode == "serial" else "1"}
+                row = run_segment(raster, folder / f"out_{setting.replace(' ', '_')}_{rep}", threads, env)
                 row["setting"] = setting
                 rows.append(row)
                 print(f"  {setting:>6} ({row['threads']}): {row['wall']:6.1f} s wall {row['cpu']:6.1f} s CPU "
@@ -88,7 +93,7 @@ def compare_threads(args: argparse.Namespace, folder: Path) -> None:
         cpu = statistics.median(r["cpu"] for r in mine)
         chosen = ",".join(sorted({r["threads"] for r in mine}))
         load = statistics.mean(r["load"] for r in mine)
-        print(f"| {args.size} | {args.load} | {chosen} | {wall:.1f} | {cpu:.1f} | {load:.2f} |")
+        print(f"| {args.size} | {args.load} | {setting} ({chosen}) | {wall:.1f} | {cpu:.1f} | {load:.2f} |")
 
 
 def compare_memory(args: argparse.Namespace, folder: Path) -> None:
@@ -112,6 +117,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--load", type=int, default=0, help="busy-loop processes during the measurement")
     parser.add_argument("--warm", type=float, default=60.0, help="seconds for the load average to rise")
+    parser.add_argument("--overlap", action="store_true", help="reader/writer threads on and off")
     parser.add_argument("--memory", action="store_true", help="peak RSS at each of --sizes")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096])
     parser.add_argument("--memory-threads", default=POLICY)

@@ -12,6 +12,11 @@ height and grows with its width only by that thin carry. After every window row 
 and a progress record are made durable (`rsneo.predict.resume`): an interrupted run started again with the
 same settings continues at the next window row. The final COG appears only when everything is done
 (`CogBlockWriter.finish`).
+
+Reading and writing overlap the model (`_Overlap`): the next batch of windows is read on a reader thread
+while the model works on the current one, and finished blocks are classified and written on a writer thread,
+drained before a window row is made durable. GDAL's decoding and compression and numpy's reductions release
+the GIL, so on a machine with a core to spare the wall time approaches the model's.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +233,61 @@ class _RowOutput:
             self.pieces[name].clear()
 
 
+class _Overlap:
+    """A reader thread that runs one batch of reads ahead of the model and a writer thread that writes
+    finished blocks behind it, in order. Each thread alone touches its GDAL handles while it works (the
+    readers' datasets, the block writers until `drain`), so no handle is used by two threads at once."""
+
+    def __init__(self, threads: bool = True) -> None:
+        self.threads = threads
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="rsneo-read")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="rsneo-write")
+        self._writes: list[Future] = []
+
+    @classmethod
+    def from_env(cls) -> _Overlap:
+        """RSNEO_OVERLAP=0 reads and writes on the calling thread (to compare, or for a GDAL driver that
+        must stay on one thread)."""
+        return cls(os.environ.get("RSNEO_OVERLAP", "1").strip() != "0")
+
+    def read_ahead(self, reads: Iterable[Callable[[], tuple[np.ndarray, np.ndarray]]]) -> Iterator:
+        """The results of `reads` in order; the next read is already running while a result is used."""
+        if not self.threads:
+            yield from (read() for read in reads)
+            return
+        pending: Future | None = None
+        for read in reads:
+            upcoming = self._reader.submit(read)
+            if pending is not None:
+                yield pending.result()
+            pending = upcoming
+        if pending is not None:
+            yield pending.result()
+
+    def write_behind(self, write: Callable[..., None], *args) -> None:
+        if not self.threads:
+            write(*args)
+            return
+        self._writes.append(self._writer.submit(write, *args))
+
+    def drain(self) -> None:
+        """Wait for every write so far; the first that failed raises here."""
+        writes, self._writes = self._writes, []
+        for future in writes:
+            future.result()
+
+    def close(self) -> None:
+        """Stop both threads, dropping reads not started; writes already queued finish first."""
+        self._reader.shutdown(wait=True, cancel_futures=True)
+        self._writer.shutdown(wait=True)
+
+
+def _read_batch(source: RasterWindows, top: int, batch: list[int], size: int) -> tuple[np.ndarray, ...]:
+    """Pixels (batch, ..., size, size) and valid masks (batch, size, size) of the windows at `batch`."""
+    reads = [source.read(top, c, size) for c in batch]
+    return np.stack([p for p, _ in reads]), np.stack([v for _, v in reads])
+
+
 def _walk(
     source: RasterWindows,
     spec: MapSpec,
@@ -237,55 +299,80 @@ def _walk(
     advance: Advance,
 ) -> None:
     """The window rows not done yet, each made durable (`resume.save_row`) before the next starts."""
-    output = _RowOutput(writers, spec.classify, source.width, source.height)
-    weights = blend_weights(plan.size, plan.overlap)
-    for index in range(progress.rows_done, len(run.rows)):
-        top, last_row = run.rows[index], index + 1 == len(run.rows)
-        rows = source.height - top if last_row else plan.stride
-        carry = _walk_row(source, spec, plan, weights, top, carry, run.span, output, rows, last_row, advance)
-        output.finish_row(progress)
-        progress.rows_done = index + 1
-        resume.save_row(run, progress, carry)
-
-
-def _walk_row(source, spec, plan, weights, top, carry, span, output, rows, last_row, advance) -> np.ndarray:
-    """Predict one window row batch by batch, blending each batch into a block that starts from the previous
-    row's `carry` (C, overlap, span); write every column no later window of the row reaches. Returns the
-    carry for the next row (the lower `overlap` rows of this one)."""
-    size, stride = plan.size, plan.stride
     cols = plan.starts(source.width)
     batches = [cols[i : i + plan.batch_size] for i in range(0, len(cols), plan.batch_size)]
-    block: np.ndarray | None = None  # (C, size, w): columns [left, left + w) of this window row
-    left = 0
-    for number, batch in enumerate(batches):
-        reads = [source.read(top, c, size) for c in batch]
-        pixels = np.stack([p for p, _ in reads])  # (batch, ..., size, size)
-        valid = np.stack([v for _, v in reads])  # (batch, size, size)
-        probs = np.asarray(spec.predict(pixels, valid), np.float32)  # (batch, K, size, size)
-        if carry is None:
-            carry = np.zeros((probs.shape[1] + 2, plan.overlap, span), np.float32)
-        # grow the block to the batch's right edge; new columns start from the previous row's carry
-        end = batch[-1] + size
-        old = 0 if block is None else block.shape[2]
-        grown = np.zeros((carry.shape[0], size, end - left), np.float32)
-        if block is not None:
-            grown[:, :, :old] = block
-        grown[:, : plan.overlap, old:] = carry[:, :, left + old : end]
-        block = grown
-        for c, p, v in zip(batch, probs, valid, strict=True):
-            x = c - left
-            block[:-2, :, x : x + size] += p * weights
-            block[-2, :, x : x + size] += weights
-            block[-1, :, x : x + size] += v
-        # columns left of the next batch's first window are finished for this window row
-        right = batches[number + 1][0] if number + 1 < len(batches) else end
-        finished = block[:, :, : right - left]
-        if not last_row:  # its lower overlap rows belong to the next window row
-            carry[:, :, left : left + finished.shape[2]] = finished[:, stride:]
-        output.write(finished, top, left, rows)
-        block, left = block[:, :, right - left :], right
-        advance(len(batch))
-    return carry
+    remaining = range(progress.rows_done, len(run.rows))
+    overlap = _Overlap.from_env()
+    try:
+        reads = overlap.read_ahead(
+            partial(_read_batch, source, run.rows[index], batch, plan.size)
+            for index in remaining
+            for batch in batches
+        )
+        output = _RowOutput(writers, spec.classify, source.width, source.height)
+        row = _RowWalk(spec, plan, batches, reads, overlap, output, advance)
+        for index in remaining:
+            top, last_row = run.rows[index], index + 1 == len(run.rows)
+            carry = row.walk(top, carry, run.span, source.height - top if last_row else plan.stride, last_row)
+            overlap.drain()
+            output.finish_row(progress)
+            progress.rows_done = index + 1
+            resume.save_row(run, progress, carry)
+    finally:
+        overlap.close()
+
+
+@dataclass
+class _RowWalk:
+    """What every window row is walked with: the map, the plan, its column batches, the pixels read ahead, the
+    writer behind and the progress bar."""
+
+    spec: MapSpec
+    plan: WindowPlan
+    batches: list[list[int]]
+    reads: Iterator[tuple[np.ndarray, ...]]
+    overlap: _Overlap
+    output: _RowOutput
+    advance: Advance
+
+    def __post_init__(self) -> None:
+        self.weights = blend_weights(self.plan.size, self.plan.overlap)
+
+    def walk(self, top: int, carry: np.ndarray | None, span: int, rows: int, last_row: bool) -> np.ndarray:
+        """Predict one window row batch by batch, blending each batch into a block that starts from the
+        previous row's `carry` (C, overlap, span); hand the first `rows` rows of every column no later window
+        of the row reaches to the writer. Returns the next row's carry: this one's lower `overlap` rows."""
+        size, overlap, batches = self.plan.size, self.plan.overlap, self.batches
+        block: np.ndarray | None = None  # (C, size, w): columns [left, left + w) of this window row
+        left = 0
+        for number, batch in enumerate(batches):
+            pixels, valid = next(self.reads)  # (batch, ..., size, size), (batch, size, size)
+            probs = np.asarray(self.spec.predict(pixels, valid), np.float32)  # (batch, K, size, size)
+            if carry is None:
+                carry = np.zeros((probs.shape[1] + 2, overlap, span), np.float32)
+            # grow the block to the batch's right edge; new columns start from the previous row's carry
+            end = batch[-1] + size
+            old = 0 if block is None else block.shape[2]
+            grown = np.zeros((carry.shape[0], size, end - left), np.float32)
+            if block is not None:
+                grown[:, :, :old] = block
+            grown[:, :overlap, old:] = carry[:, :, left + old : end]
+            block = grown
+            for c, p, v in zip(batch, probs, valid, strict=True):
+                x = c - left
+                block[:-2, :, x : x + size] += p * self.weights
+                block[-2, :, x : x + size] += self.weights
+                block[-1, :, x : x + size] += v
+            # columns left of the next batch's first window are finished for this window row; nothing changes
+            # them later (the next batch grows a new block), so the writer may read them while the model runs
+            right = batches[number + 1][0] if number + 1 < len(batches) else end
+            finished = block[:, :, : right - left]
+            if not last_row:  # its lower overlap rows belong to the next window row
+                carry[:, :, left : left + finished.shape[2]] = finished[:, self.plan.stride :]
+            self.overlap.write_behind(self.output.write, finished, top, left, rows)
+            block, left = block[:, :, right - left :], right
+            self.advance(len(batch))
+        return carry
 
 
 def _json_progress(total: int, completed: int) -> Advance:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import rasterio
@@ -105,3 +107,76 @@ def test_window_plan_covers_every_pixel():
         starts = plan.starts(length)
         assert starts == list(range(0, starts[-1] + 1, 96))  # a regular stride
         assert starts[-1] + 128 >= length and (len(starts) == 1 or starts[-1] + 32 < length)
+
+
+class WatchedWindows(RasterWindows):
+    """Windows whose reads are counted, with the threads they ran on."""
+
+    def __init__(self, datasets):
+        super().__init__(datasets)
+        self.started, self.threads = 0, set()
+        self.changed = threading.Condition()
+
+    def read(self, row, col, size):
+        with self.changed:
+            self.started += 1
+            self.threads.add(threading.current_thread().name)
+            self.changed.notify_all()
+        return super().read(row, col, size)
+
+
+def test_the_next_batch_is_read_while_the_model_works_on_this_one(rgb, tmp_path):
+    plan = WindowPlan(128, 32, 3)  # 791 x 718: 8 x 8 windows, batches of 3, 3 and 2 per window row
+    with rasterio.open(rgb) as src:
+        windows = WatchedWindows([src])
+        total = len(plan.starts(src.width)) * len(plan.starts(src.height))
+        used, ahead = [0], []
+
+        def predict(pixels, valid):
+            used[0] += len(pixels)
+            if used[0] < total:  # the reader has the next batch's first window under way before this returns
+                with windows.changed:
+                    ahead.append(windows.changed.wait_for(lambda: windows.started > used[0], timeout=30))
+            return brightness(pixels, valid)
+
+        spec = MapSpec(predict, ClassLegend.from_names(["bright", "dark"]))
+        out = predict_raster(
+            windows, spec, tmp_path / "a.tif", crs=src.crs, transform=src.transform, plan=plan, signature="t"
+        )
+    assert len(ahead) == 8 * 3 - 1 and all(ahead)
+    assert {name.split("_")[0] for name in windows.threads} == {"rsneo-read"}
+    with rasterio.open(out) as result, rasterio.open(run(rgb, tmp_path / "b.tif")) as plain:
+        np.testing.assert_array_equal(result.read(1), plain.read(1))
+
+
+def test_a_failure_on_the_writer_thread_stops_the_run_with_its_own_error(rgb, tmp_path):
+    calls = [0]
+
+    def classify(probs):
+        calls[0] += 1
+        if calls[0] == 5:
+            raise ValueError("classify failed on block 5")
+        return probs.argmax(0).astype(np.uint8), probs.max(0)
+
+    spec = MapSpec(brightness, ClassLegend.from_names(["bright", "dark"]), classify=classify)
+    with rasterio.open(rgb) as src, pytest.raises(ValueError, match="block 5"):
+        predict_raster(
+            RasterWindows([src]), spec, tmp_path / "a.tif", crs=src.crs, transform=src.transform,
+            plan=WindowPlan(128, 32, 3), signature="t",
+        )  # fmt: skip
+    assert not (tmp_path / "a.tif").exists()
+    assert not any(t.name.startswith("rsneo-") for t in threading.enumerate())  # both threads stopped
+
+
+def test_rsneo_overlap_0_reads_on_the_calling_thread_to_the_same_map(rgb, tmp_path, monkeypatch):
+    monkeypatch.setenv("RSNEO_OVERLAP", "0")
+    with rasterio.open(rgb) as src:
+        windows = WatchedWindows([src])
+        out = predict_raster(
+            windows, MapSpec(brightness, ClassLegend.from_names(["bright", "dark"])), tmp_path / "a.tif",
+            crs=src.crs, transform=src.transform, plan=WindowPlan(128, 32, 3), signature="t",
+        )  # fmt: skip
+    assert windows.threads == {threading.current_thread().name}
+    monkeypatch.delenv("RSNEO_OVERLAP")
+    with rasterio.open(out) as result, rasterio.open(run(rgb, tmp_path / "b.tif")) as threaded:
+        np.testing.assert_array_equal(result.read(1), threaded.read(1))
