@@ -45,14 +45,11 @@ def water_baselines(s2_path: Path, chips) -> dict[str, float]:
     }
 
 
-SPECTRAL = ("phase-all", "phase-t", "phase-hw", "phase-none", "channels")
+SPECTRAL = ("phase-all", "phase-t", "phase-hw", "phase-none")
 
 
 def spectral_overrides(choice: str, unit: float = 1.0) -> str:
-    """`model.overrides` for an S-axis layout: the phase on all / T / H+W rotary pairs, or the legacy S
-    channels (8 per head at the tiny preset's head_dim 16, as the first layout had; LEGACY channels)."""
-    if choice == "channels":
-        return "{spectral_layout:channels,spectral_head_dim:8}"
+    """`model.overrides` for an S-axis layout: the phase on all / T / H+W rotary pairs (or none)."""
     pairs = choice.removeprefix("phase-")
     return f"{{spectral_layout:phase,spectral_pairs:{pairs},spectral_unit:{unit}}}"
 

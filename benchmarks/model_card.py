@@ -96,15 +96,13 @@ def water_scores(system, workdir: Path) -> dict[str, float]:
 
 
 def training_pipeline_iou(system, root: Path) -> float:
-    """Held-out water IoU as training sees the data: right-half 64-px tiles, sensor statistics."""
-    from rsneo.model.positions import ImageTokens
+    """Held-out water IoU as training sees the data: right-half 64-px tiles, sensor statistics, the model's
+    band groups."""
     from rsneo.train.corpus import WATER_CLASSES as TRAINED
-    from rsneo.train.corpus import DocumentBuilder, sen1floods11
     from rsneo.train.evaluate import class_iou, predict_chips
+    from rsneo.train.teach_words import flood_chips
 
-    tokens = ImageTokens.of(system.model.config)
-    samples = sen1floods11(root, lambda: DocumentBuilder(system.tokenizer, tokens), 64, split="val")
-    chips = [sample.chip for sample in samples]
+    chips = flood_chips(system, root, split="val")
     predicted = predict_chips(system.model, system.segmentation, system.tokenizer, chips)
     return class_iou(predicted, chips, TRAINED.index("water"))
 

@@ -269,7 +269,7 @@ class BandLayout:
 
 def model_band_groups(config: Any) -> str:
     """How the model groups bands, as it was trained (`rsneo train` records `data.band_groups` in the model
-    config's `band_groups`, "sensor" for models without the record, such as the bundled one)."""
+    config's `band_groups`, "sensor" for models without the record, written before it was kept)."""
     return check_band_groups(str(config.band_groups), "model config band_groups")
 
 

@@ -9,9 +9,13 @@ own vector and a name the text side was never taught, so only its name and other
 whose nearest trained class is less similar than the folder's `match_threshold` is "untrained": the model was
 never taught it, so its map is arbitrary. A name listed as narrower than a trained class (`narrower`, from
 `rsneo.heads.class_words.NARROWER`: "cropland" in "land", "lake" in "water") is read as that broader class, so
-its map is the whole broader class: it counts as untrained too. Commands say so (a warning, "(read as land,
-broader; untrained)" or "(untrained)" in legends, tags and reports) and `strict` refuses such names; a name
-read as a class it means (a taught other name, a close paraphrase) is reported with what it was read as.
+its map is the whole broader class: it counts as untrained too. A folder whose text side knows nothing but
+the names it was taught (`taught_pieces_only`: a model without language pre-training, such as the bundled
+one) also calls untrained any name with a word piece no taught name contains, however close its vector: such
+a model never read "forest", and the state of a word it never read can land anywhere, even on "water".
+Commands say so (a warning, "(read as land, broader; untrained)" or "(untrained)" in legends, tags and
+reports) and `strict` refuses such names; a name read as a class it means (a taught other name, a close
+paraphrase) is reported with what it was read as.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from rsneo.heads.class_words import CLASS_WORDS, name_key, narrower_names
 from rsneo.heads.prompt_cache import prompt_vectors
 
 VOCABULARY_JSON = "vocabulary.json"
-# On the bundled model, taught names and names ending in a taught word ("open water", "river and lakes",
-# "dry land") sit at cosine >= 0.98 from their class; every untaught name tried ("streams and ponds",
-# "forest", "urban area", "banana") at <= 0.91 (benchmarks/vocabulary.py prints them). 0.95 sits in that gap.
+# On the first bundled model, taught names and names ending in a taught word ("open water", "river and lakes",
+# "dry land") sat at cosine >= 0.98 from their class; every untaught name tried ("streams and ponds",
+# "forest", "urban area", "banana") at <= 0.91 (benchmarks/vocabulary.py prints them). 0.95 sat in that gap.
+# The retrained one puts single untaught words at 0.98 from "water" too: its vocabulary also checks word
+# pieces (`taught_pieces_only`), the cosine alone cannot tell there.
 DEFAULT_MATCH_THRESHOLD = 0.95
 
 
@@ -57,6 +63,9 @@ class Vocabulary:
     classes: tuple[TrainedClass, ...]
     match_threshold: float = DEFAULT_MATCH_THRESHOLD
     note: str = ""
+    # the text side learnt only the word pieces of its taught names (no language pre-training): a name with
+    # any other piece is untrained whatever its cosine
+    taught_pieces_only: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -75,6 +84,7 @@ class ClassMatch:
     similarity: float
     trained: bool
     broader: bool = False
+    unseen: tuple[str, ...] = ()  # word pieces no taught name contains (`Vocabulary.taught_pieces_only`)
 
     @property
     def read_as(self) -> str | None:
@@ -117,13 +127,14 @@ def load_vocabulary(folder: Path | None) -> Vocabulary | None:
             for c in data["classes"]
         )
         threshold = float(data.get("match_threshold", DEFAULT_MATCH_THRESHOLD))
+        pieces_only = bool(data.get("taught_pieces_only", False))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(
             f"{path}: expected a vocabulary with a list of classes, could not read it ({exc})"
         ) from None
     if not classes:
         raise InputError(f"{path}: expected at least one trained class, found none")
-    return Vocabulary(classes, threshold, str(data.get("note", "")))
+    return Vocabulary(classes, threshold, str(data.get("note", "")), pieces_only)
 
 
 def save_vocabulary(folder: Path, vocabulary: Vocabulary) -> Path:
@@ -137,6 +148,7 @@ def save_vocabulary(folder: Path, vocabulary: Vocabulary) -> Path:
         ],
         "match_threshold": vocabulary.match_threshold,
         "note": vocabulary.note,
+        "taught_pieces_only": vocabulary.taught_pieces_only,
     }
     atomic.write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     return path
@@ -193,13 +205,31 @@ def match_classes(system, names: list[str]) -> list[ClassMatch] | None:
         if same:  # a class's own name before another class's other name
             own = [k for k in same if name_key(vocabulary.classes[k].name) == key]
             best[i], index[i], close[i] = 1.0, (own or same)[0], True
+    unseen = untaught_pieces(system, [w for _, w in taught], names) if vocabulary.taught_pieces_only else None
     out = []
-    for name, s, i, near in zip(names, best, index, close, strict=True):
-        nearest, near = vocabulary.classes[int(i)], bool(near)
+    for i, (name, s, k, near) in enumerate(zip(names, best, index, close, strict=True)):
+        nearest, new = vocabulary.classes[int(k)], unseen[i] if unseen else ()
+        near = bool(near) and not new
         # read as a class that lists it as narrower: its map is that whole broader class
         broader = near and name_key(name) in {name_key(w) for w in nearest.narrower}
-        out.append(ClassMatch(name, nearest.name, float(s), near and not broader, broader))
+        out.append(ClassMatch(name, nearest.name, float(s), near and not broader, broader, new))
     return out
+
+
+def untaught_pieces(system, taught: list[str], names: list[str]) -> list[tuple[str, ...]]:
+    """For each name, the word pieces of its prompt that no taught name's prompt contains (empty for a name
+    that is a taught name up to case and spacing)."""
+    template = system.segmentation.config.prompt_template
+
+    def pieces(word: str) -> list[int]:
+        return system.tokenizer(template.format(word), add_special_tokens=False)["input_ids"]
+
+    known = {i for word in taught for i in pieces(word)}
+    own = {name_key(w) for w in taught}
+    return [
+        () if name_key(n) in own else tuple(system.tokenizer.decode([i]) for i in pieces(n) if i not in known)
+        for n in names
+    ]
 
 
 def classes_read(system, names: list[str]) -> list[str | None]:
@@ -227,7 +257,10 @@ def read_classes(system, names: list[str], *, strict: bool = False, what: str = 
     parts = []
     if never:
         detail = "; ".join(
-            f'"{m.name}" (nearest: "{m.nearest}", similarity {m.similarity:.2f})' for m in never
+            f'"{m.name}" (word pieces never taught: {", ".join(repr(p.strip()) for p in m.unseen)})'
+            if m.unseen
+            else f'"{m.name}" (nearest: "{m.nearest}", similarity {m.similarity:.2f})'
+            for m in never
         )
         parts.append(f"the model in {system.folder} was trained on {trained} only; not on {detail}")
     if broad:

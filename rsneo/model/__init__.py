@@ -3,8 +3,7 @@
 Public API:
 - `RSNeoConfig.from_preset("tiny" | "demo" | "neo-2.2b" | "neo-9b")`; `config.prebuffer_layers` /
   `config.post_layers` split the stack (the first `prebuffer_layers` layers are the pre-buffer);
-  `config.spectral_layout` ("phase": S as a learned phase on NEO's rotary pairs, q/k 2 x head_dim wide;
-  "channels": the legacy layout of folders written before it).
+  `config.spectral_layout` ("phase": S as a learned phase on NEO's rotary pairs, q/k 2 x head_dim wide).
 - `RSNeoForCausalLM(config)`; `model(inputs).logits` (batch, tokens, vocab) for a `ModelInputs`,
   `model(input_ids=...)` for plain text; `.generate(inputs, max_new_tokens)` (greedy, KV cache, images once);
   `.save_pretrained(dir)` / `RSNeoForCausalLM.from_pretrained(dir)` (safetensors shards + index +

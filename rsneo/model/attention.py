@@ -15,9 +15,6 @@ initialised from NEO or Qwen3 computes exactly what they compute, and the gradie
 (S - S')-weighted sine term of its pairs, so the axis opens smoothly (a step of size e moves a score by about
 e x S). q/k stay 2 x head_dim wide (256 at NEO sizes), which flash kernels take.
 
-(LEGACY channels: models trained before the phase layout gave S its own channels, [T | H | W | S];
-`rsneo.model.legacy_channels` keeps them loading and computing as before.)
-
 Kernels: dense-mask SDPA (CPU: its fused flash kernel, values zero-padded to the q/k width once per forward in
 inference, since that kernel takes one head width; CUDA: the values unpadded), compiled FlexAttention
 (`rsneo.model.flex`), variable-length flash (`rsneo.model.varlen`). Key/value heads are shared by groups of
@@ -35,7 +32,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend
 
-from rsneo.model import legacy_channels
 from rsneo.model.config import RSNeoConfig
 from rsneo.model.flex import FlexOptions, flex_attention
 from rsneo.model.kv_cache import KVCache
@@ -146,8 +142,6 @@ class NativeAttention(nn.Module):
         pairs = phase_pairs(hd, config.spectral_pairs) if config.spectral_layout == "phase" else 0
         # radians per unit of S, one per rotary pair that carries the phase; zero: S changes nothing
         self.spectral_frequencies = nn.Parameter(torch.zeros(pairs)) if pairs else None
-        if config.spectral_layout == "channels":  # LEGACY channels
-            legacy_channels.add_parameters(self, config, RMSNorm)
 
     def reset_parameters(self) -> None:
         """The spectral frequencies start at zero (used when materialising a model built on meta)."""
@@ -175,10 +169,7 @@ class NativeAttention(nn.Module):
         hw = split(getattr(self, f"{proj}_proj_hw")(x))
         h = apply_rotary(norm("_h")(hw[..., : hd // 2]), *h_table)
         w = apply_rotary(norm("_w")(hw[..., hd // 2 :]), *w_table)
-        parts = [t, h, w]
-        if rope.s is not None:  # LEGACY channels
-            parts.append(legacy_channels.project(self, x, rope.s, heads, proj))
-        return torch.cat(parts, dim=-1)
+        return torch.cat([t, h, w], dim=-1)
 
     def forward(
         self,

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsneo.errors import InputError
-from rsneo.model import legacy_channels
 from rsneo.model.backbone import BackboneOutput, KVCache, RSNeoBackbone
 from rsneo.model.checkpoint import load_pretrained, save_pretrained
 from rsneo.model.config import RSNeoConfig
@@ -19,14 +18,13 @@ from rsneo.model.generate import generate
 from rsneo.model.inputs import ModelInputs
 from rsneo.model.positions import text_positions
 
-# Parameter-name patterns of the native positions (H/W from NEO, S's spectral frequencies new; LEGACY
-# channels: the S channels' own projections and norms); see `parameter_groups`.
+# Parameter-name patterns of the native positions (H/W from NEO, S's spectral frequencies new); see
+# `parameter_groups`.
 NATIVE_POSITION_PARAMS = (
     "_proj_hw.",
     "_norm_h.",
     "_norm_w.",
     ".spectral_frequencies",
-    *legacy_channels.PARAMS,
 )
 
 
@@ -39,8 +37,6 @@ def init_module(config: RSNeoConfig, name: str, module: nn.Module) -> None:
     """
     if isinstance(module, nn.Linear | nn.Embedding) and not name.startswith("backbone.vision"):
         nn.init.normal_(module.weight, std=config.initializer_range)
-    if config.spectral_layout == "channels":  # LEGACY channels: the S gate starts shut
-        legacy_channels.init_gate(name, module)
 
 
 @dataclass

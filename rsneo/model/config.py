@@ -16,7 +16,7 @@ from rsneo.errors import InputError
 from rsneo.model.masks import BACKENDS
 from rsneo.model.rope import PHASE_AXES
 
-SPECTRAL_LAYOUTS = ("phase", "channels")  # LEGACY channels: drop "channels" with rsneo.model.legacy_channels
+SPECTRAL_LAYOUTS = ("phase",)  # the first layout, "channels" (S on its own channels), is no longer read
 
 # Anchor wavelengths (micrometres) of the spectral kernel generator: NEO's blue/green/red first, then the
 # rest of the
@@ -40,16 +40,14 @@ class RSNeoConfig:
     num_kv_heads: int = 2
     head_dim: int = 16
     # the spectral axis S: "phase" adds S x a learned frequency (zero at the start) to the rotary pairs of
-    # [T | H | W] named by `spectral_pairs` (rsneo.model.attention); "channels" is the first layout, S on its
-    # own channels (LEGACY channels: config.json files without this key, like the bundled model's)
+    # [T | H | W] named by `spectral_pairs` (rsneo.model.attention), the one layout read (the first, S on its
+    # own channels, is refused with the reason by `from_dict`)
     spectral_layout: str = "phase"
     spectral_pairs: str = "all"  # "all", "t", "hw" or "none" (rsneo.model.rope.PHASE_AXES)
     # S units per unit of the phase's position: phase = S / spectral_unit x frequency
     spectral_unit: float = 1.0
-    spectral_head_dim: int = 0  # LEGACY channels: S channels per head (even); 0 with the phase layout
     rope_theta: float = 1_000_000.0  # T axis: the LLM's own base
     rope_theta_hw: float = 10_000.0  # H and W axes
-    rope_theta_s: float = 10_000.0  # LEGACY channels: the S channels' rotary base
     rope_linear_factor: float = 1.0  # Qwen3 linear `rope_scaling`: T and H/W positions / factor
     rms_norm_eps: float = 1e-6
     tie_word_embeddings: bool = False
@@ -86,8 +84,8 @@ class RSNeoConfig:
             )
         if self.num_heads % self.num_kv_heads:
             raise InputError(f"config: num_heads {self.num_heads} is not a multiple of num_kv_heads")
-        if self.head_dim % 4 or self.spectral_head_dim % 2:
-            raise InputError("config: head_dim must be a multiple of 4 and spectral_head_dim even")
+        if self.head_dim % 4:
+            raise InputError("config: head_dim must be a multiple of 4")
         if self.spectral_layout not in SPECTRAL_LAYOUTS:
             raise InputError(
                 f"config: spectral_layout must be one of {list(SPECTRAL_LAYOUTS)}, "
@@ -99,11 +97,6 @@ class RSNeoConfig:
             )
         if not self.spectral_unit > 0:
             raise InputError(f"config: spectral_unit must be positive, got {self.spectral_unit}")
-        if self.spectral_layout == "phase" and self.spectral_head_dim:
-            raise InputError(
-                f"config: spectral_head_dim={self.spectral_head_dim} belongs to the legacy 'channels' "
-                "layout; the 'phase' layout adds S to existing rotary pairs (set spectral_head_dim to 0)"
-            )
         if self.mask_policy not in ("frame", "scene"):
             raise InputError(f"config: mask_policy must be 'frame' or 'scene', got {self.mask_policy!r}")
         if list(self.spectral_anchors_um) != sorted(set(self.spectral_anchors_um)):
@@ -119,8 +112,8 @@ class RSNeoConfig:
 
     @property
     def qk_dim(self) -> int:
-        """Per-head query/key width: [T | H | W] = 2 x head_dim (LEGACY channels: + spectral_head_dim)."""
-        return 2 * self.head_dim + (self.spectral_head_dim if self.spectral_layout == "channels" else 0)
+        """Per-head query/key width: [T | H | W] = 2 x head_dim."""
+        return 2 * self.head_dim
 
     # ---- presets and (de)serialisation
     # -------------------------------------------------------------------------
@@ -147,8 +140,15 @@ class RSNeoConfig:
         legacy = d.pop("extra", None) or {}  # config.json files written before `band_groups` was a field
         if "band_groups" in legacy:
             d.setdefault("band_groups", legacy["band_groups"])
-        # LEGACY channels: folders written before the phase layout
-        d.setdefault("spectral_layout", "channels")
+        # folders written before the phase layout have S channels (`spectral_head_dim`) and no layout key
+        if d.get("spectral_layout") == "channels" or d.get("spectral_head_dim"):
+            raise InputError(
+                "config: this model gives the spectral axis S its own channels per head (the first layout, "
+                "before `spectral_layout`), which this rsneo no longer reads; retrain it with `rsneo train` "
+                "(the phase layout), or read it with rsneo from before the bundled model was retrained"
+            )
+        for key in ("spectral_head_dim", "rope_theta_s"):  # phase-layout folders wrote these, unused
+            d.pop(key, None)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -70,14 +70,12 @@ class NativeRopeTables:
 
     `t`, `h`, `w` are the rotate-half tables (batch, tokens, dim) in the hidden dtype. With the spectral
     phase (`RSNeoConfig.spectral_layout == "phase"`), the fp32 half tables of the axes that carry it and the S
-    coordinates stay too, so that each layer adds its own phase (`with_phase`). `s` is the legacy S-channel
-    table (LEGACY channels).
+    coordinates stay too, so that each layer adds its own phase (`with_phase`).
     """
 
     t: tuple[Tensor, Tensor]
     h: tuple[Tensor, Tensor]
     w: tuple[Tensor, Tensor]
-    s: tuple[Tensor, Tensor] | None = None  # LEGACY channels: the S channels' own rotary
     spectral: Tensor | None = None  # (batch, tokens) fp32 S coordinates, when a phase is added
     halves: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)  # axis -> fp32 (cos, sin) halves
     dtype: torch.dtype = torch.float32
@@ -106,10 +104,6 @@ class NativeRopeTables:
         phased = PHASE_AXES[c.spectral_pairs] if c.spectral_layout == "phase" else ()
         return cls(
             *(_duplicated(*halves[axis], dtype) for axis in ("t", "h", "w")),
-            # LEGACY channels: the S channels' rotary at the spectral coordinate
-            s=rotary_tables(positions[3], c.spectral_head_dim, c.rope_theta_s, dtype)
-            if c.spectral_layout == "channels" and c.spectral_head_dim
-            else None,
             spectral=positions[3].float() / c.spectral_unit if phased else None,
             halves={axis: halves[axis] for axis in phased},
             dtype=dtype,

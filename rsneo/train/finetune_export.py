@@ -55,8 +55,8 @@ def vocabulary(
         if old is None or not backbone_changed:
             return old
         stale = tuple(replace(c, held_out={}) for c in old.classes)
-        return Vocabulary(stale, old.match_threshold, old.note + " Held-out scores dropped: the backbone was "
-                          "fine-tuned for change after they were measured.")  # fmt: skip
+        dropped = " Held-out scores dropped: the backbone was fine-tuned for change after they were measured."
+        return replace(old, classes=stale, note=old.note + dropped)
     measured = f"validation of rsneo finetune on {data} ({result.validation})"
     classes = [TrainedClass(name, (template.format(name),), {**scores, "data": measured})
                for name, scores in result.class_scores.items()]  # fmt: skip
@@ -71,6 +71,7 @@ def vocabulary(
         tuple(classes),
         old.match_threshold if old else 0.95,
         f"Segmentation head fine-tuned (rsneo finetune) on {names}; finetune.json has the run.",
+        old.taught_pieces_only if old else False,
     )
 
 

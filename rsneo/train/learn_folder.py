@@ -114,7 +114,8 @@ def learnt_vocabulary(head: SegmentationHead, record: dict, base=None):
     if kept:
         note += f", and the starting model's {', '.join(kept)}"
     threshold = base.match_threshold if base is not None else DEFAULT_MATCH_THRESHOLD
-    return Vocabulary(tuple(classes), threshold, note + ".")
+    pieces_only = base.taught_pieces_only if base is not None else False
+    return Vocabulary(tuple(classes), threshold, note + ".", pieces_only)
 
 
 def learnt_domain(record: dict, base: TrainingDomain | None = None) -> TrainingDomain:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,28 +28,39 @@ import torch.nn.functional as F
 
 from rsneo.atomic import atomic_folder
 from rsneo.data.documents import DocumentBuilder, image_documents
+from rsneo.data.frames import fold_groups, model_band_groups
 from rsneo.heads.class_words import UNTAUGHT_PARAPHRASES, class_words, draw_class_names
 from rsneo.heads.features import encode_class_prompts, image_features
 from rsneo.heads.system import load_system, save_system
 from rsneo.heads.vocabulary import Vocabulary, save_vocabulary, vocabulary_for_classes
 from rsneo.model.positions import ImageTokens
 from rsneo.train.config import resolve_data_root
-from rsneo.train.corpus import bigearthnet, sen1floods11, timeseries
+from rsneo.train.corpus import LabelledChip, bigearthnet, sen1floods11, timeseries
 
 
-def training_token_ids(system, root: Path, tile: int = 64) -> tuple[set[int], list]:
-    """Every token id in the demo run's training documents (sources with question/answer documents), and
-    the Sen1Floods11 training chips (left half)."""
+def training_token_ids(system, root: Path, tile: int = 64) -> set[int]:
+    """Every token id in the demo run's training documents (sources with question/answer documents)."""
     tokens = ImageTokens.of(system.model.config)
 
     def builder():
         return DocumentBuilder(system.tokenizer, tokens)
 
-    floods = sen1floods11(root, builder, tile, split="train", qa=True)
-    samples = floods + bigearthnet(root, builder, tile, qa=True) + timeseries(root, builder, tile, qa=True)
-    ids = {i for s in samples for i in s.document.ids}
-    chips = list({id(s.chip): s.chip for s in floods if s.chip is not None}.values())
-    return ids, chips
+    samples = [
+        *sen1floods11(root, builder, tile, split="train", qa=True),
+        *bigearthnet(root, builder, tile, qa=True),
+        *timeseries(root, builder, tile, qa=True),
+    ]
+    return {i for s in samples for i in s.document.ids}
+
+
+def flood_chips(system, root: Path, split: str = "train", tile: int = 64) -> list[LabelledChip]:
+    """The Sen1Floods11 chips of `split` (`train`: the left half), bands grouped as the model was trained."""
+    tokens = ImageTokens.of(system.model.config)
+    samples = sen1floods11(root, lambda: DocumentBuilder(system.tokenizer, tokens), tile, split=split)
+    chips = list({id(s.chip): s.chip for s in samples if s.chip is not None}.values())
+    if model_band_groups(system.config) == "fold":
+        chips = [replace(chip, groups=fold_groups(chip.groups)) for chip in chips]
+    return chips
 
 
 def prompt_ids(system, names: list[str]) -> set[int]:
@@ -89,7 +101,7 @@ def teach(
     model, head = system.model, system.segmentation
     classes = list(system.vocabulary.names) if system.vocabulary else ["land", "water"]
     generator = torch.Generator().manual_seed(seed)
-    seen, chips = training_token_ids(system, root)
+    seen, chips = training_token_ids(system, root), flood_chips(system, root)
     protected = seen | prompt_ids(system, classes)
     others = [(w, k) for k, c in enumerate(classes) for w in class_words(c) if w != c]
     free = sorted(prompt_ids(system, [w for w, _ in others]) - protected)
@@ -140,6 +152,25 @@ def teach(
     return {"classes": classes, "names": names, "free_tokens": len(free), "history": history[-1]}
 
 
+def taught_vocabulary(old: Vocabulary | None, classes: list[str], template: str, steps: int) -> Vocabulary:
+    """The vocabulary after teaching: every class with its synonyms and narrower names, names with untaught
+    word pieces untrained (`taught_pieces_only`); the held-out scores of `old` stay until
+    benchmarks/vocabulary.py --write measures again."""
+    note = (
+        f"Segmentation trained on the class words {' and '.join(classes)}; their other names (synonyms) "
+        f"taught afterwards by python -m rsneo.train.teach_words ({steps} steps, only the embedding rows of "
+        f"their word pieces). Deliberately never taught: {', '.join(UNTAUGHT_PARAPHRASES)}. Names close to "
+        "none of these are read by the same text path but were never taught."
+    )
+    # the model read no language but its training documents: a word piece of no taught name is unknown to it
+    vocabulary = replace(vocabulary_for_classes(classes, template, note), taught_pieces_only=True)
+    if old is None:
+        return vocabulary
+    held = {c.name: c.held_out for c in old.classes}
+    scored = tuple(replace(c, held_out=held.get(c.name, {})) for c in vocabulary.classes)
+    return replace(vocabulary, classes=scored)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
@@ -152,23 +183,8 @@ def main() -> None:
     system = load_system(args.model)
     result = teach(system, resolve_data_root(args.data_root), args.steps, args.lr)
     print(f"taught {len(result['names'])} names through {result['free_tokens']} embedding rows")
-    old = system.vocabulary
-    note = (
-        f"Segmentation trained on the class words {' and '.join(result['classes'])}; their other names "
-        f"(synonyms) taught afterwards by python -m rsneo.train.teach_words ({args.steps} steps, only the "
-        "embedding rows of their word pieces). Deliberately never taught: "
-        f"{', '.join(UNTAUGHT_PARAPHRASES)}. Names close to none of these are read by the same text path but "
-        "were never taught."
-    )
     template = system.segmentation.config.prompt_template
-    vocabulary = vocabulary_for_classes(result["classes"], template, note)
-    if old is not None:  # the held-out scores stay until benchmarks/vocabulary.py --write measures again
-        held = {c.name: c.held_out for c in old.classes}
-        vocabulary = Vocabulary(
-            tuple(type(c)(c.name, c.prompts, held.get(c.name, {}), c.synonyms) for c in vocabulary.classes),
-            vocabulary.match_threshold,
-            vocabulary.note,
-        )
+    vocabulary = taught_vocabulary(system.vocabulary, result["classes"], template, args.steps)
     with atomic_folder(args.out) as tmp:
         shutil.copytree(args.model, tmp, dirs_exist_ok=True)
         save_system(system, tmp)

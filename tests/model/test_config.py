@@ -121,8 +121,8 @@ def test_token_size_follows_patch_and_merge_size():
 
 def test_band_groups_is_a_saved_field_and_configs_with_the_old_extra_record_still_load(tmp_path):
     bundled = Path(rsneo.__file__).parent / "assets" / "model" / "config.json"
-    assert "band_groups" not in json.loads(bundled.read_text())  # trained with sensor groups, no record
-    assert RSNeoConfig.load(bundled).band_groups == "sensor"
+    assert json.loads(bundled.read_text())["band_groups"] == "fold"  # retrained with folded band groups
+    assert RSNeoConfig.load(bundled).band_groups == "fold"
     cfg = RSNeoConfig.from_preset("tiny", band_groups="fold")
     cfg.save(tmp_path / "new.json")
     saved = json.loads((tmp_path / "new.json").read_text())
@@ -140,3 +140,15 @@ def test_attn_backend_is_checked_and_not_saved_with_the_weights():
     assert RSNeoConfig.from_dict(cfg.to_dict()).attn_backend == "auto"  # each process chooses its own
     with pytest.raises(InputError, match=r"attn_backend must be one of \['auto', 'sdpa', 'flex', 'flash'\]"):
         RSNeoConfig(attn_backend="flax")
+
+
+def test_a_folder_of_the_first_s_layout_is_refused_with_the_reason_and_later_ones_load():
+    fields = RSNeoConfig.from_preset("tiny").to_dict()
+    first = {k: v for k, v in fields.items() if k != "spectral_layout"} | {"spectral_head_dim": 8}
+    with pytest.raises(InputError, match="its own channels per head.*retrain it"):
+        RSNeoConfig.from_dict(first)
+    with pytest.raises(InputError, match="its own channels"):
+        RSNeoConfig.from_dict(fields | {"spectral_layout": "channels"})
+    # phase-layout folders written before the S-channel fields went still load (the fields were unused)
+    between = fields | {"spectral_head_dim": 0, "rope_theta_s": 10000.0}
+    assert RSNeoConfig.from_dict(between) == RSNeoConfig.from_dict(fields)

@@ -86,7 +86,6 @@ def test_linear_scaling_divides_t_h_w_but_not_s():
         for got, want in zip(getattr(scaled, axis), getattr(plain, axis), strict=True):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
     torch.testing.assert_close(scaled.spectral, positions[3], rtol=0, atol=0)  # S keeps its scale
-    assert scaled.s is None  # no legacy S channels
 
 
 def test_the_spectral_phase_adds_s_times_frequency_to_each_pair_angle():

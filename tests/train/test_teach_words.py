@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 
 from rsneo.heads.features import encode_class_prompts
-from rsneo.heads.vocabulary import vocabulary_for_classes
-from rsneo.train.teach_words import teach
+from rsneo.heads.vocabulary import Vocabulary, vocabulary_for_classes
+from rsneo.train.teach_words import taught_vocabulary, teach
 
 
 def test_teach_moves_only_untrained_word_pieces_and_keeps_the_class_vectors(tiny_system, shared_data):
@@ -37,3 +38,19 @@ def test_teach_moves_only_untrained_word_pieces_and_keeps_the_class_vectors(tiny
         assert system.model.lm_head.weight is system.model.backbone.embed_tokens.weight
     else:
         assert torch.equal(system.model.lm_head.weight, before_lm)
+
+
+def test_the_taught_vocabulary_keeps_held_out_scores_and_narrower_names():
+    template = "a satellite image of {}"
+    old = vocabulary_for_classes(["water", "land"], template)
+    old = Vocabulary(
+        tuple(replace(c, held_out={"iou": 0.8}) if c.name == "water" else c for c in old.classes),
+        old.match_threshold,
+        old.note,
+    )
+    new = taught_vocabulary(old, ["water", "land"], template, steps=300)
+    water = next(c for c in new.classes if c.name == "water")
+    land = next(c for c in new.classes if c.name == "land")
+    assert water.held_out == {"iou": 0.8} and land.held_out == {}
+    assert "lake" in water.narrower and "lake" in water.synonyms  # typed "lake" reads as all of water
+    assert "300 steps" in new.note and "rivers and lakes" in new.note
