@@ -112,13 +112,13 @@ def test_a_paraphrase_with_the_trained_head_noun_is_read_as_it(bundled, chip):
 
 
 def test_a_narrower_name_is_answered_as_its_broader_class_and_says_so(bundled, chip):
-    """ "cropland" is read as "land": the figure is all land, and the sentence says the model cannot tell
-    cropland from the rest of it, instead of passing the land share off as cropland."""
+    """ "farmland" is read as "land": the figure is all land, and the sentence says the model cannot tell
+    farmland from the rest of it, instead of passing the land share off as farmland."""
     land = ask(bundled, AskRequest(rasters=[chip], question="How much of this image is land?"))
-    crop = ask(bundled, AskRequest(rasters=[chip], question="How much of this image is cropland?"))
-    assert not crop.abstained and crop.value == pytest.approx(land.value, abs=1e-6)
-    said = '"cropland" read as the broader trained class "land": the model cannot tell cropland from the rest'
-    assert f"{said} of land" in crop.text
+    farm = ask(bundled, AskRequest(rasters=[chip], question="How much of this image is farmland?"))
+    assert not farm.abstained and farm.value == pytest.approx(land.value, abs=1e-6)
+    said = '"farmland" read as the broader trained class "land": the model cannot tell farmland from the rest'
+    assert f"{said} of land" in farm.text
 
 
 @pytest.mark.parametrize(
