@@ -3,9 +3,9 @@
 A `--size`^2 13-band L1C GeoTIFF is tiled from the real Sen1Floods11 chip (benchmarks/inference.py's
 `make_raster`), and its RGB copy (B4, B3, B2, same grid and blocks) is written beside it. `rsneo segment`
 runs on each in a fresh process with one thread, interleaved `--repeats` times, for every `--model` given
-(the model's own band grouping: the bundled model's config says `sensor`, a model trained with
-`data.band_groups=fold` says `fold`). Printed: CPU seconds (user + system of the child), wall, load, and the
-13-band / RGB ratio of the medians per model.
+(the model's own band grouping, from its config: `fold` for the bundled model and any model trained with
+`data.band_groups=fold`, `sensor` for one trained with `data.band_groups=sensor`). Printed: CPU seconds
+(user + system of the child), wall, load, and the 13-band / RGB ratio of the medians per model.
 
 Usage: .venv/bin/python benchmarks/band_cost.py [--size 2048] [--repeats 2] [--model DIR ...]
 """
