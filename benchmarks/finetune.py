@@ -57,12 +57,19 @@ from rsneo.train.finetune_module import FinetuneModule
 
 DATA = Path(os.environ.get("RSNEO_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
 WATER = "0=land,1=water"
-PEERS = {"levir": ("fcsiamdiff", "changevit"), "s2": ("unet",), "s1": ("unet",)}
+PEERS = {
+    "levir": ("fcsiamdiff", "changevit"),
+    "s2": ("unet",),
+    "s1": ("unet",),
+    "s2dev": ("unet",),
+    "s1dev": ("unet",),
+}
 SETTINGS = {
     "levir": {"tile": 256, "batch": 4},
     "s2": {"tile": 128, "batch": 4},
     "s1": {"tile": 128, "batch": 4},
 }
+SETTINGS |= {f"{name}dev": SETTINGS[name] for name in ("s2", "s1")}
 
 
 # ---- data ------------------------------------------------------------------------------------------------
@@ -82,8 +89,10 @@ def levir_fold(fold: int, work: Path) -> tuple[Path, list[str]]:
     return root, test
 
 
-def flood_halves(sensor: str, work: Path) -> dict[str, Path]:
-    """The chip's image and label cut into left (train) and right (test) GeoTIFFs."""
+def flood_halves(sensor: str, work: Path, dev: bool = False) -> dict[str, Path]:
+    """The chip's image and label cut into left (train) and right (test) GeoTIFFs. `dev`: the training half
+    alone cut into its top (train) and bottom (test), under the same keys, for choosing rsneo's defaults
+    without the held-out right half."""
     import rasterio
     from rasterio.windows import Window
 
@@ -92,20 +101,21 @@ def flood_halves(sensor: str, work: Path) -> dict[str, Path]:
         "image": next((folder / sensor.upper()).glob("*.tif")),
         "label": next((folder / "Labels").glob("*.tif")),
     }
+    windows = (
+        {"left": Window(0, 0, 256, 256), "right": Window(0, 256, 256, 256)}
+        if dev
+        else {"left": Window(0, 0, 256, 512), "right": Window(256, 0, 256, 512)}
+    )
     out = {}
-    for half, col in (("left", 0), ("right", 256)):
+    for half, window in windows.items():
         for kind, path in sources.items():
-            target = work / f"{sensor}_{half}_{kind}.tif"
+            target = work / f"{sensor}{'_dev' if dev else ''}_{half}_{kind}.tif"
             if not target.exists():
                 with rasterio.open(path) as src:
-                    window = Window(col, 0, 256, src.height)
-                    profile = src.profile | {"width": 256, "height": src.height,
-                                             "transform": src.window_transform(window)}  # fmt: skip
-                    (
-                        profile.pop("blockxsize", None),
-                        profile.pop("blockysize", None),
-                        profile.pop("tiled", None),
-                    )
+                    profile = {k: v for k, v in src.profile.items()
+                               if k not in ("blockxsize", "blockysize", "tiled")}  # fmt: skip
+                    profile |= {"width": window.width, "height": window.height,
+                                "transform": src.window_transform(window)}  # fmt: skip
                     with rasterio.open(target, "w", **profile) as dst:
                         dst.write(src.read(window=window))
                         dst.descriptions = src.descriptions
@@ -191,13 +201,15 @@ def peer_task(name: str, bands: int) -> nn.Module:
 # ---- one run ---------------------------------------------------------------------------------------------
 
 
-def run_config(set_name: str, data: dict, budget: float, work: Path, seed: int) -> object:
+def run_config(
+    set_name: str, data: dict, budget: float, work: Path, seed: int, overrides: tuple[str, ...] = ()
+) -> object:
     """The fine-tune config of this run (the rsneo run itself; the peers read its data and loop settings)."""
     s = SETTINGS[set_name]
     common = [f"out_dir={work / 'run'}", f"finetune.out={work / 'model'}", "finetune.overwrite=true",
               f"finetune.cpu_seconds={budget}", "finetune.max_minutes=null", "finetune.max_epochs=1000",
               "trainer.threads=1", "trainer.progress_bar=false", f"data.tile={s['tile']}",
-              f"data.batch_size={s['batch']}", f"seed={seed}"]  # fmt: skip
+              f"data.batch_size={s['batch']}", f"seed={seed}", *overrides]  # fmt: skip
     if set_name == "levir":
         return load_config(["experiment=finetune_change", f"data.root={data['root']}", *common])
     entry = f"[{{images: {data['left_image']}, masks: {data['left_label']}, classes: '{WATER}', ignore: -1}}]"
@@ -319,15 +331,25 @@ def score_peer(
     return scores
 
 
-def one_run(set_name: str, fold: int, method: str, budget: float, work: Path, seed: int) -> dict:
+def one_run(
+    set_name: str,
+    fold: int,
+    method: str,
+    budget: float,
+    work: Path,
+    seed: int,
+    overrides: tuple[str, ...] = (),
+) -> dict:
     """Train `method` on `fold` of `set_name` and score it on the held-out data."""
     torch.manual_seed(seed)
     if set_name == "levir":
         root, test = levir_fold(fold, work)
         data = {"root": root}
     else:
-        data, test = flood_halves(set_name, work), ["right half"]
-    cfg = run_config(set_name, data, budget, work / f"{set_name}{fold}_{method}", seed)
+        dev = set_name.endswith("dev")
+        data = flood_halves(set_name.removesuffix("dev"), work, dev)
+        test = ["bottom of the training half" if dev else "right half"]
+    cfg = run_config(set_name, data, budget, work / f"{set_name}{fold}_{method}", seed, overrides)
     started = time.process_time()
     if method == "rsneo":
         result = finetune(cfg)
@@ -413,6 +435,12 @@ def main() -> None:
     parser.add_argument("--cpu-seconds", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", type=Path, default=Path("benchmarks/finetune_results.jsonl"))
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="a config override of rsneo's run (and the loop settings the peers share)",
+    )
     parser.add_argument("--report", action="store_true", help="only print the tables of --results")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -436,7 +464,9 @@ def main() -> None:
                         f"{set_name} fold {fold} {method}: training ({os.getloadavg()[0]:.1f} load)",
                         flush=True,
                     )
-                    row = one_run(set_name, fold, method, args.cpu_seconds, work, args.seed)
+                    row = one_run(set_name, fold, method, args.cpu_seconds, work, args.seed,
+                                  tuple(args.override))  # fmt: skip
+                    row |= {"seed": args.seed, "overrides": args.override}
                     row["load_average"] = round(os.getloadavg()[0], 1)
                     print(json.dumps(row), flush=True)
                     with args.results.open("a") as f:

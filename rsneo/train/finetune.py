@@ -174,14 +174,18 @@ def build_head(system: System, task: str, ft: dict[str, Any]) -> tuple[torch.nn.
 
 
 def build_trainer(config: dict[str, Any], run_dir: Path, budget: CpuBudget) -> L.Trainer:
-    """Lightning's trainer: validation every epoch, the best checkpoint by validation F1 and the last one,
+    """Lightning's trainer: validation every epoch, the best checkpoint by validation F1 and the latest one,
     early stopping, a progress bar over all steps (with the time left), metrics.csv."""
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
     ft, t = config["finetune"], config["trainer"]
     callbacks: list[Any] = [
         ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="best", monitor=MONITOR, mode="max",
-                        save_top_k=1, save_last=True, auto_insert_metric_name=False),
+                        save_top_k=1, auto_insert_metric_name=False),
+        # every epoch's end, improved or not (Lightning's `save_last` only saves when `best` does): the
+        # checkpoint a restarted run continues from
+        ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="last", save_top_k=1,
+                        enable_version_counter=False),
         EarlyStopping(monitor=MONITOR, mode="max", patience=int(ft["patience"])),
         LearningRateMonitor(logging_interval="epoch"),
         budget,

@@ -183,3 +183,27 @@ def test_a_second_fine_tune_continues_the_head_and_keeps_the_earlier_classes(
     assert entries["water"]["iou"] == first.class_scores["water"]["iou"]
     assert "measured before the later fine-tune" in entries["water"]["note"]
     assert "note" not in entries["flood water"]
+
+
+def test_a_restarted_run_continues_from_the_latest_epoch_not_the_best_one(
+    levir_crops, tiny_model_dir, tmp_path
+):
+    """`last.ckpt` is written at the end of every epoch, improved or not (Lightning's `save_last` writes it
+    only with a new best, so a restart would repeat the epochs since the best): a run stopped after epoch 1
+    and started again ends with the very state of an uninterrupted run."""
+    from rsneo.train.finetune import finetune
+
+    one = ("trainer.threads=1",)
+    straight = quietly(finetune, change_config(levir_crops, tiny_model_dir, tmp_path / "a", *one))
+    quietly(
+        finetune, change_config(levir_crops, tiny_model_dir, tmp_path / "b", *one, "trainer.stop_at_step=2")
+    )
+    resumed = quietly(finetune, change_config(levir_crops, tiny_model_dir, tmp_path / "b", *one,
+                                              "finetune.overwrite=true"))  # fmt: skip
+    assert resumed.epochs == straight.epochs == 2
+    last = [torch.load(tmp_path / run / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+            for run in ("a", "b")]  # fmt: skip
+    assert last[0]["global_step"] == last[1]["global_step"] == 4  # the latest epoch's
+    assert last[0]["state_dict"].keys() == last[1]["state_dict"].keys()
+    for name, value in last[0]["state_dict"].items():
+        assert torch.allclose(value.float(), last[1]["state_dict"][name].float(), atol=1e-5), name
