@@ -99,10 +99,11 @@ def split_samples(
 ) -> tuple[list[Prepared], str]:
     """Training and validation labels of every item, and a sentence saying how validation was chosen.
 
-    `mode`: "list" (items whose split is "val" are validation, "test" ones are left out), "blocks", or
-    "auto" (list when any item has a split, else blocks)."""
-    if mode not in ("auto", "list", "blocks"):
-        raise InputError(f"finetune.val: expected auto, list or blocks, got {mode!r}")
+    `mode`: "list" (items whose split is "val" are validation, "test" ones are left out), "blocks",
+    "samples" (about `share` of the items, whole, chosen by `seed`: validation on scenes training never saw,
+    which blocks of the training scenes are not), or "auto" (list when any item has a split, else blocks)."""
+    if mode not in ("auto", "list", "blocks", "samples"):
+        raise InputError(f"finetune.val: expected auto, list, blocks or samples, got {mode!r}")
     listed = any(s is not None for s in splits)
     if mode == "list" and not any(s == "val" for s in splits):
         raise InputError("finetune.val=list: no pair is listed in list/val.txt")
@@ -118,8 +119,30 @@ def split_samples(
         return out, f"{count} pair(s) of list/val.txt"
     rng = np.random.default_rng(seed)
     kept = [i for i, s in zip(items, splits, strict=True) if not (listed and s == "test")]
+    if mode == "samples":
+        return hold_out_samples(kept, share, rng)
     out = [hold_out_blocks(item, share, block, margin, rng) for item in kept]
     return out, f"spatial blocks of {block} px ({share:.0%} of each sample, {margin} px margin untrained)"
+
+
+def hold_out_samples(
+    items: Sequence[Prepared], share: float, rng: np.random.Generator
+) -> tuple[list[Prepared], str]:
+    """About `share` of `items` (at least one, never all) as validation, whole."""
+    if len(items) < 2:
+        raise InputError(
+            f"finetune.val=samples: expected at least 2 labelled samples to hold whole ones out, got "
+            f"{len(items)} (use finetune.val=blocks)"
+        )
+    count = min(len(items) - 1, max(1, round(share * len(items))))
+    chosen = set(rng.choice(len(items), count, replace=False).tolist())
+    out = [
+        Prepared(item.name, item.pixels, np.full_like(item.train, IGNORE), item.train, item.classes,
+                 item.layout, item.times) if i in chosen else item
+        for i, item in enumerate(items)
+    ]  # fmt: skip
+    names = ", ".join(items[i].name for i in sorted(chosen))
+    return out, f"{count} whole sample(s) held out ({names})"
 
 
 def dihedral(arrays: Sequence[np.ndarray], k: int, flip: bool) -> list[np.ndarray]:

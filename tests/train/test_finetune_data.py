@@ -98,8 +98,30 @@ def test_a_split_that_cannot_be_made_is_refused():
 
     with pytest.raises(InputError, match="list/val.txt"):
         split_samples([], [], "list", 0.2, 64, 8, 0)
-    with pytest.raises(InputError, match="expected auto, list or blocks"):
+    with pytest.raises(InputError, match="expected auto, list, blocks or samples"):
         split_samples([], [], "random", 0.2, 64, 8, 0)
+
+
+def test_whole_samples_validate_and_the_rest_train_untouched(prepared):
+    from rsneo.errors import InputError
+
+    items, note = split_samples(prepared, [None] * 3, "samples", 0.2, 64, 8, 0)
+    held = [i for i in items if (i.val >= 0).any()]
+    assert len(held) == 1 and not (held[0].train >= 0).any()  # round(0.2 x 3) = 1, whole
+    original = {p.name: p.train for p in prepared}
+    assert np.array_equal(held[0].val, original[held[0].name])
+    for item in items:
+        if item is not held[0]:
+            assert np.array_equal(item.train, original[item.name]) and not (item.val >= 0).any()
+    assert note == f"1 whole sample(s) held out ({held[0].name})"
+    again, _ = split_samples(prepared, [None] * 3, "samples", 0.2, 64, 8, 0)
+    assert [(i.val >= 0).any() for i in again] == [(i.val >= 0).any() for i in items]  # seeded
+    most, _ = split_samples(prepared, [None] * 3, "samples", 0.9, 64, 8, 0)
+    assert sum((i.train >= 0).any() for i in most) == 1  # never all of them
+    listed, _ = split_samples(prepared, ["train", "train", "test"], "samples", 0.5, 64, 8, 0)
+    assert [i.name for i in listed] == [p.name for p in prepared[:2]]  # test pairs stay out
+    with pytest.raises(InputError, match="at least 2 labelled samples"):
+        split_samples(prepared[:1], [None], "samples", 0.2, 64, 8, 0)
 
 
 def test_dihedral_moves_pixels_of_both_dates_and_labels_alike():
