@@ -46,7 +46,7 @@ class FinetuneConfig:
     patience: int = 10  # epochs without a better validation F1 before stopping
     max_minutes: float | None = 13.0  # wall-clock limit of the training loop (null: none)
     cpu_seconds: float | None = None  # stop when the process has used this much CPU time (benchmarks)
-    val: str = "auto"  # auto | list (list/val.txt) | blocks (spatial blocks of each sample) | samples (whole)
+    val: str = "auto"  # auto | list (list/val.txt) | samples (whole ones) | blocks (spatial blocks of each)
     val_share: float = 0.2
     val_block: int = 64  # pixels
     val_margin: int = 8  # pixels around a validation block that are not trained on

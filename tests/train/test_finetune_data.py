@@ -124,6 +124,17 @@ def test_whole_samples_validate_and_the_rest_train_untouched(prepared):
         split_samples(prepared[:1], [None], "samples", 0.2, 64, 8, 0)
 
 
+def test_auto_holds_whole_samples_out_from_five_on_and_blocks_below(prepared):
+    from rsneo.train.finetune_data import SAMPLES_TO_HOLD_OUT
+
+    five = [replace(prepared[i % 3], name=f"pair_{i}") for i in range(SAMPLES_TO_HOLD_OUT)]
+    items, note = split_samples(five, [None] * 5, "auto", 0.2, 64, 8, 0)
+    assert note.startswith("1 whole sample(s) held out")
+    assert sum((i.val >= 0).any() for i in items) == 1
+    items, note = split_samples(five[:4], [None] * 4, "auto", 0.2, 64, 8, 0)
+    assert note.startswith("spatial blocks") and all((i.val >= 0).any() for i in items)
+
+
 def test_dihedral_moves_pixels_of_both_dates_and_labels_alike():
     pixels = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
     labels = pixels[0, 0].astype(np.int64)  # a label that names its own pixel
