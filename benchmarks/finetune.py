@@ -10,8 +10,9 @@ Sets (../shared/data; nothing here is shipped, LEVIR-CD is for academic research
   bundled model never saw. Peer: `SemanticSegmentationTask` U-Net (ResNet-18 encoder), random init.
 
 Protocol, identical for every method of a fold: the labelled training samples are normalised once
-(`rsneo.train.finetune_data.prepare`, the sensor's statistics), validation blocks are held out of them by the
-same seeded spatial-block split (`split_samples`; the test pairs are never seen), the training chips are the
+(`rsneo.train.finetune_data.prepare`, the sensor's statistics), validation is held out of them by the same
+seeded split (`split_samples` with `finetune.val=auto`: one whole training pair of LEVIR's six, spatial
+blocks of the one Sen1Floods11 half; the test data are never seen), the training chips are the
 same seeded draws with the same dihedral augmentation (`TrainingChips`), validation runs every epoch, the best
 checkpoint by validation F1 is kept, early stopping has the same patience, and training stops at the same CPU
 budget of this process (`CpuBudget`; one thread each, validation included). rsneo is `rsneo.train.finetune.
@@ -23,11 +24,14 @@ change (water) class, boundary F1 (2 px) and recall of objects smaller than one 
 pooled over all test pixels.
 
 Every choice of rsneo's defaults (head sizes, loss, learning rate, epochs) was made on inner validation of
-fold 0's training pairs only; see docs/training.md for what that means for folds 1-3.
+fold 0's training pairs only, and the whole-pair validation on folds 1-3; see docs/training.md for what that
+means. `s2dev` / `s1dev` train on the top and test on the bottom of the training half alone: an inner split
+for trying a change (`--override KEY=VALUE`) without the held-out right half.
 
 Run from the repository root (results are appended to --results, finished runs are skipped when run again):
     python benchmarks/finetune.py [--sets levir,s2,s1] [--folds 0,1,2,3] [--methods rsneo,peers]
-                                  [--cpu-seconds 600] [--results benchmarks/finetune_results.jsonl]
+                                  [--cpu-seconds 600] [--seed 0] [--override KEY=VALUE ...]
+                                  [--results benchmarks/finetune_results.jsonl]
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from finetune_report import report  # beside this script
 from torch import nn
 
 from rsneo.data.frames import model_band_groups
@@ -143,15 +148,6 @@ class Scores:
 
     def compute(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.metrics.compute().items()} | self.shapes.compute()
-
-
-def pooled(rows: list[dict]) -> dict[str, float]:
-    """F1, IoU, precision, recall of the class of interest over every test pixel of `rows`."""
-    tp, fp, fn, _ = np.sum([r["counts"] for r in rows], axis=0)
-    return {
-        "f1": 2 * tp / max(2 * tp + fp + fn, 1), "iou": tp / max(tp + fp + fn, 1),
-        "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1),
-    }  # fmt: skip
 
 
 # ---- the peer, in the same loop --------------------------------------------------------------------------
@@ -375,58 +371,6 @@ def one_run(
     }  # fmt: skip
 
 
-# ---- report ----------------------------------------------------------------------------------------------
-
-
-def report(rows: list[dict]) -> str:
-    """Per fold and pooled tables, rsneo's margin over each peer (and over the peer given rsneo's cut)."""
-    lines = []
-    rows = rows + [r | {"method": f"{r['method']}+cut", "scores": r["scores_cut"], "counts": r["counts_cut"]}
-                   for r in rows if "scores_cut" in r]  # fmt: skip
-    for set_name in dict.fromkeys(r["set"] for r in rows):
-        mine = [r for r in rows if r["set"] == set_name]
-        lines.append(f"\n## {set_name}")
-        columns = ["fold", "method", "train CPU s", "F1", "IoU", "precision", "recall", "kappa",
-                   "boundary F1", "small-object recall"]  # fmt: skip
-        lines.append("| " + " | ".join(columns) + " |")
-        lines.append("|" + " --- |" * len(columns))
-        for r in sorted(mine, key=lambda r: (r["fold"], r["method"])):
-            s = r["scores"]
-            keys = ("f1", "iou", "precision", "recall", "kappa", "boundary_f1", "small_object_recall")
-            values = [str(r["fold"]), r["method"], f"{r['train_cpu_s']:.0f}", *(f"{s[k]:.3f}" for k in keys)]
-            lines.append("| " + " | ".join(values) + " |")
-        methods = list(dict.fromkeys(r["method"] for r in mine))
-        folds = sorted({r["fold"] for r in mine})
-        lines.append("\npooled over every test pixel of the folds run:")
-        for method in methods:
-            p = pooled([r for r in mine if r["method"] == method])
-            lines.append(f"- {method}: F1 {p['f1']:.3f}, IoU {p['iou']:.3f}, precision {p['precision']:.3f}, "
-                         f"recall {p['recall']:.3f}")  # fmt: skip
-        for peer in (m for m in methods if m != "rsneo"):
-            margins = []
-            for fold in folds:
-                a = [r for r in mine if r["fold"] == fold and r["method"] == "rsneo"]
-                b = [r for r in mine if r["fold"] == fold and r["method"] == peer]
-                if a and b:
-                    margins.append(f"fold {fold} {a[0]['scores']['f1'] - b[0]['scores']['f1']:+.3f}")
-            both = [
-                r
-                for r in mine
-                if r["method"] in ("rsneo", peer)
-                and any(
-                    q["fold"] == r["fold"] and q["method"] != r["method"]
-                    for q in mine
-                    if q["method"] in ("rsneo", peer)
-                )
-            ]
-            a = pooled([r for r in both if r["method"] == "rsneo"]) if both else None
-            b = pooled([r for r in both if r["method"] == peer]) if both else None
-            if a and b:
-                margins.append(f"pooled {a['f1'] - b['f1']:+.3f}")
-            lines.append(f"rsneo - {peer} (F1): {', '.join(margins)}")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="levir,s2,s1")
@@ -458,7 +402,11 @@ def main() -> None:
                 for method in methods:
                     if method != "rsneo" and method not in PEERS[set_name]:
                         continue
-                    if any((r["set"], r["fold"], r["method"]) == (set_name, fold, method) for r in done):
+                    run = (set_name, fold, method, args.seed, args.override)
+                    if any(
+                        (r["set"], r["fold"], r["method"], r.get("seed", 0), r.get("overrides", [])) == run
+                        for r in done
+                    ):
                         continue
                     print(
                         f"{set_name} fold {fold} {method}: training ({os.getloadavg()[0]:.1f} load)",

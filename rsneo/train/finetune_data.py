@@ -118,38 +118,46 @@ def split_samples(
         out = []
         for item, split in zip(items, splits, strict=True):
             if split == "val":
-                out.append(Prepared(item.name, item.pixels, np.full_like(item.train, IGNORE), item.train,
-                                    item.classes, item.layout, item.times))  # fmt: skip
+                out.append(whole_validation(item))
             elif split != "test":
                 out.append(item)
         count = sum(s == "val" for s in splits)
         return out, f"{count} pair(s) of list/val.txt"
     rng = np.random.default_rng(seed)
     kept = [i for i, s in zip(items, splits, strict=True) if not (listed and s == "test")]
-    if mode == "samples" or (mode == "auto" and len(kept) >= SAMPLES_TO_HOLD_OUT):
-        return hold_out_samples(kept, share, rng)
-    out = [hold_out_blocks(item, share, block, margin, rng) for item in kept]
-    return out, f"spatial blocks of {block} px ({share:.0%} of each sample, {margin} px margin untrained)"
+    blocks = f"spatial blocks of {block} px ({share:.0%} of each sample, {margin} px margin untrained)"
+    if mode in ("samples", "auto"):
+        # per taxonomy, so that no dataset's class names lose all their training samples to validation
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, item in enumerate(kept):
+            groups.setdefault(item.classes, []).append(i)
+        least = 2 if mode == "samples" else SAMPLES_TO_HOLD_OUT
+        small = [names for names, members in groups.items() if len(members) < least]
+        if mode == "samples" and small:
+            raise InputError(
+                f"finetune.val=samples: expected at least 2 labelled samples of each class list to hold "
+                f"whole ones out, {', '.join(map(str, small))} has fewer (use finetune.val=blocks)"
+            )
+        if len(small) < len(groups):
+            out, held = list(kept), []
+            for names, members in groups.items():
+                if names in small:
+                    for i in members:
+                        out[i] = hold_out_blocks(kept[i], share, block, margin, rng)
+                    continue
+                count = min(len(members) - 1, max(1, round(share * len(members))))
+                for i in sorted(rng.choice(members, count, replace=False).tolist()):
+                    out[i] = whole_validation(kept[i])
+                    held.append(kept[i].name)
+            note = f"{len(held)} whole sample(s) held out ({', '.join(held)})"
+            return out, note + (f"; {blocks} of the class lists with fewer samples" if small else "")
+    return [hold_out_blocks(item, share, block, margin, rng) for item in kept], blocks
 
 
-def hold_out_samples(
-    items: Sequence[Prepared], share: float, rng: np.random.Generator
-) -> tuple[list[Prepared], str]:
-    """About `share` of `items` (at least one, never all) as validation, whole."""
-    if len(items) < 2:
-        raise InputError(
-            f"finetune.val=samples: expected at least 2 labelled samples to hold whole ones out, got "
-            f"{len(items)} (use finetune.val=blocks)"
-        )
-    count = min(len(items) - 1, max(1, round(share * len(items))))
-    chosen = set(rng.choice(len(items), count, replace=False).tolist())
-    out = [
-        Prepared(item.name, item.pixels, np.full_like(item.train, IGNORE), item.train, item.classes,
-                 item.layout, item.times) if i in chosen else item
-        for i, item in enumerate(items)
-    ]  # fmt: skip
-    names = ", ".join(items[i].name for i in sorted(chosen))
-    return out, f"{count} whole sample(s) held out ({names})"
+def whole_validation(item: Prepared) -> Prepared:
+    """`item` with every label moved to validation."""
+    return Prepared(item.name, item.pixels, np.full_like(item.train, IGNORE), item.train, item.classes,
+                    item.layout, item.times)  # fmt: skip
 
 
 def dihedral(arrays: Sequence[np.ndarray], k: int, flip: bool) -> list[np.ndarray]:

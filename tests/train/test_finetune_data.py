@@ -135,6 +135,22 @@ def test_auto_holds_whole_samples_out_from_five_on_and_blocks_below(prepared):
     assert note.startswith("spatial blocks") and all((i.val >= 0).any() for i in items)
 
 
+def test_whole_samples_are_held_out_per_class_list_and_a_lone_dataset_keeps_its_training(prepared):
+    """Two datasets naming their classes differently: the one with a single sample is never moved whole to
+    validation (its class names would never train); it is validated on blocks instead."""
+    from rsneo.errors import InputError
+
+    five = [replace(prepared[i % 3], name=f"pair_{i}") for i in range(5)]
+    lone = replace(prepared[0], name="other", classes=("meadow", "road"))
+    items, note = split_samples([*five, lone], [None] * 6, "auto", 0.2, 64, 8, 0)
+    other = items[-1]
+    assert (other.train >= 0).any() and (other.val >= 0).any()  # blocks: both
+    assert sum(not (i.train >= 0).any() for i in items[:5]) == 1  # one of the five, whole
+    assert "1 whole sample(s) held out" in note and "spatial blocks of 64 px" in note
+    with pytest.raises(InputError, match="at least 2 labelled samples of each class list"):
+        split_samples([*five, lone], [None] * 6, "samples", 0.2, 64, 8, 0)
+
+
 def test_dihedral_moves_pixels_of_both_dates_and_labels_alike():
     pixels = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
     labels = pixels[0, 0].astype(np.int64)  # a label that names its own pixel
