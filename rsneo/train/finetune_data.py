@@ -149,7 +149,7 @@ def split_samples(
                 for i in sorted(rng.choice(members, count, replace=False).tolist()):
                     out[i] = whole_validation(kept[i])
                     held.append(kept[i].name)
-            note = f"{len(held)} whole sample(s) held out ({', '.join(held)})"
+            note = f"{len(held)} whole sample{'s' if len(held) > 1 else ''} held out: {', '.join(held)}"
             return out, note + (f"; {blocks} of the class lists with fewer samples" if small else "")
     return [hold_out_blocks(item, share, block, margin, rng) for item in kept], blocks
 

@@ -113,7 +113,7 @@ def test_whole_samples_validate_and_the_rest_train_untouched(prepared):
     for item in items:
         if item is not held[0]:
             assert np.array_equal(item.train, original[item.name]) and not (item.val >= 0).any()
-    assert note == f"1 whole sample(s) held out ({held[0].name})"
+    assert note == f"1 whole sample held out: {held[0].name}"
     again, _ = split_samples(prepared, [None] * 3, "samples", 0.2, 64, 8, 0)
     assert [(i.val >= 0).any() for i in again] == [(i.val >= 0).any() for i in items]  # seeded
     most, _ = split_samples(prepared, [None] * 3, "samples", 0.9, 64, 8, 0)
@@ -129,7 +129,7 @@ def test_auto_holds_whole_samples_out_from_five_on_and_blocks_below(prepared):
 
     five = [replace(prepared[i % 3], name=f"pair_{i}") for i in range(SAMPLES_TO_HOLD_OUT)]
     items, note = split_samples(five, [None] * 5, "auto", 0.2, 64, 8, 0)
-    assert note.startswith("1 whole sample(s) held out")
+    assert note.startswith("1 whole sample held out: pair_")
     assert sum((i.val >= 0).any() for i in items) == 1
     items, note = split_samples(five[:4], [None] * 4, "auto", 0.2, 64, 8, 0)
     assert note.startswith("spatial blocks") and all((i.val >= 0).any() for i in items)
@@ -146,7 +146,7 @@ def test_whole_samples_are_held_out_per_class_list_and_a_lone_dataset_keeps_its_
     other = items[-1]
     assert (other.train >= 0).any() and (other.val >= 0).any()  # blocks: both
     assert sum(not (i.train >= 0).any() for i in items[:5]) == 1  # one of the five, whole
-    assert "1 whole sample(s) held out" in note and "spatial blocks of 64 px" in note
+    assert note.startswith("1 whole sample held out: pair_") and "spatial blocks of 64 px" in note
     with pytest.raises(InputError, match="at least 2 labelled samples of each class list"):
         split_samples([*five, lone], [None] * 6, "samples", 0.2, 64, 8, 0)
 
