@@ -127,31 +127,42 @@ def split_samples(
     kept = [i for i, s in zip(items, splits, strict=True) if not (listed and s == "test")]
     blocks = f"spatial blocks of {block} px ({share:.0%} of each sample, {margin} px margin untrained)"
     if mode in ("samples", "auto"):
-        # per taxonomy, so that no dataset's class names lose all their training samples to validation
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for i, item in enumerate(kept):
-            groups.setdefault(item.classes, []).append(i)
-        least = 2 if mode == "samples" else SAMPLES_TO_HOLD_OUT
-        small = [names for names, members in groups.items() if len(members) < least]
-        if mode == "samples" and small:
-            raise InputError(
-                f"finetune.val=samples: expected at least 2 labelled samples of each class list to hold "
-                f"whole ones out, {', '.join(map(str, small))} has fewer (use finetune.val=blocks)"
-            )
-        if len(small) < len(groups):
-            out, held = list(kept), []
-            for names, members in groups.items():
-                if names in small:
-                    for i in members:
-                        out[i] = hold_out_blocks(kept[i], share, block, margin, rng)
-                    continue
-                count = min(len(members) - 1, max(1, round(share * len(members))))
-                for i in sorted(rng.choice(members, count, replace=False).tolist()):
-                    out[i] = whole_validation(kept[i])
-                    held.append(kept[i].name)
-            note = f"{len(held)} whole sample{'s' if len(held) > 1 else ''} held out: {', '.join(held)}"
+        whole = hold_out_whole(kept, 2 if mode == "samples" else SAMPLES_TO_HOLD_OUT, share, rng)
+        if whole is not None:
+            out, note, small = whole
+            for i in small:  # class lists with too few samples to give one up whole
+                out[i] = hold_out_blocks(kept[i], share, block, margin, rng)
             return out, note + (f"; {blocks} of the class lists with fewer samples" if small else "")
     return [hold_out_blocks(item, share, block, margin, rng) for item in kept], blocks
+
+
+def hold_out_whole(
+    items: Sequence[Prepared], least: int, share: float, rng: np.random.Generator
+) -> tuple[list[Prepared], str, list[int]] | None:
+    """About `share` of the samples of every class list holding at least `least` of them (at least one, never
+    all: no dataset's class names lose all their training samples) moved whole to validation; the note; the
+    indexes of the samples of smaller class lists, left as they were. None when no class list is large enough
+    (`least` 2: that is refused)."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(item.classes, []).append(i)
+    small = [names for names, members in groups.items() if len(members) < least]
+    if least == 2 and small:
+        raise InputError(
+            f"finetune.val=samples: expected at least 2 labelled samples of each class list to hold "
+            f"whole ones out, {', '.join(map(str, small))} has fewer (use finetune.val=blocks)"
+        )
+    if len(small) == len(groups):
+        return None
+    out, held = list(items), []
+    for names, members in groups.items():
+        if names not in small:
+            count = min(len(members) - 1, max(1, round(share * len(members))))
+            for i in sorted(rng.choice(members, count, replace=False).tolist()):
+                out[i] = whole_validation(items[i])
+                held.append(items[i].name)
+    note = f"{len(held)} whole sample{'s' if len(held) > 1 else ''} held out: {', '.join(held)}"
+    return out, note, [i for names in small for i in groups[names]]
 
 
 def whole_validation(item: Prepared) -> Prepared:
