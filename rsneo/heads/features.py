@@ -35,6 +35,7 @@ class ImageFeatures:
     early: Tensor  # (B, frames, hidden, rows, cols) hidden state of the early layer
     pixels: Tensor  # (B, frames, bands, H, W) the normalised pixels of each frame
     wavelengths: Tensor  # (bands,) micrometres
+    band_keys: tuple[str, ...] = ()  # (bands,) common names / polarisations ("" where none); () if unknown
 
 
 def backbone_states(model: nn.Module, inputs: ModelInputs) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -67,13 +68,22 @@ def encode_class_prompts(model: nn.Module, tokenizer: Any, names: list[str], con
 def frame_pixels(images: list[ImageInput], samples: int, frames: int) -> tuple[Tensor, Tensor]:
     """The normalised pixels (samples, frames, bands, H, W) of image documents' band groups (`images` in
     document order, every frame the same groups), and the wavelengths (bands,) of one frame."""
-    per_frame = len(images) // (samples * frames)
+    per_frame = groups_per_frame(images, samples, frames)
     stacked = [
         torch.cat([g.pixels for g in images[i : i + per_frame]])  # (bands, H, W)
         for i in range(0, len(images), per_frame)
     ]
     pixels = torch.stack(stacked).view(samples, frames, *stacked[0].shape)
     return pixels, torch.cat([g.wavelengths for g in images[:per_frame]])
+
+
+def groups_per_frame(images: list[ImageInput], samples: int, frames: int) -> int:
+    return len(images) // (samples * frames)
+
+
+def frame_band_keys(images: list[ImageInput], samples: int, frames: int) -> tuple[str, ...]:
+    """The band keys (bands,) of one frame, in `frame_pixels`' band order."""
+    return tuple(k for g in images[: groups_per_frame(images, samples, frames)] for k in g.band_keys)
 
 
 def gather_features(
@@ -84,6 +94,7 @@ def gather_features(
     grid: tuple[int, int],
     pixels: Tensor,
     wavelengths: Tensor,
+    band_keys: tuple[str, ...] = (),
 ) -> ImageFeatures:
     """`ImageFeatures` read from one backbone pass at the image tokens (`rows`, `cols`): every sample's
     tokens, frame after frame, band group after group, row-major; several groups of a frame are averaged per
@@ -97,7 +108,7 @@ def gather_features(
         picked = states[rows, cols].view(samples, frames, -1, per_group, states.shape[-1]).mean(2)
         return picked.view(samples, frames, *grid, -1).permute(0, 1, 4, 2, 3)
 
-    return ImageFeatures(gather(last), gather(early), pixels, wavelengths)
+    return ImageFeatures(gather(last), gather(early), pixels, wavelengths, band_keys)
 
 
 def image_features(
@@ -112,8 +123,9 @@ def image_features(
     """
     last, hidden_states = backbone_states(model, inputs)
     rows, cols = torch.nonzero(inputs.input_ids == model.config.img_context_token_id, as_tuple=True)
-    pixels, wavelengths = frame_pixels(inputs.images, inputs.input_ids.shape[0], frames)
+    samples = inputs.input_ids.shape[0]
+    pixels, wavelengths = frame_pixels(inputs.images, samples, frames)
     return gather_features(
         last, hidden_states[early_layer], rows, cols, inputs.images[0].grid,
-        pixels.to(last.device), wavelengths.to(last.device),
+        pixels.to(last.device), wavelengths.to(last.device), frame_band_keys(inputs.images, samples, frames),
     )  # fmt: skip

@@ -18,6 +18,7 @@ tokens at the coarsest level, and decode back to full resolution with skip conne
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,17 +51,19 @@ class ConvPyramid(nn.Module):
     Why no 3x3 layer at full resolution: it would cost as much as all coarser levels together (a CPU trains
     four times fewer steps); edges come back through the per-pixel stem in `FullResolution`."""
 
-    def __init__(self, widths: tuple[int, ...], stem_channels: int) -> None:
+    def __init__(self, widths: tuple[int, ...], stem_channels: int, polarisation: bool = False) -> None:
         super().__init__()
-        self.stem = SpectralStem(stem_channels)
+        self.stem = SpectralStem(stem_channels, polarisation=polarisation)
         stages, previous = [], stem_channels
         for width in widths:
             stages.append(nn.Sequential(conv_block(previous, width, 2), conv_block(width, width)))
             previous = width
         self.stages = nn.ModuleList(stages)
 
-    def forward(self, pixels: Tensor, wavelengths: Tensor) -> tuple[Tensor, list[Tensor]]:
-        stem = self.stem(pixels, wavelengths)
+    def forward(
+        self, pixels: Tensor, wavelengths: Tensor, band_keys: Sequence[str] = ()
+    ) -> tuple[Tensor, list[Tensor]]:
+        stem = self.stem(pixels, wavelengths, band_keys)
         x, levels = stem, []
         for stage in self.stages:
             x = stage(x)
@@ -128,6 +131,7 @@ class FinetunedChangeHeadConfig:
     stem_channels: int = STEM
     early_layer: int = 1
     tokens: bool = True  # inject the backbone's tokens (False: the convolutional branch alone)
+    polarisation: bool = False  # the stem tells radar polarisations apart (False: heads fine-tuned before)
     bias: float = 0.0  # added to the change logit: the validation's best F1 cut moved to P = 0.5
     head_weight: float = 1.0  # `ChangeHead`'s combination with the change magnitude is not used:
     magnitude_weight: float = 0.0  # the fine-tuned head makes the map alone
@@ -141,7 +145,7 @@ class FinetunedChangeHead(nn.Module):
         self.config = config
         widths = tuple(config.widths)
         stem = config.stem_channels
-        self.encoder = ConvPyramid(widths, stem)
+        self.encoder = ConvPyramid(widths, stem, config.polarisation)
         self.tokens = TokenInjector(config.hidden_size, widths[-1]) if config.tokens else None
         self.fuse = nn.ModuleList(conv_block(3 * w, w, kernel=1) for w in widths)
         self.decoder = SkipDecoder(widths)
@@ -150,7 +154,7 @@ class FinetunedChangeHead(nn.Module):
     uses_magnitude = False  # as `ChangeHead.uses_magnitude`: the map is this head's own
 
     def levels(self, features: ImageFeatures, frame: int) -> tuple[Tensor, list[Tensor]]:
-        stem, maps = self.encoder(features.pixels[:, frame], features.wavelengths)
+        stem, maps = self.encoder(features.pixels[:, frame], features.wavelengths, features.band_keys)
         if self.tokens is not None:
             maps[-1] = self.tokens(maps[-1], features.last[:, frame], features.early[:, frame])
         return stem, maps
@@ -201,21 +205,24 @@ class FinetunedSegmentationHeadConfig(SegmentationHeadConfig):
     decoder: str = UNET
     widths: list[int] = field(default_factory=lambda: list(WIDTHS))
     tokens: bool = True
+    polarisation: bool = False  # as `FinetunedChangeHeadConfig.polarisation`
 
 
 class UNetPixelDecoder(nn.Module):
-    """`PixelDecoder`'s call (last, early, pixels, wavelengths) -> (N, dim, H, W), as a U-Net."""
+    """`PixelDecoder`'s call (last, early, pixels, wavelengths, band_keys) -> (N, dim, H, W), as a U-Net."""
 
     def __init__(self, config: FinetunedSegmentationHeadConfig) -> None:
         super().__init__()
         widths = tuple(config.widths)
-        self.encoder = ConvPyramid(widths, config.stem_channels)
+        self.encoder = ConvPyramid(widths, config.stem_channels, config.polarisation)
         self.tokens = TokenInjector(config.hidden_size, widths[-1]) if config.tokens else None
         self.decoder = SkipDecoder(widths)
         self.full = FullResolution(widths[0], config.stem_channels, config.full_channels, config.dim)
 
-    def forward(self, last: Tensor, early: Tensor, pixels: Tensor, wavelengths: Tensor) -> Tensor:
-        stem, maps = self.encoder(pixels, wavelengths)
+    def forward(
+        self, last: Tensor, early: Tensor, pixels: Tensor, wavelengths: Tensor, band_keys: Sequence[str] = ()
+    ) -> Tensor:
+        stem, maps = self.encoder(pixels, wavelengths, band_keys)
         if self.tokens is not None:
             maps[-1] = self.tokens(maps[-1], last, early)
         return self.full(self.decoder(maps), stem)

@@ -77,9 +77,8 @@ class SegmentationHead(nn.Module):
 
     def pixel_embeddings(self, features: ImageFeatures, frame: int = 0) -> Tensor:
         """(B, dim, H, W) unit pixel vectors of one frame."""
-        out = self.decoder(
-            features.last[:, frame], features.early[:, frame], features.pixels[:, frame], features.wavelengths
-        )
+        f, i = features, frame
+        out = self.decoder(f.last[:, i], f.early[:, i], f.pixels[:, i], f.wavelengths, f.band_keys)
         return F.normalize(out, dim=1)
 
     def forward(self, features: ImageFeatures, class_vectors: Tensor, frame: int = 0) -> Tensor:

@@ -155,7 +155,10 @@ def build_head(system: System, task: str, ft: dict[str, Any]) -> tuple[torch.nn.
     """A new fine-tuned head, or the starting folder's own when it is a fine-tuned head of the same sizes (a
     second fine-tune continues it: True); a new segmentation head starts with the folder's class
     projection."""
-    options = {"hidden_size": system.config.hidden_size, "widths": list(ft["widths"]), "tokens": ft["tokens"]}
+    options = {
+        "hidden_size": system.config.hidden_size, "widths": list(ft["widths"]), "tokens": ft["tokens"],
+        "polarisation": True,
+    }  # fmt: skip
     if task == "change":
         head = FinetunedChangeHead(FinetunedChangeHeadConfig(**options))
         old = system.change

@@ -92,6 +92,26 @@ def test_heads_round_trip_through_heads_json_with_their_kind(tmp_path):
     assert torch.allclose(seg2.eval()(f, classes), seg(f, classes), atol=1e-5)
 
 
+def test_polarisation_rows_round_trip_and_older_entries_load_without_them(tmp_path):
+    """A head with polarisation rows saves and loads them (a radar pair reads the same after the round trip);
+    a heads.json entry written before the rows existed builds a head without them."""
+    from rsneo.heads.system import load_heads, save_heads
+
+    change = change_head(polarisation=True)
+    with torch.no_grad():
+        change.encoder.stem.polarisations.copy_(torch.randn_like(change.encoder.stem.polarisations))
+    f = features()
+    radar = ImageFeatures(f.last, f.early, f.pixels[:, :, :2], torch.tensor([55465.0, 55465.0]), ("vv", "vh"))
+    save_heads(tmp_path, None, change)
+    _, loaded, _ = load_heads(tmp_path, HIDDEN)
+    assert loaded.config.polarisation is True
+    assert torch.allclose(loaded.eval()(radar), change(radar), atol=1e-6)
+    entry = change_head().to_json()
+    del entry["polarisation"]
+    old = head_from_json("change", entry)
+    assert old.config.polarisation is False and old.encoder.stem.polarisations is None
+
+
 def test_bundled_kind_is_built_from_entries_without_a_decoder():
     from rsneo.heads.change import ChangeHead
     from rsneo.heads.segmentation import SegmentationHead

@@ -161,6 +161,8 @@ def test_a_second_fine_tune_continues_the_head_and_keeps_the_earlier_classes(
 ):
     """Fine-tuned on land/water, then (starting from that folder) on S1 with other names: the head continues,
     and vocabulary.json keeps land/water with their earlier scores, said to be earlier ones."""
+    from rsneo.heads.system import load_system
+    from rsneo.model.spectral import SAR_KEYS
     from rsneo.train.finetune import finetune
 
     flood = shared_data / "sen1floods11"
@@ -183,6 +185,13 @@ def test_a_second_fine_tune_continues_the_head_and_keeps_the_earlier_classes(
     assert entries["water"]["iou"] == first.class_scores["water"]["iou"]
     assert "measured before the later fine-tune" in entries["water"]["note"]
     assert "note" not in entries["flood water"]
+    # the stem learnt rows for the polarisations it trained on (VV, VH), the others stay at their zeros
+    heads = json.loads((tmp_path / "second" / "model" / "heads.json").read_text())
+    assert heads["segmentation"]["polarisation"] is True
+    stem = load_system(tmp_path / "second" / "model").segmentation.decoder.encoder.stem
+    assert dict(zip(SAR_KEYS, (stem.polarisations.abs().amax(1) > 0).tolist(), strict=True)) == {
+        "vv": True, "vh": True, "hh": False, "hv": False,
+    }  # fmt: skip
 
 
 def test_a_restarted_run_continues_from_the_latest_epoch_not_the_best_one(
