@@ -3,8 +3,9 @@
 The token grid is 32 pixels a side: a building of 10 x 20 pixels is a fraction of one token. The light
 decoder of the bundled heads (`PixelDecoder`) restores edges per pixel only; these heads add a small
 convolutional pyramid over the raw normalised bands (1, 1/2, 1/4, 1/8 resolution; its first layer is the
-wavelength-conditioned `SpectralStem`, so any band set works), inject the backbone's last and early-layer
-tokens at the coarsest level, and decode back to full resolution with skip connections (a U-Net).
+wavelength-conditioned `SpectralStem` with polarisation rows, so any band set works, radar included), inject
+the backbone's last and early-layer tokens at the coarsest level, and decode back to full resolution with skip
+connections (a U-Net).
 
 - `FinetunedChangeHead`: one pyramid for both dates (shared weights); at every level the two dates' maps and
   their absolute difference are fused, then decoded to one change logit per pixel. Same call as `ChangeHead`
