@@ -32,7 +32,8 @@ class SpectralStem(nn.Module):
         self.register_buffer("freqs", 2.0 ** torch.arange(frequencies, dtype=torch.float32), persistent=False)
         self.kernel = nn.Sequential(nn.Linear(2 * frequencies + 1, 64), nn.GELU(), nn.Linear(64, channels))
         self.bias = nn.Parameter(torch.zeros(channels))
-        # zeros draw no random numbers: optical runs train exactly as without it
+        # zeros draw no random numbers and add nothing to an optical band's kernel, so a head starts as one
+        # without them (training then differs in the last bits: the gradient norm sums one more tensor)
         self.polarisations = nn.Parameter(torch.zeros(len(SAR_KEYS), channels)) if polarisation else None
 
     def forward(self, pixels: Tensor, wavelengths: Tensor, band_keys: Sequence[str] = ()) -> Tensor:
