@@ -121,14 +121,23 @@ def test_bundled_kind_is_built_from_entries_without_a_decoder():
 
 
 def test_heads_run_in_bf16_close_to_float32():
-    f = features()
-    for head, run in (
-        (change_head(), lambda h, x: h(x)[:, 1]),
+    """Optical and radar bands (the polarisation rows in bf16 too)."""
+    optical = features()
+    radar = change_head(polarisation=True)
+    with torch.no_grad():
+        radar.encoder.stem.polarisations.copy_(torch.randn_like(radar.encoder.stem.polarisations))
+    o = optical
+    sar = ImageFeatures(o.last, o.early, o.pixels[:, :, :2], torch.tensor([55465.0, 55465.0]), ("vv", "vh"))
+    for head, run, f in (
+        (change_head(), lambda h, x: h(x)[:, 1], optical),
         (FinetunedSegmentationHead(FinetunedSegmentationHeadConfig(hidden_size=HIDDEN, widths=WIDTHS)).eval(),
-         lambda h, x: h(x, torch.ones(2, HIDDEN, dtype=x.last.dtype))),
+         lambda h, x: h(x, torch.ones(2, HIDDEN, dtype=x.last.dtype)), optical),
+        (radar, lambda h, x: h(x)[:, 1], sar),
     ):  # fmt: skip
         reference = run(head, f)
-        half = ImageFeatures(f.last.bfloat16(), f.early.bfloat16(), f.pixels.bfloat16(), f.wavelengths)
+        half = ImageFeatures(
+            f.last.bfloat16(), f.early.bfloat16(), f.pixels.bfloat16(), f.wavelengths, f.band_keys
+        )
         out = run(head.bfloat16(), half)
         assert out.dtype == torch.bfloat16
         # bf16 keeps 8 bits of mantissa (0.4 % per rounding): within 2 % of the logits' size after ~20 layers
