@@ -378,7 +378,13 @@ def main() -> None:
     parser.add_argument("--methods", default="rsneo,peers", help="rsneo and/or peer names; 'peers': all")
     parser.add_argument("--cpu-seconds", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--results", type=Path, default=Path("benchmarks/finetune_results.jsonl"))
+    parser.add_argument(
+        "--results",
+        type=Path,
+        nargs="+",
+        default=[Path("benchmarks/finetune_results.jsonl")],
+        help="the results file runs append to; with --report, any number of them",
+    )
     parser.add_argument(
         "--override",
         action="append",
@@ -388,10 +394,10 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only print the tables of --results")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    done = (
-        [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.is_file() else []
-    )
+    done = [json.loads(line) for f in args.results if f.is_file() for line in f.read_text().splitlines()]
     if not args.report:
+        if len(args.results) > 1:
+            parser.error("--results: runs append to one file; several are for --report")
         warnings.simplefilter("ignore")
         work = Path(tempfile.mkdtemp(prefix="rsneo-finetune-bench-"))
         for set_name in args.sets.split(","):
@@ -417,7 +423,7 @@ def main() -> None:
                     row |= {"seed": args.seed, "overrides": args.override}
                     row["load_average"] = round(os.getloadavg()[0], 1)
                     print(json.dumps(row), flush=True)
-                    with args.results.open("a") as f:
+                    with args.results[0].open("a") as f:
                         f.write(json.dumps(row) + "\n")
                     done.append(row)
     print(report(done))
