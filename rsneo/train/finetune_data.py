@@ -154,15 +154,42 @@ def hold_out_whole(
         )
     if len(small) == len(groups):
         return None
-    out, held = list(items), []
+    out, held, alone = list(items), [], []
     for names, members in groups.items():
         if names not in small:
             count = min(len(members) - 1, max(1, round(share * len(members))))
-            for i in sorted(rng.choice(members, count, replace=False).tolist()):
+            picked = sorted(rng.choice(members, count, replace=False).tolist())
+            for i in swap_single_class(items, members, picked, rng):
                 out[i] = whole_validation(items[i])
                 held.append(items[i].name)
+                alone += [items[i].name] if not several_classes(items[i]) else []
     note = f"{len(held)} whole sample{'s' if len(held) > 1 else ''} held out: {', '.join(held)}"
+    if alone:
+        note += f" ({', '.join(alone)}: one class only, no other sample had more)"
     return out, note, [i for names in small for i in groups[names]]
+
+
+def several_classes(item: Prepared) -> bool:
+    """Whether the sample's labels hold more than one class."""
+    labels = item.train[item.train != IGNORE]
+    return labels.size > 0 and bool((labels != labels.flat[0]).any())
+
+
+def swap_single_class(
+    items: Sequence[Prepared], members: list[int], picked: list[int], rng: np.random.Generator
+) -> list[int]:
+    """`picked`, each sample of one class alone swapped for a sample of several not picked, while any is left.
+
+    Why: a LEVIR-CD pair without change held out alone scores F1 0 at every epoch, so it would choose the
+    first checkpoint, stop the run and set the change cut on nothing. The draws of samples that hold
+    several classes stay as they were."""
+    spare = [i for i in members if i not in picked and several_classes(items[i])]
+    out = []
+    for i in picked:
+        if not several_classes(items[i]) and spare:
+            i = spare.pop(int(rng.integers(len(spare))))
+        out.append(i)
+    return sorted(out)
 
 
 def whole_validation(item: Prepared) -> Prepared:

@@ -135,6 +135,26 @@ def test_auto_holds_whole_samples_out_from_five_on_and_blocks_below(prepared):
     assert note.startswith("spatial blocks") and all((i.val >= 0).any() for i in items)
 
 
+def test_a_sample_of_one_class_alone_is_not_held_out_while_others_have_more(prepared):
+    """A LEVIR-CD pair without change (train_386 in ../shared) held out alone scores F1 0 at every epoch. Such
+    a draw is swapped for a pair with change; draws of pairs with change stay the seed's own."""
+    six = [replace(prepared[i % 3], name=f"pair_{i}") for i in range(6)]
+    unchanged = replace(six[4], train=np.where(six[4].train >= 0, 0, six[4].train))
+    six[4] = unchanged
+    swapped = 0
+    for seed in range(12):
+        items, note = split_samples(six, [None] * 6, "samples", 0.2, 64, 8, seed)
+        [held] = [i for i, item in enumerate(items) if (item.val >= 0).any()]
+        plain = int(np.random.default_rng(seed).choice(list(range(6)), 1, replace=False)[0])
+        assert held != 4 and held == (plain if plain != 4 else held)
+        swapped += plain == 4
+        assert note == f"1 whole sample held out: pair_{held}"
+    assert swapped > 0  # the rule was exercised
+    lone = [replace(six[i], train=np.where(six[i].train >= 0, 0, six[i].train)) for i in range(6)]
+    _, note = split_samples(lone, [None] * 6, "samples", 0.2, 64, 8, 3)
+    assert note.endswith(": one class only, no other sample had more)")
+
+
 def test_whole_samples_are_held_out_per_class_list_and_a_lone_dataset_keeps_its_training(prepared):
     """Two datasets naming their classes differently: the one with a single sample is never moved whole to
     validation (its class names would never train); it is validated on blocks instead."""
