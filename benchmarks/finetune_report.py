@@ -61,7 +61,8 @@ def report(rows: list[dict]) -> str:
             b = pooled([r for r in both if r["method"] == peer]) if both else None
             if a and b:
                 margins.append(f"pooled {a['f1'] - b['f1']:+.3f}")
-            lines.append(f"rsneo - {peer} (F1): {', '.join(margins)}")
+            if margins:
+                lines.append(f"rsneo - {peer} (F1): {', '.join(margins)}")
     return "\n".join(lines + seed_summary(rows))
 
 
