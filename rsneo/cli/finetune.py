@@ -213,13 +213,10 @@ def segment_command(
     ignores = list(ignore or [None])
     if len(ignores) not in (1, len(pairs)):
         raise InputError(f"--ignore: expected one value, or one per IMAGES MASKS pair ({len(pairs)})")
-    entries = [
-        {
-            "images": images,
-            "masks": masks,
-            "classes": classes[i % len(classes)],
-            "ignore": ignores[i % len(ignores)],
-        }
+    from rsneo.train.finetune_config import SegmentData
+
+    entries = [  # typed entries: the schema's list of SegmentData takes no plain dicts
+        SegmentData(images, masks, classes[i % len(classes)], ignores[i % len(ignores)])
         for i, (images, masks) in enumerate(pairs)
     ]
     values = common_values(out, model, train, sensor, bands, epochs, device, threads, overwrite) | {

@@ -51,6 +51,28 @@ def test_finetune_change_prints_what_trained_and_its_validation_score(finetuned)
     assert not (out.parent / ".model.finetune-run").exists()  # checkpoints tidied once the model is written
 
 
+def test_finetune_segment_writes_a_model_that_segment_uses(shared_data, tiny_model_dir, tmp_path, capsys):
+    """The command as the README gives it, on the Sentinel-1 chip: a radar head (its stem tells VV from VH),
+    then `rsneo segment --model` maps the chip with the trained names."""
+    import json
+
+    flood = shared_data / "sen1floods11"
+    out = tmp_path / "model"
+    argv = ["finetune", "segment", str(flood / "S1"), str(flood / "Labels"), "--classes", "0=land,1=water",
+            "--ignore", "-1", "--out", str(out), "--model", str(tiny_model_dir)]  # fmt: skip
+    assert run_app([*argv, *FAST]) == 0, capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "the segmentation head: the head only (backbone frozen); 1 labelled sample(s)" in printed
+    head = json.loads((out / "heads.json").read_text())["segmentation"]
+    assert head["decoder"] == "unet" and head["polarisation"] is True
+    s1 = next((flood / "S1").glob("*.tif"))
+    code = run_app(["segment", str(s1), "--model", str(out), "--classes", "land,water",
+                    "--out", str(tmp_path / "map")])  # fmt: skip
+    assert code == 0, capsys.readouterr().out
+    with rasterio.open(next((tmp_path / "map").glob("*.tif"))) as src:
+        assert src.width == 512 and set(np.unique(src.read(1))) <= {0, 1, 2, 255}
+
+
 def test_json_document_names_the_folder_and_the_validation_scores(
     levir_crops, tiny_model_dir, tmp_path, capsys
 ):
