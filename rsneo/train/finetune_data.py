@@ -183,10 +183,13 @@ def swap_single_class(
     Why: a LEVIR-CD pair without change held out alone scores F1 0 at every epoch, so it would choose the
     first checkpoint, stop the run and set the change cut on nothing. The draws of samples that hold
     several classes stay as they were."""
+    lone = [i for i in picked if not several_classes(items[i])]
+    if not lone:  # the usual case: no other sample's labels need reading
+        return picked
     spare = [i for i in members if i not in picked and several_classes(items[i])]
     out = []
     for i in picked:
-        if not several_classes(items[i]) and spare:
+        if i in lone and spare:
             i = spare.pop(int(rng.integers(len(spare))))
         out.append(i)
     return sorted(out)
