@@ -47,16 +47,8 @@ def report(rows: list[dict]) -> str:
                 if a and b:  # several seeds: the means of their runs
                     lead = np.mean([r["scores"]["f1"] for r in a]) - np.mean([r["scores"]["f1"] for r in b])
                     margins.append(f"fold {fold} {lead:+.3f}")
-            both = [
-                r
-                for r in mine
-                if r["method"] in ("rsneo", peer)
-                and any(
-                    q["fold"] == r["fold"] and q["method"] != r["method"]
-                    for q in mine
-                    if q["method"] in ("rsneo", peer)
-                )
-            ]
+            ran = [{r["fold"] for r in mine if r["method"] == m} for m in ("rsneo", peer)]
+            both = [r for r in mine if r["method"] in ("rsneo", peer) and r["fold"] in ran[0] & ran[1]]
             a = pooled([r for r in both if r["method"] == "rsneo"]) if both else None
             b = pooled([r for r in both if r["method"] == peer]) if both else None
             if a and b:

@@ -159,10 +159,11 @@ def hold_out_whole(
         if names not in small:
             count = min(len(members) - 1, max(1, round(share * len(members))))
             picked = sorted(rng.choice(members, count, replace=False).tolist())
-            for i in swap_single_class(items, members, picked, rng):
+            chosen, lone = swap_single_class(items, members, picked, rng)
+            for i in chosen:
                 out[i] = whole_validation(items[i])
                 held.append(items[i].name)
-                alone += [items[i].name] if not several_classes(items[i]) else []
+            alone += [items[i].name for i in lone]
     note = f"{len(held)} whole sample{'s' if len(held) > 1 else ''} held out: {', '.join(held)}"
     if alone:
         note += f" ({', '.join(alone)}: one class only, no other sample had more)"
@@ -177,22 +178,19 @@ def several_classes(item: Prepared) -> bool:
 
 def swap_single_class(
     items: Sequence[Prepared], members: list[int], picked: list[int], rng: np.random.Generator
-) -> list[int]:
-    """`picked`, each sample of one class alone swapped for a sample of several not picked, while any is left.
+) -> tuple[list[int], list[int]]:
+    """`picked`, each sample of one class alone swapped for a sample of several not picked, while any is left;
+    and the samples of one class alone that stayed (none had more to take their place).
 
     Why: a LEVIR-CD pair without change held out alone scores F1 0 at every epoch, so it would choose the
     first checkpoint, stop the run and set the change cut on nothing. The draws of samples that hold
     several classes stay as they were."""
     lone = [i for i in picked if not several_classes(items[i])]
     if not lone:  # the usual case: no other sample's labels need reading
-        return picked
+        return picked, []
     spare = [i for i in members if i not in picked and several_classes(items[i])]
-    out = []
-    for i in picked:
-        if i in lone and spare:
-            i = spare.pop(int(rng.integers(len(spare))))
-        out.append(i)
-    return sorted(out)
+    swapped = {i: spare.pop(int(rng.integers(len(spare)))) for i in lone if spare}
+    return sorted(swapped.get(i, i) for i in picked), [i for i in lone if i not in swapped]
 
 
 def whole_validation(item: Prepared) -> Prepared:
