@@ -217,6 +217,9 @@ class FinetuneDocument(_Document):
     best_epoch: int | None = Field(description="the epoch whose head was kept, counted from 1")
     cpu_seconds: float
     continued: bool = Field(description="the head continued the starting folder's fine-tuned head")
+    abstention: str | None = Field(
+        default=None, description='segmentation: the calibrated "none of these" threshold, said'
+    )
     record: str = Field(description="finetune.json in the model folder")
 
 

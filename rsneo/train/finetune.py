@@ -31,7 +31,6 @@ from rsneo import atomic
 from rsneo.data.frames import model_band_groups
 from rsneo.data.labelled import ClassTable, Sample, change_pairs, mask_chips
 from rsneo.errors import InputError
-from rsneo.heads.features import image_features
 from rsneo.heads.finetuned import (
     FinetunedChangeHead,
     FinetunedChangeHeadConfig,
@@ -46,9 +45,9 @@ from rsneo.train.checkpoint import load_checkpoint
 from rsneo.train.config import load_config, run_config
 from rsneo.train.csvlog import ResumableCSVLogger
 from rsneo.train.finetune_backbone import set_trainable
+from rsneo.train.finetune_calibrate import abstention, calibrate, calibrate_abstention
 from rsneo.train.finetune_data import TrainingChips, ValidationSamples, prepare, split_samples
 from rsneo.train.finetune_export import HEAD_NAMES, write_model_folder
-from rsneo.train.finetune_metrics import best_cut
 from rsneo.train.finetune_module import MONITOR, FinetuneModule
 from rsneo.train.run import set_cpu_threads
 
@@ -70,6 +69,7 @@ class FinetuneResult:
     cpu_seconds: float
     class_scores: dict[str, dict[str, float]] = field(default_factory=dict)
     continued: bool = False  # the head continued the starting folder's fine-tuned head
+    abstention: str | None = None  # segmentation: where "none of these" starts, and why there
 
     def summary(self) -> str:
         s = self.scores
@@ -83,6 +83,8 @@ class FinetuneResult:
             f"{s['boundary_f1']:.3f}, small-object recall {s['small_object_recall']:.3f}",
         ]
         lines += [f"  {name}: IoU {v['iou']:.3f}, F1 {v['f1']:.3f}" for name, v in self.class_scores.items()]
+        if self.abstention:
+            lines.append(self.abstention)
         lines.append(f"model written to {self.out}")
         return "\n".join(lines)
 
@@ -243,22 +245,6 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def calibrate(module: FinetuneModule, loader) -> float:
-    """Set the change head's bias so that P = 0.5 falls on the cut of best validation F1; returns the cut."""
-    module.eval()
-    logits, labels = [], []
-    for batch in loader:
-        batch = {k: v.to(module.device) if hasattr(v, "to") else v for k, v in batch.items()}
-        features = image_features(
-            module.model, batch["inputs"], module.head.config.early_layer, batch["frames"]
-        )
-        logits.append(module.head.change_logit(features).flatten().cpu())
-        labels.append(batch["labels"].flatten().cpu())
-    cut = best_cut(torch.cat(logits), torch.cat(labels))
-    module.head.config.bias = -cut
-    return cut
-
-
 def finetune(cfg: DictConfig | dict[str, Any]) -> FinetuneResult:
     """Run the fine-tune a composed config describes and write its model folder."""
     config = run_config(cfg)
@@ -281,11 +267,11 @@ def finetune(cfg: DictConfig | dict[str, Any]) -> FinetuneResult:
     taxonomies = list(dict.fromkeys(item.classes for item in items))
     module = FinetuneModule(system.model, head, system.tokenizer, ft["task"], taxonomies, settings=ft | stage,
                             record={"run_config": config})  # fmt: skip
-    budget = fit(config, module, items, system.config)
+    budget, calibration = fit(config, module, items, system.config)
     best_epoch = None if module.best_epoch is None else module.best_epoch + 1
     result = FinetuneResult(
         out, ft["task"], trained, len(samples), validation, dict(module.scores), module.trainer.current_epoch,
-        best_epoch, budget.used(), per_class(module), continued,
+        best_epoch, budget.used(), per_class(module), continued, abstention(module.head, calibration),
     )  # fmt: skip
     write_model_folder(system, module.head, ft, samples, result, config)
     return result
@@ -318,9 +304,12 @@ def split(config: dict[str, Any], system: System, samples: list[Sample]) -> tupl
     )  # fmt: skip
 
 
-def fit(config: dict[str, Any], module: FinetuneModule, items: list, model_config) -> CpuBudget:
+def fit(
+    config: dict[str, Any], module: FinetuneModule, items: list, model_config
+) -> tuple[CpuBudget, tuple[float, float] | None]:
     """Train (resuming the run folder's last checkpoint of the same config), load the best checkpoint, for
-    change move the cut to the best validation F1, and validate once more for the final scores."""
+    change move the cut to the best validation F1, for segmentation calibrate "none of these"
+    (`calibrate_abstention`, whose result it returns), and validate once more for the final scores."""
     ft, data = config["finetune"], config["data"]
     chips = TrainingChips(items, model_config, int(data["tile"]), int(data["batch_size"]),
                           int(ft["steps_per_epoch"]), int(config["seed"]))  # fmt: skip
@@ -337,10 +326,13 @@ def fit(config: dict[str, Any], module: FinetuneModule, items: list, model_confi
     best = trainer.checkpoint_callback.best_model_path
     if best:
         module.load_state_dict(load_checkpoint(best)["state_dict"])
+    calibration = None
     if ft["task"] == "change":
         calibrate(module, validation)
+    else:
+        calibration = calibrate_abstention(module, validation)
     trainer.validate(module, dataloaders=validation, verbose=False)
-    return budget
+    return budget, calibration
 
 
 def loader(dataset) -> torch.utils.data.DataLoader:

@@ -63,14 +63,21 @@ def test_finetune_segment_writes_a_model_that_segment_uses(shared_data, tiny_mod
     assert run_app([*argv, *FAST]) == 0, capsys.readouterr().out
     printed = " ".join(capsys.readouterr().out.split())
     assert "the segmentation head: the head only (backbone frozen); 1 labelled sample(s)" in printed
+    assert '"none of these" below cosine' in printed  # the calibrated threshold, said
     head = json.loads((out / "heads.json").read_text())["segmentation"]
-    assert head["decoder"] == "unet" and head["polarisation"] is True
+    assert head["decoder"] == "unet" and head["polarisation"] is True and head["none_threshold"] <= 0
     s1 = next((flood / "S1").glob("*.tif"))
     code = run_app(["segment", str(s1), "--model", str(out), "--classes", "land,water",
                     "--out", str(tmp_path / "map")])  # fmt: skip
     assert code == 0, capsys.readouterr().out
     with rasterio.open(next((tmp_path / "map").glob("*.tif"))) as src:
-        assert src.width == 512 and set(np.unique(src.read(1))) <= {0, 1, 2, 255}
+        mapped = src.read(1)
+    assert mapped.shape[1] == 512 and set(np.unique(mapped)) <= {0, 1, 2, 255}
+    with rasterio.open(next((flood / "Labels").glob("*.tif"))) as src:
+        labelled = src.read(1) >= 0
+    # abstention calibrated on the validation blocks: a head trained on this chip does not abstain on its
+    # labelled pixels (with the uncalibrated threshold, cosine 0, it did on a quarter of them)
+    assert (mapped[labelled] == 2).mean() < 0.05
 
 
 def test_json_document_names_the_folder_and_the_validation_scores(
