@@ -84,6 +84,7 @@ def hold_out_blocks(
         return item
     count = max(1, round(share * len(labelled)))
     chosen = [labelled[i] for i in rng.choice(len(labelled), count, replace=False)]
+    chosen = cover_classes(labels, labelled, chosen, block, rng)
     train, val = labels.copy(), np.full_like(labels, IGNORE)
     for r, c in chosen:
         inner = slice(r * block, (r + 1) * block), slice(c * block, (c + 1) * block)
@@ -91,6 +92,39 @@ def hold_out_blocks(
         train[max(0, r * block - margin) : (r + 1) * block + margin,
               max(0, c * block - margin) : (c + 1) * block + margin] = IGNORE  # fmt: skip
     return Prepared(item.name, item.pixels, train, val, item.classes, item.layout, item.times)
+
+
+def cover_classes(
+    labels: np.ndarray,
+    labelled: list[tuple[int, int]],
+    chosen: list[tuple[int, int]],
+    block: int,
+    rng: np.random.Generator,
+) -> list[tuple[int, int]]:
+    """`chosen`, plus one more block (drawn from those holding it) for every class of `labels` that no chosen
+    block holds.
+
+    Why: a class missing from validation scores 0 at every epoch, so early stopping and the kept checkpoint
+    would follow the other classes alone; a rare class (a few ponds in one scene) is the one a random 20 % of
+    blocks misses. Draws that hold every class stay as they were."""
+
+    def classes(r: int, c: int) -> set[int]:
+        window = labels[r * block : (r + 1) * block, c * block : (c + 1) * block]
+        return set(np.unique(window[window >= 0]).tolist())
+
+    seen = set().union(*(classes(*b) for b in chosen))
+    missing = set(np.unique(labels[labels >= 0]).tolist()) - seen
+    if not missing:  # the usual case: no other block is read
+        return chosen
+    chosen = list(chosen)
+    for k in sorted(missing):
+        if k in seen:  # a block added for an earlier class holds this one too
+            continue
+        spare = [b for b in labelled if b not in chosen and k in classes(*b)]
+        if spare:
+            chosen.append(spare[int(rng.integers(len(spare)))])
+            seen |= classes(*chosen[-1])
+    return chosen
 
 
 def split_samples(

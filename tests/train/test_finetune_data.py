@@ -135,6 +135,25 @@ def test_auto_holds_whole_samples_out_from_five_on_and_blocks_below(prepared):
     assert note.startswith("spatial blocks") and all((i.val >= 0).any() for i in items)
 
 
+def test_validation_blocks_hold_every_class_of_the_sample_even_a_rare_one(prepared):
+    """A class in one block of sixteen (a pond in a scene of land) is missed by most draws of 3 blocks; each
+    such draw gains one block holding it. A draw that holds every class is the seed's own, unchanged."""
+    labels = np.where(prepared[0].train >= 0, 0, prepared[0].train)
+    labels[200:210, 200:210] = 1  # block (3, 3) alone
+    item = replace(prepared[0], train=labels)
+    covered = 0
+    for seed in range(16):
+        plain = np.random.default_rng(seed).choice(16, 3, replace=False)
+        held = hold_out_blocks(item, share=0.2, block=64, margin=8, rng=np.random.default_rng(seed))
+        assert set(np.unique(held.val[held.val >= 0]).tolist()) == {0, 1}
+        assert not (held.train == 1).any()  # the pond validates, so it is not trained on
+        blocks = {(r, c) for r in range(4) for c in range(4) if (held.val[r * 64, c * 64] >= 0)}
+        assert blocks >= {divmod(int(i), 4) for i in plain}  # the draw itself is kept
+        assert len(blocks) == 3 + (15 not in plain)
+        covered += 15 in plain
+    assert 0 < covered < 16  # both cases were exercised
+
+
 def test_a_sample_of_one_class_alone_is_not_held_out_while_others_have_more(prepared):
     """A LEVIR-CD pair without change (train_386 in ../shared) held out alone scores F1 0 at every epoch. Such
     a draw is swapped for a pair with change; draws of pairs with change stay the seed's own."""
