@@ -244,7 +244,6 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(keep, default=str))
 
 
-@torch.no_grad()
 def finetune(cfg: DictConfig | dict[str, Any]) -> FinetuneResult:
     """Run the fine-tune a composed config describes and write its model folder."""
     config = run_config(cfg)

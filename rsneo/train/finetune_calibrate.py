@@ -15,6 +15,7 @@ PER_BATCH = 65_536  # labelled pixels of one validation batch that calibration r
 QUANTILE_LIMIT = 2**24  # and of all batches together (64 MiB)
 
 
+@torch.no_grad()
 def calibrate(module: FinetuneModule, loader) -> float:
     """Set the change head's bias so that P = 0.5 falls on the cut of best validation F1; returns the cut."""
     module.eval()
