@@ -217,8 +217,11 @@ class FinetuneDocument(_Document):
     best_epoch: int | None = Field(description="the epoch whose head was kept, counted from 1")
     cpu_seconds: float
     continued: bool = Field(description="the head continued the starting folder's fine-tuned head")
-    abstention: str | None = Field(
-        default=None, description='segmentation: the calibrated "none of these" threshold, said'
+    abstention: dict[str, float] | None = Field(
+        default=None,
+        description='segmentation: "none of these" calibrated on the validation pixels: none_threshold (the '
+        "cosine now), before (the threshold before), share_before (of the labelled validation pixels it "
+        "abstained on)",
     )
     record: str = Field(description="finetune.json in the model folder")
 

@@ -45,7 +45,7 @@ from rsneo.train.checkpoint import load_checkpoint
 from rsneo.train.config import load_config, run_config
 from rsneo.train.csvlog import ResumableCSVLogger
 from rsneo.train.finetune_backbone import set_trainable
-from rsneo.train.finetune_calibrate import abstention, calibrate, calibrate_abstention
+from rsneo.train.finetune_calibrate import abstention, calibrate, calibrate_abstention, said
 from rsneo.train.finetune_data import TrainingChips, ValidationSamples, prepare, split_samples
 from rsneo.train.finetune_export import HEAD_NAMES, write_model_folder
 from rsneo.train.finetune_module import MONITOR, FinetuneModule
@@ -69,7 +69,7 @@ class FinetuneResult:
     cpu_seconds: float
     class_scores: dict[str, dict[str, float]] = field(default_factory=dict)
     continued: bool = False  # the head continued the starting folder's fine-tuned head
-    abstention: str | None = None  # segmentation: where "none of these" starts, and why there
+    abstention: dict[str, float] | None = None  # segmentation: the calibrated "none of these" (`abstention`)
 
     def summary(self) -> str:
         s = self.scores
@@ -84,7 +84,7 @@ class FinetuneResult:
         ]
         lines += [f"  {name}: IoU {v['iou']:.3f}, F1 {v['f1']:.3f}" for name, v in self.class_scores.items()]
         if self.abstention:
-            lines.append(self.abstention)
+            lines.append(said(self.abstention))
         lines.append(f"model written to {self.out}")
         return "\n".join(lines)
 

@@ -67,13 +67,19 @@ def at_most(values: Tensor, count: int, draw: torch.Generator) -> Tensor:
     return values[torch.randperm(len(values), generator=draw)[:count]]
 
 
-def abstention(head: torch.nn.Module, calibration: tuple[float, float] | None) -> str | None:
-    """What the summary says of the calibrated "none of these" threshold."""
+def abstention(head: torch.nn.Module, calibration: tuple[float, float] | None) -> dict[str, float] | None:
+    """The record of a calibrated "none of these": the threshold now, the one before, and the share of the
+    labelled validation pixels the one before abstained on."""
     if calibration is None:
         return None
     before, share = calibration
+    return {"none_threshold": float(head.config.none_threshold), "before": before, "share_before": share}
+
+
+def said(record: dict[str, float]) -> str:
+    """The summary's line on a calibrated "none of these"."""
     return (
-        f'"none of these" below cosine {head.config.none_threshold:.3f}: at most {DEFAULT_RATE:.0%} of the '
-        f"labelled validation pixels (cosine {before:.3f}, the threshold before, would have abstained on "
-        f"{share:.1%})"
+        f'"none of these" below cosine {record["none_threshold"]:.3f}: at most {DEFAULT_RATE:.0%} of the '
+        f"labelled validation pixels (cosine {record['before']:.3f}, the threshold before, would have "
+        f"abstained on {record['share_before']:.1%})"
     )

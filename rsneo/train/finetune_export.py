@@ -110,7 +110,7 @@ def write_model_folder(
             "task": result.task, "data": data, "samples": [s.name for s in samples],
             "trained": result.trained, "started_from": str(system.folder) if system.folder else None,
             "validation": result.validation, "scores": result.scores, "class_scores": result.class_scores,
-            "epochs": result.epochs, "best_epoch": result.best_epoch,
+            "epochs": result.epochs, "best_epoch": result.best_epoch, "abstention": result.abstention,
             "cpu_seconds": round(result.cpu_seconds, 1), "head": head.to_json(), "finetune": ft,
         }  # fmt: skip
         write_text(tmp / FINETUNE_JSON, json.dumps(record, indent=1, default=str) + "\n")

@@ -66,6 +66,8 @@ def test_finetune_segment_writes_a_model_that_segment_uses(shared_data, tiny_mod
     assert '"none of these" below cosine' in printed  # the calibrated threshold, said
     head = json.loads((out / "heads.json").read_text())["segmentation"]
     assert head["decoder"] == "unet" and head["polarisation"] is True and head["none_threshold"] <= 0
+    record = json.loads((out / "finetune.json").read_text())["abstention"]
+    assert record["none_threshold"] == head["none_threshold"] and record["before"] == 0.0
     s1 = next((flood / "S1").glob("*.tif"))
     code = run_app(["segment", str(s1), "--model", str(out), "--classes", "land,water",
                     "--out", str(tmp_path / "map")])  # fmt: skip

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rsneo.train.finetune_calibrate import abstention, calibrate_abstention
+from rsneo.train.finetune_calibrate import abstention, calibrate_abstention, said
 
 
 class Cosines(torch.nn.Module):
@@ -40,9 +40,11 @@ def test_the_threshold_falls_to_the_one_percent_quantile_of_labelled_pixels_only
     threshold = module.head.config.none_threshold
     assert threshold == pytest.approx(float(torch.quantile(best[100:], 0.01)))
     assert float((best[100:] < threshold).float().mean()) <= 0.01
-    said = abstention(module.head, (before, share))
-    assert f"below cosine {threshold:.3f}" in said and "(cosine 0.000, the threshold before" in said
-    assert "would have abstained on 44.4%" in said
+    record = abstention(module.head, (before, share))
+    assert record == {"none_threshold": threshold, "before": 0.0, "share_before": share}
+    line = said(record)
+    assert f"below cosine {threshold:.3f}" in line and "(cosine 0.000, the threshold before" in line
+    assert "would have abstained on 44.4%" in line
 
 
 def test_a_threshold_already_low_enough_stays():
