@@ -266,8 +266,12 @@ def peer_predict(module: PeerModule, item, config, cut: float | None = None) -> 
     return decision[0].numpy()
 
 
-def score_rsneo(set_name: str, model: Path, data: dict, test: list[str], work: Path) -> Scores:
-    """rsneo through its products on the model folder it wrote: `rsneo change` / `rsneo segment`."""
+def score_rsneo(
+    set_name: str, model: Path, data: dict, test: list[str], work: Path
+) -> tuple[Scores, dict[str, float]]:
+    """rsneo through its products on the model folder it wrote: `rsneo change` / `rsneo segment`; and, for
+    segmentation, the share of the labelled test pixels the map left as "none of these" (scored as not
+    water: the peers never abstain, so a reader of the scores should see how much rsneo did)."""
     import rasterio
 
     from rsneo.predict.change import detect_change
@@ -284,14 +288,15 @@ def score_rsneo(set_name: str, model: Path, data: dict, test: list[str], work: P
                 predicted = src.read(1).astype(np.int64)
             label = change_pairs_label(name)
             scores.update(predicted, label)
-        return scores
+        return scores, {}
     request = SegmentRequest(raster=data["right_image"], classes=("land", "water"), out=work / "segment",
                              confidence=False)  # fmt: skip
     out = segment_raster(system, request)
     with rasterio.open(out.cog) as src:
         predicted = src.read(1).astype(np.int64)  # 0 land, 1 water, 2 none of these (counted as wrong)
-    scores.update(np.where(predicted == 1, 1, 0), flood_label(data["right_label"]))
-    return scores
+    label = flood_label(data["right_label"])
+    scores.update(np.where(predicted == 1, 1, 0), label)
+    return scores, {"abstained": float((predicted[label >= 0] == 2).mean())}
 
 
 def change_pairs_label(name: str) -> np.ndarray:
@@ -350,8 +355,9 @@ def one_run(
     if method == "rsneo":
         result = finetune(cfg)
         cpu = result.cpu_seconds
-        scores = score_rsneo(set_name, result.out, data, test, work / f"{set_name}{fold}_{method}")
-        extra = {"epochs": result.epochs, "best_epoch": result.best_epoch, "validation": result.scores}
+        scores, abstained = score_rsneo(set_name, result.out, data, test, work / f"{set_name}{fold}_{method}")
+        extra = {"epochs": result.epochs, "best_epoch": result.best_epoch, "validation": result.scores,
+                 **abstained}  # fmt: skip
     else:
         module, cpu = train_peer(method, set_name, cfg, samples_of(set_name, data))
         scores = score_peer(module, set_name, data, test)
