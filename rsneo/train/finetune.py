@@ -45,7 +45,7 @@ from rsneo.train.checkpoint import load_checkpoint
 from rsneo.train.config import load_config, run_config
 from rsneo.train.csvlog import ResumableCSVLogger
 from rsneo.train.finetune_backbone import set_trainable
-from rsneo.train.finetune_calibrate import abstention, calibrate, calibrate_abstention, said
+from rsneo.train.finetune_calibrate import calibrate, calibrate_abstention, said
 from rsneo.train.finetune_data import TrainingChips, ValidationSamples, prepare, split_samples
 from rsneo.train.finetune_export import HEAD_NAMES, write_model_folder
 from rsneo.train.finetune_module import MONITOR, FinetuneModule
@@ -69,7 +69,7 @@ class FinetuneResult:
     cpu_seconds: float
     class_scores: dict[str, dict[str, float]] = field(default_factory=dict)
     continued: bool = False  # the head continued the starting folder's fine-tuned head
-    abstention: dict[str, float] | None = None  # segmentation: the calibrated "none of these" (`abstention`)
+    abstention: dict[str, float] | None = None  # segmentation: `calibrate_abstention`'s record
 
     def summary(self) -> str:
         s = self.scores
@@ -270,7 +270,7 @@ def finetune(cfg: DictConfig | dict[str, Any]) -> FinetuneResult:
     best_epoch = None if module.best_epoch is None else module.best_epoch + 1
     result = FinetuneResult(
         out, ft["task"], trained, len(samples), validation, dict(module.scores), module.trainer.current_epoch,
-        best_epoch, budget.used(), per_class(module), continued, abstention(module.head, calibration),
+        best_epoch, budget.used(), per_class(module), continued, calibration,
     )  # fmt: skip
     write_model_folder(system, module.head, ft, samples, result, config)
     return result
@@ -305,7 +305,7 @@ def split(config: dict[str, Any], system: System, samples: list[Sample]) -> tupl
 
 def fit(
     config: dict[str, Any], module: FinetuneModule, items: list, model_config
-) -> tuple[CpuBudget, tuple[float, float] | None]:
+) -> tuple[CpuBudget, dict[str, float] | None]:
     """Train (resuming the run folder's last checkpoint of the same config), load the best checkpoint, for
     change move the cut to the best validation F1, for segmentation calibrate "none of these"
     (`calibrate_abstention`, whose result it returns), and validate once more for the final scores."""

@@ -21,7 +21,7 @@ def calibrate(module: FinetuneModule, loader) -> float:
     module.eval()
     logits, labels = [], []
     for batch in loader:
-        batch = {k: v.to(module.device) if hasattr(v, "to") else v for k, v in batch.items()}
+        batch = module.transfer_batch_to_device(batch, module.device, 0)
         features = image_features(
             module.model, batch["inputs"], module.head.config.early_layer, batch["frames"]
         )
@@ -33,11 +33,12 @@ def calibrate(module: FinetuneModule, loader) -> float:
 
 
 @torch.no_grad()
-def calibrate_abstention(module: FinetuneModule, loader) -> tuple[float, float] | None:
+def calibrate_abstention(module: FinetuneModule, loader) -> dict[str, float] | None:
     """Lower the segmentation head's "none of these" threshold to the cosine that `DEFAULT_RATE` of the
     labelled validation pixels fall below (the rule `rsneo.train.abstain` applies to the bundled model), never
-    raising it; returns the threshold before and the share of those pixels it would have abstained on (None
-    without labelled validation pixels: the threshold stays).
+    raising it; returns the record of finetune.json: the threshold now (`none_threshold`), the one `before`
+    and the share of those pixels it abstained on (`share_before`); None without labelled validation pixels
+    (the threshold stays).
 
     Why: cross-entropy over the named classes fixes only the differences between their cosines, so a head
     trained on land and water can rank a pixel right while both cosines are negative: with the default
@@ -45,7 +46,7 @@ def calibrate_abstention(module: FinetuneModule, loader) -> tuple[float, float] 
     module.eval()
     best, draw = [], torch.Generator().manual_seed(0)
     for batch in loader:
-        batch = {k: v.to(module.device) if hasattr(v, "to") else v for k, v in batch.items()}
+        batch = module.transfer_batch_to_device(batch, module.device, 0)
         cosines = module.logits(batch) / module.head.scale
         labels = batch["labels"]
         labelled = (labels >= 0) & (labels < cosines.shape[1])
@@ -56,7 +57,8 @@ def calibrate_abstention(module: FinetuneModule, loader) -> tuple[float, float] 
     config = module.head.config
     before = float(config.none_threshold)
     config.none_threshold = calibrated_threshold(cosines, before)
-    return before, float((cosines < before).float().mean())
+    share = float((cosines < before).float().mean())
+    return {"none_threshold": float(config.none_threshold), "before": before, "share_before": share}
 
 
 def at_most(values: Tensor, count: int, draw: torch.Generator) -> Tensor:
@@ -65,15 +67,6 @@ def at_most(values: Tensor, count: int, draw: torch.Generator) -> Tensor:
     if len(values) <= count:
         return values
     return values[torch.randperm(len(values), generator=draw)[:count]]
-
-
-def abstention(head: torch.nn.Module, calibration: tuple[float, float] | None) -> dict[str, float] | None:
-    """The record of a calibrated "none of these": the threshold now, the one before, and the share of the
-    labelled validation pixels the one before abstained on."""
-    if calibration is None:
-        return None
-    before, share = calibration
-    return {"none_threshold": float(head.config.none_threshold), "before": before, "share_before": share}
 
 
 def said(record: dict[str, float]) -> str:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rsneo.train.finetune_calibrate import abstention, calibrate_abstention, said
+from rsneo.train.finetune_calibrate import calibrate_abstention, said
 
 
 class Cosines(torch.nn.Module):
@@ -18,6 +18,9 @@ class Cosines(torch.nn.Module):
         super().__init__()
         config = SimpleNamespace(none_threshold=threshold)
         self.head, self.device = SimpleNamespace(scale=torch.tensor(10.0), config=config), torch.device("cpu")
+
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, index: int) -> dict:
+        return batch
 
     def logits(self, batch: dict) -> torch.Tensor:
         return self.head.scale * batch["cosines"]
@@ -34,13 +37,13 @@ def test_the_threshold_falls_to_the_one_percent_quantile_of_labelled_pixels_only
     labels = torch.zeros(1001, dtype=torch.long)
     labels[:100] = -1  # unlabelled: the lowest cosines, left out of the quantile
     module = Cosines(0.0)
-    before, share = calibrate_abstention(module, batches(best, labels))
+    record = calibrate_abstention(module, batches(best, labels))
+    before, share = record["before"], record["share_before"]
     assert before == 0.0
     assert share == pytest.approx(400 / 901)  # labelled pixels below cosine 0: -0.3995 .. -0.0005
     threshold = module.head.config.none_threshold
     assert threshold == pytest.approx(float(torch.quantile(best[100:], 0.01)))
     assert float((best[100:] < threshold).float().mean()) <= 0.01
-    record = abstention(module.head, (before, share))
     assert record == {"none_threshold": threshold, "before": 0.0, "share_before": share}
     line = said(record)
     assert f"below cosine {threshold:.3f}" in line and "(cosine 0.000, the threshold before" in line
@@ -57,7 +60,7 @@ def test_without_labelled_validation_pixels_the_threshold_stays_and_nothing_is_s
     module = Cosines(0.0)
     labels = torch.full((11,), -1, dtype=torch.long)
     assert calibrate_abstention(module, batches(torch.linspace(-0.5, 0.5, 11), labels)) is None
-    assert module.head.config.none_threshold == 0.0 and abstention(module.head, None) is None
+    assert module.head.config.none_threshold == 0.0
 
 
 def test_a_large_batch_is_read_through_a_random_draw_of_its_pixels():
