@@ -25,8 +25,8 @@ pooled over all test pixels.
 
 Every choice of rsneo's defaults (head sizes, loss, learning rate, epochs) was made on inner validation of
 fold 0's training pairs only, and the whole-pair validation on folds 1-3; see docs/training.md for what that
-means. `s2dev` / `s1dev` train on the top and test on the bottom of the training half alone: an inner split
-for trying a change (`--override KEY=VALUE`) without the held-out right half.
+means. `s2dev` / `s1dev` train on the top and test on the bottom of the training half alone (`--folds 1`: the
+other way round): an inner split for trying a change (`--override KEY=VALUE`) without the held-out right half.
 
 Run from the repository root (results are appended to --results, finished runs are skipped when run again):
     python benchmarks/finetune.py [--sets levir,s2,s1] [--folds 0,1,2,3] [--methods rsneo,peers]
@@ -94,10 +94,10 @@ def levir_fold(fold: int, work: Path) -> tuple[Path, list[str]]:
     return root, test
 
 
-def flood_halves(sensor: str, work: Path, dev: bool = False) -> dict[str, Path]:
+def flood_halves(sensor: str, work: Path, dev: bool = False, fold: int = 0) -> dict[str, Path]:
     """The chip's image and label cut into left (train) and right (test) GeoTIFFs. `dev`: the training half
     alone cut into its top (train) and bottom (test), under the same keys, for choosing rsneo's defaults
-    without the held-out right half."""
+    without the held-out right half; dev `fold` 1 swaps them (train on the bottom, test on the top)."""
     import rasterio
     from rasterio.windows import Window
 
@@ -106,15 +106,16 @@ def flood_halves(sensor: str, work: Path, dev: bool = False) -> dict[str, Path]:
         "image": next((folder / sensor.upper()).glob("*.tif")),
         "label": next((folder / "Labels").glob("*.tif")),
     }
+    top, bottom = Window(0, 0, 256, 256), Window(0, 256, 256, 256)
     windows = (
-        {"left": Window(0, 0, 256, 256), "right": Window(0, 256, 256, 256)}
+        {"left": (bottom if fold else top), "right": (top if fold else bottom)}
         if dev
         else {"left": Window(0, 0, 256, 512), "right": Window(256, 0, 256, 512)}
     )
     out = {}
     for half, window in windows.items():
         for kind, path in sources.items():
-            target = work / f"{sensor}{'_dev' if dev else ''}_{half}_{kind}.tif"
+            target = work / f"{sensor}{f'_dev{fold}' if dev else ''}_{half}_{kind}.tif"
             if not target.exists():
                 with rasterio.open(path) as src:
                     profile = {k: v for k, v in src.profile.items()
@@ -348,8 +349,8 @@ def one_run(
         data = {"root": root}
     else:
         dev = set_name.endswith("dev")
-        data = flood_halves(set_name.removesuffix("dev"), work, dev)
-        test = ["bottom of the training half" if dev else "right half"]
+        data = flood_halves(set_name.removesuffix("dev"), work, dev, fold)
+        test = [("top" if fold else "bottom") + " of the training half" if dev else "right half"]
     cfg = run_config(set_name, data, budget, work / f"{set_name}{fold}_{method}", seed, overrides)
     started = time.process_time()
     if method == "rsneo":
@@ -380,7 +381,11 @@ def one_run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="levir,s2,s1")
-    parser.add_argument("--folds", default="0,1,2,3", help="LEVIR folds (the Sen1Floods11 sets have one)")
+    parser.add_argument(
+        "--folds",
+        default="0,1,2,3",
+        help="LEVIR folds; s1dev/s2dev: 0 (train top), 1 (train bottom); s1 and s2 have one",
+    )
     parser.add_argument("--methods", default="rsneo,peers", help="rsneo and/or peer names; 'peers': all")
     parser.add_argument("--cpu-seconds", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -407,7 +412,9 @@ def main() -> None:
         warnings.simplefilter("ignore")
         work = Path(tempfile.mkdtemp(prefix="rsneo-finetune-bench-"))
         for set_name in args.sets.split(","):
-            folds = [int(f) for f in args.folds.split(",")] if set_name == "levir" else [0]
+            folds = [int(f) for f in args.folds.split(",")]
+            if set_name != "levir":
+                folds = [f for f in folds if f < 2] if set_name.endswith("dev") else [0]
             methods = [m for m in args.methods.split(",") if m != "peers"]
             methods += list(PEERS[set_name]) if "peers" in args.methods.split(",") else []
             for fold in folds:
