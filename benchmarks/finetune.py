@@ -350,7 +350,7 @@ def one_run(
     else:
         dev = set_name.endswith("dev")
         data = flood_halves(set_name.removesuffix("dev"), work, dev, fold)
-        test = [("top" if fold else "bottom") + " of the training half" if dev else "right half"]
+        test = [f"{'top' if fold else 'bottom'} of the training half" if dev else "right half"]
     cfg = run_config(set_name, data, budget, work / f"{set_name}{fold}_{method}", seed, overrides)
     started = time.process_time()
     if method == "rsneo":
